@@ -1,0 +1,1 @@
+"""Services shared by the dashboard, the API and the supervisor. Never imports streamlit."""

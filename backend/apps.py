@@ -1,0 +1,173 @@
+"""App services: deploy, list, reboot, delete, events and logs, with permission checks.
+
+These functions record intent in the database (desired state, reboot counter, state
+`queued`/`deleting`); the supervisor's reconcile loop acts on it. So the dashboard, the API
+and tests all deploy the same way, and nothing is lost when a process restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from backend import appstate
+from backend.context import Context
+from backend.errors import NotFound, ValidationError
+from backend.logs import app_log_path, build_log_path, tail
+from backend.validation import (repo_owner_and_name, suggest_subdomain, validate_branch,
+                                validate_main_file, validate_repo_url, validate_subdomain)
+from backend.workspaces import (get_or_create_workspace, require_role, role_in,
+                                visible_workspace_ids)
+from models import App, AppEvent, User, Workspace, session_scope, utcnow
+
+
+@dataclass(frozen=True)
+class AppView:
+    """What a page or an API response shows of one app."""
+
+    id: int
+    subdomain: str
+    url: str
+    repo_url: str
+    branch: str
+    main_file: str
+    python_version: str
+    visibility: str
+    state: str
+    state_reason: str
+    desired_state: str
+    workspace: str
+    workspace_id: int
+    owner: str
+    commit: str
+    role: str  # the viewing user's role in the app's workspace
+    created_at: datetime
+    updated_at: datetime
+    last_deployed_at: datetime | None
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role in ("developer", "admin")
+
+
+def _view(ctx: Context, session: Session, app: App, user: User) -> AppView:
+    ws = session.get(Workspace, app.workspace_id)
+    owner = session.get(User, app.owner_id) if app.owner_id else None
+    return AppView(
+        id=app.id, subdomain=app.subdomain, url=ctx.settings.public_url(app.subdomain),
+        repo_url=app.repo_url, branch=app.branch, main_file=app.main_file,
+        python_version=app.python_version or ctx.settings.default_python,
+        visibility=app.visibility, state=app.state, state_reason=app.state_reason,
+        desired_state=app.desired_state, workspace=ws.name if ws else "",
+        workspace_id=app.workspace_id, owner=owner.username if owner else "",
+        commit=app.commit, role=role_in(session, user, app.workspace_id) or "",
+        created_at=app.created_at, updated_at=app.updated_at,
+        last_deployed_at=app.last_deployed_at)
+
+
+def _load(session: Session, user: User, app_id: int, needed: str, action: str) -> App:
+    app = session.get(App, app_id)
+    if app is None or app.desired_state == "deleted":
+        raise NotFound(f"App {app_id} does not exist (it may have been deleted).")
+    if role_in(session, user, app.workspace_id) is None:
+        raise NotFound(f"App {app_id} does not exist (it may have been deleted).")
+    require_role(session, user, app.workspace_id, needed, action)
+    return app
+
+
+def subdomain_available(ctx: Context, subdomain: str) -> bool:
+    with session_scope(ctx.engine) as s:
+        return s.exec(select(App.id).where(App.subdomain == subdomain)).first() is None
+
+
+def suggest_free_subdomain(ctx: Context, repo_url: str) -> str:
+    base = suggest_subdomain(repo_url)
+    candidate, n = base, 2
+    while not subdomain_available(ctx, candidate):
+        candidate, n = f"{base}-{n}", n + 1
+    return candidate
+
+
+def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
+               main_file: str = "streamlit_app.py", subdomain: str = "",
+               python_version: str = "") -> AppView:
+    """Validate a deploy request and queue the app; the supervisor builds and starts it."""
+    repo_url = validate_repo_url(repo_url, ctx.settings.allow_local_repos)
+    branch = validate_branch(branch)
+    main_file = validate_main_file(main_file)
+    sub = validate_subdomain(subdomain) if subdomain.strip() else \
+        suggest_free_subdomain(ctx, repo_url)
+    owner, _ = repo_owner_and_name(repo_url)
+    with session_scope(ctx.engine) as s:
+        ws = get_or_create_workspace(s, owner, user)
+        require_role(s, user, ws.id, "developer", "deploy apps")
+        if s.exec(select(App.id).where(App.subdomain == sub)).first() is not None:
+            raise ValidationError("subdomain", f"The subdomain '{sub}' is taken; choose "
+                                  "another.")
+        app = App(workspace_id=ws.id, owner_id=user.id, subdomain=sub, repo_url=repo_url,
+                  branch=branch, main_file=main_file, python_version=python_version.strip(),
+                  memory_limit_mb=None, state="queued", state_reason="Deploy requested")
+        s.add(app)
+        s.flush()
+        s.add(AppEvent(app_id=app.id, from_state="", to_state="queued",
+                       reason=f"Deployed by {user.username}"))
+        return _view(ctx, s, app, user)
+
+
+def list_apps(ctx: Context, user: User, workspace_id: int | None = None) -> list[AppView]:
+    """Apps the user can see (optionally of one workspace), newest first."""
+    with session_scope(ctx.engine) as s:
+        q = select(App).where(App.desired_state != "deleted")
+        visible = visible_workspace_ids(s, user)
+        if visible is not None:
+            q = q.where(App.workspace_id.in_(visible))  # type: ignore[attr-defined]
+        if workspace_id is not None:
+            q = q.where(App.workspace_id == workspace_id)
+        apps = s.exec(q.order_by(App.created_at.desc())).all()  # type: ignore[attr-defined]
+        return [_view(ctx, s, a, user) for a in apps]
+
+
+def get_app(ctx: Context, user: User, app_id: int) -> AppView:
+    with session_scope(ctx.engine) as s:
+        return _view(ctx, s, _load(s, user, app_id, "viewer", "view this app"), user)
+
+
+def reboot_app(ctx: Context, user: User, app_id: int) -> AppView:
+    """Restart on the same environment; an app that is not running is built again."""
+    with session_scope(ctx.engine) as s:
+        app = _load(s, user, app_id, "developer", "reboot this app")
+        app.desired_state = "running"
+        app.restart_generation += 1
+        if app.state in ("running", "starting"):
+            s.add(AppEvent(app_id=app.id, from_state=app.state, to_state=app.state,
+                           reason=f"Reboot requested by {user.username}"))
+            app.updated_at = utcnow()
+            s.add(app)
+        else:
+            appstate.transition(s, app, "queued", f"Reboot requested by {user.username}")
+        return _view(ctx, s, app, user)
+
+
+def delete_app(ctx: Context, user: User, app_id: int) -> None:
+    """Mark the app deleted; the supervisor stops it and removes its files and route."""
+    with session_scope(ctx.engine) as s:
+        app = _load(s, user, app_id, "developer", "delete this app")
+        app.desired_state = "deleted"
+        appstate.transition(s, app, "deleting", f"Deleted by {user.username}")
+
+
+def app_events(ctx: Context, user: User, app_id: int, limit: int = 50) -> list[AppEvent]:
+    with session_scope(ctx.engine) as s:
+        _load(s, user, app_id, "viewer", "view this app's events")
+        q = select(AppEvent).where(AppEvent.app_id == app_id)
+        return list(s.exec(q.order_by(AppEvent.id.desc()).limit(limit)).all())  # type: ignore
+
+
+def read_logs(ctx: Context, user: User, app_id: int, max_bytes: int = 64_000) -> dict[str, str]:
+    """{'build': ..., 'app': ...}: the tails of the app's two logs (developers only)."""
+    with session_scope(ctx.engine) as s:
+        _load(s, user, app_id, "developer", "read this app's logs")
+    return {"build": tail(build_log_path(ctx.settings, app_id), max_bytes),
+            "app": tail(app_log_path(ctx.settings, app_id), max_bytes)}

@@ -1,0 +1,46 @@
+"""What the running supervisor reports about itself (engine, Python versions, heartbeat).
+
+The supervisor writes `<data_dir>/run/platform.json`; the dashboard reads it through here,
+so pages never talk to the runtime directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from backend.context import Context
+
+
+@dataclass
+class PlatformInfo:
+    engine: str = "unknown"
+    python_versions: list[str] = field(default_factory=list)
+    dashboard_url: str = ""
+    heartbeat: float = 0.0  # time.time() of the supervisor's last reconcile pass
+
+    @property
+    def supervisor_alive(self) -> bool:
+        return time.time() - self.heartbeat < 30
+
+
+def _path(ctx: Context):
+    return ctx.settings.run_path / "platform.json"
+
+
+def read_platform(ctx: Context) -> PlatformInfo:
+    try:
+        data = json.loads(_path(ctx).read_text())
+    except (FileNotFoundError, ValueError):
+        return PlatformInfo(python_versions=[ctx.settings.default_python])
+    return PlatformInfo(**{k: v for k, v in data.items() if k in PlatformInfo.__annotations__})
+
+
+def write_platform(ctx: Context, info: PlatformInfo) -> None:
+    path = _path(ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(info)))
+    os.replace(tmp, path)

@@ -1,0 +1,212 @@
+"""One typed settings object for every process of the system.
+
+Like Datasette's settings table: each setting is a field with a default and a help text
+(`field(metadata={"help": ...})`), and `docs/operator-guide.md` documents every one of them
+(a test checks that). Values come, lowest priority first, from the defaults, an optional TOML
+file (`STCLOUD_CONFIG`, else `<data_dir>/config.toml`), and environment variables named
+`STCLOUD_<NAME>` (plus `DATABASE_URL` for `database_url`).
+
+The supervisor passes the effective environment on to the dashboard process, so the two
+always agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "STCLOUD_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRET_SETTINGS = frozenset({"database_url", "smtp_password"})
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _help("Where the database, checkouts, logs and keys live.",
+                           default=PROJECT_ROOT / ".data")
+    database_url: str = _help("SQLAlchemy URL; empty means SQLite (WAL) in data_dir. "
+                              "Also read from DATABASE_URL.", default="")
+    domain: str = _help("Public domain: the dashboard is served at it, apps at "
+                        "<subdomain>.<domain>.", default="localhost")
+    port: int = _help("The one public port of the proxy.", default=8080)
+    bind: str = _help("Address the proxy listens on.", default="127.0.0.1")
+    scheme: str = _help("http or https, as browsers see the public URL (TLS is "
+                        "terminated in front of the proxy).", default="http")
+    public_port: int = _help("Port browsers use in public URLs; 0 means `port` "
+                             "(set 443/80 behind a TLS terminator).", default=0)
+    runtime: str = _help("auto, docker or process. auto uses Docker when a daemon "
+                         "answers, else the process runtime.", default="auto")
+    memory_limit_mb: int = _help("Default memory limit per app, in MiB.", default=1024)
+    default_python: str = _help("Python version for apps that do not choose one.",
+                                default="3.11")
+    default_streamlit: str = _help("Streamlit version installed when an app does not pin "
+                                   "one.", default="1.67.0")
+    envs_dir: Path | None = _help("Where built environments are kept; default "
+                                  "<data_dir>/envs. Shared by apps with the same "
+                                  "dependency hash.", default=None)
+    uv_cache_dir: Path | None = _help("uv's package cache; default <data_dir>/uv-cache.",
+                                      default=None)
+    index_url: str = _help("Package index URL for builds; empty means uv's default.",
+                           default="")
+    ca_bundle: str = _help("CA bundle for builds that reach the package index; empty "
+                           "means the host's /etc/ssl/certs/ca-certificates.crt when it "
+                           "exists.", default="")
+    allow_local_repos: bool = _help("Allow deploying from local paths and file:// URLs.",
+                                    default=True)
+    reconcile_interval: float = _help("Seconds between reconcile passes (deploys also wake "
+                                      "the loop at once).", default=1.0)
+    health_timeout: float = _help("Seconds an app may take from start to answering "
+                                  "/_stcore/health.", default=120.0)
+    build_timeout: float = _help("Seconds a clone or environment build may take.",
+                                 default=900.0)
+    crash_backoff: str = _help("Seconds to wait before each restart of a crashed app, "
+                               "comma-separated; past the end the app stays crashed.",
+                               default="1,2,5,10,30")
+    dashboard_port: int = _help("Internal port of the dashboard Streamlit process; 0 "
+                                "picks a free one.", default=0)
+    admin_username: str = _help("Username of the first admin, created on first start.",
+                                default="admin")
+    docs_url: str = _help("Documentation link shown in the dashboard.",
+                          default="https://docs.streamlit.io/deploy/streamlit-community-cloud")
+    support_url: str = _help("Support link shown in the dashboard.", default="")
+    log_level: str = _help("Operator log level.", default="INFO")
+    smtp_password: str = _help("SMTP password (used by the email sender).", default="")
+
+    # Derived locations -------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'cloud.db'}"
+
+    @property
+    def envs_path(self) -> Path:
+        return self.envs_dir or self.data_dir / "envs"
+
+    @property
+    def uv_cache_path(self) -> Path:
+        return self.uv_cache_dir or self.data_dir / "uv-cache"
+
+    @property
+    def apps_path(self) -> Path:
+        return self.data_dir / "apps"
+
+    @property
+    def logs_path(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_path(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def ca_bundle_path(self) -> Path | None:
+        if self.ca_bundle:
+            return Path(self.ca_bundle)
+        host = Path("/etc/ssl/certs/ca-certificates.crt")
+        return host if host.exists() else None
+
+    @property
+    def crash_backoff_schedule(self) -> tuple[float, ...]:
+        return tuple(float(s) for s in self.crash_backoff.split(",") if s.strip())
+
+    def public_url(self, subdomain: str | None = None) -> str:
+        host = f"{subdomain}.{self.domain}" if subdomain else self.domain
+        port = self.public_port or self.port
+        default = 443 if self.scheme == "https" else 80
+        return f"{self.scheme}://{host}" + ("" if port == default else f":{port}")
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text, secrets replaced by `***` (for the start-up banner)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_SETTINGS and value:
+                value = _mask_url(value) if f.name == "database_url" else "***"
+            out[f.name] = str(value)
+        return out
+
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that reproduce these settings in a child process."""
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
+
+
+def _mask_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def setting_help() -> dict[str, str]:
+    """name -> help text, for documentation and its test."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(Settings)}
+
+
+def _coerce(kind: Any, raw: Any, name: str) -> Any:
+    text = str(raw)
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if text.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if text.lower() in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind in (Path, Path | None):
+            return Path(text).expanduser() if text else None
+        return text
+    except ValueError:
+        raise ValueError(f"Setting {name!r} has an invalid value {text!r}; "
+                         f"expected {getattr(kind, '__name__', kind)}.") from None
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from defaults, the TOML file, the environment and overrides."""
+    env = dict(os.environ if env is None else env)
+    hints = get_type_hints(Settings)
+    names = {f.name for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    data_dir = env.get(ENV_PREFIX + "DATA_DIR") or overrides.get("data_dir")
+    config_file = env.get(ENV_PREFIX + "CONFIG")
+    if not config_file:
+        base = Path(data_dir) if data_dir else Settings.data_dir
+        candidate = Path(base) / "config.toml"
+        config_file = str(candidate) if candidate.exists() else ""
+    if config_file:
+        with open(config_file, "rb") as fh:
+            for key, raw in tomllib.load(fh).items():
+                if key not in names:
+                    raise ValueError(f"Unknown setting {key!r} in {config_file}.")
+                values[key] = _coerce(hints[key], raw, key)
+    if env.get("DATABASE_URL"):
+        values["database_url"] = env["DATABASE_URL"]
+    for name in names:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(hints[name], raw, name)
+    for name, raw in overrides.items():
+        values[name] = _coerce(hints[name], raw, name) if isinstance(raw, str) else raw
+    settings = Settings(**values)
+    if settings.runtime not in {"auto", "docker", "process"}:
+        raise ValueError(f"Setting 'runtime' must be auto, docker or process, "
+                         f"not {settings.runtime!r}.")
+    return settings

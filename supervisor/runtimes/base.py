@@ -1,0 +1,160 @@
+"""The Runtime contract: one interface, several engines (like JupyterHub's Spawner).
+
+An engine knows how to build an environment for a dependency set and how to run one app
+instance in it. It knows nothing of the database, the state machine or timeouts: the
+supervisor (`supervisor/reconciler.py`) calls it, applies timeouts, retries and health
+checks, and stores `Instance.state` on the app row so that a restarted supervisor can find
+the instance again (`list()` + `poll()`), like JupyterHub's `get_state()`/`load_state()`.
+
+Contract, for every engine (tests/test_runtime_contract.py runs it against each):
+- `ensure_env(spec, log)` builds the environment for `spec.dep_hash` once and returns the
+  same `EnvRef` for every later call with that hash (shared by apps). Build output goes to
+  `log` line by line. A failure raises `BuildError` with a message for a person.
+- `start(app, env)` starts the app and returns at once with an `Instance` whose `address`
+  serves Streamlit once healthy. Starting an app that already has an instance replaces it.
+- `poll(app_id, state)` is `Status(kind="running")` while the instance lives, else `exited`
+  with its code, `oom` when it was killed for memory, `missing` when nothing is there.
+  Polling before start or after stop is allowed and says `missing` or `exited`.
+- `stop(app_id, state)` stops and removes the instance; stopping what is gone is a no-op.
+- `list()` returns every live instance the engine started, on this host, even ones started
+  by an earlier supervisor process (adoption). Instances carry the app id.
+- `usage(app_id, state)` returns memory and CPU figures, or None when not running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+LogSink = Callable[[str], None]
+
+# Files whose change means a new environment (a full redeploy), as the seed says.
+DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "uv.lock", "packages.txt",
+                    ".python-version")
+
+
+class BuildError(Exception):
+    """An environment could not be built; the message says why, for a person."""
+
+
+class StartError(Exception):
+    """An instance could not be started; the message says why, for a person."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A dependency set: what an environment is built from."""
+
+    python_version: str
+    files: dict[str, bytes]  # dependency file name -> content (only those present)
+    default_streamlit: str  # installed when the files pin no streamlit
+    packages: tuple[str, ...] = ()  # Debian packages (packages.txt); Docker engines only
+
+    @property
+    def dep_hash(self) -> str:
+        h = hashlib.sha256()
+        h.update(f"python={self.python_version}\nstreamlit={self.default_streamlit}\n".encode())
+        for name in sorted(self.files):
+            h.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
+        return h.hexdigest()[:32]
+
+    @classmethod
+    def from_checkout(cls, checkout: Path, python_version: str,
+                      default_streamlit: str) -> EnvSpec:
+        files = {n: (checkout / n).read_bytes() for n in DEPENDENCY_FILES
+                 if (checkout / n).is_file()}
+        pinned = files.get(".python-version", b"").decode().strip()
+        packages = tuple(line.strip() for line in
+                         files.get("packages.txt", b"").decode().splitlines()
+                         if line.strip() and not line.strip().startswith("#"))
+        return cls(python_version=python_version or pinned, files=files,
+                   default_streamlit=default_streamlit, packages=packages)
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """A built environment: a venv path or an image name, by engine."""
+
+    dep_hash: str
+    python_version: str
+    location: str
+    reused: bool = False  # True when an existing environment served this call
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """Everything an engine needs to run one app instance."""
+
+    app_id: int
+    name: str  # the subdomain: DNS-safe, used in instance names
+    checkout: Path  # the app's source tree (mounted or used as cwd)
+    main_file: str  # relative to checkout
+    log_path: Path  # stdout and stderr of the instance are appended here
+    memory_limit_mb: int
+    secrets_file: Path | None = None  # .streamlit/secrets.toml content, read-only
+    env_vars: dict[str, str] = field(default_factory=dict)
+    generation: int = 0  # the reboot counter the instance was started for
+
+
+@dataclass(frozen=True)
+class Instance:
+    app_id: int
+    address: tuple[str, int]  # where the proxy reaches Streamlit
+    state: dict[str, Any]  # JSON-able; stored on the app row, handed back to poll/stop
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class Status:
+    kind: Literal["running", "exited", "oom", "missing"]
+    exit_code: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.kind == "running"
+
+
+@dataclass(frozen=True)
+class Usage:
+    memory_bytes: int
+    cpu_percent: float
+
+
+class Runtime(ABC):
+    """Base of every engine. Subclasses must implement every abstract method."""
+
+    name: ClassVar[str] = "abstract"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name == "abstract":
+            raise TypeError(f"{cls.__name__} must set a class attribute `name`.")
+
+    @abstractmethod
+    async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef: ...
+
+    @abstractmethod
+    async def start(self, app: AppSpec, env: EnvRef) -> Instance: ...
+
+    @abstractmethod
+    async def stop(self, app_id: int, state: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def poll(self, app_id: int, state: dict[str, Any]) -> Status: ...
+
+    @abstractmethod
+    async def list(self) -> list[Instance]: ...
+
+    @abstractmethod
+    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None: ...
+
+    def python_versions(self) -> list[str]:
+        """Python versions this engine can build environments for (the deploy form's list)."""
+        return []
+
+    async def close(self) -> None:
+        """Release clients and background tasks; instances keep running."""
