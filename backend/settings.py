@@ -79,6 +79,19 @@ class Settings:
     support_url: str = _help("Support link shown in the dashboard.", default="")
     log_level: str = _help("Operator log level.", default="INFO")
     smtp_password: str = _help("SMTP password (used by the email sender).", default="")
+    # Docker runtime ---
+    docker_base_images: str = _help("Base image per Python version for the Docker runtime, "
+                                    "comma-separated VERSION=IMAGE (e.g. "
+                                    "\"3.11=myreg/py:3.11\"); versions not named use "
+                                    "stcloud-base:pyVERSION, built locally with debootstrap "
+                                    "on first use.", default="")
+    docker_network: str = _help("Docker network app containers join; created as a bridge "
+                                "with inter-container traffic disabled when missing. "
+                                "Empty means Docker's default bridge.", default="stcloud-apps")
+    docker_cpus: float = _help("CPU limit per app container, in CPUs; 0 means no limit.",
+                               default=1.0)
+    docker_pids_limit: int = _help("Most processes and threads per app container; 0 means "
+                                   "no limit.", default=512)
 
     # Derived locations -------------------------------------------------------------
     @property

@@ -1,0 +1,95 @@
+"""The dashboard's own Streamlit process (`streamlit run Home.py`): started, watched, and
+restarted with backoff when it dies. It gets the supervisor's settings as STCLOUD_*
+variables, so both use the same database. It dies with the supervisor (PDEATHSIG), so a
+restarted supervisor never finds an old dashboard holding the port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+import aiohttp
+
+from backend.settings import PROJECT_ROOT, Settings
+from supervisor.routes import RouteTable
+from supervisor.runtimes.process import free_port
+
+log = logging.getLogger("supervisor.dashboard")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class DashboardProcess:
+    def __init__(self, settings: Settings, routes: RouteTable) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.proc: asyncio.subprocess.Process | None = None
+        self._stopping = False
+
+    def _command(self, port: int) -> list[str]:
+        return [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "Home.py"),
+                "--server.port", str(port), "--server.address", "127.0.0.1",
+                "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                "--server.fileWatcherType", "none"]
+
+    async def run(self) -> None:
+        """Keep the dashboard up until `stop()`; backoff 1, 2, 4 … 30 s between restarts."""
+        delay = 1.0
+        while not self._stopping:
+            port = self.settings.dashboard_port or free_port()
+            env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+            log_path = self.settings.logs_path / "dashboard.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab") as out:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *self._command(port), cwd=PROJECT_ROOT, env=env, stdout=out,
+                    stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent)
+            log.info("dashboard pid=%s port=%s", self.proc.pid, port)
+            healthy = await self._wait_healthy(port)
+            if healthy:
+                self.routes.dashboard_address = ("127.0.0.1", port)
+                delay = 1.0
+            code = await self.proc.wait()
+            self.routes.dashboard_address = None
+            if self._stopping:
+                return
+            log.warning("dashboard exited with code %s; restarting in %.0f s", code, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _wait_healthy(self, port: int) -> bool:
+        url = f"http://127.0.0.1:{port}/_stcore/health"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            for _ in range(600):
+                if self.proc is None or self.proc.returncode is not None:
+                    return False
+                try:
+                    async with http.get(url) as resp:
+                        if resp.status == 200:
+                            return True
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                await asyncio.sleep(0.1)
+        return False
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()

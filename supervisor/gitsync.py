@@ -1,0 +1,101 @@
+"""Git for app checkouts: clone a branch, read the head commit, check a remote branch.
+
+Every call runs `git` with no prompts, no `ext::` transport, and `--` before user input, so
+a URL or branch can never become an option. Errors become `GitError` with a message for a
+person (what failed, and what to check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+from supervisor.runtimes.base import LogSink
+
+GIT_BASE = ["git", "-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null",
+            "-c", "advice.detachedHead=false"]
+
+
+class GitError(Exception):
+    """A git operation failed; the message says what to check."""
+
+
+def _git_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
+            "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "LANG": "C",
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"}
+
+
+async def _git(args: list[str], log: LogSink | None = None, cwd: Path | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *GIT_BASE, *args, cwd=cwd, env=_git_env(), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = await proc.communicate()
+    except BaseException:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        raise
+    text_err = err.decode(errors="replace").strip()
+    if log and text_err:
+        for line in text_err.splitlines():
+            log(line)
+    if proc.returncode != 0:
+        raise GitError(text_err or f"git {args[0]} failed with exit code {proc.returncode}")
+    return out.decode(errors="replace").strip()
+
+
+def _explain(error: GitError, repo_url: str, branch: str) -> GitError:
+    text = str(error)
+    lowered = text.lower()
+    if "remote branch" in lowered and "not found" in lowered:
+        return GitError(f"The branch '{branch}' does not exist in {repo_url}. Check the branch "
+                        "name, or push it first.")
+    if any(s in lowered for s in ("does not appear to be a git repository", "not found",
+                                  "could not read from remote", "repository", "resolve host",
+                                  "unable to access", "no such file")):
+        return GitError(f"The repository {repo_url} could not be read: {text.splitlines()[-1]} "
+                        "Check the URL and that this server may access it.")
+    return GitError(f"Cloning {repo_url} failed: {text}")
+
+
+async def clone(repo_url: str, branch: str, dest: Path, log: LogSink) -> str:
+    """Clone `branch` of `repo_url` into `dest` (replaced only when the clone succeeded).
+
+    Returns the commit sha. A local path is cloned with `file://` so `--depth` applies.
+    """
+    url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=dest.parent))
+    try:
+        try:
+            await _git(["clone", "--quiet", "--depth", "1", "--single-branch", "--branch",
+                        branch, "--", url, str(tmp / "src")], log)
+        except GitError as e:
+            raise _explain(e, repo_url, branch) from None
+        commit = await _git(["rev-parse", "HEAD"], cwd=tmp / "src")
+        old = dest.with_name(dest.name + ".old")
+        if dest.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(dest, old)
+        os.rename(tmp / "src", dest)
+        shutil.rmtree(old, ignore_errors=True)
+        return commit
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def head_commit(checkout: Path) -> str:
+    return await _git(["rev-parse", "HEAD"], cwd=checkout)
+
+
+async def remote_branch_commit(repo_url: str, branch: str) -> str | None:
+    """The commit `branch` points to on the remote, or None when it has no such branch."""
+    url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
+    out = await _git(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"])
+    return out.split()[0] if out else None

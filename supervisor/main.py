@@ -1,0 +1,98 @@
+"""Composition of the supervisor daemon: settings, database, runtime, adoption, proxy,
+dashboard, reconcile loop; and the start-up banner an operator reads.
+
+Signals: SIGTERM (a service manager restarting us) leaves hosted apps running, to be adopted
+by the next supervisor; SIGINT (Ctrl-C in the terminal of the run command) stops them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from backend import auth
+from backend.context import Context, open_context
+from backend.platform import PlatformInfo, write_platform
+from backend.settings import Settings
+from supervisor.dashboard import DashboardProcess
+from supervisor.proxy import start_proxy
+from supervisor.reconciler import Reconciler
+from supervisor.routes import RouteTable
+from supervisor.runtimes import select_runtime
+
+log = logging.getLogger("supervisor")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s "
+                        "%(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def banner(ctx: Context, engine: str, created: tuple[str, str] | None) -> str:
+    s = ctx.settings
+    lines = ["", "Streamlit Cloud (self-hosted) is up.", "",
+             f"  Dashboard:  {s.public_url()}",
+             f"  Apps:       {s.public_url('<subdomain>')}",
+             f"  Runtime:    {engine}",
+             f"  Data:       {s.data_dir}"]
+    if created:
+        lines += ["", f"  First admin:  username {created[0]}   password {created[1]}",
+                  f"  (also in {auth.initial_password_file(ctx)} until you change it)"]
+    elif auth.initial_password_file(ctx).exists():
+        lines += ["", f"  First admin credentials: {auth.initial_password_file(ctx)}"]
+    lines += ["", "  Ctrl-C stops everything, apps included.", ""]
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings) -> int:
+    ctx = open_context(settings)
+    log.info("settings %s", " ".join(f"{k}={v}" for k, v in settings.masked().items()))
+    runtime = select_runtime(settings)
+    log.info("runtime engine=%s (setting runtime=%s)", runtime.name, settings.runtime)
+    created = auth.ensure_first_admin(ctx)
+    routes = RouteTable()
+    versions = await asyncio.to_thread(runtime.python_versions)
+    info = PlatformInfo(engine=runtime.name, python_versions=versions,
+                        dashboard_url=settings.public_url(), heartbeat=time.time())
+    last_beat = 0.0
+
+    def heartbeat() -> None:
+        nonlocal last_beat
+        if time.time() - last_beat >= 5:
+            info.heartbeat = last_beat = time.time()
+            write_platform(ctx, info)
+
+    reconciler = Reconciler(ctx, runtime, routes, on_pass=heartbeat)
+    await reconciler.adopt()
+    runner = await start_proxy(settings, routes)
+    dashboard = DashboardProcess(settings, routes)
+    dash_task = asyncio.create_task(dashboard.run(), name="dashboard")
+    loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
+    print(banner(ctx, runtime.name, created), flush=True)
+
+    stop = asyncio.Event()
+    stop_apps = False
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal stop_apps
+        stop_apps = stop_apps or sig == signal.SIGINT
+        log.info("signal=%s shutting down (apps %s)", sig.name,
+                 "stopped" if stop_apps else "left running")
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    await stop.wait()
+    await reconciler.shutdown()
+    loop_task.cancel()
+    if stop_apps:
+        await reconciler.stop_all_apps()
+    await dashboard.stop()
+    dash_task.cancel()
+    await runner.cleanup()
+    await runtime.close()
+    return 0

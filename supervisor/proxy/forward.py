@@ -1,0 +1,287 @@
+"""Forwarding one request to an upstream (an app instance or the dashboard).
+
+HTTP: the request body is streamed from `request.content` and the response body with a
+`StreamResponse` and `iter_any()`, so nothing is ever buffered whole (a 20 MB download
+or a server-sent stream flows chunk by chunk). Bodies pass through untouched
+(`auto_decompress=False` on both the server and the client side), redirects are
+returned to the browser, not followed.
+
+Headers: the original `Host` is kept, because Streamlit's websocket handler accepts a
+connection only when `Origin` matches `Host`; `X-Forwarded-For` is appended to,
+`X-Forwarded-Proto`/`X-Forwarded-Host` are set; hop-by-hop headers (RFC 9110 §7.6.1,
+plus any named in `Connection`) are dropped in both directions.
+
+WebSocket: the client's `Sec-WebSocket-Protocol` list is passed upstream as is (Streamlit
+sends "streamlit", then its XSRF token, then an optional session id; it selects the
+first), and the client is answered with the protocol the upstream chose. Text and binary
+frames are pumped both ways concurrently, without decoding text; a close from either side
+closes the other with the same code. No message size limit and no heartbeat of our own
+(Streamlit and uvicorn ping), but pings from either side are answered.
+
+Every upstream call uses one shared `ClientSession` (see `server.py`) whose pool keeps
+upstream connections warm; that is what lets a proxy beat direct access (FINDINGS.md).
+Streamlit's uvicorn closes idle keep-alive connections after 5 s, so a request without a
+body that hits a connection closed under it is retried once on a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+from yarl import URL
+
+log = logging.getLogger("supervisor.proxy")
+
+CONNECT_TIMEOUT = 10.0
+CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT,
+                                       sock_connect=CONNECT_TIMEOUT, sock_read=None)
+WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0)
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "transfer-encoding", "upgrade", "proxy-connection",
+})
+# Request headers we answer ourselves (aiohttp already sent "100 Continue").
+_REQUEST_DROP = HOP_BY_HOP | {"expect"}
+# The websocket handshake is redone upstream by aiohttp's client.
+_WS_REQUEST_DROP = _REQUEST_DROP | {
+    "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+    "sec-websocket-protocol", "sec-websocket-accept", "content-length",
+}
+_RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Close codes that must not be sent in a close frame (RFC 6455 §7.4.1).
+_RESERVED_CLOSE = frozenset({1005, 1006, 1015})
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream refused, timed out or broke before a response began."""
+
+
+def filter_headers(headers: CIMultiDict[str] | web.BaseRequest, drop: frozenset[str]
+                   ) -> CIMultiDict[str]:
+    """A copy of `headers` without `drop` and without the names listed in Connection."""
+    named: set[str] = set()
+    for value in headers.getall("Connection", ()):
+        named.update(token.strip().lower() for token in value.split(","))
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower in drop or lower in named:
+            continue
+        out.add(key, value)
+    return out
+
+
+def upstream_headers(request: web.BaseRequest, scheme: str, *,
+                     websocket: bool = False) -> CIMultiDict[str]:
+    """Request headers for the upstream: Host kept, hop-by-hop dropped, X-Forwarded-*."""
+    req = request.headers
+    headers = filter_headers(req, _WS_REQUEST_DROP if websocket else _REQUEST_DROP)
+    remote = request.remote
+    if remote:
+        previous = ", ".join(req.getall("X-Forwarded-For", ()))
+        headers["X-Forwarded-For"] = f"{previous}, {remote}" if previous else remote
+    headers["X-Forwarded-Proto"] = scheme
+    host = req.get("Host")
+    if host:
+        headers["X-Forwarded-Host"] = host
+    return headers
+
+
+def upstream_url(address: tuple[str, int], request: web.BaseRequest) -> URL:
+    """The upstream URL for this request, the path and query kept byte for byte."""
+    host, port = address
+    target = request.raw_path
+    if not target.startswith("/"):  # absolute-form request target
+        target = request.rel_url.raw_path_qs
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return URL(f"http://{host}:{port}{target}", encoded=True)
+
+
+async def forward_http(request: web.Request, address: tuple[str, int],
+                       session: aiohttp.ClientSession, scheme: str) -> web.StreamResponse:
+    """Forward one HTTP request and stream the answer; raises UpstreamUnavailable."""
+    url = upstream_url(address, request)
+    headers = upstream_headers(request, scheme)
+    has_body = request.body_exists
+    data = request.content if has_body else None
+    attempts = 1 if has_body or request.method not in _RETRYABLE_METHODS else 2
+    upstream: aiohttp.ClientResponse | None = None
+    for attempt in range(attempts):
+        try:
+            upstream = await session.request(request.method, url, headers=headers,
+                                             data=data, allow_redirects=False)
+            break
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            # A pooled connection the upstream closed under us: retry on a fresh one.
+            if attempt + 1 < attempts and not isinstance(exc, aiohttp.ClientConnectorError):
+                continue
+            raise UpstreamUnavailable(_describe(exc)) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise UpstreamUnavailable(_describe(exc)) from exc
+    assert upstream is not None
+
+    complete = False
+    try:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                      headers=filter_headers(upstream.headers, HOP_BY_HOP))
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        complete = True
+        return response
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError,
+            asyncio.TimeoutError) as exc:
+        # Mid-body failure on either side: the status line is gone, so the only honest
+        # signal left is to drop the client connection (a truncated body must not look
+        # complete).
+        log.info("stream_aborted host=%s path=%s upstream=%s:%s error=%s",
+                 request.headers.get("Host", ""), request.path, *address, _describe(exc))
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    finally:
+        if complete:
+            upstream.release()
+        else:
+            upstream.close()
+
+
+@dataclass(eq=False)
+class WebSocketPair:
+    """One relayed websocket: the browser's end and ours to the upstream."""
+
+    client: web.WebSocketResponse
+    upstream: aiohttp.ClientWebSocketResponse
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def close(self, code: int, message: bytes = b"") -> None:
+        await asyncio.gather(self.client.close(code=code, message=message),
+                             self.upstream.close(code=code, message=message),
+                             return_exceptions=True)
+
+
+def websocket_protocols(request: web.BaseRequest) -> list[str]:
+    """The client's subprotocols in order, empty entries kept (Streamlit is positional)."""
+    raw = ",".join(request.headers.getall("Sec-WebSocket-Protocol", ()))
+    return [p.strip() for p in raw.split(",")] if raw.strip() else []
+
+
+async def forward_websocket(request: web.Request, address: tuple[str, int],
+                            session: aiohttp.ClientSession, scheme: str,
+                            active: set[WebSocketPair]) -> web.StreamResponse:
+    """Relay a websocket; raises UpstreamUnavailable when the upstream cannot be reached.
+
+    The upstream is connected first, so the client is answered with the protocol it
+    chose, and an upstream refusal (e.g. Streamlit's 403 on a foreign Origin) is passed
+    on as that HTTP status instead of an accepted-then-closed socket.
+    """
+    url = upstream_url(address, request)
+    try:
+        upstream = await session.ws_connect(
+            url, protocols=websocket_protocols(request),
+            headers=upstream_headers(request, scheme, websocket=True),
+            timeout=WS_TIMEOUT, autoclose=True, autoping=True, heartbeat=None,
+            max_msg_size=0, compress=0, decode_text=False)
+    except aiohttp.WSServerHandshakeError as exc:
+        status = exc.status if 400 <= exc.status < 600 else 502
+        log.info("websocket_refused host=%s path=%s status=%s",
+                 request.headers.get("Host", ""), request.path, exc.status)
+        return web.Response(status=status, text=f"Upstream refused the websocket ({exc.status}).",
+                            headers={"Cache-Control": "no-store"})
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise UpstreamUnavailable(_describe(exc)) from exc
+
+    client = web.WebSocketResponse(
+        protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=True,
+        autoping=True, heartbeat=None, max_msg_size=0, compress=False, decode_text=False)
+    try:
+        await client.prepare(request)
+    except BaseException:
+        await upstream.close()
+        raise
+
+    pair = WebSocketPair(client, upstream)
+    active.add(pair)
+    host = request.headers.get("Host", "")
+    log.info("websocket_open host=%s path=%s protocol=%s", host, request.path,
+             upstream.protocol)
+    try:
+        code = await _relay(pair)
+    finally:
+        active.discard(pair)
+        for task in pair.tasks:
+            task.cancel()
+        await pair.close(1001)
+    log.info("websocket_closed host=%s path=%s code=%s", host, request.path, code)
+    return client
+
+
+async def _relay(pair: WebSocketPair) -> int:
+    """Pump both ways until one side ends; close the other side with the same code."""
+    to_upstream = asyncio.create_task(_pump(pair.client, pair.upstream))
+    to_client = asyncio.create_task(_pump(pair.upstream, pair.client))
+    pair.tasks = [to_upstream, to_client]
+    done, _ = await asyncio.wait(pair.tasks, return_when=asyncio.FIRST_COMPLETED)
+    first = to_upstream if to_upstream in done else to_client
+    try:
+        target, code, message = first.result()
+    except Exception:  # noqa: BLE001 - a broken pump ends the relay like an error close
+        log.exception("websocket_pump_failed")
+        target, code, message = None, 1011, b""
+    if target is not None:
+        await target.close(code=code, message=message)
+    else:
+        await pair.close(code, message)
+    await asyncio.wait(pair.tasks)  # the other pump ends once its socket is closed
+    return code
+
+
+_WS = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+async def _pump(src: _WS, dst: _WS) -> tuple[_WS | None, int, bytes]:
+    """Copy frames from src to dst until src ends or dst fails.
+
+    Returns (socket to close now, close code, reason): dst with src's close code when
+    src closed, src with 1011 when dst could not be written to.
+    """
+    while True:
+        msg = await src.receive()
+        kind = msg.type
+        if kind is WSMsgType.BINARY or kind is WSMsgType.TEXT:
+            try:
+                await dst.send_frame(msg.data, kind)
+            except ConnectionError:
+                return src, 1011, b""
+            continue
+        if kind is WSMsgType.CLOSE:
+            code = msg.data if isinstance(msg.data, int) else 1000
+            reason = msg.extra or b""
+            return dst, _sendable(code), reason.encode() if isinstance(reason, str) else reason
+        if kind is WSMsgType.ERROR:
+            return dst, 1011, b""
+        # CLOSING (closed locally, e.g. on shutdown) or CLOSED (connection lost).
+        return dst, _sendable(src.close_code or 1001), b""
+
+
+def _sendable(code: int) -> int:
+    if code in _RESERVED_CLOSE or not (1000 <= code < 5000):
+        return 1011 if code in (1006, 1015) else 1000
+    return code
+
+
+def _describe(exc: BaseException) -> str:
+    """An error for the operator log, without URLs (whose query may carry tokens)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{type(exc).__name__}({exc.os_error.strerror or exc.os_error})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}({exc.status} {exc.message})"
+    return type(exc).__name__ + (f"({exc})" if isinstance(exc, OSError) else "")

@@ -1,0 +1,252 @@
+"""The proxy application: routing by Host, reserved paths, lifecycle of the shared session.
+
+Routing (the proxy reads the route table, it never decides lifecycle):
+
+- `DOMAIN`, or an IP literal (127.0.0.1, [::1]) → the dashboard at
+  `routes.dashboard_address`; "The dashboard is starting" (503) while it is None or not
+  answering. `/api/v1/...` there goes to the `api` sub-application (JSON 404 without one).
+- `<sub>.DOMAIN` → `routes.get(sub)`: unknown → 404 page; serving → forwarded; queued,
+  building, starting → the oven page; any other state → that state's page (503).
+- anything else → 404 page.
+
+`/__stcloud/` is ours on every host and is never forwarded: `/__stcloud/status` answers
+`{"state", "reason", "serving"}` (the oven page polls it); later issues add the Manage-app
+overlay there.
+
+The hot path is a cached Host classification, a dict lookup in the route table and a
+request on one shared `ClientSession` (created on startup, closed on cleanup) whose
+`TCPConnector(limit=0, keepalive_timeout=60)` keeps upstream connections warm. No
+database, no per-request session. aiohttp's access log is off (it would log query
+strings, which may carry tokens); `supervisor.proxy` logs upstream failures and
+websocket opens/closes as `event key=value` lines, per-request lines at DEBUG only.
+
+Shutdown: `runner.cleanup()` closes every relayed websocket with 1001 (going away) in
+`on_shutdown`, waits up to `SHUTDOWN_TIMEOUT` for in-flight requests, then closes the
+session.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from backend.settings import Settings
+from supervisor.proxy import pages
+from supervisor.proxy.forward import (
+    CLIENT_TIMEOUT, UpstreamUnavailable, WebSocketPair, forward_http, forward_websocket,
+)
+from supervisor.routes import OVEN_STATES, RouteTable
+
+log = logging.getLogger("supervisor.proxy")
+
+RESERVED_PREFIX = "/__stcloud/"
+STATUS_PATH = "/__stcloud/status"
+API_PREFIX = "/api/v1"
+SHUTDOWN_TIMEOUT = 5.0
+MAX_HEADER_FIELD = 32 * 1024  # big enough for chunked auth cookies
+_HOST_CACHE_MAX = 4096
+
+DASHBOARD = "dashboard"
+APP = "app"
+UNKNOWN = "unknown"
+
+
+def split_host(value: str) -> str:
+    """`Host` header → lower-case host name without port or trailing dot."""
+    host = value.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class Proxy:
+    """State shared by the handlers of one proxy application."""
+
+    def __init__(self, settings: Settings, routes: RouteTable, *, has_api: bool) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.has_api = has_api
+        self.domain = settings.domain.lower().rstrip(".")
+        self.suffix = "." + self.domain
+        self.scheme = settings.scheme
+        self.session: aiohttp.ClientSession | None = None
+        self.websockets: set[WebSocketPair] = set()
+        self.closing = False
+        self._hosts: dict[str, tuple[str, str]] = {}
+
+    # Host classification -----------------------------------------------------------
+    def classify(self, host_header: str) -> tuple[str, str]:
+        """(DASHBOARD | APP | UNKNOWN, host name or subdomain), cached per Host value."""
+        found = self._hosts.get(host_header)
+        if found is None:
+            found = self._classify(split_host(host_header))
+            if len(self._hosts) >= _HOST_CACHE_MAX:
+                self._hosts.clear()
+            self._hosts[host_header] = found
+        return found
+
+    def _classify(self, host: str) -> tuple[str, str]:
+        if host == self.domain or is_ip_literal(host):
+            return DASHBOARD, host
+        if host.endswith(self.suffix):
+            sub = host[: -len(self.suffix)]
+            if sub and "." not in sub:
+                return APP, sub
+        return UNKNOWN, host
+
+    # Lifecycle -----------------------------------------------------------------------
+    async def on_startup(self, app: web.Application) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=CLIENT_TIMEOUT, auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            max_line_size=MAX_HEADER_FIELD, max_field_size=MAX_HEADER_FIELD)
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        self.closing = True
+        pairs = list(self.websockets)
+        if pairs:
+            log.info("shutdown closing_websockets=%d", len(pairs))
+        for pair in pairs:
+            await pair.close(1001, b"Server shutting down")
+
+    async def on_cleanup(self, app: web.Application) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    # Dispatch --------------------------------------------------------------------------
+    @web.middleware
+    async def dispatch(self, request: web.Request, handler) -> web.StreamResponse:
+        kind, name = self.classify(request.headers.get("Host", ""))
+        path = request.path
+        if kind == APP:
+            return await self._app_host(request, name, path)
+        if kind == DASHBOARD:
+            if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+                if self.has_api:
+                    return await handler(request)
+                return pages.json_response({"error": "not_found",
+                                            "message": "No API is served here."}, 404)
+            return await self._dashboard_host(request, path)
+        return pages.not_found_page(name or "this address", self.settings)
+
+    async def _app_host(self, request: web.Request, sub: str, path: str
+                        ) -> web.StreamResponse:
+        route = self.routes.get(sub)
+        if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX[:-1]:
+            if path != STATUS_PATH:
+                return pages.json_response({"error": "not_found"}, 404)
+            if route is None:
+                return pages.json_response(
+                    {"state": "not_found", "reason": "", "serving": False}, 404)
+            return pages.json_response({"state": route.state, "reason": route.reason,
+                                        "serving": route.serving})
+        if route is None:
+            return pages.not_found_page(f"{sub}.{self.domain}", self.settings)
+        if route.serving:
+            assert route.address is not None
+            try:
+                return await self._forward(request, route.address)
+            except UpstreamUnavailable as exc:
+                log.warning("upstream_unavailable app=%s host=%s path=%s upstream=%s:%s "
+                            "error=%s", route.app_id, sub, path, *route.address, exc)
+                return pages.not_answering_page(route, self.settings)
+        if route.state in OVEN_STATES:
+            return pages.oven_page(route, self.settings)
+        return pages.state_page(route, self.settings)
+
+    async def _dashboard_host(self, request: web.Request, path: str) -> web.StreamResponse:
+        address = self.routes.dashboard_address
+        if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX[:-1]:
+            if path != STATUS_PATH:
+                return pages.json_response({"error": "not_found"}, 404)
+            return pages.json_response({"state": "running" if address else "starting",
+                                        "reason": "", "serving": address is not None})
+        if address is None:
+            return pages.dashboard_starting_page(self.settings)
+        try:
+            return await self._forward(request, address)
+        except UpstreamUnavailable as exc:
+            log.warning("upstream_unavailable dashboard path=%s upstream=%s:%s error=%s",
+                        path, *address, exc)
+            return pages.dashboard_starting_page(self.settings)
+
+    async def _forward(self, request: web.Request, address: tuple[str, int]
+                       ) -> web.StreamResponse:
+        session = self.session
+        if session is None or session.closed:
+            raise UpstreamUnavailable("proxy is not started")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("forward method=%s host=%s path=%s upstream=%s:%s", request.method,
+                      request.headers.get("Host", ""), request.path, *address)
+        if _is_websocket(request):
+            if self.closing:
+                raise UpstreamUnavailable("proxy is shutting down")
+            return await forward_websocket(request, address, session, self.scheme,
+                                           self.websockets)
+        return await forward_http(request, address, session, self.scheme)
+
+
+PROXY_KEY = web.AppKey("proxy", Proxy)
+
+
+def _is_websocket(request: web.BaseRequest) -> bool:
+    headers = request.headers
+    return (request.method == "GET" and "websocket" in headers.get("Upgrade", "").lower()
+            and "upgrade" in headers.get("Connection", "").lower())
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPNotFound()  # never reached: the dispatch middleware answers first
+
+
+def make_proxy_app(settings: Settings, routes: RouteTable, *,
+                   api: web.Application | None = None) -> web.Application:
+    """The proxy as an aiohttp application (serve it with `start_proxy`)."""
+    proxy = Proxy(settings, routes, has_api=api is not None)
+    app = web.Application(
+        middlewares=[proxy.dispatch],
+        handler_args={"auto_decompress": False, "access_log": None,
+                      "max_line_size": MAX_HEADER_FIELD, "max_field_size": MAX_HEADER_FIELD},
+    )
+    app[PROXY_KEY] = proxy
+    app.on_startup.append(proxy.on_startup)
+    app.on_shutdown.append(proxy.on_shutdown)
+    app.on_cleanup.append(proxy.on_cleanup)
+    if api is not None:
+        app.add_subapp(API_PREFIX, api)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+async def start_proxy(settings: Settings, routes: RouteTable, *,
+                      api: web.Application | None = None) -> web.AppRunner:
+    """Serve the proxy on settings.bind:settings.port; `await runner.cleanup()` stops it."""
+    runner = web.AppRunner(make_proxy_app(settings, routes, api=api),
+                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.bind, settings.port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("listening bind=%s port=%s domain=%s public_url=%s", settings.bind,
+             settings.port, settings.domain, settings.public_url())
+    return runner

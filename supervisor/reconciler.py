@@ -1,0 +1,183 @@
+"""The reconcile loop: desired state in the database versus what runs.
+
+Each pass loads every app, publishes the route table, and for each app that needs something
+(a queued deploy, a reboot, an exit, a delete) starts one worker task; an app with a worker
+still running is skipped, so actions on one app are serialised while apps proceed in
+parallel. On start, `adopt()` runs before anything is served (JupyterHub's init_spawners):
+instances that still run are kept, apps whose instance died are restarted, builds that a
+previous supervisor left half-done are queued again, and instances nobody owns are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import select
+
+from backend import appstate
+from backend.context import Context
+from models import App, session_scope
+from supervisor.lifecycle import Lifecycle
+from supervisor.routes import Route, RouteTable
+from supervisor.runtimes.base import Instance, Runtime
+
+log = logging.getLogger("supervisor.reconciler")
+
+
+def _address(app: App) -> tuple[str, int] | None:
+    try:
+        addr = json.loads(app.runtime_state or "{}").get("address")
+    except ValueError:
+        return None
+    return (addr[0], int(addr[1])) if addr else None
+
+
+def route_for(app: App) -> Route:
+    return Route(app_id=app.id, subdomain=app.subdomain, state=app.state,  # type: ignore[arg-type]
+                 address=_address(app) if app.state == "running" else None,
+                 reason=app.state_reason, visibility=app.visibility,
+                 workspace_id=app.workspace_id)
+
+
+class Reconciler:
+    def __init__(self, ctx: Context, runtime: Runtime, routes: RouteTable,
+                 on_pass: Callable[[], None] | None = None) -> None:
+        self.ctx = ctx
+        self.runtime = runtime
+        self.routes = routes
+        self.lifecycle = Lifecycle(ctx, runtime, on_change=self._publish)
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._on_pass = on_pass or (lambda: None)
+        self._stopping = False
+
+    # Route table ------------------------------------------------------------------------
+    def _publish(self, app: App | None) -> None:
+        if app is None:
+            self._refresh_routes()
+        else:
+            self.routes.set(route_for(app))
+
+    def _refresh_routes(self, apps: list[App] | None = None) -> None:
+        if apps is None:
+            apps = self._load_apps()
+        self.routes.replace_all([route_for(a) for a in apps])
+
+    def _load_apps(self) -> list[App]:
+        with session_scope(self.ctx.engine) as s:
+            return list(s.exec(select(App)).all())
+
+    # Start-up ---------------------------------------------------------------------------
+    async def adopt(self) -> None:
+        """Match live instances to apps before serving; stop the ones nobody owns."""
+        live: dict[int, Instance] = {i.app_id: i for i in await self.runtime.list()}
+        for app in self._load_apps():
+            inst = live.pop(app.id, None)
+            if app.desired_state == "deleted":
+                continue  # the delete action stops it
+            if inst is not None and app.state in ("running", "starting"):
+                self.lifecycle._save_instance(app.id, inst)  # noqa: SLF001
+                log.info("app=%s adopted instance at %s:%s", app.id, *inst.address)
+                if app.state == "starting":
+                    self._requeue(app.id, "Supervisor restarted while starting; starting again")
+                continue
+            if inst is not None:
+                await self.runtime.stop(app.id, inst.state)
+            if app.state in ("building", "starting"):
+                self._requeue(app.id, "Supervisor restarted during the deploy; deploying again")
+            elif app.state == "running":
+                self._requeue(app.id, "The app was not running after a supervisor restart; "
+                              "starting it again")
+        for app_id, inst in live.items():
+            log.warning("app=%s instance has no app; stopping it", app_id)
+            await self.runtime.stop(app_id, inst.state)
+        self._refresh_routes()
+
+    def _requeue(self, app_id: int, reason: str) -> None:
+        with session_scope(self.ctx.engine) as s:
+            app = s.get(App, app_id)
+            if app is not None:
+                appstate.transition(s, app, "queued", reason)
+
+    # The loop ---------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        interval = self.ctx.settings.reconcile_interval
+        while not self._stopping:
+            try:
+                await self.reconcile_once()
+            except Exception:  # noqa: BLE001 - the loop must survive any one bad pass
+                log.exception("reconcile pass failed")
+            self._on_pass()
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def reconcile_once(self) -> None:
+        apps = self._load_apps()
+        self._refresh_routes(apps)
+        for app in apps:
+            task = self._tasks.get(app.id)  # type: ignore[arg-type]
+            if task is not None and not task.done():
+                continue
+            action = await self._decide(app)
+            if action is not None:
+                self._tasks[app.id] = asyncio.create_task(  # type: ignore[index]
+                    self._guarded(app.id, action), name=f"app-{app.id}")  # type: ignore[arg-type]
+        for app_id in [i for i, t in self._tasks.items() if t.done()]:
+            del self._tasks[app_id]
+
+    async def _guarded(self, app_id: int, action: Any) -> None:
+        try:
+            await action
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("app=%s action failed", app_id)
+        finally:
+            self.wake()
+
+    async def _decide(self, app: App) -> Any:
+        """The coroutine that moves `app` toward its desired state, or None."""
+        lc = self.lifecycle
+        app_id: int = app.id  # type: ignore[assignment]
+        if app.desired_state == "deleted":
+            return lc.delete(app_id)
+        if app.desired_state == "stopped":
+            return lc.stop(app_id) if app.state != "stopped" else None
+        if app.state in ("queued", "building"):
+            return lc.deploy(app_id)
+        if app.state == "starting":  # a worker died mid-start; start again
+            return lc.reboot(app_id)
+        if app.state != "running":
+            return None
+        inst = lc.instances.get(app_id)
+        if inst is None:
+            return lc.reboot(app_id)
+        if inst.generation != app.restart_generation:
+            return lc.reboot(app_id)
+        status = await self.runtime.poll(app_id, inst.state)
+        if not status.alive:
+            log.warning("app=%s instance ended: %s %s", app_id, status.kind, status.exit_code)
+            return lc.handle_exit(app_id, status)
+        return None
+
+    async def shutdown(self) -> None:
+        """Stop the loop and cancel workers; instances keep running for the next supervisor."""
+        self._stopping = True
+        self.wake()
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def stop_all_apps(self) -> None:
+        for app_id in list(self.lifecycle.instances):
+            await self.lifecycle.stop_instance(app_id)

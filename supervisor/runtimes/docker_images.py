@@ -1,0 +1,291 @@
+"""Images for the Docker runtime: base images per Python version, env images per dependency hash.
+
+There is no container registry to pull from, so a base image is a Debian root filesystem
+made by `scripts/build-base-image.sh` (debootstrap --variant=minbase + `docker import`):
+Python 3.9 is bullseye's, 3.11 bookworm's, 3.13 trixie's. A base image is built the first
+time an environment asks for its version; `docker_base_images` can name any image instead.
+
+An environment is one image `stcloud-env:<dep_hash>`, made once and shared by every app with
+that dependency set. The build runs a throw-away container from the base image that
+installs packages.txt with apt, makes `/opt/venv` with the host's uv (mounted read-only,
+with the host's uv cache mounted so builds are warm) and commits it. The build container
+gets the CA bundle and the index URL the host uses; the committed image gets none of the
+build's environment. Only a successful build is committed: a failure leaves no image.
+Cancelling the coroutine removes the build container, which kills the build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from backend.settings import PROJECT_ROOT, Settings
+from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
+
+# Python version -> Debian suite whose python3 it is.
+DEBIAN_SUITES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
+BASE_SCRIPT = PROJECT_ROOT / "scripts" / "build-base-image.sh"
+ENV_REPO = "stcloud-env"
+VENV = "/opt/venv"
+CA_PATH = "/etc/stcloud/ca.crt"  # fixed path in build containers (apt may rewrite /etc/ssl)
+UV_PATH = "/stcloud/bin/uv"
+UV_CACHE = "/stcloud/uv-cache"
+SRC = "/stcloud/src"
+IMAGE_ENV = ["PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "LANG=C.UTF-8", "VIRTUAL_ENV=/opt/venv"]
+TAIL_LINES = 25
+
+# Exit codes of the build script -> what failed, for the person reading the error.
+STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
+         11: "the virtual environment could not be created",
+         12: "uv could not install the Python dependencies",
+         13: "uv could not install Streamlit"}
+
+Call = Callable[..., Awaitable[Any]]
+
+
+def uv_binary() -> Path:
+    """The host's uv: ours (next to this interpreter) first, else the one on PATH."""
+    ours = Path(sys.executable).parent / "uv"
+    found = ours if ours.exists() else Path(shutil.which("uv") or ours)
+    return found.resolve()
+
+
+def python_minor(version: str) -> str:
+    """'3.11.4' -> '3.11'; '' stays ''."""
+    return ".".join(version.strip().split(".")[:2])
+
+
+def base_image_overrides(settings: Settings) -> dict[str, str]:
+    out = {}
+    for item in settings.docker_base_images.split(","):
+        if "=" in item:
+            version, image = item.split("=", 1)
+            out[python_minor(version)] = image.strip()
+    return out
+
+
+def offered_versions(settings: Settings) -> list[str]:
+    versions = set(DEBIAN_SUITES) | set(base_image_overrides(settings))
+    return sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
+
+
+def build_script(spec: EnvSpec, has_ca: bool) -> str:
+    """The shell script a build container runs; its exit code names the failed step."""
+    lines = ["set -u", "export PATH=/stcloud/bin:$PATH"]
+    if spec.packages:
+        pkgs = " ".join(shlex.quote(p) for p in spec.packages)
+        apt_ca = f" -o Acquire::https::CAInfo={CA_PATH}" if has_ca else ""
+        lines += [f'echo "==> apt-get install {pkgs}"',
+                  f"apt-get{apt_ca} update -q || exit 10",
+                  f"apt-get{apt_ca} install -y -q --no-install-recommends {pkgs} || exit 10",
+                  "apt-get clean; rm -rf /var/lib/apt/lists/*"]
+    lines += [f'echo "==> uv venv {VENV}"',
+              f"uv venv -q --python /usr/bin/python3 {VENV} || exit 11"]
+    files = spec.files
+    if "uv.lock" in files and "pyproject.toml" in files:
+        lines += ['echo "==> Installing the locked dependencies of uv.lock"',
+                  f"uv export --project {SRC} --frozen --no-hashes --no-dev --no-emit-project "
+                  "-q -o /tmp/locked.txt || exit 12",
+                  "uv pip install -r /tmp/locked.txt || exit 12"]
+    elif "requirements.txt" in files:
+        lines += ['echo "==> Installing requirements.txt"',
+                  f"uv pip install -r {SRC}/requirements.txt || exit 12"]
+    elif "pyproject.toml" in files:
+        lines += ['echo "==> Installing the dependencies of pyproject.toml"',
+                  f"uv pip install -r {SRC}/pyproject.toml || exit 12"]
+    streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
+    lines += [f"if ! {VENV}/bin/python -c 'import streamlit' 2>/dev/null; then",
+              f'  echo "==> The app pins no streamlit: installing {streamlit}"',
+              f"  uv pip install {streamlit} || exit 13",
+              "fi",
+              "rm -rf /tmp/* /root/.cache",
+              'echo "==> Environment ready"']
+    return "\n".join(lines) + "\n"
+
+
+class ImageBuilder:
+    """Builds base and env images; `call` runs a blocking Docker call off the event loop."""
+
+    def __init__(self, settings: Settings, client: Callable[[], Any], call: Call,
+                 install_id: str) -> None:
+        self.settings = settings
+        self._client = client
+        self._call = call
+        self.install_id = install_id
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def _image_exists(self, name: str) -> bool:
+        try:
+            await self._call(self._client().images.get, name)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    # Base images -------------------------------------------------------------------
+    async def base_image(self, version: str, log: LogSink) -> str:
+        """The base image for a Python version, built on first use."""
+        overrides = base_image_overrides(self.settings)
+        if version in overrides:
+            image = overrides[version]
+            if not await self._image_exists(image):
+                raise BuildError(f"The base image {image} configured for Python {version} "
+                                 f"(setting docker_base_images) is not on this Docker host.")
+            return image
+        if version not in DEBIAN_SUITES:
+            raise BuildError(f"Python {version} is not offered; choose one of "
+                             f"{', '.join(offered_versions(self.settings))}.")
+        image = f"stcloud-base:py{version}"
+        async with self._lock("base:" + image):
+            if await self._image_exists(image):
+                return image
+            if not shutil.which("debootstrap"):
+                raise BuildError(f"The base image {image} is missing and debootstrap is not "
+                                 "installed to build it (run scripts/ci-docker.sh).")
+            log(f"==> Building the base image {image} (Debian {DEBIAN_SUITES[version]}); "
+                "this happens once per Python version")
+            proc = await asyncio.create_subprocess_exec(
+                "bash", str(BASE_SCRIPT), DEBIAN_SUITES[version], image,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            tail: list[str] = []
+            try:
+                assert proc.stdout is not None
+                async for raw in proc.stdout:
+                    line = raw.decode(errors="replace").rstrip("\n")
+                    tail = (tail + [line])[-TAIL_LINES:]
+                    log(line)
+                code = await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            if code != 0:
+                raise BuildError(f"Building the base image {image} failed:\n" + "\n".join(tail))
+            return image
+
+    # Env images --------------------------------------------------------------------
+    async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
+        version = python_minor(spec.python_version or self.settings.default_python)
+        image = f"{ENV_REPO}:{spec.dep_hash}"
+        async with self._lock("env:" + spec.dep_hash):
+            if await self._image_exists(image):
+                return EnvRef(spec.dep_hash, version, image, reused=True)
+            base = await self.base_image(version, log)
+            await self._build_env(spec, version, base, image, log)
+            return EnvRef(spec.dep_hash, version, image, reused=False)
+
+    async def _build_env(self, spec: EnvSpec, version: str, base: str, image: str,
+                         log: LogSink) -> None:
+        settings = self.settings
+        ca = settings.ca_bundle_path
+        uv = uv_binary()
+        if not uv.exists():
+            raise BuildError("uv is not installed on the supervisor's host; it is needed to "
+                             "build environments.")
+        cache = settings.uv_cache_path
+        cache.mkdir(parents=True, exist_ok=True)
+        env = {"UV_CACHE_DIR": UV_CACHE, "UV_LINK_MODE": "copy", "UV_NATIVE_TLS": "1",
+               "UV_PYTHON_DOWNLOADS": "never", "UV_COMPILE_BYTECODE": "1",
+               "VIRTUAL_ENV": VENV, "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
+        volumes = {str(uv): {"bind": UV_PATH, "mode": "ro"},
+                   str(cache): {"bind": UV_CACHE, "mode": "rw"}}
+        if ca is not None:
+            volumes[str(ca)] = {"bind": CA_PATH, "mode": "ro"}
+            env.update(SSL_CERT_FILE=CA_PATH, PIP_CERT=CA_PATH, REQUESTS_CA_BUNDLE=CA_PATH)
+        if settings.index_url:
+            env["UV_INDEX_URL"] = settings.index_url
+        with tempfile.TemporaryDirectory(prefix="stcloud-build-") as tmp:
+            src = Path(tmp)
+            src.chmod(0o755)
+            for name, content in spec.files.items():
+                (src / name).write_bytes(content)
+            (src / "build.sh").write_text(build_script(spec, ca is not None))
+            volumes[str(src)] = {"bind": SRC, "mode": "ro"}
+            labels = {"stcloud.install": self.install_id, "stcloud.component": "build",
+                      "stcloud.dep_hash": spec.dep_hash}
+            await self._remove_stale_builds(spec.dep_hash)
+            client = self._client()
+            container = await self._call(
+                client.containers.create, base, ["sh", f"{SRC}/build.sh"],
+                name=f"stcloud-{self.install_id}-build-{spec.dep_hash[:12]}-"
+                     f"{uuid.uuid4().hex[:6]}",
+                environment=env, volumes=volumes, labels=labels, working_dir="/tmp")
+            try:
+                code, tail = await self._run_streaming(container, log)
+                if code != 0:
+                    what = STEPS.get(code, f"the build stopped with exit code {code}")
+                    raise BuildError(f"Environment build failed: {what}.\n" + "\n".join(tail))
+                await self._call(
+                    container.commit, ENV_REPO, spec.dep_hash,
+                    message=f"stcloud env {spec.dep_hash}",
+                    conf={"Env": IMAGE_ENV, "WorkingDir": "/app", "Cmd": None,
+                          "Labels": {"stcloud.component": "env",
+                                     "stcloud.dep_hash": spec.dep_hash,
+                                     "stcloud.python": version, "stcloud.base": base}})
+                log(f"==> Committed {image}")
+            finally:
+                # Runs on success, failure and cancellation: kills a running build.
+                await asyncio.shield(self._remove(container))
+
+    async def _run_streaming(self, container: Any, log: LogSink) -> tuple[int, list[str]]:
+        """Start the container, pass its output to `log` line by line; (exit code, tail)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def pump() -> None:
+            buf = b""
+            try:
+                for chunk in container.logs(stream=True, follow=True):
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        loop.call_soon_threadsafe(queue.put_nowait,
+                                                  line.decode(errors="replace").rstrip("\r"))
+                if buf:
+                    loop.call_soon_threadsafe(queue.put_nowait, buf.decode(errors="replace"))
+            except Exception:  # noqa: BLE001 - the container went away (cancelled)
+                pass
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        await self._call(container.start)
+        reader = asyncio.ensure_future(asyncio.to_thread(pump))
+        tail: list[str] = []
+        try:
+            while (line := await queue.get()) is not None:
+                tail = (tail + [line])[-TAIL_LINES:]
+                log(line)
+            result = await self._call(container.wait)
+        finally:
+            if not reader.done():
+                reader.cancel()
+        return int(result.get("StatusCode", 1)), tail
+
+    async def _remove(self, container: Any) -> None:
+        try:
+            await self._call(container.remove, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
+
+    async def _remove_stale_builds(self, dep_hash: str) -> None:
+        """Build containers of this hash left by a supervisor that died mid-build."""
+        stale = await self._call(self._client().containers.list, all=True, filters={
+            "label": [f"stcloud.install={self.install_id}", "stcloud.component=build",
+                      f"stcloud.dep_hash={dep_hash}"]})
+        for container in stale:
+            await self._remove(container)

@@ -1,0 +1,297 @@
+"""ProcessRuntime: the embedded default engine. One uv-built venv per dependency set, one
+`streamlit run` process per app, on 127.0.0.1 and a free port.
+
+Environments live in `settings.envs_path/<dep_hash>/`, built in a temporary directory and
+renamed into place when complete, so a half-built venv is never used. Apps run in their own
+session (process group) so they outlive a supervisor restart; each start writes
+`run/app-<id>.json` (pid, process start time, port) and `list()` adopts what is still alive.
+The process start time guards against a recycled pid.
+
+Hosted code runs with the supervisor's user: this engine is for single-tenant machines
+(docs/operator-guide.md says so). It still passes apps nothing of our environment: they get a
+minimal PATH/HOME/LANG plus their own variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from backend.settings import Settings
+from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, LogSink,
+                                      Runtime, StartError, Status, Usage)
+
+READY_MARKER = ".stcloud-ready"
+CANDIDATE_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+
+
+def uv_binary() -> str:
+    """uv from our own venv (installed by requirements.txt), else from PATH."""
+    ours = Path(sys.executable).parent / "uv"
+    return str(ours) if ours.exists() else (shutil.which("uv") or "uv")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def streamlit_command(venv: str, main_file: str, port: int, address: str) -> list[str]:
+    # The venv's `streamlit` script, not `python -m streamlit`: -m would put the app's
+    # directory first on sys.path, and a file of the app could shadow streamlit itself.
+    return [f"{venv}/bin/streamlit", "run", main_file,
+            "--server.port", str(port), "--server.address", address,
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.runOnSave", "true", "--server.fileWatcherType", "poll"]
+
+
+class ProcessRuntime(Runtime):
+    name = "process"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._env_locks: dict[str, asyncio.Lock] = {}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}  # pid -> child we started
+        self._pythons: dict[str, str] | None = None
+
+    # Environments ---------------------------------------------------------------------
+    def _uv_env(self) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "HOME": os.environ.get("HOME", "/root"),
+               "UV_CACHE_DIR": str(self.settings.uv_cache_path),
+               "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
+        if self.settings.index_url:
+            env["UV_INDEX_URL"] = self.settings.index_url
+        ca = self.settings.ca_bundle_path
+        if ca:
+            env.update(SSL_CERT_FILE=str(ca), UV_NATIVE_TLS="1")
+        return env
+
+    def _find_pythons(self) -> dict[str, str]:
+        if self._pythons is None:
+            found: dict[str, str] = {}
+            for version in CANDIDATE_PYTHONS:
+                proc = subprocess.run([uv_binary(), "python", "find", "--system", version],
+                                      capture_output=True, text=True, env=self._uv_env())
+                path = proc.stdout.strip()
+                if proc.returncode == 0 and path:
+                    found[version] = path
+            self._pythons = found
+        return self._pythons
+
+    def python_versions(self) -> list[str]:
+        return sorted(self._find_pythons(), key=lambda v: tuple(map(int, v.split("."))))
+
+    async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
+        dep_hash = spec.dep_hash
+        final = self.settings.envs_path / dep_hash
+        lock = self._env_locks.setdefault(dep_hash, asyncio.Lock())
+        async with lock:
+            if (final / READY_MARKER).exists():
+                log(f"Reusing the environment {dep_hash[:12]} (same dependencies).")
+                return EnvRef(dep_hash, spec.python_version, str(final), reused=True)
+            pythons = await asyncio.to_thread(self._find_pythons)
+            interpreter = pythons.get(spec.python_version)
+            if interpreter is None:
+                offered = ", ".join(self.python_versions()) or "none"
+                raise BuildError(f"Python {spec.python_version} is not installed on this "
+                                 f"server (the process runtime offers: {offered}). Choose one "
+                                 "of those in the app's advanced settings.")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f"{dep_hash}.building-", dir=final.parent))
+            try:
+                await self._build(spec, interpreter, tmp, log)
+                (tmp / READY_MARKER).write_text(dep_hash)
+                if final.exists():  # left over from an interrupted build: not ready
+                    shutil.rmtree(final)
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            return EnvRef(dep_hash, spec.python_version, str(final))
+
+    async def _build(self, spec: EnvSpec, interpreter: str, venv: Path, log: LogSink) -> None:
+        uv = uv_binary()
+        src = venv / ".stcloud-src"
+        src.mkdir()
+        for name, content in spec.files.items():
+            (src / name).write_bytes(content)
+        python = str(venv / "bin" / "python")
+        log(f"Creating a Python {spec.python_version} environment.")
+        await self._run([uv, "venv", "--relocatable", "--python", interpreter, str(venv),
+                         "--allow-existing"], log)
+        if "requirements.txt" in spec.files:
+            log("Installing requirements.txt with uv.")
+            await self._run([uv, "pip", "install", "--python", python, "-r",
+                             str(src / "requirements.txt")], log)
+        elif "pyproject.toml" in spec.files:
+            log("Installing the dependencies of pyproject.toml with uv.")
+            await self._run([uv, "pip", "install", "--python", python, "-r",
+                             str(src / "pyproject.toml")], log)
+        if not list(venv.glob("lib/python*/site-packages/streamlit/__init__.py")):
+            log(f"The app pins no streamlit: installing streamlit=={spec.default_streamlit}.")
+            await self._run([uv, "pip", "install", "--python", python,
+                             f"streamlit=={spec.default_streamlit}"], log)
+        if spec.packages:
+            log("packages.txt is ignored by the process runtime (Debian packages need the "
+                "Docker runtime): " + ", ".join(spec.packages))
+
+    async def _run(self, cmd: list[str], log: LogSink) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=self._uv_env(), start_new_session=True)
+        tail: list[str] = []
+        try:
+            assert proc.stdout is not None
+            async for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                log(line)
+                tail = (tail + [line])[-15:]
+            code = await proc.wait()
+        except BaseException:
+            if proc.returncode is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            raise
+        if code != 0:
+            raise BuildError("Installing the dependencies failed:\n" + "\n".join(tail))
+
+    # Instances ------------------------------------------------------------------------
+    def _state_file(self, app_id: int) -> Path:
+        return self.settings.run_path / f"app-{app_id}.json"
+
+    async def start(self, app: AppSpec, env: EnvRef) -> Instance:
+        old = self._read_state(app.app_id)
+        if old:
+            await self.stop(app.app_id, old)
+        main = app.checkout / app.main_file
+        if not main.is_file():
+            raise StartError(f"The main file {app.main_file} is not in the repository.")
+        port = free_port()
+        home = app.checkout.parent / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        if app.secrets_file:
+            target = app.checkout / ".streamlit" / "secrets.toml"
+            target.parent.mkdir(exist_ok=True)
+            shutil.copyfile(app.secrets_file, target)
+        child_env = {"PATH": f"{env.location}/bin:/usr/local/bin:/usr/bin:/bin",
+                     "HOME": str(home), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+                     "VIRTUAL_ENV": env.location, **app.env_vars}
+        app.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(app.log_path, "ab") as out:
+            child = subprocess.Popen(
+                streamlit_command(env.location, app.main_file, port, "127.0.0.1"),
+                cwd=app.checkout, env=child_env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        self._children[child.pid] = child
+        state = {"pid": child.pid, "create_time": psutil.Process(child.pid).create_time(),
+                 "port": port, "generation": app.generation}
+        self._write_state(app.app_id, state)
+        return Instance(app.app_id, ("127.0.0.1", port), state, app.generation)
+
+    def _write_state(self, app_id: int, state: dict[str, Any]) -> None:
+        path = self._state_file(app_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    def _read_state(self, app_id: int) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._state_file(app_id).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _process(self, state: dict[str, Any]) -> psutil.Process | None:
+        """The live process `state` describes, or None (gone, zombie, or pid reused)."""
+        pid = state.get("pid")
+        if not pid:
+            return None
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - float(state.get("create_time", 0))) > 0.01:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
+        if not state.get("pid"):
+            return Status("missing")
+        if self._process(state) is not None:
+            return Status("running")
+        child = self._children.get(state["pid"])
+        code = child.returncode if child is not None else None
+        if code is not None and code < 0 and -code == signal.SIGKILL and state.get("oom"):
+            return Status("oom", code)
+        return Status("exited", code)
+
+    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
+        proc = self._process(state) if state else None
+        if proc is not None:
+            await asyncio.to_thread(self._terminate_group, proc.pid)
+        child = self._children.pop(state.get("pid", -1), None) if state else None
+        if child is not None:
+            child.poll()
+        current = self._read_state(app_id)
+        if current is None or current.get("pid") == (state or {}).get("pid"):
+            self._state_file(app_id).unlink(missing_ok=True)
+
+    @staticmethod
+    def _terminate_group(pid: int, grace: float = 5.0) -> None:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            psutil.Process(pid).wait(grace)
+        except psutil.TimeoutExpired:
+            os.killpg(pid, signal.SIGKILL)
+        except psutil.Error:
+            pass
+        try:  # the group may hold children of the app
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    async def list(self) -> list[Instance]:
+        instances = []
+        for path in sorted(self.settings.run_path.glob("app-*.json")):
+            try:
+                app_id = int(path.stem.split("-", 1)[1])
+                state = json.loads(path.read_text())
+            except (ValueError, IndexError):
+                continue
+            if self._process(state) is not None:
+                instances.append(Instance(app_id, ("127.0.0.1", int(state["port"])), state,
+                                          int(state.get("generation", 0))))
+        return instances
+
+    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
+        proc = self._process(state)
+        if proc is None:
+            return None
+        try:
+            procs = [proc, *proc.children(recursive=True)]
+            memory = sum(p.memory_info().rss for p in procs)
+            cpu = sum(p.cpu_percent(interval=None) for p in procs)
+        except psutil.Error:
+            return None
+        return Usage(memory_bytes=memory, cpu_percent=cpu)

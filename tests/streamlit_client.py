@@ -1,0 +1,113 @@
+"""A minimal Streamlit browser stand-in for tests: open a session, run the script once.
+
+Streamlit's websocket speaks second (FINDINGS.md): after the upgrade it sends nothing until
+the client sends a `BackMsg` with `rerun_script` set. Then it answers `new_session`,
+`session_status_changed`, the page's `delta`s and `script_finished`.
+
+    seen = await open_streamlit_session("ws://127.0.0.1:8080", "hello.localhost:8080")
+    assert seen["new_session"] and "Hello" in " ".join(seen["texts"])
+
+Tests only (it imports streamlit's protobuf classes; supervisor and backend never do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ClientState_pb2 import ClientState
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+STREAM_PATH = "/_stcore/stream"
+
+
+def rerun_message(query_string: str = "", page_script_hash: str = "") -> bytes:
+    """The BackMsg a browser sends to (re)run the script."""
+    return BackMsg(rerun_script=ClientState(query_string=query_string,
+                                            page_script_hash=page_script_hash)
+                   ).SerializeToString()
+
+
+def _element_text(msg: ForwardMsg) -> tuple[str | None, str | None]:
+    """(text, exception message) of a delta's new element, when it has one."""
+    if msg.WhichOneof("type") != "delta" or msg.delta.WhichOneof("type") != "new_element":
+        return None, None
+    element = msg.delta.new_element
+    kind = element.WhichOneof("type")
+    if kind is None:
+        return None, None
+    body = getattr(element, kind)
+    if kind == "exception":
+        return None, f"{body.type}: {body.message}"
+    text = getattr(body, "body", None)
+    return (text if isinstance(text, str) and text else None), None
+
+
+async def open_streamlit_session(base_ws_url: str, host: str, timeout: float = 30,
+                                 *, cookies: dict[str, str] | None = None,
+                                 protocols: tuple[str, ...] = ("streamlit",),
+                                 query_string: str = "") -> dict[str, Any]:
+    """Open `/_stcore/stream` on `base_ws_url` as a browser of `host` would, run the script.
+
+    `base_ws_url` is `ws://addr:port` (or `http://`, or a full URL ending in the stream
+    path); `host` is the Host header to send (e.g. `hello.localhost:8080`), and the Origin
+    is `http://<host>` so Streamlit's same-origin check passes through a proxy that keeps
+    Host. Waits until the script finished (or `timeout`) and returns what it saw:
+
+    protocol: subprotocol the server chose; new_session: bool; session_id: str;
+    script_finished: final status name or None; messages: ForwardMsg types in order;
+    texts: bodies of text-like elements (title, markdown, write…); exceptions: the
+    script's exceptions; timed_out: bool; close_code: the websocket's close code.
+    """
+    url = base_ws_url.rstrip("/")
+    if url.startswith("http"):
+        url = "ws" + url[4:]
+    if not url.endswith(STREAM_PATH):
+        url += STREAM_PATH
+    headers = {"Host": host, "Origin": f"http://{host}"}
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    seen: dict[str, Any] = {"protocol": None, "new_session": False, "session_id": "",
+                            "script_finished": None, "messages": [], "texts": [],
+                            "exceptions": [], "timed_out": False, "close_code": None}
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, protocols=protocols, headers=headers,
+                                      max_msg_size=0, autoping=True) as ws:
+            seen["protocol"] = ws.protocol
+            await ws.send_bytes(rerun_message(query_string))
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen["timed_out"] = True
+                    break
+                try:
+                    msg = await ws.receive(timeout=left)
+                except asyncio.TimeoutError:
+                    seen["timed_out"] = True
+                    break
+                if msg.type is not aiohttp.WSMsgType.BINARY:
+                    break  # closed, closing or error
+                fwd = ForwardMsg()
+                fwd.ParseFromString(msg.data)
+                kind = fwd.WhichOneof("type")
+                seen["messages"].append(kind)
+                if kind == "new_session":
+                    seen["new_session"] = True
+                    seen["session_id"] = fwd.new_session.initialize.session_id
+                text, exception = _element_text(fwd)
+                if text:
+                    seen["texts"].append(text)
+                if exception:
+                    seen["exceptions"].append(exception)
+                if kind == "script_finished":
+                    status = ForwardMsg.ScriptFinishedStatus.Name(fwd.script_finished)
+                    if status != "FINISHED_EARLY_FOR_RERUN":
+                        seen["script_finished"] = status
+                        break
+            await ws.close()
+            seen["close_code"] = ws.close_code
+    return seen

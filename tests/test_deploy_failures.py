@@ -1,0 +1,63 @@
+"""Bad input ends in a visible state with the reason, and the supervisor survives it:
+unreachable repo, missing branch, missing main file, invalid requirements, an app that exits
+at once, a taken subdomain. Another app keeps running throughout."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend import apps
+from backend.errors import ValidationError
+from tests.supervisor_harness import SupervisorProcess, wait_for_state
+
+
+@pytest.fixture
+def supervisor(settings, tmp_path):  # type: ignore[no-untyped-def]
+    sup = SupervisorProcess(settings, tmp_path / "supervisor.log").start()
+    yield sup
+    sup.stop()
+
+
+def test_failures_are_visible_and_isolated(ctx, admin, make_repo, hello_repo, supervisor,
+                                           tmp_path) -> None:
+    good = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="good")
+    wait_for_state(ctx, good.id, {"running"}, sup=supervisor)
+
+    cases = {}
+    cases["unreachable"] = apps.deploy_app(
+        ctx, admin, repo_url=str(tmp_path / "nowhere" / "repo.git"), subdomain="unreachable")
+    cases["branch"] = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, branch="nope",
+                                      subdomain="nobranch")
+    cases["mainfile"] = apps.deploy_app(ctx, admin, repo_url=hello_repo.url,
+                                        main_file="missing.py", subdomain="nomain")
+    bad_reqs = make_repo("badreqs", {"streamlit_app.py": "import streamlit as st\n",
+                                     "requirements.txt": "no-such-package-stcloud-x==9.9\n"})
+    cases["requirements"] = apps.deploy_app(ctx, admin, repo_url=bad_reqs.url, subdomain="badreq")
+    exits = make_repo("exits", {
+        "streamlit_app.py": "import streamlit as st\n",
+        "requirements.txt": "streamlit==1.67.0\npandas==3.1.1\n",
+        ".streamlit/config.toml": '[server]\nsslCertFile = "/nonexistent.pem"\n'})
+    cases["exits"] = apps.deploy_app(ctx, admin, repo_url=exits.url, subdomain="exits")
+
+    expected = {"unreachable": ("build_failed", "could not be read"),
+                "branch": ("build_failed", "branch 'nope' does not exist"),
+                "mainfile": ("build_failed", "'missing.py' does not exist"),
+                "requirements": ("build_failed", "no-such-package-stcloud-x"),
+                "exits": ("crashed", "sslKeyFile")}
+    for name, (state, text) in expected.items():
+        app = wait_for_state(ctx, cases[name].id, {"running", "build_failed", "crashed"},
+                             sup=supervisor)
+        assert app.state == state, (name, app.state, app.state_reason)
+        assert text in app.state_reason, (name, app.state_reason)
+        events = apps.app_events(ctx, admin, app.id)
+        assert events[0].to_state == state and text in events[0].reason
+    logs = apps.read_logs(ctx, admin, cases["requirements"].id)
+    assert "no-such-package-stcloud-x" in logs["build"]
+    assert "sslKeyFile" in apps.read_logs(ctx, admin, cases["exits"].id)["app"]
+
+    assert supervisor.alive()
+    assert apps.get_app(ctx, admin, good.id).state == "running"
+
+    with pytest.raises(ValidationError) as taken:
+        apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="good")
+    assert taken.value.field == "subdomain" and "taken" in taken.value.message

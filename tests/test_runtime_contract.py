@@ -1,0 +1,138 @@
+"""The Runtime contract (supervisor/runtimes/base.py), one suite for every engine.
+
+Each engine must: build an environment once per dependency hash and reuse it; start an
+instance that answers /_stcore/health; poll it running; report usage; list it to a fresh
+engine object (adoption after a supervisor restart); stop it (twice is fine); poll it gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from supervisor.runtimes import docker_available
+from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec, Runtime
+from tests.conftest import EXAMPLE_APP, require_docker
+
+ENGINES = ["process", "docker"]
+
+
+def make_runtime(engine: str, settings) -> Runtime:  # type: ignore[no-untyped-def]
+    if engine == "docker":
+        if not docker_available():
+            if require_docker():
+                pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
+            pytest.skip("no Docker daemon")
+        from supervisor.runtimes.docker import DockerRuntime
+        return DockerRuntime(dataclasses.replace(settings, runtime="docker"))
+    from supervisor.runtimes.process import ProcessRuntime
+    return ProcessRuntime(settings)
+
+
+async def wait_healthy(address: tuple[str, int], runtime: Runtime, app_id: int,
+                       state: dict, timeout: float = 60) -> None:
+    url = f"http://{address[0]}:{address[1]}/_stcore/health"
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while asyncio.get_running_loop().time() < deadline:
+            assert (await runtime.poll(app_id, state)).alive, "instance died while starting"
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("instance never answered /_stcore/health")
+
+
+def app_spec(settings, checkout: Path, app_id: int = 7) -> AppSpec:  # type: ignore[no-untyped-def]
+    return AppSpec(app_id=app_id, name="hello", checkout=checkout,
+                   main_file="streamlit_app.py",
+                   log_path=settings.logs_path / str(app_id) / "app.log", memory_limit_mb=512)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_contract_start_poll_list_stop(engine: str, settings, tmp_path: Path) -> None:
+    runtime = make_runtime(engine, settings)
+    checkout = tmp_path / "checkout"
+    shutil.copytree(EXAMPLE_APP, checkout)
+    spec = EnvSpec.from_checkout(checkout, settings.default_python, settings.default_streamlit)
+
+    async def scenario() -> None:
+        lines: list[str] = []
+        env = await runtime.ensure_env(spec, lines.append)
+        again = await runtime.ensure_env(spec, lines.append)
+        assert again.reused and again.location == env.location
+        assert (await runtime.poll(7, {})).kind == "missing"
+        inst = await runtime.start(app_spec(settings, checkout), env)
+        try:
+            await wait_healthy(inst.address, runtime, 7, inst.state)
+            assert (await runtime.poll(7, inst.state)).kind == "running"
+            usage = await runtime.usage(7, inst.state)
+            assert usage is not None and usage.memory_bytes > 10_000_000
+            adopted = await make_runtime(engine, settings).list()
+            assert [(i.app_id, i.address) for i in adopted] == [(7, inst.address)]
+        finally:
+            await runtime.stop(7, inst.state)
+        assert not (await runtime.poll(7, inst.state)).alive
+        await runtime.stop(7, inst.state)  # idempotent
+        assert await runtime.list() == []
+        assert await runtime.usage(7, inst.state) is None
+        await runtime.close()
+
+    asyncio.run(scenario())
+
+
+def kill_instance(engine: str, state: dict) -> None:
+    """Kill an instance behind the engine's back, as a crash would."""
+    if engine == "process":
+        os.killpg(state["pid"], signal.SIGKILL)
+    else:
+        import docker
+        docker.from_env().containers.get(state["container_id"]).kill()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_contract_exit_is_reported(engine: str, settings, tmp_path: Path) -> None:
+    runtime = make_runtime(engine, settings)
+    checkout = tmp_path / "checkout"
+    shutil.copytree(EXAMPLE_APP, checkout)
+    spec = EnvSpec.from_checkout(checkout, settings.default_python, settings.default_streamlit)
+
+    async def scenario() -> None:
+        env = await runtime.ensure_env(spec, lambda line: None)
+        inst = await runtime.start(app_spec(settings, checkout, 8), env)
+        try:
+            await wait_healthy(inst.address, runtime, 8, inst.state)
+            kill_instance(engine, inst.state)
+            deadline = asyncio.get_running_loop().time() + 30
+            while (await runtime.poll(8, inst.state)).alive:
+                assert asyncio.get_running_loop().time() < deadline, "exit never reported"
+                await asyncio.sleep(0.1)
+            assert (await runtime.poll(8, inst.state)).kind == "exited"
+        finally:
+            await runtime.stop(8, inst.state)
+        assert await runtime.list() == []
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_contract_bad_requirements_raise_build_error(engine: str, settings) -> None:
+    runtime = make_runtime(engine, settings)
+    spec = EnvSpec(settings.default_python,
+                   {"requirements.txt": b"this-package-does-not-exist-stcloud==0.0.1\n"},
+                   settings.default_streamlit)
+    lines: list[str] = []
+    with pytest.raises(BuildError) as info:
+        asyncio.run(runtime.ensure_env(spec, lines.append))
+    assert "this-package-does-not-exist-stcloud" in str(info.value)
+    assert not (settings.envs_path / spec.dep_hash).exists()
