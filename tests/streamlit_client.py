@@ -49,13 +49,14 @@ def _element_text(msg: ForwardMsg) -> tuple[str | None, str | None]:
 async def open_streamlit_session(base_ws_url: str, host: str, timeout: float = 30,
                                  *, cookies: dict[str, str] | None = None,
                                  protocols: tuple[str, ...] = ("streamlit",),
-                                 query_string: str = "") -> dict[str, Any]:
+                                 query_string: str = "", origin: str | None = None
+                                 ) -> dict[str, Any]:
     """Open `/_stcore/stream` on `base_ws_url` as a browser of `host` would, run the script.
 
     `base_ws_url` is `ws://addr:port` (or `http://`, or a full URL ending in the stream
     path); `host` is the Host header to send (e.g. `hello.localhost:8080`), and the Origin
     is `http://<host>` so Streamlit's same-origin check passes through a proxy that keeps
-    Host. Waits until the script finished (or `timeout`) and returns what it saw:
+    Host (pass `origin` to send another). Waits until the script finished (or `timeout`) and returns what it saw:
 
     protocol: subprotocol the server chose; new_session: bool; session_id: str;
     script_finished: final status name or None; messages: ForwardMsg types in order;
@@ -67,7 +68,7 @@ async def open_streamlit_session(base_ws_url: str, host: str, timeout: float = 3
         url = "ws" + url[4:]
     if not url.endswith(STREAM_PATH):
         url += STREAM_PATH
-    headers = {"Host": host, "Origin": f"http://{host}"}
+    headers = {"Host": host, "Origin": origin or f"http://{host}"}
     if cookies:
         headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
     seen: dict[str, Any] = {"protocol": None, "new_session": False, "session_id": "",

@@ -1,8 +1,9 @@
 """Forwarding one request to an upstream (an app instance or the dashboard).
 
 HTTP: the request body is streamed from `request.content` and the response body with a
-`StreamResponse` and `iter_any()`, so nothing is ever buffered whole (a 20 MB download
-or a server-sent stream flows chunk by chunk). Bodies pass through untouched
+`StreamResponse`, chunk by chunk as it arrives, so nothing is ever buffered whole (a
+20 MB download or a server-sent stream flows through). Only a body that had already
+arrived complete with the headers (small pages) is sent in one write with them. Bodies pass through untouched
 (`auto_decompress=False` on both the server and the client side), redirects are
 returned to the browser, not followed.
 
@@ -20,8 +21,8 @@ closes the other with the same code. No message size limit and no heartbeat of o
 
 Every upstream call uses one shared `ClientSession` (see `server.py`) whose pool keeps
 upstream connections warm; that is what lets a proxy beat direct access (FINDINGS.md).
-Streamlit's uvicorn closes idle keep-alive connections after 5 s, so a request without a
-body that hits a connection closed under it is retried once on a fresh one.
+Streamlit's uvicorn closes idle keep-alive connections after 5 s; aiohttp's client retries
+an idempotent request once when a pooled connection was closed under it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 from yarl import URL
 
 log = logging.getLogger("supervisor.proxy")
@@ -53,7 +54,8 @@ _WS_REQUEST_DROP = _REQUEST_DROP | {
     "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
     "sec-websocket-protocol", "sec-websocket-accept", "content-length",
 }
-_RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A body already complete is re-sent with its length computed by web.Response.
+_BUFFERED_DROP = HOP_BY_HOP | {"content-length"}
 # Close codes that must not be sent in a close frame (RFC 6455 §7.4.1).
 _RESERVED_CLOSE = frozenset({1005, 1006, 1015})
 
@@ -62,8 +64,7 @@ class UpstreamUnavailable(Exception):
     """The upstream refused, timed out or broke before a response began."""
 
 
-def filter_headers(headers: CIMultiDict[str] | web.BaseRequest, drop: frozenset[str]
-                   ) -> CIMultiDict[str]:
+def filter_headers(headers: MultiMapping[str], drop: frozenset[str]) -> CIMultiDict[str]:
     """A copy of `headers` without `drop` and without the names listed in Connection."""
     named: set[str] = set()
     for value in headers.getall("Connection", ()):
@@ -109,32 +110,31 @@ async def forward_http(request: web.Request, address: tuple[str, int],
     """Forward one HTTP request and stream the answer; raises UpstreamUnavailable."""
     url = upstream_url(address, request)
     headers = upstream_headers(request, scheme)
-    has_body = request.body_exists
-    data = request.content if has_body else None
-    attempts = 1 if has_body or request.method not in _RETRYABLE_METHODS else 2
-    upstream: aiohttp.ClientResponse | None = None
-    for attempt in range(attempts):
-        try:
-            upstream = await session.request(request.method, url, headers=headers,
-                                             data=data, allow_redirects=False)
-            break
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            # A pooled connection the upstream closed under us: retry on a fresh one.
-            if attempt + 1 < attempts and not isinstance(exc, aiohttp.ClientConnectorError):
-                continue
-            raise UpstreamUnavailable(_describe(exc)) from exc
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise UpstreamUnavailable(_describe(exc)) from exc
-    assert upstream is not None
+    data = request.content if request.body_exists else None
+    try:
+        upstream = await session.request(request.method, url, headers=headers, data=data,
+                                         allow_redirects=False)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise UpstreamUnavailable(_describe(exc)) from exc
 
     complete = False
+    content = upstream.content
+    if content.is_eof() and _may_have_body(request.method, upstream.status):
+        # The whole body came with the headers (small pages, health checks): answer in
+        # one write instead of headers first. Nothing is waited for here.
+        body = content.read_nowait()
+        upstream.release()
+        return web.Response(status=upstream.status, reason=upstream.reason, body=body,
+                            headers=filter_headers(upstream.headers, _BUFFERED_DROP))
     try:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                       headers=filter_headers(upstream.headers, HOP_BY_HOP))
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
+        while chunk := await content.readany():
+            if content.is_eof():  # the last piece goes out with the end of the body
+                break
             await response.write(chunk)
-        await response.write_eof()
+        await response.write_eof(chunk)
         complete = True
         return response
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError,
@@ -161,8 +161,11 @@ class WebSocketPair:
     client: web.WebSocketResponse
     upstream: aiohttp.ClientWebSocketResponse
     tasks: list[asyncio.Task] = field(default_factory=list)
+    closed_with: int | None = None  # set when we closed both ends ourselves
 
     async def close(self, code: int, message: bytes = b"") -> None:
+        if self.closed_with is None:
+            self.closed_with = code
         await asyncio.gather(self.client.close(code=code, message=message),
                              self.upstream.close(code=code, message=message),
                              return_exceptions=True)
@@ -194,8 +197,8 @@ async def forward_websocket(request: web.Request, address: tuple[str, int],
         status = exc.status if 400 <= exc.status < 600 else 502
         log.info("websocket_refused host=%s path=%s status=%s",
                  request.headers.get("Host", ""), request.path, exc.status)
-        return web.Response(status=status, text=f"Upstream refused the websocket ({exc.status}).",
-                            headers={"Cache-Control": "no-store"})
+        return web.Response(status=status, headers={"Cache-Control": "no-store"},
+                            text=f"The app refused the websocket ({exc.status}).")
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise UpstreamUnavailable(_describe(exc)) from exc
 
@@ -240,8 +243,9 @@ async def _relay(pair: WebSocketPair) -> int:
         await target.close(code=code, message=message)
     else:
         await pair.close(code, message)
-    await asyncio.wait(pair.tasks)  # the other pump ends once its socket is closed
-    return code
+    # The other pump ends once its socket is closed (the caller cancels stragglers).
+    await asyncio.wait(pair.tasks, timeout=WS_TIMEOUT.ws_close)
+    return pair.closed_with or code
 
 
 _WS = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -270,6 +274,10 @@ async def _pump(src: _WS, dst: _WS) -> tuple[_WS | None, int, bytes]:
             return dst, 1011, b""
         # CLOSING (closed locally, e.g. on shutdown) or CLOSED (connection lost).
         return dst, _sendable(src.close_code or 1001), b""
+
+
+def _may_have_body(method: str, status: int) -> bool:
+    return method != "HEAD" and status >= 200 and status not in (204, 304)
 
 
 def _sendable(code: int) -> int:

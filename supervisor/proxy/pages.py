@@ -25,9 +25,9 @@ BRAND = "Streamlit Cloud"
 NO_STORE = "no-store"
 
 STATE_LABELS = {
-    "queued": "Waiting for a builder",
-    "building": "Building environment",
-    "starting": "Starting the app",
+    "queued": "Queued",
+    "building": "Building",
+    "starting": "Starting",
     "running": "Running",
     "build_failed": "Build failed",
     "crashed": "Crashed",
@@ -93,9 +93,6 @@ background:var(--bg);border-radius:4px}
 a{color:var(--accent);font-weight:600}
 a:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
 footer{margin-top:1.5rem;font-size:.85rem;color:var(--muted)}
-.dots::after{content:"";animation:dots 1.5s steps(4,end) infinite}
-@keyframes dots{0%{content:""}25%{content:"."}50%{content:".."}75%{content:"..."}}
-@media (prefers-reduced-motion:reduce){.dots::after{animation:none}}
 """
 
 # Polls /__stcloud/status; reloads when the host serves or leaves the `keep` states.
@@ -155,8 +152,8 @@ def _status_box(state: str, reason: str) -> str:
 def oven_page(route: Route, settings: Settings) -> web.Response:
     """queued / building / starting: wait here, reload onto the app when it serves."""
     body = (
-        f"<p>{escape(route.subdomain)} is being prepared<span class=\"dots\"></span> "
-        "This page refreshes by itself and opens the app as soon as it is ready.</p>\n"
+        f"<p><strong>{escape(route.subdomain)}</strong> is being prepared. This page "
+        "refreshes by itself and opens the app as soon as it is ready.</p>\n"
         f"{_status_box(route.state, route.reason)}\n"
         f'<p class="muted">Developers can follow the progress on '
         f"{_dashboard_link(settings)}.</p>"

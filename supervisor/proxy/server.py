@@ -9,6 +9,11 @@ Routing (the proxy reads the route table, it never decides lifecycle):
   building, starting → the oven page; any other state → that state's page (503).
 - anything else → 404 page.
 
+The API is mounted with `add_subapp("/api/v1", api)`; the dispatch middleware decides by
+Host before any handler runs, so on app hosts `/api/v1/...` goes to the app and the API's
+middlewares never run. (aiohttp still fires the API's `on_response_prepare` signal for
+such requests, since routing resolved into it: the API should not use that signal.)
+
 `/__stcloud/` is ours on every host and is never forwarded: `/__stcloud/status` answers
 `{"state", "reason", "serving"}` (the oven page polls it); later issues add the Manage-app
 overlay there.
@@ -27,6 +32,7 @@ session.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 
@@ -122,8 +128,7 @@ class Proxy:
         pairs = list(self.websockets)
         if pairs:
             log.info("shutdown closing_websockets=%d", len(pairs))
-        for pair in pairs:
-            await pair.close(1001, b"Server shutting down")
+        await asyncio.gather(*(pair.close(1001, b"Server shutting down") for pair in pairs))
 
     async def on_cleanup(self, app: web.Application) -> None:
         if self.session is not None:
