@@ -16,6 +16,7 @@ from backend import appstate
 from backend.context import Context
 from backend.errors import NotFound, ValidationError
 from backend.logs import app_log_path, build_log_path, tail
+from backend.platform import wake_supervisor
 from backend.validation import (repo_owner_and_name, suggest_subdomain, validate_branch,
                                 validate_main_file, validate_repo_url, validate_subdomain)
 from backend.workspaces import (get_or_create_workspace, require_role, role_in,
@@ -113,7 +114,9 @@ def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
         s.flush()
         s.add(AppEvent(app_id=app.id, from_state="", to_state="queued",
                        reason=f"Deployed by {user.username}"))
-        return _view(ctx, s, app, user)
+        view = _view(ctx, s, app, user)
+    wake_supervisor(ctx)
+    return view
 
 
 def list_apps(ctx: Context, user: User, workspace_id: int | None = None) -> list[AppView]:
@@ -147,7 +150,9 @@ def reboot_app(ctx: Context, user: User, app_id: int) -> AppView:
             s.add(app)
         else:
             appstate.transition(s, app, "queued", f"Reboot requested by {user.username}")
-        return _view(ctx, s, app, user)
+        view = _view(ctx, s, app, user)
+    wake_supervisor(ctx)
+    return view
 
 
 def delete_app(ctx: Context, user: User, app_id: int) -> None:
@@ -156,6 +161,7 @@ def delete_app(ctx: Context, user: User, app_id: int) -> None:
         app = _load(s, user, app_id, "developer", "delete this app")
         app.desired_state = "deleted"
         appstate.transition(s, app, "deleting", f"Deleted by {user.username}")
+    wake_supervisor(ctx)
 
 
 def app_events(ctx: Context, user: User, app_id: int, limit: int = 50) -> list[AppEvent]:

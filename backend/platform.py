@@ -10,6 +10,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from backend.context import Context
 
@@ -26,8 +27,21 @@ class PlatformInfo:
         return time.time() - self.heartbeat < 30
 
 
-def _path(ctx: Context):
+def _path(ctx: Context) -> Path:
     return ctx.settings.run_path / "platform.json"
+
+
+def wake_file(ctx: Context) -> Path:
+    return ctx.settings.run_path / "wake"
+
+
+def wake_supervisor(ctx: Context) -> None:
+    """Tell the supervisor that desired state changed, so it acts now rather than at its
+    next periodic pass (it watches this file's modification time)."""
+    path = wake_file(ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a"):
+        os.utime(path, None)
 
 
 def read_platform(ctx: Context) -> PlatformInfo:

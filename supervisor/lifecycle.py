@@ -242,7 +242,7 @@ class Lifecycle:
                             return None
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     pass
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
         return Status("exited", None)
 
     def _oom_reason(self, app: App) -> str:

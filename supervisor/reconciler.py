@@ -14,18 +14,28 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import select
 
 from backend import appstate
 from backend.context import Context
+from backend.platform import wake_file
 from models import App, session_scope
 from supervisor.lifecycle import Lifecycle
 from supervisor.routes import Route, RouteTable
 from supervisor.runtimes.base import Instance, Runtime
 
 log = logging.getLogger("supervisor.reconciler")
+WAKE_POLL = 0.05  # seconds between checks of the wake file (a stat call)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def _address(app: App) -> tuple[str, int] | None:
@@ -108,6 +118,8 @@ class Reconciler:
         self._wake.set()
 
     async def run(self) -> None:
+        """Reconcile every `reconcile_interval` seconds, and at once when woken: by a worker
+        that finished, or by the dashboard/API touching the wake file (backend.platform)."""
         interval = self.ctx.settings.reconcile_interval
         while not self._stopping:
             try:
@@ -115,11 +127,21 @@ class Reconciler:
             except Exception:  # noqa: BLE001 - the loop must survive any one bad pass
                 log.exception("reconcile pass failed")
             self._on_pass()
+            await self._wait_for_wake(interval)
+            self._wake.clear()
+
+    async def _wait_for_wake(self, interval: float) -> None:
+        path = wake_file(self.ctx)
+        seen = _mtime(path)
+        deadline = asyncio.get_running_loop().time() + interval
+        while not self._wake.is_set() and not self._stopping:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or _mtime(path) != seen:
+                return
             try:
-                await asyncio.wait_for(self._wake.wait(), interval)
+                await asyncio.wait_for(self._wake.wait(), min(WAKE_POLL, remaining))
             except asyncio.TimeoutError:
                 pass
-            self._wake.clear()
 
     async def reconcile_once(self) -> None:
         apps = self._load_apps()

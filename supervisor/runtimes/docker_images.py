@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+from docker.types import Mount
 
 from backend.settings import PROJECT_ROOT, Settings
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
@@ -40,8 +41,11 @@ CA_PATH = "/etc/stcloud/ca.crt"  # fixed path in build containers (apt may rewri
 UV_PATH = "/stcloud/bin/uv"
 UV_CACHE = "/stcloud/uv-cache"
 SRC = "/stcloud/src"
-IMAGE_ENV = ["PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-             "LANG=C.UTF-8", "VIRTUAL_ENV=/opt/venv"]
+# Dockerfile instructions applied by `docker commit` (the build container's own config
+# would otherwise be the image's: its command, labels).
+IMAGE_CHANGES = ["ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                 "/sbin:/bin", "ENV VIRTUAL_ENV=/opt/venv", "ENV LANG=C.UTF-8",
+                 "WORKDIR /app", 'CMD ["/bin/sh"]']
 TAIL_LINES = 25
 
 # Exit codes of the build script -> what failed, for the person reading the error.
@@ -79,9 +83,14 @@ def offered_versions(settings: Settings) -> list[str]:
     return sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
 
 
-def build_script(spec: EnvSpec, has_ca: bool) -> str:
-    """The shell script a build container runs; its exit code names the failed step."""
+def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
+    """The shell script a build container runs; its exit code names the failed step.
+
+    The build's environment is exported here rather than given to the container, because
+    `docker commit` would copy a container's environment into the image.
+    """
     lines = ["set -u", "export PATH=/stcloud/bin:$PATH"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     if spec.packages:
         pkgs = " ".join(shlex.quote(p) for p in spec.packages)
         apt_ca = f" -o Acquire::https::CAInfo={CA_PATH}" if has_ca else ""
@@ -106,7 +115,12 @@ def build_script(spec: EnvSpec, has_ca: bool) -> str:
     streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
     lines += [f"if ! {VENV}/bin/python -c 'import streamlit' 2>/dev/null; then",
               f'  echo "==> The app pins no streamlit: installing {streamlit}"',
-              f"  uv pip install {streamlit} || exit 13",
+              f"  if ! uv pip install {streamlit}; then",
+              # e.g. Python 3.9, which newer Streamlit releases no longer support
+              '    echo "==> That Streamlit does not install here; installing the newest '
+              'Streamlit that supports this Python"',
+              "    uv pip install streamlit || exit 13",
+              "  fi",
               "fi",
               "rm -rf /tmp/* /root/.cache",
               'echo "==> Environment ready"']
@@ -196,13 +210,17 @@ class ImageBuilder:
                              "build environments.")
         cache = settings.uv_cache_path
         cache.mkdir(parents=True, exist_ok=True)
-        env = {"UV_CACHE_DIR": UV_CACHE, "UV_LINK_MODE": "copy", "UV_NATIVE_TLS": "1",
+        # UV_SYSTEM_CERTS is uv 0.13's name for UV_NATIVE_TLS (which now warns); uv of any
+        # age trusts SSL_CERT_FILE, which is what makes TLS work behind an inspecting proxy.
+        env = {"UV_CACHE_DIR": UV_CACHE, "UV_LINK_MODE": "copy", "UV_SYSTEM_CERTS": "1",
                "UV_PYTHON_DOWNLOADS": "never", "UV_COMPILE_BYTECODE": "1",
                "VIRTUAL_ENV": VENV, "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
-        volumes = {str(uv): {"bind": UV_PATH, "mode": "ro"},
-                   str(cache): {"bind": UV_CACHE, "mode": "rw"}}
+        # `mounts`, not `volumes`: the SDK would also declare volumes in the container's
+        # config, and `commit` would carry them into the env image.
+        mounts = [Mount(UV_PATH, str(uv), type="bind", read_only=True),
+                  Mount(UV_CACHE, str(cache), type="bind")]
         if ca is not None:
-            volumes[str(ca)] = {"bind": CA_PATH, "mode": "ro"}
+            mounts.append(Mount(CA_PATH, str(ca), type="bind", read_only=True))
             env.update(SSL_CERT_FILE=CA_PATH, PIP_CERT=CA_PATH, REQUESTS_CA_BUNDLE=CA_PATH)
         if settings.index_url:
             env["UV_INDEX_URL"] = settings.index_url
@@ -211,17 +229,18 @@ class ImageBuilder:
             src.chmod(0o755)
             for name, content in spec.files.items():
                 (src / name).write_bytes(content)
-            (src / "build.sh").write_text(build_script(spec, ca is not None))
-            volumes[str(src)] = {"bind": SRC, "mode": "ro"}
-            labels = {"stcloud.install": self.install_id, "stcloud.component": "build",
-                      "stcloud.dep_hash": spec.dep_hash}
+            (src / "build.sh").write_text(build_script(spec, env, ca is not None))
+            mounts.append(Mount(SRC, str(src), type="bind", read_only=True))
+            # Not `stcloud.install`/`stcloud.component`: commit copies labels into the
+            # image, and env images belong to no installation.
+            labels = {"stcloud.build": self.install_id, "stcloud.dep_hash": spec.dep_hash}
             await self._remove_stale_builds(spec.dep_hash)
             client = self._client()
             container = await self._call(
                 client.containers.create, base, ["sh", f"{SRC}/build.sh"],
                 name=f"stcloud-{self.install_id}-build-{spec.dep_hash[:12]}-"
                      f"{uuid.uuid4().hex[:6]}",
-                environment=env, volumes=volumes, labels=labels, working_dir="/tmp")
+                mounts=mounts, labels=labels, working_dir="/tmp")
             try:
                 code, tail = await self._run_streaming(container, log)
                 if code != 0:
@@ -230,10 +249,9 @@ class ImageBuilder:
                 await self._call(
                     container.commit, ENV_REPO, spec.dep_hash,
                     message=f"stcloud env {spec.dep_hash}",
-                    conf={"Env": IMAGE_ENV, "WorkingDir": "/app", "Cmd": None,
-                          "Labels": {"stcloud.component": "env",
-                                     "stcloud.dep_hash": spec.dep_hash,
-                                     "stcloud.python": version, "stcloud.base": base}})
+                    changes=IMAGE_CHANGES + [
+                        f"LABEL stcloud.component=env stcloud.dep_hash={spec.dep_hash} "
+                        f"stcloud.python={version} stcloud.base={base}"])
                 log(f"==> Committed {image}")
             finally:
                 # Runs on success, failure and cancellation: kills a running build.
@@ -285,7 +303,6 @@ class ImageBuilder:
     async def _remove_stale_builds(self, dep_hash: str) -> None:
         """Build containers of this hash left by a supervisor that died mid-build."""
         stale = await self._call(self._client().containers.list, all=True, filters={
-            "label": [f"stcloud.install={self.install_id}", "stcloud.component=build",
-                      f"stcloud.dep_hash={dep_hash}"]})
+            "label": [f"stcloud.build={self.install_id}", f"stcloud.dep_hash={dep_hash}"]})
         for container in stale:
             await self._remove(container)

@@ -76,7 +76,7 @@ class ProcessRuntime(Runtime):
             env["UV_INDEX_URL"] = self.settings.index_url
         ca = self.settings.ca_bundle_path
         if ca:
-            env.update(SSL_CERT_FILE=str(ca), UV_NATIVE_TLS="1")
+            env["SSL_CERT_FILE"] = str(ca)
         return env
 
     def _find_pythons(self) -> dict[str, str]:

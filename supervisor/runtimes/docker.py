@@ -1,0 +1,334 @@
+"""DockerRuntime: the production engine. One container per app, one image per dependency set.
+
+Images are made by `docker_images.ImageBuilder` (base images without a registry, env images
+`stcloud-env:<dep_hash>`). This module runs app containers, following dockerspawner:
+`start()` is a template (find → remove → create → start → read address), the blocking
+Docker SDK runs in threads through one helper (`_call`), and 404 on stop/remove means done.
+
+Names and labels. A container is `stcloud-<install>-<app name>-<app id>`, where `<install>`
+is a short hash of `settings.data_dir`: two installations on one daemon (parallel test runs)
+never see each other's containers. Labels `stcloud.install`, `stcloud.component=app`,
+`stcloud.app_id`, `stcloud.generation` are what `list()` adopts by; `Instance.state` is
+`{"container_id", "name", "port"}`, and the id is tried first, so renaming never orphans.
+
+Isolation. An app container gets its checkout read-only at /app, its secrets read-only at
+Streamlit's user-level secrets path (~/.streamlit/secrets.toml, HOME=/tmp), its log file and
+the CA bundle, and no other host path; no Docker socket, no host environment, all
+capabilities dropped, no-new-privileges, a read-only root filesystem with a tmpfs /tmp,
+memory (no swap), CPU and pids limits, tini as PID 1, port 8501 published on 127.0.0.1 only,
+and a network where containers cannot reach each other (`docker_network`).
+
+Logs. The container's stdout/stderr are redirected by `sh -c 'exec … >>LOG 2>&1'` into the
+app's log file, bind-mounted (that one file) into the container. Output reaches the file
+whether or not a supervisor is running, with no follower task to restart on adoption and
+no gap or duplicate across supervisor restarts. Log rotation must truncate in place
+(copytruncate): a renamed-away file keeps receiving the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+from docker.types import Mount
+
+from backend.settings import Settings
+from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, LogSink, Runtime,
+                                      StartError, Status, Usage)
+from supervisor.runtimes.docker_images import ImageBuilder, offered_versions
+
+T = TypeVar("T")
+PORT = "8501/tcp"
+LOG_IN_CONTAINER = "/run/stcloud/output.log"
+SECRETS_IN_CONTAINER = "/tmp/.streamlit/secrets.toml"
+STOP_TIMEOUT = 5
+
+
+def install_id(settings: Settings) -> str:
+    """Short hash of the data dir: the installation's namespace on a shared daemon."""
+    return hashlib.sha256(str(Path(settings.data_dir).resolve()).encode()).hexdigest()[:8]
+
+
+def dns_label(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "app"
+
+
+def container_name(install: str, app_name: str, app_id: int) -> str:
+    """`stcloud-<install>-<name>-<id>`, at most 63 characters (one DNS label)."""
+    room = 63 - len(f"stcloud-{install}--{app_id}")
+    label = dns_label(app_name)[:max(room, 1)].strip("-") or "app"
+    return f"stcloud-{install}-{label}-{app_id}"
+
+
+def streamlit_command(main_file: str) -> list[str]:
+    # The venv's `streamlit` script rather than `python -m streamlit`: -m would put /app
+    # first on sys.path, so a file of the app could shadow streamlit itself.
+    return ["/opt/venv/bin/streamlit", "run", main_file, "--server.port", "8501",
+            "--server.address", "0.0.0.0", "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--server.runOnSave", "true",
+            "--server.fileWatcherType", "poll"]
+
+
+def _quote(word: str) -> str:
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
+        self.settings = settings
+        self._client_obj = client
+        self._own_client = client is None
+        self.install_id = install_id(settings)
+        self.images = ImageBuilder(settings, self._client, self._call, self.install_id)
+        self._cpu_samples: dict[str, tuple[int, int]] = {}
+        self._network_ready = False
+
+    def _client(self) -> docker.DockerClient:
+        if self._client_obj is None:
+            self._client_obj = docker.from_env(timeout=120)
+        return self._client_obj
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one blocking Docker SDK call in a worker thread."""
+        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+    def python_versions(self) -> list[str]:
+        return offered_versions(self.settings)
+
+    async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
+        return await self.images.ensure_env(spec, log)
+
+    # Finding containers -------------------------------------------------------------
+    def _labels(self, *extra: str) -> dict[str, list[str]]:
+        return {"label": [f"stcloud.install={self.install_id}", "stcloud.component=app",
+                          *extra]}
+
+    async def _find(self, app_id: int, state: dict[str, Any]) -> Any | None:
+        """The app's container: by the id in state, else by name, else by labels."""
+        client = self._client()
+        for key in ("container_id", "name"):
+            ref = state.get(key)
+            if not ref:
+                continue
+            try:
+                container = await self._call(client.containers.get, ref)
+            except docker.errors.NotFound:
+                continue
+            labels = container.labels
+            if (labels.get("stcloud.install"), labels.get("stcloud.component"),
+                    labels.get("stcloud.app_id")) == (self.install_id, "app", str(app_id)):
+                return container
+        found = await self._call(client.containers.list, all=True,
+                                 filters=self._labels(f"stcloud.app_id={app_id}"))
+        return found[0] if found else None
+
+    async def _remove(self, container: Any) -> None:
+        try:
+            await self._call(container.remove, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # removal already in progress
+                raise
+
+    async def _ensure_network(self) -> str | None:
+        name = self.settings.docker_network
+        if not name or self._network_ready:
+            return name or None
+        client = self._client()
+        try:
+            await self._call(client.networks.get, name)
+        except docker.errors.NotFound:
+            try:
+                await self._call(client.networks.create, name, driver="bridge",
+                                 labels={"stcloud.component": "network"},
+                                 options={"com.docker.network.bridge.enable_icc": "false"})
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # created meanwhile by another installation
+                    raise
+        self._network_ready = True
+        return name
+
+    # Lifecycle ---------------------------------------------------------------------
+    async def start(self, app: AppSpec, env: EnvRef) -> Instance:
+        client = self._client()
+        name = container_name(self.install_id, app.name, app.app_id)
+        # get → remove: whatever this app runs now (by name or by labels) is replaced.
+        old = await self._call(client.containers.list, all=True,
+                               filters=self._labels(f"stcloud.app_id={app.app_id}"))
+        try:
+            old.append(await self._call(client.containers.get, name))
+        except docker.errors.NotFound:
+            pass
+        for container in old:
+            await self._remove(container)
+        # create
+        kwargs = await self._create_args(app, env)
+        for attempt in range(20):
+            try:
+                container = await self._call(client.containers.create, env.location,
+                                             name=name, **kwargs)
+                break
+            except docker.errors.ImageNotFound:
+                raise StartError(f"The environment image {env.location} is missing; "
+                                 "rebuild the environment.") from None
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and attempt < 19:  # old one still being removed
+                    await asyncio.sleep(0.25)
+                    continue
+                raise StartError(f"Docker could not create the container: "
+                                 f"{exc.explanation or exc}") from None
+        # start → read address
+        try:
+            await self._call(container.start)
+            await self._call(container.reload)
+            port = int(container.attrs["NetworkSettings"]["Ports"][PORT][0]["HostPort"])
+        except (docker.errors.APIError, KeyError, IndexError, TypeError) as exc:
+            detail = getattr(exc, "explanation", None) or _tail(app.log_path)
+            await self._remove(container)
+            raise StartError(f"The app container did not start: {detail}") from None
+        state = {"container_id": container.id, "name": name, "port": port}
+        return Instance(app.app_id, ("127.0.0.1", port), state, app.generation)
+
+    async def _create_args(self, app: AppSpec, env: EnvRef) -> dict[str, Any]:
+        settings = self.settings
+        app.log_path.parent.mkdir(parents=True, exist_ok=True)
+        app.log_path.touch(exist_ok=True)
+        mounts = [Mount("/app", str(app.checkout.resolve()), type="bind", read_only=True),
+                  Mount(LOG_IN_CONTAINER, str(app.log_path.resolve()), type="bind")]
+        environment = {**app.env_vars, "PYTHONUNBUFFERED": "1", "HOME": "/tmp",
+                       "PYTHONDONTWRITEBYTECODE": "1"}
+        if app.secrets_file is not None:
+            secrets = str(Path(app.secrets_file).resolve())
+            mounts.append(Mount(SECRETS_IN_CONTAINER, secrets, type="bind", read_only=True))
+            repo_copy = app.checkout / ".streamlit" / "secrets.toml"
+            if repo_copy.is_file() and not repo_copy.is_symlink():
+                # A secrets file committed to the repo is hidden by the dashboard's one.
+                mounts.append(Mount("/app/.streamlit/secrets.toml", secrets, type="bind",
+                                    read_only=True))
+        ca = settings.ca_bundle_path
+        if ca is not None:
+            mounts.append(Mount("/etc/ssl/certs/ca-certificates.crt", str(ca), type="bind",
+                                read_only=True))
+            environment.update(SSL_CERT_FILE="/etc/ssl/certs/ca-certificates.crt",
+                               REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
+        command = " ".join(_quote(w) for w in streamlit_command(app.main_file))
+        memory = f"{int(app.memory_limit_mb)}m"
+        kwargs: dict[str, Any] = dict(
+            command=["sh", "-c", f"exec {command} >>{LOG_IN_CONTAINER} 2>&1"],
+            working_dir="/app", environment=environment, mounts=mounts,
+            labels={"stcloud.install": self.install_id, "stcloud.component": "app",
+                    "stcloud.app_id": str(app.app_id), "stcloud.app": app.name,
+                    "stcloud.generation": str(app.generation),
+                    "stcloud.dep_hash": env.dep_hash},
+            ports={PORT: ("127.0.0.1", None)},
+            mem_limit=memory, memswap_limit=memory,
+            read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={int(app.memory_limit_mb)}m"},
+            cap_drop=["ALL"], security_opt=["no-new-privileges"], privileged=False,
+            init=True, restart_policy={"Name": "no"},
+            log_config={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}})
+        if settings.docker_cpus > 0:
+            kwargs["nano_cpus"] = int(settings.docker_cpus * 1e9)
+        if settings.docker_pids_limit > 0:
+            kwargs["pids_limit"] = settings.docker_pids_limit
+        network = await self._ensure_network()
+        if network:
+            kwargs["network"] = network
+        return kwargs
+
+    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
+        container = await self._find(app_id, state)
+        if container is None:
+            return
+        try:
+            await self._call(container.stop, timeout=STOP_TIMEOUT)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+        await self._remove(container)
+        self._cpu_samples.pop(container.id, None)
+
+    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
+        container = await self._find(app_id, state)
+        if container is None:
+            return Status("missing")
+        cstate = container.attrs.get("State", {})
+        status = cstate.get("Status")
+        if status in ("running", "restarting", "paused"):
+            return Status("running")
+        if status == "created":  # never started: nothing is running
+            return Status("missing")
+        code = int(cstate.get("ExitCode") or 0)
+        # Only Docker's own OOM flag: exit 137 alone is any SIGKILL (`docker kill`, the
+        # stop timeout), which is a crash, not a memory incident.
+        if cstate.get("OOMKilled"):
+            return Status("oom", code)
+        return Status("exited", code)
+
+    async def list(self) -> list[Instance]:
+        found = await self._call(self._client().containers.list,
+                                 filters={**self._labels(), "status": "running"})
+        out = []
+        for container in found:
+            ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+            try:
+                port = int(ports[PORT][0]["HostPort"])
+                app_id = int(container.labels["stcloud.app_id"])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            state = {"container_id": container.id, "name": container.name, "port": port}
+            out.append(Instance(app_id, ("127.0.0.1", port), state,
+                                int(container.labels.get("stcloud.generation", 0))))
+        return out
+
+    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
+        container = await self._find(app_id, state)
+        if container is None or container.status != "running":
+            return None
+        try:
+            first = container.id not in self._cpu_samples
+            stats = await self._call(container.stats, stream=False, one_shot=not first)
+        except docker.errors.NotFound:
+            return None
+        mem = stats.get("memory_stats") or {}
+        if "usage" not in mem:
+            return None
+        detail = mem.get("stats") or {}
+        cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+        memory = max(int(mem["usage"]) - int(cache), 0)
+        cpu = stats.get("cpu_stats") or {}
+        total = int((cpu.get("cpu_usage") or {}).get("total_usage", 0))
+        system = int(cpu.get("system_cpu_usage") or 0)
+        cpus = int(cpu.get("online_cpus") or 1)
+        previous = self._cpu_samples.get(container.id)
+        if previous is None:  # first look: Docker's own 1 s sample (precpu_stats)
+            pre = stats.get("precpu_stats") or {}
+            previous = (int((pre.get("cpu_usage") or {}).get("total_usage", 0)),
+                        int(pre.get("system_cpu_usage") or 0))
+        percent = 0.0
+        if previous[1] and system > previous[1]:
+            percent = (total - previous[0]) / (system - previous[1]) * cpus * 100.0
+        self._cpu_samples[container.id] = (total, system)
+        return Usage(memory_bytes=memory, cpu_percent=max(percent, 0.0))
+
+    async def close(self) -> None:
+        if self._own_client and self._client_obj is not None:
+            self._client_obj.close()
+            self._client_obj = None
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
