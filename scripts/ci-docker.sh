@@ -30,7 +30,7 @@ command -v docker >/dev/null 2>&1 || { log "no docker CLI after install"; exit 1
 
 # 2. Daemon.
 if ! docker info >/dev/null 2>&1; then
-    if pgrep -x dockerd >/dev/null 2>&1; then
+    if pidof dockerd >/dev/null 2>&1; then
         log "dockerd is running but does not answer yet; waiting"
     else
         log "starting dockerd (log: /var/log/dockerd.log)"

@@ -17,6 +17,7 @@ Cancelling the coroutine removes the build container, which kills the build.
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import shutil
 import sys
@@ -55,6 +56,8 @@ STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
          13: "uv could not install Streamlit"}
 
 Call = Callable[..., Awaitable[Any]]
+# A Debian package name, optionally :arch and =version (never an apt option like `-o`).
+DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
 
 
 def uv_binary() -> Path:
@@ -193,6 +196,10 @@ class ImageBuilder:
     async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
         version = python_minor(spec.python_version or self.settings.default_python)
         image = f"{ENV_REPO}:{spec.dep_hash}"
+        bad = [p for p in spec.packages if not DEBIAN_PACKAGE.match(p)]
+        if bad:
+            raise BuildError("packages.txt names something that is not a Debian package: "
+                             + ", ".join(repr(p) for p in bad))
         async with self._lock("env:" + spec.dep_hash):
             if await self._image_exists(image):
                 return EnvRef(spec.dep_hash, version, image, reused=True)
