@@ -10,6 +10,7 @@ SIGINT stops apps and the next start brings them back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 
@@ -17,6 +18,9 @@ import psutil
 import pytest
 
 from backend import apps
+from backend.context import open_context
+from supervisor.runtimes import docker_available
+from tests.conftest import require_docker
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import (SupervisorProcess, all_apps, load_app, wait_for_state,
                                       wait_until)
@@ -38,14 +42,46 @@ def app_pid(ctx, app_id: int) -> int:  # type: ignore[no-untyped-def]
     return json.loads(app.runtime_state)["instance"]["pid"]
 
 
-@pytest.fixture
-def supervisor(settings, tmp_path):  # type: ignore[no-untyped-def]
-    sup = SupervisorProcess(settings, tmp_path / "supervisor.log").start()
-    yield sup
-    sup.stop()
+def instance_id(ctx, app_id: int) -> str | None:  # type: ignore[no-untyped-def]
+    """The pid or container id of the app's instance, as the supervisor recorded it."""
+    app = load_app(ctx, app_id)
+    inst = json.loads(app.runtime_state).get("instance", {}) if app else {}
+    ident = inst.get("pid") or inst.get("container_id")
+    return str(ident) if ident else None
 
 
-def test_deploy_open_websocket_reboot_delete(ctx, admin, hello_repo, supervisor) -> None:
+def instance_alive(ident: str) -> bool:
+    if ident.isdigit():
+        pid = int(ident)
+        return psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    import docker
+    try:
+        return docker.from_env().containers.get(ident).status == "running"
+    except docker.errors.NotFound:
+        return False
+
+
+@pytest.fixture(params=["process", "docker"])
+def engine_settings(request, settings):  # type: ignore[no-untyped-def]
+    if request.param == "docker":
+        if not docker_available():
+            if require_docker():
+                pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
+            pytest.skip("no Docker daemon")
+    return dataclasses.replace(settings, runtime=request.param)
+
+
+def test_deploy_open_websocket_reboot_delete(engine_settings, admin, hello_repo,
+                                             tmp_path) -> None:
+    ctx = open_context(engine_settings)
+    supervisor = SupervisorProcess(engine_settings, tmp_path / "supervisor.log").start()
+    try:
+        _deploy_open_reboot_delete(ctx, admin, hello_repo, supervisor)
+    finally:
+        supervisor.stop()
+
+
+def _deploy_open_reboot_delete(ctx, admin, hello_repo, supervisor) -> None:  # type: ignore
     port = ctx.settings.port
     host = f"hello.localhost:{port}"
     view = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, branch="main",
@@ -63,43 +99,57 @@ def test_deploy_open_websocket_reboot_delete(ctx, admin, hello_repo, supervisor)
     wait_until(lambda: http_get(port, f"localhost:{port}", "/_stcore/health")[0] == 200, 60,
                "the dashboard", supervisor)
 
-    # Reboot: a new process on the same environment, back to running.
-    first_pid = app_pid(ctx, view.id)
+    # Reboot: a new instance on the same environment, back to running.
+    first = instance_id(ctx, view.id)
+    assert first and instance_alive(first)
     apps.reboot_app(ctx, admin, view.id)
     wait_until(lambda: (a := load_app(ctx, view.id)) and a.state == "running"
-               and json.loads(a.runtime_state).get("instance", {}).get("pid") not in
-               (None, first_pid), 120, "the reboot", supervisor)
-    assert not psutil.pid_exists(first_pid) or psutil.Process(first_pid).status() == "zombie"
+               and instance_id(ctx, view.id) not in (None, first), 120, "the reboot",
+               supervisor)
+    assert not instance_alive(first)
     assert http_get(port, host)[0] == 200
 
-    # Delete: process gone, files gone, subdomain unknown.
-    second_pid = app_pid(ctx, view.id)
+    # Delete: instance gone, files gone, subdomain unknown.
+    second = instance_id(ctx, view.id)
+    assert second
     apps.delete_app(ctx, admin, view.id)
     wait_until(lambda: load_app(ctx, view.id) is None, 60, "the delete", supervisor)
-    assert not psutil.pid_exists(second_pid) or psutil.Process(second_pid).status() == "zombie"
+    assert not instance_alive(second)
     assert not (ctx.settings.apps_path / str(view.id)).exists()
     assert http_get(port, host)[0] == 404
 
 
-def test_supervisor_kill_adopts_running_app(ctx, admin, hello_repo, settings, tmp_path) -> None:
+def running_instances(settings, app_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every live instance of the app on this machine, found without our runtime code."""
+    if settings.runtime == "docker":
+        import docker
+        found = docker.from_env().containers.list(filters={"label": f"stcloud.app_id={app_id}"})
+        return [c.id for c in found
+                if str(settings.data_dir) in json.dumps(c.attrs["Mounts"])]
+    return [str(p.pid) for p in psutil.process_iter(["cmdline", "cwd"])
+            if p.info["cmdline"] and "streamlit_app.py" in p.info["cmdline"]
+            and (p.info["cwd"] or "").startswith(str(settings.apps_path / str(app_id)))]
+
+
+def test_supervisor_kill_adopts_running_app(engine_settings, admin, hello_repo,
+                                            tmp_path) -> None:
+    settings = engine_settings
+    ctx = open_context(settings)
     sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
     try:
         view = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="adopt")
         wait_for_state(ctx, view.id, {"running"}, sup=sup)
-        pid = app_pid(ctx, view.id)
+        ident = instance_id(ctx, view.id)
+        assert ident and running_instances(settings, view.id) == [ident]
         sup.kill()
-        assert psutil.pid_exists(pid), "the app must outlive a supervisor crash"
+        assert instance_alive(ident), "the app must outlive a supervisor crash"
         sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
         host = f"adopt.localhost:{settings.port}"
         wait_until(lambda: http_get(settings.port, host)[0] == 200, 60, "the adopted app", sup)
         app = load_app(ctx, view.id)
         assert app is not None and app.state == "running"
-        assert app_pid(ctx, view.id) == pid, "adopted, not restarted"
-        streamlits = [p for p in psutil.process_iter(["cmdline"])
-                      if p.info["cmdline"] and "streamlit_app.py" in " ".join(p.info["cmdline"])
-                      and str(settings.port) not in " ".join(p.info["cmdline"])
-                      and p.cwd().startswith(str(settings.data_dir))]
-        assert [p.pid for p in streamlits] == [pid], "no duplicate process"
+        assert instance_id(ctx, view.id) == ident, "adopted, not restarted"
+        assert running_instances(settings, view.id) == [ident], "no duplicate instance"
     finally:
         sup.stop()
 

@@ -132,14 +132,7 @@ class ProcessRuntime(Runtime):
         log(f"Creating a Python {spec.python_version} environment.")
         await self._run([uv, "venv", "--relocatable", "--python", interpreter, str(venv),
                          "--allow-existing"], log)
-        if "requirements.txt" in spec.files:
-            log("Installing requirements.txt with uv.")
-            await self._run([uv, "pip", "install", "--python", python, "-r",
-                             str(src / "requirements.txt")], log)
-        elif "pyproject.toml" in spec.files:
-            log("Installing the dependencies of pyproject.toml with uv.")
-            await self._run([uv, "pip", "install", "--python", python, "-r",
-                             str(src / "pyproject.toml")], log)
+        await self._install_dependencies(spec, src, python, log)
         if not list(venv.glob("lib/python*/site-packages/streamlit/__init__.py")):
             log(f"The app pins no streamlit: installing streamlit=={spec.default_streamlit}.")
             await self._run([uv, "pip", "install", "--python", python,
@@ -147,6 +140,26 @@ class ProcessRuntime(Runtime):
         if spec.packages:
             log("packages.txt is ignored by the process runtime (Debian packages need the "
                 "Docker runtime): " + ", ".join(spec.packages))
+
+    async def _install_dependencies(self, spec: EnvSpec, src: Path, python: str,
+                                    log: LogSink) -> None:
+        """Same order as the Docker engine and Community Cloud: uv.lock (with pyproject.toml),
+        then requirements.txt, then pyproject.toml."""
+        uv, files = uv_binary(), spec.files
+        if "uv.lock" in files and "pyproject.toml" in files:
+            log("Installing the locked dependencies of uv.lock with uv.")
+            locked = src / "locked.txt"
+            await self._run([uv, "export", "--project", str(src), "--frozen", "--no-hashes",
+                             "--no-dev", "--no-emit-project", "-q", "-o", str(locked)], log)
+            await self._run([uv, "pip", "install", "--python", python, "-r", str(locked)], log)
+        elif "requirements.txt" in files:
+            log("Installing requirements.txt with uv.")
+            await self._run([uv, "pip", "install", "--python", python, "-r",
+                             str(src / "requirements.txt")], log)
+        elif "pyproject.toml" in files:
+            log("Installing the dependencies of pyproject.toml with uv.")
+            await self._run([uv, "pip", "install", "--python", python, "-r",
+                             str(src / "pyproject.toml")], log)
 
     async def _run(self, cmd: list[str], log: LogSink) -> None:
         proc = await asyncio.create_subprocess_exec(
