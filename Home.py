@@ -1,0 +1,119 @@
+"""The dashboard: a Streamlit app (dogfooding) to deploy, list and manage apps.
+
+The supervisor runs it as `streamlit run Home.py` from the project root (so
+`.streamlit/config.toml` applies) with the settings in STCLOUD_* variables, behind the proxy.
+
+Sign-in is streamlit-authenticator 0.4.2 over our own accounts (`backend.auth`): its
+`login()` form, its signed cookie (`stcloud_dashboard`, key from `backend.keys`) and its
+session_state keys (`authentication_status`, `username`). How this file uses it:
+- `st.navigation` is called first, before the authenticator renders its cookie component
+  and sleeps (0.7 s) in `login()`: an early rerun from that component must find the page
+  already chosen, or a deep link such as /deploy falls back to the default page. Until
+  someone is signed in the navigation is hidden and no page runs: only the sign-in form.
+- The run in which someone signs in reruns, so the navigation appears. The cookie is
+  written by a component (key "set") that the browser must load; a rerun can remove it
+  first, so it is rendered again on each run until its value says the cookie is stored.
+- Signing out happens at the top of a run (the buttons only set a flag); that run shows the
+  sign-in form, with the cookie-deleting component of `logout()` still on the page.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from streamlit_authenticator import Authenticate, LoginError
+
+from backend import auth, keys, platform
+from pages.dashboard import _ui as ui
+
+st.set_page_config(page_title=ui.PRODUCT, page_icon=ui.PAGE_ICON, layout="wide")
+st.html(ui.GLOBAL_CSS)
+
+PAGES = [
+    st.Page(ui.MY_APPS, title="My apps", icon=":material/apps:", default=True),
+    st.Page(ui.DEPLOY, title="Deploy an app", icon=":material/rocket_launch:",
+            url_path="deploy"),
+    st.Page(ui.APP, title="App", icon=":material/monitoring:", url_path="app"),
+    st.Page(ui.ACCOUNT, title="Account", icon=":material/account_circle:",
+            url_path="account"),
+]
+SIGN_IN_FIELDS = {"Form name": "Sign in", "Username": "Username", "Password": "Password",
+                  "Login": "Sign in"}
+COOKIE_PENDING = "_sign_in_cookie_pending"
+ss = st.session_state
+
+ctx = ui.get_ctx()
+signing_out = bool(ss.pop(ui.SIGN_OUT_KEY, False))
+signed_in_before = bool(ss.get("authentication_status")) and not signing_out and \
+    ui.signed_in_user(ctx) is not None
+page = st.navigation(PAGES, position="sidebar" if signed_in_before else "hidden")
+
+authenticator = Authenticate(credentials=auth.authenticator_credentials(ctx),
+                             cookie_name="stcloud_dashboard",
+                             cookie_key=keys.dashboard_cookie_key(ctx), cookie_expiry_days=7)
+
+
+def sign_in(notice: str) -> None:
+    _, middle, _ = st.columns([1, 1.4, 1])
+    with middle:
+        st.title(f"{ui.PAGE_ICON} {ui.PRODUCT}")
+        st.caption("Deploy, manage and share Streamlit apps from your git repositories.")
+        if notice:
+            st.info(notice)
+        try:
+            authenticator.login(location="main", fields=SIGN_IN_FIELDS, key="sign_in_form")
+        except LoginError:
+            # A sign-in cookie for an account that no longer exists: ignore the cookie.
+            ss["logout"] = True
+            authenticator.login(location="main", fields=SIGN_IN_FIELDS, key="sign_in_form")
+        if ss.get("authentication_status") is False:
+            st.error("Wrong username or password. Check both and try again; if you forgot "
+                     "your password, ask an admin to reset it.")
+        elif auth.initial_password_file(ctx).exists():
+            st.info(f"First start: sign in as **{ui.md(ctx.settings.admin_username)}** with "
+                    "the password the server wrote to "
+                    f"`{auth.initial_password_file(ctx)}`, then change it on the Account "
+                    "page.")
+
+
+notice = ""
+if ss.get("authentication_status"):
+    if signing_out:
+        authenticator.logout(location="unrendered")
+        notice = "You are signed out."
+    elif ui.signed_in_user(ctx) is None:
+        authenticator.logout(location="unrendered")
+        notice = "Your account no longer exists. Ask an admin of this server for a new one."
+    if notice:
+        ss.pop(COOKIE_PENDING, None)
+
+if not ss.get("authentication_status"):
+    sign_in(notice)
+    if ss.get("authentication_status"):  # signed in with the form just now
+        ss[COOKIE_PENDING] = True
+user = ui.signed_in_user(ctx) if ss.get("authentication_status") else None
+if user is None:
+    st.stop()
+if not signed_in_before:
+    st.rerun()  # signed in during this run (form or cookie): show the navigation
+
+if ss.get(COOKIE_PENDING):
+    if ss.get("set") is True:  # the browser ran the cookie component and stored the cookie
+        ss.pop(COOKIE_PENDING)
+    else:
+        authenticator.cookie_controller.set_cookie()
+
+with st.sidebar:
+    admin = " · site admin" if user.is_admin else ""
+    st.markdown(f"Signed in as **{ui.md(user.name or user.username)}**  \n"
+                f"@{ui.md(user.username)}{admin}")
+    if not platform.read_platform(ctx).supervisor_alive:
+        st.warning("The supervisor is not running, so deploys, reboots and deletes wait "
+                   "until it is back. An operator starts it with `python -m supervisor`.",
+                   icon=":material/warning:")
+    st.page_link(ctx.settings.docs_url, label="Documentation", icon=":material/menu_book:")
+    if ctx.settings.support_url:
+        st.page_link(ctx.settings.support_url, label="Support", icon=":material/help:")
+    st.button("Sign out", key="sidebar_sign_out", on_click=ui.request_sign_out,
+              icon=":material/logout:")
+
+page.run()

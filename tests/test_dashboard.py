@@ -1,0 +1,438 @@
+"""The dashboard (Home.py and pages/dashboard/) under Streamlit's AppTest.
+
+Every test runs the real entrypoint, Home.py, as `streamlit run` would: AppTest follows
+`st.navigation`, and `switch_page()` opens the other pages through Home.py (so sign-in and
+the sidebar run too). The dashboard reads its settings from STCLOUD_* variables, as under
+the supervisor, so each test points them at its own data dir and prepares users and apps
+through `backend`. Signing in with the form is tested on its own; other tests start signed
+in by setting the session_state keys streamlit-authenticator's `login()` sets.
+
+What the supervisor would do (move an app through its states, write logs) is done here
+through `backend.appstate` and the log paths of `backend.logs`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import streamlit as st
+from sqlmodel import select
+from streamlit.testing.v1 import AppTest
+
+from backend import apps, appstate, auth
+from backend.context import Context, open_context
+from backend.logs import app_log_path, build_log_path
+from models import App, Membership, Workspace, session_scope
+from pages.dashboard import _ui as ui
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = str(ROOT / "Home.py")
+REPO = "https://github.com/owner/hello"
+
+
+@dataclass
+class Dash:
+    ctx: Context
+    admin: Any
+    admin_password: str
+
+    def url(self, subdomain: str) -> str:
+        return f"http://{subdomain}.cloud.test:8080"
+
+
+@pytest.fixture
+def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dash:
+    """A data dir and settings in the environment, with the first admin created."""
+    for name in list(os.environ):
+        if name.startswith("STCLOUD_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("STCLOUD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STCLOUD_DOMAIN", "cloud.test")
+    monkeypatch.setenv("STCLOUD_PORT", "8080")
+    monkeypatch.chdir(ROOT)
+    ctx = open_context()
+    created = auth.ensure_first_admin(ctx)
+    assert created is not None
+    username, password = created
+    yield Dash(ctx=ctx, admin=auth.get_user(ctx, username), admin_password=password)
+    st.cache_resource.clear()
+
+
+# Helpers ---------------------------------------------------------------------------------
+def open_dashboard(user: Any = None, page: str | None = None,
+                   query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(HOME, default_timeout=30)
+    if user is not None:
+        at.session_state["authentication_status"] = True
+        at.session_state["username"] = user.username
+    at.run()
+    assert not at.exception, at.exception
+    if page:
+        if query:
+            at.query_params.update(query)
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at
+
+
+def nodes(at: AppTest) -> list[Any]:
+    """Every element and block of the main area, in page order."""
+    out: list[Any] = []
+
+    def walk(node: Any) -> None:
+        for child in getattr(node, "children", {}).values():
+            out.append(child)
+            walk(child)
+    walk(at.main)
+    return out
+
+
+def text(at: AppTest) -> str:
+    """The visible text of the page (main area and sidebar), one element a line."""
+    parts: list[str] = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning",
+                 "error", "success", "code", "toast"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def button_keys(at: AppTest) -> set[str]:
+    return {b.key for b in at.button if b.key}
+
+
+def move(ctx: Context, app_id: int, *states: str, reason: str = "") -> None:
+    """Walk an app through states as the supervisor would; the last gets `reason`."""
+    with session_scope(ctx.engine) as s:
+        app = s.get(App, app_id)
+        for state in states:
+            appstate.transition(s, app, state, reason if state == states[-1] else "")
+
+
+def db_app(ctx: Context, app_id: int) -> App:
+    with session_scope(ctx.engine) as s:
+        app = s.get(App, app_id)
+        assert app is not None
+        return app
+
+
+def add_member(ctx: Context, username: str, workspace: str, role: str) -> Any:
+    """backend has no membership service yet: write the row the way backend reads it."""
+    user = auth.create_user(ctx, username, f"{username}-password")
+    with session_scope(ctx.engine) as s:
+        ws = s.exec(select(Workspace).where(Workspace.name == workspace)).one()
+        s.add(Membership(user_id=user.id, workspace_id=ws.id, role=role))
+    return user
+
+
+def sign_in_form(at: AppTest, username: str, password: str) -> AppTest:
+    fields = {t.label: t for t in at.text_input}  # the form's inputs have no keys
+    fields["Username"].input(username)
+    fields["Password"].input(password)
+    next(b for b in at.button if b.label == "Sign in").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+# Sign-in ---------------------------------------------------------------------------------
+def test_signed_out_sees_only_the_sign_in_form(dash: Dash) -> None:
+    apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="secret-app")
+    at = open_dashboard()
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert ui.PRODUCT in at.title[0].value
+    page = text(at)
+    assert "secret-app" not in page
+    assert "My apps" not in page
+    assert "sidebar_sign_out" not in button_keys(at)
+
+
+def test_wrong_password_shows_an_error(dash: Dash) -> None:
+    at = sign_in_form(open_dashboard(), "admin", "not-the-password")
+    assert any("Wrong username or password" in e.value for e in at.error)
+    assert at.session_state["authentication_status"] is False
+    assert "My apps" not in text(at)
+
+
+def test_sign_in_shows_the_empty_state_with_a_way_to_deploy(dash: Dash) -> None:
+    at = sign_in_form(open_dashboard(), "admin", dash.admin_password)
+    assert at.session_state["authentication_status"] is True
+    assert [t.value for t in at.title] == ["My apps"]  # the sign-in form is gone
+    assert "You have no apps yet" in text(at)
+    assert any("@admin" in m.value for m in at.sidebar.markdown)
+    at.button(key="empty_deploy").click().run()
+    assert [t.value for t in at.title] == ["Deploy an app"]
+
+
+def test_sign_out_returns_to_the_sign_in_form(dash: Dash) -> None:
+    at = open_dashboard(dash.admin)
+    at.button(key="sidebar_sign_out").click().run()
+    assert at.session_state["authentication_status"] is None
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert "You are signed out." in text(at)
+
+
+# My apps ---------------------------------------------------------------------------------
+def test_list_shows_each_app_with_its_status(dash: Dash) -> None:
+    ctx, admin = dash.ctx, dash.admin
+    queued = apps.deploy_app(ctx, admin, repo_url=REPO, subdomain="queued-app")
+    running = apps.deploy_app(ctx, admin, repo_url=REPO, subdomain="running-app")
+    crashed = apps.deploy_app(ctx, admin, repo_url=REPO, subdomain="crashed-app",
+                              branch="dev", main_file="app/main.py")
+    move(ctx, running.id, "building", "starting", "running")
+    move(ctx, crashed.id, "building", "starting", "crashed", reason="Exited with code 3")
+    at = open_dashboard(admin)
+    page = text(at)
+    for app in (queued, running, crashed):
+        assert f"**[{app.subdomain}]({dash.url(app.subdomain)})**" in page
+    assert ":orange-badge[🍳 In the oven · queued]" in page
+    assert ":green-badge[🟢 Running]" in page
+    assert ":red-badge[🔴 Crashed]" in page
+    assert "Exited with code 3" in page
+    assert "dev · app/main.py" in page
+    assert "just now" in page
+    assert "owner" in page
+    assert {f"reboot_{queued.id}", f"delete_{crashed.id}"} <= button_keys(at)
+
+
+def test_list_refreshes_itself_quickly_while_an_app_is_in_the_oven(
+        dash: Dash, monkeypatch: pytest.MonkeyPatch) -> None:
+    intervals: list[Any] = []
+    real_fragment = st.fragment
+
+    def spy(func: Any = None, *, run_every: Any = None, **kw: Any) -> Any:
+        intervals.append(run_every)
+        return real_fragment(func, run_every=run_every, **kw)
+    monkeypatch.setattr(st, "fragment", spy)
+
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO)
+    at = open_dashboard(dash.admin)
+    assert intervals[-1] == ui.REFRESH_SECONDS
+    move(dash.ctx, app.id, "building", "starting", "running")
+    at.run()
+    assert intervals[-1] == ui.IDLE_REFRESH_SECONDS
+    assert ":green-badge[🟢 Running]" in text(at)
+
+
+def test_non_member_does_not_see_the_workspace_apps(dash: Dash) -> None:
+    apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="owners-app")
+    bob = auth.create_user(dash.ctx, "bob", "bob-password")
+    at = open_dashboard(bob)
+    assert "owners-app" not in text(at)
+    assert "You have no apps yet" in text(at)
+
+
+def test_viewer_sees_apps_but_not_reboot_or_delete(dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="shared-app")
+    carol = add_member(dash.ctx, "carol", "owner", "viewer")
+    at = open_dashboard(carol)
+    assert "shared-app" in text(at)
+    assert "View-only" in text(at)
+    keys = button_keys(at)
+    assert f"reboot_{app.id}" not in keys and f"delete_{app.id}" not in keys
+
+    at = open_dashboard(carol, ui.APP, {"app": str(app.id)})
+    assert "shared-app" in text(at)
+    assert not {"detail_reboot", "detail_delete"} & button_keys(at)
+    assert "Logs are shown to developers" in text(at)
+
+
+def test_developer_member_sees_reboot_and_delete(dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO)
+    dave = add_member(dash.ctx, "dave", "owner", "developer")
+    keys = button_keys(open_dashboard(dave))
+    assert {f"reboot_{app.id}", f"delete_{app.id}"} <= keys
+
+
+def test_moon_wakes_a_sleeping_app_even_for_a_viewer(dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="sleepy")
+    move(dash.ctx, app.id, "building", "starting", "running", "sleeping")
+    carol = add_member(dash.ctx, "carol", "owner", "viewer")
+    at = open_dashboard(carol)
+    assert ":blue-badge[🌙 Sleeping]" in text(at)
+    at.button(key=f"moon_{app.id}").click().run()
+    assert db_app(dash.ctx, app.id).state == "starting"
+    assert ":orange-badge[🍳 In the oven · starting]" in text(at)
+    assert any("Waking sleepy up" in t.value for t in at.toast)
+
+
+def test_reboot_button_asks_the_backend_to_reboot(dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="to-reboot")
+    move(dash.ctx, app.id, "building", "starting", "running")
+    at = open_dashboard(dash.admin)
+    at.button(key=f"reboot_{app.id}").click().run()
+    assert db_app(dash.ctx, app.id).restart_generation == 1
+    reasons = [e.reason for e in apps.app_events(dash.ctx, dash.admin, app.id)]
+    assert "Reboot requested by admin" in reasons
+    assert any("Rebooting to-reboot" in t.value for t in at.toast)
+
+
+def test_delete_asks_for_confirmation_then_deletes(dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="doomed")
+    at = open_dashboard(dash.admin)
+    at.button(key=f"delete_{app.id}").click().run()
+    page = text(at)
+    assert "**doomed**" in page and "Deleting stops the app" in page
+    assert db_app(dash.ctx, app.id).desired_state == "running"  # not before confirming
+
+    at.button(key="cancel_delete").click().run()
+    assert db_app(dash.ctx, app.id).desired_state == "running"
+    assert "confirm_delete" not in button_keys(at)
+
+    at.button(key=f"delete_{app.id}").click().run()
+    at.button(key="confirm_delete").click().run()
+    row = db_app(dash.ctx, app.id)
+    assert (row.desired_state, row.state) == ("deleted", "deleting")
+    assert "**[doomed]" not in text(at)
+
+
+# Deploy ----------------------------------------------------------------------------------
+def fill_deploy(at: AppTest, **fields: str) -> AppTest:
+    for name, value in fields.items():
+        at.text_input(key=f"deploy_{name}").input(value)
+    at.button(key="deploy_submit").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize(("fields", "label", "message"), [
+    ({"repo": REPO, "subdomain": "Bad_Name!"}, "App URL (custom subdomain)",
+     "is not a valid subdomain"),
+    ({"repo": "not a url"}, "Repository", "is not a git URL"),
+    ({"repo": REPO, "main_file": "app.txt"}, "Main file path", "ending in .py"),
+])
+def test_deploy_form_shows_the_error_under_its_field(dash: Dash, fields: dict[str, str],
+                                                     label: str, message: str) -> None:
+    at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), **fields)
+    order = nodes(at)
+    field = next(i for i, n in enumerate(order) if getattr(n, "label", None) == label)
+    assert type(order[field + 1]).__name__ == "Error", order[field + 1]
+    assert message in order[field + 1].value
+    assert len(at.error) == 1
+    assert apps.list_apps(dash.ctx, dash.admin) == []
+
+
+def test_deploy_suggests_a_free_subdomain_and_shows_the_url(dash: Dash) -> None:
+    apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO)  # takes "hello"
+    at = open_dashboard(dash.admin, ui.DEPLOY)
+    at.text_input(key="deploy_repo").input(REPO).run()
+    assert at.text_input(key="deploy_subdomain").value == "hello-2"
+    assert "http\\://hello-2.cloud.test\\:8080" in text(at)
+
+
+def test_valid_deploy_queues_the_app_and_follows_it_until_it_runs(dash: Dash) -> None:
+    ctx = dash.ctx
+    at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), repo=REPO, branch="dev",
+                     main_file="app/main.py", subdomain="fresh")
+    [app] = apps.list_apps(ctx, dash.admin)
+    assert (app.subdomain, app.repo_url, app.branch, app.main_file, app.state) == \
+        ("fresh", REPO, "dev", "app/main.py", "queued")
+    assert "🍳 Your app is in the oven" in text(at)
+
+    log = build_log_path(ctx.settings, app.id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("Cloning the repository\nInstalling streamlit\n")
+    move(ctx, app.id, "building", reason="Building the environment")
+    at.run()
+    assert "Installing streamlit" in text(at)
+    move(ctx, app.id, "starting", "running")
+    at.run()
+    assert [b.proto.url for b in at.get("link_button")] == [dash.url("fresh")]
+    assert "Your app is live" in text(at)
+
+
+def test_failed_deploy_shows_the_reason_and_the_log_tail(dash: Dash) -> None:
+    at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), repo=REPO)
+    [app] = apps.list_apps(dash.ctx, dash.admin)
+    log = build_log_path(dash.ctx.settings, app.id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("Resolving\nerror: No matching distribution for pandas==9.9\n")
+    move(dash.ctx, app.id, "building", "build_failed", reason="Installing packages failed")
+    at.run()
+    assert any("Build failed: Installing packages failed" in e.value for e in at.error)
+    assert any("No matching distribution for pandas==9.9" in c.value for c in at.code)
+
+
+# App page --------------------------------------------------------------------------------
+def test_app_page_shows_status_events_and_logs(dash: Dash) -> None:
+    ctx = dash.ctx
+    other = apps.deploy_app(ctx, dash.admin, repo_url=REPO, subdomain="other")
+    app = apps.deploy_app(ctx, dash.admin, repo_url=REPO, subdomain="detailed")
+    move(ctx, app.id, "building", "starting", "crashed", reason="Exited with code 1")
+    build_log_path(ctx.settings, app.id).parent.mkdir(parents=True, exist_ok=True)
+    build_log_path(ctx.settings, app.id).write_text("built fine\n")
+    app_log_path(ctx.settings, app.id).write_text("Traceback: ZeroDivisionError\n")
+
+    at = open_dashboard(dash.admin, ui.APP, {"app": str(app.id)})
+    assert at.selectbox(key="app_select").value == app.id
+    page = text(at)
+    assert ":red-badge[🔴 Crashed]" in page and "Exited with code 1" in page
+    assert ui.md(dash.url("detailed")) in page
+    codes = [c.value for c in at.code]
+    assert any("ZeroDivisionError" in c for c in codes) and any("built fine" in c for c in codes)
+    events = at.dataframe[0].value
+    assert "Deployed by admin" in set(events["Reason"])
+    assert {"detail_reboot", "detail_delete"} <= button_keys(at)
+
+    at.selectbox(key="app_select").select(other.id).run()
+    assert at.query_params["app"] == str(other.id)
+    assert at.subheader[0].value == "other"
+
+
+def test_delete_from_the_app_page_goes_back_to_the_list(dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="bye")
+    at = open_dashboard(dash.admin, ui.APP, {"app": str(app.id)})
+    at.button(key="detail_delete").click().run()
+    at.button(key="confirm_delete").click().run()
+    assert db_app(dash.ctx, app.id).desired_state == "deleted"
+    assert [t.value for t in at.title] == ["My apps"]
+
+
+# Account ---------------------------------------------------------------------------------
+def change_password(at: AppTest, current: str, new: str, repeat: str) -> AppTest:
+    at.text_input(key="pw_current").input(current)
+    at.text_input(key="pw_new").input(new)
+    at.text_input(key="pw_repeat").input(repeat)
+    next(b for b in at.button if b.label == "Change password").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_change_password(dash: Dash) -> None:
+    bob = auth.create_user(dash.ctx, "bob", "old-password")
+    at = open_dashboard(bob, ui.ACCOUNT)
+    change_password(at, "wrong-password", "new-password", "new-password")
+    assert any("current password is not right" in e.value for e in at.error)
+    change_password(at, "old-password", "new-password", "other-password")
+    assert any("differ" in e.value for e in at.error)
+    assert auth.authenticate(dash.ctx, "bob", "old-password") is not None
+
+    change_password(at, "old-password", "new-password", "new-password")
+    assert not at.error
+    assert "Your password is changed" in text(at)
+    assert auth.authenticate(dash.ctx, "bob", "new-password") is not None
+
+
+# Helpers of the pages --------------------------------------------------------------------
+def test_relative_time() -> None:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert ui.relative_time(now - timedelta(seconds=3), now) == "just now"
+    assert ui.relative_time(now - timedelta(seconds=42), now) == "42 seconds ago"
+    assert ui.relative_time(now - timedelta(minutes=1, seconds=5), now) == "1 minute ago"
+    assert ui.relative_time(now - timedelta(minutes=3), now) == "3 minutes ago"
+    assert ui.relative_time(now - timedelta(hours=5), now) == "5 hours ago"
+    assert ui.relative_time(now - timedelta(days=2), now) == "2 days ago"
+    assert ui.relative_time(now - timedelta(days=30), now) == "on 2026-10-26"
+    naive = (now - timedelta(minutes=3)).replace(tzinfo=None)
+    assert ui.relative_time(naive, now) == "3 minutes ago"
+
+
+def test_markdown_escaping_keeps_names_literal() -> None:
+    assert ui.md("my_app*v2") == "my\\_app\\*v2"
+    assert ui.md("crashed-app/main.py") == "crashed-app/main.py"
+    assert ui.md(":red[x] $y$") == "\\:red\\[x\\] \\$y\\$"
+    assert ui.md("- item") == "\\- item"
+    assert ui.md("12. x") == "12\\. x"
