@@ -47,8 +47,9 @@ def validate_repo_url(value: str, allow_local: bool) -> str:
     url = value.strip()
     if not url:
         raise ValidationError("repo_url", "Enter the repository's git URL.")
-    if url.startswith("-") or any(c in url for c in "\n\r\0"):
-        raise ValidationError("repo_url", "That repository URL is not valid.")
+    if url.startswith("-") or any(c.isspace() or c == "\0" for c in url):
+        raise ValidationError("repo_url", "A repository URL has no spaces and does not start "
+                              "with '-'; check what you pasted.")
     if "::" in url.split("/", 1)[0]:
         raise ValidationError("repo_url", "Git transport helpers (such as ext::) are not "
                               "allowed; use an https, ssh or git URL.")

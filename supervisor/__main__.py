@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             auth.create_user(ctx, args.username, password, email=args.email,
                              is_admin=args.admin)
         else:
-            admin = auth.get_user(ctx, settings.admin_username)
-            auth.set_password(ctx, admin, args.username, password)
+            auth.reset_password(ctx, args.username, password)
     except BackendError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

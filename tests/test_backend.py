@@ -36,6 +36,7 @@ def test_subdomain_rules(value: str, ok: bool) -> None:
     ("ext::sh -c touch% /tmp/pwned", True, False),
     ("--upload-pack=touch /tmp/x", True, False),
     ("repo", True, False),
+    ("https://github.com/acme/Bad Repo", True, False),
     ("", True, False),
 ])
 def test_repo_url_rules(url: str, local_ok: bool, ok: bool) -> None:
@@ -154,7 +155,34 @@ def test_accounts(ctx) -> None:
     auth.set_password(ctx, bob, "bob", "new-password", current_password="bob-password")
     with pytest.raises(PermissionDenied):
         auth.set_password(ctx, bob, username, "hijacked-password")
-    auth.set_password(ctx, admin, username, "admin-new-password")
+    with pytest.raises(ValidationError):
+        auth.set_password(ctx, admin, username, "admin-new-password")
+    auth.set_password(ctx, admin, "bob", "reset-by-admin")
+    auth.set_password(ctx, admin, username, "admin-new-password", current_password=password)
     assert not auth.initial_password_file(ctx).exists()
     creds = auth.authenticator_credentials(ctx)["usernames"]
     assert set(creds) == {"admin", "bob"} and creds["bob"]["password"].startswith("$2")
+
+
+def test_operator_commands(settings, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from backend.settings import PROJECT_ROOT
+    env = {**os.environ, **settings.to_env()}
+
+    def run(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=PROJECT_ROOT,
+                             env=env, capture_output=True, text=True, check=True).stdout
+        return out.split("password ", 1)[1].strip()
+
+    from backend.context import open_context
+    ctx = open_context(settings)
+    first = auth.ensure_first_admin(ctx)
+    assert first is not None
+    new = run("reset-password", "admin")
+    assert auth.authenticate(ctx, "admin", new) and not auth.authenticate(ctx, "admin", first[1])
+    carol = run("create-user", "carol", "--admin")
+    user = auth.authenticate(ctx, "carol", carol)
+    assert user is not None and user.is_admin
