@@ -28,14 +28,31 @@ from pages.dashboard import _ui as ui
 st.set_page_config(page_title=ui.PRODUCT, page_icon=ui.PAGE_ICON, layout="wide")
 st.html(ui.GLOBAL_CSS)
 
-PAGES = [
-    st.Page(ui.MY_APPS, title="My apps", icon=":material/apps:", default=True),
-    st.Page(ui.DEPLOY, title="Deploy an app", icon=":material/rocket_launch:",
-            url_path="deploy"),
-    st.Page(ui.APP, title="App", icon=":material/monitoring:", url_path="app"),
-    st.Page(ui.ACCOUNT, title="Account", icon=":material/account_circle:",
-            url_path="account"),
-]
+PAGES = {
+    "Apps": [
+        st.Page(ui.MY_APPS, title="My apps", icon=":material/apps:", default=True),
+        st.Page(ui.DEPLOY, title="Deploy an app", icon=ui.ICON["deploy"], url_path="deploy"),
+        st.Page(ui.APP, title="App details", icon=":material/monitoring:", url_path="app"),
+        st.Page(ui.LOGS, title="Logs", icon=ui.ICON["logs"], url_path="logs"),
+        st.Page(ui.SETTINGS, title="App settings", icon=ui.ICON["settings"],
+                url_path="settings"),
+        # st.Page(ui.ANALYTICS, title="Analytics", icon=ui.ICON["analytics"],
+        #         url_path="analytics"),
+    ],
+    "Team": [
+        st.Page(ui.WORKSPACE, title="Workspace", icon=ui.ICON["workspace"],
+                url_path="workspace"),
+    ],
+    "Server": [
+        st.Page(ui.STATUS, title="Status", icon=ui.ICON["status"], url_path="status"),
+    ],
+    "You": [
+        st.Page(ui.ACCOUNT, title="Account", icon=ui.ICON["account"], url_path="account"),
+    ],
+}
+ADMIN_PAGES = {  # registered for site admins only (and before sign-in, for deep links)
+    "Server": [st.Page(ui.USERS, title="Users", icon=ui.ICON["users"], url_path="users")],
+}
 SIGN_IN_FIELDS = {"Form name": "Sign in", "Username": "Username", "Password": "Password",
                   "Login": "Sign in"}
 COOKIE_PENDING = "_sign_in_cookie_pending"
@@ -43,8 +60,11 @@ ss = st.session_state
 
 ctx = ui.get_ctx()
 signing_out = bool(ss.pop(ui.SIGN_OUT_KEY, False))
-signed_in_before = bool(ss.get("authentication_status")) and not signing_out and \
-    ui.signed_in_user(ctx) is not None
+known_user = ui.signed_in_user(ctx) if ss.get("authentication_status") else None
+signed_in_before = known_user is not None and not signing_out
+if known_user is None or known_user.is_admin:
+    for section, extra in ADMIN_PAGES.items():
+        PAGES[section] = PAGES[section] + extra
 page = st.navigation(PAGES, position="sidebar" if signed_in_before else "hidden")
 
 authenticator = Authenticate(credentials=auth.authenticator_credentials(ctx),
@@ -73,6 +93,7 @@ def sign_in(notice: str) -> None:
                     "the password the server wrote to "
                     f"`{auth.initial_password_file(ctx)}`, then change it on the Account "
                     "page.")
+        ui.page_link(ui.STATUS, label="Service status", icon=ui.ICON["status"])
 
 
 notice = ""
@@ -86,6 +107,9 @@ if ss.get("authentication_status"):
     if notice:
         ss.pop(COOKIE_PENDING, None)
 
+if not ss.get("authentication_status") and page.url_path == "status":
+    page.run()  # the public status page: a summary, without signing in
+    st.stop()
 if not ss.get("authentication_status"):
     sign_in(notice)
     if ss.get("authentication_status"):  # signed in with the form just now

@@ -155,6 +155,32 @@ def reboot_app(ctx: Context, user: User, app_id: int) -> AppView:
     return view
 
 
+def wake_app(ctx: Context, user: User | None, app_id: int) -> str:
+    """Wake a sleeping app; returns its state afterwards (`starting` when woken).
+
+    Anyone may wake a sleeping public app (the sleeping page's "Yes, get this app back up!"
+    button, with `user=None` for a visitor); members of the app's workspace may wake any of
+    its apps (the dashboard's moon). The supervisor starts it on its kept checkout and
+    environment (no clone, no build). Waking counts as a view for hibernation. An app that
+    is not sleeping is left as it is.
+    """
+    with session_scope(ctx.engine) as s:
+        app = s.get(App, app_id)
+        member = user is not None and role_in(s, user, app.workspace_id) is not None \
+            if app is not None else False
+        if app is None or app.desired_state == "deleted" or \
+                not (member or app.visibility == "public"):
+            raise NotFound(f"App {app_id} does not exist (it may have been deleted).")
+        if app.state != "sleeping":
+            return app.state
+        who = user.username if user is not None else "a visitor"
+        app.last_viewed_at = utcnow()
+        appstate.transition(s, app, "starting", f"Waking up (requested by {who})")
+        state = app.state
+    wake_supervisor(ctx)
+    return state
+
+
 def delete_app(ctx: Context, user: User, app_id: int) -> None:
     """Mark the app deleted; the supervisor stops it and removes its files and route."""
     with session_scope(ctx.engine) as s:

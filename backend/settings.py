@@ -79,6 +79,46 @@ class Settings:
     support_url: str = _help("Support link shown in the dashboard.", default="")
     log_level: str = _help("Operator log level.", default="INFO")
     smtp_password: str = _help("SMTP password (used by the email sender).", default="")
+    # Lifecycle ---
+    git_poll_interval: float = _help("Seconds between checks of every app's branch with "
+                                     "`git ls-remote` (works with any git host, no webhook "
+                                     "needed); each check is jittered by up to 10%. 0 turns "
+                                     "polling off.", default=60.0)
+    git_poll_concurrency: int = _help("Most `git ls-remote` checks running at once.",
+                                      default=4)
+    redeploy_drain: float = _help("Seconds the old instance keeps serving requests already "
+                                  "sent to it after a zero-downtime redeploy switched the "
+                                  "route, before it is stopped.", default=2.0)
+    crash_window: float = _help("Seconds over which crashes are counted: more crashes in "
+                                "this window than `crash_backoff` has entries leave the app "
+                                "`crashed`.", default=600.0)
+    process_memory_limit: str = _help("How the process runtime enforces memory limits: "
+                                      "cgroup (cgroup v1 memory controller, needs root), "
+                                      "watchdog (kills a process tree whose RSS passes the "
+                                      "limit, checked every reconcile pass), auto (cgroup "
+                                      "when possible, else watchdog) or off.", default="auto")
+    hibernate_after_days: float = _help("Days without a view after which a public app goes "
+                                        "to sleep; 0 means never.", default=7.0)
+    hibernate_warn_after_days: float = _help("Days without a view after which developers get "
+                                             "an email that the app will go to sleep.",
+                                             default=5.0)
+    hibernate_private_apps: bool = _help("Let private apps sleep too (Community Cloud never "
+                                         "puts private apps to sleep).", default=False)
+    hibernation_interval: float = _help("Seconds between checks for apps to warn or put to "
+                                        "sleep.", default=300.0)
+    smtp_host: str = _help("SMTP server for emails to developers; empty means emails stay "
+                           "in the outbox (admins see them in the dashboard).", default="")
+    smtp_port: int = _help("SMTP port; 0 means 587 for starttls, 465 for ssl, 25 for none.",
+                           default=0)
+    smtp_tls: str = _help("starttls, ssl (implicit TLS) or none.", default="starttls")
+    smtp_user: str = _help("SMTP user name; empty means no login.", default="")
+    smtp_from: str = _help("Sender address of emails; empty means noreply@<domain>.",
+                           default="")
+    email_interval: float = _help("Seconds between passes of the email sender over the "
+                                  "outbox.", default=10.0)
+    email_max_attempts: int = _help("Attempts to send one email before it is marked failed "
+                                    "(retries back off: 30 s, 1 min, 2 min, ... up to 1 h).",
+                                    default=8)
     # Docker runtime ---
     docker_base_images: str = _help("Base image per Python version for the Docker runtime, "
                                     "comma-separated VERSION=IMAGE (e.g. "

@@ -7,6 +7,7 @@ Changing a table needs a migration in `models/migrations/versions/`.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 
 from sqlalchemy import Column, Index, Text, UniqueConstraint
@@ -15,6 +16,10 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(30)
 
 
 class User(SQLModel, table=True):
@@ -70,6 +75,12 @@ class App(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     last_deployed_at: datetime | None = Field(default=None)
     last_viewed_at: datetime | None = Field(default=None)
+    # Signs push webhooks (GitHub's X-Hub-Signature-256) and authorises the generic push
+    # hook. Generated with the row; never logged.
+    webhook_secret: str = Field(default_factory=new_webhook_secret, max_length=64, repr=False)
+    # Why the newest pushed version could not replace the serving one ("" when it did).
+    last_deploy_error: str = Field(default="", sa_column=Column(Text, nullable=False,
+                                                                default=""))
 
 
 class AppEvent(SQLModel, table=True):
@@ -127,16 +138,25 @@ class ViewEvent(SQLModel, table=True):
 
 
 class EmailOutbox(SQLModel, table=True):
+    """One message to one recipient. `dedupe_key` names the incident and the recipient, so
+    the same incident never queues a message twice; `lease_until` marks a row a sender has
+    claimed (status `sending`) until then."""
+
     id: int | None = Field(default=None, primary_key=True)
+    app_id: int | None = Field(default=None, index=True)
+    kind: str = Field(default="", max_length=32)
     to_addr: str = Field(max_length=254)
     subject: str = Field(max_length=512)
     body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     body_html: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     dedupe_key: str | None = Field(default=None, unique=True, max_length=255)
-    status: str = Field(default="pending", max_length=16)  # pending | sent | failed
+    status: str = Field(default="pending", max_length=16, index=True)
+    # pending | sending | sent | failed
     attempts: int = Field(default=0)
     last_error: str = Field(default="")
     created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime | None = Field(default=None)
+    lease_until: datetime | None = Field(default=None)
     sent_at: datetime | None = Field(default=None)
 
 

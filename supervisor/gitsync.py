@@ -1,5 +1,9 @@
 """Git for app checkouts: clone a branch, read the head commit, check a remote branch.
 
+`clone_tree` makes a new tree per deploy or push (`supervisor/checkouts.py` says why and
+how trees are laid out); `remote_branch_commit` is the cheap `git ls-remote` that polling
+uses to notice a push on any git host.
+
 Every call runs `git` with no prompts, no `ext::` transport, and `--` before user input, so
 a URL or branch can never become an option. Errors become `GitError` with a message for a
 person (what failed, and what to check).
@@ -14,6 +18,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from supervisor.checkouts import new_tree_path
 from supervisor.runtimes.base import LogSink
 
 GIT_BASE = ["git", "-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null",
@@ -88,6 +93,34 @@ async def clone(repo_url: str, branch: str, dest: Path, log: LogSink) -> str:
         return commit
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def clone_tree(repo_url: str, branch: str, app_dir: Path, log: LogSink) -> tuple[str, Path]:
+    """Clone `branch` into a new tree `app_dir/src-<commit12>-<rand>`; (commit, tree).
+
+    The clone happens in a hidden temporary directory on the same filesystem and is renamed
+    into place only when complete, so a tree that exists is always a whole commit."""
+    url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
+    app_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=app_dir))
+    try:
+        try:
+            await _git(["clone", "--quiet", "--depth", "1", "--single-branch", "--branch",
+                        branch, "--", url, str(tmp / "src")], log)
+        except GitError as e:
+            raise _explain(e, repo_url, branch) from None
+        commit = await _git(["rev-parse", "HEAD"], cwd=tmp / "src")
+        tree = new_tree_path(app_dir, commit)
+        os.rename(tmp / "src", tree)
+        return commit, tree
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def tracked_files(checkout: Path) -> list[str]:
+    """Paths git tracks in `checkout` (relative, `/`-separated)."""
+    out = await _git(["-c", "core.quotePath=false", "ls-files", "-z"], cwd=checkout)
+    return [p for p in out.split("\0") if p]
 
 
 async def head_commit(checkout: Path) -> str:

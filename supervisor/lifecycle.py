@@ -4,6 +4,12 @@ Each action runs inside the reconciler's per-app worker, so two actions never ru
 app at once (kopf's rule). Actions read the app row, call git and the runtime, and record
 every transition (backend.appstate) so the dashboard, the proxy's pages and emails see it.
 Timeouts are applied here, not in the engines (JupyterHub's rule).
+
+Pushes to a running app are handled by `supervisor/updates.py` (in place, or a
+zero-downtime redeploy), sleep by `supervisor/hibernation.py`; both use the helpers here.
+Emails are queued in the same transaction as the transition that causes them
+(`backend.notifications`): over the memory limit, and crashed (after a crash loop, or when
+a restart of a running app fails), each once per incident (the AppEvent).
 """
 
 from __future__ import annotations
@@ -15,19 +21,18 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlmodel import delete, select
+from sqlmodel import delete
 
-from backend import appstate
+from backend import appstate, notifications
 from backend.context import Context
 from backend.logs import app_log_path, build_log_path, tail_lines
-from models import (App, AppEvent, AppSecret, AppViewer, Build, Favorite, session_scope,
-                    utcnow)
-from supervisor import gitsync
+from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
+from supervisor import builds, checkouts, gitsync
+from supervisor.builds import BuildLog
 from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, Runtime,
                                       StartError, Status)
 
@@ -36,23 +41,6 @@ log = logging.getLogger("supervisor.lifecycle")
 
 class DeployError(Exception):
     """A deploy cannot go on; the message is for a person."""
-
-
-class BuildLog:
-    """Appends timestamped lines to an app's build log."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._fh = open(path, "a", encoding="utf-8")
-
-    def __call__(self, line: str) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        self._fh.write(f"[{stamp}] {line}\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 @dataclass
@@ -74,14 +62,22 @@ class Lifecycle:
         self._clock = clock
 
     # Helpers ----------------------------------------------------------------------------
+    def app_dir(self, app_id: int) -> Path:
+        return self.settings.apps_path / str(app_id)
+
     def checkout_dir(self, app_id: int) -> Path:
-        return self.settings.apps_path / str(app_id) / "src"
+        """The current source tree: a symlink to `src-<commit>-…` (supervisor/checkouts.py)."""
+        return self.app_dir(app_id) / checkouts.CURRENT
 
     def _load(self, app_id: int) -> App | None:
         with session_scope(self.ctx.engine) as s:
             return s.get(App, app_id)
 
-    def _transition(self, app_id: int, to_state: str, reason: str, **fields: Any) -> App | None:
+    def _transition(self, app_id: int, to_state: str, reason: str,
+                    notify: tuple[str, dict[str, str]] | None = None,
+                    **fields: Any) -> App | None:
+        """Record a transition (and, with `notify=(kind, details)`, queue that email for
+        this incident in the same transaction)."""
         with session_scope(self.ctx.engine) as s:
             app = s.get(App, app_id)
             if app is None or app.desired_state == "deleted":
@@ -89,7 +85,11 @@ class Lifecycle:
             for name, value in fields.items():
                 setattr(app, name, value)
             if app.state != to_state or to_state == "starting":
-                appstate.transition(s, app, to_state, reason)
+                event = appstate.transition(s, app, to_state, reason)
+                if notify is not None:
+                    s.flush()
+                    notifications.queue(s, self.settings, app, notify[0], str(event.id),
+                                        **notify[1])
             else:
                 app.state_reason = reason
                 s.add(app)
@@ -97,31 +97,65 @@ class Lifecycle:
         self._on_change(app)
         return app
 
-    def _save_instance(self, app_id: int, inst: Instance | None) -> None:
+    def note(self, app_id: int, reason: str, state_reason: str | None = None,
+             notify: tuple[str, str, dict[str, str]] | None = None,
+             **fields: Any) -> App | None:
+        """An AppEvent without a state change (e.g. "Updated to abc123 in place"), with
+        optional row fields and `notify=(kind, incident, details)` in the same transaction."""
+        with session_scope(self.ctx.engine) as s:
+            app = s.get(App, app_id)
+            if app is None or app.desired_state == "deleted":
+                return None
+            for name, value in fields.items():
+                setattr(app, name, value)
+            if state_reason is not None:
+                app.state_reason = state_reason
+            app.updated_at = utcnow()
+            s.add(app)
+            s.add(AppEvent(app_id=app_id, from_state=app.state, to_state=app.state,
+                           reason=reason))
+            if notify is not None:
+                notifications.queue(s, self.settings, app, notify[0], notify[1], **notify[2])
+        log.info("app=%s event=%r", app_id, reason.splitlines()[0:1])
+        self._on_change(app)
+        return app
+
+    def _save_instance(self, app_id: int, inst: Instance | None, tree: Path | None = None,
+                       **fields: Any) -> App | None:
+        """Store where the instance is (the route reads it) and which tree it runs in."""
         blob = "{}" if inst is None else json.dumps({
             "engine": self.runtime.name, "address": list(inst.address),
-            "generation": inst.generation, "instance": inst.state})
+            "generation": inst.generation, "instance": inst.state,
+            "tree": tree.name if tree else self._saved(app_id).get("tree", "")})
         with session_scope(self.ctx.engine) as s:
             app = s.get(App, app_id)
             if app is not None:
                 app.runtime_state = blob
+                for name, value in fields.items():
+                    setattr(app, name, value)
                 s.add(app)
         if inst is None:
             self.instances.pop(app_id, None)
         else:
             self.instances[app_id] = inst
+        return app
 
-    def _app_spec(self, app: App) -> AppSpec:
-        secrets = self.settings.apps_path / str(app.id) / "secrets.toml"
-        return AppSpec(app_id=app.id, name=app.subdomain, checkout=self.checkout_dir(app.id),
+    def _app_spec(self, app: App, checkout: Path | None = None,
+                  alongside: bool = False) -> AppSpec:
+        secrets = self.app_dir(app.id) / "secrets.toml"
+        return AppSpec(app_id=app.id, name=app.subdomain,
+                       checkout=checkout or self.checkout_dir(app.id),
                        main_file=app.main_file, log_path=app_log_path(self.settings, app.id),
-                       memory_limit_mb=app.memory_limit_mb or self.settings.memory_limit_mb,
+                       memory_limit_mb=self.memory_limit(app),
                        secrets_file=secrets if secrets.exists() else None,
-                       generation=app.restart_generation)
+                       generation=app.restart_generation, alongside=alongside)
 
-    def _env_spec(self, app: App) -> EnvSpec:
+    def memory_limit(self, app: App) -> int:
+        return app.memory_limit_mb or self.settings.memory_limit_mb
+
+    def _env_spec(self, app: App, checkout: Path | None = None) -> EnvSpec:
         """The app's dependency set: its chosen Python, else .python-version, else default."""
-        spec = EnvSpec.from_checkout(self.checkout_dir(app.id), app.python_version,
+        spec = EnvSpec.from_checkout(checkout or self.checkout_dir(app.id), app.python_version,
                                      self.settings.default_streamlit)
         if not spec.python_version:
             spec = dataclasses.replace(spec, python_version=self.settings.default_python)
@@ -138,13 +172,16 @@ class Lifecycle:
             if app is None:
                 return
         await self.stop_instance(app_id)
+        self.crashes.pop(app_id, None)
         blog = BuildLog(build_log_path(self.settings, app_id))
-        build_id = None
+        build_id, commit = None, ""
         try:
             blog(f"Deploying {app.repo_url} (branch {app.branch}, main file {app.main_file}).")
-            commit = await asyncio.wait_for(
-                gitsync.clone(app.repo_url, app.branch, self.checkout_dir(app_id), blog),
+            commit, tree = await asyncio.wait_for(
+                gitsync.clone_tree(app.repo_url, app.branch, self.app_dir(app_id), blog),
                 self.settings.build_timeout)
+            checkouts.point_current(self.app_dir(app_id), tree)
+            checkouts.remove_unused(self.app_dir(app_id))
             blog(f"Checked out commit {commit[:12]}.")
             self._check_main_file(app)
             spec = self._env_spec(app)
@@ -154,20 +191,21 @@ class Lifecycle:
                                          self.settings.build_timeout)
             self._finish_build(build_id, "succeeded", reused=env.reused)
         except asyncio.TimeoutError:
-            self._fail_build(app_id, build_id, blog, "The build took longer than "
+            self._fail_build(app_id, build_id, blog, commit, "The build took longer than "
                              f"{self.settings.build_timeout:.0f} s and was stopped.")
             return
         except (gitsync.GitError, BuildError, DeployError) as e:
-            self._fail_build(app_id, build_id, blog, str(e))
+            self._fail_build(app_id, build_id, blog, commit, str(e))
             return
         except Exception as e:  # noqa: BLE001 - never let one app kill the supervisor
             log.exception("app=%s build crashed", app_id)
-            self._fail_build(app_id, build_id, blog, f"Internal error while building: {e}")
+            self._fail_build(app_id, build_id, blog, commit,
+                             f"Internal error while building: {e}")
             return
         finally:
             blog.close()
         app = self._transition(app_id, "starting", "Starting the app", env_hash=env.dep_hash,
-                               last_deployed_at=utcnow())
+                               last_deployed_at=utcnow(), last_deploy_error="")
         if app is not None:
             await self.start_and_wait(app, env)
 
@@ -181,31 +219,24 @@ class Lifecycle:
                               "push the file.")
 
     def _record_build(self, app_id: int, commit: str, dep_hash: str) -> int:
-        with session_scope(self.ctx.engine) as s:
-            build = Build(app_id=app_id, commit=commit, dep_hash=dep_hash)
-            s.add(build)
-            s.flush()
-            return build.id  # type: ignore[return-value]
+        return builds.record(self.ctx, app_id, commit, dep_hash)
 
     def _finish_build(self, build_id: int | None, status: str, error: str = "",
                       reused: bool = False) -> None:
-        if build_id is None:
-            return
-        with session_scope(self.ctx.engine) as s:
-            build = s.get(Build, build_id)
-            if build is not None:
-                build.status, build.error, build.reused_env = status, error, reused
-                build.finished_at = utcnow()
-                s.add(build)
+        builds.finish(self.ctx, build_id, status, error, reused)
 
-    def _fail_build(self, app_id: int, build_id: int | None, blog: BuildLog, reason: str) -> None:
+    def _fail_build(self, app_id: int, build_id: int | None, blog: BuildLog, commit: str,
+                    reason: str) -> None:
+        """`build_failed`, remembering the commit (polling redeploys only a newer one)."""
         blog(f"Build failed: {reason}")
         self._finish_build(build_id, "failed", reason)
-        self._transition(app_id, "build_failed", reason)
+        self._transition(app_id, "build_failed", reason, **({"commit": commit} if commit else {}))
 
     # Start and health -------------------------------------------------------------------
-    async def start_and_wait(self, app: App, env: EnvRef | None = None) -> None:
-        """Start an instance (reusing the environment) and wait until it is healthy."""
+    async def start_and_wait(self, app: App, env: EnvRef | None = None,
+                             notify: bool = False) -> bool:
+        """Start an instance (reusing the environment) and wait until it is healthy.
+        `notify`: a failure to start emails the developers (a running app went down)."""
         try:
             if env is None:
                 env = await asyncio.wait_for(
@@ -213,18 +244,28 @@ class Lifecycle:
                     self.settings.build_timeout)
             inst = await self.runtime.start(self._app_spec(app), env)
         except (BuildError, StartError, FileNotFoundError) as e:
-            self._transition(app.id, "crashed", f"The app could not start: {e}")
-            return
-        self._save_instance(app.id, inst)
+            reason = f"The app could not start: {e}"
+            self._transition(app.id, "crashed", reason,
+                             notify=("crashed", {"details": reason}) if notify else None)
+            return False
+        self._save_instance(app.id, inst, checkouts.current_tree(self.app_dir(app.id)))
         status = await self._wait_healthy(inst)
         if status is None:
             self._transition(app.id, "running", "Serving")
-            return
+            return True
         await self._stop_saved(app.id)
         if status.kind == "oom":
-            self._transition(app.id, "over_limit", self._oom_reason(app))
+            self.over_limit(app)
         else:
-            self._transition(app.id, "crashed", self._exit_reason(app.id, status, start=True))
+            reason = self._exit_reason(app.id, status, start=True)
+            self._transition(app.id, "crashed", reason,
+                             notify=("crashed", {"details": reason}) if notify else None)
+        return False
+
+    def over_limit(self, app: App) -> None:
+        """The instance was killed for memory: `over_limit` and one email (this incident)."""
+        self._transition(app.id, "over_limit", self._oom_reason(app), notify=(
+            "over_limit", {"limit_mb": str(self.memory_limit(app))}))
 
     async def _wait_healthy(self, inst: Instance) -> Status | None:
         """None once /_stcore/health answers; else the Status that ended the wait."""
@@ -246,7 +287,7 @@ class Lifecycle:
         return Status("exited", None)
 
     def _oom_reason(self, app: App) -> str:
-        limit = app.memory_limit_mb or self.settings.memory_limit_mb
+        limit = self.memory_limit(app)
         return (f"The app used more than its memory limit of {limit} MiB and was stopped. "
                 "Reboot it from the dashboard; if it happens again, reduce its memory use.")
 
@@ -262,34 +303,48 @@ class Lifecycle:
         app = self._transition(app_id, "starting", "Rebooting")
         if app is None:
             return
+        self.crashes.pop(app_id, None)
         await self.stop_instance(app_id)
         await self.start_and_wait(app)
 
+    async def resume(self, app_id: int) -> None:
+        """Start an app that is `starting` (woken from sleep, or a worker died mid-start) on
+        its checkout and environment as they are: no clone, no build."""
+        app = self._load(app_id)
+        if app is None or app.state != "starting":
+            return
+        await self.stop_instance(app_id)
+        await self.start_and_wait(app, notify=True)
+
     async def handle_exit(self, app_id: int, status: Status) -> None:
-        """A running instance is gone: over limit, or restart with backoff, or crashed."""
+        """A running instance is gone: over limit, or restart with backoff, or crashed after
+        more crashes within `crash_window` than `crash_backoff` has delays."""
         app = self._load(app_id)
         if app is None:
             return
         await self._stop_saved(app_id)
         if status.kind == "oom":
-            self._transition(app_id, "over_limit", self._oom_reason(app))
+            self.over_limit(app)
             return
         record = self.crashes.setdefault(app_id, CrashRecord())
         now = self._clock()
-        record.times = [t for t in record.times if now - t < 600] + [now]
+        window = self.settings.crash_window
+        record.times = [t for t in record.times if now - t < window] + [now]
         schedule = self.settings.crash_backoff_schedule
         attempt = len(record.times)
         if attempt > len(schedule):
-            self._transition(app_id, "crashed", self._exit_reason(app_id, status, start=False)
-                             + f"\nIt crashed {attempt} times in 10 minutes; reboot it after "
-                             "fixing the cause.")
+            reason = (self._exit_reason(app_id, status, start=False)
+                      + f"\nIt crashed {attempt} times within {window / 60:g} minutes; "
+                      "reboot it after fixing the cause.")
+            self._transition(app_id, "crashed", reason, notify=("crashed", {"details": reason}))
+            self.crashes.pop(app_id, None)
             return
         delay = schedule[attempt - 1]
         app = self._transition(app_id, "starting", f"The app stopped unexpectedly; restart "
                                f"{attempt} of {len(schedule)} in {delay:g} s")
         await asyncio.sleep(delay)  # backoff before the restart, not synchronisation
         if app is not None:
-            await self.start_and_wait(app)
+            await self.start_and_wait(app, notify=True)
 
     async def stop_instance(self, app_id: int) -> None:
         await self._stop_saved(app_id)
@@ -302,11 +357,14 @@ class Lifecycle:
         self._save_instance(app_id, None)
 
     def _saved_state(self, app_id: int) -> dict[str, Any]:
+        return self._saved(app_id).get("instance", {})
+
+    def _saved(self, app_id: int) -> dict[str, Any]:
         app = self._load(app_id)
         if app is None:
             return {}
         try:
-            return json.loads(app.runtime_state or "{}").get("instance", {})
+            return json.loads(app.runtime_state or "{}")
         except ValueError:
             return {}
 

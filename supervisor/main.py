@@ -1,5 +1,6 @@
-"""Composition of the supervisor daemon: settings, database, runtime, adoption, proxy,
-dashboard, reconcile loop; and the start-up banner an operator reads.
+"""Composition of the supervisor daemon: settings, database, runtime, adoption, proxy (with
+the API: webhooks and health), dashboard, reconcile loop, scheduled jobs (git polling,
+hibernation, email); and the start-up banner an operator reads.
 
 Signals: SIGTERM (a service manager restarting us) leaves hosted apps running, to be adopted
 by the next supervisor; SIGINT (Ctrl-C in the terminal of the run command) stops them too.
@@ -16,11 +17,13 @@ from backend import auth
 from backend.context import Context, open_context
 from backend.platform import PlatformInfo, write_platform
 from backend.settings import Settings
+from supervisor.api import make_api_app
 from supervisor.dashboard import DashboardProcess
 from supervisor.proxy import start_proxy
 from supervisor.reconciler import Reconciler
 from supervisor.routes import RouteTable
 from supervisor.runtimes import select_runtime
+from supervisor.schedules import Schedules
 
 log = logging.getLogger("supervisor")
 
@@ -29,6 +32,7 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s "
                         "%(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run
 
 
 def banner(ctx: Context, engine: str, created: tuple[str, str] | None) -> str:
@@ -37,7 +41,9 @@ def banner(ctx: Context, engine: str, created: tuple[str, str] | None) -> str:
              f"  Dashboard:  {s.public_url()}",
              f"  Apps:       {s.public_url('<subdomain>')}",
              f"  Runtime:    {engine}",
-             f"  Data:       {s.data_dir}"]
+             f"  Data:       {s.data_dir}",
+             "  Email:      " + (f"{s.smtp_host} ({s.smtp_tls})" if s.smtp_host else
+                                 "no SMTP server set; emails wait in the outbox")]
     if created:
         lines += ["", f"  First admin:  username {created[0]}   password {created[1]}",
                   f"  (also in {auth.initial_password_file(ctx)} until you change it)"]
@@ -67,7 +73,9 @@ async def serve(settings: Settings) -> int:
 
     reconciler = Reconciler(ctx, runtime, routes, on_pass=heartbeat)
     await reconciler.adopt()
-    runner = await start_proxy(settings, routes)
+    runner = await start_proxy(settings, routes, api=make_api_app(ctx, reconciler))
+    schedules = Schedules(ctx, reconciler)
+    schedules.start()
     dashboard = DashboardProcess(settings, routes)
     dash_task = asyncio.create_task(dashboard.run(), name="dashboard")
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
@@ -87,6 +95,7 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
+    schedules.shutdown()
     await reconciler.shutdown()
     loop_task.cancel()
     if stop_apps:

@@ -33,6 +33,8 @@ class RouteTable:
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
         self.dashboard_address: tuple[str, int] | None = None
+        # The Manage app panel's Streamlit process (served under /__stcloud/panel/).
+        self.panel_address: tuple[str, int] | None = None
 
     def get(self, subdomain: str) -> Route | None:
         return self._routes.get(subdomain)

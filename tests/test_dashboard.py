@@ -24,9 +24,10 @@ import streamlit as st
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from backend import apps, appstate, auth
+from backend import apps, appstate, auth, favorites
+from backend import secrets as app_secrets
 from backend.context import Context, open_context
-from backend.logs import app_log_path, build_log_path
+from backend.logs import build_log_path
 from models import App, Membership, Workspace, session_scope
 from pages.dashboard import _ui as ui
 
@@ -129,6 +130,21 @@ def add_member(ctx: Context, username: str, workspace: str, role: str) -> Any:
     return user
 
 
+def click(at: AppTest, key: str) -> AppTest:
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def local_repo(tmp_path: Path, files: dict[str, str] | None = None, branch: str = "main",
+               name: str = "hello") -> str:
+    """A bare git repository on disk (what deploys read), with one commit of `files`."""
+    from tests.conftest import GitRepo
+    repo = GitRepo(tmp_path / "repos" / name, branch=branch)
+    repo.commit(files or {"streamlit_app.py": "import streamlit as st\nst.write('hi')\n"})
+    return repo.url
+
+
 def sign_in_form(at: AppTest, username: str, password: str) -> AppTest:
     fields = {t.label: t for t in at.text_input}  # the form's inputs have no keys
     fields["Username"].input(username)
@@ -193,9 +209,25 @@ def test_list_shows_each_app_with_its_status(dash: Dash) -> None:
     assert ":red-badge[🔴 Crashed]" in page
     assert "Exited with code 3" in page
     assert "dev · app/main.py" in page
-    assert "just now" in page
-    assert "owner" in page
+    assert "Not deployed yet" in page
+    assert "by you" in page
+    assert at.selectbox(key=ui.WORKSPACE_KEY).value is not None
     assert {f"reboot_{queued.id}", f"delete_{crashed.id}"} <= button_keys(at)
+
+
+def test_list_shows_owner_and_last_deploy_time_with_the_exact_time_on_hover(
+        dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="by-dave")
+    dave = add_member(dash.ctx, "dave", "owner", "developer")
+    with session_scope(dash.ctx.engine) as s:
+        row = s.get(App, app.id)
+        row.last_deployed_at = datetime.now(UTC) - timedelta(minutes=3)
+        s.add(row)
+    at = open_dashboard(dave)
+    [deployed] = [c for c in at.caption if c.value.startswith("Deployed ")]
+    assert deployed.value == "Deployed 3 minutes ago"
+    assert deployed.proto.help.startswith(str(datetime.now(UTC).year))
+    assert "👥 by admin" in text(at)
 
 
 def test_list_refreshes_itself_quickly_while_an_app_is_in_the_oven(
@@ -230,14 +262,17 @@ def test_viewer_sees_apps_but_not_reboot_or_delete(dash: Dash) -> None:
     carol = add_member(dash.ctx, "carol", "owner", "viewer")
     at = open_dashboard(carol)
     assert "shared-app" in text(at)
-    assert "View-only" in text(at)
+    assert ui.VIEW_ONLY in text(at)
+    view_only = [c for c in at.caption if ui.VIEW_ONLY in c.value]
+    assert view_only and all("viewer role" in c.proto.help for c in view_only)
     keys = button_keys(at)
     assert f"reboot_{app.id}" not in keys and f"delete_{app.id}" not in keys
+    assert {f"star_{app.id}", f"favmenu_{app.id}"} <= keys  # favorites work for viewers
 
     at = open_dashboard(carol, ui.APP, {"app": str(app.id)})
     assert "shared-app" in text(at)
     assert not {"detail_reboot", "detail_delete"} & button_keys(at)
-    assert "Logs are shown to developers" in text(at)
+    assert "Logs and settings are shown to developers" in text(at)
 
 
 def test_developer_member_sees_reboot_and_delete(dash: Dash) -> None:
@@ -263,7 +298,13 @@ def test_reboot_button_asks_the_backend_to_reboot(dash: Dash) -> None:
     app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="to-reboot")
     move(dash.ctx, app.id, "building", "starting", "running")
     at = open_dashboard(dash.admin)
-    at.button(key=f"reboot_{app.id}").click().run()
+    click(at, f"reboot_{app.id}")
+    assert "interrupts everyone using it" in text(at) and "oven" in text(at)
+    assert db_app(dash.ctx, app.id).restart_generation == 0  # not before confirming
+    click(at, "cancel_reboot")
+    assert db_app(dash.ctx, app.id).restart_generation == 0
+    click(at, f"reboot_{app.id}")
+    click(at, "confirm_reboot")
     assert db_app(dash.ctx, app.id).restart_generation == 1
     reasons = [e.reason for e in apps.app_events(dash.ctx, dash.admin, app.id)]
     assert "Reboot requested by admin" in reasons
@@ -292,27 +333,64 @@ def test_delete_asks_for_confirmation_then_deletes(dash: Dash) -> None:
 # Deploy ----------------------------------------------------------------------------------
 def fill_deploy(at: AppTest, **fields: str) -> AppTest:
     for name, value in fields.items():
-        at.text_input(key=f"deploy_{name}").input(value)
+        if name == "secrets":
+            at.text_area(key="deploy_secrets").input(value)
+        else:
+            at.text_input(key=f"deploy_{name}").input(value)
     at.button(key="deploy_submit").click().run()
     assert not at.exception, at.exception
     return at
 
 
+def error_under(at: AppTest, label: str) -> str:
+    """The error shown right after the widget labelled `label` (and the only one)."""
+    order = nodes(at)
+    field = next(i for i, n in enumerate(order) if getattr(n, "label", None) == label)
+    assert type(order[field + 1]).__name__ == "Error", order[field + 1]
+    assert len(at.error) == 1, [e.value for e in at.error]
+    return order[field + 1].value
+
+
 @pytest.mark.parametrize(("fields", "label", "message"), [
     ({"repo": REPO, "subdomain": "Bad_Name!"}, "App URL (custom subdomain)",
      "is not a valid subdomain"),
-    ({"repo": "not a url"}, "Repository", "is not a git URL"),
+    ({"repo": "not-a-url"}, "Repository", "is not a git URL"),
     ({"repo": REPO, "main_file": "app.txt"}, "Main file path", "ending in .py"),
+    ({"repo": REPO, "branch": "bad..branch"}, "Branch", "is not a valid branch name"),
+    ({"repo": REPO, "secrets": "key = 'ok'\nbroken line"}, "Secrets",
+     "Line 2, column 8"),
 ])
 def test_deploy_form_shows_the_error_under_its_field(dash: Dash, fields: dict[str, str],
                                                      label: str, message: str) -> None:
     at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), **fields)
-    order = nodes(at)
-    field = next(i for i, n in enumerate(order) if getattr(n, "label", None) == label)
-    assert type(order[field + 1]).__name__ == "Error", order[field + 1]
-    assert message in order[field + 1].value
-    assert len(at.error) == 1
+    assert message in error_under(at, label)
     assert apps.list_apps(dash.ctx, dash.admin) == []
+
+
+def test_deploy_checks_the_branch_and_main_file_before_anything_is_queued(
+        dash: Dash, tmp_path: Path) -> None:
+    repo = local_repo(tmp_path, {"app.py": "print()\n", "pages/other.py": ""})
+    at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), repo=repo, main_file="main.py")
+    message = error_under(at, "Main file path")
+    assert "no file 'main.py' on branch 'main'" in message and "app.py" in message
+    at = fill_deploy(at, main_file="app.py", branch="nope")
+    assert "branch 'nope' does not exist" in error_under(at, "Branch")
+    at = fill_deploy(at, repo=str(tmp_path / "missing.git"), branch="main")
+    assert "could not be read" in error_under(at, "Repository")
+    assert apps.list_apps(dash.ctx, dash.admin) == []
+    at = fill_deploy(at, repo=repo)
+    assert [a.main_file for a in apps.list_apps(dash.ctx, dash.admin)] == ["app.py"]
+
+
+def test_deploy_says_as_you_type_whether_the_subdomain_is_free(dash: Dash) -> None:
+    apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="taken")
+    at = open_dashboard(dash.admin, ui.DEPLOY)
+    at.text_input(key="deploy_subdomain").input("taken").run()
+    assert "**taken** is taken" in text(at)
+    at.text_input(key="deploy_subdomain").input("free-one").run()
+    assert "✓ available" in text(at) and "free-one.cloud.test" in text(at)
+    at = fill_deploy(at, repo=REPO, subdomain="taken")
+    assert "is taken" in error_under(at, "App URL (custom subdomain)")
 
 
 def test_deploy_suggests_a_free_subdomain_and_shows_the_url(dash: Dash) -> None:
@@ -323,13 +401,20 @@ def test_deploy_suggests_a_free_subdomain_and_shows_the_url(dash: Dash) -> None:
     assert "http\\://hello-2.cloud.test\\:8080" in text(at)
 
 
-def test_valid_deploy_queues_the_app_and_follows_it_until_it_runs(dash: Dash) -> None:
+def test_valid_deploy_queues_the_app_with_python_and_secrets_and_follows_it(
+        dash: Dash, tmp_path: Path) -> None:
     ctx = dash.ctx
-    at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), repo=REPO, branch="dev",
-                     main_file="app/main.py", subdomain="fresh")
+    repo = local_repo(tmp_path, {"app/main.py": "import streamlit\n"}, branch="dev")
+    at = open_dashboard(dash.admin, ui.DEPLOY)
+    at.selectbox(key="deploy_python").select(ctx.settings.default_python)
+    at = fill_deploy(at, repo=repo, branch="dev", main_file="app/main.py", subdomain="fresh",
+                     secrets='token = "s3cret-value"\n')
     [app] = apps.list_apps(ctx, dash.admin)
     assert (app.subdomain, app.repo_url, app.branch, app.main_file, app.state) == \
-        ("fresh", REPO, "dev", "app/main.py", "queued")
+        ("fresh", repo, "dev", "app/main.py", "queued")
+    assert app_secrets.get_secrets(ctx, dash.admin, app.id) == 'token = "s3cret-value"\n'
+    assert app_secrets.runtime_env_vars(ctx.settings, app.id) == {"token": "s3cret-value"}
+    assert db_app(ctx, app.id).restart_generation == 0  # queued: no reboot needed
     assert "🍳 Your app is in the oven" in text(at)
 
     log = build_log_path(ctx.settings, app.id)
@@ -344,8 +429,8 @@ def test_valid_deploy_queues_the_app_and_follows_it_until_it_runs(dash: Dash) ->
     assert "Your app is live" in text(at)
 
 
-def test_failed_deploy_shows_the_reason_and_the_log_tail(dash: Dash) -> None:
-    at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), repo=REPO)
+def test_failed_deploy_shows_the_reason_and_the_log_tail(dash: Dash, tmp_path: Path) -> None:
+    at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), repo=local_repo(tmp_path))
     [app] = apps.list_apps(dash.ctx, dash.admin)
     log = build_log_path(dash.ctx.settings, app.id)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -356,30 +441,44 @@ def test_failed_deploy_shows_the_reason_and_the_log_tail(dash: Dash) -> None:
     assert any("No matching distribution for pandas==9.9" in c.value for c in at.code)
 
 
+def test_viewer_cannot_deploy_into_a_workspace(dash: Dash, tmp_path: Path) -> None:
+    repo = local_repo(tmp_path)  # owner "owner" (…/repos/hello/owner/hello.git)
+    apps.deploy_app(dash.ctx, dash.admin, repo_url=repo, subdomain="first")
+    carol = add_member(dash.ctx, "carol", "owner", "viewer")
+    at = fill_deploy(open_dashboard(carol, ui.DEPLOY), repo=repo, subdomain="second")
+    assert any("need the developer role" in e.value for e in at.error)
+    assert [a.subdomain for a in apps.list_apps(dash.ctx, dash.admin)] == ["first"]
+
+
 # App page --------------------------------------------------------------------------------
-def test_app_page_shows_status_events_and_logs(dash: Dash) -> None:
+def test_app_page_shows_status_events_and_links(dash: Dash) -> None:
     ctx = dash.ctx
     other = apps.deploy_app(ctx, dash.admin, repo_url=REPO, subdomain="other")
     app = apps.deploy_app(ctx, dash.admin, repo_url=REPO, subdomain="detailed")
     move(ctx, app.id, "building", "starting", "crashed", reason="Exited with code 1")
-    build_log_path(ctx.settings, app.id).parent.mkdir(parents=True, exist_ok=True)
-    build_log_path(ctx.settings, app.id).write_text("built fine\n")
-    app_log_path(ctx.settings, app.id).write_text("Traceback: ZeroDivisionError\n")
 
     at = open_dashboard(dash.admin, ui.APP, {"app": str(app.id)})
-    assert at.selectbox(key="app_select").value == app.id
+    assert at.selectbox(key=ui.APP_PICK_KEY).value == app.id
     page = text(at)
     assert ":red-badge[🔴 Crashed]" in page and "Exited with code 1" in page
     assert ui.md(dash.url("detailed")) in page
-    codes = [c.value for c in at.code]
-    assert any("ZeroDivisionError" in c for c in codes) and any("built fine" in c for c in codes)
     events = at.dataframe[0].value
     assert "Deployed by admin" in set(events["Reason"])
-    assert {"detail_reboot", "detail_delete"} <= button_keys(at)
+    assert {"detail_reboot", "detail_delete", "detail_star"} <= button_keys(at)
+    links = {link.proto.label for link in at.get("page_link")}
+    assert {"Logs", "Settings"} <= links
 
-    at.selectbox(key="app_select").select(other.id).run()
+    at.selectbox(key=ui.APP_PICK_KEY).select(other.id).run()
     assert at.query_params["app"] == str(other.id)
     assert at.subheader[0].value == "other"
+
+
+def test_favorite_from_the_app_page(dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="starred")
+    at = open_dashboard(dash.admin, ui.APP, {"app": str(app.id)})
+    click(at, "detail_star")
+    assert favorites.favorite_ids(dash.ctx, dash.admin) == {app.id}
+    assert at.subheader[0].value == "⭐ starred"
 
 
 def test_delete_from_the_app_page_goes_back_to_the_list(dash: Dash) -> None:

@@ -20,9 +20,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from backend import apps as app_service
-from backend import auth
+from backend import auth, favorites, workspaces
+from backend.app_list import app_choices
 from backend.appstate import FAILED_STATES, OVEN_STATES
 from backend.context import Context, open_context
 from backend.errors import BackendError, NotFound
@@ -34,13 +36,38 @@ PAGE_ICON = "☁️"
 MY_APPS = "pages/dashboard/my_apps.py"
 DEPLOY = "pages/dashboard/deploy.py"
 APP = "pages/dashboard/app_details.py"
+LOGS = "pages/dashboard/logs.py"
+SETTINGS = "pages/dashboard/settings.py"
+ANALYTICS = "pages/dashboard/analytics.py"
+WORKSPACE = "pages/dashboard/workspace.py"
+USERS = "pages/dashboard/users.py"
+STATUS = "pages/dashboard/status.py"
 ACCOUNT = "pages/dashboard/account.py"
+
+# Icons, one per idea, used the same way on every page.
+ICON = {"open": ":material/open_in_new:", "reboot": ":material/refresh:",
+        "delete": ":material/delete:", "settings": ":material/settings:",
+        "logs": ":material/article:", "analytics": ":material/bar_chart:",
+        "details": ":material/info:", "deploy": ":material/rocket_launch:",
+        "workspace": ":material/group:", "users": ":material/manage_accounts:",
+        "status": ":material/monitor_heart:", "account": ":material/account_circle:",
+        "docs": ":material/menu_book:", "support": ":material/help:",
+        "sign_out": ":material/logout:", "download": ":material/download:",
+        "save": ":material/save:", "error": ":material/error:"}
+VIEW_ONLY = "👁 view-only"
+VIEW_ONLY_HELP = ("View-only: you have the viewer role in this workspace. You can open its "
+                  "apps (private ones too), favorite them and see their analytics; "
+                  "deploying, rebooting, deleting, logs, settings and secrets need the "
+                  "developer role. Ask one of the workspace's admins.")
 
 REFRESH_SECONDS = 2.0  # while an app is in the oven or being deleted
 IDLE_REFRESH_SECONDS = 30.0  # otherwise, so that a crash or sleep shows up by itself
 BUSY_STATES = OVEN_STATES | {"deleting"}
 SIGN_OUT_KEY = "_sign_out_requested"
 CONFIRM_DELETE_KEY = "_confirm_delete_app"
+CONFIRM_REBOOT_KEY = "_confirm_reboot_app"
+WORKSPACE_KEY = "current_workspace"
+APP_PICK_KEY = "app_pick"
 FLASH_KEY = "_flash"
 
 # - streamlit-authenticator's cookie manager renders invisible components keyed init, set
@@ -158,6 +185,15 @@ def exact_time(when: datetime) -> str:
     return _aware(when).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def time_caption(when: datetime | None, prefix: str = "", where: Any = st,
+                 never: str = "never") -> None:
+    """'<prefix>3 minutes ago' with the exact time in the tooltip."""
+    if when is None:
+        where.caption(f"{prefix}{never}")
+        return
+    where.caption(f"{prefix}{relative_time(when)}", help=exact_time(when))
+
+
 # Status ---------------------------------------------------------------------------------
 def status_label(state: str) -> str:
     icon, label, _ = _STATUS.get(state, ("❔", state, "gray"))
@@ -238,6 +274,7 @@ def wake(ctx: Context, user: Any, app_id: int, subdomain: str) -> None:
 
 def ask_delete(app_id: int) -> None:
     """Open the delete confirmation (rendered by `delete_dialog_if_asked` on the next run)."""
+    st.session_state.pop(CONFIRM_REBOOT_KEY, None)
     st.session_state[CONFIRM_DELETE_KEY] = app_id
 
 
@@ -246,8 +283,17 @@ def _forget_delete() -> None:
 
 
 def delete_dialog_if_asked(ctx: Context, user: Any, after_delete: str | None = None) -> None:
-    """Show the delete confirmation when a Delete button asked for it (call in the page body,
-    outside fragments). `after_delete` is a page to go to once the app is deleted."""
+    """Show the reboot or delete confirmation when a button asked for it (call in the page
+    body, outside fragments). `after_delete` is a page to go to once the app is deleted."""
+    reboot_id = st.session_state.get(CONFIRM_REBOOT_KEY)
+    if reboot_id is not None:
+        try:
+            app = app_service.get_app(ctx, user, reboot_id)
+        except BackendError:
+            _forget_reboot()
+        else:
+            _reboot_dialog(ctx, user, app)
+        return
     app_id = st.session_state.get(CONFIRM_DELETE_KEY)
     if app_id is None:
         return
@@ -282,3 +328,123 @@ def _delete_dialog(ctx: Context, user: Any, app: Any, after_delete: str | None) 
     if right.button("Cancel", key="cancel_delete", width="stretch"):
         _forget_delete()
         st.rerun()
+
+
+confirm_dialogs = delete_dialog_if_asked  # the name pages use for both confirmations
+
+
+def ask_reboot(app_id: int) -> None:
+    """Open the reboot confirmation (rendered by `confirm_dialogs` on the next run)."""
+    st.session_state.pop(CONFIRM_DELETE_KEY, None)
+    st.session_state[CONFIRM_REBOOT_KEY] = app_id
+
+
+def _forget_reboot() -> None:
+    st.session_state.pop(CONFIRM_REBOOT_KEY, None)
+
+
+@st.dialog("Reboot this app?", on_dismiss=_forget_reboot)
+def _reboot_dialog(ctx: Context, user: Any, app: Any) -> None:
+    st.markdown(f"You are about to reboot **{md(app.subdomain)}** ({md(app.url)}).")
+    st.markdown(
+        "Rebooting restarts the app on its current environment. It interrupts everyone "
+        "using it right now, and until it is back (usually seconds, a few minutes when it "
+        "has to be rebuilt) visitors see the *Your app is in the oven* page.")
+    left, right = st.columns(2)
+    if left.button(f"Reboot {app.subdomain}", type="primary", key="confirm_reboot",
+                   width="stretch", icon=ICON["reboot"]):
+        _forget_reboot()
+        reboot(ctx, user, app.id, app.subdomain)
+        st.rerun()
+    if right.button("Cancel", key="cancel_reboot", width="stretch"):
+        _forget_reboot()
+        st.rerun()
+
+
+# Favorites ------------------------------------------------------------------------------
+def set_favorite(ctx: Context, user: Any, app_id: int, favorite: bool, name: str) -> None:
+    """Star / unstar (button callback); any member of the workspace may."""
+    try:
+        favorites.set_favorite(ctx, user, app_id, favorite)
+    except BackendError as e:
+        flash(str(e))
+    else:
+        flash(f"⭐ {name} is a favorite: it shows at the top." if favorite
+              else f"{name} is no longer a favorite.", "toast")
+
+
+# Links ----------------------------------------------------------------------------------
+def page_link(page: str, where: Any = st, **kw: Any) -> bool:
+    """st.page_link, skipped (False) when `page` is not registered in st.navigation (the
+    Users page for non-admins, a page another engineer has not registered yet)."""
+    try:
+        where.page_link(page, **kw)
+    except StreamlitAPIException:
+        return False
+    return True
+
+
+# Workspaces -----------------------------------------------------------------------------
+def workspace_label(name: str, role: str) -> str:
+    return f"{name} · {VIEW_ONLY}" if role == "viewer" else name
+
+
+def workspace_switcher(ctx: Context, user: Any, where: Any = st) -> tuple[int, str, str] | None:
+    """The workspace selectbox (top right of the dashboard): (id, name, role) of the chosen
+    workspace, kept for the session across pages; None when the user has none."""
+    spaces = workspaces.list_workspaces(ctx, user)
+    if not spaces:
+        return None
+    by_id = {w.id: (w.name, role) for w, role in spaces}
+    if st.session_state.get(WORKSPACE_KEY) not in by_id:
+        personal = next((w.id for w, _ in spaces if w.name == user.username), None)
+        with_role = next((w.id for w, r in spaces if r != "viewer"), spaces[0][0].id)
+        st.session_state[WORKSPACE_KEY] = personal or with_role
+    viewer_only = any(role == "viewer" for _, role in spaces)
+    help_text = ("Apps are grouped by the owner of their repository. " +
+                 (VIEW_ONLY_HELP if viewer_only else ""))
+    chosen = where.selectbox(
+        "Workspace", list(by_id), key=WORKSPACE_KEY, persist_state="session",
+        format_func=lambda i: workspace_label(*by_id[i]), help=help_text)
+    name, role = by_id[chosen]
+    return chosen, name, role
+
+
+# Choosing an app (App, Logs and Settings pages) -----------------------------------------
+def app_picker(ctx: Context, user: Any) -> int | None:
+    """The app of `?app=<id>` or of the selector, kept in the URL so a page can be shared;
+    None (with a way to deploy) when the user sees no app."""
+    choices = app_choices(ctx, user)
+    if not choices:
+        st.info("You have no apps yet.")
+        st.page_link(DEPLOY, label="Deploy an app", icon=ICON["deploy"])
+        return None
+    by_id = {c.id: c for c in choices}
+    try:
+        wanted: int | None = int(st.query_params.get("app", ""))
+    except ValueError:
+        wanted = None
+    if wanted in by_id:
+        st.session_state[APP_PICK_KEY] = wanted
+    elif st.session_state.get(APP_PICK_KEY) not in by_id:
+        st.session_state[APP_PICK_KEY] = choices[0].id
+
+    def sync() -> None:
+        st.query_params["app"] = str(st.session_state[APP_PICK_KEY])
+
+    chosen = st.selectbox("App", list(by_id), key=APP_PICK_KEY, on_change=sync, width=480,
+                          format_func=lambda i: f"{by_id[i].subdomain} · {by_id[i].workspace}"
+                                                f" — {by_id[i].repo_url}")
+    st.query_params["app"] = str(chosen)
+    return chosen
+
+
+def app_links(app: Any, where: Any = st, skip: str = "") -> None:
+    """Links to the app's other pages (Details, Logs, Settings, Analytics) in one row."""
+    links = [(APP, "Details", ICON["details"])]
+    if app.can_manage:
+        links += [(LOGS, "Logs", ICON["logs"]), (SETTINGS, "Settings", ICON["settings"])]
+    links.append((ANALYTICS, "Analytics", ICON["analytics"]))
+    links = [link for link in links if link[0] != skip]
+    for col, (page, label, icon) in zip(where.columns(len(links)), links):
+        page_link(page, col, label=label, icon=icon, query_params={"app": str(app.id)})

@@ -1,4 +1,5 @@
-"""Account: who is signed in, change password (stored by backend.auth), sign out."""
+"""Account: who is signed in, change password (stored by backend.auth), links to the
+documentation, support and status, sign out."""
 
 from __future__ import annotations
 
@@ -69,6 +70,12 @@ with st.form("change_password", border=True):
 if ss.pop(DONE, False):
     st.success("Your password is changed. Use the new one the next time you sign in.")
 
+st.subheader("Help")
+st.page_link(ctx.settings.docs_url, label="Documentation", icon=ui.ICON["docs"])
+if ctx.settings.support_url:
+    st.page_link(ctx.settings.support_url, label="Contact support", icon=ui.ICON["support"])
+ui.page_link(ui.STATUS, label="Service status", icon=ui.ICON["status"])
+
 st.divider()
 st.button("Sign out", key="account_sign_out", on_click=ui.request_sign_out,
-          icon=":material/logout:")
+          icon=ui.ICON["sign_out"])

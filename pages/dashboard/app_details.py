@@ -1,8 +1,10 @@
-"""App: one app's status, URL, commit, events, and the tails of its build and app logs.
+"""App details: one app's status, URL, commit, settings at a glance and its history.
 
 The app is chosen with `?app=<id>` (links from the app list carry it) or the selector, which
-keeps the query parameter in step so the URL can be shared. The status, events and logs run
-in a live fragment that refreshes while the app is in the oven.
+keeps the query parameter in step so the URL can be shared. Actions: open, favorite, reboot
+and delete (each confirmed in a dialog that says what happens); links to the app's Logs,
+Settings and Analytics. The status and events run in a live fragment that refreshes while
+the app is in the oven.
 """
 
 from __future__ import annotations
@@ -12,48 +14,28 @@ from typing import Any
 import streamlit as st
 
 from backend import apps as app_service
+from backend import favorites
 from backend.context import Context
-from backend.errors import BackendError, NotFound, PermissionDenied
+from backend.errors import NotFound
 from pages.dashboard import _ui as ui
 
-SELECT_KEY = "app_select"
-LOG_LINES = 200
 
-
-def choose_app(apps: list[Any]) -> int:
-    """The selected app id, from the query parameter or the selector."""
-    ids = [a.id for a in apps]
-    by_id = {a.id: a for a in apps}
-    try:
-        wanted = int(st.query_params.get("app", ""))
-    except ValueError:
-        wanted = None
-    if wanted in by_id:
-        st.session_state[SELECT_KEY] = wanted
-    elif st.session_state.get(SELECT_KEY) not in by_id:
-        st.session_state[SELECT_KEY] = ids[0]
-
-    def sync() -> None:
-        st.query_params["app"] = str(st.session_state[SELECT_KEY])
-
-    chosen = st.selectbox("App", ids, key=SELECT_KEY, on_change=sync, width=480,
-                          format_func=lambda i: f"{by_id[i].subdomain} — {by_id[i].repo_url}")
-    st.query_params["app"] = str(chosen)
-    return chosen
-
-
-def actions(ctx: Context, user: Any, app: Any) -> None:
-    cols = st.columns([1.2, 1, 1, 3])
-    cols[0].link_button("Open app", app.url, icon=":material/open_in_new:", type="primary")
+def actions(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
+    cols = st.columns([1.2, 1.2, 1.2, 1.1, 3], vertical_alignment="center")
+    cols[0].link_button("Open app", app.url, icon=ui.ICON["open"], type="primary")
+    cols[1].button("Unfavorite" if favorite else "Favorite", key="detail_star",
+                   icon="⭐" if favorite else ":material/star_border:", on_click=ui.set_favorite,
+                   args=(ctx, user, app.id, not favorite, app.subdomain))
     if app.state == "sleeping":
-        cols[3].button("Wake up", key="detail_wake", icon="🌙", on_click=ui.wake,
+        cols[4].button("Wake up", key="detail_wake", icon="🌙", on_click=ui.wake,
                        args=(ctx, user, app.id, app.subdomain))
     if not app.can_manage:
-        cols[1].caption("View-only")
+        cols[2].caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
         return
-    cols[1].button("Reboot", key="detail_reboot", icon=":material/refresh:",
-                   on_click=ui.reboot, args=(ctx, user, app.id, app.subdomain))
-    if cols[2].button("Delete", key="detail_delete", icon=":material/delete:"):
+    if cols[2].button("Reboot", key="detail_reboot", icon=ui.ICON["reboot"]):
+        ui.ask_reboot(app.id)
+        st.rerun(scope="app")
+    if cols[3].button("Delete", key="detail_delete", icon=ui.ICON["delete"]):
         ui.ask_delete(app.id)
         st.rerun(scope="app")
 
@@ -67,10 +49,9 @@ def facts(app: Any) -> None:
             ("Python", ui.md(app.python_version)),
             ("Workspace", f"{ui.md(app.workspace)} (you are {app.role or 'not a member'})"),
             ("Owner", ui.md(app.owner or "unknown")),
-            ("Visibility", app.visibility)]
-    if app.last_deployed_at:
-        rows.append(("Last deployed", ui.exact_time(app.last_deployed_at)))
+            ("Visibility", "🔒 private" if app.visibility == "private" else "🌐 public")]
     st.markdown("\n".join(f"- **{k}:** {v}" for k, v in rows))
+    ui.time_caption(app.last_deployed_at, "Last deployed ", never="Not deployed yet")
 
 
 def live_part(ctx: Context, user: Any, app_id: int) -> bool:
@@ -80,13 +61,14 @@ def live_part(ctx: Context, user: Any, app_id: int) -> bool:
     except NotFound:
         st.info("This app has been deleted.")
         return False
+    favorite = app_id in favorites.favorite_ids(ctx, user)
     head, when = st.columns([3, 1], vertical_alignment="center")
     with head:
-        st.subheader(ui.md(app.subdomain))
+        st.subheader(f"{'⭐ ' if favorite else ''}{ui.md(app.subdomain)}")
         ui.status_badge(app)
-    when.caption(f"Updated {ui.relative_time(app.updated_at)}",
-                 help=ui.exact_time(app.updated_at))
-    actions(ctx, user, app)
+    ui.time_caption(app.updated_at, "Updated ", when)
+    actions(ctx, user, app, favorite)
+    ui.app_links(app, skip=ui.APP)
     info, events_col = st.columns([1, 1.4])
     with info:
         facts(app)
@@ -94,33 +76,19 @@ def live_part(ctx: Context, user: Any, app_id: int) -> bool:
         st.markdown("**Events**")
         events = app_service.app_events(ctx, user, app.id, limit=20)
         st.dataframe(
-            [{"Time": ui.exact_time(e.time), "Change": f"{e.from_state or '·'} → {e.to_state}",
-              "Reason": e.reason} for e in events],
+            [{"When": ui.relative_time(e.time), "Time": ui.exact_time(e.time),
+              "Change": f"{e.from_state or '·'} → {e.to_state}", "Reason": e.reason}
+             for e in events],
             hide_index=True, width="stretch")
-    try:
-        logs = app_service.read_logs(ctx, user, app.id)
-    except PermissionDenied:
-        st.info(f"Logs are shown to developers of workspace {ui.md(app.workspace)}.")
-    else:
-        app_tab, build_tab = st.tabs(["App log", "Build log"])
-        app_tab.code(ui.last_lines(logs["app"], LOG_LINES) or "(no output yet)",
-                     language=None, height=420)
-        build_tab.code(ui.last_lines(logs["build"], LOG_LINES) or "(no build yet)",
-                       language=None, height=420)
+    if not app.can_manage:
+        st.info(f"Logs and settings are shown to developers of workspace "
+                f"{ui.md(app.workspace)}.")
     return ui.is_busy(app)
 
 
 ctx, user = ui.page_context()
-try:
-    apps = app_service.list_apps(ctx, user)
-except BackendError as e:
-    st.error(str(e))
-    st.stop()
-st.title("App")
-if not apps:
-    st.info("You have no apps yet.")
-    st.page_link(ui.DEPLOY, label="Deploy an app", icon=":material/rocket_launch:")
-    st.stop()
-app_id = choose_app(apps)
-ui.live("app_detail", lambda: live_part(ctx, user, app_id))
-ui.delete_dialog_if_asked(ctx, user, after_delete=ui.MY_APPS)
+st.title("App details")
+app_id = ui.app_picker(ctx, user)
+if app_id is not None:
+    ui.live("app_detail", lambda: live_part(ctx, user, app_id))
+ui.confirm_dialogs(ctx, user, after_delete=ui.MY_APPS)

@@ -1,10 +1,13 @@
-"""Deploy an app: repository, branch, main file, subdomain and Python version.
+"""Deploy an app: repository, branch, main file, subdomain; Python version and secrets under
+"Advanced settings".
 
-The fields are plain widgets rather than an `st.form`, so that the subdomain suggestion and
-the resulting URL follow the repository as it is typed. Deploy runs in the button's callback,
-before the page renders, so a `ValidationError` is shown under the field it names. After a
-deploy the page follows the app live until it runs (a link to open it) or fails (the reason
-and the log tail).
+The fields are plain widgets rather than an `st.form`, so that the subdomain suggestion,
+its availability and the resulting URL follow what is typed. On Deploy, before anything is
+queued: the secrets are checked as TOML, and `backend.repos.check_main_file` checks that
+the branch exists and has the main file (a shallow, blob-less clone, time-bounded), so a
+typo is shown under its field instead of ending in a failed build. Each `ValidationError`
+is shown under the field it names. After a deploy the page follows the app live until it
+runs (a link to open it) or fails (the reason and the log tail).
 """
 
 from __future__ import annotations
@@ -13,21 +16,24 @@ from typing import Any
 
 import streamlit as st
 
+from backend import app_settings, repos
 from backend import apps as app_service
-from backend import platform
+from backend import secrets as app_secrets
 from backend.appstate import FAILED_STATES, OVEN_STATES
 from backend.context import Context
 from backend.errors import BackendError, NotFound, ValidationError
-from backend.validation import repo_owner_and_name
+from backend.validation import repo_owner_and_name, validate_subdomain
 from pages.dashboard import _ui as ui
 
 ERRORS = "_deploy_errors"
 DEPLOYED = "_deployed_app_id"
 SUGGESTED = "_deploy_suggested_subdomain"
+SUBMITTED = "_deploy_submitted"
 FIELDS = {"repo_url": "deploy_repo", "branch": "deploy_branch",
-          "main_file": "deploy_main_file", "subdomain": "deploy_subdomain"}
+          "main_file": "deploy_main_file", "subdomain": "deploy_subdomain",
+          "secrets": "deploy_secrets"}
 DEFAULTS = {"deploy_repo": "", "deploy_branch": "main", "deploy_main_file": "streamlit_app.py",
-            "deploy_subdomain": ""}
+            "deploy_subdomain": "", "deploy_secrets": ""}
 PROGRESS = {"queued": (0.1, "Queued: waiting for the builder"),
             "building": (0.4, "Building: fetching the code and installing dependencies"),
             "starting": (0.8, "Starting: waiting for the app to answer")}
@@ -51,13 +57,25 @@ def on_repo_change(ctx: Context) -> None:
 
 
 def submit(ctx: Context, user: Any) -> None:
+    """Check, deploy, store the secrets; errors go under their fields."""
     ss[ERRORS] = {}
-    try:
+    repo, branch, main_file = (ss.get(k, "") for k in
+                               ("deploy_repo", "deploy_branch", "deploy_main_file"))
+    secrets_text = ss.get("deploy_secrets", "")
+    typed = ss.get("deploy_subdomain", "").strip()
+    try:  # quick checks first; the repository check clones
+        if typed and not app_service.subdomain_available(ctx, validate_subdomain(typed)):
+            raise ValidationError("subdomain", f"The subdomain '{typed.lower()}' is taken; "
+                                  "choose another.")
+        if secrets_text.strip():
+            app_secrets.validate_for_deploy(secrets_text)
+        repos.check_main_file(ctx, repo, branch, main_file)
         app = app_service.deploy_app(
-            ctx, user, repo_url=ss.get("deploy_repo", ""),
-            branch=ss.get("deploy_branch", ""), main_file=ss.get("deploy_main_file", ""),
+            ctx, user, repo_url=repo, branch=branch, main_file=main_file,
             subdomain=ss.get("deploy_subdomain", ""),
             python_version=ss.get("deploy_python") or "")
+        if secrets_text.strip():
+            app_secrets.set_secrets(ctx, user, app.id, secrets_text)
     except ValidationError as e:
         ss[ERRORS] = {e.field if e.field in FIELDS else "form": str(e)}
     except BackendError as e:  # PermissionDenied: not a developer of that workspace
@@ -76,6 +94,11 @@ def field_error(field: str) -> None:
 
 
 def deploy_form(ctx: Context, user: Any) -> None:
+    if ss.pop(SUBMITTED, False):  # before the widgets: submit() may reset their values
+        with st.spinner("Checking the repository, the branch and the main file…"):
+            submit(ctx, user)
+        if ss.get(DEPLOYED) is not None:
+            st.rerun()
     for key, value in DEFAULTS.items():
         ss.setdefault(key, value)
     local = " or an absolute path to a repository on this server" \
@@ -101,27 +124,36 @@ def deploy_form(ctx: Context, user: Any) -> None:
                            "root, such as streamlit_app.py or app/main.py.")
         field_error("main_file")
     st.text_input("App URL (custom subdomain)", key="deploy_subdomain",
-                  on_change=clear_error, args=("subdomain",),
+                  on_change=clear_error, args=("subdomain",), live=True,
                   placeholder="made from the repository name",
                   help="Lowercase letters, digits and hyphens. Leave it empty to use a free "
                        "name made from the repository.")
     field_error("subdomain")
-    sub = ss["deploy_subdomain"].strip().lower() or (
-        app_service.suggest_free_subdomain(ctx, repo) if repo else "")
-    st.caption(f"Your app will be at **{ui.md(ctx.settings.public_url(sub or 'your-app'))}**")
+    typed = ss["deploy_subdomain"].strip().lower()
+    sub = typed or (app_service.suggest_free_subdomain(ctx, repo) if repo else "")
+    url = ui.md(ctx.settings.public_url(sub or "your-app"))
+    if typed and not app_service.subdomain_available(ctx, typed):
+        st.caption(f":red[✗ **{ui.md(typed)}** is taken; choose another subdomain.]")
+    else:
+        st.caption(f"Your app will be at **{url}**" + (" :green[✓ available]" if typed else ""))
 
     with st.expander("Advanced settings"):
-        versions = list(platform.read_platform(ctx).python_versions)
-        default = ctx.settings.default_python
-        if default not in versions:
-            versions.insert(0, default)
-        ss.setdefault("deploy_python", default)
+        versions = list(app_settings.offered_python_versions(ctx))
+        ss.setdefault("deploy_python", ctx.settings.default_python)
         st.selectbox("Python version", versions, key="deploy_python",
-                     help="The Python version the app's environment is built with.")
+                     help="The Python version the app's environment is built with. "
+                          "Changing it later redeploys the app.")
+        st.text_area("Secrets", key="deploy_secrets", height=140, on_change=clear_error,
+                     args=("secrets",),
+                     placeholder='api_key = "abc123"\n\n[database]\npassword = "…"',
+                     help="TOML, read by the app as st.secrets; root-level string keys are "
+                          "also environment variables. Stored encrypted; you can change "
+                          "them later in the app's settings.")
+        field_error("secrets")
 
     field_error("form")
-    st.button("Deploy", type="primary", key="deploy_submit", on_click=submit,
-              args=(ctx, user), icon=":material/rocket_launch:", width="stretch")
+    st.button("Deploy", type="primary", key="deploy_submit", icon=":material/rocket_launch:",
+              width="stretch", on_click=lambda: ss.update({SUBMITTED: True}))
 
 
 def progress(ctx: Context, user: Any, app_id: int) -> bool:
@@ -158,8 +190,7 @@ def progress(ctx: Context, user: Any, app_id: int) -> bool:
                     "automatically. You can also reboot it from its page.")
     else:
         ui.status_badge(app)
-    st.page_link(ui.APP, label="Details / logs", icon=":material/article:",
-                 query_params={"app": str(app.id)})
+    ui.app_links(app)
     return app.state in ui.BUSY_STATES
 
 

@@ -1,7 +1,15 @@
-"""My apps: every app the signed-in user can see, with its state and a "︙" menu.
+"""My apps: the apps of the current workspace (switcher top right), favorites first.
 
-The list runs in a live fragment: it rereads the apps every two seconds while one of them
-is in the oven or being deleted, and stops refreshing when all have settled.
+Each row: ☆/⭐ star, name (a link to the app), repository · branch · main file, status
+(🌙 sleeping apps get a moon button that wakes them), owner (👥 when another developer
+deployed it), last deploy time (relative, exact on hover), and the "︙" menu: Favorite,
+Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL. View-only workspaces show a
+"👁 view-only" note instead of the management actions; favorites work everywhere.
+
+Fast with a thousand apps: one listing call (`backend.app_list`, a fixed number of queries)
+and one page of `PAGE_SIZE` rows rendered; past `SEARCH_FROM` apps a search box filters by
+name, repository, branch, main file or owner. The list runs in a live fragment that
+rereads it every two seconds while an app is in the oven or being deleted.
 """
 
 from __future__ import annotations
@@ -10,90 +18,157 @@ from typing import Any
 
 import streamlit as st
 
-from backend import apps as app_service
+from backend.app_list import AppListing, list_workspace_apps
 from backend.context import Context
+from backend.errors import BackendError
 from pages.dashboard import _ui as ui
 
-ALL_WORKSPACES = "All workspaces"
+PAGE_SIZE = 25
+SEARCH_FROM = 8  # more apps than this: show the search box
+SEARCH_KEY = "apps_search"
+PAGE_KEY = "apps_page"
+ss = st.session_state
 
 
-def empty_state() -> None:
+def empty_state(workspace: str | None) -> None:
     with st.container(border=True):
-        st.subheader("You have no apps yet")
+        if workspace:
+            st.subheader(f"No apps in {ui.md(workspace)} yet")
+        else:
+            st.subheader("You have no apps yet")
         st.markdown(
-            "Deploy your first app from a git repository: tell us its URL, branch and the "
-            "Python file that runs it, and we build it and give it its own URL. Every push "
-            "to the branch updates the app.")
+            "Deploy your first app from a git repository: give its URL, the branch and the "
+            "Python file that runs it (such as `streamlit_app.py`). We build it, give it its "
+            "own URL, and update it on every push to the branch. Apps land in the workspace "
+            "named after the repository's owner.")
         if st.button("Deploy an app", type="primary", key="empty_deploy",
-                     icon=":material/rocket_launch:"):
+                     icon=ui.ICON["deploy"]):
             st.switch_page(ui.DEPLOY)
 
 
-def app_menu(ctx: Context, user: Any, app: Any) -> None:
+def app_menu(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
     with st.popover("", icon=":material/more_vert:", type="tertiary", key=f"menu_{app.id}",
                     help="Manage app"):
+        st.button("Unfavorite" if favorite else "Favorite", key=f"favmenu_{app.id}",
+                  icon="⭐" if favorite else ":material/star_border:", width="stretch", on_click=ui.set_favorite,
+                  args=(ctx, user, app.id, not favorite, app.subdomain))
         if app.state == "sleeping":
             st.button("Wake up", key=f"wake_{app.id}", icon="🌙", width="stretch",
                       on_click=ui.wake, args=(ctx, user, app.id, app.subdomain))
+        st.link_button("Open app", app.url, icon=ui.ICON["open"], width="stretch")
+        query = {"app": str(app.id)}
+        ui.page_link(ui.ANALYTICS, label="Analytics", icon=ui.ICON["analytics"],
+                     query_params=query)
+        ui.page_link(ui.APP, label="Details", icon=ui.ICON["details"], query_params=query)
         if app.can_manage:
-            st.button("Reboot", key=f"reboot_{app.id}", icon=":material/refresh:",
-                      width="stretch", on_click=ui.reboot,
-                      args=(ctx, user, app.id, app.subdomain))
-            if st.button("Delete", key=f"delete_{app.id}", icon=":material/delete:",
+            ui.page_link(ui.LOGS, label="Logs", icon=ui.ICON["logs"], query_params=query)
+            ui.page_link(ui.SETTINGS, label="Settings", icon=ui.ICON["settings"],
+                         query_params=query)
+            if st.button("Reboot", key=f"reboot_{app.id}", icon=ui.ICON["reboot"],
+                         width="stretch"):
+                ui.ask_reboot(app.id)
+                st.rerun(scope="app")
+            if st.button("Delete", key=f"delete_{app.id}", icon=ui.ICON["delete"],
                          width="stretch"):
                 ui.ask_delete(app.id)
                 st.rerun(scope="app")
         else:
-            st.caption(f"View-only: you are a viewer in workspace {ui.md(app.workspace)}. "
-                       "Ask one of its admins for the developer role to reboot or delete "
-                       "this app.")
-        st.page_link(ui.APP, label="Details / logs", icon=":material/article:",
-                     query_params={"app": str(app.id)})
+            st.caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
+        st.caption("Copy URL")
+        st.code(app.url, language=None)
 
 
-def app_row(ctx: Context, user: Any, app: Any) -> None:
+def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
     with st.container(border=True, key=f"app_{app.id}"):
-        name, status, workspace, updated, menu = st.columns(
-            [4.4, 2.6, 1.8, 2.2, 0.4], vertical_alignment="center")
+        star, name, status, owner, deployed, moon, menu = st.columns(
+            [0.35, 4.2, 2.4, 1.7, 1.9, 0.45, 0.4], vertical_alignment="center")
+        star.button("⭐" if favorite else "☆", key=f"star_{app.id}", type="tertiary",
+                    help="Unfavorite" if favorite else "Favorite: show it at the top",
+                    on_click=ui.set_favorite,
+                    args=(ctx, user, app.id, not favorite, app.subdomain))
         name.markdown(f"**[{ui.md(app.subdomain)}]({app.url})**")
         name.caption(f"{ui.md(app.repo_url)} · {ui.md(app.branch)} · "
                      f"{ui.md(app.main_file)}")
         ui.status_badge(app, status)
+        if app.owner == user.username:
+            owner.caption("by you")
+        else:
+            owner.caption(f"👥 by {ui.md(app.owner or 'unknown')}",
+                          help="Deployed by another developer of this workspace")
+        ui.time_caption(app.last_deployed_at, "Deployed ", deployed, never="Not deployed yet")
         if app.state == "sleeping":
-            status.button("Wake up", key=f"moon_{app.id}", icon="🌙", type="tertiary",
-                          help="Wake this app up", on_click=ui.wake,
-                          args=(ctx, user, app.id, app.subdomain))
-        mine = app.owner == user.username
-        workspace.markdown(ui.md(app.workspace))
-        workspace.caption("by you" if mine else f"👥 by {ui.md(app.owner or 'unknown')}")
-        updated.caption(ui.relative_time(app.updated_at),
-                        help=f"Last change: {ui.exact_time(app.updated_at)}")
+            moon.button("🌙", key=f"moon_{app.id}", type="tertiary",
+                        help="Sleeping: click the moon to wake it up", on_click=ui.wake,
+                        args=(ctx, user, app.id, app.subdomain))
         with menu:
-            app_menu(ctx, user, app)
+            app_menu(ctx, user, app, favorite)
 
 
-def app_list(ctx: Context, user: Any) -> bool:
+def matches(app: Any, needle: str) -> bool:
+    hay = f"{app.subdomain} {app.repo_url} {app.branch} {app.main_file} {app.owner}".lower()
+    return all(word in hay for word in needle.lower().split())
+
+
+def pager(total: int) -> int:
+    """Page controls (only with more than one page); returns the first index to show."""
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(1, ss.get(PAGE_KEY, 1)), pages)
+    ss[PAGE_KEY] = page
+    if pages > 1:
+        prev, label, nxt = st.columns([1, 3, 1], vertical_alignment="center")
+        prev.button("Previous", key="apps_prev", icon=":material/chevron_left:",
+                    disabled=page == 1, on_click=lambda: ss.update({PAGE_KEY: page - 1}))
+        first, last = (page - 1) * PAGE_SIZE + 1, min(page * PAGE_SIZE, total)
+        label.caption(f"Apps {first}–{last} of {total} · page {page} of {pages}")
+        nxt.button("Next", key="apps_next", icon=":material/chevron_right:",
+                   icon_position="right", disabled=page == pages,
+                   on_click=lambda: ss.update({PAGE_KEY: page + 1}))
+    return (page - 1) * PAGE_SIZE
+
+
+def app_list(ctx: Context, user: Any, workspace_id: int) -> bool:
     ui.show_flash()
-    apps = app_service.list_apps(ctx, user)
-    if not apps:
-        empty_state()
+    try:
+        listing: AppListing = list_workspace_apps(ctx, user, workspace_id)
+    except BackendError as e:
+        st.error(str(e))
         return False
-    workspaces = sorted({a.workspace for a in apps})
-    if len(workspaces) > 1:
-        chosen = st.selectbox("Workspace", [ALL_WORKSPACES, *workspaces], key="workspace",
-                              width=260)
-        if chosen != ALL_WORKSPACES:
-            apps = [a for a in apps if a.workspace == chosen]
-    for app in apps:
-        app_row(ctx, user, app)
-    return any(ui.is_busy(a) for a in apps)
+    if not listing.apps:
+        empty_state(listing.workspace)
+        return False
+    apps = listing.apps
+    if len(apps) > SEARCH_FROM:
+        needle = st.text_input("Search apps", key=SEARCH_KEY, icon=":material/search:",
+                               placeholder="Name, repository, branch, file or owner",
+                               label_visibility="collapsed", live="300ms",
+                               on_change=lambda: ss.update({PAGE_KEY: 1}))
+        if needle.strip():
+            apps = [a for a in apps if matches(a, needle)]
+            if not apps:
+                st.info(f"No app matches “{ui.md(needle.strip())}”.")
+    start = pager(len(apps))
+    for app in apps[start:start + PAGE_SIZE]:
+        app_row(ctx, user, app, app.id in listing.favorites)
+    return any(ui.is_busy(a) for a in listing.apps)
 
 
 ctx, user = ui.page_context()
-title, action = st.columns([4, 1], vertical_alignment="bottom")
+title, switch, action = st.columns([3.2, 1.6, 1.2], vertical_alignment="bottom")
 title.title("My apps")
+with switch:
+    current = ui.workspace_switcher(ctx, user)
 if action.button("Deploy an app", type="primary", key="header_deploy",
-                 icon=":material/rocket_launch:", width="stretch"):
+                   icon=ui.ICON["deploy"], width="stretch"):
     st.switch_page(ui.DEPLOY)
-ui.live("app_list", lambda: app_list(ctx, user))
-ui.delete_dialog_if_asked(ctx, user)
+if current is None:
+    ui.show_flash()
+    empty_state(None)
+else:
+    ws_id = current[0]
+    if ss.get("_apps_ws") != ws_id:  # a new workspace starts at its first page
+        ss["_apps_ws"] = ws_id
+        ss[PAGE_KEY] = 1
+    if current[2] == "viewer":
+        st.caption(f"**{ui.VIEW_ONLY}** workspace", help=ui.VIEW_ONLY_HELP)
+    ui.live("app_list", lambda: app_list(ctx, user, ws_id))
+ui.confirm_dialogs(ctx, user)

@@ -19,6 +19,16 @@ frames are pumped both ways concurrently, without decoding text; a close from ei
 closes the other with the same code. No message size limit and no heartbeat of our own
 (Streamlit and uvicorn ping), but pings from either side are answered.
 
+Per request, `Forwarding` options say what else happens: our cookies are stripped from
+the request and our `Set-Cookie` names from the response (`cookies.py`), headers the proxy
+vouches for are added (the panel's signed identity), cookies of ours are set, and HTML
+pages get the overlay (`inject.py`). Client headers named `X-Stcloud-*` never pass: only
+the proxy sets those.
+
+Timeouts: connecting 10 s; the response headers must arrive within `RESPONSE_TIMEOUT`
+(300 s, room for a slow upload to finish) or the client gets a 504 page; a body then
+streams for as long as it flows.
+
 Every upstream call uses one shared `ClientSession` (see `server.py`) whose pool keeps
 upstream connections warm; that is what lets a proxy beat direct access (FINDINGS.md).
 Streamlit's uvicorn closes idle keep-alive connections after 5 s; aiohttp's client retries
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -36,12 +47,16 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, MultiMapping
 from yarl import URL
 
+from supervisor.proxy import cookies, inject
+
 log = logging.getLogger("supervisor.proxy")
 
 CONNECT_TIMEOUT = 10.0
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT,
                                        sock_connect=CONNECT_TIMEOUT, sock_read=None)
 WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0)
+RESPONSE_TIMEOUT = 300.0
+OUR_HEADER_PREFIX = "x-stcloud-"
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -61,7 +76,25 @@ _RESERVED_CLOSE = frozenset({1005, 1006, 1015})
 
 
 class UpstreamUnavailable(Exception):
-    """The upstream refused, timed out or broke before a response began."""
+    """The upstream refused or broke before a response began."""
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """The upstream accepted the request but sent no response in RESPONSE_TIMEOUT."""
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    """What the proxy adds to one forwarded request (see the module docstring)."""
+
+    strip_cookies: frozenset[str] = frozenset()
+    add_headers: Mapping[str, str] | None = None
+    set_cookies: Sequence[str] = ()
+    inject: bytes | None = None  # tags to insert into an HTML page
+    on_open: Callable[[], None] | None = None  # a websocket was accepted upstream
+
+
+PLAIN = Forwarding()
 
 
 def filter_headers(headers: MultiMapping[str], drop: frozenset[str]) -> CIMultiDict[str]:
@@ -72,15 +105,16 @@ def filter_headers(headers: MultiMapping[str], drop: frozenset[str]) -> CIMultiD
     out: CIMultiDict[str] = CIMultiDict()
     for key, value in headers.items():
         lower = key.lower()
-        if lower in drop or lower in named:
+        if lower in drop or lower in named or lower.startswith(OUR_HEADER_PREFIX):
             continue
         out.add(key, value)
     return out
 
 
-def upstream_headers(request: web.BaseRequest, scheme: str, *,
-                     websocket: bool = False) -> CIMultiDict[str]:
-    """Request headers for the upstream: Host kept, hop-by-hop dropped, X-Forwarded-*."""
+def upstream_headers(request: web.BaseRequest, scheme: str, *, websocket: bool = False,
+                     how: Forwarding = PLAIN) -> CIMultiDict[str]:
+    """Request headers for the upstream: Host kept, hop-by-hop and X-Stcloud-* dropped,
+    X-Forwarded-* set, our cookies stripped, the proxy's own headers added."""
     req = request.headers
     headers = filter_headers(req, _WS_REQUEST_DROP if websocket else _REQUEST_DROP)
     remote = request.remote
@@ -91,6 +125,20 @@ def upstream_headers(request: web.BaseRequest, scheme: str, *,
     host = req.get("Host")
     if host:
         headers["X-Forwarded-Host"] = host
+    if how.strip_cookies:
+        cookies.strip_request_cookies(headers, how.strip_cookies)
+    if how.add_headers:
+        headers.update(how.add_headers)
+    return headers
+
+
+def response_headers(upstream: MultiMapping[str], drop: frozenset[str],
+                     how: Forwarding) -> CIMultiDict[str]:
+    headers = filter_headers(upstream, drop)
+    if how.strip_cookies:
+        cookies.strip_response_cookies(headers, how.strip_cookies)
+    for value in how.set_cookies:
+        headers.add("Set-Cookie", value)
     return headers
 
 
@@ -106,17 +154,28 @@ def upstream_url(address: tuple[str, int], request: web.BaseRequest) -> URL:
 
 
 async def forward_http(request: web.Request, address: tuple[str, int],
-                       session: aiohttp.ClientSession, scheme: str) -> web.StreamResponse:
+                       session: aiohttp.ClientSession, scheme: str,
+                       how: Forwarding = PLAIN) -> web.StreamResponse:
     """Forward one HTTP request and stream the answer; raises UpstreamUnavailable."""
     url = upstream_url(address, request)
-    headers = upstream_headers(request, scheme)
+    headers = upstream_headers(request, scheme, how=how)
+    page = how.inject is not None and inject.may_be_page(request)
+    if page:
+        inject.prepare_page_request(headers)
     data = request.content if request.body_exists else None
     try:
-        upstream = await session.request(request.method, url, headers=headers, data=data,
-                                         allow_redirects=False)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        async with asyncio.timeout(RESPONSE_TIMEOUT):
+            upstream = await session.request(request.method, url, headers=headers,
+                                             data=data, allow_redirects=False)
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"no response in {RESPONSE_TIMEOUT:.0f} s") from exc
+    except aiohttp.ClientError as exc:
         raise UpstreamUnavailable(_describe(exc)) from exc
 
+    if page and upstream.status == 200 and inject.is_html(upstream.headers):
+        edited = await _edited_page(request, upstream, how)
+        if edited is not None:
+            return edited
     complete = False
     content = upstream.content
     if content.is_eof() and _may_have_body(request.method, upstream.status):
@@ -125,10 +184,11 @@ async def forward_http(request: web.Request, address: tuple[str, int],
         body = content.read_nowait()
         upstream.release()
         return web.Response(status=upstream.status, reason=upstream.reason, body=body,
-                            headers=filter_headers(upstream.headers, _BUFFERED_DROP))
+                            headers=response_headers(upstream.headers, _BUFFERED_DROP, how))
     try:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                      headers=filter_headers(upstream.headers, HOP_BY_HOP))
+                                      headers=response_headers(upstream.headers, HOP_BY_HOP,
+                                                               how))
         await response.prepare(request)
         while chunk := await content.readany():
             if content.is_eof():  # the last piece goes out with the end of the body
@@ -152,6 +212,53 @@ async def forward_http(request: web.Request, address: tuple[str, int],
             upstream.release()
         else:
             upstream.close()
+
+
+async def _edited_page(request: web.Request, upstream: aiohttp.ClientResponse,
+                       how: Forwarding) -> web.StreamResponse | None:
+    """The app's HTML page with the overlay tags, or None to stream it as it is (too big
+    or undecodable: then only what was read is kept for the streaming path)."""
+    content = upstream.content
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= inject.MAX_HTML:
+            chunk = await content.readany()
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        upstream.close()
+        raise UpstreamUnavailable(_describe(exc)) from exc
+    raw = b"".join(chunks)
+    if size <= inject.MAX_HTML:
+        upstream.release()
+        body = inject.decode(raw, upstream.headers.get("Content-Encoding", ""))
+        edited = inject.insert_tags(body, how.inject or b"") if body is not None else None
+        if edited is not None:
+            headers = response_headers(upstream.headers, _BUFFERED_DROP, how)
+            for name in inject.EDITED_RESPONSE_DROP:
+                headers.popall(name, None)
+            return web.Response(status=upstream.status, reason=upstream.reason,
+                                body=edited, headers=headers)
+        return web.Response(status=upstream.status, reason=upstream.reason, body=raw,
+                            headers=response_headers(upstream.headers, _BUFFERED_DROP, how))
+    # Too big to edit: send what was read, then stream the rest.
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                  headers=response_headers(upstream.headers, HOP_BY_HOP, how))
+    try:
+        await response.prepare(request)
+        await response.write(raw)
+        while chunk := await content.readany():
+            await response.write(chunk)
+        await response.write_eof()
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
+        if request.transport is not None:
+            request.transport.close()
+    finally:
+        upstream.close()
+    return response
 
 
 @dataclass(eq=False)
@@ -179,7 +286,8 @@ def websocket_protocols(request: web.BaseRequest) -> list[str]:
 
 async def forward_websocket(request: web.Request, address: tuple[str, int],
                             session: aiohttp.ClientSession, scheme: str,
-                            active: set[WebSocketPair]) -> web.StreamResponse:
+                            active: set[WebSocketPair], how: Forwarding = PLAIN
+                            ) -> web.StreamResponse:
     """Relay a websocket; raises UpstreamUnavailable when the upstream cannot be reached.
 
     The upstream is connected first, so the client is answered with the protocol it
@@ -190,7 +298,7 @@ async def forward_websocket(request: web.Request, address: tuple[str, int],
     try:
         upstream = await session.ws_connect(
             url, protocols=websocket_protocols(request),
-            headers=upstream_headers(request, scheme, websocket=True),
+            headers=upstream_headers(request, scheme, websocket=True, how=how),
             timeout=WS_TIMEOUT, autoclose=True, autoping=True, heartbeat=None,
             max_msg_size=0, compress=0, decode_text=False)
     except aiohttp.WSServerHandshakeError as exc:
@@ -213,6 +321,8 @@ async def forward_websocket(request: web.Request, address: tuple[str, int],
 
     pair = WebSocketPair(client, upstream)
     active.add(pair)
+    if how.on_open is not None:
+        how.on_open()
     host = request.headers.get("Host", "")
     log.info("websocket_open host=%s path=%s protocol=%s", host, request.path,
              upstream.protocol)

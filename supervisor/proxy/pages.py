@@ -8,7 +8,9 @@ once the app serves. Oven and state pages answer 503 with `Retry-After`; 404 pag
 Pages that wait for something (the oven, the dashboard starting, a state page that may
 change) poll `/__stcloud/status` on their own host with a tiny inline script and reload
 when the host serves (or when the state leaves the set the page was rendered for), so a
-visitor lands on the app by itself. A `<noscript>` meta refresh is the fallback.
+visitor lands on the app by itself; the oven shows the build log's newest line as it
+goes. A `<noscript>` meta refresh is the fallback. Pages whose content depends on who
+looks (sleeping, over limit, failed, no access) are in `state_pages.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 from html import escape
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from backend.settings import Settings
 from supervisor.routes import OVEN_STATES, Route
@@ -93,6 +96,14 @@ background:var(--bg);border-radius:4px}
 a{color:var(--accent);font-weight:600}
 a:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
 footer{margin-top:1.5rem;font-size:.85rem;color:var(--muted)}
+form{margin:1rem 0 .5rem}
+.button{font:inherit;font-weight:600;padding:.6rem 1.1rem;border-radius:8px;cursor:pointer;
+border:1px solid var(--accent);background:var(--accent);color:var(--card)}
+.button.secondary{background:transparent;color:var(--accent)}
+.button:focus-visible{outline:3px solid var(--fg);outline-offset:2px}
+pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.6rem .75rem;
+overflow:auto;max-height:16rem;font-size:.8rem;white-space:pre-wrap;word-break:break-word}
+.progress{margin:.25rem 0 0;max-height:none;white-space:pre-wrap}
 """
 
 # Polls /__stcloud/status; reloads when the host serves or leaves the `keep` states.
@@ -101,6 +112,7 @@ _POLL_JS = """(function(){var c=%s;function t(){fetch("/__stcloud/status",
 function(d){if(d.serving||c.keep.indexOf(d.state)<0){location.reload();return}
 var l=document.getElementById("state-label"),r=document.getElementById("reason");
 if(l&&c.labels[d.state])l.textContent=c.labels[d.state];if(r)r.textContent=d.reason||"";
+var p=document.getElementById("progress");if(p)p.textContent=d.progress||"";
 setTimeout(t,c.ms)}).catch(function(){setTimeout(t,c.ms)})}setTimeout(t,c.ms)})();"""
 
 
@@ -130,10 +142,14 @@ def render(title: str, heading: str, body_html: str, *, mark: str = "🎈",
     )
 
 
-def _response(html: str, status: int, retry_after: int | None = None) -> web.Response:
-    headers = {"Cache-Control": NO_STORE}
+def _response(html: str, status: int, retry_after: int | None = None,
+              cookies: tuple[str, ...] = ()) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict({"Cache-Control": NO_STORE,
+                                             "X-Content-Type-Options": "nosniff"})
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    for value in cookies:
+        headers.add("Set-Cookie", value)
     return web.Response(text=html, status=status, content_type="text/html",
                         charset="utf-8", headers=headers)
 
@@ -149,12 +165,15 @@ def _status_box(state: str, reason: str) -> str:
             f'<span id="reason" class="muted">{escape(reason)}</span></div>')
 
 
-def oven_page(route: Route, settings: Settings) -> web.Response:
-    """queued / building / starting: wait here, reload onto the app when it serves."""
+def oven_page(route: Route, settings: Settings, progress: str = "") -> web.Response:
+    """queued / building / starting: wait here, reload onto the app when it serves.
+    `progress` is the newest line of the build log (updated by the page's polling)."""
     body = (
         f"<p><strong>{escape(route.subdomain)}</strong> is being prepared. This page "
         "refreshes by itself and opens the app as soon as it is ready.</p>\n"
         f"{_status_box(route.state, route.reason)}\n"
+        '<p class="muted">Latest step:</p>'
+        f'<pre id="progress" class="progress">{escape(progress)}</pre>\n'
         f'<p class="muted">Developers can follow the progress on '
         f"{_dashboard_link(settings)}.</p>"
     )

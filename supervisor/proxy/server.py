@@ -14,9 +14,28 @@ Host before any handler runs, so on app hosts `/api/v1/...` goes to the app and 
 middlewares never run. (aiohttp still fires the API's `on_response_prepare` signal for
 such requests, since routing resolved into it: the API should not use that signal.)
 
-`/__stcloud/` is ours on every host and is never forwarded: `/__stcloud/status` answers
-`{"state", "reason", "serving"}` (the oven page polls it); later issues add the Manage-app
-overlay there.
+`/__stcloud/` is ours on every host and is never forwarded to an app: `status` (the
+waiting pages poll it), the overlay and its endpoints (`endpoints.py`), sign-in
+(`signin.py`), and `/__stcloud/panel/`, the Manage app panel: the dashboard's Home.py run
+by a second Streamlit process with `server.baseUrlPath=__stcloud/panel`, so it is served on
+the app's own host (same origin as the app: FINDINGS.md shows that a dashboard-host iframe
+gets no cookies on `localhost`). The proxy forwards the panel's requests with the visitor's
+identity in a header it signs (`X-Stcloud-Identity`; client copies of `X-Stcloud-*` are
+always dropped), which the panel page reads with `st.context.headers`.
+
+With a backend context (`start_proxy(..., ctx=ctx)`), app hosts also get:
+- the overlay in every HTML page of the app (`inject.py`);
+- identity (`access.py`, `signin.py`): a page load without a session is checked once
+  through the dashboard host, silently;
+- private apps: only signed-in users for whom `backend.sharing.can_view` holds (cached a
+  few seconds per user and app); an anonymous page load is sent to sign in, others get a
+  403 page; other requests get a bare 401/403;
+- cookie isolation (`cookies.py`) both ways, for apps and the panel;
+- a view event per new Streamlit session (`/_stcore/stream` opened upstream, not a
+  reconnect that carries its previous session id), queued to `backend.views`;
+- pages that depend on who looks (`state_pages.py`).
+Without a context (unit tests of forwarding) apps are forwarded as they are, private apps
+are refused, and the reserved endpoints other than `status` answer 404.
 
 The hot path is a cached Host classification, a dict lookup in the route table and a
 request on one shared `ClientSession` (created on startup, closed on cleanup) whose
@@ -39,21 +58,33 @@ import logging
 import aiohttp
 from aiohttp import web
 
+from backend import identity
+from backend.context import Context
 from backend.settings import Settings
-from supervisor.proxy import pages
+from backend.views import ViewRecorder
+from supervisor.proxy import cookies, inject, pages, state_pages
+from supervisor.proxy.access import Access, Visitor
+from supervisor.proxy.endpoints import AppEndpoints
 from supervisor.proxy.forward import (
-    CLIENT_TIMEOUT, UpstreamUnavailable, WebSocketPair, forward_http, forward_websocket,
+    CLIENT_TIMEOUT, PLAIN, Forwarding, UpstreamUnavailable, WebSocketPair, forward_http,
+    forward_websocket, websocket_protocols,
 )
-from supervisor.routes import OVEN_STATES, RouteTable
+from supervisor.proxy.signin import SignIn
+from supervisor.routes import OVEN_STATES, Route, RouteTable
 
 log = logging.getLogger("supervisor.proxy")
 
 RESERVED_PREFIX = "/__stcloud/"
 STATUS_PATH = "/__stcloud/status"
+PANEL_PREFIX = identity.PANEL_PREFIX
+STREAM_PATH = "/_stcore/stream"
 API_PREFIX = "/api/v1"
 SHUTDOWN_TIMEOUT = 5.0
 MAX_HEADER_FIELD = 32 * 1024  # big enough for chunked auth cookies
+MAX_HEADERS = 100
 _HOST_CACHE_MAX = 4096
+VISITOR_MAX_AGE = 365 * 86400
+RETURN_TAGS = b'<script src="/__stcloud/return.js" defer></script>'
 
 DASHBOARD = "dashboard"
 APP = "app"
@@ -82,7 +113,8 @@ def is_ip_literal(host: str) -> bool:
 class Proxy:
     """State shared by the handlers of one proxy application."""
 
-    def __init__(self, settings: Settings, routes: RouteTable, *, has_api: bool) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable, *, has_api: bool,
+                 ctx: Context | None = None) -> None:
         self.settings = settings
         self.routes = routes
         self.has_api = has_api
@@ -93,6 +125,7 @@ class Proxy:
         self.websockets: set[WebSocketPair] = set()
         self.closing = False
         self._hosts: dict[str, tuple[str, str]] = {}
+        self.services = Services(self, ctx) if ctx is not None else None
 
     # Host classification -----------------------------------------------------------
     def classify(self, host_header: str) -> tuple[str, str]:
@@ -122,6 +155,8 @@ class Proxy:
             cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
             skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
             max_line_size=MAX_HEADER_FIELD, max_field_size=MAX_HEADER_FIELD)
+        if self.services is not None:
+            self.services.views.start()
 
     async def on_shutdown(self, app: web.Application) -> None:
         self.closing = True
@@ -131,6 +166,8 @@ class Proxy:
         await asyncio.gather(*(pair.close(1001, b"Server shutting down") for pair in pairs))
 
     async def on_cleanup(self, app: web.Application) -> None:
+        if self.services is not None:
+            await self.services.views.close()
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -155,45 +192,187 @@ class Proxy:
                         ) -> web.StreamResponse:
         route = self.routes.get(sub)
         if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX[:-1]:
-            if path != STATUS_PATH:
-                return pages.json_response({"error": "not_found"}, 404)
-            if route is None:
-                return pages.json_response(
-                    {"state": "not_found", "reason": "", "serving": False}, 404)
-            return pages.json_response({"state": route.state, "reason": route.reason,
-                                        "serving": route.serving})
+            return await self._reserved_app(request, sub, route, path)
         if route is None:
             return pages.not_found_page(f"{sub}.{self.domain}", self.settings)
+        svc = self.services
+        private = route.visibility == "private"
+        if svc is None:
+            if private:
+                return _bare(403, "This private app cannot be served without accounts.")
+            return await self._serve(request, route, None, page=False)
+        page = inject.may_be_page(request)
+        stream = path == STREAM_PATH and _is_websocket(request)
+        if not (private or page or stream or not route.serving):
+            # The hot path: an asset of a public app needs nobody's identity.
+            return await self._forward_app(request, route, Forwarding(
+                strip_cookies=cookies.APP_STRIP))
+        visitor = await svc.access.visitor(request, sub)
+        if private:
+            if visitor.user is None:
+                if page:
+                    return svc.signin.login_redirect(request)
+                return _bare(401, "Sign in to open this private app.")
+            if not await svc.access.can_view(visitor.user, route.app_id):
+                if page:
+                    return await self._forbidden(request, route, visitor)
+                return _bare(403, "You don't have access to this app.")
+        elif page and not visitor.checked and svc.signin.may_bounce(request, sub):
+            return svc.signin.login_redirect(request, silent=True)
+        return await self._serve(request, route, visitor, page=page, stream=stream)
+
+    async def _serve(self, request: web.Request, route: Route, visitor: Visitor | None, *,
+                     page: bool, stream: bool = False) -> web.StreamResponse:
+        """Forward to a serving app, else our page for its state."""
+        svc = self.services
         if route.serving:
-            assert route.address is not None
-            try:
-                return await self._forward(request, route.address)
-            except UpstreamUnavailable as exc:
-                log.warning("upstream_unavailable app=%s host=%s path=%s upstream=%s:%s "
-                            "error=%s", route.app_id, sub, path, *route.address, exc)
-                return pages.not_answering_page(route, self.settings)
+            if svc is None or visitor is None:
+                return await self._forward_app(request, route, PLAIN)
+            set_cookies: tuple[str, ...] = ()
+            if page and visitor.visitor_id is None:
+                set_cookies = (cookies.cookie_header(
+                    identity.VISITOR_COOKIE, identity.new_visitor_id(),
+                    max_age=VISITOR_MAX_AGE, secure=self.scheme == "https"),)
+            on_open = None
+            if stream and len(websocket_protocols(request)) < 3 or \
+                    stream and not websocket_protocols(request)[2]:
+                def on_open() -> None:  # a new session (not a reconnect of one)
+                    svc.views.record(route.app_id, visitor.viewer_key())
+            return await self._forward_app(request, route, Forwarding(
+                strip_cookies=cookies.APP_STRIP, set_cookies=set_cookies,
+                inject=inject.OVERLAY_TAGS, on_open=on_open))
         if route.state in OVEN_STATES:
-            return pages.oven_page(route, self.settings)
-        return pages.state_page(route, self.settings)
+            progress = await svc.endpoints.progress(route.app_id) if svc else ""
+            return pages.oven_page(route, self.settings, progress)
+        if svc is None or visitor is None or route.state not in (
+                "sleeping", "over_limit", "crashed", "build_failed"):
+            return pages.state_page(route, self.settings)
+        viewer = await svc.endpoints.page_viewer(request, route, visitor)
+        if route.state == "sleeping":
+            return state_pages.sleeping_page(route, self.settings, viewer)
+        facts = await svc.endpoints.facts(route) if viewer.developer else \
+            state_pages.AppFacts(route.app_id)
+        if route.state == "over_limit":
+            return state_pages.over_limit_page(route, self.settings, viewer, facts)
+        return state_pages.failure_page(route, self.settings, viewer, facts)
+
+    async def _forbidden(self, request: web.Request, route: Route,
+                         visitor: Visitor) -> web.Response:
+        svc = self.services
+        assert svc is not None
+        viewer = await svc.endpoints.page_viewer(request, route, visitor)
+        facts = await svc.endpoints.facts(route)
+        return state_pages.forbidden_page(self.settings, request.headers.get("Host", ""),
+                                          viewer, facts.workspace)
+
+    async def _forward_app(self, request: web.Request, route: Route,
+                           how: Forwarding) -> web.StreamResponse:
+        assert route.address is not None
+        try:
+            return await self._forward(request, route.address, how)
+        except UpstreamUnavailable as exc:
+            log.warning("upstream_unavailable app=%s host=%s path=%s upstream=%s:%s "
+                        "error=%s", route.app_id, route.subdomain, request.path,
+                        *route.address, exc)
+            return pages.not_answering_page(route, self.settings)
+
+    # Reserved paths ----------------------------------------------------------------------
+    async def _reserved_app(self, request: web.Request, sub: str, route: Route | None,
+                            path: str) -> web.StreamResponse:
+        name = path[len(RESERVED_PREFIX):]
+        if path == PANEL_PREFIX or path.startswith(PANEL_PREFIX + "/"):
+            return await self._panel(request, sub, route)
+        if name in ("overlay.js", "overlay.css") and request.method in ("GET", "HEAD"):
+            return inject.asset_response(name)
+        svc = self.services
+        if name == "status":
+            if svc is None:
+                if route is None:
+                    return pages.json_response(
+                        {"state": "not_found", "reason": "", "serving": False}, 404)
+                return pages.json_response({"state": route.state, "reason": route.reason,
+                                            "serving": route.serving})
+            return await svc.endpoints.status(route)
+        if svc is None or route is None:
+            return pages.json_response({"error": "not_found"}, 404)
+        handlers = {("GET", "me"), ("POST", "favorite"), ("GET", "login"),
+                    ("GET", "callback"), ("POST", "logout"), ("POST", "wake"),
+                    ("POST", "reboot"), ("POST", "notify")}
+        if (request.method, name) not in handlers:
+            known = {n for _, n in handlers}
+            return pages.json_response({"error": "method_not_allowed" if name in known
+                                        else "not_found"}, 405 if name in known else 404)
+        if name == "login":
+            return svc.signin.login(request, sub)
+        if name == "callback":
+            return svc.signin.callback(request, sub)
+        if name == "logout":
+            return await svc.endpoints.logout(request, sub)
+        visitor = await svc.access.visitor(request, sub)
+        ep = svc.endpoints
+        if name == "me":
+            return await ep.me(request, route, visitor)
+        if route.visibility == "private" and not (
+                visitor.user and await svc.access.can_view(visitor.user, route.app_id)):
+            return pages.json_response({"error": "forbidden"}, 403)
+        handler = {"favorite": ep.favorite, "wake": ep.wake, "reboot": ep.reboot,
+                   "notify": ep.notify}[name]
+        return await handler(request, route, visitor)
+
+    async def _panel(self, request: web.Request, sub: str, route: Route | None
+                     ) -> web.StreamResponse:
+        address = self.routes.panel_address
+        svc = self.services
+        if route is None or svc is None:
+            return pages.json_response({"error": "not_found"}, 404)
+        if address is None:
+            return _bare(503, "The Manage app panel is starting; try again in a moment.")
+        add: dict[str, str] = {}
+        visitor = await svc.access.visitor(request, sub)
+        if visitor.user is not None:
+            add[identity.PANEL_HEADER] = identity.panel_header(
+                svc.access.key, visitor.user.id, visitor.user.username,  # type: ignore
+                route.app_id, sub)
+        how = Forwarding(strip_cookies=cookies.APP_STRIP, add_headers=add)
+        try:
+            return await self._forward(request, address, how)
+        except UpstreamUnavailable as exc:
+            log.warning("upstream_unavailable panel path=%s error=%s", request.path, exc)
+            return _bare(503, "The Manage app panel is not answering; try again in a "
+                         "moment.")
 
     async def _dashboard_host(self, request: web.Request, path: str) -> web.StreamResponse:
         address = self.routes.dashboard_address
+        svc = self.services
         if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX[:-1]:
-            if path != STATUS_PATH:
-                return pages.json_response({"error": "not_found"}, 404)
-            return pages.json_response({"state": "running" if address else "starting",
-                                        "reason": "", "serving": address is not None})
+            name, method = path[len(RESERVED_PREFIX):], request.method
+            if name == "status":
+                return pages.json_response({"state": "running" if address else "starting",
+                                            "reason": "", "serving": address is not None})
+            if svc is not None and method == "GET":
+                if name == "authorize":
+                    return await svc.signin.authorize(request)
+                if name == "return":
+                    return svc.signin.return_poll(request)
+                if name == "return.js":
+                    return inject.asset_response(name)
+                if name == "logout":
+                    return svc.signin.dashboard_logout(request)
+            return pages.json_response({"error": "not_found"}, 404)
         if address is None:
             return pages.dashboard_starting_page(self.settings)
+        how = Forwarding(strip_cookies=cookies.DASHBOARD_STRIP)
+        if svc is not None and svc.signin.return_state(request) is not None:
+            how = Forwarding(strip_cookies=cookies.DASHBOARD_STRIP, inject=RETURN_TAGS)
         try:
-            return await self._forward(request, address)
+            return await self._forward(request, address, how)
         except UpstreamUnavailable as exc:
             log.warning("upstream_unavailable dashboard path=%s upstream=%s:%s error=%s",
                         path, *address, exc)
             return pages.dashboard_starting_page(self.settings)
 
-    async def _forward(self, request: web.Request, address: tuple[str, int]
-                       ) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, address: tuple[str, int],
+                       how: Forwarding = PLAIN) -> web.StreamResponse:
         session = self.session
         if session is None or session.closed:
             raise UpstreamUnavailable("proxy is not started")
@@ -204,8 +383,22 @@ class Proxy:
             if self.closing:
                 raise UpstreamUnavailable("proxy is shutting down")
             return await forward_websocket(request, address, session, self.scheme,
-                                           self.websockets)
-        return await forward_http(request, address, session, self.scheme)
+                                           self.websockets, how)
+        return await forward_http(request, address, session, self.scheme, how)
+
+
+class Services:
+    """What needs the backend context: identity, sign-in, endpoints, view events."""
+
+    def __init__(self, proxy: Proxy, ctx: Context) -> None:
+        self.access = Access(ctx)
+        self.signin = SignIn(proxy.settings, proxy.routes, self.access)
+        self.views = ViewRecorder(ctx)
+        self.endpoints = AppEndpoints(proxy)
+
+
+def _bare(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
 
 
 PROXY_KEY = web.AppKey("proxy", Proxy)
@@ -222,13 +415,15 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
 
 
 def make_proxy_app(settings: Settings, routes: RouteTable, *,
-                   api: web.Application | None = None) -> web.Application:
+                   api: web.Application | None = None,
+                   ctx: Context | None = None) -> web.Application:
     """The proxy as an aiohttp application (serve it with `start_proxy`)."""
-    proxy = Proxy(settings, routes, has_api=api is not None)
+    proxy = Proxy(settings, routes, has_api=api is not None, ctx=ctx)
     app = web.Application(
         middlewares=[proxy.dispatch],
         handler_args={"auto_decompress": False, "access_log": None,
-                      "max_line_size": MAX_HEADER_FIELD, "max_field_size": MAX_HEADER_FIELD},
+                      "max_line_size": MAX_HEADER_FIELD, "max_field_size": MAX_HEADER_FIELD,
+                      "max_headers": MAX_HEADERS},
     )
     app[PROXY_KEY] = proxy
     app.on_startup.append(proxy.on_startup)
@@ -241,9 +436,11 @@ def make_proxy_app(settings: Settings, routes: RouteTable, *,
 
 
 async def start_proxy(settings: Settings, routes: RouteTable, *,
-                      api: web.Application | None = None) -> web.AppRunner:
-    """Serve the proxy on settings.bind:settings.port; `await runner.cleanup()` stops it."""
-    runner = web.AppRunner(make_proxy_app(settings, routes, api=api),
+                      api: web.Application | None = None,
+                      ctx: Context | None = None) -> web.AppRunner:
+    """Serve the proxy on settings.bind:settings.port; `await runner.cleanup()` stops it.
+    With `ctx`, app hosts get identity, private apps, the overlay and view events."""
+    runner = web.AppRunner(make_proxy_app(settings, routes, api=api, ctx=ctx),
                            shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     site = web.TCPSite(runner, settings.bind, settings.port)

@@ -11,7 +11,9 @@ Contract, for every engine (tests/test_runtime_contract.py runs it against each)
   same `EnvRef` for every later call with that hash (shared by apps). Build output goes to
   `log` line by line. A failure raises `BuildError` with a message for a person.
 - `start(app, env)` starts the app and returns at once with an `Instance` whose `address`
-  serves Streamlit once healthy. Starting an app that already has an instance replaces it.
+  serves Streamlit once healthy. Starting an app that already has an instance replaces it,
+  unless `app.alongside` is set: then the new instance runs beside the current one (a
+  zero-downtime redeploy), whose `stop(state)` leaves the new one running.
 - `poll(app_id, state)` is `Status(kind="running")` while the instance lives, else `exited`
   with its code, `oom` when it was killed for memory, `missing` when nothing is there.
   Polling before start or after stop is allowed and says `missing` or `exited`.
@@ -98,6 +100,7 @@ class AppSpec:
     secrets_file: Path | None = None  # .streamlit/secrets.toml content, read-only
     env_vars: dict[str, str] = field(default_factory=dict)
     generation: int = 0  # the reboot counter the instance was started for
+    alongside: bool = False  # start beside the app's current instance instead of replacing it
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ is a short hash of `settings.data_dir`: two installations on one daemon (paralle
 never see each other's containers. Labels `stcloud.install`, `stcloud.component=app`,
 `stcloud.app_id`, `stcloud.generation` are what `list()` adopts by; `Instance.state` is
 `{"container_id", "name", "port"}`, and the id is tried first, so renaming never orphans.
+A second instance of an app started with `AppSpec.alongside` (zero-downtime redeploy) is
+`…-<app id>-<token>`, labelled `stcloud.instance=<token>`, with `"instance": token` in its
+state; finding a container by labels only ever matches the same instance token, so
+stopping the old instance can never find and stop the new one.
 
 Isolation. An app container gets its checkout read-only at /app, its secrets read-only at
 Streamlit's user-level secrets path (~/.streamlit/secrets.toml, HOME=/tmp), its log file and
@@ -31,6 +35,7 @@ import asyncio
 import functools
 import hashlib
 import re
+import secrets
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,11 +64,12 @@ def dns_label(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "app"
 
 
-def container_name(install: str, app_name: str, app_id: int) -> str:
-    """`stcloud-<install>-<name>-<id>`, at most 63 characters (one DNS label)."""
-    room = 63 - len(f"stcloud-{install}--{app_id}")
+def container_name(install: str, app_name: str, app_id: int, token: str = "") -> str:
+    """`stcloud-<install>-<name>-<id>[-<token>]`, at most 63 characters (one DNS label)."""
+    tail = f"{app_id}-{token}" if token else str(app_id)
+    room = 63 - len(f"stcloud-{install}--{tail}")
     label = dns_label(app_name)[:max(room, 1)].strip("-") or "app"
-    return f"stcloud-{install}-{label}-{app_id}"
+    return f"stcloud-{install}-{label}-{tail}"
 
 
 def streamlit_command(main_file: str) -> list[str]:
@@ -112,8 +118,10 @@ class DockerRuntime(Runtime):
                           *extra]}
 
     async def _find(self, app_id: int, state: dict[str, Any]) -> Any | None:
-        """The app's container: by the id in state, else by name, else by labels."""
+        """The app's container: by the id in state, else by name, else by labels (of the
+        same instance token: never the other instance of a zero-downtime redeploy)."""
         client = self._client()
+        token = state.get("instance", "")
         for key in ("container_id", "name"):
             ref = state.get(key)
             if not ref:
@@ -128,6 +136,7 @@ class DockerRuntime(Runtime):
                 return container
         found = await self._call(client.containers.list, all=True,
                                  filters=self._labels(f"stcloud.app_id={app_id}"))
+        found = [c for c in found if c.labels.get("stcloud.instance", "") == token]
         return found[0] if found else None
 
     async def _remove(self, container: Any) -> None:
@@ -160,10 +169,13 @@ class DockerRuntime(Runtime):
     # Lifecycle ---------------------------------------------------------------------
     async def start(self, app: AppSpec, env: EnvRef) -> Instance:
         client = self._client()
-        name = container_name(self.install_id, app.name, app.app_id)
-        # get → remove: whatever this app runs now (by name or by labels) is replaced.
-        old = await self._call(client.containers.list, all=True,
-                               filters=self._labels(f"stcloud.app_id={app.app_id}"))
+        token = secrets.token_hex(3) if app.alongside else ""
+        name = container_name(self.install_id, app.name, app.app_id, token)
+        # get → remove: whatever this app runs now (by name or by labels) is replaced;
+        # an instance started alongside leaves the current one running.
+        old = [] if app.alongside else await self._call(
+            client.containers.list, all=True,
+            filters=self._labels(f"stcloud.app_id={app.app_id}"))
         try:
             old.append(await self._call(client.containers.get, name))
         except docker.errors.NotFound:
@@ -172,6 +184,8 @@ class DockerRuntime(Runtime):
             await self._remove(container)
         # create
         kwargs = await self._create_args(app, env)
+        if token:
+            kwargs["labels"]["stcloud.instance"] = token
         for attempt in range(20):
             try:
                 container = await self._call(client.containers.create, env.location,
@@ -196,6 +210,8 @@ class DockerRuntime(Runtime):
             await self._remove(container)
             raise StartError(f"The app container did not start: {detail}") from None
         state = {"container_id": container.id, "name": name, "port": port}
+        if token:
+            state["instance"] = token
         return Instance(app.app_id, ("127.0.0.1", port), state, app.generation)
 
     async def _create_args(self, app: AppSpec, env: EnvRef) -> dict[str, Any]:
@@ -287,6 +303,8 @@ class DockerRuntime(Runtime):
             except (KeyError, IndexError, TypeError, ValueError):
                 continue
             state = {"container_id": container.id, "name": container.name, "port": port}
+            if container.labels.get("stcloud.instance"):
+                state["instance"] = container.labels["stcloud.instance"]
             out.append(Instance(app_id, ("127.0.0.1", port), state,
                                 int(container.labels.get("stcloud.generation", 0))))
         return out

@@ -7,6 +7,17 @@ session (process group) so they outlive a supervisor restart; each start writes
 `run/app-<id>.json` (pid, process start time, port) and `list()` adopts what is still alive.
 The process start time guards against a recycled pid.
 
+Two instances of one app may run at once (a zero-downtime redeploy starts the new one with
+`AppSpec.alongside` before stopping the old one): the first instance's state file is
+`run/app-<id>.json`, one started alongside is `run/app-<id>-<token>.json`, and `stop(state)`
+removes the file of that instance only.
+
+Memory limits (`settings.process_memory_limit`): with a cgroup v1 memory controller each
+instance runs in its own memory cgroup (`supervisor/cgroups.py`) and an OOM kill in it makes
+`poll` say `oom`; without one, `poll` is an RSS watchdog: a process tree over its limit is
+killed and reported as `oom`. The reconciler polls every running app each pass, so the
+watchdog's period is `reconcile_interval`.
+
 Hosted code runs with the supervisor's user: this engine is for single-tenant machines
 (docs/operator-guide.md says so). It still passes apps nothing of our environment: they get a
 minimal PATH/HOME/LANG plus their own variables.
@@ -16,7 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -29,10 +43,16 @@ from typing import Any
 import psutil
 
 from backend.settings import Settings
+from supervisor import cgroups
 from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, LogSink,
                                       Runtime, StartError, Status, Usage)
 
+log = logging.getLogger("supervisor.runtimes.process")
 READY_MARKER = ".stcloud-ready"
+STATE_FILE = re.compile(r"^app-(\d+)(?:-([0-9a-f]+))?\.json$")
+# Joins the instance's memory cgroup ($0), then becomes the app ("$@"): never unlimited.
+ENTER_CGROUP = ('echo $$ > "$0" || { echo "stcloud: could not enter the memory cgroup $0" '
+                '>&2; exit 70; }; exec "$@"')
 CANDIDATE_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 
 
@@ -65,6 +85,24 @@ class ProcessRuntime(Runtime):
         self._env_locks: dict[str, asyncio.Lock] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # pid -> child we started
         self._pythons: dict[str, str] | None = None
+        self._oom_pids: set[int] = set()  # instances the RSS watchdog killed
+        self.memory_mode = self._memory_mode(settings.process_memory_limit)
+        self._cgroup_parent = cgroups.install_prefix(settings.data_dir)
+
+    @staticmethod
+    def _memory_mode(wanted: str) -> str:
+        """cgroup, watchdog or off, from the setting and what this host allows."""
+        if wanted == "off":
+            return "off"
+        if wanted in ("auto", "cgroup") and cgroups.available():
+            return "cgroup"
+        if wanted == "cgroup":
+            log.warning("process_memory_limit=cgroup but no writable cgroup v1 memory "
+                        "controller here; using the RSS watchdog")
+        elif wanted not in ("auto", "watchdog"):
+            log.warning("process_memory_limit=%r is not cgroup, watchdog, auto or off; "
+                        "using the RSS watchdog", wanted)
+        return "watchdog"
 
     # Environments ---------------------------------------------------------------------
     def _uv_env(self) -> dict[str, str]:
@@ -182,13 +220,24 @@ class ProcessRuntime(Runtime):
             raise BuildError("Installing the dependencies failed:\n" + "\n".join(tail))
 
     # Instances ------------------------------------------------------------------------
-    def _state_file(self, app_id: int) -> Path:
-        return self.settings.run_path / f"app-{app_id}.json"
+    def _state_file(self, app_id: int, token: str = "") -> Path:
+        return self.settings.run_path / (f"app-{app_id}-{token}.json" if token
+                                         else f"app-{app_id}.json")
+
+    def _state_files(self, app_id: int | None = None) -> list[tuple[int, Path]]:
+        out = []
+        for path in sorted(self.settings.run_path.glob("app-*.json")):
+            match = STATE_FILE.match(path.name)
+            if match and (app_id is None or int(match.group(1)) == app_id):
+                out.append((int(match.group(1)), path))
+        return out
 
     async def start(self, app: AppSpec, env: EnvRef) -> Instance:
-        old = self._read_state(app.app_id)
-        if old:
-            await self.stop(app.app_id, old)
+        if not app.alongside:  # replaces every instance the app has
+            for _, path in self._state_files(app.app_id):
+                old = self._read_path(path)
+                if old:
+                    await self.stop(app.app_id, old)
         main = app.checkout / app.main_file
         if not main.is_file():
             raise StartError(f"The main file {app.main_file} is not in the repository.")
@@ -203,27 +252,53 @@ class ProcessRuntime(Runtime):
                      "HOME": str(home), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                      "VIRTUAL_ENV": env.location, **app.env_vars}
         app.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = streamlit_command(env.location, app.main_file, port, "127.0.0.1")
+        group = self._new_cgroup(app)
+        if group is not None:
+            command = ["/bin/sh", "-c", ENTER_CGROUP, str(group.procs_file), *command]
         with open(app.log_path, "ab") as out:
             child = subprocess.Popen(
-                streamlit_command(env.location, app.main_file, port, "127.0.0.1"),
-                cwd=app.checkout, env=child_env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                command, cwd=app.checkout, env=child_env, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self._children[child.pid] = child
-        state = {"pid": child.pid, "create_time": psutil.Process(child.pid).create_time(),
-                 "port": port, "generation": app.generation}
+        state: dict[str, Any] = {
+            "pid": child.pid, "create_time": psutil.Process(child.pid).create_time(),
+            "port": port, "generation": app.generation,
+            "memory_limit_mb": app.memory_limit_mb}
+        if group is not None:
+            state["cgroup"] = str(group.path)
+        if app.alongside:
+            state["instance"] = secrets.token_hex(3)
         self._write_state(app.app_id, state)
         return Instance(app.app_id, ("127.0.0.1", port), state, app.generation)
 
+    def _new_cgroup(self, app: AppSpec) -> cgroups.MemoryCgroup | None:
+        if self.memory_mode != "cgroup" or app.memory_limit_mb <= 0:
+            return None
+        try:
+            return cgroups.MemoryCgroup.create(self._cgroup_parent, app.app_id,
+                                               app.memory_limit_mb)
+        except OSError as exc:
+            log.warning("app=%s memory cgroup not created (%s); using the RSS watchdog",
+                        app.app_id, exc)
+            return None
+
+    @staticmethod
+    def _cgroup(state: dict[str, Any]) -> cgroups.MemoryCgroup | None:
+        path = state.get("cgroup")
+        return cgroups.MemoryCgroup(Path(path)) if path else None
+
     def _write_state(self, app_id: int, state: dict[str, Any]) -> None:
-        path = self._state_file(app_id)
+        path = self._state_file(app_id, state.get("instance", ""))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, path)
 
-    def _read_state(self, app_id: int) -> dict[str, Any] | None:
+    @staticmethod
+    def _read_path(path: Path) -> dict[str, Any] | None:
         try:
-            return json.loads(self._state_file(app_id).read_text())
+            return json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             return None
 
@@ -248,13 +323,39 @@ class ProcessRuntime(Runtime):
     async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
         if not state.get("pid"):
             return Status("missing")
-        if self._process(state) is not None:
-            return Status("running")
-        child = self._children.get(state["pid"])
+        pid = state["pid"]
+        group = self._cgroup(state)
+        proc = self._process(state)
+        if proc is not None:
+            over = (group is not None and group.oom_kills() > 0) or \
+                (group is None and self.memory_mode == "watchdog" and self._over_limit(proc, state))
+            if not over:
+                return Status("running")
+            # The kernel killed a process of the tree (or the watchdog caught it over the
+            # limit): the instance is over its limit; end it all, as Docker would.
+            self._oom_pids.add(pid)
+            log.warning("app=%s pid=%s over its memory limit of %s MiB; killed", app_id, pid,
+                        state.get("memory_limit_mb"))
+            await asyncio.to_thread(self._terminate_group, pid, 0.0)
+        child = self._children.get(pid)
+        if child is not None:
+            child.poll()
         code = child.returncode if child is not None else None
-        if code is not None and code < 0 and -code == signal.SIGKILL and state.get("oom"):
+        if pid in self._oom_pids or state.get("oom") or \
+                (group is not None and group.oom_kills() > 0):
             return Status("oom", code)
         return Status("exited", code)
+
+    @staticmethod
+    def _over_limit(proc: psutil.Process, state: dict[str, Any]) -> bool:
+        limit = int(state.get("memory_limit_mb") or 0) << 20
+        if limit <= 0:
+            return False
+        try:
+            rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+        except psutil.Error:
+            return False
+        return rss > limit
 
     async def stop(self, app_id: int, state: dict[str, Any]) -> None:
         proc = self._process(state) if state else None
@@ -263,18 +364,22 @@ class ProcessRuntime(Runtime):
         child = self._children.pop(state.get("pid", -1), None) if state else None
         if child is not None:
             child.poll()
-        current = self._read_state(app_id)
-        if current is None or current.get("pid") == (state or {}).get("pid"):
-            self._state_file(app_id).unlink(missing_ok=True)
+        group = self._cgroup(state) if state else None
+        if group is not None:
+            await asyncio.to_thread(group.remove)
+        for _, path in self._state_files(app_id):
+            current = self._read_path(path)
+            if current is None or current.get("pid") == (state or {}).get("pid"):
+                path.unlink(missing_ok=True)
 
     @staticmethod
     def _terminate_group(pid: int, grace: float = 5.0) -> None:
         try:
-            os.killpg(pid, signal.SIGTERM)
+            os.killpg(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
         except ProcessLookupError:
             return
         try:
-            psutil.Process(pid).wait(grace)
+            psutil.Process(pid).wait(grace or 5.0)
         except psutil.TimeoutExpired:
             os.killpg(pid, signal.SIGKILL)
         except psutil.Error:
@@ -286,15 +391,15 @@ class ProcessRuntime(Runtime):
 
     async def list(self) -> list[Instance]:
         instances = []
-        for path in sorted(self.settings.run_path.glob("app-*.json")):
-            try:
-                app_id = int(path.stem.split("-", 1)[1])
-                state = json.loads(path.read_text())
-            except (ValueError, IndexError):
-                continue
-            if self._process(state) is not None:
+        for app_id, path in self._state_files():
+            state = self._read_path(path)
+            if state and self._process(state) is not None:
                 instances.append(Instance(app_id, ("127.0.0.1", int(state["port"])), state,
                                           int(state.get("generation", 0))))
+        if self.memory_mode == "cgroup":  # cgroups of instances that died with a supervisor
+            keep = {i.state.get("cgroup", "") for i in instances}
+            for path in cgroups.stale_groups(self._cgroup_parent, keep):
+                cgroups.MemoryCgroup(path).remove(wait=0)
         return instances
 
     async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:

@@ -1,0 +1,151 @@
+"""Email notifications to an app's developers, through an outbox.
+
+`queue()` adds one `EmailOutbox` row per recipient in the caller's session, i.e. in the same
+transaction as the AppEvent that causes the mail: either both are committed or neither, so a
+crash between "the app went over its limit" and "tell the developers" can neither lose the
+mail nor send it twice. Each row's `dedupe_key` names the incident and the recipient
+(`over_limit:<app>:<event id>:u<user id>`); the key is unique, so queueing the same incident
+again is a no-op. The supervisor's sender (`supervisor/mailer.py`) delivers pending rows.
+
+Recipients are the developers and admins of the app's workspace who have an email address.
+Without SMTP settings rows stay `pending`; admins see them with `list_outbox()`.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from backend.context import Context
+from backend.errors import PermissionDenied
+from backend.settings import Settings
+from models import App, EmailOutbox, Membership, User, session_scope
+
+OVER_LIMIT_SUBJECT = "Your Streamlit app has gone over its resource limits 🤯"
+KINDS = ("over_limit", "crashed", "deploy_failed", "sleep_warning")
+
+
+@dataclass(frozen=True)
+class Mail:
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class OutboxView:
+    id: int
+    app_id: int | None
+    kind: str
+    to_addr: str
+    subject: str
+    status: str
+    attempts: int
+    last_error: str
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def recipients(session: Session, workspace_id: int) -> list[User]:
+    """Developers and admins of the workspace with an email, one per address."""
+    rows = session.exec(
+        select(User).join(Membership, Membership.user_id == User.id)  # type: ignore[arg-type]
+        .where(Membership.workspace_id == workspace_id,
+               Membership.role.in_(("developer", "admin")),  # type: ignore[attr-defined]
+               User.email != "")
+        .order_by(User.id)).all()  # type: ignore[arg-type]
+    seen: set[str] = set()
+    out = []
+    for user in rows:
+        key = user.email.strip().lower()
+        if key and key not in seen:
+            seen.add(key)
+            out.append(user)
+    return out
+
+
+def queue(session: Session, settings: Settings, app: App, kind: str, incident: str,
+          **details: str) -> int:
+    """Queue the `kind` mail about `app` for one incident; returns how many rows are new."""
+    mail = render(settings, app, kind, **details)
+    added = 0
+    for user in recipients(session, app.workspace_id):
+        key = f"{kind}:{app.id}:{incident}:u{user.id}"[:255]
+        exists = session.exec(select(EmailOutbox.id)
+                              .where(EmailOutbox.dedupe_key == key)).first()
+        if exists is not None:
+            continue
+        session.add(EmailOutbox(app_id=app.id, kind=kind, to_addr=user.email.strip(),
+                                subject=mail.subject, body_text=mail.text,
+                                body_html=mail.html, dedupe_key=key))
+        added += 1
+    return added
+
+
+def list_outbox(ctx: Context, admin_user: User, limit: int = 200) -> list[OutboxView]:
+    """The newest outbox rows, for site admins (what was sent, what waits for SMTP)."""
+    if not admin_user.is_admin:
+        raise PermissionDenied("Only site admins can see the email outbox.")
+    with session_scope(ctx.engine) as s:
+        rows = s.exec(select(EmailOutbox).order_by(EmailOutbox.id.desc())  # type: ignore
+                      .limit(limit)).all()
+        return [OutboxView(id=r.id, app_id=r.app_id, kind=r.kind, to_addr=r.to_addr,
+                           subject=r.subject, status=r.status, attempts=r.attempts,
+                           last_error=r.last_error, created_at=r.created_at,
+                           sent_at=r.sent_at) for r in rows]  # type: ignore[arg-type]
+
+
+# Templates --------------------------------------------------------------------------
+def render(settings: Settings, app: App, kind: str, **d: str) -> Mail:
+    """Subject, plain text and HTML of one mail; every mail links the app and dashboard."""
+    url = settings.public_url(app.subdomain)
+    dashboard = settings.public_url()
+    name = app.subdomain
+    if kind == "over_limit":
+        subject = OVER_LIMIT_SUBJECT
+        paras = [f"Your app {name} ({url}) used more than its memory limit of "
+                 f"{d.get('limit_mb', '?')} MiB, so it was stopped. Visitors now see a page "
+                 "saying that it has gone over its resource limits.",
+                 "To bring it back, reduce its memory use (cache data with st.cache_data or "
+                 "st.cache_resource, load less data at once, free large objects), push the "
+                 "fix, and reboot the app from your dashboard."]
+    elif kind == "crashed":
+        subject = f"Your Streamlit app {name} has crashed"
+        paras = [f"Your app {name} ({url}) stopped unexpectedly several times in a row, so "
+                 "it is no longer restarted automatically.",
+                 "The last lines of its log are below. Fix the cause, push it, and reboot "
+                 "the app from your dashboard."]
+    elif kind == "deploy_failed":
+        subject = f"Your Streamlit app {name} could not be updated"
+        paras = [f"The new commit {d.get('commit', '')[:12]} of {app.repo_url} (branch "
+                 f"{app.branch}) could not be deployed. The previous version "
+                 f"({d.get('serving', '')[:12]}) keeps serving at {url}.",
+                 "The error is below; the full build log is in the app's logs. Push a fix "
+                 "to try again."]
+    elif kind == "sleep_warning":
+        subject = f"Your Streamlit app {name} will go to sleep soon"
+        paras = [f"Nobody has viewed your app {name} ({url}) for {d.get('idle_days', '?')} "
+                 f"days. Public apps without a view for {d.get('sleep_days', '?')} days go to "
+                 f"sleep; this one will sleep around {d.get('sleep_at', 'soon')}.",
+                 "To keep it awake, visit the app, or push a commit to its branch "
+                 f"({app.branch}); an empty one works: git commit --allow-empty -m "
+                 "\"Keep awake\" && git push.",
+                 "A sleeping app wakes up when someone presses \"Yes, get this app back "
+                 "up!\" on its page, or from the dashboard."]
+    else:
+        raise ValueError(f"unknown email kind {kind!r}")
+    block = d.get("details", "").strip()
+    text = "Hi,\n\n" + "\n\n".join(paras) + "\n\n"
+    if block:
+        text += block + "\n\n"
+    text += f"Open the app: {url}\nYour dashboard: {dashboard}\n"
+    body = "".join(f"<p>{html.escape(p)}</p>" for p in paras)
+    if block:
+        body += f"<pre>{html.escape(block)}</pre>"
+    body += (f'<p><a href="{html.escape(url)}">Open the app</a> · '
+             f'<a href="{html.escape(dashboard)}">Your dashboard</a></p>')
+    return Mail(subject=subject, text=text,
+                html=f"<html><body><p>Hi,</p>{body}</body></html>")

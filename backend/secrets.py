@@ -1,0 +1,227 @@
+"""App secrets: a TOML document per app, like Community Cloud's secrets box.
+
+- Validated on save (`parse_secrets`): a TOML error names its line and column, and the page
+  shows that line. At most `MAX_BYTES`.
+- Encrypted at rest: the `AppSecret` row holds a Fernet token (AES-128-CBC + HMAC-SHA256) of
+  the TOML text. The key is derived from the server secret `app_secrets` that
+  `backend.keys.load_or_create_secret` keeps in `<data_dir>/keys/app_secrets` (mode 0600,
+  directory 0700, created with O_EXCL on first use).
+- For the runtime: `<settings.apps_path>/<app_id>/secrets.toml` (mode 0600, written
+  atomically). Both engines hand it to the app as `.streamlit/secrets.toml` (the process
+  runtime copies it into the checkout, Docker mounts it read-only); the supervisor deletes
+  the directory with the app. Clearing the secrets writes an empty file, so a copy made by
+  an earlier start is overwritten too.
+- Root-level keys with string values are also environment variables of the app, as on
+  Community Cloud: `runtime_env_vars()` reads them from the runtime file for the
+  supervisor's `AppSpec.env_vars` (names that would break the process, such as PATH, HOME
+  or LD_*, are left out).
+- Saving restarts the app (`backend.apps.reboot_app`) when an instance may already have
+  read the old file (starting, running, crashed, over its limit). An app still queued or
+  building picks the new file up when it starts: the file is written before the state is
+  read, and the supervisor reads the file only after it recorded `starting`.
+- Values never reach a log: events say who changed the secrets and how many keys, nothing
+  else; `redact()` masks values in log text the dashboard shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from backend import apps as app_service
+from backend import keys
+from backend.apps import _load
+from backend.context import Context
+from backend.errors import BackendError, ValidationError
+from backend.settings import Settings
+from models import AppEvent, AppSecret, User, session_scope, utcnow
+
+KEY_NAME = "app_secrets"
+MAX_BYTES = 64 * 1024
+RUNTIME_FILE = "secrets.toml"
+RESTART_STATES = frozenset({"starting", "running", "crashed", "over_limit"})
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_DENY = frozenset({"PATH", "HOME", "LANG", "PWD", "SHELL", "USER", "VIRTUAL_ENV",
+                      "PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED", "PYTHONSTARTUP"})
+ENV_DENY_PREFIXES = ("LD_", "STCLOUD_", "STREAMLIT_", "PYTHON", "UV_")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
+
+
+@dataclass(frozen=True)
+class SecretsSaved:
+    keys: int  # number of root-level keys (tables count as one)
+    env_vars: tuple[str, ...]  # names exported as environment variables
+    restarted: bool
+
+
+class SecretsError(ValidationError):
+    """Invalid TOML; `line` (1-based, 0 when unknown) and `column` point at the problem."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0) -> None:
+        super().__init__("secrets", message)
+        self.line = line
+        self.column = column
+
+
+# Validation --------------------------------------------------------------------------------
+def parse_secrets(text: str) -> dict[str, Any]:
+    """The TOML document as a dict, or `SecretsError` saying which line is wrong."""
+    if len(text.encode()) > MAX_BYTES:
+        raise SecretsError(f"Secrets are limited to {MAX_BYTES // 1024} KB.")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = str(e)
+        match = _TOML_POSITION.search(message)
+        if match:
+            line, column = int(match.group(1)), int(match.group(2))
+            reason = message[:match.start()].rstrip(".")
+            raise SecretsError(f"Line {line}, column {column}: {reason}. Secrets are TOML, "
+                               'such as: api_key = "abc123"', line, column) from None
+        if _TOML_END.search(message):
+            line = max(1, len(text.splitlines()))
+            reason = _TOML_END.sub("", message).rstrip(".")
+            raise SecretsError(f"Line {line} (end of the text): {reason}.", line, 0) from None
+        raise SecretsError(f"Not valid TOML: {message}") from None
+
+
+def env_vars_of(data: dict[str, Any]) -> dict[str, str]:
+    """Root-level string values that become environment variables."""
+    out = {}
+    for name, value in data.items():
+        if not isinstance(value, str) or not ENV_NAME_RE.match(name):
+            continue
+        if name.upper() in ENV_DENY or name.upper().startswith(ENV_DENY_PREFIXES):
+            continue
+        out[name] = value
+    return out
+
+
+# Encryption ----------------------------------------------------------------------------------
+def _fernet(ctx: Context) -> Fernet:
+    secret = keys.load_or_create_secret(ctx, KEY_NAME)
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
+
+
+def encrypt(ctx: Context, text: str) -> str:
+    return _fernet(ctx).encrypt(text.encode()).decode()
+
+
+def decrypt(ctx: Context, token: str) -> str:
+    if not token:
+        return ""
+    try:
+        return _fernet(ctx).decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise BackendError("This app's secrets cannot be decrypted: the server key "
+                           f"(<data_dir>/keys/{KEY_NAME}) is not the one they were saved "
+                           "with. Restore that file, or save the secrets again.") from None
+
+
+# Runtime file --------------------------------------------------------------------------------
+def runtime_path(settings: Settings, app_id: int) -> Path:
+    return settings.apps_path / str(app_id) / RUNTIME_FILE
+
+
+def write_runtime_file(settings: Settings, app_id: int, text: str) -> Path:
+    """Write the plain TOML the app reads, mode 0600, atomically."""
+    path = runtime_path(settings, app_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{RUNTIME_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def runtime_env_vars(settings: Settings, app_id: int) -> dict[str, str]:
+    """Environment variables from the app's root-level string secrets (for the supervisor:
+    `AppSpec(env_vars=runtime_env_vars(settings, app.id))`). {} without secrets."""
+    try:
+        text = runtime_path(settings, app_id).read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    try:
+        return env_vars_of(tomllib.loads(text))
+    except tomllib.TOMLDecodeError:
+        return {}
+
+
+def _string_values(data: Any) -> list[str]:
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, dict):
+        return [v for item in data.values() for v in _string_values(item)]
+    if isinstance(data, list):
+        return [v for item in data for v in _string_values(item)]
+    return []
+
+
+def redact(settings: Settings, app_id: int, text: str) -> str:
+    """Log text with the app's secret values (4 characters or more) replaced by ****."""
+    try:
+        data = tomllib.loads(runtime_path(settings, app_id).read_text())
+    except (FileNotFoundError, NotADirectoryError, tomllib.TOMLDecodeError):
+        return text
+    for value in sorted(set(_string_values(data)), key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "****")
+    return text
+
+
+# Services ------------------------------------------------------------------------------------
+def get_secrets(ctx: Context, user: User, app_id: int) -> str:
+    """The app's secrets as TOML text (developers of its workspace)."""
+    with session_scope(ctx.engine) as s:
+        _load(s, user, app_id, "developer", "see this app's secrets")
+        row = s.get(AppSecret, app_id)
+        token = row.ciphertext if row else ""
+    return decrypt(ctx, token)
+
+
+def has_secrets(ctx: Context, user: User, app_id: int) -> bool:
+    with session_scope(ctx.engine) as s:
+        _load(s, user, app_id, "developer", "see this app's secrets")
+        row = s.get(AppSecret, app_id)
+        return bool(row and row.ciphertext)
+
+
+def set_secrets(ctx: Context, user: User, app_id: int, text: str,
+                restart: bool = True) -> SecretsSaved:
+    """Validate, encrypt and store the secrets, write the runtime file, restart the app.
+
+    `restart=False` leaves a running instance on the old secrets until its next start."""
+    data = parse_secrets(text)
+    token = encrypt(ctx, text)
+    with session_scope(ctx.engine) as s:
+        app = _load(s, user, app_id, "developer", "change this app's secrets")
+        row = s.get(AppSecret, app_id) or AppSecret(app_id=app_id)
+        row.ciphertext = token
+        row.updated_at = utcnow()
+        s.add(row)
+        s.add(AppEvent(app_id=app_id, from_state=app.state, to_state=app.state,
+                       reason=f"Secrets updated by {user.username} ({len(data)} "
+                              f"key{'' if len(data) == 1 else 's'})"))
+        write_runtime_file(ctx.settings, app_id, text)  # inside: the row commits after it
+    state = app_service.get_app(ctx, user, app_id).state  # read after the file is written
+    restarted = restart and state in RESTART_STATES
+    if restarted:
+        app_service.reboot_app(ctx, user, app_id)
+    return SecretsSaved(keys=len(data), env_vars=tuple(sorted(env_vars_of(data))),
+                        restarted=restarted)
+
+
+def validate_for_deploy(text: str) -> None:
+    """The deploy form's check before anything is queued."""
+    parse_secrets(text)

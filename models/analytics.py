@@ -1,0 +1,64 @@
+"""Analytics aggregates, maintained on insert by `backend.analytics.record_views`.
+
+`ViewEvent` (models/tables.py) keeps every view; these tables keep what the Analytics page
+reads, so no page render scans the raw events:
+
+- `AnalyticsViewerMonth` (workspace, month, viewer): the distinct viewers of a workspace in
+  one calendar month (UTC). A row is inserted the first time a viewer is seen in that month
+  in any app of the workspace; each such insert adds one to `AnalyticsWorkspaceMonth`.
+- `AnalyticsWorkspaceMonth` (workspace, month) -> viewers: the Workspace chart, one row a
+  month. Counts only: retention keeps it when it prunes the identities behind it.
+- `AnalyticsAppViewer` (app, viewer) -> first/last view, views: the App viewers list (recent
+  unique viewers, newest first, by the (app_id, last_view) index). Its first insert per
+  viewer adds one to `AnalyticsAppTotal.unique_viewers`.
+- `AnalyticsAppTotal` (app) -> unique_viewers, views: all-time totals (kept by retention).
+- `AnalyticsAppDay` (app, day) -> views: the daily views bar chart (UTC days).
+
+Months and days are UTC calendar months and days (`date` of the first day of the month).
+Tables only: no behaviour. Changing a table needs a migration (0003_analytics).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+
+class AnalyticsViewerMonth(SQLModel, table=True):
+    __tablename__ = "analytics_viewer_month"
+    workspace_id: int = Field(primary_key=True)
+    month: date = Field(primary_key=True)  # first day of the UTC calendar month
+    viewer_key: str = Field(primary_key=True, max_length=64)
+
+
+class AnalyticsWorkspaceMonth(SQLModel, table=True):
+    __tablename__ = "analytics_workspace_month"
+    workspace_id: int = Field(primary_key=True)
+    month: date = Field(primary_key=True)
+    viewers: int = Field(default=0)
+
+
+class AnalyticsAppViewer(SQLModel, table=True):
+    __tablename__ = "analytics_app_viewer"
+    __table_args__ = (Index("ix_analytics_app_viewer_recent", "app_id", "last_view"),)
+    app_id: int = Field(primary_key=True)
+    viewer_key: str = Field(primary_key=True, max_length=64)
+    first_view: datetime
+    last_view: datetime = Field(index=True)  # the index serves retention's prune
+    views: int = Field(default=0)
+
+
+class AnalyticsAppTotal(SQLModel, table=True):
+    __tablename__ = "analytics_app_total"
+    app_id: int = Field(primary_key=True)
+    unique_viewers: int = Field(default=0)
+    views: int = Field(default=0)
+
+
+class AnalyticsAppDay(SQLModel, table=True):
+    __tablename__ = "analytics_app_day"
+    app_id: int = Field(primary_key=True)
+    day: date = Field(primary_key=True)  # UTC calendar day
+    views: int = Field(default=0)

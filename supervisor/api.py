@@ -1,0 +1,101 @@
+"""The supervisor's own HTTP endpoints, mounted by the proxy under `/api/v1` on the
+dashboard host (`start_proxy(settings, routes, api=make_api_app(ctx, reconciler))`):
+
+- `POST /hooks/github`: GitHub push webhooks. 401 without `X-Hub-Signature-256`, 403 when
+  no app deploying that repository has a secret that verifies it (the answer does not say
+  which); `ping` answers 200; a `push` to an app's branch asks the reconciler to sync that
+  app (202 with the app ids). Nothing else acts.
+- `POST /hooks/apps/{app_id}`: the same for any git host, authorised by the app's secret
+  (`?token=`, `X-Stcloud-Token` or `Authorization: Bearer`): 401 without, 403 wrong.
+- `GET /health`: `{"status": "ok", "engine", "apps": {state: count}}` for monitoring.
+
+A push only wakes the app's worker: the worker asks the remote for the branch's commit
+itself (`supervisor/updates.py`), so a forged or replayed payload cannot choose what runs.
+No handler logs a secret, a token or a signature.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+
+from aiohttp import web
+from sqlmodel import select
+
+from backend import hooks
+from backend.context import Context
+from models import App, session_scope
+
+log = logging.getLogger("supervisor.api")
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def make_api_app(ctx: Context, reconciler) -> web.Application:  # type: ignore[no-untyped-def]
+    """The API sub-application; `reconciler` needs `push_detected(app_id, source)` and
+    `runtime.name`."""
+
+    async def github(request: web.Request) -> web.Response:
+        signature = request.headers.get("X-Hub-Signature-256", "")
+        if not signature:
+            return _error(401, "signature_missing", "X-Hub-Signature-256 is required; set "
+                          "the app's webhook secret in the GitHub webhook.")
+        body = await request.read()
+        try:
+            payload = json.loads(body)
+            repo = payload["repository"]
+            urls = [repo.get(k, "") for k in ("clone_url", "ssh_url", "html_url", "git_url",
+                                               "url")]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return _error(400, "bad_payload", "Expected a GitHub event with a repository "
+                          "(content type application/json).")
+        verified = [t for t in hooks.apps_for_repo(ctx, urls)
+                    if hooks.signature_valid(t.secret, body, signature)]
+        if not verified:
+            log.warning("webhook rejected: no app with a matching secret")
+            return _error(403, "signature_invalid", "The signature does not match the "
+                          "secret of any app deployed from this repository.")
+        event = request.headers.get("X-GitHub-Event", "")
+        if event == "ping":
+            return web.json_response({"ok": True, "apps": [t.app_id for t in verified]})
+        if event != "push":
+            return web.json_response({"ok": True, "ignored": event or "unknown"})
+        ref = str(payload.get("ref", ""))
+        synced = [t.app_id for t in verified if ref == f"refs/heads/{t.branch}"]
+        for app_id in synced:
+            reconciler.push_detected(app_id, "github webhook")
+        log.info("webhook push ref=%s apps=%s", ref, synced)
+        return web.json_response({"ok": True, "apps": synced}, status=202 if synced else 200)
+
+    async def generic(request: web.Request) -> web.Response:
+        try:
+            app_id = int(request.match_info["app_id"])
+        except ValueError:
+            return _error(404, "not_found", "No such app.")
+        token = (request.query.get("token") or request.headers.get("X-Stcloud-Token")
+                 or request.headers.get("Authorization", "").removeprefix("Bearer ").strip())
+        if not token:
+            return _error(401, "token_missing", "Send the app's webhook secret as ?token=, "
+                          "an X-Stcloud-Token header or a Bearer token.")
+        target = hooks.app_target(ctx, app_id)
+        if target is None or not hooks.token_valid(target.secret, token):
+            log.warning("push hook rejected for app=%s", app_id)
+            return _error(403, "token_invalid", "The token is not this app's webhook secret.")
+        reconciler.push_detected(app_id, "push hook")
+        return web.json_response({"ok": True, "apps": [app_id]}, status=202)
+
+    async def health(request: web.Request) -> web.Response:
+        with session_scope(ctx.engine) as s:
+            states = Counter(s.exec(select(App.state).where(App.desired_state != "deleted")))
+        return web.json_response({"status": "ok", "engine": reconciler.runtime.name,
+                                  "apps": dict(sorted(states.items()))})
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post("/hooks/github", github)
+    app.router.add_post("/hooks/apps/{app_id}", generic)
+    app.router.add_get("/health", health)
+    return app

@@ -1,0 +1,165 @@
+"""Our pages whose content depends on who looks: sleeping, over its limits, failed (build
+or crash), no access, and sign-in problems. Same template as `pages.py`.
+
+- Sleeping: anyone may press "Yes, get this app back up!" (a POST to `/__stcloud/wake`
+  with the CSRF token in the form; the proxy then shows the oven until the app serves).
+- Over its resource limits: developers (push access) see what happened, the memory
+  limit, a Reboot button and a link to the logs; everyone else sees an explanation and
+  "Notify the developer" (one email per incident).
+- Build failed / crashed: developers see the reason and the log's tail; others a short
+  message (a log may hold things viewers should not read).
+- No access to a private app: who to ask, and "Sign in as someone else".
+
+Forms carry `csrf`, the same value as the `stcloud_csrf` cookie the response sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+from aiohttp import web
+
+from backend.settings import Settings
+from supervisor.proxy.pages import _dashboard_link, _response, _status_box, render
+from supervisor.routes import Route
+
+
+@dataclass(frozen=True)
+class PageViewer:
+    """Who looks at a page, as far as the page cares."""
+
+    signed_in: bool = False
+    username: str = ""
+    developer: bool = False  # developer or admin of the app's workspace
+    csrf: str = ""  # the form token ("" means no forms)
+    cookies: tuple[str, ...] = ()  # Set-Cookie values to send with the page
+
+
+@dataclass(frozen=True)
+class AppFacts:
+    """What the developer versions show, read from the database and the logs."""
+
+    app_id: int
+    workspace: str = ""
+    memory_limit_mb: int = 0
+    app_log_tail: str = ""
+    build_log_tail: str = ""
+
+
+def form(action: str, label: str, csrf: str, *, secondary: bool = False,
+         fields: dict[str, str] | None = None) -> str:
+    hidden = "".join(f'<input type="hidden" name="{escape(k, quote=True)}" '
+                     f'value="{escape(v, quote=True)}">' for k, v in (fields or {}).items())
+    kind = "button secondary" if secondary else "button"
+    return (f'<form method="post" action="/__stcloud/{action}">'
+            f'<input type="hidden" name="csrf" value="{escape(csrf, quote=True)}">{hidden}'
+            f'<button type="submit" class="{kind}">{escape(label)}</button></form>')
+
+
+def _app_link(settings: Settings, app_id: int, text: str = "the app's logs") -> str:
+    url = f"{settings.public_url()}/app?app={app_id}"
+    return f'<a href="{escape(url, quote=True)}">{escape(text)}</a>'
+
+
+def _pre(text: str) -> str:
+    return f"<pre>{escape(text)}</pre>" if text.strip() else ""
+
+
+def sleeping_page(route: Route, settings: Settings, viewer: PageViewer) -> web.Response:
+    body = (
+        "<p>Apps without visitors for a while are put to sleep to save resources. "
+        "Anyone can wake it up; it is back in a few seconds.</p>\n"
+        f"{form('wake', 'Yes, get this app back up!', viewer.csrf)}\n"
+        f"{_status_box(route.state, route.reason)}"
+    )
+    heading = "Zzzz… This app has gone to sleep due to inactivity"
+    html = render(heading, heading, body, mark="😴", poll_keep=[route.state], poll_ms=5000)
+    return _response(html, 503, retry_after=30, cookies=viewer.cookies)
+
+
+def over_limit_page(route: Route, settings: Settings, viewer: PageViewer,
+                    facts: AppFacts) -> web.Response:
+    heading = "Argh. This app has gone over its resource limits"
+    if viewer.developer:
+        limit = f"{facts.memory_limit_mb} MiB" if facts.memory_limit_mb else "its limit"
+        body = (
+            f"<p>Your app used more memory than its limit of <strong>{escape(limit)}"
+            "</strong>, so it was stopped. Visitors see a page saying so until it runs "
+            "again.</p>\n"
+            f"{_status_box(route.state, route.reason)}\n"
+            "<p>To keep it from happening again, use less memory: cache data with "
+            "<code>st.cache_data</code> or <code>st.cache_resource</code>, load less at "
+            "once, and free large objects. Then reboot it.</p>\n"
+            f"{form('reboot', 'Reboot app', viewer.csrf)}\n"
+            f"<p>Read {_app_link(settings, route.app_id)} on the dashboard.</p>\n"
+            f"{_pre(facts.app_log_tail)}"
+        )
+    else:
+        body = (
+            "<p>This app used more memory than it is allowed, so it was stopped. Its "
+            "developers can reduce its memory use and reboot it.</p>\n"
+            "<p>You can let them know that you ran into this:</p>\n"
+            f"{form('notify', 'Notify the developer', viewer.csrf)}"
+        )
+    html = render(heading, heading, body, mark="🤯", poll_keep=[route.state], poll_ms=5000)
+    return _response(html, 503, retry_after=30, cookies=viewer.cookies)
+
+
+def failure_page(route: Route, settings: Settings, viewer: PageViewer,
+                 facts: AppFacts) -> web.Response:
+    """build_failed or crashed."""
+    build = route.state == "build_failed"
+    heading = "This app failed to build" if build else "This app has crashed"
+    mark = "🛠️" if build else "💥"
+    if viewer.developer:
+        tail = facts.build_log_tail if build else facts.app_log_tail
+        todo = ("Fix the requirements (or the error below) and push again; the app "
+                "rebuilds on its own." if build else
+                "Fix the cause, push it, and reboot the app.")
+        body = (
+            f"{_status_box(route.state, route.reason)}\n<p>{escape(todo)}</p>\n"
+            + ("" if build else form("reboot", "Reboot app", viewer.csrf)) +
+            f"\n<p>The full logs are on {_app_link(settings, route.app_id, 'the dashboard')}."
+            f"</p>\n{_pre(tail)}"
+        )
+    else:
+        body = ("<p>The app is not available right now. Its developers have been told "
+                "and can fix it.</p>\n<p>Try again later.</p>")
+    html = render(heading, heading, body, mark=mark, poll_keep=[route.state], poll_ms=5000)
+    return _response(html, 503, retry_after=30, cookies=viewer.cookies)
+
+
+def forbidden_page(settings: Settings, host: str, viewer: PageViewer,
+                   workspace: str) -> web.Response:
+    ask = (f"the developers of the workspace <strong>{escape(workspace)}</strong>"
+           if workspace else "the app's developers")
+    body = (
+        f"<p>You are signed in as <strong>{escape(viewer.username)}</strong>. {host} is a "
+        f"private app: ask {ask} to invite the email address of your account as a "
+        "viewer, then reload this page.</p>\n"
+        f"{form('logout', 'Sign in as someone else', viewer.csrf, secondary=True, fields={'again': '1'})}"
+        f"\n<p>Or go back to {_dashboard_link(settings)}.</p>"
+    )
+    html = render("No access", "You don't have access to this app", body, mark="🔒")
+    return _response(html, 403, cookies=viewer.cookies)
+
+
+def notified_page(route: Route, settings: Settings, queued: bool) -> web.Response:
+    text = ("Thanks: the app's developers have been told that it went over its resource "
+            "limits." if queued else
+            "The app's developers have already been told about this; thanks for letting "
+            "them know.")
+    body = f"<p>{escape(text)}</p>\n<p><a href=\"/\">Back to the app</a></p>"
+    html = render("Developers notified", "Developers notified", body, mark="📨")
+    return _response(html, 200)
+
+
+def problem_page(settings: Settings, heading: str, message: str, *,
+                 retry_url: str = "", status: int = 400) -> web.Response:
+    """A sign-in link that expired, a form sent twice, a request we refuse."""
+    retry = (f'<p><a href="{escape(retry_url, quote=True)}">Try again</a></p>'
+             if retry_url else "")
+    body = f"<p>{escape(message)}</p>\n{retry}"
+    html = render(heading, heading, body, mark="⚠️")
+    return _response(html, status)

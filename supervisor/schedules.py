@@ -1,0 +1,103 @@
+"""Scheduled jobs of the supervisor (apscheduler's AsyncIOScheduler, on the supervisor's
+event loop):
+
+- `git-poll` every `git_poll_interval` s (jittered by 10%): `git ls-remote` of each app's
+  branch, at most `git_poll_concurrency` at once; a branch that moved away from the
+  deployed commit asks the reconciler to sync the app, so any git host works without
+  webhooks. Apps whose new commit already failed to build are skipped (builds.py).
+- `hibernation` every `hibernation_interval` s: day-5 warnings, day-7 sleep
+  (`supervisor/hibernation.py`).
+- `email` every `email_interval` s: the outbox sender (`supervisor/mailer.py`).
+
+Every job reads the time from `now` (injectable), so tests can move the clock; each job
+runs at most once at a time (`max_instances=1`, missed runs coalesced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlmodel import select
+
+from backend.context import Context
+from models import App, session_scope, utcnow
+from supervisor import builds, gitsync, hibernation, mailer
+
+log = logging.getLogger("supervisor.schedules")
+POLLED_STATES = ("running", "sleeping", "build_failed", "crashed", "over_limit")
+
+
+class Schedules:
+    def __init__(self, ctx: Context, reconciler,  # type: ignore[no-untyped-def]
+                 now: Callable[[], datetime] = utcnow) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.reconciler = reconciler
+        self.now = now
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+
+    def start(self) -> None:
+        s = self.settings
+        first = datetime.now(timezone.utc) + timedelta(seconds=1)
+        jobs = [("git-poll", self.poll_git, s.git_poll_interval),
+                ("hibernation", self.hibernation_pass, s.hibernation_interval),
+                ("email", self.email_pass, s.email_interval)]
+        for name, func, interval in jobs:
+            if interval <= 0:
+                continue
+            jitter = interval * 0.1 if name == "git-poll" else None
+            self.scheduler.add_job(func, IntervalTrigger(seconds=interval, jitter=jitter),
+                                   id=name, name=name, max_instances=1, coalesce=True,
+                                   misfire_grace_time=max(int(interval), 1),
+                                   next_run_time=first)
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    # Jobs ------------------------------------------------------------------------------
+    async def poll_git(self) -> list[int]:
+        """Check every polled app's branch; returns the apps a push was found for."""
+        with session_scope(self.ctx.engine) as s:
+            apps = list(s.exec(select(App).where(
+                App.desired_state == "running",
+                App.state.in_(POLLED_STATES))).all())  # type: ignore[attr-defined]
+        gate = asyncio.Semaphore(max(self.settings.git_poll_concurrency, 1))
+
+        async def check(app: App) -> int | None:
+            async with gate:
+                try:
+                    remote = await asyncio.wait_for(
+                        gitsync.remote_branch_commit(app.repo_url, app.branch), 60)
+                except (gitsync.GitError, asyncio.TimeoutError) as e:
+                    log.debug("app=%s poll failed: %s", app.id, e)
+                    return None
+            if not remote or remote == app.commit:
+                return None
+            if await asyncio.to_thread(builds.commit_failed, self.ctx, app.id, remote):
+                return None
+            self.reconciler.push_detected(app.id, "poll")
+            return app.id
+
+        found = await asyncio.gather(*(check(a) for a in apps))
+        return [a for a in found if a is not None]
+
+    async def hibernation_pass(self) -> list[int]:
+        now = self.now()
+        due = await asyncio.to_thread(hibernation.run_hibernation_pass, self.ctx, now)
+        for app_id in due:
+            self.reconciler.request(app_id, "sleep", now)
+        return due
+
+    async def email_pass(self) -> int:
+        try:
+            return await mailer.send_pending(self.ctx, self.now())
+        except Exception:  # noqa: BLE001 - a bad pass must not stop later ones
+            log.exception("email pass failed")
+            return 0
