@@ -25,6 +25,18 @@ from streamlit_authenticator import Authenticate, LoginError
 from backend import auth, keys, platform
 from pages.dashboard import _ui as ui
 
+# Panel mode (Manage app overlay) ---------------------------------------------------------
+# Inside a hosted app the proxy serves this script under /__stcloud/panel/ (a second
+# Streamlit process, `server.baseUrlPath`) with a signed identity header: then the Manage
+# app panel runs instead of the dashboard. Owner: supervisor/proxy (pages/dashboard/panel.py).
+from backend import identity as _identity  # noqa: E402
+
+if _identity.is_panel_request(st.context.headers, st.get_option("server.baseUrlPath")):
+    st.navigation([st.Page("pages/dashboard/panel.py", title="Manage app", default=True)],
+                  position="hidden").run()
+    st.stop()
+# End of panel mode -----------------------------------------------------------------------
+
 st.set_page_config(page_title=ui.PRODUCT, page_icon=ui.PAGE_ICON, layout="wide")
 st.html(ui.GLOBAL_CSS)
 

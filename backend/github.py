@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
+import requests
 from github import BadCredentialsException, GithubException
 from sqlmodel import Session, select
 
@@ -41,9 +42,10 @@ from backend import secrets as secret_box
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from backend.github_client import (ROLE_RANK, SCOPES, Conn, GithubError, GithubRateLimited,
-                                   base_url, calling, connect, effective_scopes, forget,
-                                   load_account, make_client, parse_scopes,
-                                   rate_limit_message, refresh_interval, user_repos)
+                                   GithubUnavailable, base_url, calling, connect,
+                                   effective_scopes, forget, load_account, make_client,
+                                   parse_scopes, rate_limit_message, refresh_interval,
+                                   user_repos)
 from backend.workspaces import get_or_create_workspace
 from models import Membership, User, Workspace, session_scope, utcnow
 from models.github import GithubAccount, GithubGrant
@@ -105,7 +107,7 @@ def github_status(ctx: Context, user: User) -> GithubStatus | None:
     return _status(account) if account else None
 
 
-# Connecting ----------------------------------------------------------------------------------
+# Connecting -----------------------------------------------------------------------------------
 def connect_token(ctx: Context, user: User, token: str) -> GithubStatus:
     """Check a personal access token with GitHub, store it encrypted, refresh workspaces."""
     token = token.strip()
@@ -133,7 +135,11 @@ def oauth_state(ctx: Context, user: User) -> str:
     return f"{body}.{sig}"
 
 
-def check_oauth_state(ctx: Context, user: User, state: str) -> None:
+def oauth_state_user(ctx: Context, state: str) -> int:
+    """The id of the user who started the OAuth flow with `state` (signed by us, at most
+    10 minutes old); ValidationError otherwise. The callback route may use it to know who
+    is connecting: a state cannot be forged, and a stolen one only connects the GitHub
+    account of whoever completes the flow to the user who started it."""
     try:
         user_id, issued, sig = state.split(".")
         fresh = 0 <= time.time() - int(issued) <= OAUTH_STATE_SECONDS
@@ -141,9 +147,16 @@ def check_oauth_state(ctx: Context, user: User, state: str) -> None:
         user_id, sig, fresh, issued = "", "", False, "0"
     good = hmac.new(_state_key(ctx), f"{user_id}.{issued}".encode(),
                     hashlib.sha256).hexdigest()[:32]
-    if not (fresh and user_id == str(user.id) and hmac.compare_digest(good, sig)):
+    if not (fresh and user_id.isdigit() and hmac.compare_digest(good, sig)):
         raise ValidationError("state", "This GitHub sign-in link expired or was not started "
                               "here. Click Connect GitHub again.")
+    return int(user_id)
+
+
+def check_oauth_state(ctx: Context, user: User, state: str) -> None:
+    if oauth_state_user(ctx, state) != user.id:
+        raise ValidationError("state", "This GitHub sign-in link was started by another "
+                              "user. Click Connect GitHub again.")
 
 
 def oauth_authorize_url(ctx: Context, state: str, redirect_uri: str | None = None) -> str:
@@ -183,6 +196,9 @@ def oauth_exchange(ctx: Context, user: User, code: str, state: str | None = None
     except GithubException as e:
         raise GithubError(f"GitHub refused the sign-in: {e.data}. Check the OAuth app's "
                           "client id and secret in the server settings.") from None
+    except requests.RequestException as e:
+        raise GithubUnavailable(f"GitHub could not be reached: {type(e).__name__}. Try "
+                                "again in a moment.") from None
     finally:
         gh.close()
     if not token:
@@ -203,6 +219,9 @@ def _connect(ctx: Context, user: User, token: str, kind: str) -> GithubStatus:
     except GithubException as e:
         raise GithubError(f"GitHub answered {e.status} when we checked the token; try again "
                           "later.") from None
+    except requests.RequestException as e:
+        raise GithubUnavailable(f"GitHub ({api}) could not be reached: {type(e).__name__}. "
+                                "Try again in a moment.") from None
     finally:
         gh.close()
     if header is None and kind == "classic":
@@ -241,10 +260,10 @@ def disconnect(ctx: Context, user: User) -> None:
         apply_roles(s, user, {}, create=set())
 
 
-# Workspaces ----------------------------------------------------------------------------------
+# Workspaces -----------------------------------------------------------------------------------
 def github_roles(ctx: Context, conn: Conn) -> tuple[dict[str, str], set[str]]:
     """(workspace name → role, names to create) from GitHub: the user, orgs, repositories."""
-    with calling(ctx, conn):
+    with calling(ctx, conn, unexpected="Reading your GitHub organisations failed"):
         me = conn.gh.get_user()
         login = me.login
         orgs = {o.login.lower() for o in me.get_orgs()}
@@ -322,6 +341,7 @@ def refresh_user(ctx: Context, user: User, force: bool = False,
             now - account.refreshed_at < refresh_interval(ctx):
         return _granted(ctx, user)
     with connect(ctx, user.id, now) as conn:
+        forget(conn.account.id)  # a refresh reads GitHub, not our cache
         roles, create = github_roles(ctx, conn)
         with session_scope(ctx.engine) as s:
             apply_roles(s, user, roles, create)
@@ -344,4 +364,4 @@ def _granted(ctx: Context, user: User) -> list[tuple[str, str]]:
 __all__ = ["GithubError", "GithubRateLimited", "GithubStatus", "ScopeNote", "apply_roles",
            "check_oauth_state", "connect_token", "disconnect", "github_status",
            "oauth_authorize_url", "oauth_configured", "oauth_exchange", "oauth_state",
-           "refresh_user"]
+           "oauth_state_user", "refresh_user"]

@@ -111,7 +111,7 @@ class Conn:
         self.gh.close()
 
 
-# Settings (read with getattr: the lead adds the fields to backend/settings.py) --------------
+# Settings (read with getattr: the lead adds the fields to backend/settings.py) ----------------
 def base_url(ctx: Context) -> str:
     return (getattr(ctx.settings, "github_base_url", "") or DEFAULT_BASE_URL).rstrip("/")
 
@@ -137,7 +137,7 @@ def is_loopback(url: str) -> bool:
         host.startswith("127.")
 
 
-# Scopes -------------------------------------------------------------------------------------
+# Scopes ---------------------------------------------------------------------------------------
 def parse_scopes(header: list[str] | str | None) -> list[str]:
     items = header.split(",") if isinstance(header, str) else (header or [])
     return sorted({s.strip() for s in items if s.strip()})
@@ -158,7 +158,7 @@ def has_scope(account: GithubAccount, scope: str) -> bool:
     return scope in effective_scopes(parse_scopes(account.scopes))
 
 
-# Accounts and clients -----------------------------------------------------------------------
+# Accounts and clients -------------------------------------------------------------------------
 def load_account(ctx: Context, user_id: int) -> GithubAccount | None:
     with session_scope(ctx.engine) as s:
         return s.exec(select(GithubAccount).where(GithubAccount.user_id == user_id)).first()
@@ -225,8 +225,10 @@ def _is_rate_limit(e: GithubException) -> bool:
 
 
 @contextmanager
-def calling(ctx: Context, conn: Conn) -> Iterator[None]:
-    """Map GitHub's answers that concern the whole account (see the module docstring)."""
+def calling(ctx: Context, conn: Conn, unexpected: str = "") -> Iterator[None]:
+    """Map GitHub's answers that concern the whole account (see the module docstring).
+    With `unexpected` ("Listing your repositories failed"), any other GitHub error becomes
+    a GithubError with that message too, instead of reaching the caller."""
     try:
         yield
     except GithubException as e:
@@ -245,6 +247,9 @@ def calling(ctx: Context, conn: Conn) -> Iterator[None]:
             account.status = "revoked"
             forget(account.id)
             raise GithubRevoked(message) from None
+        if unexpected:
+            raise GithubError(f"{unexpected}: GitHub answered {github_message(e)}. Try again "
+                              "in a moment.") from None
         raise
     except requests.RequestException as e:
         raise GithubUnavailable(f"GitHub ({conn.account.base_url}) could not be reached: "
@@ -261,7 +266,7 @@ def github_message(e: GithubException) -> str:
     return f"{e.status}: {text}" if text else str(e.status)
 
 
-# The user's repositories (shared by the picker and the workspace refresh) -------------------
+# The user's repositories (shared by the picker and the workspace refresh) ---------------------
 @dataclass(frozen=True)
 class RepoInfo:
     full_name: str
@@ -286,7 +291,7 @@ def user_repos(ctx: Context, conn: Conn) -> list[RepoInfo]:
     """Every repository the user can see (owned, collaborator, organisation member),
     with their permission on each; cached for CACHE_SECONDS."""
     def fetch() -> list[RepoInfo]:
-        with calling(ctx, conn):
+        with calling(ctx, conn, unexpected="Listing your GitHub repositories failed"):
             repos = conn.gh.get_user().get_repos(
                 affiliation="owner,collaborator,organization_member", sort="pushed")
             return [RepoInfo(full_name=r.full_name, owner=r.owner.login,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlparse
 
 import requests
@@ -76,7 +77,7 @@ class AppGithubView:
     has_deploy_key: bool
 
 
-# Pickers ---------------------------------------------------------------------------------------
+# Pickers --------------------------------------------------------------------------------------
 def _check_full_name(full_name: str) -> str:
     name = full_name.strip().strip("/")
     if not FULL_NAME_RE.match(name):
@@ -116,7 +117,7 @@ def list_branches(ctx: Context, user: User, full_name: str) -> list[str]:
     full_name = _check_full_name(full_name)
     with connect(ctx, user.id) as conn:
         def fetch() -> list[str]:
-            with calling(ctx, conn):
+            with calling(ctx, conn, unexpected=f"Listing the branches of {full_name} failed"):
                 repo = _repo(conn, full_name)
                 names = [b.name for b in repo.get_branches()]
                 return sorted(names, key=lambda n: (n != repo.default_branch, n))
@@ -128,7 +129,7 @@ def list_python_files(ctx: Context, user: User, full_name: str, branch: str) -> 
     full_name, branch = _check_full_name(full_name), validate_branch(branch)
     with connect(ctx, user.id) as conn:
         def fetch() -> list[str]:
-            with calling(ctx, conn):
+            with calling(ctx, conn, unexpected=f"Listing the files of {full_name} failed"):
                 repo = _repo(conn, full_name)
                 tree = repo.get_git_tree(_branch_sha(repo, branch), recursive=True)
                 paths = [e.path for e in tree.tree if e.type == "blob" and
@@ -138,7 +139,7 @@ def list_python_files(ctx: Context, user: User, full_name: str, branch: str) -> 
         return cached((conn.account.id, "files", full_name.lower(), branch), fetch)
 
 
-# Keys --------------------------------------------------------------------------------------------
+# Keys -----------------------------------------------------------------------------------------
 def new_key_pair(comment: str) -> tuple[str, str]:
     """(private key in OpenSSH format, public key line) of a new ed25519 pair."""
     key = Ed25519PrivateKey.generate()
@@ -197,7 +198,7 @@ def deploy_key_for_app(ctx: Context, app_id: int) -> str | None:
                           "<data_dir>/keys changed); redeploy the app.") from None
 
 
-# Deploy ------------------------------------------------------------------------------------------
+# Deploy ---------------------------------------------------------------------------------------
 def _require_admin(conn: Conn, repo: Repository) -> None:
     try:
         permission = repo.get_collaborator_permission(conn.login)
@@ -226,7 +227,7 @@ def deploy_from_github(ctx: Context, user: User, full_name: str, branch: str, ma
     full_name, branch = _check_full_name(full_name), validate_branch(branch)
     main_file = validate_main_file(main_file)
     with connect(ctx, user.id) as conn:
-        with calling(ctx, conn):
+        with calling(ctx, conn, unexpected=f"Checking {full_name} on GitHub failed"):
             repo = _repo(conn, full_name)
             _require_admin(conn, repo)
             _branch_sha(repo, branch)
@@ -318,7 +319,7 @@ def _add_webhook(ctx: Context, conn: Conn, repo: Repository,
     return "webhook", "", hook.id
 
 
-# Delete --------------------------------------------------------------------------------------------
+# Delete ---------------------------------------------------------------------------------------
 def _remove_from_github(ctx: Context, conn: Conn, row: AppGithub) -> None:
     """Delete the row's webhook and deploy key on GitHub (already gone counts as done).
     Raises GithubError (try later) or GithubException/NotFound (cannot be done)."""
@@ -335,7 +336,7 @@ def _remove_from_github(ctx: Context, conn: Conn, row: AppGithub) -> None:
                 pass
 
 
-def cleanup(ctx: Context, row_id: int) -> bool:
+def cleanup(ctx: Context, row_id: int, now: datetime | None = None) -> bool:
     """Remove a deleted app's webhook and deploy key from GitHub; True when finished (done,
     or impossible and said so), False to retry later."""
     with session_scope(ctx.engine) as s:
@@ -346,13 +347,17 @@ def cleanup(ctx: Context, row_id: int) -> bool:
                                        ("deploy key", row.deploy_key_id)) if v is not None)
     problem, done = "", True
     try:
-        with connect(ctx, row.user_id) as conn:
+        with connect(ctx, row.user_id, now) as conn:
             _remove_from_github(ctx, conn, row)
-    except (NotFound, GithubException) as e:
-        detail = github_message(e) if isinstance(e, GithubException) else str(e)
-        problem = (f"Could not remove the {what} of {row.repo_full_name} from GitHub "
-                   f"({detail}). Remove it by hand: repository Settings → Deploy keys / "
+    except NotFound:
+        problem = (f"The {what} of {row.repo_full_name} could not be removed from GitHub: the "
+                   "repository was deleted or its deployer cannot see it any more. If it "
+                   "still exists, remove them by hand: repository Settings → Deploy keys / "
                    "Webhooks.")
+    except GithubException as e:
+        problem = (f"Could not remove the {what} of {row.repo_full_name} from GitHub "
+                   f"({github_message(e)}). Remove it by hand: repository Settings → Deploy "
+                   "keys / Webhooks.")
     except GithubError as e:
         problem, done = (f"The {what} of {row.repo_full_name} will be removed from GitHub "
                          f"when GitHub can be asked again: {e}"), False

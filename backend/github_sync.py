@@ -22,10 +22,11 @@ could not be removed yet are retried here (`github_deploy.cleanup`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from github import UnknownObjectException
+from github import GithubException, UnknownObjectException
 from sqlmodel import select
 
 from backend import github
@@ -35,6 +36,8 @@ from backend.github_client import (GithubError, GithubRevoked, calling, connect,
 from backend.github_deploy import cleanup, note_app
 from models import App, User, Workspace, session_scope, utcnow
 from models.github import AppGithub, GithubAccount
+
+log = logging.getLogger("backend.github_sync")
 
 
 @dataclass
@@ -62,7 +65,7 @@ def refresh_all(ctx: Context, now: datetime | None = None) -> RefreshReport:
         if account.rate_limited_until is not None and account.rate_limited_until > now:
             report.skipped[login] = f"rate limited until {account.rate_limited_until:%H:%M} UTC"
             continue
-        report.cleanups_pending += _retry_cleanups(ctx, account.user_id)
+        report.cleanups_pending += _retry_cleanups(ctx, account.user_id, now)
         if account.refreshed_at is not None and \
                 now - account.refreshed_at < refresh_interval(ctx):
             report.skipped[login] = "refreshed recently"
@@ -79,14 +82,17 @@ def refresh_all(ctx: Context, now: datetime | None = None) -> RefreshReport:
             report.problems[login] = str(e)
         except GithubError as e:
             report.problems[login] = str(e)
+        except Exception as e:  # noqa: BLE001 - one account never stops the others
+            log.exception("GitHub refresh of @%s failed", login)
+            report.problems[login] = f"Unexpected error: {e}"
     return report
 
 
-def _retry_cleanups(ctx: Context, user_id: int) -> int:
+def _retry_cleanups(ctx: Context, user_id: int, now: datetime) -> int:
     with session_scope(ctx.engine) as s:
         ids = s.exec(select(AppGithub.id).where(AppGithub.user_id == user_id,
                                                 AppGithub.mode == "cleanup")).all()
-    return sum(0 if cleanup(ctx, row_id) else 1 for row_id in ids)
+    return sum(0 if cleanup(ctx, row_id, now) else 1 for row_id in ids)
 
 
 def _rows(ctx: Context, user_id: int) -> list[AppGithub]:
@@ -128,6 +134,9 @@ def check_apps(ctx: Context, user_id: int, now: datetime | None = None) -> int:
                            f"@{conn.login} lost access to it. The app keeps running its "
                            "current version but no longer gets updates. Restore the "
                            "repository or the access, or delete the app.")
+            except GithubException as e:  # a passing GitHub error: check again next time
+                log.warning("GitHub check of %s failed: %s", row.repo_full_name, e.status)
+                continue
             _record(ctx, row.id, problem, now, renamed)
             checked += 1
     return checked

@@ -58,7 +58,7 @@ PANEL_PREFIX = "/__stcloud/panel"
 PANEL_BASE_URL_PATH = PANEL_PREFIX.strip("/")  # Streamlit's server.baseUrlPath
 
 SESSION_TTL = 7 * 86400  # like the dashboard's cookie
-ANONYMOUS_TTL = 30 * 60  # how long "not signed in" is believed before checking again
+ANONYMOUS_TTL = 10 * 60  # how long "not signed in" is believed before checking again
 PANEL_TTL = 12 * 3600
 ONE_TIME_TTL = 60.0
 _VISITOR_RE = re.compile(r"^[A-Za-z0-9_-]{16,43}$")

@@ -2,6 +2,11 @@
 restarted with backoff when it dies. It gets the supervisor's settings as STCLOUD_*
 variables, so both use the same database. It dies with the supervisor (PDEATHSIG), so a
 restarted supervisor never finds an old dashboard holding the port.
+
+`DashboardProcess.panel(...)` is a second process of the same Home.py serving the Manage
+app panel under `server.baseUrlPath=__stcloud/panel` (the proxy serves that prefix on every
+app host; Home.py runs the panel page there). Its address goes to
+`routes.panel_address`.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 import aiohttp
 
+from backend.identity import PANEL_BASE_URL_PATH
 from backend.settings import PROJECT_ROOT, Settings
 from supervisor.routes import RouteTable
 from supervisor.runtimes.process import free_port
@@ -31,46 +38,69 @@ def _die_with_parent() -> None:
 
 
 class DashboardProcess:
-    def __init__(self, settings: Settings, routes: RouteTable) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable, *, name: str = "dashboard",
+                 base_url_path: str = "", port: int | None = None,
+                 publish: Callable[[tuple[str, int] | None], None] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.settings = settings
         self.routes = routes
+        self.name = name
+        self.base_url_path = base_url_path.strip("/")
+        self.port = settings.dashboard_port if port is None else port
+        self.extra_args = extra_args
+        self._publish = publish or self._publish_dashboard
         self.proc: asyncio.subprocess.Process | None = None
         self._stopping = False
 
+    @classmethod
+    def panel(cls, settings: Settings, routes: RouteTable) -> DashboardProcess:
+        """The Manage app panel's process (see the module docstring)."""
+        def publish(address: tuple[str, int] | None) -> None:
+            routes.panel_address = address
+        return cls(settings, routes, name="panel", base_url_path=PANEL_BASE_URL_PATH,
+                   port=0, publish=publish, extra_args=("--client.toolbarMode", "minimal"))
+
+    def _publish_dashboard(self, address: tuple[str, int] | None) -> None:
+        self.routes.dashboard_address = address
+
     def _command(self, port: int) -> list[str]:
-        return [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "Home.py"),
-                "--server.port", str(port), "--server.address", "127.0.0.1",
-                "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                "--server.fileWatcherType", "none"]
+        command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "Home.py"),
+                   "--server.port", str(port), "--server.address", "127.0.0.1",
+                   "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                   "--server.fileWatcherType", "none", *self.extra_args]
+        if self.base_url_path:
+            command += ["--server.baseUrlPath", self.base_url_path]
+        return command
 
     async def run(self) -> None:
         """Keep the dashboard up until `stop()`; backoff 1, 2, 4 … 30 s between restarts."""
         delay = 1.0
         while not self._stopping:
-            port = self.settings.dashboard_port or free_port()
+            port = self.port or free_port()
             env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
-            log_path = self.settings.logs_path / "dashboard.log"
+            log_path = self.settings.logs_path / f"{self.name}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as out:
                 self.proc = await asyncio.create_subprocess_exec(
                     *self._command(port), cwd=PROJECT_ROOT, env=env, stdout=out,
                     stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
                     preexec_fn=_die_with_parent)
-            log.info("dashboard pid=%s port=%s", self.proc.pid, port)
+            log.info("%s pid=%s port=%s", self.name, self.proc.pid, port)
             healthy = await self._wait_healthy(port)
             if healthy:
-                self.routes.dashboard_address = ("127.0.0.1", port)
+                self._publish(("127.0.0.1", port))
                 delay = 1.0
             code = await self.proc.wait()
-            self.routes.dashboard_address = None
+            self._publish(None)
             if self._stopping:
                 return
-            log.warning("dashboard exited with code %s; restarting in %.0f s", code, delay)
+            log.warning("%s exited with code %s; restarting in %.0f s", self.name, code, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
     async def _wait_healthy(self, port: int) -> bool:
-        url = f"http://127.0.0.1:{port}/_stcore/health"
+        prefix = f"/{self.base_url_path}" if self.base_url_path else ""
+        url = f"http://127.0.0.1:{port}{prefix}/_stcore/health"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             for _ in range(600):
                 if self.proc is None or self.proc.returncode is not None:

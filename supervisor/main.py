@@ -73,11 +73,13 @@ async def serve(settings: Settings) -> int:
 
     reconciler = Reconciler(ctx, runtime, routes, on_pass=heartbeat)
     await reconciler.adopt()
-    runner = await start_proxy(settings, routes, api=make_api_app(ctx, reconciler))
+    runner = await start_proxy(settings, routes, api=make_api_app(ctx, reconciler), ctx=ctx)
     schedules = Schedules(ctx, reconciler)
     schedules.start()
     dashboard = DashboardProcess(settings, routes)
     dash_task = asyncio.create_task(dashboard.run(), name="dashboard")
+    panel = DashboardProcess.panel(settings, routes)  # the Manage app panel (proxy/server.py)
+    panel_task = asyncio.create_task(panel.run(), name="panel")
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     print(banner(ctx, runtime.name, created), flush=True)
 
@@ -102,6 +104,8 @@ async def serve(settings: Settings) -> int:
         await reconciler.stop_all_apps()
     await dashboard.stop()
     dash_task.cancel()
+    await panel.stop()
+    panel_task.cancel()
     await runner.cleanup()
     await runtime.close()
     return 0

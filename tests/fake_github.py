@@ -10,10 +10,11 @@ Endpoints: `GET /user`, `/user/orgs`, `/user/repos` (paginated with Link headers
 `X-RateLimit-*` headers and, for classic tokens, `X-OAuth-Scopes`.
 
 Switches: `rate_limit(reset, status=403|429)` answers every call with an exhausted rate
-limit; `revoke(token)` answers 401 Bad credentials; `delete_repo` / `rename_repo` /
-`set_permission`. Repositories may be backed by a bare git repository (`git_dir`): their
-branches and trees are read from it, and creating a deploy key writes `authorized_keys`
-for the test's sshd: each key may only run `git-upload-pack` on its own repository.
+limit; `revoke(token)` answers 401 Bad credentials; `failing = 502` answers every call with
+that status; `delete_repo` / `rename_repo` / `set_permission`. Repositories may be backed
+by a bare git repository (`git_dir`): their branches and trees are read from it, and
+creating a deploy key writes `authorized_keys` for the test's sshd: each key may only run
+`git-upload-pack` on its own repository.
 `deliver_push` posts a signed push event to every webhook of a repository, like GitHub.
 The server runs on its own event loop in a thread; `requests` records every call.
 """
@@ -38,6 +39,7 @@ from aiohttp import web
 
 ORG_SCOPES = "repo, admin:repo_hook, read:org"
 PERMS = ("pull", "triage", "push", "maintain", "admin")
+TOKEN_KEY = web.RequestKey("token", object)
 _API_PERMISSION = {"admin": "admin", "maintain": "write", "push": "write", "triage": "read",
                    "pull": "read"}
 
@@ -86,6 +88,7 @@ class FakeGithub:
         self.client_id, self.client_secret = "fake-client-id", "fake-client-secret"
         self.requests: list[tuple[str, str]] = []
         self.limited: tuple[int, int] | None = None  # (status, reset epoch)
+        self.failing: int | None = None  # answer every call with this 5xx status
         self.ssh_host_keys: list[str] = []
         self.ssh_user, self.ssh_port = "git", 22
         self.authorized_keys = root / "authorized_keys"
@@ -104,7 +107,8 @@ class FakeGithub:
 
     def add_user(self, login: str, token: str, scopes: str | None = ORG_SCOPES,
                  orgs: tuple[str, ...] = ()) -> None:
-        self.users[login] = {"id": next(self._ids), "orgs": list(orgs)}
+        uid = self.users[login]["id"] if login in self.users else next(self._ids)
+        self.users[login] = {"id": uid, "orgs": list(orgs)}
         self.orgs |= set(orgs)
         self.tokens[token] = FakeToken(login, scopes)
 
@@ -164,7 +168,7 @@ class FakeGithub:
     def calls(self, prefix: str = "") -> list[tuple[str, str]]:
         return [c for c in self.requests if c[1].startswith(prefix)]
 
-    # Server ----------------------------------------------------------------------------------
+    # Server -----------------------------------------------------------------------------------
     def start(self) -> FakeGithub:
         ready = threading.Event()
 
@@ -210,7 +214,7 @@ class FakeGithub:
         if self._thread is not None:
             self._thread.join(10)
 
-    # Webhooks ------------------------------------------------------------------------------
+    # Webhooks ---------------------------------------------------------------------------------
     def deliver_push(self, full_name: str, branch: str) -> list[tuple[int, Any]]:
         """POST a signed push event to each webhook of the repository; (status, json) each."""
         repo = self.find(full_name)
@@ -234,7 +238,7 @@ class FakeGithub:
 
         return self.run(post_all())
 
-    # HTTP ------------------------------------------------------------------------------------
+    # HTTP -------------------------------------------------------------------------------------
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -262,12 +266,14 @@ class FakeGithub:
             return web.json_response({"message": "API rate limit exceeded for user ID 1.",
                                       "documentation_url": "https://docs.github.com/rest"},
                                      status=status, headers=headers)
+        if self.failing is not None:
+            return web.json_response({"message": "Server Error"}, status=self.failing)
         public = request.path in ("/meta", "/login/oauth/access_token")
         if not public and (token is None or token.revoked):
             return web.json_response({"message": "Bad credentials",
                                       "documentation_url": "https://docs.github.com/rest"},
                                      status=401)
-        request["token"] = token
+        request[TOKEN_KEY] = token
         resp = await handler(request)
         for k, v in self._headers(token).items():
             resp.headers.setdefault(k, v)
@@ -275,7 +281,7 @@ class FakeGithub:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path, method = request.path.rstrip("/"), request.method
-        token: FakeToken | None = request.get("token")
+        token: FakeToken | None = request.get(TOKEN_KEY)  # type: ignore[assignment]
         login = token.login if token else ""
         if path == "/meta":
             return web.json_response({"ssh_keys": self.ssh_host_keys})
@@ -426,7 +432,7 @@ class FakeGithub:
         headers = {"Link": ", ".join(links)} if links else {}
         return web.json_response(chunk, headers=headers)
 
-    # JSON ------------------------------------------------------------------------------------
+    # JSON -------------------------------------------------------------------------------------
     def _user_json(self, login: str) -> dict[str, Any]:
         uid = self.users.get(login, {}).get("id", 1)
         return {"login": login, "id": uid, "type": "User", "site_admin": False,
@@ -487,7 +493,7 @@ class FakeGithub:
         return {"sha": sha, "url": f"{self.base_url}/repos/{repo.full_name}/git/trees/{sha}",
                 "tree": entries, "truncated": False}
 
-    # SSH -------------------------------------------------------------------------------------
+    # SSH --------------------------------------------------------------------------------------
     def _write_authorized_keys(self) -> None:
         """One line per deploy key of a git-backed repository: that key may only fetch it."""
         self.serve_script.write_text(

@@ -660,6 +660,7 @@ def test_screenshots_of_both_tabs(dash: Dash, tmp_path: Path) -> None:
             box = chart.bounding_box()
             assert box and box["width"] > 300 and box["height"] > 100
             page.screenshot(path=str(ARTIFACTS / "analytics-workspace.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 2000})
             page.get_by_role("tab", name="App viewers").click()
             page.get_by_text("Recent viewers").wait_for(timeout=30_000)
             page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)

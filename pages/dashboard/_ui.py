@@ -309,12 +309,13 @@ def delete_dialog_if_asked(ctx: Context, user: Any, after_delete: str | None = N
 def _delete_dialog(ctx: Context, user: Any, app: Any, after_delete: str | None) -> None:
     st.markdown(f"You are about to delete **{md(app.subdomain)}** ({md(app.url)}).")
     st.markdown(
-        "Deleting stops the app for everyone using it, frees its URL and removes its files, "
-        f"logs and settings from this server. Your repository ({md(app.repo_url)}) is not "
-        "touched: you can deploy it again at any time.")
+        "Deleting stops the app for everyone using it and frees its URL: this server "
+        "removes its running instance, its checkout, its secrets, logs and settings, and "
+        f"its route. Your repository ({md(app.repo_url)}) is not touched: you can deploy it "
+        "again at any time.")
     left, right = st.columns(2)
     if left.button(f"Delete {app.subdomain}", type="primary", key="confirm_delete",
-                   width="stretch"):
+                   width="stretch", icon=ICON["delete"]):
         _forget_delete()
         try:
             app_service.delete_app(ctx, user, app.id)

@@ -55,7 +55,8 @@ def monthly_chart(points: Sequence[analytics.MonthPoint]) -> alt.LayerChart:
     in_progress = rows[max(first_open - 1, 0):] if first_open < len(points) else []
     x = alt.X("month:T", timeUnit="utcyearmonth", title="Month (UTC)",
               scale=alt.Scale(type="utc"), axis=alt.Axis(format="%b %Y", tickCount="month"))
-    y = alt.Y("viewers:Q", title="Unique viewers", scale=alt.Scale(zero=True))
+    y = alt.Y("viewers:Q", title="Unique viewers", scale=alt.Scale(zero=True),
+              axis=alt.Axis(tickMinStep=1, format=",d"))
     tooltip = [alt.Tooltip("label:N", title="Month (UTC)"),
                alt.Tooltip("viewers:Q", title="Unique viewers", format=","),
                alt.Tooltip("status:N", title="Month")]
@@ -74,7 +75,7 @@ def daily_chart(points: Sequence[analytics.DayPoint]) -> alt.Chart:
     return alt.Chart(alt.Data(values=rows)).mark_bar(color=COLOR).encode(
         x=alt.X("day:T", timeUnit="utcyearmonthdate", title="Day (UTC)",
                 scale=alt.Scale(type="utc"), axis=alt.Axis(format="%b %d")),
-        y=alt.Y("views:Q", title="Views"),
+        y=alt.Y("views:Q", title="Views", axis=alt.Axis(tickMinStep=1, format=",d")),
         tooltip=[alt.Tooltip("label:N", title="Day (UTC)"),
                  alt.Tooltip("views:Q", title="Views", format=",")])
 
@@ -169,7 +170,7 @@ def workspace_tab(ctx: Context, user: Any, ws: analytics.WorkspaceRef) -> None:
                "open. Solid line: complete months; dotted line: the current month so far.")
     st.download_button("Download CSV", analytics.monthly_viewers_csv(points),
                        file_name=f"{ws.name}-monthly-viewers.csv", mime="text/csv",
-                       key="csv_monthly", icon=":material/download:", on_click="ignore")
+                       key="csv_monthly", icon=ui.ICON["download"], on_click="ignore")
 
 
 def choose_app(ws: analytics.WorkspaceRef) -> analytics.AppRef:
@@ -228,11 +229,11 @@ def app_tab(ctx: Context, user: Any, ws: analytics.WorkspaceRef) -> None:
     left, right = st.columns(2)
     left.download_button("Download daily views (CSV)", analytics.daily_views_csv(days),
                          file_name=f"{app.subdomain}-daily-views.csv", mime="text/csv",
-                         key="csv_daily", icon=":material/download:", on_click="ignore")
+                         key="csv_daily", icon=ui.ICON["download"], on_click="ignore")
     right.download_button("Download recent viewers (CSV)",
                           analytics.recent_viewers_csv(data.recent),
                           file_name=f"{app.subdomain}-recent-viewers.csv", mime="text/csv",
-                          key="csv_recent", icon=":material/download:", on_click="ignore")
+                          key="csv_recent", icon=ui.ICON["download"], on_click="ignore")
 
 
 def main() -> None:

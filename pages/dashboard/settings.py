@@ -76,7 +76,7 @@ def general(ctx: Context, user: Any, conf: Any) -> None:
     show("subdomain")
 
     st.markdown("#### Python version")
-    st.caption(f"The app runs on **Python {ui.md(conf.python_version)}**"
+    st.caption(f"The app runs on **Python {conf.python_version}**"
                f"{'' if conf.python_choice else ' (the server default)'}. Changing it "
                "builds a new environment, so the app is **redeployed**: visitors see the "
                "oven page for a few minutes.")
@@ -157,14 +157,18 @@ def sharing_tab(ctx: Context, user: Any, conf: Any) -> None:
     st.caption("People outside the workspace who may open the app while it is private. "
                "They sign in with an account that has this email.")
     if conf.can_manage:
-        with st.form("invite_form", clear_on_submit=True, border=False):
+        def invite() -> None:
+            email = ss.get("invite_email", "")
+            run("invite", lambda: sharing.invite_viewer(ctx, user, conf.app_id, email),
+                f"Invited {email.strip().lower()}.")
+            if "invite" not in errors():
+                ss["invite_email"] = ""
+
+        with st.form("invite_form", border=False):
             left, right = st.columns([3, 1], vertical_alignment="bottom")
             left.text_input("Email", key="invite_email", placeholder="name@example.com")
-            right.form_submit_button(
-                "Invite", icon=":material/person_add:", width="stretch", on_click=lambda: run(
-                    "invite", lambda: sharing.invite_viewer(ctx, user, conf.app_id,
-                                                            ss.get("invite_email", "")),
-                    "Invited."))
+            right.form_submit_button("Invite", icon=":material/person_add:", width="stretch",
+                                     on_click=invite)
         show("invite")
     if not viewers:
         st.caption("No invited viewers yet.")

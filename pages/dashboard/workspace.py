@@ -42,18 +42,21 @@ def show_message() -> None:
 
 
 def add_form(ctx: Context, user: Any, ws_id: int) -> None:
-    with st.form("add_member", clear_on_submit=True, border=True):
+    def add() -> None:
+        who, role = ss.get("member_who", ""), ss.get("member_role", "developer")
+        act(lambda: workspaces.set_member(ctx, user, ws_id, who, role),
+            f"Added {who.strip()} as {role}.")
+        if ss.get(MESSAGE, ("",))[0] == "success":
+            ss["member_who"] = ""
+
+    with st.form("add_member", border=True):
         st.markdown("**Add a member**")
         who, role, submit = st.columns([3, 1.4, 1], vertical_alignment="bottom")
         who.text_input("Username or email", key="member_who",
                        placeholder="alice or alice@example.com")
         role.selectbox("Role", ROLES, index=1, key="member_role")
-        submit.form_submit_button(
-            "Add", icon=":material/person_add:", width="stretch",
-            on_click=lambda: act(lambda: workspaces.set_member(
-                ctx, user, ws_id, ss.get("member_who", ""), ss.get("member_role", "developer")),
-                lambda: f"Added {ss.get('member_who', '').strip()} as "
-                        f"{ss.get('member_role', 'developer')}."))
+        submit.form_submit_button("Add", icon=":material/person_add:", width="stretch",
+                                  on_click=add)
         st.caption("The person needs an account on this server first (site admins create "
                    "them on the Users page).")
 

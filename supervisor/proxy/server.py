@@ -234,9 +234,9 @@ class Proxy:
                     identity.VISITOR_COOKIE, identity.new_visitor_id(),
                     max_age=VISITOR_MAX_AGE, secure=self.scheme == "https"),)
             on_open = None
-            if stream and len(websocket_protocols(request)) < 3 or \
-                    stream and not websocket_protocols(request)[2]:
-                def on_open() -> None:  # a new session (not a reconnect of one)
+            protocols = websocket_protocols(request) if stream else []
+            if stream and not (len(protocols) >= 3 and protocols[2]):
+                def on_open() -> None:  # a new session, not a reconnect of one
                     svc.views.record(route.app_id, visitor.viewer_key())
             return await self._forward_app(request, route, Forwarding(
                 strip_cookies=cookies.APP_STRIP, set_cookies=set_cookies,

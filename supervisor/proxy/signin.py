@@ -13,10 +13,12 @@ foreign site. Tokens are single-use and live 60 s (`identity.OneTimeTokens`).
 
 Silent check (`silent=1`): a browser opening an app page without any session cookie is
 sent through authorize once; when the dashboard cookie is missing it comes back with
-`error=login_required` and gets the "checked, not signed in" session (30 min), so a
-signed-in developer gets the Manage app button on their first visit and an anonymous
-visitor costs a few redirects per half hour. A loop guard skips the check for a client that
-was just sent (e.g. a browser that refuses cookies).
+`error=login_required` and gets the "checked, not signed in" session (10 min, and never
+past the browser session), so a signed-in developer gets the Manage app button on their
+first visit and an anonymous visitor costs a few redirects now and then. A loop guard
+stops checking a client (address and user agent) sent `BOUNCE_LIMIT` times within
+`BOUNCE_PERIOD` (a browser that refuses cookies would otherwise loop). Links that should
+end signed in (the dashboard's "Open app") can point at `/__stcloud/login?next=/`.
 
 The dashboard's cookie is SameSite=Strict (streamlit-authenticator's cookie manager), and
 `<sub>.localhost` → `localhost` is a cross-site redirect, which does not carry Strict
@@ -47,12 +49,13 @@ from backend import identity
 from backend.keys import dashboard_cookie_key
 from backend.settings import Settings
 from supervisor.proxy import cookies, pages, state_pages
-from supervisor.proxy.access import Access, TTLCache, client_key
+from supervisor.proxy.access import Access, RateLimit, client_key
 from supervisor.routes import RouteTable
 
 RETURN_TTL = 15 * 60
 SIGNOUT_TTL = 120
-BOUNCE_GUARD_SECONDS = 60.0
+BOUNCE_LIMIT = 5
+BOUNCE_PERIOD = 30.0
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -72,7 +75,7 @@ class SignIn:
         self.key = access.key
         self.dashboard_key = dashboard_cookie_key(access.ctx)
         self.tokens = identity.OneTimeTokens()
-        self.bounces = TTLCache(ttl=BOUNCE_GUARD_SECONDS)
+        self.bounces = RateLimit(BOUNCE_LIMIT, BOUNCE_PERIOD)
         self.secure = settings.scheme == "https"
 
     def dashboard_url(self, path: str = "") -> str:
@@ -94,11 +97,7 @@ class SignIn:
         if headers.get("Sec-Fetch-Mode") != "navigate" or \
                 headers.get("Sec-Fetch-Dest") != "document":
             return False
-        key = (sub, client_key(request))
-        if self.bounces.get(key)[0]:
-            return False
-        self.bounces.put(key, True)
-        return True
+        return self.bounces.allow((sub, client_key(request)))
 
     def login_redirect(self, request: web.BaseRequest, *, silent: bool = False) -> web.Response:
         """Send this page load to /__stcloud/login on its own host."""

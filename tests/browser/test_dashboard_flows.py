@@ -1,0 +1,388 @@
+"""The dashboard in a real browser (Playwright + Debian's Chromium) against a real supervisor
+(tests/supervisor_harness.py) on the process runtime: what a person does, click by click.
+
+One supervisor and one browser serve the whole module (the tests run in file order and
+share the app they deploy): sign in → deploy from a local git repository and watch the
+progress → favorite from the list and from the ︙ menu → change the subdomain and open the
+new URL → make the app private and public again → add a secret and read it on the app's
+page → reboot → sleep, then wake with the moon → delete. Screenshots (1280×800) go to
+test-artifacts/. Waits poll a condition (the database, a page text), never a fixed time.
+
+Skipped when Chromium or Playwright is missing, except with CI=true, where that fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend import apps, auth, favorites, sharing
+from backend import secrets as app_secrets
+from backend.context import Context, open_context
+from backend.settings import PROJECT_ROOT, Settings
+from models import App, session_scope
+from tests.conftest import CACHE_ROOT, GitRepo, free_port
+from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+PASSWORD = "flow-admin-password"
+SECRET = "hello-from-secrets"
+APP_SOURCE = '''import os
+
+import streamlit as st
+
+st.title("Flow app")
+try:
+    value = st.secrets["greeting"]
+except Exception:  # no secrets yet
+    value = "(none)"
+st.write(f"secret: {value}")
+st.write(f"env: {os.environ.get('greeting', '(none)')}")
+'''
+UI_TIMEOUT = 30_000  # ms, for the dashboard to show something
+BUILD_TIMEOUT = 240  # s, a first build of the app's environment
+
+
+def _browser_stack() -> Any:
+    """playwright's sync API, or skip (fail under CI=true) when it or Chromium is missing."""
+    ci = os.environ.get("CI", "").lower() == "true"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if ci:
+            pytest.fail("CI=true but playwright is not installed")
+        pytest.skip("playwright is not installed")
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        if ci:
+            pytest.fail(f"CI=true but Chromium is not at {CHROMIUM}")
+        pytest.skip("Chromium is not installed")
+    return sync_playwright
+
+
+@dataclass
+class Flow:
+    settings: Settings
+    ctx: Context
+    admin: Any
+    supervisor: SupervisorProcess
+    page: Any
+    repo: GitRepo
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return self.settings.public_url()
+
+    def app_url(self, subdomain: str) -> str:
+        return self.settings.public_url(subdomain)
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+    def app_id(self) -> int:
+        if "app_id" not in self.state:
+            pytest.skip("the deploy flow did not run")
+        return self.state["app_id"]
+
+    def row(self) -> App:
+        app = load_app(self.ctx, self.app_id())
+        assert app is not None
+        return app
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path) -> Iterator[Flow]:
+    sync_playwright = _browser_stack()
+    root = tmp_path_factory.mktemp("flows")
+    settings = Settings(data_dir=root / "data", envs_dir=shared_envs_dir,
+                        uv_cache_dir=CACHE_ROOT / "uv", port=free_port(), runtime="process",
+                        reconcile_interval=0.2, health_timeout=60.0, git_poll_interval=0,
+                        hibernation_interval=1.0)
+    ctx = open_context(settings)
+    admin = auth.create_user(ctx, "admin", PASSWORD, name="Ada Admin", is_admin=True,
+                             email="admin@example.com")
+    repo = GitRepo(root / "repos" / "flow", branch="main")
+    repo.commit({"streamlit_app.py": APP_SOURCE}, "initial")
+    supervisor = SupervisorProcess(settings, root / "supervisor.log").start()
+    wait_until(lambda: _status(settings, "localhost")[0] == 200, 60,
+               "the dashboard to answer", supervisor)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(UI_TIMEOUT)
+        page = context.new_page()
+        try:
+            yield Flow(settings, ctx, admin, supervisor, page, repo)
+        finally:
+            context.close()
+            browser.close()
+            supervisor.stop()
+
+
+def _status(settings: Settings, host: str, path: str = "/") -> tuple[int, str]:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", settings.port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Host": f"{host}:{settings.port}"})
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode(errors="replace")
+        finally:
+            conn.close()
+    except OSError:
+        return 0, ""
+
+
+def app_serves(flow: Flow, subdomain: str) -> bool:
+    code, body = _status(flow.settings, f"{subdomain}.localhost", "/_stcore/health")
+    return code == 200 and "ok" in body
+
+
+def expect() -> Any:
+    from playwright.sync_api import expect as pw_expect
+    return pw_expect
+
+
+def wait_text(flow: Flow, text: str, timeout: int = UI_TIMEOUT) -> None:
+    expect()(flow.page.get_by_text(text).first).to_be_visible(timeout=timeout)
+
+
+def open_my_apps(flow: Flow) -> None:
+    flow.page.goto(flow.base + "/")
+    expect()(flow.page.get_by_role("heading", name="My apps")).to_be_visible()
+
+
+def row_order(flow: Flow) -> list[int]:
+    classes = flow.page.locator('[class*="st-key-app_"]').evaluate_all(
+        "els => els.map(e => [...e.classList].find(c => c.startsWith('st-key-app_')))")
+    return [int(c.removeprefix("st-key-app_")) for c in classes]
+
+
+def click_key(flow: Flow, key: str) -> None:
+    flow.page.locator(f".st-key-{key} button").first.click()
+
+
+def open_menu(flow: Flow, app_id: int) -> None:
+    click_key(flow, f"menu_{app_id}")
+    expect()(flow.page.locator(f".st-key-favmenu_{app_id} button")).to_be_visible()
+
+
+def instance_pid(flow: Flow) -> int | None:
+    state = json.loads(flow.row().runtime_state or "{}")
+    return state.get("instance", {}).get("pid")
+
+
+# The flows, in order ---------------------------------------------------------------------
+def test_sign_in_deploy_and_watch_the_progress(flow: Flow) -> None:
+    page = flow.page
+    page.goto(flow.base + "/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect()(page.get_by_role("heading", name="My apps")).to_be_visible()
+    wait_text(flow, "You have no apps yet")
+    flow.shot("01-empty")
+
+    page.get_by_role("link", name="Deploy an app").first.click()
+    expect()(page.get_by_role("heading", name="Deploy an app")).to_be_visible()
+    page.get_by_label("Repository").fill(flow.repo.url)
+    page.get_by_label("Repository").press("Tab")
+    expect()(page.get_by_label("App URL (custom subdomain)")).to_have_value("flow")
+    page.get_by_label("Main file path").fill("missing.py")
+    page.get_by_label("Main file path").press("Tab")
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    wait_text(flow, "There is no file 'missing.py' on branch 'main'")
+    flow.shot("02-main-file-error")
+    assert apps.list_apps(flow.ctx, flow.admin) == []
+
+    page.get_by_label("Main file path").fill("streamlit_app.py")
+    page.get_by_label("Main file path").press("Tab")
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    wait_text(flow, "Your app is in the oven")
+    flow.shot("03-in-the-oven")
+    [app] = apps.list_apps(flow.ctx, flow.admin)
+    flow.state["app_id"] = app.id
+    wait_text(flow, "Your app is live!", timeout=BUILD_TIMEOUT * 1000)
+    flow.shot("04-live")
+    assert flow.row().state == "running"
+    assert app_serves(flow, "flow")
+
+
+def test_favorite_from_the_list_and_from_the_menu(flow: Flow) -> None:
+    first = flow.app_id()
+    second = apps.deploy_app(flow.ctx, flow.admin, repo_url=flow.repo.url,
+                             subdomain="second").id
+    open_my_apps(flow)
+    expect()(flow.page.locator(f".st-key-app_{second}")).to_be_visible()
+    assert row_order(flow) == [second, first]  # newest first
+
+    click_key(flow, f"star_{first}")  # the star on the row
+    expect()(flow.page.locator(f".st-key-star_{first} button")).to_have_text("⭐")
+    assert row_order(flow) == [first, second]
+    assert favorites.favorite_ids(flow.ctx, flow.admin) == {first}
+    flow.shot("05-favorite")
+
+    open_menu(flow, second)  # the ︙ menu
+    flow.shot("06-menu")
+    click_key(flow, f"favmenu_{second}")
+    wait_until(lambda: favorites.favorite_ids(flow.ctx, flow.admin) == {first, second}, 10,
+               "the second favorite")
+    open_menu(flow, first)
+    click_key(flow, f"favmenu_{first}")  # Unfavorite
+    wait_until(lambda: favorites.favorite_ids(flow.ctx, flow.admin) == {second}, 10,
+               "the unfavorite")
+    expect()(flow.page.locator(f".st-key-star_{first} button")).to_have_text("☆")
+    assert row_order(flow) == [second, first]
+    apps.delete_app(flow.ctx, flow.admin, second)  # keep the machine for the main app
+
+
+def open_settings(flow: Flow, tab: str | None = None) -> None:
+    flow.page.goto(f"{flow.base}/settings?app={flow.app_id()}")
+    expect()(flow.page.get_by_role("heading", name="App settings")).to_be_visible()
+    if tab:
+        flow.page.get_by_role("tab", name=tab).click()
+
+
+def test_change_the_subdomain_and_open_the_new_url(flow: Flow) -> None:
+    old = flow.row().subdomain
+    open_settings(flow)
+    box = flow.page.get_by_label("Subdomain")
+    box.fill("renamed-flow")
+    wait_text(flow, "is available")
+    click_key(flow, "save_subdomain")
+    wait_text(flow, f"now at {flow.app_url('renamed-flow')}")
+    flow.shot("07-subdomain")
+    wait_until(lambda: app_serves(flow, "renamed-flow"), 20, "the new subdomain to serve",
+               flow.supervisor)
+    wait_until(lambda: _status(flow.settings, f"{old}.localhost")[0] == 404, 20,
+               "the old subdomain to stop resolving", flow.supervisor)
+    flow.page.goto(flow.app_url("renamed-flow"))
+    wait_text(flow, "Flow app", timeout=60_000)
+    flow.shot("08-new-url")
+
+
+def test_make_the_app_private_and_public_again(flow: Flow) -> None:
+    app_id = flow.app_id()
+    open_settings(flow, "Sharing")
+    flow.page.get_by_text("🔒 Private").click()
+    wait_text(flow, "only workspace members and invited viewers can open the app")
+    flow.shot("09-private")
+    assert flow.row().visibility == "private"
+    assert not sharing.can_view(flow.ctx, None, app_id)
+    assert sharing.can_view(flow.ctx, flow.admin, app_id)
+    outsider = auth.create_user(flow.ctx, "stranger", "stranger-password")
+    assert not sharing.can_view(flow.ctx, outsider, app_id)
+
+    flow.page.get_by_text("🌐 Public").click()
+    wait_text(flow, "anyone with the link can open the app")
+    assert sharing.can_view(flow.ctx, None, app_id)
+
+
+def test_add_a_secret_and_the_app_reads_it(flow: Flow) -> None:
+    generation = flow.row().restart_generation
+    open_settings(flow, "Secrets")
+    editor = flow.page.get_by_label("Secrets (TOML)")
+    editor.fill("greeting = \n")
+    click_key(flow, "save_secrets")
+    wait_text(flow, "Line 1")  # validated, with the line
+    editor.fill(f'greeting = "{SECRET}"\n')
+    click_key(flow, "save_secrets")
+    wait_text(flow, "The app is restarting to use them")
+    flow.shot("10-secrets")
+    wait_until(lambda: flow.row().restart_generation == generation + 1, 10, "the restart")
+    wait_until(lambda: flow.row().state == "running" and instance_generation(flow) ==
+               generation + 1, 60, "the restarted app", flow.supervisor)
+    flow.page.goto(flow.app_url(flow.row().subdomain))
+    wait_text(flow, f"secret: {SECRET}", timeout=60_000)
+    flow.shot("11-app-reads-secret")
+    lifecycle = (PROJECT_ROOT / "supervisor" / "lifecycle.py").read_text()
+    if "runtime_env_vars" in lifecycle:  # the supervisor passes secrets as env vars
+        wait_text(flow, f"env: {SECRET}")
+    assert app_secrets.runtime_env_vars(flow.settings, flow.app_id()) == {"greeting": SECRET}
+
+
+def instance_generation(flow: Flow) -> int | None:
+    state = json.loads(flow.row().runtime_state or "{}")
+    return state.get("generation")
+
+
+def test_reboot_with_confirmation(flow: Flow) -> None:
+    app_id = flow.app_id()
+    wait_until(lambda: instance_pid(flow), 30, "a running instance")
+    pid = instance_pid(flow)
+    open_my_apps(flow)
+    open_menu(flow, app_id)
+    click_key(flow, f"reboot_{app_id}")
+    wait_text(flow, "interrupts everyone using it")
+    flow.shot("12-reboot-dialog")
+    click_key(flow, "confirm_reboot")
+    wait_until(lambda: instance_pid(flow) not in (None, pid) and flow.row().state == "running",
+               60, "a new instance", flow.supervisor)
+    assert app_serves(flow, flow.row().subdomain)
+
+
+def test_wake_a_sleeping_app_with_the_moon(flow: Flow) -> None:
+    app_id = flow.app_id()
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    with session_scope(flow.ctx.engine) as s:  # nobody viewed it for a month
+        row = s.get(App, app_id)
+        row.last_viewed_at = row.last_deployed_at = long_ago
+        s.add(row)
+    wait_for_state(flow.ctx, app_id, {"sleeping"}, timeout=30, sup=flow.supervisor)
+    open_my_apps(flow)
+    moon = flow.page.locator(f".st-key-moon_{app_id} button")
+    expect()(moon).to_be_visible()
+    flow.shot("13-sleeping")
+    moon.click()
+    wait_for_state(flow.ctx, app_id, {"running"}, timeout=60, sup=flow.supervisor)
+    assert app_serves(flow, flow.row().subdomain)
+
+
+def test_delete_with_confirmation(flow: Flow) -> None:
+    app_id = flow.app_id()
+    subdomain = flow.row().subdomain
+    open_my_apps(flow)
+    open_menu(flow, app_id)
+    click_key(flow, f"delete_{app_id}")
+    wait_text(flow, "Deleting stops the app for everyone using it")
+    flow.shot("14-delete-dialog")
+    click_key(flow, "confirm_delete")
+    wait_until(lambda: load_app(flow.ctx, app_id) is None, 60, "the app to be removed",
+               flow.supervisor)
+    assert _status(flow.settings, f"{subdomain}.localhost")[0] == 404
+    assert not (flow.settings.apps_path / str(app_id)).exists()
+    open_my_apps(flow)
+    wait_text(flow, "No apps in owner yet")
+    flow.shot("15-deleted")
+
+
+def test_status_page_without_signing_in(flow: Flow) -> None:
+    context = flow.page.context.browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        page.goto(flow.base + "/")
+        page.get_by_role("link", name="Service status").click()
+        expect()(page.get_by_role("heading", name="Status")).to_be_visible(timeout=UI_TIMEOUT)
+        expect()(page.get_by_text("All systems operational")).to_be_visible(
+            timeout=UI_TIMEOUT)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-16-status.png"), full_page=True)
+        assert page.get_by_text("Apps by state").count() == 0
+    finally:
+        context.close()
+
+
+_ = dataclasses  # (kept for settings tweaks in local runs)
