@@ -21,7 +21,7 @@ from typing import Any, get_type_hints
 
 ENV_PREFIX = "STCLOUD_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRET_SETTINGS = frozenset({"database_url", "smtp_password"})
+SECRET_SETTINGS = frozenset({"database_url", "smtp_password", "github_client_secret"})
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -79,6 +79,22 @@ class Settings:
     support_url: str = _help("Support link shown in the dashboard.", default="")
     log_level: str = _help("Operator log level.", default="INFO")
     smtp_password: str = _help("SMTP password (used by the email sender).", default="")
+    # GitHub ---
+    github_base_url: str = _help("GitHub's API URL; for GitHub Enterprise Server "
+                                 "https://HOST/api/v3.", default="https://api.github.com")
+    github_client_id: str = _help("Client id of a GitHub OAuth app; with the secret, users "
+                                  "connect by signing in instead of pasting a token. Callback "
+                                  "URL: <public URL>/api/v1/github/callback.", default="")
+    github_client_secret: str = _help("Client secret of that GitHub OAuth app.", default="")
+    github_refresh_minutes: float = _help("Minutes between refreshes of each user's "
+                                          "workspaces, roles and deployed repositories from "
+                                          "GitHub; also how long sign-in reuses the last "
+                                          "refresh.", default=30.0)
+
+    # Analytics ---
+    analytics_retention_days: int = _help("Days of view events kept for analytics; 0 keeps "
+                                          "them forever.", default=0)
+
     # Lifecycle ---
     git_poll_interval: float = _help("Seconds between checks of every app's branch with "
                                      "`git ls-remote` (works with any git host, no webhook "

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+import models  # noqa: F401  (registers every table on SQLModel.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic revision --autogenerate` from the command line
