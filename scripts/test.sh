@@ -3,10 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
-if ! command -v chromium >/dev/null; then
-  echo "Installing Debian's chromium for the browser tests..."
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
+# Debian packages the tests use: Chromium (browser tests), an emoji font (screenshots),
+# sshd (private-repo clones over SSH with a deploy key).
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "Installing Debian packages for the tests: ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 set +e
 .venv/bin/python -m pytest "$@"
