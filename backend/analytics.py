@@ -177,10 +177,11 @@ def viewable_workspaces(ctx: Context, user: User) -> list[WorkspaceRef]:
         workspaces = list(s.exec(q.order_by(Workspace.name)).scalars())  # type: ignore
         ids = [w.id for w in workspaces]
         apps: dict[int, list[AppRef]] = {i: [] for i in ids}
-        rows = s.exec(select(App.id, App.workspace_id, App.subdomain, App.visibility)  # type: ignore
-                      .where(App.workspace_id.in_(ids), App.desired_state != "deleted")  # type: ignore
-                      .order_by(App.subdomain))
-        for app_id, ws_id, sub, vis in rows:
+        a = App.__table__  # type: ignore[attr-defined]
+        q = (select(a.c.id, a.c.workspace_id, a.c.subdomain, a.c.visibility)
+             .where(a.c.workspace_id.in_(ids), a.c.desired_state != "deleted")
+             .order_by(a.c.subdomain))
+        for app_id, ws_id, sub, vis in s.connection().execute(q):
             apps[ws_id].append(AppRef(app_id, sub, vis))
         return [WorkspaceRef(w.id, w.name, role_in(s, user, w.id) or "", tuple(apps[w.id]))
                 for w in workspaces]

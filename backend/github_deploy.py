@@ -242,11 +242,10 @@ def deploy_from_github(ctx: Context, user: User, full_name: str, branch: str, ma
         if repo.private:
             _add_deploy_key(ctx, conn, repo, row, sub)
             pin_host_keys(ctx, conn, clone_url)
+        workspace = repo_owner_and_name(clone_url)[0]  # as deploy_app will name it
         with session_scope(ctx.engine) as s:
-            s.add(row)
-            apply_roles(s, user, {repo_owner_and_name(clone_url)[0]: "admin"},
-                        create={repo_owner_and_name(clone_url)[0]},
-                        only={repo_owner_and_name(clone_url)[0]})
+            s.add(row)  # before the app exists: its first clone finds the key
+            apply_roles(s, user, {workspace: "admin"}, create={workspace}, only={workspace})
         try:
             view = apps.deploy_app(ctx, user, repo_url=clone_url, branch=branch,
                                    main_file=main_file, subdomain=sub,
@@ -267,8 +266,8 @@ def deploy_from_github(ctx: Context, user: User, full_name: str, branch: str, ma
         saved.checked_at = utcnow()
         s.add(saved)
         how = "by webhook" if mode == "webhook" else f"by polling: {reason}"
-        key = (f" Private repository: a read-only deploy key was added (GitHub emails the "
-               f"repository's admins about it)." if repo.private else "")
+        key = (" Private repository: a read-only deploy key was added (GitHub emails the "
+               "repository's admins about it)." if repo.private else "")
         note_app(s, view.id, f"Deployed from GitHub {repo.full_name} by @{conn.login}.{key} "
                           f"Pushes reach the app {how}")
     return view

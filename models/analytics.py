@@ -26,8 +26,14 @@ from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 
+# SQLite: tables keyed by their primary key alone (WITHOUT ROWID), so the key is the table
+# and not a second index beside it. Other databases ignore the option.
+CLUSTERED = {"sqlite_with_rowid": False}
+
+
 class AnalyticsViewerMonth(SQLModel, table=True):
     __tablename__ = "analytics_viewer_month"
+    __table_args__ = CLUSTERED
     workspace_id: int = Field(primary_key=True)
     month: date = Field(primary_key=True)  # first day of the UTC calendar month
     viewer_key: str = Field(primary_key=True, max_length=64)
@@ -35,6 +41,7 @@ class AnalyticsViewerMonth(SQLModel, table=True):
 
 class AnalyticsWorkspaceMonth(SQLModel, table=True):
     __tablename__ = "analytics_workspace_month"
+    __table_args__ = CLUSTERED
     workspace_id: int = Field(primary_key=True)
     month: date = Field(primary_key=True)
     viewers: int = Field(default=0)
@@ -42,11 +49,11 @@ class AnalyticsWorkspaceMonth(SQLModel, table=True):
 
 class AnalyticsAppViewer(SQLModel, table=True):
     __tablename__ = "analytics_app_viewer"
-    __table_args__ = (Index("ix_analytics_app_viewer_recent", "app_id", "last_view"),)
+    __table_args__ = (Index("ix_analytics_app_viewer_recent", "app_id", "last_view"), CLUSTERED)
     app_id: int = Field(primary_key=True)
     viewer_key: str = Field(primary_key=True, max_length=64)
     first_view: datetime
-    last_view: datetime = Field(index=True)  # the index serves retention's prune
+    last_view: datetime  # retention's daily prune scans the table: no index to keep up
     views: int = Field(default=0)
 
 
@@ -59,6 +66,7 @@ class AnalyticsAppTotal(SQLModel, table=True):
 
 class AnalyticsAppDay(SQLModel, table=True):
     __tablename__ = "analytics_app_day"
+    __table_args__ = CLUSTERED
     app_id: int = Field(primary_key=True)
     day: date = Field(primary_key=True)  # UTC calendar day
     views: int = Field(default=0)

@@ -17,11 +17,13 @@ the process runtime falls back to an RSS watchdog over the process tree.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import time
 from pathlib import Path
 
+log = logging.getLogger("supervisor.cgroups")
 MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
 
 
@@ -34,6 +36,21 @@ def install_prefix(data_dir: Path) -> str:
 def available(root: Path = MEMORY_ROOT) -> bool:
     """True when a memory cgroup can be created here (v1 controller, writable)."""
     return (root / "memory.limit_in_bytes").exists() and os.access(root, os.W_OK)
+
+
+def choose_mode(wanted: str) -> str:
+    """cgroup, watchdog or off, from the `process_memory_limit` setting and this host."""
+    if wanted == "off":
+        return "off"
+    if wanted in ("auto", "cgroup") and available():
+        return "cgroup"
+    if wanted == "cgroup":
+        log.warning("process_memory_limit=cgroup but no writable cgroup v1 memory "
+                    "controller here; using the RSS watchdog")
+    elif wanted not in ("auto", "watchdog"):
+        log.warning("process_memory_limit=%r is not cgroup, watchdog, auto or off; "
+                    "using the RSS watchdog", wanted)
+    return "watchdog"
 
 
 class MemoryCgroup:

@@ -35,9 +35,12 @@ def _git_env() -> dict[str, str]:
             "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"}
 
 
-async def _git(args: list[str], log: LogSink | None = None, cwd: Path | None = None) -> str:
+async def _git(args: list[str], log: LogSink | None = None, cwd: Path | None = None,
+               env: dict[str, str] | None = None) -> str:
+    """Run git; `env` adds to the fixed environment (e.g. supervisor.git_auth's deploy key)."""
     proc = await asyncio.create_subprocess_exec(
-        *GIT_BASE, *args, cwd=cwd, env=_git_env(), stdout=asyncio.subprocess.PIPE,
+        *GIT_BASE, *args, cwd=cwd, env={**_git_env(), **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True)
     try:
         out, err = await proc.communicate()
@@ -69,33 +72,8 @@ def _explain(error: GitError, repo_url: str, branch: str) -> GitError:
     return GitError(f"Cloning {repo_url} failed: {text}")
 
 
-async def clone(repo_url: str, branch: str, dest: Path, log: LogSink) -> str:
-    """Clone `branch` of `repo_url` into `dest` (replaced only when the clone succeeded).
-
-    Returns the commit sha. A local path is cloned with `file://` so `--depth` applies.
-    """
-    url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=dest.parent))
-    try:
-        try:
-            await _git(["clone", "--quiet", "--depth", "1", "--single-branch", "--branch",
-                        branch, "--", url, str(tmp / "src")], log)
-        except GitError as e:
-            raise _explain(e, repo_url, branch) from None
-        commit = await _git(["rev-parse", "HEAD"], cwd=tmp / "src")
-        old = dest.with_name(dest.name + ".old")
-        if dest.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(dest, old)
-        os.rename(tmp / "src", dest)
-        shutil.rmtree(old, ignore_errors=True)
-        return commit
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-async def clone_tree(repo_url: str, branch: str, app_dir: Path, log: LogSink) -> tuple[str, Path]:
+async def clone_tree(repo_url: str, branch: str, app_dir: Path, log: LogSink,
+                     env: dict[str, str] | None = None) -> tuple[str, Path]:
     """Clone `branch` into a new tree `app_dir/src-<commit12>-<rand>`; (commit, tree).
 
     The clone happens in a hidden temporary directory on the same filesystem and is renamed
@@ -106,7 +84,7 @@ async def clone_tree(repo_url: str, branch: str, app_dir: Path, log: LogSink) ->
     try:
         try:
             await _git(["clone", "--quiet", "--depth", "1", "--single-branch", "--branch",
-                        branch, "--", url, str(tmp / "src")], log)
+                        branch, "--", url, str(tmp / "src")], log, env=env)
         except GitError as e:
             raise _explain(e, repo_url, branch) from None
         commit = await _git(["rev-parse", "HEAD"], cwd=tmp / "src")
@@ -127,8 +105,9 @@ async def head_commit(checkout: Path) -> str:
     return await _git(["rev-parse", "HEAD"], cwd=checkout)
 
 
-async def remote_branch_commit(repo_url: str, branch: str) -> str | None:
+async def remote_branch_commit(repo_url: str, branch: str,
+                               env: dict[str, str] | None = None) -> str | None:
     """The commit `branch` points to on the remote, or None when it has no such branch."""
     url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
-    out = await _git(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"])
+    out = await _git(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"], env=env)
     return out.split()[0] if out else None

@@ -2,7 +2,8 @@
 
 The clock of an app starts at its last view (`App.last_viewed_at`, which the proxy sets)
 or its last deploy or push (`last_deployed_at`: a push, even an empty commit, resets it),
-whichever is newer (its creation when it has neither). Waking an app (`backend.apps.wake_app`) counts as a view.
+whichever is newer (its creation when it has neither). Waking an app
+(`backend.apps.wake_app`) counts as a view.
 
 - after `hibernate_warn_after_days` of idling, the developers get one email saying how to
   keep the app awake (visit it, or push a commit); its dedupe key carries the start of
@@ -110,11 +111,11 @@ def _warn(ctx: Context, app_id: int, now: datetime) -> None:
 
 async def hibernate(lc: Lifecycle, app_id: int, now: datetime) -> None:
     """The worker's action: check again (a view or push may have come), stop, sleep."""
-    app = lc._load(app_id)  # noqa: SLF001
+    app = lc.load(app_id)
     if app is None or app.id not in plan([app], now, lc.settings).sleep:
         return
     days = lc.settings.hibernate_after_days
     await lc.stop_instance(app_id)
-    lc._transition(app_id, "sleeping",  # noqa: SLF001
-                   f"This app has gone to sleep after {days:g} days without a view, to "
-                   "save resources. Anyone can wake it up; it starts again in seconds.")
+    lc.transition(app_id, "sleeping",
+                  f"This app has gone to sleep after {days:g} days without a view, to save "
+                  "resources. Anyone can wake it up; it starts again in seconds.")

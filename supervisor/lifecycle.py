@@ -31,7 +31,7 @@ from backend import appstate, notifications
 from backend.context import Context
 from backend.logs import app_log_path, build_log_path, tail_lines
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
-from supervisor import builds, checkouts, gitsync
+from supervisor import builds, checkouts, git_auth, gitsync
 from supervisor.builds import BuildLog
 from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, Runtime,
                                       StartError, Status)
@@ -69,11 +69,11 @@ class Lifecycle:
         """The current source tree: a symlink to `src-<commit>-…` (supervisor/checkouts.py)."""
         return self.app_dir(app_id) / checkouts.CURRENT
 
-    def _load(self, app_id: int) -> App | None:
+    def load(self, app_id: int) -> App | None:
         with session_scope(self.ctx.engine) as s:
             return s.get(App, app_id)
 
-    def _transition(self, app_id: int, to_state: str, reason: str,
+    def transition(self, app_id: int, to_state: str, reason: str,
                     notify: tuple[str, dict[str, str]] | None = None,
                     **fields: Any) -> App | None:
         """Record a transition (and, with `notify=(kind, details)`, queue that email for
@@ -120,7 +120,7 @@ class Lifecycle:
         self._on_change(app)
         return app
 
-    def _save_instance(self, app_id: int, inst: Instance | None, tree: Path | None = None,
+    def save_instance(self, app_id: int, inst: Instance | None, tree: Path | None = None,
                        **fields: Any) -> App | None:
         """Store where the instance is (the route reads it) and which tree it runs in."""
         blob = "{}" if inst is None else json.dumps({
@@ -140,7 +140,7 @@ class Lifecycle:
             self.instances[app_id] = inst
         return app
 
-    def _app_spec(self, app: App, checkout: Path | None = None,
+    def app_spec(self, app: App, checkout: Path | None = None,
                   alongside: bool = False) -> AppSpec:
         secrets = self.app_dir(app.id) / "secrets.toml"
         return AppSpec(app_id=app.id, name=app.subdomain,
@@ -153,7 +153,7 @@ class Lifecycle:
     def memory_limit(self, app: App) -> int:
         return app.memory_limit_mb or self.settings.memory_limit_mb
 
-    def _env_spec(self, app: App, checkout: Path | None = None) -> EnvSpec:
+    def env_spec(self, app: App, checkout: Path | None = None) -> EnvSpec:
         """The app's dependency set: its chosen Python, else .python-version, else default."""
         spec = EnvSpec.from_checkout(checkout or self.checkout_dir(app.id), app.python_version,
                                      self.settings.default_streamlit)
@@ -164,11 +164,11 @@ class Lifecycle:
     # Deploy -----------------------------------------------------------------------------
     async def deploy(self, app_id: int) -> None:
         """Clone, build or reuse the environment, start, wait for health."""
-        app = self._load(app_id)
+        app = self.load(app_id)
         if app is None:
             return
         if app.state != "building":
-            app = self._transition(app_id, "building", f"Cloning {app.branch} of {app.repo_url}")
+            app = self.transition(app_id, "building", f"Cloning {app.branch} of {app.repo_url}")
             if app is None:
                 return
         await self.stop_instance(app_id)
@@ -177,16 +177,17 @@ class Lifecycle:
         build_id, commit = None, ""
         try:
             blog(f"Deploying {app.repo_url} (branch {app.branch}, main file {app.main_file}).")
-            commit, tree = await asyncio.wait_for(
-                gitsync.clone_tree(app.repo_url, app.branch, self.app_dir(app_id), blog),
-                self.settings.build_timeout)
+            with git_auth.deploy_key_env(self.ctx, app_id) as key_env:  # private repos
+                commit, tree = await asyncio.wait_for(gitsync.clone_tree(
+                    app.repo_url, app.branch, self.app_dir(app_id), blog, key_env),
+                    self.settings.build_timeout)
             checkouts.point_current(self.app_dir(app_id), tree)
             checkouts.remove_unused(self.app_dir(app_id))
             blog(f"Checked out commit {commit[:12]}.")
             self._check_main_file(app)
-            spec = self._env_spec(app)
+            spec = self.env_spec(app)
             build_id = self._record_build(app_id, commit, spec.dep_hash)
-            self._transition(app_id, "building", "Building the environment", commit=commit)
+            self.transition(app_id, "building", "Building the environment", commit=commit)
             env = await asyncio.wait_for(self.runtime.ensure_env(spec, blog),
                                          self.settings.build_timeout)
             self._finish_build(build_id, "succeeded", reused=env.reused)
@@ -204,8 +205,8 @@ class Lifecycle:
             return
         finally:
             blog.close()
-        app = self._transition(app_id, "starting", "Starting the app", env_hash=env.dep_hash,
-                               last_deployed_at=utcnow(), last_deploy_error="")
+        app = self.transition(app_id, "starting", "Starting the app", env_hash=env.dep_hash,
+                              last_deployed_at=utcnow(), last_deploy_error="")
         if app is not None:
             await self.start_and_wait(app, env)
 
@@ -230,7 +231,7 @@ class Lifecycle:
         """`build_failed`, remembering the commit (polling redeploys only a newer one)."""
         blog(f"Build failed: {reason}")
         self._finish_build(build_id, "failed", reason)
-        self._transition(app_id, "build_failed", reason, **({"commit": commit} if commit else {}))
+        self.transition(app_id, "build_failed", reason, **({"commit": commit} if commit else {}))
 
     # Start and health -------------------------------------------------------------------
     async def start_and_wait(self, app: App, env: EnvRef | None = None,
@@ -240,34 +241,34 @@ class Lifecycle:
         try:
             if env is None:
                 env = await asyncio.wait_for(
-                    self.runtime.ensure_env(self._env_spec(app), lambda line: None),
+                    self.runtime.ensure_env(self.env_spec(app), lambda line: None),
                     self.settings.build_timeout)
-            inst = await self.runtime.start(self._app_spec(app), env)
+            inst = await self.runtime.start(self.app_spec(app), env)
         except (BuildError, StartError, FileNotFoundError) as e:
             reason = f"The app could not start: {e}"
-            self._transition(app.id, "crashed", reason,
-                             notify=("crashed", {"details": reason}) if notify else None)
+            self.transition(app.id, "crashed", reason,
+                            notify=("crashed", {"details": reason}) if notify else None)
             return False
-        self._save_instance(app.id, inst, checkouts.current_tree(self.app_dir(app.id)))
-        status = await self._wait_healthy(inst)
+        self.save_instance(app.id, inst, checkouts.current_tree(self.app_dir(app.id)))
+        status = await self.wait_healthy(inst)
         if status is None:
-            self._transition(app.id, "running", "Serving")
+            self.transition(app.id, "running", "Serving")
             return True
         await self._stop_saved(app.id)
         if status.kind == "oom":
             self.over_limit(app)
         else:
             reason = self._exit_reason(app.id, status, start=True)
-            self._transition(app.id, "crashed", reason,
-                             notify=("crashed", {"details": reason}) if notify else None)
+            self.transition(app.id, "crashed", reason,
+                            notify=("crashed", {"details": reason}) if notify else None)
         return False
 
     def over_limit(self, app: App) -> None:
         """The instance was killed for memory: `over_limit` and one email (this incident)."""
-        self._transition(app.id, "over_limit", self._oom_reason(app), notify=(
+        self.transition(app.id, "over_limit", self._oom_reason(app), notify=(
             "over_limit", {"limit_mb": str(self.memory_limit(app))}))
 
-    async def _wait_healthy(self, inst: Instance) -> Status | None:
+    async def wait_healthy(self, inst: Instance) -> Status | None:
         """None once /_stcore/health answers; else the Status that ended the wait."""
         url = f"http://{inst.address[0]}:{inst.address[1]}/_stcore/health"
         deadline = self._clock() + self.settings.health_timeout
@@ -300,7 +301,7 @@ class Lifecycle:
 
     # Running apps -----------------------------------------------------------------------
     async def reboot(self, app_id: int) -> None:
-        app = self._transition(app_id, "starting", "Rebooting")
+        app = self.transition(app_id, "starting", "Rebooting")
         if app is None:
             return
         self.crashes.pop(app_id, None)
@@ -310,7 +311,7 @@ class Lifecycle:
     async def resume(self, app_id: int) -> None:
         """Start an app that is `starting` (woken from sleep, or a worker died mid-start) on
         its checkout and environment as they are: no clone, no build."""
-        app = self._load(app_id)
+        app = self.load(app_id)
         if app is None or app.state != "starting":
             return
         await self.stop_instance(app_id)
@@ -319,7 +320,7 @@ class Lifecycle:
     async def handle_exit(self, app_id: int, status: Status) -> None:
         """A running instance is gone: over limit, or restart with backoff, or crashed after
         more crashes within `crash_window` than `crash_backoff` has delays."""
-        app = self._load(app_id)
+        app = self.load(app_id)
         if app is None:
             return
         await self._stop_saved(app_id)
@@ -336,12 +337,12 @@ class Lifecycle:
             reason = (self._exit_reason(app_id, status, start=False)
                       + f"\nIt crashed {attempt} times within {window / 60:g} minutes; "
                       "reboot it after fixing the cause.")
-            self._transition(app_id, "crashed", reason, notify=("crashed", {"details": reason}))
+            self.transition(app_id, "crashed", reason, notify=("crashed", {"details": reason}))
             self.crashes.pop(app_id, None)
             return
         delay = schedule[attempt - 1]
-        app = self._transition(app_id, "starting", f"The app stopped unexpectedly; restart "
-                               f"{attempt} of {len(schedule)} in {delay:g} s")
+        app = self.transition(app_id, "starting", f"The app stopped unexpectedly; restart "
+                              f"{attempt} of {len(schedule)} in {delay:g} s")
         await asyncio.sleep(delay)  # backoff before the restart, not synchronisation
         if app is not None:
             await self.start_and_wait(app, notify=True)
@@ -351,16 +352,16 @@ class Lifecycle:
 
     async def _stop_saved(self, app_id: int) -> None:
         inst = self.instances.get(app_id)
-        state = inst.state if inst else self._saved_state(app_id)
+        state = inst.state if inst else self.saved_state(app_id)
         if state:
             await self.runtime.stop(app_id, state)
-        self._save_instance(app_id, None)
+        self.save_instance(app_id, None)
 
-    def _saved_state(self, app_id: int) -> dict[str, Any]:
+    def saved_state(self, app_id: int) -> dict[str, Any]:
         return self._saved(app_id).get("instance", {})
 
     def _saved(self, app_id: int) -> dict[str, Any]:
-        app = self._load(app_id)
+        app = self.load(app_id)
         if app is None:
             return {}
         try:
@@ -370,7 +371,7 @@ class Lifecycle:
 
     async def stop(self, app_id: int) -> None:
         await self._stop_saved(app_id)
-        self._transition(app_id, "stopped", "Stopped")
+        self.transition(app_id, "stopped", "Stopped")
 
     async def delete(self, app_id: int) -> None:
         """Stop the instance, remove files, secrets and rows; events are kept."""

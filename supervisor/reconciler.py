@@ -123,9 +123,11 @@ class Reconciler:
                     await self.runtime.stop(app.id, extra.state)
                 continue
             saved = _saved_blob(app)
+            # The instance the row names; with no name saved (an older row), any one. One
+            # the row does not name is never adopted: its tree may not be the kept one.
             inst = next((i for i in candidates
                          if same_instance(i.state, saved.get("instance", {}))),
-                        candidates[0] if candidates else None)
+                        candidates[0] if candidates and not saved.get("instance") else None)
             for extra in candidates:
                 if extra is not inst:
                     log.warning("app=%s stopping a second instance left by a redeploy",
@@ -133,7 +135,7 @@ class Reconciler:
                     await self.runtime.stop(app.id, extra.state)
             self._adopt_tree(app.id, saved.get("tree", ""))
             if inst is not None and app.state in ("running", "starting"):
-                self.lifecycle._save_instance(app.id, inst)  # noqa: SLF001
+                self.lifecycle.save_instance(app.id, inst)
                 log.info("app=%s adopted instance at %s:%s", app.id, *inst.address)
                 if app.state == "starting":
                     self._requeue(app.id, "Supervisor restarted while starting; starting again")

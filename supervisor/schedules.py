@@ -26,7 +26,7 @@ from sqlmodel import select
 
 from backend.context import Context
 from models import App, session_scope, utcnow
-from supervisor import builds, gitsync, hibernation, mailer
+from supervisor import builds, git_auth, gitsync, hibernation, mailer
 
 log = logging.getLogger("supervisor.schedules")
 POLLED_STATES = ("running", "sleeping", "build_failed", "crashed", "over_limit")
@@ -73,8 +73,9 @@ class Schedules:
         async def check(app: App) -> int | None:
             async with gate:
                 try:
-                    remote = await asyncio.wait_for(
-                        gitsync.remote_branch_commit(app.repo_url, app.branch), 60)
+                    with git_auth.deploy_key_env(self.ctx, app.id) as key_env:
+                        remote = await asyncio.wait_for(gitsync.remote_branch_commit(
+                            app.repo_url, app.branch, key_env), 60)
                 except (gitsync.GitError, asyncio.TimeoutError) as e:
                     log.debug("app=%s poll failed: %s", app.id, e)
                     return None

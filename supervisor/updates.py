@@ -32,7 +32,7 @@ from pathlib import Path
 
 from backend.logs import app_log_path, build_log_path, tail_lines
 from models import App, utcnow
-from supervisor import builds, checkouts, gitsync
+from supervisor import builds, checkouts, git_auth, gitsync
 from supervisor.builds import BuildLog
 from supervisor.lifecycle import Lifecycle
 from supervisor.runtimes.base import BuildError, EnvSpec, StartError
@@ -53,11 +53,12 @@ class Updater:
         self.runtime = lifecycle.runtime
 
     async def sync(self, app_id: int, source: str = "poll") -> None:
-        app = self.lc._load(app_id)  # noqa: SLF001
+        app = self.lc.load(app_id)
         if app is None or app.desired_state != "running":
             return
         try:
-            remote = await gitsync.remote_branch_commit(app.repo_url, app.branch)
+            with git_auth.deploy_key_env(self.ctx, app_id) as key_env:
+                remote = await gitsync.remote_branch_commit(app.repo_url, app.branch, key_env)
         except gitsync.GitError as e:
             log.warning("app=%s cannot read the branch: %s", app_id, str(e).splitlines()[-1:])
             return
@@ -67,8 +68,8 @@ class Updater:
         log.info("app=%s push source=%s commit=%s (serving %s)", app_id, source, remote[:12],
                  app.commit[:12])
         if app.state in REDEPLOY_STATES:
-            self.lc._transition(app_id, "queued", f"New commit {remote[:7]} pushed; "  # noqa: SLF001
-                                "deploying it")
+            self.lc.transition(app_id, "queued", f"New commit {remote[:7]} pushed; "
+                               "deploying it")
         elif app.state == "running":
             await self.update_running(app)
 
@@ -79,12 +80,13 @@ class Updater:
         commit, tree, build_id = "", None, None
         try:
             blog(f"New commit on {app.branch}; fetching it.")
-            commit, tree = await asyncio.wait_for(
-                gitsync.clone_tree(app.repo_url, app.branch, app_dir, blog),
-                self.settings.build_timeout)
+            with git_auth.deploy_key_env(self.ctx, app.id) as key_env:
+                commit, tree = await asyncio.wait_for(
+                    gitsync.clone_tree(app.repo_url, app.branch, app_dir, blog, key_env),
+                    self.settings.build_timeout)
             if commit == app.commit:
                 return
-            spec = self.lc._env_spec(app, tree)  # noqa: SLF001
+            spec = self.lc.env_spec(app, tree)
             build_id = builds.record(self.ctx, app.id, commit, spec.dep_hash)
             if not (tree / app.main_file).is_file():
                 raise UpdateFailed(f"The main file '{app.main_file}' does not exist in commit "
@@ -141,24 +143,24 @@ class Updater:
         env = await asyncio.wait_for(self.runtime.ensure_env(spec, blog),
                                      self.settings.build_timeout)
         blog("Starting the new version beside the serving one.")
-        fresh = lc._load(app.id) or app  # noqa: SLF001 - reboot counter may have moved
-        new = await self.runtime.start(lc._app_spec(fresh, tree, alongside=True), env)  # noqa: SLF001
-        status = await lc._wait_healthy(new)  # noqa: SLF001
+        fresh = lc.load(app.id) or app  # the reboot counter may have moved
+        new = await self.runtime.start(lc.app_spec(fresh, tree, alongside=True), env)
+        status = await lc.wait_healthy(new)
         if status is not None:
             await self.runtime.stop(app.id, new.state)
             tail = tail_lines(app_log_path(self.settings, app.id), 15)
-            raise UpdateFailed(f"The new version did not start ({status.kind}"
-                               f"{'' if status.exit_code is None else f', exit code {status.exit_code}'})."
+            code = "" if status.exit_code is None else f", exit code {status.exit_code}"
+            raise UpdateFailed(f"The new version did not start ({status.kind}{code})."
                                + (f" Last lines of the log:\n{tail}" if tail else ""))
-        current = lc._load(app.id)  # noqa: SLF001
+        current = lc.load(app.id)
         if current is None or current.desired_state != "running" or current.state != "running":
             await self.runtime.stop(app.id, new.state)  # stopped or deleted meanwhile
             raise UpdateFailed("The app was stopped or deleted during the update.")
         old = lc.instances.get(app.id)
-        old_state = old.state if old else lc._saved_state(app.id)  # noqa: SLF001
+        old_state = old.state if old else lc.saved_state(app.id)
         # The switch: the row names the new instance (the route follows), then the pointer.
-        lc._save_instance(app.id, new, tree, commit=commit, env_hash=env.dep_hash,  # noqa: SLF001
-                          last_deployed_at=utcnow(), last_deploy_error="")
+        lc.save_instance(app.id, new, tree, commit=commit, env_hash=env.dep_hash,
+                         last_deployed_at=utcnow(), last_deploy_error="")
         checkouts.point_current(lc.app_dir(app.id), tree)
         lc.note(app.id, f"Redeployed {commit[:7]} with new dependencies; no downtime",
                 state_reason="Serving")

@@ -46,8 +46,8 @@ class Dash:
         return f"http://{subdomain}.cloud.test:8080"
 
 
-@pytest.fixture
-def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dash:
+@pytest.fixture(name="dash")
+def dash_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dash:
     """A data dir and settings in the environment, with the first admin created."""
     for name in list(os.environ):
         if name.startswith("STCLOUD_") or name == "DATABASE_URL":

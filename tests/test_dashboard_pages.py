@@ -18,8 +18,9 @@ from backend import secrets as app_secrets
 from backend.logs import app_log_path, build_log_path
 from models import AppSecret, session_scope
 from pages.dashboard import _ui as ui
-from tests.test_dashboard import (HOME, REPO, Dash, add_member, button_keys, click, dash,  # noqa: F401
-                                  db_app, move, open_dashboard, text)
+from tests.test_dashboard import HOME, REPO, Dash, add_member, button_keys, click, db_app, move
+from tests.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)
+from tests.test_dashboard import open_dashboard, text
 
 PAGE_SIZE = 25  # pages/dashboard/my_apps.py
 SEARCH_FROM = 8
@@ -276,7 +277,7 @@ def test_logs_page_has_runtime_and_build_sections_filter_and_download(dash: Dash
     assert [t.label for t in at.tabs] == ["Runtime log", "Build log"]
     runtime, build = (c.value for c in at.code)
     assert runtime.endswith("Traceback: ZeroDivisionError")
-    assert len(runtime.splitlines()) == 50 and runtime.startswith("line 251\n")  # last 50
+    assert len(runtime.splitlines()) == 200 and runtime.startswith("line 101\n")  # last 200
     assert build == "cloning\nbuilt fine"
     assert len(at.get("download_button")) == 2
 

@@ -136,9 +136,8 @@ def test_over_limit_and_crash_loop_each_mail_once(engine_settings, admin, make_r
         assert len(crashed) == 1 and "crashed 3 times" in \
             crashed[0].get_body(("plain",)).get_content()
         # Every mail comes from the outbox: two rows, both sent, one per incident.
-        rows = _outbox(ctx)
-        assert sorted((r.kind, r.status) for r in rows) == [("crashed", "sent"),
-                                                            ("over_limit", "sent")]
+        wait_until(lambda: sorted((r.kind, r.status) for r in _outbox(ctx)) ==
+                   [("crashed", "sent"), ("over_limit", "sent")], 30, "the outbox", sup)
         assert len(mail_sink.messages) == 2
         assert load_app(ctx, hog.id).state == "over_limit"
 

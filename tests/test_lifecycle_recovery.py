@@ -78,6 +78,10 @@ def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, ma
         assert instance_id(ctx, view.id) == serving, "adopted, never restarted"
         assert builds_of(ctx, view.id, pushed) == ["failed", "interrupted"]
         wait_until(lambda: mail_sink.matching("could not be updated"), 30, "the email", sup)
+        # Marked sent after the SMTP server took it (a kill in between would resend it once,
+        # as supervisor/mailer.py documents; that case is tested in test_lifecycle_units).
+        wait_until(lambda: outbox_kinds(ctx) == [("deploy_failed", "sent")], 30,
+                   "the outbox row to be marked sent", sup)
 
         # Another crash-restart: the failed commit is not retried, nothing is mailed again;
         # a later code-only push (found by polling) still goes through, in place.

@@ -1,5 +1,6 @@
-"""Shared pieces of the dashboard: the backend context, the signed-in user, status badges,
-times, live refresh, and the app actions (reboot, wake, delete with confirmation).
+"""Shared pieces of the dashboard: the backend context, the signed-in user, page names and
+icons, status badges, times, live refresh, messages across reruns, the workspace switcher
+and the app picker. The app actions (reboot, wake, delete, favorite) are in `_actions`.
 
 The dashboard only records intent through `backend` (deploy, reboot, delete) and shows state
 by re-reading it: the supervisor's reconcile loop does the work. The parts of a page that
@@ -22,12 +23,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from backend import apps as app_service
-from backend import auth, favorites, workspaces
+from backend import auth, workspaces
 from backend.app_list import app_choices
 from backend.appstate import FAILED_STATES, OVEN_STATES
 from backend.context import Context, open_context
-from backend.errors import BackendError, NotFound
+from backend.errors import NotFound
 
 PRODUCT = "Streamlit Cloud (self-hosted)"
 PAGE_ICON = "☁️"
@@ -64,8 +64,6 @@ REFRESH_SECONDS = 2.0  # while an app is in the oven or being deleted
 IDLE_REFRESH_SECONDS = 30.0  # otherwise, so that a crash or sleep shows up by itself
 BUSY_STATES = OVEN_STATES | {"deleting"}
 SIGN_OUT_KEY = "_sign_out_requested"
-CONFIRM_DELETE_KEY = "_confirm_delete_app"
-CONFIRM_REBOOT_KEY = "_confirm_reboot_app"
 WORKSPACE_KEY = "current_workspace"
 APP_PICK_KEY = "app_pick"
 FLASH_KEY = "_flash"
@@ -189,7 +187,7 @@ def time_caption(when: datetime | None, prefix: str = "", where: Any = st,
                  never: str = "never") -> None:
     """'<prefix>3 minutes ago' with the exact time in the tooltip."""
     if when is None:
-        where.caption(f"{prefix}{never}")
+        where.caption(never)
         return
     where.caption(f"{prefix}{relative_time(when)}", help=exact_time(when))
 
@@ -247,131 +245,6 @@ def show_flash() -> None:
             st.toast(message)
         else:
             getattr(st, kind)(message)
-
-
-# App actions (button callbacks) ---------------------------------------------------------
-def reboot(ctx: Context, user: Any, app_id: int, subdomain: str) -> None:
-    try:
-        app_service.reboot_app(ctx, user, app_id)
-    except BackendError as e:
-        flash(str(e))
-    else:
-        flash(f"Rebooting {subdomain}: visitors see the oven page until it is back.", "toast")
-
-
-def wake(ctx: Context, user: Any, app_id: int, subdomain: str) -> None:
-    """The moon: any member of the app's workspace may wake a sleeping app."""
-    try:
-        state = app_service.wake_app(ctx, user, app_id)
-    except BackendError as e:
-        flash(str(e))
-        return
-    if state == "starting":
-        flash(f"Waking {subdomain} up: it is back in a few seconds.", "toast")
-    else:
-        flash(f"{subdomain} is not sleeping ({status_label(state)}).", "toast")
-
-
-def ask_delete(app_id: int) -> None:
-    """Open the delete confirmation (rendered by `delete_dialog_if_asked` on the next run)."""
-    st.session_state.pop(CONFIRM_REBOOT_KEY, None)
-    st.session_state[CONFIRM_DELETE_KEY] = app_id
-
-
-def _forget_delete() -> None:
-    st.session_state.pop(CONFIRM_DELETE_KEY, None)
-
-
-def delete_dialog_if_asked(ctx: Context, user: Any, after_delete: str | None = None) -> None:
-    """Show the reboot or delete confirmation when a button asked for it (call in the page
-    body, outside fragments). `after_delete` is a page to go to once the app is deleted."""
-    reboot_id = st.session_state.get(CONFIRM_REBOOT_KEY)
-    if reboot_id is not None:
-        try:
-            app = app_service.get_app(ctx, user, reboot_id)
-        except BackendError:
-            _forget_reboot()
-        else:
-            _reboot_dialog(ctx, user, app)
-        return
-    app_id = st.session_state.get(CONFIRM_DELETE_KEY)
-    if app_id is None:
-        return
-    try:
-        app = app_service.get_app(ctx, user, app_id)
-    except BackendError:
-        _forget_delete()
-        return
-    _delete_dialog(ctx, user, app, after_delete)
-
-
-@st.dialog("Delete this app?", on_dismiss=_forget_delete)
-def _delete_dialog(ctx: Context, user: Any, app: Any, after_delete: str | None) -> None:
-    st.markdown(f"You are about to delete **{md(app.subdomain)}** ({md(app.url)}).")
-    st.markdown(
-        "Deleting stops the app for everyone using it and frees its URL: this server "
-        "removes its running instance, its checkout, its secrets, logs and settings, and "
-        f"its route. Your repository ({md(app.repo_url)}) is not touched: you can deploy it "
-        "again at any time.")
-    left, right = st.columns(2)
-    if left.button(f"Delete {app.subdomain}", type="primary", key="confirm_delete",
-                   width="stretch", icon=ICON["delete"]):
-        _forget_delete()
-        try:
-            app_service.delete_app(ctx, user, app.id)
-        except BackendError as e:
-            flash(str(e))
-        else:
-            flash(f"Deleting {app.subdomain}.", "toast")
-        if after_delete:
-            st.switch_page(after_delete)
-        st.rerun()
-    if right.button("Cancel", key="cancel_delete", width="stretch"):
-        _forget_delete()
-        st.rerun()
-
-
-confirm_dialogs = delete_dialog_if_asked  # the name pages use for both confirmations
-
-
-def ask_reboot(app_id: int) -> None:
-    """Open the reboot confirmation (rendered by `confirm_dialogs` on the next run)."""
-    st.session_state.pop(CONFIRM_DELETE_KEY, None)
-    st.session_state[CONFIRM_REBOOT_KEY] = app_id
-
-
-def _forget_reboot() -> None:
-    st.session_state.pop(CONFIRM_REBOOT_KEY, None)
-
-
-@st.dialog("Reboot this app?", on_dismiss=_forget_reboot)
-def _reboot_dialog(ctx: Context, user: Any, app: Any) -> None:
-    st.markdown(f"You are about to reboot **{md(app.subdomain)}** ({md(app.url)}).")
-    st.markdown(
-        "Rebooting restarts the app on its current environment. It interrupts everyone "
-        "using it right now, and until it is back (usually seconds, a few minutes when it "
-        "has to be rebuilt) visitors see the *Your app is in the oven* page.")
-    left, right = st.columns(2)
-    if left.button(f"Reboot {app.subdomain}", type="primary", key="confirm_reboot",
-                   width="stretch", icon=ICON["reboot"]):
-        _forget_reboot()
-        reboot(ctx, user, app.id, app.subdomain)
-        st.rerun()
-    if right.button("Cancel", key="cancel_reboot", width="stretch"):
-        _forget_reboot()
-        st.rerun()
-
-
-# Favorites ------------------------------------------------------------------------------
-def set_favorite(ctx: Context, user: Any, app_id: int, favorite: bool, name: str) -> None:
-    """Star / unstar (button callback); any member of the workspace may."""
-    try:
-        favorites.set_favorite(ctx, user, app_id, favorite)
-    except BackendError as e:
-        flash(str(e))
-    else:
-        flash(f"⭐ {name} is a favorite: it shows at the top." if favorite
-              else f"{name} is no longer a favorite.", "toast")
 
 
 # Links ----------------------------------------------------------------------------------
@@ -446,6 +319,7 @@ def app_links(app: Any, where: Any = st, skip: str = "") -> None:
     if app.can_manage:
         links += [(LOGS, "Logs", ICON["logs"]), (SETTINGS, "Settings", ICON["settings"])]
     links.append((ANALYTICS, "Analytics", ICON["analytics"]))
-    links = [link for link in links if link[0] != skip]
-    for col, (page, label, icon) in zip(where.columns(len(links)), links):
-        page_link(page, col, label=label, icon=icon, query_params={"app": str(app.id)})
+    row = where.container(horizontal=True, gap="medium")
+    for page, label, icon in links:
+        if page != skip:
+            page_link(page, row, label=label, icon=icon, query_params={"app": str(app.id)})

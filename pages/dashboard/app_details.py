@@ -17,26 +17,28 @@ from backend import apps as app_service
 from backend import favorites
 from backend.context import Context
 from backend.errors import NotFound
+from pages.dashboard import _actions as actions
 from pages.dashboard import _ui as ui
 
 
-def actions(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
+def action_bar(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
     cols = st.columns([1.2, 1.2, 1.2, 1.1, 3], vertical_alignment="center")
     cols[0].link_button("Open app", app.url, icon=ui.ICON["open"], type="primary")
     cols[1].button("Unfavorite" if favorite else "Favorite", key="detail_star",
-                   icon="⭐" if favorite else ":material/star_border:", on_click=ui.set_favorite,
+                   icon="⭐" if favorite else ":material/star_border:",
+                   on_click=actions.set_favorite,
                    args=(ctx, user, app.id, not favorite, app.subdomain))
     if app.state == "sleeping":
-        cols[4].button("Wake up", key="detail_wake", icon="🌙", on_click=ui.wake,
+        cols[4].button("Wake up", key="detail_wake", icon="🌙", on_click=actions.wake,
                        args=(ctx, user, app.id, app.subdomain))
     if not app.can_manage:
         cols[2].caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
         return
     if cols[2].button("Reboot", key="detail_reboot", icon=ui.ICON["reboot"]):
-        ui.ask_reboot(app.id)
+        actions.ask_reboot(app.id)
         st.rerun(scope="app")
     if cols[3].button("Delete", key="detail_delete", icon=ui.ICON["delete"]):
-        ui.ask_delete(app.id)
+        actions.ask_delete(app.id)
         st.rerun(scope="app")
 
 
@@ -67,7 +69,7 @@ def live_part(ctx: Context, user: Any, app_id: int) -> bool:
         st.subheader(f"{'⭐ ' if favorite else ''}{ui.md(app.subdomain)}")
         ui.status_badge(app)
     ui.time_caption(app.updated_at, "Updated ", when)
-    actions(ctx, user, app, favorite)
+    action_bar(ctx, user, app, favorite)
     ui.app_links(app, skip=ui.APP)
     info, events_col = st.columns([1, 1.4])
     with info:
@@ -91,4 +93,4 @@ st.title("App details")
 app_id = ui.app_picker(ctx, user)
 if app_id is not None:
     ui.live("app_detail", lambda: live_part(ctx, user, app_id))
-ui.confirm_dialogs(ctx, user, after_delete=ui.MY_APPS)
+actions.confirm_dialogs(ctx, user, after_delete=ui.MY_APPS)

@@ -1,10 +1,10 @@
 """Logs: one app's runtime log (its output) and build log (clone and environment), live.
 
 Each section follows its file: a fragment rereads the tail every `TAIL_SECONDS` and shows
-the last N lines in a code block, newest at the bottom (the block grows with N rather than
-scrolling, so the newest line is always in view). A filter keeps the lines that contain
-its words; "Download" gives the whole file (read when clicked). Secret values of the app
-are masked (backend.app_logs). Developers of the app's workspace only.
+the last N lines in a code block, newest at the bottom, inside a fixed-height container
+that scrolls itself to the bottom when lines arrive (`autoscroll`). A filter keeps the
+lines that contain its words; "Download" gives the whole file (read when clicked). Secret
+values of the app are masked (backend.app_logs). Developers of the app's workspace only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from backend.errors import BackendError
 from pages.dashboard import _ui as ui
 
 TAIL_SECONDS = 2.0
-LINE_CHOICES = (50, 200, 1000)
+LINE_CHOICES = (200, 50, 1000)
+LOG_HEIGHT = 440  # px: fits a 1280×800 window under the controls
 SECTIONS = (("app", "Runtime log", "What the app prints (stdout and stderr), since it "
              "was deployed.", "(no output yet)"),
             ("build", "Build log", "Cloning the repository and building its environment, "
@@ -58,8 +59,9 @@ def section(ctx: Context, user: Any, app: Any, kind: str, title: str, about: str
         if needle.strip():
             st.caption(f"{matched} line{'' if matched == 1 else 's'} match "
                        f"“{ui.md(needle.strip())}”; the last {min(matched, lines)} shown.")
-        st.code(shown or (empty if not needle.strip() else "(no matching line)"),
-                language=None)
+        with st.container(height=LOG_HEIGHT, autoscroll=True, border=False):
+            st.code(shown or (empty if not needle.strip() else "(no matching line)"),
+                    language=None)
 
     st.fragment(tail, run_every=TAIL_SECONDS if st.session_state.get("log_follow", True)
                 else None, key=f"tail_{kind}")()

@@ -21,6 +21,7 @@ import streamlit as st
 from backend.app_list import AppListing, list_workspace_apps
 from backend.context import Context
 from backend.errors import BackendError
+from pages.dashboard import _actions as actions
 from pages.dashboard import _ui as ui
 
 PAGE_SIZE = 25
@@ -50,12 +51,13 @@ def app_menu(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
     with st.popover("", icon=":material/more_vert:", type="tertiary", key=f"menu_{app.id}",
                     help="Manage app"):
         st.button("Unfavorite" if favorite else "Favorite", key=f"favmenu_{app.id}",
-                  icon="⭐" if favorite else ":material/star_border:", width="stretch", on_click=ui.set_favorite,
+                  icon="⭐" if favorite else ":material/star_border:", type="tertiary",
+                  on_click=actions.set_favorite,
                   args=(ctx, user, app.id, not favorite, app.subdomain))
         if app.state == "sleeping":
-            st.button("Wake up", key=f"wake_{app.id}", icon="🌙", width="stretch",
-                      on_click=ui.wake, args=(ctx, user, app.id, app.subdomain))
-        st.link_button("Open app", app.url, icon=ui.ICON["open"], width="stretch")
+            st.button("Wake up", key=f"wake_{app.id}", icon="🌙", type="tertiary",
+                      on_click=actions.wake, args=(ctx, user, app.id, app.subdomain))
+        st.link_button("Open app", app.url, icon=ui.ICON["open"], type="tertiary")
         query = {"app": str(app.id)}
         ui.page_link(ui.ANALYTICS, label="Analytics", icon=ui.ICON["analytics"],
                      query_params=query)
@@ -65,12 +67,12 @@ def app_menu(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
             ui.page_link(ui.SETTINGS, label="Settings", icon=ui.ICON["settings"],
                          query_params=query)
             if st.button("Reboot", key=f"reboot_{app.id}", icon=ui.ICON["reboot"],
-                         width="stretch"):
-                ui.ask_reboot(app.id)
+                         type="tertiary"):
+                actions.ask_reboot(app.id)
                 st.rerun(scope="app")
             if st.button("Delete", key=f"delete_{app.id}", icon=ui.ICON["delete"],
-                         width="stretch"):
-                ui.ask_delete(app.id)
+                         type="tertiary"):
+                actions.ask_delete(app.id)
                 st.rerun(scope="app")
         else:
             st.caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
@@ -84,7 +86,7 @@ def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
             [0.35, 4.2, 2.4, 1.7, 1.9, 0.45, 0.4], vertical_alignment="center")
         star.button("⭐" if favorite else "☆", key=f"star_{app.id}", type="tertiary",
                     help="Unfavorite" if favorite else "Favorite: show it at the top",
-                    on_click=ui.set_favorite,
+                    on_click=actions.set_favorite,
                     args=(ctx, user, app.id, not favorite, app.subdomain))
         name.markdown(f"**[{ui.md(app.subdomain)}]({app.url})**")
         name.caption(f"{ui.md(app.repo_url)} · {ui.md(app.branch)} · "
@@ -98,7 +100,7 @@ def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
         ui.time_caption(app.last_deployed_at, "Deployed ", deployed, never="Not deployed yet")
         if app.state == "sleeping":
             moon.button("🌙", key=f"moon_{app.id}", type="tertiary",
-                        help="Sleeping: click the moon to wake it up", on_click=ui.wake,
+                        help="Sleeping: click the moon to wake it up", on_click=actions.wake,
                         args=(ctx, user, app.id, app.subdomain))
         with menu:
             app_menu(ctx, user, app, favorite)
@@ -171,4 +173,4 @@ else:
     if current[2] == "viewer":
         st.caption(f"**{ui.VIEW_ONLY}** workspace", help=ui.VIEW_ONLY_HELP)
     ui.live("app_list", lambda: app_list(ctx, user, ws_id))
-ui.confirm_dialogs(ctx, user)
+actions.confirm_dialogs(ctx, user)

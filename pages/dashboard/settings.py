@@ -21,7 +21,7 @@ from backend import app_settings, hooks, sharing
 from backend import apps as app_service
 from backend import secrets as app_secrets
 from backend.context import Context
-from backend.errors import BackendError, ValidationError
+from backend.errors import BackendError
 from pages.dashboard import _ui as ui
 
 ERRORS = "_settings_errors"

@@ -13,13 +13,14 @@ forwarded byte for byte.
 
 from __future__ import annotations
 
-from http.cookies import SimpleCookie
+import re
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from backend.identity import DASHBOARD_COOKIE, OUR_COOKIES
 
+_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9._~-]*$")
 APP_STRIP = OUR_COOKIES
 DASHBOARD_STRIP = OUR_COOKIES - {DASHBOARD_COOKIE}
 
@@ -68,19 +69,19 @@ def read_cookie(request: web.BaseRequest, name: str) -> str | None:
 
 def cookie_header(name: str, value: str, *, max_age: int | None, secure: bool,
                   http_only: bool = True, same_site: str = "Lax", path: str = "/") -> str:
-    """A `Set-Cookie` value: host-only (no Domain), Path=/ unless told."""
-    jar: SimpleCookie = SimpleCookie()
-    jar[name] = value
-    morsel = jar[name]
-    morsel["path"] = path
+    """A `Set-Cookie` value: host-only (no Domain), Path=/ unless told. Our values are
+    base64url and dots only, so they need no quoting."""
+    if not _COOKIE_VALUE.match(value):
+        raise ValueError(f"cookie value for {name} needs quoting")
+    parts = [f"{name}={value}", f"Path={path}"]
     if max_age is not None:
-        morsel["max-age"] = str(max_age)
+        parts.append(f"Max-Age={max_age}")
     if secure:
-        morsel["secure"] = True
+        parts.append("Secure")
     if http_only:
-        morsel["httponly"] = True
-    morsel["samesite"] = same_site
-    return morsel.OutputString()
+        parts.append("HttpOnly")
+    parts.append(f"SameSite={same_site}")
+    return "; ".join(parts)
 
 
 def expire_cookie_header(name: str, *, secure: bool) -> str:

@@ -1,7 +1,7 @@
 """Our endpoints under `/__stcloud/` on app hosts (never forwarded to the app):
 
 - `GET status`: `{"state", "reason", "serving"}` (+ `"progress"`, the build log's newest
-  line, while in the oven); our waiting pages and the overlay poll it.
+  line, while queued or building); our waiting pages and the overlay poll it.
 - `GET overlay.js`, `overlay.css`: the overlay (`assets/`).
 - `GET me`: who is looking, for the overlay: signed_in, username, role in the app's
   workspace, can_manage (developer or admin: the Manage app button), can_favorite (the
@@ -38,12 +38,13 @@ from models import App, AppEvent, Workspace, session_scope
 from supervisor.proxy import inject, pages, state_pages
 from supervisor.proxy.access import RateLimit, Visitor, can_manage, client_key
 from supervisor.proxy.signin import redirect
-from supervisor.routes import OVEN_STATES, Route
+from supervisor.routes import Route
 
 if TYPE_CHECKING:
     from supervisor.proxy.server import Proxy
 
 MAX_BODY = 16 * 1024
+PROGRESS_STATES = frozenset({"queued", "building"})  # the build log is being written
 CSRF_HEADER = "X-Stcloud-CSRF"
 
 
@@ -133,7 +134,7 @@ class AppEndpoints:
             return pages.json_response(
                 {"state": "not_found", "reason": "", "serving": False}, 404)
         data = {"state": route.state, "reason": route.reason, "serving": route.serving}
-        if route.state in OVEN_STATES:
+        if route.state in PROGRESS_STATES:
             progress = await self.progress(route.app_id)
             if progress:
                 data["progress"] = progress

@@ -3,9 +3,9 @@
 HTTP: the request body is streamed from `request.content` and the response body with a
 `StreamResponse`, chunk by chunk as it arrives, so nothing is ever buffered whole (a
 20 MB download or a server-sent stream flows through). Only a body that had already
-arrived complete with the headers (small pages) is sent in one write with them. Bodies pass through untouched
-(`auto_decompress=False` on both the server and the client side), redirects are
-returned to the browser, not followed.
+arrived complete with the headers (small pages) is sent in one write with them. Bodies
+pass through untouched (`auto_decompress=False` on both sides; HTML pages of apps are the
+one exception, see `inject.py`), redirects are returned to the browser, not followed.
 
 Headers: the original `Host` is kept, because Streamlit's websocket handler accepts a
 connection only when `Origin` matches `Host`; `X-Forwarded-For` is appended to,

@@ -58,32 +58,28 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from backend import identity
 from backend.context import Context
 from backend.settings import Settings
 from backend.views import ViewRecorder
-from supervisor.proxy import cookies, inject, pages, state_pages
-from supervisor.proxy.access import Access, Visitor
+from supervisor.proxy import cookies, inject, pages
+from supervisor.proxy.access import Access
+from supervisor.proxy.apphost import RESERVED_PREFIX, AppHost, is_websocket
 from supervisor.proxy.endpoints import AppEndpoints
 from supervisor.proxy.forward import (
     CLIENT_TIMEOUT, PLAIN, Forwarding, UpstreamUnavailable, WebSocketPair, forward_http,
-    forward_websocket, websocket_protocols,
+    forward_websocket,
 )
 from supervisor.proxy.signin import SignIn
-from supervisor.routes import OVEN_STATES, Route, RouteTable
+from supervisor.routes import RouteTable
 
 log = logging.getLogger("supervisor.proxy")
 
-RESERVED_PREFIX = "/__stcloud/"
 STATUS_PATH = "/__stcloud/status"
-PANEL_PREFIX = identity.PANEL_PREFIX
-STREAM_PATH = "/_stcore/stream"
 API_PREFIX = "/api/v1"
 SHUTDOWN_TIMEOUT = 5.0
 MAX_HEADER_FIELD = 32 * 1024  # big enough for chunked auth cookies
 MAX_HEADERS = 100
 _HOST_CACHE_MAX = 4096
-VISITOR_MAX_AGE = 365 * 86400
 RETURN_TAGS = b'<script src="/__stcloud/return.js" defer></script>'
 
 DASHBOARD = "dashboard"
@@ -126,6 +122,7 @@ class Proxy:
         self.closing = False
         self._hosts: dict[str, tuple[str, str]] = {}
         self.services = Services(self, ctx) if ctx is not None else None
+        self.app_host = AppHost(self)
 
     # Host classification -----------------------------------------------------------
     def classify(self, host_header: str) -> tuple[str, str]:
@@ -190,156 +187,7 @@ class Proxy:
 
     async def _app_host(self, request: web.Request, sub: str, path: str
                         ) -> web.StreamResponse:
-        route = self.routes.get(sub)
-        if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX[:-1]:
-            return await self._reserved_app(request, sub, route, path)
-        if route is None:
-            return pages.not_found_page(f"{sub}.{self.domain}", self.settings)
-        svc = self.services
-        private = route.visibility == "private"
-        if svc is None:
-            if private:
-                return _bare(403, "This private app cannot be served without accounts.")
-            return await self._serve(request, route, None, page=False)
-        page = inject.may_be_page(request)
-        stream = path == STREAM_PATH and _is_websocket(request)
-        if not (private or page or stream or not route.serving):
-            # The hot path: an asset of a public app needs nobody's identity.
-            return await self._forward_app(request, route, Forwarding(
-                strip_cookies=cookies.APP_STRIP))
-        visitor = await svc.access.visitor(request, sub)
-        if private:
-            if visitor.user is None:
-                if page:
-                    return svc.signin.login_redirect(request)
-                return _bare(401, "Sign in to open this private app.")
-            if not await svc.access.can_view(visitor.user, route.app_id):
-                if page:
-                    return await self._forbidden(request, route, visitor)
-                return _bare(403, "You don't have access to this app.")
-        elif page and not visitor.checked and svc.signin.may_bounce(request, sub):
-            return svc.signin.login_redirect(request, silent=True)
-        return await self._serve(request, route, visitor, page=page, stream=stream)
-
-    async def _serve(self, request: web.Request, route: Route, visitor: Visitor | None, *,
-                     page: bool, stream: bool = False) -> web.StreamResponse:
-        """Forward to a serving app, else our page for its state."""
-        svc = self.services
-        if route.serving:
-            if svc is None or visitor is None:
-                return await self._forward_app(request, route, PLAIN)
-            set_cookies: tuple[str, ...] = ()
-            if page and visitor.visitor_id is None:
-                set_cookies = (cookies.cookie_header(
-                    identity.VISITOR_COOKIE, identity.new_visitor_id(),
-                    max_age=VISITOR_MAX_AGE, secure=self.scheme == "https"),)
-            on_open = None
-            protocols = websocket_protocols(request) if stream else []
-            if stream and not (len(protocols) >= 3 and protocols[2]):
-                def on_open() -> None:  # a new session, not a reconnect of one
-                    svc.views.record(route.app_id, visitor.viewer_key())
-            return await self._forward_app(request, route, Forwarding(
-                strip_cookies=cookies.APP_STRIP, set_cookies=set_cookies,
-                inject=inject.OVERLAY_TAGS, on_open=on_open))
-        if route.state in OVEN_STATES:
-            progress = await svc.endpoints.progress(route.app_id) if svc else ""
-            return pages.oven_page(route, self.settings, progress)
-        if svc is None or visitor is None or route.state not in (
-                "sleeping", "over_limit", "crashed", "build_failed"):
-            return pages.state_page(route, self.settings)
-        viewer = await svc.endpoints.page_viewer(request, route, visitor)
-        if route.state == "sleeping":
-            return state_pages.sleeping_page(route, self.settings, viewer)
-        facts = await svc.endpoints.facts(route) if viewer.developer else \
-            state_pages.AppFacts(route.app_id)
-        if route.state == "over_limit":
-            return state_pages.over_limit_page(route, self.settings, viewer, facts)
-        return state_pages.failure_page(route, self.settings, viewer, facts)
-
-    async def _forbidden(self, request: web.Request, route: Route,
-                         visitor: Visitor) -> web.Response:
-        svc = self.services
-        assert svc is not None
-        viewer = await svc.endpoints.page_viewer(request, route, visitor)
-        facts = await svc.endpoints.facts(route)
-        return state_pages.forbidden_page(self.settings, request.headers.get("Host", ""),
-                                          viewer, facts.workspace)
-
-    async def _forward_app(self, request: web.Request, route: Route,
-                           how: Forwarding) -> web.StreamResponse:
-        assert route.address is not None
-        try:
-            return await self._forward(request, route.address, how)
-        except UpstreamUnavailable as exc:
-            log.warning("upstream_unavailable app=%s host=%s path=%s upstream=%s:%s "
-                        "error=%s", route.app_id, route.subdomain, request.path,
-                        *route.address, exc)
-            return pages.not_answering_page(route, self.settings)
-
-    # Reserved paths ----------------------------------------------------------------------
-    async def _reserved_app(self, request: web.Request, sub: str, route: Route | None,
-                            path: str) -> web.StreamResponse:
-        name = path[len(RESERVED_PREFIX):]
-        if path == PANEL_PREFIX or path.startswith(PANEL_PREFIX + "/"):
-            return await self._panel(request, sub, route)
-        if name in ("overlay.js", "overlay.css") and request.method in ("GET", "HEAD"):
-            return inject.asset_response(name)
-        svc = self.services
-        if name == "status":
-            if svc is None:
-                if route is None:
-                    return pages.json_response(
-                        {"state": "not_found", "reason": "", "serving": False}, 404)
-                return pages.json_response({"state": route.state, "reason": route.reason,
-                                            "serving": route.serving})
-            return await svc.endpoints.status(route)
-        if svc is None or route is None:
-            return pages.json_response({"error": "not_found"}, 404)
-        handlers = {("GET", "me"), ("POST", "favorite"), ("GET", "login"),
-                    ("GET", "callback"), ("POST", "logout"), ("POST", "wake"),
-                    ("POST", "reboot"), ("POST", "notify")}
-        if (request.method, name) not in handlers:
-            known = {n for _, n in handlers}
-            return pages.json_response({"error": "method_not_allowed" if name in known
-                                        else "not_found"}, 405 if name in known else 404)
-        if name == "login":
-            return svc.signin.login(request, sub)
-        if name == "callback":
-            return svc.signin.callback(request, sub)
-        if name == "logout":
-            return await svc.endpoints.logout(request, sub)
-        visitor = await svc.access.visitor(request, sub)
-        ep = svc.endpoints
-        if name == "me":
-            return await ep.me(request, route, visitor)
-        if route.visibility == "private" and not (
-                visitor.user and await svc.access.can_view(visitor.user, route.app_id)):
-            return pages.json_response({"error": "forbidden"}, 403)
-        handler = {"favorite": ep.favorite, "wake": ep.wake, "reboot": ep.reboot,
-                   "notify": ep.notify}[name]
-        return await handler(request, route, visitor)
-
-    async def _panel(self, request: web.Request, sub: str, route: Route | None
-                     ) -> web.StreamResponse:
-        address = self.routes.panel_address
-        svc = self.services
-        if route is None or svc is None:
-            return pages.json_response({"error": "not_found"}, 404)
-        if address is None:
-            return _bare(503, "The Manage app panel is starting; try again in a moment.")
-        add: dict[str, str] = {}
-        visitor = await svc.access.visitor(request, sub)
-        if visitor.user is not None:
-            add[identity.PANEL_HEADER] = identity.panel_header(
-                svc.access.key, visitor.user.id, visitor.user.username,  # type: ignore
-                route.app_id, sub)
-        how = Forwarding(strip_cookies=cookies.APP_STRIP, add_headers=add)
-        try:
-            return await self._forward(request, address, how)
-        except UpstreamUnavailable as exc:
-            log.warning("upstream_unavailable panel path=%s error=%s", request.path, exc)
-            return _bare(503, "The Manage app panel is not answering; try again in a "
-                         "moment.")
+        return await self.app_host.handle(request, sub, path)
 
     async def _dashboard_host(self, request: web.Request, path: str) -> web.StreamResponse:
         address = self.routes.dashboard_address
@@ -379,7 +227,7 @@ class Proxy:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("forward method=%s host=%s path=%s upstream=%s:%s", request.method,
                       request.headers.get("Host", ""), request.path, *address)
-        if _is_websocket(request):
+        if is_websocket(request):
             if self.closing:
                 raise UpstreamUnavailable("proxy is shutting down")
             return await forward_websocket(request, address, session, self.scheme,
@@ -397,17 +245,7 @@ class Services:
         self.endpoints = AppEndpoints(proxy)
 
 
-def _bare(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
-
-
 PROXY_KEY = web.AppKey("proxy", Proxy)
-
-
-def _is_websocket(request: web.BaseRequest) -> bool:
-    headers = request.headers
-    return (request.method == "GET" and "websocket" in headers.get("Upgrade", "").lower()
-            and "upgrade" in headers.get("Connection", "").lower())
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:

@@ -135,10 +135,11 @@ def forbidden_page(settings: Settings, host: str, viewer: PageViewer,
     ask = (f"the developers of the workspace <strong>{escape(workspace)}</strong>"
            if workspace else "the app's developers")
     body = (
-        f"<p>You are signed in as <strong>{escape(viewer.username)}</strong>. {host} is a "
-        f"private app: ask {ask} to invite the email address of your account as a "
-        "viewer, then reload this page.</p>\n"
-        f"{form('logout', 'Sign in as someone else', viewer.csrf, secondary=True, fields={'again': '1'})}"
+        f"<p>You are signed in as <strong>{escape(viewer.username)}</strong>. "
+        f"{escape(host)} is a private app: ask {ask} to invite the email address of your "
+        "account as a viewer, then reload this page.</p>\n"
+        + form("logout", "Sign in as someone else", viewer.csrf, secondary=True,
+               fields={"again": "1"}) +
         f"\n<p>Or go back to {_dashboard_link(settings)}.</p>"
     )
     html = render("No access", "You don't have access to this app", body, mark="🔒")

@@ -86,23 +86,8 @@ class ProcessRuntime(Runtime):
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # pid -> child we started
         self._pythons: dict[str, str] | None = None
         self._oom_pids: set[int] = set()  # instances the RSS watchdog killed
-        self.memory_mode = self._memory_mode(settings.process_memory_limit)
+        self.memory_mode = cgroups.choose_mode(settings.process_memory_limit)
         self._cgroup_parent = cgroups.install_prefix(settings.data_dir)
-
-    @staticmethod
-    def _memory_mode(wanted: str) -> str:
-        """cgroup, watchdog or off, from the setting and what this host allows."""
-        if wanted == "off":
-            return "off"
-        if wanted in ("auto", "cgroup") and cgroups.available():
-            return "cgroup"
-        if wanted == "cgroup":
-            log.warning("process_memory_limit=cgroup but no writable cgroup v1 memory "
-                        "controller here; using the RSS watchdog")
-        elif wanted not in ("auto", "watchdog"):
-            log.warning("process_memory_limit=%r is not cgroup, watchdog, auto or off; "
-                        "using the RSS watchdog", wanted)
-        return "watchdog"
 
     # Environments ---------------------------------------------------------------------
     def _uv_env(self) -> dict[str, str]:
@@ -327,8 +312,9 @@ class ProcessRuntime(Runtime):
         group = self._cgroup(state)
         proc = self._process(state)
         if proc is not None:
+            watchdog = group is None and self.memory_mode == "watchdog"
             over = (group is not None and group.oom_kills() > 0) or \
-                (group is None and self.memory_mode == "watchdog" and self._over_limit(proc, state))
+                (watchdog and self._over_limit(proc, state))
             if not over:
                 return Status("running")
             # The kernel killed a process of the tree (or the watchdog caught it over the

@@ -13,7 +13,6 @@ Skipped when Chromium or Playwright is missing, except with CI=true, where that 
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import json
 import os
@@ -172,13 +171,27 @@ def row_order(flow: Flow) -> list[int]:
     return [int(c.removeprefix("st-key-app_")) for c in classes]
 
 
+def button(flow: Flow, key: str, text: str | None = None) -> Any:
+    """The button of widget `key` (with `text`), once Streamlit shows exactly one (a rerun
+    keeps the old element on the page until the new one replaces it)."""
+    locator = flow.page.locator(f".st-key-{key} button:visible")  # (+ a hidden copy)
+    if text is not None:
+        locator = locator.filter(has_text=text)
+    expect()(locator).to_have_count(1)
+    return locator
+
+
 def click_key(flow: Flow, key: str) -> None:
-    flow.page.locator(f".st-key-{key} button").first.click()
+    button(flow, key).click()
+
+
+def wait_order(flow: Flow, expected: list[int]) -> None:
+    wait_until(lambda: row_order(flow) == expected, 10, f"the rows in order {expected}")
 
 
 def open_menu(flow: Flow, app_id: int) -> None:
     click_key(flow, f"menu_{app_id}")
-    expect()(flow.page.locator(f".st-key-favmenu_{app_id} button")).to_be_visible()
+    expect()(button(flow, f"favmenu_{app_id}")).to_be_visible()
 
 
 def instance_pid(flow: Flow) -> int | None:
@@ -190,8 +203,8 @@ def instance_pid(flow: Flow) -> int | None:
 def test_sign_in_deploy_and_watch_the_progress(flow: Flow) -> None:
     page = flow.page
     page.goto(flow.base + "/")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("textbox", name="Username", exact=True).fill("admin")
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect()(page.get_by_role("heading", name="My apps")).to_be_visible()
     wait_text(flow, "You have no apps yet")
@@ -199,18 +212,19 @@ def test_sign_in_deploy_and_watch_the_progress(flow: Flow) -> None:
 
     page.get_by_role("link", name="Deploy an app").first.click()
     expect()(page.get_by_role("heading", name="Deploy an app")).to_be_visible()
-    page.get_by_label("Repository").fill(flow.repo.url)
-    page.get_by_label("Repository").press("Tab")
-    expect()(page.get_by_label("App URL (custom subdomain)")).to_have_value("flow")
-    page.get_by_label("Main file path").fill("missing.py")
-    page.get_by_label("Main file path").press("Tab")
+    page.get_by_role("textbox", name="Repository", exact=True).fill(flow.repo.url)
+    page.get_by_role("textbox", name="Repository", exact=True).press("Tab")
+    subdomain = page.get_by_role("textbox", name="App URL (custom subdomain)", exact=True)
+    expect()(subdomain).to_have_value("flow")
+    page.get_by_role("textbox", name="Main file path", exact=True).fill("missing.py")
+    page.get_by_role("textbox", name="Main file path", exact=True).press("Tab")
     page.get_by_role("button", name="Deploy", exact=True).click()
     wait_text(flow, "There is no file 'missing.py' on branch 'main'")
     flow.shot("02-main-file-error")
     assert apps.list_apps(flow.ctx, flow.admin) == []
 
-    page.get_by_label("Main file path").fill("streamlit_app.py")
-    page.get_by_label("Main file path").press("Tab")
+    page.get_by_role("textbox", name="Main file path", exact=True).fill("streamlit_app.py")
+    page.get_by_role("textbox", name="Main file path", exact=True).press("Tab")
     page.get_by_role("button", name="Deploy", exact=True).click()
     wait_text(flow, "Your app is in the oven")
     flow.shot("03-in-the-oven")
@@ -228,11 +242,11 @@ def test_favorite_from_the_list_and_from_the_menu(flow: Flow) -> None:
                              subdomain="second").id
     open_my_apps(flow)
     expect()(flow.page.locator(f".st-key-app_{second}")).to_be_visible()
-    assert row_order(flow) == [second, first]  # newest first
+    wait_order(flow, [second, first])  # newest first
 
     click_key(flow, f"star_{first}")  # the star on the row
-    expect()(flow.page.locator(f".st-key-star_{first} button")).to_have_text("⭐")
-    assert row_order(flow) == [first, second]
+    button(flow, f"star_{first}", "⭐")
+    wait_order(flow, [first, second])
     assert favorites.favorite_ids(flow.ctx, flow.admin) == {first}
     flow.shot("05-favorite")
 
@@ -245,8 +259,8 @@ def test_favorite_from_the_list_and_from_the_menu(flow: Flow) -> None:
     click_key(flow, f"favmenu_{first}")  # Unfavorite
     wait_until(lambda: favorites.favorite_ids(flow.ctx, flow.admin) == {second}, 10,
                "the unfavorite")
-    expect()(flow.page.locator(f".st-key-star_{first} button")).to_have_text("☆")
-    assert row_order(flow) == [second, first]
+    button(flow, f"star_{first}", "☆")
+    wait_order(flow, [second, first])
     apps.delete_app(flow.ctx, flow.admin, second)  # keep the machine for the main app
 
 
@@ -260,7 +274,7 @@ def open_settings(flow: Flow, tab: str | None = None) -> None:
 def test_change_the_subdomain_and_open_the_new_url(flow: Flow) -> None:
     old = flow.row().subdomain
     open_settings(flow)
-    box = flow.page.get_by_label("Subdomain")
+    box = flow.page.get_by_role("textbox", name="Subdomain", exact=True)
     box.fill("renamed-flow")
     wait_text(flow, "is available")
     click_key(flow, "save_subdomain")
@@ -295,7 +309,7 @@ def test_make_the_app_private_and_public_again(flow: Flow) -> None:
 def test_add_a_secret_and_the_app_reads_it(flow: Flow) -> None:
     generation = flow.row().restart_generation
     open_settings(flow, "Secrets")
-    editor = flow.page.get_by_label("Secrets (TOML)")
+    editor = flow.page.get_by_role("textbox", name="Secrets (TOML)", exact=True)
     editor.fill("greeting = \n")
     click_key(flow, "save_secrets")
     wait_text(flow, "Line 1")  # validated, with the line
@@ -344,7 +358,7 @@ def test_wake_a_sleeping_app_with_the_moon(flow: Flow) -> None:
         s.add(row)
     wait_for_state(flow.ctx, app_id, {"sleeping"}, timeout=30, sup=flow.supervisor)
     open_my_apps(flow)
-    moon = flow.page.locator(f".st-key-moon_{app_id} button")
+    moon = button(flow, f"moon_{app_id}")
     expect()(moon).to_be_visible()
     flow.shot("13-sleeping")
     moon.click()
@@ -384,5 +398,3 @@ def test_status_page_without_signing_in(flow: Flow) -> None:
     finally:
         context.close()
 
-
-_ = dataclasses  # (kept for settings tweaks in local runs)

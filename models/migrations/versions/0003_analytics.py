@@ -1,7 +1,8 @@
 """analytics aggregates: distinct viewers per workspace and month, per app; counters per
 workspace-month, app and app-day (models/analytics.py, kept by backend.analytics.record_views).
 
-No data step: nothing recorded view events before this revision. Aggregates can be rebuilt
+The tables keyed by their primary key alone are WITHOUT ROWID on SQLite (the key is the
+table, not a second index). No data step: nothing recorded view events before this revision. Aggregates can be rebuilt
 from `viewevent` at any time with `backend.analytics_store.rebuild_aggregates(ctx)`.
 
 Revision ID: 0003
@@ -25,7 +26,8 @@ def upgrade() -> None:
     sa.Column('app_id', sa.Integer(), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('views', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('app_id', 'day')
+    sa.PrimaryKeyConstraint('app_id', 'day'),
+    sqlite_with_rowid=False
     )
     op.create_table('analytics_app_total',
     sa.Column('app_id', sa.Integer(), nullable=False),
@@ -39,23 +41,25 @@ def upgrade() -> None:
     sa.Column('first_view', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('last_view', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('views', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('app_id', 'viewer_key')
+    sa.PrimaryKeyConstraint('app_id', 'viewer_key'),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('analytics_app_viewer', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_analytics_app_viewer_last_view'), ['last_view'], unique=False)
         batch_op.create_index('ix_analytics_app_viewer_recent', ['app_id', 'last_view'], unique=False)
 
     op.create_table('analytics_viewer_month',
     sa.Column('workspace_id', sa.Integer(), nullable=False),
     sa.Column('month', sa.Date(), nullable=False),
     sa.Column('viewer_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.PrimaryKeyConstraint('workspace_id', 'month', 'viewer_key')
+    sa.PrimaryKeyConstraint('workspace_id', 'month', 'viewer_key'),
+    sqlite_with_rowid=False
     )
     op.create_table('analytics_workspace_month',
     sa.Column('workspace_id', sa.Integer(), nullable=False),
     sa.Column('month', sa.Date(), nullable=False),
     sa.Column('viewers', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('workspace_id', 'month')
+    sa.PrimaryKeyConstraint('workspace_id', 'month'),
+    sqlite_with_rowid=False
     )
     # ### end Alembic commands ###
 
@@ -66,7 +70,6 @@ def downgrade() -> None:
     op.drop_table('analytics_viewer_month')
     with op.batch_alter_table('analytics_app_viewer', schema=None) as batch_op:
         batch_op.drop_index('ix_analytics_app_viewer_recent')
-        batch_op.drop_index(batch_op.f('ix_analytics_app_viewer_last_view'))
 
     op.drop_table('analytics_app_viewer')
     op.drop_table('analytics_app_total')

@@ -1,0 +1,143 @@
+"""App actions of the dashboard's pages: reboot and delete (each confirmed in a dialog that
+says what happens), wake (the moon) and favorite. Buttons call these as callbacks, or ask
+for a confirmation that `confirm_dialogs` renders in the page body on the next run (a
+dialog cannot open from inside a fragment's rerun). Everything goes through `backend`,
+which checks the user's role again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from backend import apps as app_service
+from backend import favorites
+from backend.context import Context
+from backend.errors import BackendError
+from pages.dashboard._ui import ICON, flash, md, status_label
+
+CONFIRM_DELETE_KEY = "_confirm_delete_app"
+CONFIRM_REBOOT_KEY = "_confirm_reboot_app"
+
+
+# Callbacks ------------------------------------------------------------------------------
+def reboot(ctx: Context, user: Any, app_id: int, subdomain: str) -> None:
+    try:
+        app_service.reboot_app(ctx, user, app_id)
+    except BackendError as e:
+        flash(str(e))
+    else:
+        flash(f"Rebooting {subdomain}: visitors see the oven page until it is back.", "toast")
+
+
+def wake(ctx: Context, user: Any, app_id: int, subdomain: str) -> None:
+    """The moon: any member of the app's workspace may wake a sleeping app."""
+    try:
+        state = app_service.wake_app(ctx, user, app_id)
+    except BackendError as e:
+        flash(str(e))
+        return
+    if state == "starting":
+        flash(f"Waking {subdomain} up: it is back in a few seconds.", "toast")
+    else:
+        flash(f"{subdomain} is not sleeping ({status_label(state)}).", "toast")
+
+
+def ask_delete(app_id: int) -> None:
+    """Open the delete confirmation (rendered by `confirm_dialogs` on the next run)."""
+    st.session_state.pop(CONFIRM_REBOOT_KEY, None)
+    st.session_state[CONFIRM_DELETE_KEY] = app_id
+
+
+def _forget_delete() -> None:
+    st.session_state.pop(CONFIRM_DELETE_KEY, None)
+
+
+def confirm_dialogs(ctx: Context, user: Any, after_delete: str | None = None) -> None:
+    """Show the reboot or delete confirmation when a button asked for it (call in the page
+    body, outside fragments). `after_delete` is a page to go to once the app is deleted."""
+    reboot_id = st.session_state.get(CONFIRM_REBOOT_KEY)
+    if reboot_id is not None:
+        try:
+            app = app_service.get_app(ctx, user, reboot_id)
+        except BackendError:
+            _forget_reboot()
+        else:
+            _reboot_dialog(ctx, user, app)
+        return
+    app_id = st.session_state.get(CONFIRM_DELETE_KEY)
+    if app_id is None:
+        return
+    try:
+        app = app_service.get_app(ctx, user, app_id)
+    except BackendError:
+        _forget_delete()
+        return
+    _delete_dialog(ctx, user, app, after_delete)
+
+
+@st.dialog("Delete this app?", on_dismiss=_forget_delete)
+def _delete_dialog(ctx: Context, user: Any, app: Any, after_delete: str | None) -> None:
+    st.markdown(f"You are about to delete **{md(app.subdomain)}** ({md(app.url)}).")
+    st.markdown(
+        "Deleting stops the app for everyone using it and frees its URL: this server "
+        "removes its running instance, its checkout, its secrets, logs and settings, and "
+        f"its route. Your repository ({md(app.repo_url)}) is not touched: you can deploy it "
+        "again at any time.")
+    left, right = st.columns(2)
+    if left.button(f"Delete {app.subdomain}", type="primary", key="confirm_delete",
+                   width="stretch", icon=ICON["delete"]):
+        _forget_delete()
+        try:
+            app_service.delete_app(ctx, user, app.id)
+        except BackendError as e:
+            flash(str(e))
+        else:
+            flash(f"Deleting {app.subdomain}.", "toast")
+        if after_delete:
+            st.switch_page(after_delete)
+        st.rerun()
+    if right.button("Cancel", key="cancel_delete", width="stretch"):
+        _forget_delete()
+        st.rerun()
+
+
+
+def ask_reboot(app_id: int) -> None:
+    """Open the reboot confirmation (rendered by `confirm_dialogs` on the next run)."""
+    st.session_state.pop(CONFIRM_DELETE_KEY, None)
+    st.session_state[CONFIRM_REBOOT_KEY] = app_id
+
+
+def _forget_reboot() -> None:
+    st.session_state.pop(CONFIRM_REBOOT_KEY, None)
+
+
+@st.dialog("Reboot this app?", on_dismiss=_forget_reboot)
+def _reboot_dialog(ctx: Context, user: Any, app: Any) -> None:
+    st.markdown(f"You are about to reboot **{md(app.subdomain)}** ({md(app.url)}).")
+    st.markdown(
+        "Rebooting restarts the app on its current environment. It interrupts everyone "
+        "using it right now, and until it is back (usually seconds, a few minutes when it "
+        "has to be rebuilt) visitors see the *Your app is in the oven* page.")
+    left, right = st.columns(2)
+    if left.button(f"Reboot {app.subdomain}", type="primary", key="confirm_reboot",
+                   width="stretch", icon=ICON["reboot"]):
+        _forget_reboot()
+        reboot(ctx, user, app.id, app.subdomain)
+        st.rerun()
+    if right.button("Cancel", key="cancel_reboot", width="stretch"):
+        _forget_reboot()
+        st.rerun()
+
+
+def set_favorite(ctx: Context, user: Any, app_id: int, favorite: bool, name: str) -> None:
+    """Star / unstar (button callback); any member of the workspace may."""
+    try:
+        favorites.set_favorite(ctx, user, app_id, favorite)
+    except BackendError as e:
+        flash(str(e))
+    else:
+        flash(f"⭐ {name} is a favorite: it shows at the top." if favorite
+              else f"{name} is no longer a favorite.", "toast")

@@ -1,0 +1,202 @@
+"""App hosts (`<sub>.DOMAIN`): who may see the app, our pages, our reserved paths.
+
+See `server.py` for the whole picture. Order of a request here: reserved paths
+(`/__stcloud/...`, never forwarded to the app) → unknown subdomain (404 page) → the hot
+path (an asset of a public app: forwarded with our cookies stripped, nobody's identity
+needed) → identity → private-app check or the silent sign-in check → forwarded (with the
+overlay, the visitor cookie and the view event) or our page for the app's state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from backend import identity
+from supervisor.proxy import cookies, inject, pages, state_pages
+from supervisor.proxy.access import Visitor
+from supervisor.proxy.endpoints import PROGRESS_STATES
+from supervisor.proxy.forward import PLAIN, Forwarding, UpstreamUnavailable, websocket_protocols
+from supervisor.routes import OVEN_STATES, Route
+
+if TYPE_CHECKING:
+    from supervisor.proxy.server import Proxy
+
+log = logging.getLogger("supervisor.proxy")
+
+RESERVED_PREFIX = "/__stcloud/"
+PANEL_PREFIX = identity.PANEL_PREFIX
+STREAM_PATH = "/_stcore/stream"
+VISITOR_MAX_AGE = 365 * 86400
+
+
+def bare(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
+
+
+def is_websocket(request: web.BaseRequest) -> bool:
+    headers = request.headers
+    return (request.method == "GET" and "websocket" in headers.get("Upgrade", "").lower()
+            and "upgrade" in headers.get("Connection", "").lower())
+
+
+class AppHost:
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.settings = proxy.settings
+
+    async def handle(self, request: web.Request, sub: str, path: str
+                     ) -> web.StreamResponse:
+        route = self.proxy.routes.get(sub)
+        if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX[:-1]:
+            return await self._reserved_app(request, sub, route, path)
+        if route is None:
+            return pages.not_found_page(f"{sub}.{self.proxy.domain}", self.settings)
+        svc = self.proxy.services
+        private = route.visibility == "private"
+        if svc is None:
+            if private:
+                return bare(403, "This private app cannot be served without accounts.")
+            return await self._serve(request, route, None, page=False)
+        page = inject.may_be_page(request)
+        stream = path == STREAM_PATH and is_websocket(request)
+        if not (private or page or stream or not route.serving):
+            # The hot path: an asset of a public app needs nobody's identity.
+            return await self._forward_app(request, route, Forwarding(
+                strip_cookies=cookies.APP_STRIP))
+        visitor = await svc.access.visitor(request, sub)
+        if private:
+            if visitor.user is None:
+                if page:
+                    return svc.signin.login_redirect(request)
+                return bare(401, "Sign in to open this private app.")
+            if not await svc.access.can_view(visitor.user, route.app_id):
+                if page:
+                    return await self._forbidden(request, route, visitor)
+                return bare(403, "You don't have access to this app.")
+        elif page and not visitor.checked and svc.signin.may_bounce(request, sub):
+            return svc.signin.login_redirect(request, silent=True)
+        return await self._serve(request, route, visitor, page=page, stream=stream)
+
+    async def _serve(self, request: web.Request, route: Route, visitor: Visitor | None, *,
+                     page: bool, stream: bool = False) -> web.StreamResponse:
+        """Forward to a serving app, else our page for its state."""
+        svc = self.proxy.services
+        if route.serving:
+            if svc is None or visitor is None:
+                return await self._forward_app(request, route, PLAIN)
+            set_cookies: tuple[str, ...] = ()
+            if page and visitor.visitor_id is None:
+                set_cookies = (cookies.cookie_header(
+                    identity.VISITOR_COOKIE, identity.new_visitor_id(),
+                    max_age=VISITOR_MAX_AGE, secure=self.proxy.scheme == "https"),)
+            on_open = None
+            protocols = websocket_protocols(request) if stream else []
+            if stream and not (len(protocols) >= 3 and protocols[2]):
+                def on_open() -> None:  # a new session, not a reconnect of one
+                    svc.views.record(route.app_id, visitor.viewer_key())
+            return await self._forward_app(request, route, Forwarding(
+                strip_cookies=cookies.APP_STRIP, set_cookies=set_cookies,
+                inject=inject.OVERLAY_TAGS, on_open=on_open))
+        if route.state in OVEN_STATES:
+            progress = await svc.endpoints.progress(route.app_id) \
+                if svc and route.state in PROGRESS_STATES else ""
+            return pages.oven_page(route, self.settings, progress)
+        if svc is None or visitor is None or route.state not in (
+                "sleeping", "over_limit", "crashed", "build_failed"):
+            return pages.state_page(route, self.settings)
+        viewer = await svc.endpoints.page_viewer(request, route, visitor)
+        if route.state == "sleeping":
+            return state_pages.sleeping_page(route, self.settings, viewer)
+        facts = await svc.endpoints.facts(route) if viewer.developer else \
+            state_pages.AppFacts(route.app_id)
+        if route.state == "over_limit":
+            return state_pages.over_limit_page(route, self.settings, viewer, facts)
+        return state_pages.failure_page(route, self.settings, viewer, facts)
+
+    async def _forbidden(self, request: web.Request, route: Route,
+                         visitor: Visitor) -> web.Response:
+        svc = self.proxy.services
+        assert svc is not None
+        viewer = await svc.endpoints.page_viewer(request, route, visitor)
+        facts = await svc.endpoints.facts(route)
+        return state_pages.forbidden_page(self.settings, request.headers.get("Host", ""),
+                                          viewer, facts.workspace)
+
+    async def _forward_app(self, request: web.Request, route: Route,
+                           how: Forwarding) -> web.StreamResponse:
+        assert route.address is not None
+        try:
+            return await self.proxy._forward(request, route.address, how)
+        except UpstreamUnavailable as exc:
+            log.warning("upstream_unavailable app=%s host=%s path=%s upstream=%s:%s "
+                        "error=%s", route.app_id, route.subdomain, request.path,
+                        *route.address, exc)
+            return pages.not_answering_page(route, self.settings)
+
+    # Reserved paths ----------------------------------------------------------------------
+    async def _reserved_app(self, request: web.Request, sub: str, route: Route | None,
+                            path: str) -> web.StreamResponse:
+        name = path[len(RESERVED_PREFIX):]
+        if path == PANEL_PREFIX or path.startswith(PANEL_PREFIX + "/"):
+            return await self._panel(request, sub, route)
+        if name in ("overlay.js", "overlay.css") and request.method in ("GET", "HEAD"):
+            return inject.asset_response(name)
+        svc = self.proxy.services
+        if name == "status":
+            if svc is None:
+                if route is None:
+                    return pages.json_response(
+                        {"state": "not_found", "reason": "", "serving": False}, 404)
+                return pages.json_response({"state": route.state, "reason": route.reason,
+                                            "serving": route.serving})
+            return await svc.endpoints.status(route)
+        if svc is None or route is None:
+            return pages.json_response({"error": "not_found"}, 404)
+        handlers = {("GET", "me"), ("POST", "favorite"), ("GET", "login"),
+                    ("GET", "callback"), ("POST", "logout"), ("POST", "wake"),
+                    ("POST", "reboot"), ("POST", "notify")}
+        if (request.method, name) not in handlers:
+            known = {n for _, n in handlers}
+            return pages.json_response({"error": "method_not_allowed" if name in known
+                                        else "not_found"}, 405 if name in known else 404)
+        if name == "login":
+            return svc.signin.login(request, sub)
+        if name == "callback":
+            return svc.signin.callback(request, sub)
+        if name == "logout":
+            return await svc.endpoints.logout(request, sub)
+        visitor = await svc.access.visitor(request, sub)
+        ep = svc.endpoints
+        if name == "me":
+            return await ep.me(request, route, visitor)
+        if route.visibility == "private" and not (
+                visitor.user and await svc.access.can_view(visitor.user, route.app_id)):
+            return pages.json_response({"error": "forbidden"}, 403)
+        handler = {"favorite": ep.favorite, "wake": ep.wake, "reboot": ep.reboot,
+                   "notify": ep.notify}[name]
+        return await handler(request, route, visitor)
+
+    async def _panel(self, request: web.Request, sub: str, route: Route | None
+                     ) -> web.StreamResponse:
+        address = self.proxy.routes.panel_address
+        svc = self.proxy.services
+        if route is None or svc is None:
+            return pages.json_response({"error": "not_found"}, 404)
+        if address is None:
+            return bare(503, "The Manage app panel is starting; try again in a moment.")
+        add: dict[str, str] = {}
+        visitor = await svc.access.visitor(request, sub)
+        if visitor.user is not None:
+            add[identity.PANEL_HEADER] = identity.panel_header(
+                svc.access.key, visitor.user.id, visitor.user.username,  # type: ignore
+                route.app_id, sub)
+        how = Forwarding(strip_cookies=cookies.APP_STRIP, add_headers=add)
+        try:
+            return await self.proxy._forward(request, address, how)
+        except UpstreamUnavailable as exc:
+            log.warning("upstream_unavailable panel path=%s error=%s", request.path, exc)
+            return bare(503, "The Manage app panel is not answering; try again in a "
+                         "moment.")

@@ -1,0 +1,144 @@
+"""Browser tests: Playwright driving Debian's Chromium against the real supervisor.
+
+Skipped when Chromium or Playwright is missing, except under `CI=true`, where that is a
+failure. One supervisor (process runtime) with two deployed apps serves a whole module
+(`cloud`); each test opens its own browser context. Screenshots go to `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend import apps, auth, workspaces
+from backend.context import Context, open_context
+from backend.settings import PROJECT_ROOT, Settings, load_settings
+from tests.conftest import CACHE_ROOT, GitRepo, free_port
+from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PASSWORD = "password123"
+
+# The deployed app: a button that prints a line (with a token shown on the page, so a
+# test can look for exactly that line in the Cloud logs).
+APP_SOURCE = '''import secrets
+
+import streamlit as st
+
+st.title("Overlay test app")
+if st.button("Print a line"):
+    token = secrets.token_hex(4)
+    print(f"printed {token}", flush=True)
+    st.write(f"Printed {token}")
+'''
+
+
+def chromium_path() -> str:
+    """Chromium's path, or skip (fail under CI=true) when it or Playwright is missing."""
+    strict = os.environ.get("CI") == "true"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        if strict:
+            pytest.fail("CI=true but Playwright is not installed")
+        pytest.skip("Playwright is not installed")
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None and Path("/usr/bin/chromium").exists():
+        path = "/usr/bin/chromium"
+    if path is None:
+        if strict:
+            pytest.fail("CI=true but chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    return path
+
+
+def screenshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    path = chromium_path()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@dataclasses.dataclass
+class Cloud:
+    settings: Settings
+    ctx: Context
+    supervisor: SupervisorProcess
+    public_id: int
+    private_id: int
+
+    def url(self, sub: str | None = None, path: str = "/") -> str:
+        return self.settings.public_url(sub) + path
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    chromium_path()  # skip before starting anything
+    root = tmp_path_factory.mktemp("cloud")
+    settings = load_settings(env={}, data_dir=root / "data", envs_dir=root / "envs",
+                             uv_cache_dir=CACHE_ROOT / "uv", port=free_port(),
+                             runtime="process", reconcile_interval=0.2, health_timeout=60.0,
+                             hibernation_interval=1.0, git_poll_interval=0.0)
+    ctx = open_context(settings)
+    dev = auth.create_user(ctx, "dev", PASSWORD, email="dev@example.com")
+    auth.create_user(ctx, "vera", PASSWORD, email="vera@example.com")
+    auth.create_user(ctx, "otto", PASSWORD, email="otto@example.com")
+    repo = GitRepo(root / "repos" / "overlay")
+    repo.commit({"streamlit_app.py": APP_SOURCE,
+                 "requirements.txt": f"streamlit=={settings.default_streamlit}\n"}, "app")
+    public = apps.deploy_app(ctx, dev, repo_url=repo.url, subdomain="overlay")
+    private = apps.deploy_app(ctx, dev, repo_url=repo.url, subdomain="secret")
+    workspaces.set_member(ctx, dev, public.workspace_id, "vera", "viewer")
+    from backend.sharing import set_visibility
+    set_visibility(ctx, dev, private.id, "private")
+    sup = SupervisorProcess(settings, root / "supervisor.log").start()
+    try:
+        for view in (public, private):
+            app = wait_for_state(ctx, view.id, {"running", "build_failed", "crashed"},
+                                 sup=sup)
+            assert app.state == "running", app.state_reason
+        import urllib.request
+
+        def answers(url: str) -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310
+                    return r.status == 200
+            except OSError:
+                return False
+        base = f"http://127.0.0.1:{settings.port}"
+        for host, path in ((f"localhost:{settings.port}", "/_stcore/health"),
+                           (f"overlay.localhost:{settings.port}",
+                            "/__stcloud/panel/_stcore/health")):
+            req = urllib.request.Request(base + path, headers={"Host": host})
+            wait_until(lambda r=req: answers(r), 90, f"{host}{path}", sup)  # type: ignore
+        yield Cloud(settings, ctx, sup, public.id, private.id)
+    finally:
+        sup.stop()
+
+
+def sign_in(page: Any, cloud: Cloud, username: str, *, goto: bool = True) -> None:
+    """Sign in on the dashboard's form and wait until its cookie is stored."""
+    if goto:
+        page.goto(cloud.url())
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    wait_until(lambda: any(c["name"] == "stcloud_dashboard" for c in page.context.cookies()),
+               30, "the dashboard's sign-in cookie")
