@@ -48,8 +48,8 @@ PAGES = {
         st.Page(ui.LOGS, title="Logs", icon=ui.ICON["logs"], url_path="logs"),
         st.Page(ui.SETTINGS, title="App settings", icon=ui.ICON["settings"],
                 url_path="settings"),
-        # st.Page(ui.ANALYTICS, title="Analytics", icon=ui.ICON["analytics"],
-        #         url_path="analytics"),
+        st.Page(ui.ANALYTICS, title="Analytics", icon=ui.ICON["analytics"],
+                url_path="analytics"),
     ],
     "Team": [
         st.Page(ui.WORKSPACE, title="Workspace", icon=ui.ICON["workspace"],

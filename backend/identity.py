@@ -115,6 +115,7 @@ class Session:
     username: str
     subdomain: str
     expires: int
+    issued: int = 0
 
     @property
     def anonymous(self) -> bool:
@@ -125,7 +126,9 @@ def session_cookie(key: bytes, user_id: int, username: str, subdomain: str,
                    ttl: float | None = None, now: float | None = None) -> str:
     if ttl is None:
         ttl = ANONYMOUS_TTL if user_id == 0 else SESSION_TTL
-    return sign(key, "session", {"u": user_id, "n": username, "s": subdomain}, ttl, now)
+    issued = int(now or time.time())
+    return sign(key, "session", {"u": user_id, "n": username, "s": subdomain, "i": issued},
+                ttl, now)
 
 
 def read_session(key: bytes, value: str | None, subdomain: str,
@@ -134,8 +137,9 @@ def read_session(key: bytes, value: str | None, subdomain: str,
     data = verify(key, "session", value, now)
     if data is None or data.get("s") != subdomain or not isinstance(data.get("u"), int):
         return None
+    issued = data.get("i")
     return Session(user_id=data["u"], username=str(data.get("n", "")), subdomain=subdomain,
-                   expires=data["exp"])
+                   expires=data["exp"], issued=issued if isinstance(issued, int) else 0)
 
 
 def new_visitor_id() -> str:

@@ -74,7 +74,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     if not samples:
         return {"n": 0}
     ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
     return {"n": len(ordered), "p50_ms": pick(0.50) * 1e3, "p99_ms": pick(0.99) * 1e3,
             "mean_ms": statistics.fmean(ordered) * 1e3, "min_ms": ordered[0] * 1e3,
             "max_ms": ordered[-1] * 1e3}

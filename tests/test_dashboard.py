@@ -130,6 +130,23 @@ def add_member(ctx: Context, username: str, workspace: str, role: str) -> Any:
     return user
 
 
+def open_menus(at: AppTest, *app_ids: int) -> AppTest:
+    """Open apps' "︙" menus (their content runs only while open), as a click would."""
+    for app_id in app_ids:
+        at.session_state[f"menu_{app_id}"] = True
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def click_in_menu(at: AppTest, app_id: int, key: str) -> AppTest:
+    """Open the app's menu and click its button `key` (which closes the menu)."""
+    open_menus(at, app_id)
+    click(at, key)
+    assert at.session_state[f"menu_{app_id}"] is False
+    return at
+
+
 def click(at: AppTest, key: str) -> AppTest:
     at.button(key=key).click().run()
     assert not at.exception, at.exception
@@ -212,7 +229,10 @@ def test_list_shows_each_app_with_its_status(dash: Dash) -> None:
     assert "Not deployed yet" in page
     assert "by you" in page
     assert at.selectbox(key=ui.WORKSPACE_KEY).value is not None
+    assert not {f"reboot_{queued.id}", f"delete_{crashed.id}"} & button_keys(at)
+    open_menus(at, queued.id, crashed.id)  # menu content runs only while it is open
     assert {f"reboot_{queued.id}", f"delete_{crashed.id}"} <= button_keys(at)
+    assert f"reboot_{running.id}" not in button_keys(at)
 
 
 def test_list_shows_owner_and_last_deploy_time_with_the_exact_time_on_hover(
@@ -224,9 +244,10 @@ def test_list_shows_owner_and_last_deploy_time_with_the_exact_time_on_hover(
         row.last_deployed_at = datetime.now(UTC) - timedelta(minutes=3)
         s.add(row)
     at = open_dashboard(dave)
-    [deployed] = [c for c in at.caption if c.value.startswith("Deployed ")]
-    assert deployed.value == "Deployed 3 minutes ago"
-    assert deployed.proto.help.startswith(str(datetime.now(UTC).year))
+    [deployed] = [c.value for c in at.caption if "Deployed " in c.value]
+    year = datetime.now(UTC).year
+    assert deployed.startswith(f'<span title="{year}-') and \
+        deployed.endswith('">Deployed 3 minutes ago</span>')
     assert "👥 by admin" in text(at)
 
 
@@ -265,7 +286,7 @@ def test_viewer_sees_apps_but_not_reboot_or_delete(dash: Dash) -> None:
     assert ui.VIEW_ONLY in text(at)
     view_only = [c for c in at.caption if ui.VIEW_ONLY in c.value]
     assert view_only and all("viewer role" in c.proto.help for c in view_only)
-    keys = button_keys(at)
+    keys = button_keys(open_menus(at, app.id))
     assert f"reboot_{app.id}" not in keys and f"delete_{app.id}" not in keys
     assert {f"star_{app.id}", f"favmenu_{app.id}"} <= keys  # favorites work for viewers
 
@@ -278,7 +299,7 @@ def test_viewer_sees_apps_but_not_reboot_or_delete(dash: Dash) -> None:
 def test_developer_member_sees_reboot_and_delete(dash: Dash) -> None:
     app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO)
     dave = add_member(dash.ctx, "dave", "owner", "developer")
-    keys = button_keys(open_dashboard(dave))
+    keys = button_keys(open_menus(open_dashboard(dave), app.id))
     assert {f"reboot_{app.id}", f"delete_{app.id}"} <= keys
 
 
@@ -298,12 +319,13 @@ def test_reboot_button_asks_the_backend_to_reboot(dash: Dash) -> None:
     app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="to-reboot")
     move(dash.ctx, app.id, "building", "starting", "running")
     at = open_dashboard(dash.admin)
-    click(at, f"reboot_{app.id}")
+    click_in_menu(at, app.id, f"reboot_{app.id}")
     assert "interrupts everyone using it" in text(at) and "oven" in text(at)
     assert db_app(dash.ctx, app.id).restart_generation == 0  # not before confirming
     click(at, "cancel_reboot")
     assert db_app(dash.ctx, app.id).restart_generation == 0
-    click(at, f"reboot_{app.id}")
+    assert "confirm_reboot" not in button_keys(at)
+    click_in_menu(at, app.id, f"reboot_{app.id}")
     click(at, "confirm_reboot")
     assert db_app(dash.ctx, app.id).restart_generation == 1
     reasons = [e.reason for e in apps.app_events(dash.ctx, dash.admin, app.id)]
@@ -314,7 +336,7 @@ def test_reboot_button_asks_the_backend_to_reboot(dash: Dash) -> None:
 def test_delete_asks_for_confirmation_then_deletes(dash: Dash) -> None:
     app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="doomed")
     at = open_dashboard(dash.admin)
-    at.button(key=f"delete_{app.id}").click().run()
+    click_in_menu(at, app.id, f"delete_{app.id}")
     page = text(at)
     assert "**doomed**" in page and "Deleting stops the app" in page
     assert db_app(dash.ctx, app.id).desired_state == "running"  # not before confirming
@@ -323,7 +345,7 @@ def test_delete_asks_for_confirmation_then_deletes(dash: Dash) -> None:
     assert db_app(dash.ctx, app.id).desired_state == "running"
     assert "confirm_delete" not in button_keys(at)
 
-    at.button(key=f"delete_{app.id}").click().run()
+    click_in_menu(at, app.id, f"delete_{app.id}")
     at.button(key="confirm_delete").click().run()
     row = db_app(dash.ctx, app.id)
     assert (row.desired_state, row.state) == ("deleted", "deleting")

@@ -18,7 +18,8 @@ from backend import secrets as app_secrets
 from backend.logs import app_log_path, build_log_path
 from models import AppSecret, session_scope
 from pages.dashboard import _ui as ui
-from tests.test_dashboard import HOME, REPO, Dash, add_member, button_keys, click, db_app, move
+from tests.test_dashboard import (HOME, REPO, Dash, add_member, button_keys, click,
+                                  click_in_menu, db_app, move, open_menus)
 from tests.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)
 from tests.test_dashboard import open_dashboard, text
 
@@ -52,7 +53,8 @@ def test_switcher_lists_workspaces_and_marks_view_only_ones(dash: Dash) -> None:
 
     box.select(ws_id(dash, "acme")).run()
     assert row_order(at) == ["theirs"]
-    assert f"reboot_{app_id(dash, 'theirs')}" not in button_keys(at)
+    theirs = app_id(dash, "theirs")
+    assert f"reboot_{theirs}" not in button_keys(open_menus(at, theirs))
     assert any(ui.VIEW_ONLY in c.value for c in at.caption)
 
     at.switch_page(ui.WORKSPACE).run()  # the choice is kept across pages
@@ -96,9 +98,9 @@ def test_star_moves_an_app_to_the_top_and_back(dash: Dash) -> None:
     assert at.button(key=f"star_{first.id}").label == "⭐"
     assert favorites.favorite_ids(dash.ctx, dash.admin) == {first.id}
 
-    click(at, f"favmenu_{second.id}")  # from the ︙ menu
+    click_in_menu(at, second.id, f"favmenu_{second.id}")  # from the ︙ menu
     assert row_order(at) == ["second", "first", "third"]
-    click(at, f"favmenu_{first.id}")  # Unfavorite
+    click_in_menu(at, first.id, f"favmenu_{first.id}")  # Unfavorite
     assert row_order(at) == ["second", "third", "first"]
     assert favorites.favorite_ids(dash.ctx, dash.admin) == {second.id}
 
@@ -114,7 +116,7 @@ def test_favorites_are_per_user(dash: Dash) -> None:
 def test_menu_has_every_action_for_developers(dash: Dash) -> None:
     app = deploy(dash, "menu-app")
     move(dash.ctx, app.id, "building", "starting", "running", "sleeping")
-    at = open_dashboard(dash.admin)
+    at = open_menus(open_dashboard(dash.admin), app.id)
     assert {f"favmenu_{app.id}", f"wake_{app.id}", f"moon_{app.id}", f"reboot_{app.id}",
             f"delete_{app.id}"} <= button_keys(at)
     labels = {link.proto.label for link in at.get("page_link")}

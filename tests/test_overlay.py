@@ -48,6 +48,7 @@ class FakeApp:
         app.router.add_get("/app.js", self.script)
         app.router.add_get("/data.json", self.data)
         app.router.add_get("/slow", self.slow)
+        app.router.add_get("/hang", self.hang)
         app.router.add_get("/cookies", self.cookies)
         app.router.add_get("/_stcore/stream", self.stream)
         app.router.add_get("/__stcloud/panel/_stcore/stream", self.stream)
@@ -92,6 +93,10 @@ class FakeApp:
         await resp.write(b"the rest")
         await resp.write_eof()
         return resp
+
+    async def hang(self, request: web.Request) -> web.Response:
+        await self.release.wait()  # no response headers until released
+        return web.Response(text="late")
 
     async def cookies(self, request: web.Request) -> web.Response:
         self.requests.append(request)
@@ -347,6 +352,13 @@ def test_silent_check_and_return_after_sign_in(ctx) -> None:  # type: ignore[no-
             login = URL(r.headers["Location"])
         assert login.path == "/__stcloud/login" and login.query["silent"] == "1"
         assert login.query["next"] == "/some/page?x=1"
+        # Plain http on a real domain sends no Fetch Metadata: a navigation still asks for
+        # HTML and to upgrade insecure requests. Other clients (curl, tests) are served.
+        async with env.request("GET", "/", headers={
+                "Accept": "text/html", "Upgrade-Insecure-Requests": "1"}) as r:
+            assert r.status == 302 and "silent=1" in r.headers["Location"]
+        async with env.request("GET", "/", headers={"Accept": "text/html"}) as r:
+            assert r.status == 200
         async with env.request("GET", login.path_qs) as r:
             authorize = URL(r.headers["Location"])
         # Cross-site without the (SameSite=Strict) dashboard cookie: a same-site hop first.
@@ -369,6 +381,18 @@ def test_silent_check_and_return_after_sign_in(ctx) -> None:  # type: ignore[no-
                                cookies={identity.SESSION_COOKIE: marker}) as r:
             assert r.status == 200
             assert identity.valid_visitor_id(set_cookies(r)[identity.VISITOR_COOKIE])
+        # The marker is checked again on a page load from another site (e.g. "Open app" on
+        # the dashboard, after signing in there), once it is older than a few seconds.
+        key = identity.server_key(env.ctx)
+        import time
+        old = identity.session_cookie(key, 0, "", "hello", now=time.time() - 60)
+        for cookie, site, bounced in ((old, "cross-site", True), (old, "same-origin", False),
+                                      (marker, "cross-site", False)):
+            async with env.request("GET", "/", cookies={identity.SESSION_COOKIE: cookie},
+                                   headers={"Accept": "text/html", "Sec-Fetch-Mode": "navigate",
+                                            "Sec-Fetch-Dest": "document",
+                                            "Sec-Fetch-Site": site}) as r:
+                assert (r.status == 302) is bounced, site
         # A non-silent sign-in without the dashboard cookie goes to the dashboard's form,
         # and the dashboard's pages then carry the script that brings the visitor back.
         async with env.request("GET", "/__stcloud/authorize?app=hello&next=/p", sub=None) as r:
@@ -688,4 +712,17 @@ def test_header_limits(ctx) -> None:  # type: ignore[no-untyped-def]
         many = {f"X-H{i}": "1" for i in range(150)}
         async with env.request("GET", "/echo", headers=many) as r:
             assert r.status in (400, 431)
+    run(ctx, scenario)
+
+
+def test_upstream_response_timeout(ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from supervisor.proxy import forward
+    monkeypatch.setattr(forward, "RESPONSE_TIMEOUT", 0.3)
+
+    async def scenario(env: Env) -> None:
+        async with env.request("GET", "/hang") as r:
+            assert r.status == 502 and "not answering" in await r.text()
+        env.app.release.set()
+        async with env.request("GET", "/hang") as r:  # a prompt answer still passes
+            assert r.status == 200 and await r.text() == "late"
     run(ctx, scenario)

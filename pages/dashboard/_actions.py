@@ -15,10 +15,22 @@ from backend import apps as app_service
 from backend import favorites
 from backend.context import Context
 from backend.errors import BackendError
-from pages.dashboard._ui import ICON, flash, md, status_label
+from pages.dashboard._ui import ICON, RERUN_APP_KEY, flash, md, status_label
 
 CONFIRM_DELETE_KEY = "_confirm_delete_app"
 CONFIRM_REBOOT_KEY = "_confirm_reboot_app"
+
+
+# Menus ----------------------------------------------------------------------------------
+def menu_key(app_id: int) -> str:
+    """The key of an app's "︙" popover; it tracks its state, so an action can close it."""
+    return f"menu_{app_id}"
+
+
+def from_menu(app_id: int, action: Any, *args: Any) -> None:
+    """Button callback inside an app's menu: close the menu, then run `action(*args)`."""
+    st.session_state[menu_key(app_id)] = False
+    action(*args)
 
 
 # Callbacks ------------------------------------------------------------------------------
@@ -45,9 +57,11 @@ def wake(ctx: Context, user: Any, app_id: int, subdomain: str) -> None:
 
 
 def ask_delete(app_id: int) -> None:
-    """Open the delete confirmation (rendered by `confirm_dialogs` on the next run)."""
+    """Open the delete confirmation (rendered by `confirm_dialogs` in the full rerun that
+    `ui.live` starts; a button callback may not rerun by itself)."""
     st.session_state.pop(CONFIRM_REBOOT_KEY, None)
     st.session_state[CONFIRM_DELETE_KEY] = app_id
+    st.session_state[RERUN_APP_KEY] = True
 
 
 def _forget_delete() -> None:
@@ -105,9 +119,10 @@ def _delete_dialog(ctx: Context, user: Any, app: Any, after_delete: str | None) 
 
 
 def ask_reboot(app_id: int) -> None:
-    """Open the reboot confirmation (rendered by `confirm_dialogs` on the next run)."""
+    """Open the reboot confirmation (as `ask_delete`)."""
     st.session_state.pop(CONFIRM_DELETE_KEY, None)
     st.session_state[CONFIRM_REBOOT_KEY] = app_id
+    st.session_state[RERUN_APP_KEY] = True
 
 
 def _forget_reboot() -> None:

@@ -13,6 +13,7 @@ Layering (import-linter): this module and the pages import `backend` only.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from collections.abc import Callable
@@ -66,6 +67,7 @@ BUSY_STATES = OVEN_STATES | {"deleting"}
 SIGN_OUT_KEY = "_sign_out_requested"
 WORKSPACE_KEY = "current_workspace"
 APP_PICK_KEY = "app_pick"
+RERUN_APP_KEY = "_rerun_app"  # set by a callback in a fragment to rerun the whole page
 FLASH_KEY = "_flash"
 
 # - streamlit-authenticator's cookie manager renders invisible components keyed init, set
@@ -185,11 +187,13 @@ def exact_time(when: datetime) -> str:
 
 def time_caption(when: datetime | None, prefix: str = "", where: Any = st,
                  never: str = "never") -> None:
-    """'<prefix>3 minutes ago' with the exact time in the tooltip."""
+    """'<prefix>3 minutes ago' as a caption; hovering it shows the exact time (a title)."""
     if when is None:
         where.caption(never)
         return
-    where.caption(f"{prefix}{relative_time(when)}", help=exact_time(when))
+    text = html.escape(f"{prefix}{relative_time(when)}")
+    where.caption(f'<span title="{html.escape(exact_time(when))}">{text}</span>',
+                  unsafe_allow_html=True)
 
 
 # Status ---------------------------------------------------------------------------------
@@ -224,6 +228,8 @@ def live(key: str, body: Callable[[], bool]) -> None:
     flag = f"_live_{key}"
 
     def run() -> None:
+        if st.session_state.pop(RERUN_APP_KEY, False):  # a callback asked for a dialog
+            st.rerun(scope="app")
         busy = bool(body())
         if busy != st.session_state.get(flag, False):
             st.session_state[flag] = busy

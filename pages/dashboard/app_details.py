@@ -34,12 +34,10 @@ def action_bar(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
     if not app.can_manage:
         cols[2].caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
         return
-    if cols[2].button("Reboot", key="detail_reboot", icon=ui.ICON["reboot"]):
-        actions.ask_reboot(app.id)
-        st.rerun(scope="app")
-    if cols[3].button("Delete", key="detail_delete", icon=ui.ICON["delete"]):
-        actions.ask_delete(app.id)
-        st.rerun(scope="app")
+    cols[2].button("Reboot", key="detail_reboot", icon=ui.ICON["reboot"],
+                   on_click=actions.ask_reboot, args=(app.id,))
+    cols[3].button("Delete", key="detail_delete", icon=ui.ICON["delete"],
+                   on_click=actions.ask_delete, args=(app.id,))
 
 
 def facts(app: Any) -> None:

@@ -6,9 +6,9 @@ deployed it), last deploy time (relative, exact on hover), and the "︙" menu: F
 Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL. View-only workspaces show a
 "👁 view-only" note instead of the management actions; favorites work everywhere.
 
-Fast with a thousand apps: one listing call (`backend.app_list`, a fixed number of queries)
-and one page of `PAGE_SIZE` rows rendered; past `SEARCH_FROM` apps a search box filters by
-name, repository, branch, main file or owner. The list runs in a live fragment that
+Fast with a thousand apps: one listing call (`backend.app_list`, a fixed number of queries),
+one page of `PAGE_SIZE` rows rendered, and a menu's content only while it is open; past
+`SEARCH_FROM` apps a search box filters by name, repository, branch, main file or owner. The list runs in a live fragment that
 rereads it every two seconds while an app is in the oven or being deleted.
 """
 
@@ -48,16 +48,23 @@ def empty_state(workspace: str | None) -> None:
 
 
 def app_menu(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
-    with st.popover("", icon=":material/more_vert:", type="tertiary", key=f"menu_{app.id}",
-                    help="Manage app"):
+    """The "︙" menu. Its content runs only while it is open (it tracks its state), and
+    each action closes it."""
+    menu = st.popover("", icon=":material/more_vert:", type="tertiary",
+                      key=actions.menu_key(app.id), help="Manage app", on_change="rerun")
+    with menu:
+        if not menu.open:
+            return
         st.button("Unfavorite" if favorite else "Favorite", key=f"favmenu_{app.id}",
                   icon="⭐" if favorite else ":material/star_border:", type="tertiary",
-                  on_click=actions.set_favorite,
-                  args=(ctx, user, app.id, not favorite, app.subdomain))
+                  on_click=actions.from_menu, args=(app.id, actions.set_favorite, ctx, user,
+                                                     app.id, not favorite, app.subdomain))
         if app.state == "sleeping":
             st.button("Wake up", key=f"wake_{app.id}", icon="🌙", type="tertiary",
-                      on_click=actions.wake, args=(ctx, user, app.id, app.subdomain))
+                      on_click=actions.from_menu,
+                      args=(app.id, actions.wake, ctx, user, app.id, app.subdomain))
         st.link_button("Open app", app.url, icon=ui.ICON["open"], type="tertiary")
+        st.code(app.url, language=None)  # its copy icon is "Copy URL"
         query = {"app": str(app.id)}
         ui.page_link(ui.ANALYTICS, label="Analytics", icon=ui.ICON["analytics"],
                      query_params=query)
@@ -66,18 +73,14 @@ def app_menu(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
             ui.page_link(ui.LOGS, label="Logs", icon=ui.ICON["logs"], query_params=query)
             ui.page_link(ui.SETTINGS, label="Settings", icon=ui.ICON["settings"],
                          query_params=query)
-            if st.button("Reboot", key=f"reboot_{app.id}", icon=ui.ICON["reboot"],
-                         type="tertiary"):
-                actions.ask_reboot(app.id)
-                st.rerun(scope="app")
-            if st.button("Delete", key=f"delete_{app.id}", icon=ui.ICON["delete"],
-                         type="tertiary"):
-                actions.ask_delete(app.id)
-                st.rerun(scope="app")
+            st.button("Reboot", key=f"reboot_{app.id}", icon=ui.ICON["reboot"],
+                      type="tertiary", on_click=actions.from_menu,
+                      args=(app.id, actions.ask_reboot, app.id))
+            st.button("Delete", key=f"delete_{app.id}", icon=ui.ICON["delete"],
+                      type="tertiary", on_click=actions.from_menu,
+                      args=(app.id, actions.ask_delete, app.id))
         else:
             st.caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
-        st.caption("Copy URL")
-        st.code(app.url, language=None)
 
 
 def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:

@@ -136,7 +136,6 @@ def menu(user: Any, app: Any) -> None:
         if st.button("Delete app", icon=":material/delete:", key="panel_delete",
                      width="stretch"):
             ss[CONFIRM_KEY] = True
-        st.divider()
         st.link_button("Settings", f"{dashboard}/settings?app={app.id}",
                        icon=":material/settings:", width="stretch")
         st.link_button("Analytics", f"{dashboard}/analytics?app={app.id}",
@@ -147,7 +146,6 @@ def menu(user: Any, app: Any) -> None:
         if ctx.settings.support_url:
             st.link_button("Support", ctx.settings.support_url, icon=":material/help:",
                            width="stretch")
-        st.divider()
         st.button("Sign out", icon=":material/logout:", key="panel_sign_out",
                   on_click=signal, args=("signout",), width="stretch")
 

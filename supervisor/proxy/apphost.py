@@ -76,7 +76,8 @@ class AppHost:
                 if page:
                     return await self._forbidden(request, route, visitor)
                 return bare(403, "You don't have access to this app.")
-        elif page and not visitor.checked and svc.signin.may_bounce(request, sub):
+        elif page and svc.signin.should_check(request, visitor) and \
+                svc.signin.may_bounce(request, sub):
             return svc.signin.login_redirect(request, silent=True)
         return await self._serve(request, route, visitor, page=page, stream=stream)
 

@@ -15,7 +15,10 @@ Silent check (`silent=1`): a browser opening an app page without any session coo
 sent through authorize once; when the dashboard cookie is missing it comes back with
 `error=login_required` and gets the "checked, not signed in" session (10 min, and never
 past the browser session), so a signed-in developer gets the Manage app button on their
-first visit and an anonymous visitor costs a few redirects now and then. A loop guard
+first visit and an anonymous visitor costs a few redirects now and then. That marker is
+checked again when a page load comes from another site (a link on the dashboard, say)
+and the marker is older than `RECHECK_AFTER`: who signed in on the dashboard meanwhile
+is recognised when they open the app from there. A loop guard
 stops checking a client (address and user agent) sent `BOUNCE_LIMIT` times within
 `BOUNCE_PERIOD` (a browser that refuses cookies would otherwise loop). Links that should
 end signed in (the dashboard's "Open app") can point at `/__stcloud/login?next=/`.
@@ -40,8 +43,9 @@ through sign-in to the app).
 from __future__ import annotations
 
 import json
+import time
 from html import escape
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -49,13 +53,14 @@ from backend import identity
 from backend.keys import dashboard_cookie_key
 from backend.settings import Settings
 from supervisor.proxy import cookies, pages, state_pages
-from supervisor.proxy.access import Access, RateLimit, client_key
+from supervisor.proxy.access import Access, RateLimit, Visitor, client_key
 from supervisor.routes import RouteTable
 
 RETURN_TTL = 15 * 60
 SIGNOUT_TTL = 120
-BOUNCE_LIMIT = 5
+BOUNCE_LIMIT = 10
 BOUNCE_PERIOD = 30.0
+RECHECK_AFTER = 30.0
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -91,11 +96,33 @@ class SignIn:
         return self.cookie(identity.SESSION_COOKIE, value, None if user_id == 0 else ttl)
 
     # App host --------------------------------------------------------------------------
+    def should_check(self, request: web.BaseRequest, visitor: Visitor) -> bool:
+        """Whether this page load should check the sign-in silently: no session yet, or a
+        "not signed in" marker older than `RECHECK_AFTER` on a page load that came from
+        another site (e.g. "Open app" on the dashboard after signing in there)."""
+        session = visitor.session
+        if session is None:
+            return True
+        if not session.anonymous or time.time() - session.issued < RECHECK_AFTER:
+            return False
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None:
+            return site in ("cross-site", "same-site")
+        referer = request.headers.get("Referer", "")
+        return bool(referer) and urlsplit(referer).netloc.lower() != \
+            request.headers.get("Host", "").lower()
+
     def may_bounce(self, request: web.BaseRequest, sub: str) -> bool:
         """A top-level page load without a session: check silently, unless just done."""
         headers = request.headers
-        if headers.get("Sec-Fetch-Mode") != "navigate" or \
-                headers.get("Sec-Fetch-Dest") != "document":
+        mode = headers.get("Sec-Fetch-Mode")
+        if mode is not None:
+            if mode != "navigate" or headers.get("Sec-Fetch-Dest") != "document":
+                return False
+        elif "text/html" not in headers.get("Accept", "") or \
+                headers.get("Upgrade-Insecure-Requests") != "1":
+            # Browsers send no Fetch Metadata to plain-http origins other than localhost;
+            # a page load there still asks for HTML and to upgrade insecure requests.
             return False
         return self.bounces.allow((sub, client_key(request)))
 

@@ -70,8 +70,7 @@ def sleeping_page(route: Route, settings: Settings, viewer: PageViewer) -> web.R
     body = (
         "<p>Apps without visitors for a while are put to sleep to save resources. "
         "Anyone can wake it up; it is back in a few seconds.</p>\n"
-        f"{form('wake', 'Yes, get this app back up!', viewer.csrf)}\n"
-        f"{_status_box(route.state, route.reason)}"
+        f"{form('wake', 'Yes, get this app back up!', viewer.csrf)}"
     )
     heading = "Zzzz… This app has gone to sleep due to inactivity"
     html = render(heading, heading, body, mark="😴", poll_keep=[route.state], poll_ms=5000)

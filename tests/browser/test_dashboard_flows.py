@@ -172,13 +172,14 @@ def row_order(flow: Flow) -> list[int]:
 
 
 def button(flow: Flow, key: str, text: str | None = None) -> Any:
-    """The button of widget `key` (with `text`), once Streamlit shows exactly one (a rerun
-    keeps the old element on the page until the new one replaces it)."""
-    locator = flow.page.locator(f".st-key-{key} button:visible")  # (+ a hidden copy)
+    """The visible button of widget `key` (with `text`) in the current run: a rerun keeps
+    the previous run's element, marked data-stale, until the new one replaces it, and
+    Streamlit renders a hidden copy of each button label."""
+    locator = flow.page.locator(f'.st-key-{key}:not([data-stale="true"]) button:visible')
     if text is not None:
         locator = locator.filter(has_text=text)
-    expect()(locator).to_have_count(1)
-    return locator
+    expect()(locator.first).to_be_visible()
+    return locator.last
 
 
 def click_key(flow: Flow, key: str) -> None:
@@ -190,6 +191,8 @@ def wait_order(flow: Flow, expected: list[int]) -> None:
 
 
 def open_menu(flow: Flow, app_id: int) -> None:
+    flow.page.keyboard.press("Escape")  # close a menu left open
+    expect()(flow.page.locator('[data-testid="stPopoverBody"]')).to_have_count(0)
     click_key(flow, f"menu_{app_id}")
     expect()(button(flow, f"favmenu_{app_id}")).to_be_visible()
 
@@ -393,6 +396,9 @@ def test_status_page_without_signing_in(flow: Flow) -> None:
         expect()(page.get_by_role("heading", name="Status")).to_be_visible(timeout=UI_TIMEOUT)
         expect()(page.get_by_text("All systems operational")).to_be_visible(
             timeout=UI_TIMEOUT)
+        for part in ("Supervisor", "Proxy", "Database", "Disk"):
+            expect()(page.get_by_text(part, exact=True)).to_be_visible()
+        expect()(page.get_by_role("link", name="Sign in")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "dashboard-16-status.png"), full_page=True)
         assert page.get_by_text("Apps by state").count() == 0
     finally:

@@ -1,0 +1,159 @@
+"""In Chromium, against the real supervisor: the Manage app button and panel (live Cloud
+logs, reboot from the ︙ menu through the oven), the star, a viewer's view, a private app's
+sign-in, the sleeping page's wake button. See conftest.py for the setup."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from backend import favorites
+from backend.auth import get_user
+from models import App, session_scope
+from tests.browser.conftest import Cloud, screenshot, sign_in
+from tests.supervisor_harness import load_app, wait_until
+
+TIMEOUT = 60_000  # ms, for Playwright's waits
+
+
+def open_app(page: Any, cloud: Cloud, sub: str = "overlay") -> None:
+    page.goto(cloud.url(sub))
+    page.get_by_role("heading", name="Overlay test app").wait_for(timeout=TIMEOUT)
+
+
+def panel_frame(page: Any) -> Any:
+    return page.frame_locator("iframe[title^='Manage app']")
+
+
+def test_developer_panel_live_logs_and_reboot(cloud: Cloud, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    try:
+        sign_in(page, cloud, "dev")
+        open_app(page, cloud)
+        manage = page.get_by_role("button", name="Manage app")
+        manage.wait_for(timeout=TIMEOUT)
+        screenshot(page, "app-developer")
+        manage.click()
+        frame = panel_frame(page)
+        frame.get_by_text("Cloud logs").wait_for(timeout=TIMEOUT)
+        # A line the app prints after the panel opened shows up without a reload.
+        page.get_by_role("button", name="Print a line").click()
+        printed = page.get_by_text(re.compile(r"^Printed [0-9a-f]{8}$"))
+        printed.wait_for(timeout=TIMEOUT)
+        token = printed.inner_text().split()[-1]
+        frame.get_by_text(f"printed {token}").wait_for(timeout=TIMEOUT)
+        screenshot(page, "panel-logs")
+        # The ︙ menu: Reboot → the oven → the app again.
+        frame.locator(".st-key-panel_menu button:visible").click()
+        reboot = frame.get_by_role("button", name="Reboot app")
+        reboot.wait_for(timeout=TIMEOUT)
+        for item in ("Download log", "Delete app", "Settings", "Analytics", "App dashboard",
+                     "Documentation", "Sign out"):
+            assert frame.get_by_text(item, exact=True).count() >= 1, item
+        screenshot(page, "panel-menu")
+        reboot.click()
+        page.get_by_role("heading", name="Your app is in the oven").wait_for(timeout=TIMEOUT)
+        screenshot(page, "oven")
+        page.get_by_role("heading", name="Overlay test app").wait_for(timeout=TIMEOUT)
+        page.get_by_role("button", name="Manage app").wait_for(timeout=TIMEOUT)
+    finally:
+        context.close()
+
+
+def test_star_toggles_a_favorite_then_sign_out(cloud: Cloud, browser: Any) -> None:
+    dev = get_user(cloud.ctx, "dev")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        sign_in(page, cloud, "dev")
+        open_app(page, cloud)
+        star = page.get_by_role("button", name="Add to favorites")
+        star.click()
+        page.get_by_role("button", name="Remove from favorites").wait_for(timeout=TIMEOUT)
+        assert cloud.public_id in favorites.favorite_ids(cloud.ctx, dev)
+        screenshot(page, "star-on")
+        page.get_by_role("button", name="Remove from favorites").click()
+        page.get_by_role("button", name="Add to favorites").wait_for(timeout=TIMEOUT)
+        assert cloud.public_id not in favorites.favorite_ids(cloud.ctx, dev)
+        # Sign out from the panel's ︙ menu: signed out of the app host and the dashboard.
+        page.get_by_role("button", name="Manage app").click()
+        frame = panel_frame(page)
+        frame.locator(".st-key-panel_menu button:visible").click()
+        frame.get_by_role("button", name="Sign out").click()
+        page.get_by_role("textbox", name="Username").wait_for(timeout=TIMEOUT)
+        assert page.url.startswith(cloud.url())
+        assert "stcloud_dashboard" not in {c["name"] for c in context.cookies()}
+    finally:
+        context.close()
+
+
+def test_viewer_sees_neither_manage_button_nor_star(cloud: Cloud, browser: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        sign_in(page, cloud, "vera")
+        with page.expect_response(lambda r: r.url.endswith("/__stcloud/me")) as me:
+            open_app(page, cloud)
+        data = me.value.json()
+        assert data["signed_in"] and data["role"] == "viewer"
+        assert not data["can_manage"] and not data["can_favorite"]
+        page.wait_for_load_state("networkidle")
+        assert page.get_by_role("button", name="Manage app").count() == 0
+        assert page.get_by_role("button", name="Add to favorites").count() == 0
+        assert page.locator("stcloud-overlay").count() == 0
+        screenshot(page, "app-viewer")
+    finally:
+        context.close()
+
+
+def test_private_app_sends_visitors_to_sign_in(cloud: Cloud, browser: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(cloud.url("secret"))
+        page.get_by_role("textbox", name="Username").wait_for(timeout=TIMEOUT)
+        assert page.url.startswith(cloud.url())  # the dashboard's sign-in
+        screenshot(page, "private-sign-in")
+        sign_in(page, cloud, "otto", goto=False)  # signed in, but not invited
+        page.get_by_role("heading", name="You don't have access to this app").wait_for(
+            timeout=TIMEOUT)
+        screenshot(page, "private-no-access")
+        page.get_by_role("button", name="Sign in as someone else").click()
+        page.get_by_role("textbox", name="Username").wait_for(timeout=TIMEOUT)
+        sign_in(page, cloud, "vera", goto=False)  # a member of the workspace
+        page.get_by_role("heading", name="Overlay test app").wait_for(timeout=TIMEOUT)
+        assert page.url == cloud.url("secret")
+    finally:
+        context.close()
+
+
+def test_sleeping_page_wakes_the_app(cloud: Cloud, browser: Any) -> None:
+    app_id = cloud.public_id
+
+    def asleep() -> bool:
+        # Nobody has viewed it for 8 days, as far as hibernation can tell; the supervisor's
+        # hibernation pass (every second here) then puts it to sleep. Set again on each
+        # poll, because a view flushed meanwhile moves last_viewed_at forward.
+        app = load_app(cloud.ctx, app_id)
+        if app is not None and app.state == "sleeping":
+            return True
+        past = datetime.now(timezone.utc) - timedelta(days=8)
+        with session_scope(cloud.ctx.engine) as s:
+            row = s.get(App, app_id)
+            row.last_viewed_at = row.last_deployed_at = row.created_at = past
+        return False
+    wait_until(asleep, 60, "the app to go to sleep", cloud.supervisor)
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(cloud.url("overlay"))
+        page.get_by_role("heading", name=re.compile("gone to sleep due to inactivity")).wait_for(
+            timeout=TIMEOUT)
+        screenshot(page, "sleeping")
+        page.get_by_role("button", name="Yes, get this app back up!").click()
+        page.get_by_role("heading", name="Overlay test app").wait_for(timeout=TIMEOUT)
+        assert load_app(cloud.ctx, app_id).state == "running"
+    finally:
+        context.close()
