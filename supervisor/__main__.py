@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import secrets
 import sys
 
@@ -14,6 +15,16 @@ from backend.context import open_context
 from backend.errors import BackendError
 from backend.settings import load_settings
 from supervisor.main import configure_logging, serve
+
+
+def raise_open_file_limit() -> None:
+    """Every proxied websocket holds two descriptors and each Streamlit session about four
+    (bench/proxy.py): the common soft limit of 1024 caps a machine near 500 viewers. Raise
+    the soft limit to the hard one; apps started by us inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
+                                                    else max(soft, 1 << 20), hard))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in (None, "run"):
         configure_logging(settings.log_level)
+        raise_open_file_limit()
         return asyncio.run(serve(settings))
     ctx = open_context(settings)
     password = secrets.token_urlsafe(12)
