@@ -22,9 +22,12 @@ def raise_open_file_limit() -> None:
     (bench/proxy.py): the common soft limit of 1024 caps a machine near 500 viewers. Raise
     the soft limit to the hard one; apps started by us inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
-                                                    else max(soft, 1 << 20), hard))
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; the operator can raise it
 
 
 def main(argv: list[str] | None = None) -> int:
