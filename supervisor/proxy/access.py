@@ -64,11 +64,6 @@ class Visitor:
     user: User | None  # the signed-in user, when the session names one that exists
     visitor_id: str | None  # a valid stcloud_visitor cookie
 
-    @property
-    def checked(self) -> bool:
-        """Whether the sign-in state of this browser is known (no silent check needed)."""
-        return self.session is not None
-
     def viewer_key(self) -> str:
         """"u:<user id>", else "v:<visitor id>" (a one-off id without a visitor cookie)."""
         if self.user is not None:
