@@ -22,11 +22,11 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "building": frozenset({"starting", "build_failed", "stopped"}),
     "starting": frozenset({"running", "crashed", "over_limit", "stopped", "starting"}),
     "running": frozenset({"sleeping", "over_limit", "crashed", "stopped", "starting"}),
-    "sleeping": frozenset({"starting"}),
+    "sleeping": frozenset({"starting", "stopped"}),
     "over_limit": frozenset({"starting"}),
     "crashed": frozenset({"starting"}),
     "stopped": frozenset({"starting"}),
-    "build_failed": frozenset(),
+    "build_failed": frozenset({"stopped"}),
     "deleting": frozenset(),
 }
 

@@ -1,6 +1,7 @@
 """The supervisor's own HTTP endpoints, mounted by the proxy under `/api/v1` on the
 dashboard host (`start_proxy(settings, routes, api=make_api_app(ctx, reconciler))`):
 
+- `GET /github/callback`: the GitHub OAuth app's callback (backend.github).
 - `POST /hooks/github`: GitHub push webhooks. 401 without `X-Hub-Signature-256`, 403 when
   no app deploying that repository has a secret that verifies it (the answer does not say
   which); `ping` answers 200; a `push` to an app's branch asks the reconciler to sync that
@@ -16,16 +17,19 @@ No handler logs a secret, a token or a signature.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlmodel import select
 
-from backend import hooks
+from backend import github, hooks
 from backend.context import Context
-from models import App, session_scope
+from backend.errors import BackendError
+from models import App, User, session_scope
 
 log = logging.getLogger("supervisor.api")
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -94,7 +98,24 @@ def make_api_app(ctx: Context, reconciler) -> web.Application:  # type: ignore[n
         return web.json_response({"status": "ok", "engine": reconciler.runtime.name,
                                   "apps": dict(sorted(states.items()))})
 
+    async def github_callback(request: web.Request) -> web.Response:
+        """The GitHub OAuth app's callback: the `state` names the user who started it."""
+        code, state = request.query.get("code", ""), request.query.get("state", "")
+        back = ctx.settings.public_url() + "/account"
+        try:
+            user_id = github.oauth_state_user(ctx, state)
+            with session_scope(ctx.engine) as s:
+                user = s.get(User, user_id)
+            if user is None or not code:
+                raise BackendError("The GitHub sign-in did not come back complete.")
+            await asyncio.to_thread(github.oauth_exchange, ctx, user, code, state)
+        except BackendError as e:
+            log.warning("GitHub OAuth callback refused: %s", e)
+            raise web.HTTPFound(back + "?github_error=" + quote(str(e)[:200])) from None
+        raise web.HTTPFound(back + "?github=connected")
+
     app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_get("/github/callback", github_callback)
     app.router.add_post("/hooks/github", github)
     app.router.add_post("/hooks/apps/{app_id}", generic)
     app.router.add_get("/health", health)

@@ -28,6 +28,7 @@ import aiohttp
 from sqlmodel import delete
 
 from backend import appstate, notifications
+from backend import github_deploy
 from backend.context import Context
 from backend.logs import app_log_path, build_log_path, tail_lines
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
@@ -379,6 +380,10 @@ class Lifecycle:
         shutil.rmtree(self.settings.apps_path / str(app_id), ignore_errors=True)
         shutil.rmtree(self.settings.logs_path / str(app_id), ignore_errors=True)
         self.crashes.pop(app_id, None)
+        try:  # remove the GitHub deploy key and webhook; retried by the GitHub refresh job
+            await asyncio.to_thread(github_deploy.on_app_deleted, self.ctx, app_id)
+        except Exception:  # noqa: BLE001 - GitHub being away must not block a delete
+            log.warning("app=%s GitHub clean-up deferred", app_id, exc_info=True)
         with session_scope(self.ctx.engine) as s:
             app = s.get(App, app_id)
             for table in (Favorite, AppViewer, AppSecret):

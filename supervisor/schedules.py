@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import select
 
+from backend import analytics_store, github_sync
 from backend.context import Context
 from models import App, session_scope, utcnow
 from supervisor import builds, git_auth, gitsync, hibernation, mailer
@@ -46,7 +47,10 @@ class Schedules:
         first = datetime.now(timezone.utc) + timedelta(seconds=1)
         jobs = [("git-poll", self.poll_git, s.git_poll_interval),
                 ("hibernation", self.hibernation_pass, s.hibernation_interval),
-                ("email", self.email_pass, s.email_interval)]
+                ("email", self.email_pass, s.email_interval),
+                ("github-refresh", self.github_refresh, s.github_refresh_minutes * 60),
+                ("analytics-retention", self.analytics_retention,
+                 86400 if s.analytics_retention_days > 0 else 0)]
         for name, func, interval in jobs:
             if interval <= 0:
                 continue
@@ -102,3 +106,16 @@ class Schedules:
         except Exception:  # noqa: BLE001 - a bad pass must not stop later ones
             log.exception("email pass failed")
             return 0
+
+    async def github_refresh(self) -> None:
+        """Workspaces, roles and deployed repositories from GitHub (and deferred clean-ups)."""
+        try:
+            await asyncio.to_thread(github_sync.refresh_all, self.ctx, self.now())
+        except Exception:  # noqa: BLE001
+            log.exception("GitHub refresh failed")
+
+    async def analytics_retention(self) -> None:
+        try:
+            await asyncio.to_thread(analytics_store.prune_views, self.ctx, self.now())
+        except Exception:  # noqa: BLE001
+            log.exception("analytics prune failed")

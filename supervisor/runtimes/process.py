@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +105,14 @@ class ProcessRuntime(Runtime):
 
     def _find_pythons(self) -> dict[str, str]:
         if self._pythons is None:
-            found: dict[str, str] = {}
-            for version in CANDIDATE_PYTHONS:
+            def find(version: str) -> str:
                 proc = subprocess.run([uv_binary(), "python", "find", "--system", version],
                                       capture_output=True, text=True, env=self._uv_env())
-                path = proc.stdout.strip()
-                if proc.returncode == 0 and path:
-                    found[version] = path
-            self._pythons = found
+                return proc.stdout.strip() if proc.returncode == 0 else ""
+
+            with ThreadPoolExecutor(len(CANDIDATE_PYTHONS)) as pool:  # ~1 s instead of ~5 s
+                paths = dict(zip(CANDIDATE_PYTHONS, pool.map(find, CANDIDATE_PYTHONS)))
+            self._pythons = {v: p for v, p in paths.items() if p}
         return self._pythons
 
     def python_versions(self) -> list[str]:
