@@ -9,6 +9,8 @@ dashboard host (`start_proxy(settings, routes, api=make_api_app(ctx, reconciler)
 - `POST /hooks/apps/{app_id}`: the same for any git host, authorised by the app's secret
   (`?token=`, `X-Stcloud-Token` or `Authorization: Bearer`): 401 without, 403 wrong.
 - `GET /health`: `{"status": "ok", "engine", "apps": {state: count}}` for monitoring.
+- The token-authenticated REST API (apps, logs, secrets, analytics, workspaces, members,
+  `GET /openapi.json`): `supervisor/api_v1.py`.
 
 A push only wakes the app's worker: the worker asks the remote for the branch's commit
 itself (`supervisor/updates.py`), so a forged or replayed payload cannot choose what runs.
@@ -29,6 +31,7 @@ from sqlmodel import select
 from backend import github, hooks
 from backend.context import Context
 from backend.errors import BackendError
+from supervisor import api_v1
 from models import App, User, session_scope
 
 log = logging.getLogger("supervisor.api")
@@ -39,9 +42,10 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-def make_api_app(ctx: Context, reconciler) -> web.Application:  # type: ignore[no-untyped-def]
+def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignore[no-untyped-def]
+                 burst: int = 40, clock=None) -> web.Application:
     """The API sub-application; `reconciler` needs `push_detected(app_id, source)` and
-    `runtime.name`."""
+    `runtime.name`. `rate`/`burst`/`clock` tune the REST API's per-token rate limit."""
 
     async def github(request: web.Request) -> web.Response:
         signature = request.headers.get("X-Hub-Signature-256", "")
@@ -114,9 +118,24 @@ def make_api_app(ctx: Context, reconciler) -> web.Application:  # type: ignore[n
             raise web.HTTPFound(back + "?github_error=" + quote(str(e)[:200])) from None
         raise web.HTTPFound(back + "?github=connected")
 
-    app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_get("/github/callback", github_callback)
-    app.router.add_post("/hooks/github", github)
-    app.router.add_post("/hooks/apps/{app_id}", generic)
-    app.router.add_get("/health", health)
+    routes = api_v1.make_routes(ctx, reconciler, rate=rate, burst=burst,
+                                **({"clock": clock} if clock else {}))
+    extra = [api_v1.Route("GET", "/github/callback", github_callback, None,
+                          "GitHub OAuth callback (redirects to the Account page)"),
+             api_v1.Route("POST", "/hooks/github", github, None,
+                          "GitHub push webhook (X-Hub-Signature-256)", "json"),
+             api_v1.Route("POST", "/hooks/apps/{app_id}", generic, None,
+                          "Generic push hook (the app's webhook secret)"),
+             api_v1.Route("GET", "/health", health, None, "Health and app counts")]
+    document = api_v1.openapi_document(routes, extra)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    extra.append(api_v1.Route("GET", "/openapi.json", openapi, None,
+                              "This OpenAPI 3.1 document"))
+    document = api_v1.openapi_document(routes, extra)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[api_v1.json_errors])
+    for r in routes + extra:
+        app.router.add_route(r.method, r.path, r.handler)
     return app

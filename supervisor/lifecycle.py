@@ -29,6 +29,7 @@ from sqlmodel import delete
 
 from backend import appstate, notifications
 from backend import github_deploy
+from backend import secrets as app_secrets
 from backend.context import Context
 from backend.logs import app_log_path, build_log_path, tail_lines
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
@@ -149,6 +150,7 @@ class Lifecycle:
                        main_file=app.main_file, log_path=app_log_path(self.settings, app.id),
                        memory_limit_mb=self.memory_limit(app),
                        secrets_file=secrets if secrets.exists() else None,
+                       env_vars=app_secrets.runtime_env_vars(self.settings, app.id),
                        generation=app.restart_generation, alongside=alongside)
 
     def memory_limit(self, app: App) -> int:

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from backend import apps, auth, favorites, sharing, workspaces
 from backend import secrets as app_secrets
 from backend.logs import app_log_path, build_log_path
+from backend.platform import PlatformInfo, write_platform
 from models import AppSecret, session_scope
 from pages.dashboard import _ui as ui
 from tests.test_dashboard import (HOME, REPO, Dash, add_member, button_keys, click,
@@ -234,10 +235,17 @@ def test_settings_secrets_validate_show_the_line_and_save_encrypted(dash: Dash) 
 def test_settings_python_version_redeploys(dash: Dash) -> None:
     app = deploy(dash, "pyapp")
     move(dash.ctx, app.id, "building", "starting", "running")
+    write_platform(dash.ctx, PlatformInfo(engine="process", python_versions=["3.11", "3.12"]))
     at = open_settings(dash, app)
     assert f"Python {dash.ctx.settings.default_python}" in text(at)
     assert "redeployed" in text(at)
     assert at.button(key="save_python").disabled  # nothing to change yet
+    at.selectbox(key="new_python").select("3.12").run()
+    assert at.button(key="save_python").label == "Redeploy with Python 3.12"
+    click(at, "save_python")
+    row = db_app(dash.ctx, app.id)
+    assert (row.python_version, row.state) == ("3.12", "queued")
+    assert any("Redeploying with the new Python version" in s.value for s in at.success)
 
 
 def test_settings_memory_limit_for_site_admins_only(dash: Dash) -> None:

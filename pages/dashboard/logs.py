@@ -61,7 +61,7 @@ def section(ctx: Context, user: Any, app: Any, kind: str, title: str, about: str
                        f"“{ui.md(needle.strip())}”; the last {min(matched, lines)} shown.")
         with st.container(height=LOG_HEIGHT, autoscroll=True, border=False):
             st.code(shown or (empty if not needle.strip() else "(no matching line)"),
-                    language=None)
+                    language=None, wrap_lines=True)
 
     st.fragment(tail, run_every=TAIL_SECONDS if st.session_state.get("log_follow", True)
                 else None, key=f"tail_{kind}")()

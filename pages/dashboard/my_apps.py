@@ -8,8 +8,9 @@ Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL. View-only workspaces 
 
 Fast with a thousand apps: one listing call (`backend.app_list`, a fixed number of queries),
 one page of `PAGE_SIZE` rows rendered, and a menu's content only while it is open; past
-`SEARCH_FROM` apps a search box filters by name, repository, branch, main file or owner. The list runs in a live fragment that
-rereads it every two seconds while an app is in the oven or being deleted.
+`SEARCH_FROM` apps a search box filters by name, repository, branch, main file or owner.
+The list runs in a live fragment that rereads it every two seconds while an app is in the
+oven or being deleted.
 """
 
 from __future__ import annotations

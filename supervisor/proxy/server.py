@@ -34,8 +34,17 @@ With a backend context (`start_proxy(..., ctx=ctx)`), app hosts also get:
 - a view event per new Streamlit session (`/_stcore/stream` opened upstream, not a
   reconnect that carries its previous session id), queued to `backend.views`;
 - pages that depend on who looks (`state_pages.py`).
-Without a context (unit tests of forwarding) apps are forwarded as they are, private apps
-are refused, and the reserved endpoints other than `status` answer 404.
+On the dashboard host the proxy itself answers `/__stcloud/authorize` (sign-in for app
+hosts), `/__stcloud/return` and `return.js` (back to the app after signing in) and
+`/__stcloud/logout` (a signed sign-out link from an app host). Without a context (unit
+tests of forwarding) apps are forwarded as they are, private apps are refused, and the
+reserved endpoints other than `status` and the overlay's files answer 404.
+
+Security: an app's own JavaScript shares its origin with `/__stcloud/` on its host, so it
+can call our endpoints there as the visiting user (as Community Cloud's app hosts allow
+too). Hence they act only on the app of that host and never allow more than the visitor
+may do on it; the session cookie is HttpOnly (an app can use it on its own host but never
+read it or carry it elsewhere), and the panel's signed header never reaches an app.
 
 The hot path is a cached Host classification, a dict lookup in the route table and a
 request on one shared `ClientSession` (created on startup, closed on cleanup) whose

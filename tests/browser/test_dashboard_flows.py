@@ -5,7 +5,8 @@ One supervisor and one browser serve the whole module (the tests run in file ord
 share the app they deploy): sign in → deploy from a local git repository and watch the
 progress → favorite from the list and from the ︙ menu → change the subdomain and open the
 new URL → make the app private and public again → add a secret and read it on the app's
-page → reboot → sleep, then wake with the moon → delete. Screenshots (1280×800) go to
+page → reboot → the logs → sleep, then wake with the moon → delete → the status page
+without signing in. Screenshots (1280×800) go to
 test-artifacts/. Waits poll a condition (the database, a page text), never a fixed time.
 
 Skipped when Chromium or Playwright is missing, except with CI=true, where that fails.
@@ -352,6 +353,16 @@ def test_reboot_with_confirmation(flow: Flow) -> None:
     assert app_serves(flow, flow.row().subdomain)
 
 
+def test_logs_show_build_and_runtime_output(flow: Flow) -> None:
+    flow.page.goto(f"{flow.base}/logs?app={flow.app_id()}")
+    expect()(flow.page.get_by_role("heading", name="Logs")).to_be_visible()
+    expect()(flow.page.get_by_role("tab", name="Runtime log")).to_be_visible()
+    flow.page.get_by_role("tab", name="Build log").click()
+    wait_text(flow, "Checked out commit")
+    flow.shot("13-logs")
+    assert flow.page.get_by_role("button", name="Download").count() >= 1
+
+
 def test_wake_a_sleeping_app_with_the_moon(flow: Flow) -> None:
     app_id = flow.app_id()
     long_ago = datetime.now(UTC) - timedelta(days=30)
@@ -363,7 +374,7 @@ def test_wake_a_sleeping_app_with_the_moon(flow: Flow) -> None:
     open_my_apps(flow)
     moon = button(flow, f"moon_{app_id}")
     expect()(moon).to_be_visible()
-    flow.shot("13-sleeping")
+    flow.shot("14-sleeping")
     moon.click()
     wait_for_state(flow.ctx, app_id, {"running"}, timeout=60, sup=flow.supervisor)
     assert app_serves(flow, flow.row().subdomain)
@@ -376,7 +387,7 @@ def test_delete_with_confirmation(flow: Flow) -> None:
     open_menu(flow, app_id)
     click_key(flow, f"delete_{app_id}")
     wait_text(flow, "Deleting stops the app for everyone using it")
-    flow.shot("14-delete-dialog")
+    flow.shot("15-delete-dialog")
     click_key(flow, "confirm_delete")
     wait_until(lambda: load_app(flow.ctx, app_id) is None, 60, "the app to be removed",
                flow.supervisor)
@@ -384,7 +395,7 @@ def test_delete_with_confirmation(flow: Flow) -> None:
     assert not (flow.settings.apps_path / str(app_id)).exists()
     open_my_apps(flow)
     wait_text(flow, "No apps in owner yet")
-    flow.shot("15-deleted")
+    flow.shot("16-deleted")
 
 
 def test_status_page_without_signing_in(flow: Flow) -> None:
@@ -399,7 +410,7 @@ def test_status_page_without_signing_in(flow: Flow) -> None:
         for part in ("Supervisor", "Proxy", "Database", "Disk"):
             expect()(page.get_by_text(part, exact=True)).to_be_visible()
         expect()(page.get_by_role("link", name="Sign in")).to_be_visible()
-        page.screenshot(path=str(ARTIFACTS / "dashboard-16-status.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-17-status.png"), full_page=True)
         assert page.get_by_text("Apps by state").count() == 0
     finally:
         context.close()
