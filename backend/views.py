@@ -81,6 +81,7 @@ class ViewRecorder:
         self._pending: list[View] = []
         self._recent: OrderedDict[tuple[int, str], float] = OrderedDict()
         self._task: asyncio.Task | None = None
+        self._stop: asyncio.Event | None = None
         self._lock = asyncio.Lock()
         self.recorded = 0  # views written so far (for tests and the log)
         self.dropped = 0
@@ -124,20 +125,30 @@ class ViewRecorder:
             return n
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)  # the batching period, not a synchronisation
+        """Flush every `interval` seconds until `close()`; a flush under way finishes."""
+        if self._stop is None:
+            self._stop = asyncio.Event()
+        stop = self._stop
+        while not stop.is_set():
+            try:  # the batching period, or an earlier stop
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
             await self.flush()
 
     def start(self) -> None:
         if self._task is None:
+            self._stop = asyncio.Event()
             self._task = asyncio.create_task(self.run(), name="view-recorder")
 
     async def close(self) -> None:
+        """Stop the background task (letting a flush under way finish), then flush."""
         if self._task is not None:
-            self._task.cancel()
+            if self._stop is not None:
+                self._stop.set()
             try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+                await asyncio.wait_for(self._task, 30)
+            except asyncio.TimeoutError:
+                log.warning("view_flush_timeout pending=%d", self.pending)
             self._task = None
         await self.flush()

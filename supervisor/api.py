@@ -28,11 +28,11 @@ from urllib.parse import quote
 from aiohttp import web
 from sqlmodel import select
 
-from backend import github, hooks
+from backend import hooks
 from backend.context import Context
 from backend.errors import BackendError
-from supervisor import api_v1
 from models import App, User, session_scope
+from supervisor import api_v1
 
 log = logging.getLogger("supervisor.api")
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -127,14 +127,14 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
              api_v1.Route("POST", "/hooks/apps/{app_id}", generic, None,
                           "Generic push hook (the app's webhook secret)"),
              api_v1.Route("GET", "/health", health, None, "Health and app counts")]
-    document = api_v1.openapi_document(routes, extra)
+    document: dict = {}
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
 
     extra.append(api_v1.Route("GET", "/openapi.json", openapi, None,
                               "This OpenAPI 3.1 document"))
-    document = api_v1.openapi_document(routes, extra)
+    document.update(api_v1.openapi_document(routes, extra))
     app = web.Application(client_max_size=MAX_BODY, middlewares=[api_v1.json_errors])
     for r in routes + extra:
         app.router.add_route(r.method, r.path, r.handler)

@@ -23,12 +23,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -37,133 +34,31 @@ from backend import analytics, api_tokens, app_logs, app_settings, sharing, user
 from backend import apps as app_service
 from backend import secrets as app_secrets
 from backend.context import Context
-from backend.errors import (BackendError, InvalidTransition, NotFound, PermissionDenied,
-                            ValidationError)
+from backend.errors import BackendError
 from models import User
+from supervisor.api_support import (
+    ApiError,
+    Handler,
+    Route,
+    TokenBucket,
+    _bearer,
+    _int,
+    _json_body,
+    _query_int,
+    backend_error,
+    error,
+    json_errors,
+    ok,
+    openapi_document,
+)
 
-USER_KEY = web.AppKey("api_user", User)
-SCOPES_KEY = web.AppKey("api_scopes", frozenset)
+__all__ = ["Route", "json_errors", "make_routes", "openapi_document"]
+
+USER_KEY = web.RequestKey("api_user", User)
+SCOPES_KEY = web.RequestKey("api_scopes", frozenset)
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 FOLLOW_MAX_SECONDS = 600.0
 FOLLOW_POLL = 0.25
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-# Errors and JSON -----------------------------------------------------------------------------
-def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    headers = extra.pop("headers", None) or {}
-    return web.json_response({"error": {"code": code, "message": message, **extra}},
-                             status=status, headers=headers)
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (list, tuple, frozenset, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def ok(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(_jsonable(data), status=status)
-
-
-def backend_error(e: BackendError) -> web.Response:
-    if isinstance(e, ValidationError):
-        extra: dict[str, Any] = {"field": e.field}
-        if isinstance(e, app_secrets.SecretsError) and e.line:
-            extra.update(line=e.line, column=e.column)
-        return error(422, "invalid", str(e), **extra)
-    if isinstance(e, NotFound):
-        return error(404, "not_found", str(e))
-    if isinstance(e, PermissionDenied):
-        return error(403, "forbidden", str(e))
-    if isinstance(e, InvalidTransition):
-        return error(409, "conflict", str(e))
-    return error(400, "bad_request", str(e))
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.response = error(status, code, message, **extra)
-
-
-# Rate limiting -------------------------------------------------------------------------------
-class TokenBucket:
-    """Per-key token buckets: `rate` requests per second, bursts of `burst`."""
-
-    def __init__(self, rate: float = 20.0, burst: int = 40,
-                 clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
-        self.rate, self.burst, self.clock, self.max_keys = rate, burst, clock, max_keys
-        self.buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated)
-
-    def take(self, key: str) -> float:
-        """0 when allowed, else the seconds to wait."""
-        now = self.clock()
-        tokens, last = self.buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            if len(self.buckets) >= self.max_keys and key not in self.buckets:
-                self.buckets.clear()  # bounded memory; forgets old clients only
-            self.buckets[key] = (tokens - 1, now)
-            return 0.0
-        self.buckets[key] = (tokens, now)
-        return (1 - tokens) / self.rate
-
-
-# Route table ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: Handler
-    scope: str | None  # None: no token needed
-    summary: str
-    body: str = ""  # "json" | "toml" | ""
-
-
-def _bearer(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else ""
-
-
-def _int(request: web.Request, name: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise ApiError(404, "not_found", f"No such {name.removesuffix('_id')}.") from None
-
-
-def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = lo - 1
-    if not lo <= value <= hi:
-        raise ApiError(422, "invalid", f"{name} is a whole number from {lo} to {hi}.",
-                       field=name)
-    return value
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_request", "The body must be a JSON object.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "The body must be a JSON object.")
-    return data
-
 
 def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int = 40,
                 clock: Callable[[], float] = time.monotonic) -> list[Route]:
@@ -194,8 +89,8 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
                     if scope not in scopes:
                         raise ApiError(403, "insufficient_scope", f"This token lacks the "
                                        f"'{scope}' scope.", scope=scope)
-                    request[USER_KEY] = user  # type: ignore[index]
-                    request[SCOPES_KEY] = scopes  # type: ignore[index]
+                    request[USER_KEY] = user
+                    request[SCOPES_KEY] = scopes
                 return await handler(request)
             except ApiError as e:
                 return e.response
@@ -205,7 +100,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
         return wrapped
 
     def user_of(request: web.Request) -> User:
-        return request[USER_KEY]  # type: ignore[index]
+        return request[USER_KEY]
 
     # Apps --------------------------------------------------------------------------------
     async def list_apps(request: web.Request) -> web.Response:
@@ -231,8 +126,8 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
         known = {"repo_url", "branch", "main_file", "subdomain", "python_version", "secrets"}
         unknown = set(body) - known
         if unknown:
-            raise ApiError(422, "invalid", f"Unknown field {sorted(unknown)[0]}.",
-                           field=sorted(unknown)[0])
+            raise ApiError(422, "invalid", f"Unknown field {min(unknown)}.",
+                           field=min(unknown))
         fields = {k: body[k] for k in known - {"secrets"} if k in body}
         for k, v in fields.items():
             if not isinstance(v, str):
@@ -258,7 +153,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
                    "python_version": app_settings.change_python_version}
         unknown = set(body) - set(setters)
         if unknown or not body:
-            name = sorted(unknown)[0] if unknown else "body"
+            name = min(unknown) if unknown else "body"
             raise ApiError(422, "invalid", f"PATCH takes {', '.join(setters)}.", field=name)
         await call(app_service.get_app, ctx, user, app_id)  # 404 before any change
         for name, value in body.items():
@@ -312,9 +207,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
                 if size < offset:  # rotated or truncated: start over
                     offset = 0
                 if size > offset:
-                    with open(path, "rb") as fh:
-                        fh.seek(offset)
-                        data = fh.read(min(size - offset, 1_000_000))
+                    data = await call(_read_from, path, offset, min(size - offset, 1_000_000))
                     cut = data.rfind(b"\n") + 1  # whole lines only
                     if cut:
                         text = data[:cut].decode("utf-8", errors="replace")
@@ -395,7 +288,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
     async def whoami(request: web.Request) -> web.Response:
         user = user_of(request)
         return ok({"username": user.username, "name": user.name, "is_admin": user.is_admin,
-                   "scopes": sorted(request[SCOPES_KEY],  # type: ignore[index]
+                   "scopes": sorted(request[SCOPES_KEY],
                                     key=api_tokens.SCOPES.index)})
 
     table = [
@@ -429,59 +322,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
     return [dataclasses.replace(r, handler=guard(r.scope, r.handler)) for r in table]
 
 
-# OpenAPI -------------------------------------------------------------------------------------
-ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
-    "type": "object", "required": ["code", "message"],
-    "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                   "field": {"type": "string"}}}}}
-
-
-def openapi_document(routes: list[Route], extra: list[Route]) -> dict[str, Any]:
-    """OpenAPI 3.1 for `routes` (token-authenticated) and `extra` (hooks, health, ...)."""
-    paths: dict[str, dict[str, Any]] = {}
-    for r in routes + extra:
-        op: dict[str, Any] = {
-            "summary": r.summary,
-            "operationId": (r.method.lower() + r.path.replace("/", "_").replace("{", "")
-                            .replace("}", "")).replace(".", "_"),
-            "responses": {"200": {"description": "OK"},
-                          "default": {"description": "Error", "content": {
-                              "application/json": {"schema": {"$ref":
-                                                              "#/components/schemas/Error"}}}}}}
-        params = [{"name": p.strip("{}"), "in": "path", "required": True,
-                   "schema": {"type": "integer" if p.endswith("_id}") else "string"}}
-                  for p in r.path.split("/") if p.startswith("{")]
-        if params:
-            op["parameters"] = params
-        if r.body == "json":
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"type": "object"}}}}
-        elif r.body == "toml":
-            op["requestBody"] = {"required": True, "content": {"application/toml": {
-                "schema": {"type": "string"}}}}
-        if r.scope is not None:
-            op["security"] = [{"bearer": [r.scope]}]
-            op["x-scope"] = r.scope
-        else:
-            op["security"] = []
-        paths.setdefault(r.path, {})[r.method.lower()] = op
-    return {"openapi": "3.1.0",
-            "info": {"title": "Streamlit Cloud (self-hosted) API", "version": "1"},
-            "servers": [{"url": "/api/v1"}],
-            "security": [{"bearer": []}],
-            "components": {"securitySchemes": {"bearer": {
-                "type": "http", "scheme": "bearer",
-                "description": "Personal API token (stc_...); scopes read, deploy, admin"}},
-                "schemas": {"Error": ERROR_SCHEMA}},
-            "paths": paths}
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and methods answer in the API's JSON error shape."""
-    try:
-        return await handler(request)
-    except web.HTTPMethodNotAllowed:
-        return error(405, "method_not_allowed", f"{request.method} is not allowed here.")
-    except web.HTTPNotFound:
-        return error(404, "not_found", "No such API route; see /api/v1/openapi.json.")
+def _read_from(path: Any, offset: int, count: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(count)

@@ -607,7 +607,7 @@ def test_over_limit_pages_and_notify_once(ctx) -> None:  # type: ignore[no-untyp
         async with env.request("GET", "/", page=True, cookies=env.signed_in(env.dev)) as r:
             html = await r.text()
         assert "Reboot app" in html and "1024 MiB" in html and "Notify" not in html
-        assert f"/app?app={env.app_id}" in html  # a link to the logs
+        assert f"/logs?app={env.app_id}" in html  # a link to the logs
         vcookies = env.signed_in(env.viewer)
         async with env.request("GET", "/", page=True, cookies=vcookies) as r:
             html = await r.text()

@@ -113,3 +113,13 @@ def test_background_task_flushes_by_itself(ctx) -> None:  # type: ignore[no-unty
         await rec.close()
         assert rec.recorded == 1
     asyncio.run(scenario())
+
+
+def test_close_right_after_start_returns_at_once(ctx) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        rec = ViewRecorder(ctx, interval=3600, writer=lambda c, v: len(v))
+        rec.start()
+        rec.record(1, "u:1")
+        await asyncio.wait_for(rec.close(), 5)
+        assert rec.recorded == 1 and rec.pending == 0
+    asyncio.run(scenario())

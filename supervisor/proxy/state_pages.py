@@ -58,7 +58,7 @@ def form(action: str, label: str, csrf: str, *, secondary: bool = False,
 
 
 def _app_link(settings: Settings, app_id: int, text: str = "the app's logs") -> str:
-    url = f"{settings.public_url()}/app?app={app_id}"
+    url = f"{settings.public_url()}/logs?app={app_id}"
     return f'<a href="{escape(url, quote=True)}">{escape(text)}</a>'
 
 

@@ -1,0 +1,289 @@
+"""`python -m supervisor.cli`: the command line over the REST API (`/api/v1`).
+
+    python -m supervisor.cli login --url http://localhost:8080 --token stc_...
+    python -m supervisor.cli apps list [--json]
+    python -m supervisor.cli deploy REPO [--branch main] [--main streamlit_app.py]
+                                         [--subdomain NAME] [--python 3.12]
+    python -m supervisor.cli reboot ID | delete ID
+    python -m supervisor.cli logs ID [--build] [--follow]
+    python -m supervisor.cli secrets set ID -f secrets.toml
+
+`login` checks the token (GET /apps) and keeps URL and token in
+`~/.config/stcloud/cli.json` (mode 0600; `$STCLOUD_CLI_CONFIG` or `$XDG_CONFIG_HOME` move
+it). Tokens come from the dashboard's Account page, or on the server from
+`python -m supervisor.cli token create USERNAME --scopes read,deploy` (reads the server's
+settings and database, like the operator commands `python -m supervisor create-user` and
+`python -m supervisor reset-password`).
+Exit status: 0 done, 1 the server refused (its message is printed), 2 usage or connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+
+class CliError(Exception):
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def config_path() -> Path:
+    if os.environ.get("STCLOUD_CLI_CONFIG"):
+        return Path(os.environ["STCLOUD_CLI_CONFIG"])
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "stcloud" / "cli.json"
+
+
+def save_config(url: str, token: str) -> Path:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"url": url, "token": token}, fh)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def load_config() -> dict[str, str]:
+    try:
+        data = json.loads(config_path().read_text())
+    except (FileNotFoundError, ValueError):
+        raise CliError("Not logged in: run `python -m supervisor.cli login --url URL "
+                       "--token TOKEN` first.", 2) from None
+    return data
+
+
+class Client:
+    def __init__(self, url: str, token: str, timeout: float = 30) -> None:
+        self.base = url.rstrip("/") + "/api/v1"
+        self.token = token
+        self.timeout = timeout
+
+    def open(self, method: str, path: str, body: bytes | None = None,
+             content_type: str = "application/json", timeout: float | None = None):  # type: ignore
+        req = urllib.request.Request(self.base + path, data=body, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Accept": "application/json",
+            **({"Content-Type": content_type} if body is not None else {})})
+        try:
+            return urllib.request.urlopen(req, timeout=timeout or self.timeout)
+        except urllib.error.HTTPError as e:
+            try:
+                err = json.loads(e.read())["error"]
+                message = err["message"] + (f" (field: {err['field']})" if err.get("field")
+                                            else "")
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {e.code}"
+            if e.code == 401:
+                message += " Log in again with a valid token."
+            raise CliError(f"{message} [{e.code}]") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise CliError(f"Cannot reach {self.base}: {getattr(e, 'reason', e)}", 2) from None
+
+    def call(self, method: str, path: str, data: Any = None, raw: bytes | None = None,
+             content_type: str = "application/json") -> Any:
+        body = raw if raw is not None else (json.dumps(data).encode() if data is not None
+                                            else None)
+        with self.open(method, path, body, content_type) as resp:
+            payload = resp.read()
+        return json.loads(payload) if payload else None
+
+
+def client() -> Client:
+    cfg = load_config()
+    return Client(cfg["url"], cfg["token"])
+
+
+def out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# Commands ---------------------------------------------------------------------------------
+def cmd_login(args: argparse.Namespace) -> int:
+    c = Client(args.url, args.token)
+    c.call("GET", "/apps?limit=1")
+    me = c.call("GET", "/me")
+    path = save_config(args.url, args.token)
+    out(f"Logged in to {args.url} as {me['username']} (scopes: {', '.join(me['scopes'])}); "
+        f"saved to {path}")
+    return 0
+
+
+def _all_apps(c: Client) -> list[dict[str, Any]]:
+    apps, cursor = [], None
+    while True:
+        query = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = c.call("GET", "/apps?" + urlencode(query))
+        apps += page["apps"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return apps
+
+
+def cmd_apps_list(args: argparse.Namespace) -> int:
+    apps = _all_apps(client())
+    if args.json:
+        out(json.dumps(apps, indent=2))
+        return 0
+    rows = [("ID", "SUBDOMAIN", "STATE", "WORKSPACE", "URL")] + [
+        (str(a["id"]), a["subdomain"], a["state"], a["workspace"], a["url"]) for a in apps]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        out("  ".join(v.ljust(w) for v, w in zip(r, widths)) + "  " + r[4])
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    body = {"repo_url": args.repo, "branch": args.branch, "main_file": args.main,
+            "subdomain": args.subdomain or "", "python_version": args.python or ""}
+    if args.secrets_file:
+        body["secrets"] = Path(args.secrets_file).read_text()
+    app = client().call("POST", "/apps", body)
+    out(f"Deploying app {app['id']} ({app['subdomain']}): {app['url']}")
+    out(f"Follow it with: python -m supervisor.cli logs {app['id']} --build --follow")
+    return 0
+
+
+def cmd_reboot(args: argparse.Namespace) -> int:
+    app = client().call("POST", f"/apps/{args.id}/reboot")
+    out(f"Rebooting app {app['id']} ({app['subdomain']}).")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    client().call("DELETE", f"/apps/{args.id}")
+    out(f"Deleting app {args.id}.")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    c = client()
+    kind = "build" if args.build else "app"
+    if not args.follow:
+        sys.stdout.write(c.call("GET", f"/apps/{args.id}/logs?kind={kind}")["text"])
+        sys.stdout.flush()
+        return 0
+    query = urlencode({"kind": kind, "follow": 1, "max_seconds": args.max_seconds})
+    try:
+        with c.open("GET", f"/apps/{args.id}/logs?{query}",
+                    timeout=args.max_seconds + 30) as resp:
+            while chunk := resp.read1(65536):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_secrets_set(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    saved = client().call("PUT", f"/apps/{args.id}/secrets", raw=text.encode(),
+                          content_type="application/toml")
+    out(f"Saved {saved['keys']} secret key(s) for app {args.id}"
+        + (f"; environment variables: {', '.join(saved['env_vars'])}" if saved["env_vars"]
+           else "") + ("; the app restarts." if saved["restarted"] else "."))
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    """Server side: create a token for a user straight in the database."""
+    from backend import api_tokens, auth
+    from backend.context import open_context
+    from backend.settings import load_settings
+
+    ctx = open_context(load_settings())
+    user = auth.get_user(ctx, args.username)
+    row, plaintext = api_tokens.create_token(ctx, user, args.name, args.scopes)
+    print(f"Token {row.id} for {user.username} (scopes {row.scopes}); shown once:",
+          file=sys.stderr)
+    out(plaintext)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m supervisor.cli",
+                                description="Command line for a self-hosted Streamlit "
+                                "Cloud (its REST API).")
+    sub = p.add_subparsers(dest="command", required=True)
+    login = sub.add_parser("login", help="check a token and save URL and token")
+    login.add_argument("--url", required=True, help="the dashboard URL, e.g. "
+                       "http://localhost:8080")
+    login.add_argument("--token", required=True, help="a personal API token (stc_...)")
+    login.set_defaults(func=cmd_login)
+
+    apps = sub.add_parser("apps", help="list apps").add_subparsers(dest="apps_command",
+                                                                     required=True)
+    lst = apps.add_parser("list", help="apps you can see")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    lst.set_defaults(func=cmd_apps_list)
+
+    dep = sub.add_parser("deploy", help="deploy an app from a git repository")
+    dep.add_argument("repo")
+    dep.add_argument("--branch", default="main")
+    dep.add_argument("--main", default="streamlit_app.py", help="the main file")
+    dep.add_argument("--subdomain", default="")
+    dep.add_argument("--python", default="", help="Python version (default: the server's)")
+    dep.add_argument("--secrets-file", default="", help="a secrets.toml to deploy with")
+    dep.set_defaults(func=cmd_deploy)
+
+    for name, func, text in (("reboot", cmd_reboot, "restart an app"),
+                             ("delete", cmd_delete, "delete an app")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("id", type=int)
+        c.set_defaults(func=func)
+
+    logs = sub.add_parser("logs", help="print an app's log")
+    logs.add_argument("id", type=int)
+    logs.add_argument("--build", action="store_true", help="the build log, not the app's")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    logs.add_argument("--max-seconds", type=int, default=600,
+                      help="stop following after this long (at most 600)")
+    logs.set_defaults(func=cmd_logs)
+
+    sec = sub.add_parser("secrets", help="app secrets (write-only)").add_subparsers(
+        dest="secrets_command", required=True)
+    sset = sec.add_parser("set", help="replace an app's secrets with a TOML file")
+    sset.add_argument("id", type=int)
+    sset.add_argument("-f", "--file", required=True, help="secrets.toml ('-' for stdin)")
+    sset.set_defaults(func=cmd_secrets_set)
+
+    tok = sub.add_parser("token", help="server side: API tokens").add_subparsers(
+        dest="token_command", required=True)
+    tc = tok.add_parser("create", help="create a token for USERNAME (on the server)")
+    tc.add_argument("username")
+    tc.add_argument("--name", default="cli")
+    tc.add_argument("--scopes", default="read,deploy", help="read, deploy, admin")
+    tc.set_defaults(func=cmd_token_create)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.status
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from backend.errors import BackendError
+        if isinstance(e, BackendError):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

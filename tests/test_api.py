@@ -1,0 +1,383 @@
+"""The REST API (`supervisor/api_v1.py`) in process: aiohttp's test client over
+`make_api_app(ctx, stub)`, with personal API tokens (`backend/api_tokens.py`).
+
+The authorization matrix is ONE table: route × caller → expected status (and error code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlmodel import select
+
+from backend import api_tokens, apps, workspaces
+from backend.logs import app_log_path
+from models import ApiToken, AppSecret, User, session_scope
+from supervisor import api_v1
+from supervisor.api import make_api_app
+
+REPO = "https://github.com/team/dash.git"
+SECRET_VALUE = "s3cr3t-value-never-echoed"
+
+
+@dataclass
+class StubReconciler:
+    pushes: list[tuple[int, str]] = field(default_factory=list)
+
+    class runtime:
+        name = "stub"
+
+    def push_detected(self, app_id: int, source: str) -> None:
+        self.pushes.append((app_id, source))
+
+
+def make_user(ctx, username: str, is_admin: bool = False) -> User:  # type: ignore
+    """A user row without bcrypt (the API never reads passwords)."""
+    with session_scope(ctx.engine) as s:
+        user = User(username=username, name=username.title(), email=f"{username}@x.org",
+                    is_admin=is_admin)
+        s.add(user)
+        s.flush()
+        s.refresh(user)
+        return user
+
+
+@dataclass
+class World:
+    ctx: object
+    users: dict[str, User]
+    tokens: dict[str, str]  # caller -> Authorization header value ("" = none)
+    workspace_id: int
+
+    def new_app(self, subdomain: str = "") -> int:
+        return apps.deploy_app(self.ctx, self.users["owner"], repo_url=REPO,
+                               subdomain=subdomain).id
+
+
+@pytest.fixture
+def world(ctx) -> World:  # type: ignore[no-untyped-def]
+    names = {"owner": False, "dev": False, "viewer": False, "outsider": False,
+             "spare": False, "root": True}
+    users = {n: make_user(ctx, n, a) for n, a in names.items()}
+    first = apps.deploy_app(ctx, users["owner"], repo_url=REPO, subdomain="dash")
+    ws = first.workspace_id
+    workspaces.set_member(ctx, users["owner"], ws, "dev", "developer")
+    workspaces.set_member(ctx, users["owner"], ws, "viewer", "viewer")
+    full = "read,deploy,admin"
+    tokens = {"none": "", "bad": "Bearer stc_" + "x" * 43}
+    for caller, (who, scopes) in {"readonly": ("dev", "read"), "viewer": ("viewer", full),
+                                  "developer": ("dev", full), "outsider": ("outsider", full),
+                                  "admin": ("owner", full), "siteadmin": ("root", full)
+                                  }.items():
+        tokens[caller] = "Bearer " + api_tokens.create_token(ctx, users[who], caller,
+                                                             scopes)[1]
+    return World(ctx, users, tokens, ws)
+
+
+def run(world: World, scenario, **api_kwargs) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        app = make_api_app(world.ctx, StubReconciler(), **api_kwargs)
+        async with TestClient(TestServer(app)) as client:
+            await scenario(client)
+    asyncio.run(main())
+
+
+def auth(world: World, caller: str) -> dict[str, str]:
+    value = world.tokens[caller]
+    return {"Authorization": value} if value else {}
+
+
+# Tokens ----------------------------------------------------------------------------------
+def test_tokens_are_hashed_scoped_and_revocable(ctx) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user(ctx, "alice")
+    row, plain = api_tokens.create_token(ctx, alice, "laptop", ["deploy"])
+    assert plain.startswith("stc_") and len(plain) > 40
+    with session_scope(ctx.engine) as s:
+        stored = s.exec(select(ApiToken)).one()
+    assert stored.token_hash == hashlib.sha256(plain.encode()).hexdigest()
+    assert plain not in json.dumps(stored.model_dump(mode="json"))
+    assert stored.last_used_at is None and stored.scopes == "deploy"
+    user, scopes = api_tokens.authenticate_token(ctx, plain)  # type: ignore[misc]
+    assert user.username == "alice" and scopes == {"read", "deploy"}
+    assert api_tokens.list_tokens(ctx, alice)[0].last_used_at is not None
+    assert api_tokens.authenticate_token(ctx, plain + "x") is None
+    assert api_tokens.authenticate_token(ctx, "not-a-token") is None
+    api_tokens.revoke_token(ctx, alice, row.id)  # type: ignore[arg-type]
+    assert api_tokens.authenticate_token(ctx, plain) is None
+    bob = make_user(ctx, "bob")
+    with pytest.raises(Exception, match="no API token"):
+        api_tokens.revoke_token(ctx, bob, row.id)  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="Unknown scope"):
+        api_tokens.create_token(ctx, alice, "x", ["root"])
+
+
+# Happy paths -----------------------------------------------------------------------------
+def test_developer_happy_paths(world: World) -> None:
+    app_id = world.new_app("happy")
+    h = auth(world, "developer")
+    log = app_log_path(world.ctx.settings, app_id)  # type: ignore[attr-defined]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("hello from the app\n")
+
+    async def scenario(c: TestClient) -> None:
+        r = await c.get("/me", headers=h)
+        assert (await r.json())["username"] == "dev"
+        r = await c.get("/apps", headers=h)
+        assert r.status == 200 and {a["subdomain"] for a in (await r.json())["apps"]} == \
+            {"dash", "happy"}
+        r = await c.get(f"/apps/{app_id}", headers=h)
+        assert r.status == 200 and (await r.json())["role"] == "developer"
+        r = await c.post("/apps", headers=h, json={"repo_url": REPO, "subdomain": "fresh",
+                                                   "branch": "main",
+                                                   "main_file": "streamlit_app.py",
+                                                   "secrets": f'key = "{SECRET_VALUE}"'})
+        body = await r.json()
+        assert r.status == 201 and body["subdomain"] == "fresh" and body["state"] == "queued"
+        assert SECRET_VALUE not in json.dumps(body)
+        r = await c.patch(f"/apps/{app_id}", headers=h, json={"visibility": "private",
+                                                              "subdomain": "happier"})
+        body = await r.json()
+        assert r.status == 200, body
+        assert (body["visibility"], body["subdomain"]) == ("private", "happier")
+        r = await c.post(f"/apps/{app_id}/reboot", headers=h)
+        assert r.status == 202
+        r = await c.post(f"/apps/{app_id}/wake", headers=h)
+        assert r.status == 200 and (await r.json())["state"] == "queued"
+        r = await c.get(f"/apps/{app_id}/logs", headers=h)
+        assert (await r.json())["text"] == "hello from the app\n"
+        r = await c.get(f"/apps/{app_id}/events", headers=h)
+        reasons = [e["reason"] for e in (await r.json())["events"]]
+        assert any("Reboot requested by dev" in x for x in reasons), reasons
+        r = await c.put(f"/apps/{app_id}/secrets", headers=h,
+                        data=f'token = "{SECRET_VALUE}"\n[db]\npw = "{SECRET_VALUE}"\n')
+        text = await r.text()
+        assert r.status == 200 and SECRET_VALUE not in text
+        assert json.loads(text)["keys"] == 2 and json.loads(text)["env_vars"] == ["token"]
+        r = await c.get(f"/apps/{app_id}/analytics", headers=h)
+        body = await r.json()
+        assert r.status == 200 and body["total_unique_viewers"] == 0
+        assert "recent_viewers" in body and "workspace_monthly_viewers" in body
+        r = await c.get("/workspaces", headers=h)
+        assert (await r.json())["workspaces"] == [{"id": world.workspace_id, "name": "team",
+                                                   "role": "developer"}]
+        r = await c.get(f"/workspaces/{world.workspace_id}/members", headers=h)
+        assert {m["username"]: m["role"] for m in (await r.json())["members"]} == \
+            {"owner": "admin", "dev": "developer", "viewer": "viewer"}
+        r = await c.delete(f"/apps/{app_id}", headers=h)
+        assert r.status == 202
+        r = await c.get(f"/apps/{app_id}", headers=h)
+        assert r.status == 404
+
+    run(world, scenario)
+    # Secrets are stored encrypted, and no GET route returns them.
+    with session_scope(world.ctx.engine) as s:  # type: ignore[attr-defined]
+        assert all(SECRET_VALUE not in row.ciphertext for row in s.exec(select(AppSecret)))
+
+
+def test_admin_manages_members_and_site_admin_lists_users(world: World) -> None:
+    ws = world.workspace_id
+
+    async def scenario(c: TestClient) -> None:
+        r = await c.put(f"/workspaces/{ws}/members/spare", headers=auth(world, "admin"),
+                        json={"role": "developer"})
+        assert r.status == 200
+        r = await c.get(f"/workspaces/{ws}/members", headers=auth(world, "admin"))
+        assert {"username": "spare", "name": "Spare", "role": "developer"} in \
+            (await r.json())["members"]
+        r = await c.delete(f"/workspaces/{ws}/members/spare", headers=auth(world, "admin"))
+        assert r.status == 200
+        r = await c.get("/users", headers=auth(world, "siteadmin"))
+        assert "spare" in [u["username"] for u in (await r.json())["users"]]
+
+    run(world, scenario)
+
+
+def test_logs_follow_streams_new_lines(world: World) -> None:
+    app_id = world.new_app("tail")
+    log = app_log_path(world.ctx.settings, app_id)  # type: ignore[attr-defined]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("line one\n")
+
+    async def scenario(c: TestClient) -> None:
+        r = await c.get(f"/apps/{app_id}/logs?follow=1&max_seconds=30",
+                        headers=auth(world, "developer"))
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+        seen = b""
+        while b"line one\n" not in seen:
+            seen += await asyncio.wait_for(r.content.readany(), 10)
+        await asyncio.to_thread(log.write_text, "line one\nline two\n")
+        while b"line two\n" not in seen:
+            seen += await asyncio.wait_for(r.content.readany(), 10)
+        r.close()  # the client disconnects; the server stops following
+
+    run(world, scenario)
+
+
+# Authorization matrix ----------------------------------------------------------------------
+CALLERS = ("none", "bad", "readonly", "viewer", "developer", "outsider", "admin", "siteadmin")
+U, S, F, N = "401", "403 scope", "403", "404"  # unauthorized, insufficient_scope, forbidden
+MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per request
+    ("GET", "/apps"): (U, U, 200, 200, 200, 200, 200, 200),
+    ("POST", "/apps"): (U, U, S, F, 201, F, 201, 201),
+    ("GET", "/apps/{app}"): (U, U, 200, 200, 200, N, 200, 200),
+    ("PATCH", "/apps/{app}"): (U, U, S, F, 200, N, 200, 200),
+    ("DELETE", "/apps/{app}"): (U, U, S, F, 202, N, 202, 202),
+    ("POST", "/apps/{app}/reboot"): (U, U, S, F, 202, N, 202, 202),
+    ("POST", "/apps/{app}/wake"): (U, U, S, 200, 200, 200, 200, 200),  # public: anyone
+    ("GET", "/apps/{app}/logs"): (U, U, 200, F, 200, N, 200, 200),
+    ("GET", "/apps/{app}/events"): (U, U, 200, 200, 200, N, 200, 200),
+    ("PUT", "/apps/{app}/secrets"): (U, U, S, F, 200, N, 200, 200),
+    ("GET", "/apps/{app}/analytics"): (U, U, 200, 200, 200, N, 200, 200),
+    ("GET", "/workspaces"): (U, U, 200, 200, 200, 200, 200, 200),
+    ("GET", "/workspaces/{ws}/members"): (U, U, 200, 200, 200, F, 200, 200),
+    ("PUT", "/workspaces/{ws}/members/spare"): (U, U, S, F, F, F, 200, 200),
+    ("DELETE", "/workspaces/{ws}/members/spare"): (U, U, S, F, F, F, 200, 200),
+    ("GET", "/users"): (U, U, S, F, F, F, F, 200),
+    ("GET", "/me"): (U, U, 200, 200, 200, 200, 200, 200),
+    ("GET", "/openapi.json"): (200,) * 8,
+    ("GET", "/health"): (200,) * 8,
+}
+BODIES = {"POST /apps": {"json": {"repo_url": REPO}},
+          "PATCH /apps/{app}": {"json": {"visibility": "private"}},
+          "PUT /apps/{app}/secrets": {"data": 'a = "b"'},
+          "PUT /workspaces/{ws}/members/spare": {"json": {"role": "viewer"}}}
+ERROR_CODES = {U: (401, "unauthorized"), S: (403, "insufficient_scope"),
+               F: (403, "forbidden"), N: (404, "not_found")}
+
+
+def test_authorization_matrix(world: World) -> None:
+    failures = []
+
+    async def scenario(c: TestClient) -> None:
+        for (method, template), row in MATRIX.items():
+            assert len(row) == len(CALLERS)
+            for caller, expected in zip(CALLERS, row):
+                path = template.replace("{ws}", str(world.workspace_id))
+                if "{app}" in path:
+                    path = path.replace("{app}", str(world.new_app()))
+                kwargs = BODIES.get(f"{method} {template}", {})
+                r = await c.request(method, path, headers=auth(world, caller), **kwargs)
+                body = await r.json()
+                status, code = ERROR_CODES.get(expected, (expected, None))  # type: ignore
+                got = (r.status, body["error"]["code"] if "error" in body else None)
+                if got != (status, code):
+                    failures.append(f"{method} {template} as {caller}: expected "
+                                    f"{(status, code)}, got {got}: {body}")
+                if code is not None:  # the error shape
+                    assert isinstance(body["error"]["message"], str) and \
+                        body["error"]["message"]
+
+    run(world, scenario)
+    assert not failures, "\n".join(failures)
+
+
+def test_matrix_covers_every_registered_route(world: World) -> None:
+    app = make_api_app(world.ctx, StubReconciler())
+    registered = {(r.method, r.resource.canonical) for r in app.router.routes()  # type: ignore
+                  if r.method != "HEAD"}
+    covered = {(m, p.replace("{app}", "{app_id}").replace("{ws}", "{workspace_id}")
+                .replace("/spare", "/{username}")) for m, p in MATRIX}
+    hooks = {("POST", "/hooks/github"), ("POST", "/hooks/apps/{app_id}"),
+             ("GET", "/github/callback")}  # tested in test_lifecycle_units / test_github
+    assert registered - hooks == covered
+
+
+# Errors, pagination, rate limit, OpenAPI ---------------------------------------------------
+def test_error_shapes(world: World) -> None:
+    h = auth(world, "developer")
+
+    async def scenario(c: TestClient) -> None:
+        r = await c.post("/apps", headers=h, json={"repo_url": "not a url"})
+        body = await r.json()
+        assert r.status == 422 and body["error"]["code"] == "invalid"
+        assert body["error"]["field"] == "repo_url"
+        r = await c.put(f"/apps/{world.new_app()}/secrets", headers=h, data="key = ")
+        body = await r.json()
+        assert r.status == 422 and body["error"]["field"] == "secrets" and \
+            body["error"]["line"] == 1
+        r = await c.post("/apps", headers=h, data="{not json")
+        assert r.status == 400 and (await r.json())["error"]["code"] == "bad_request"
+        r = await c.get("/apps/999999", headers=h)
+        assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+        r = await c.get("/apps/abc", headers=h)
+        assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+        r = await c.get("/nowhere", headers=h)
+        assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+        r = await c.put("/apps", headers=h)
+        assert r.status == 405 and (await r.json())["error"]["code"] == "method_not_allowed"
+        r = await c.get("/apps?limit=0", headers=h)
+        assert (await r.json())["error"] == {"code": "invalid", "field": "limit",
+                                             "message": "limit is a whole number from 1 "
+                                                        "to 200."}
+        r = await c.get("/apps", headers={"Authorization": "Basic abc"})
+        assert r.status == 401
+
+    run(world, scenario)
+
+
+def test_pagination(world: World) -> None:
+    for i in range(6):
+        world.new_app(f"page-{i}")  # 7 apps with "dash"
+    h = auth(world, "developer")
+
+    async def scenario(c: TestClient) -> None:
+        seen, cursor = [], None
+        while True:
+            r = await c.get("/apps", headers=h,
+                            params={"limit": 3, **({"cursor": cursor} if cursor else {})})
+            body = await r.json()
+            assert body["total"] == 7 and len(body["apps"]) <= 3
+            seen += [a["subdomain"] for a in body["apps"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert len(seen) == 7 and len(set(seen)) == 7
+        r = await c.get("/apps", headers=h, params={"limit": 3, "page": 3})
+        assert [a["subdomain"] for a in (await r.json())["apps"]] == seen[6:]
+
+    run(world, scenario)
+
+
+def test_rate_limit_per_token(world: World) -> None:
+    now = [1000.0]
+
+    async def scenario(c: TestClient) -> None:
+        dev, viewer = auth(world, "developer"), auth(world, "viewer")
+        for _ in range(3):
+            assert (await c.get("/me", headers=dev)).status == 200
+        r = await c.get("/me", headers=dev)
+        assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+        assert (await r.json())["error"]["code"] == "rate_limited"
+        assert (await c.get("/me", headers=viewer)).status == 200  # another token's bucket
+        now[0] += 1.0  # one second later: one more request allowed
+        assert (await c.get("/me", headers=dev)).status == 200
+        assert (await c.get("/me", headers=dev)).status == 429
+
+    run(world, scenario, rate=1.0, burst=3, clock=lambda: now[0])
+
+
+def test_openapi_lists_every_route(world: World) -> None:
+    app = make_api_app(world.ctx, StubReconciler())
+    registered = {(r.method.lower(), r.resource.canonical)  # type: ignore[union-attr]
+                  for r in app.router.routes() if r.method != "HEAD"}
+
+    async def scenario(c: TestClient) -> None:
+        doc = await (await c.get("/openapi.json")).json()
+        assert doc["openapi"].startswith("3.1")
+        listed = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+        assert listed == registered
+        assert doc["paths"]["/apps"]["post"]["x-scope"] == "deploy"
+        assert doc["paths"]["/health"]["get"]["security"] == []
+
+    run(world, scenario)
+
+
+def test_scope_implication() -> None:
+    assert api_tokens.effective_scopes("admin") == {"read", "deploy", "admin"}
+    assert api_tokens.effective_scopes("read") == {"read"}
+    assert api_v1.TokenBucket(1, 1, clock=lambda: 0.0).take("k") == 0
