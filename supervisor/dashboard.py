@@ -19,10 +19,10 @@ import signal
 import sys
 from collections.abc import Callable
 
-import aiohttp
 
 from backend.identity import PANEL_BASE_URL_PATH
 from backend.settings import PROJECT_ROOT, Settings
+from supervisor.health import wait_for_health
 from supervisor.routes import RouteTable
 from supervisor.runtimes.process import free_port
 
@@ -100,19 +100,12 @@ class DashboardProcess:
 
     async def _wait_healthy(self, port: int) -> bool:
         prefix = f"/{self.base_url_path}" if self.base_url_path else ""
-        url = f"http://127.0.0.1:{port}{prefix}/_stcore/health"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-            for _ in range(600):
-                if self.proc is None or self.proc.returncode is not None:
-                    return False
-                try:
-                    async with http.get(url) as resp:
-                        if resp.status == 200:
-                            return True
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-                await asyncio.sleep(0.1)
-        return False
+
+        async def alive() -> bool:
+            return self.proc is not None and self.proc.returncode is None
+
+        return bool(await wait_for_health(f"http://127.0.0.1:{port}{prefix}/_stcore/health",
+                                          alive, timeout=60, step=0.1))
 
     async def stop(self) -> None:
         self._stopping = True

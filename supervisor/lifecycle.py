@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from sqlmodel import delete
 
 from backend import appstate, notifications
@@ -35,6 +34,7 @@ from backend.logs import app_log_path, build_log_path, tail_lines
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
 from supervisor import builds, checkouts, git_auth, gitsync
 from supervisor.builds import BuildLog
+from supervisor.health import wait_for_health
 from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, Runtime,
                                       StartError, Status)
 
@@ -274,21 +274,17 @@ class Lifecycle:
     async def wait_healthy(self, inst: Instance) -> Status | None:
         """None once /_stcore/health answers; else the Status that ended the wait."""
         url = f"http://{inst.address[0]}:{inst.address[1]}/_stcore/health"
-        deadline = self._clock() + self.settings.health_timeout
-        timeout = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while self._clock() < deadline:
-                status = await self.runtime.poll(inst.app_id, inst.state)
-                if not status.alive:
-                    return status
-                try:
-                    async with http.get(url) as resp:
-                        if resp.status == 200:
-                            return None
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-                await asyncio.sleep(0.05)
-        return Status("exited", None)
+        last: list[Status] = []
+
+        async def alive() -> bool:
+            last[:] = [await self.runtime.poll(inst.app_id, inst.state)]
+            return last[0].alive
+
+        healthy = await wait_for_health(url, alive, self.settings.health_timeout,
+                                        clock=self._clock)
+        if healthy:
+            return None
+        return last[0] if healthy is False else Status("exited", None)
 
     def _oom_reason(self, app: App) -> str:
         limit = self.memory_limit(app)
