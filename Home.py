@@ -22,7 +22,8 @@ from __future__ import annotations
 import streamlit as st
 from streamlit_authenticator import Authenticate, LoginError
 
-from backend import auth, keys, platform
+from backend import auth, github, keys, platform
+from backend.errors import BackendError
 from pages.dashboard import _ui as ui
 
 # Panel mode (Manage app overlay) ---------------------------------------------------------
@@ -130,6 +131,10 @@ user = ui.signed_in_user(ctx) if ss.get("authentication_status") else None
 if user is None:
     st.stop()
 if not signed_in_before:
+    try:  # GitHub workspaces and roles follow GitHub on every sign-in (cached, rate-aware)
+        github.refresh_user(ctx, user)
+    except BackendError as e:
+        ss["_github_refresh_error"] = str(e)
     st.rerun()  # signed in during this run (form or cookie): show the navigation
 
 if ss.get(COOKIE_PENDING):
@@ -139,6 +144,8 @@ if ss.get(COOKIE_PENDING):
         authenticator.cookie_controller.set_cookie()
 
 with st.sidebar:
+    if ss.get("_github_refresh_error"):
+        st.warning("GitHub: " + ss.pop("_github_refresh_error"), icon=":material/sync_problem:")
     admin = " · site admin" if user.is_admin else ""
     st.markdown(f"Signed in as **{ui.md(user.name or user.username)}**  \n"
                 f"@{ui.md(user.username)}{admin}")

@@ -557,3 +557,21 @@ def test_markdown_escaping_keeps_names_literal() -> None:
     assert ui.md(":red[x] $y$") == "\\:red\\[x\\] \\$y\\$"
     assert ui.md("- item") == "\\- item"
     assert ui.md("12. x") == "12\\. x"
+
+
+def test_sign_in_refreshes_github_roles_and_shows_a_failure(
+        dash: Dash, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend import github
+    from backend.errors import BackendError
+    calls: list[str] = []
+
+    def refresh(ctx: Context, user: Any, **kw: Any) -> None:
+        calls.append(user.username)
+        raise BackendError("GitHub is rate limiting us until 10:00 UTC.")
+
+    monkeypatch.setattr(github, "refresh_user", refresh)
+    at = sign_in_form(open_dashboard(), "admin", dash.admin_password)
+    assert calls == ["admin"]
+    assert any("rate limiting us" in w.value for w in at.sidebar.warning)
+    at.run()
+    assert calls == ["admin"], "refreshed on sign-in only, not on every run"
