@@ -1,5 +1,7 @@
-"""Account: who is signed in, change password (stored by backend.auth), links to the
-documentation, support and status, sign out."""
+"""Account: who is signed in, change password (stored by backend.auth), the GitHub
+connection (backend.github: a pasted token or the OAuth app), personal API tokens
+(backend.api_tokens; a new token's plaintext is shown once), links to the documentation,
+support and status, sign out."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from backend import auth
+from backend import api_tokens, auth, github
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from pages.dashboard import _ui as ui
@@ -15,6 +17,10 @@ from pages.dashboard import _ui as ui
 ERRORS = "_password_errors"
 DONE = "_password_changed"
 KEYS = ("pw_current", "pw_new", "pw_repeat")
+GH_ERROR = "_github_error"
+GH_DONE = "_github_done"
+TOKEN_ERROR = "_api_token_error"
+NEW_TOKEN = "_api_token_new"
 ss = st.session_state
 
 
@@ -35,6 +41,129 @@ def change_password(ctx: Context, user: Any) -> None:
         for key in KEYS:
             ss[key] = ""
         ss[DONE] = True
+
+
+def connect_github(ctx: Context, user: Any) -> None:
+    ss.pop(GH_ERROR, None)
+    try:
+        status = github.connect_token(ctx, user, ss.get("gh_token", ""))
+    except BackendError as e:
+        ss[GH_ERROR] = str(e)
+    else:
+        ss["gh_token"] = ""
+        ss[GH_DONE] = f"GitHub connected as @{status.login}."
+
+
+def disconnect_github(ctx: Context, user: Any) -> None:
+    ss.pop(GH_ERROR, None)
+    try:
+        github.disconnect(ctx, user)
+    except BackendError as e:
+        ss[GH_ERROR] = str(e)
+    else:
+        ss[GH_DONE] = "GitHub disconnected. Apps already deployed keep updating."
+
+
+def create_api_token(ctx: Context, user: Any) -> None:
+    ss.pop(TOKEN_ERROR, None)
+    try:
+        row, plaintext = api_tokens.create_token(ctx, user, ss.get("api_token_name", ""),
+                                                 ss.get("api_token_scopes") or [])
+    except BackendError as e:
+        ss[TOKEN_ERROR] = str(e)
+    else:
+        ss[NEW_TOKEN] = (row.name, plaintext)
+        ss["api_token_name"] = ""
+
+
+def revoke_api_token(ctx: Context, user: Any, token_id: int) -> None:
+    ss.pop(TOKEN_ERROR, None)
+    try:
+        api_tokens.revoke_token(ctx, user, token_id)
+    except BackendError as e:
+        ss[TOKEN_ERROR] = str(e)
+
+
+def github_section(ctx: Context, user: Any) -> None:
+    st.subheader("GitHub")
+    if st.query_params.get("github") == "connected":  # set by the OAuth callback
+        st.success("GitHub is connected.")
+    if st.query_params.get("github_error"):
+        st.error(st.query_params["github_error"], icon=ui.ICON["error"])
+    done = ss.pop(GH_DONE, None)
+    if done:
+        st.success(done)
+    try:
+        status = github.github_status(ctx, user)
+    except BackendError as e:
+        st.error(str(e), icon=ui.ICON["error"])
+        status = None
+    if status is None:
+        st.markdown("Not connected. Connect GitHub to deploy from your repositories with a "
+                    "picker, and to get the workspaces of your GitHub organisations.")
+    else:
+        st.markdown(f"Connected as **@{ui.md(status.login)}** "
+                    f"({ui.md(status.token_kind)} token, {ui.md(status.base_url)})")
+        if status.message:
+            st.warning(status.message)
+        for note in status.scopes:
+            mark = {True: "✅", False: "❌", None: "❔"}[note.granted]
+            st.markdown(f"{mark} `{note.scope}`: {ui.md(note.why)}")
+            if note.granted is False:
+                st.caption(f"Without it: {ui.md(note.without)}")
+        if any(n.granted is None for n in status.scopes):
+            st.caption("A fine-grained token: GitHub does not report its permissions.")
+        st.button("Disconnect", key="gh_disconnect", on_click=disconnect_github,
+                  args=(ctx, user), icon=":material/link_off:")
+    st.text_input("GitHub personal access token", type="password", key="gh_token",
+                  autocomplete="off",
+                  help="A classic token with the scopes repo, admin:repo_hook and read:org "
+                       "(or a fine-grained token). It is stored encrypted.")
+    message = ss.get(GH_ERROR)
+    if message:
+        st.error(message, icon=ui.ICON["error"])
+    st.button("Connect" if status is None else "Connect another token", key="gh_connect",
+              on_click=connect_github, args=(ctx, user), icon=":material/link:")
+    if github.oauth_configured(ctx):
+        try:
+            url = github.oauth_authorize_url(ctx, github.oauth_state(ctx, user))
+        except BackendError as e:
+            st.caption(ui.md(str(e)))
+        else:
+            st.link_button("Sign in with GitHub", url, icon=":material/login:")
+
+
+def api_tokens_section(ctx: Context, user: Any) -> None:
+    st.subheader("API tokens")
+    st.caption("Personal tokens for the REST API (/api/v1) and the command line. A scope "
+               "implies the ones below it: admin ⊇ deploy ⊇ read.")
+    new = ss.pop(NEW_TOKEN, None)
+    if new:
+        st.success(f"Token '{new[0]}' created.")
+        st.warning("Copy it now: it will not be shown again.")
+        st.code(new[1], language=None)
+    tokens = api_tokens.list_tokens(ctx, user)
+    if not tokens:
+        st.caption("You have no API tokens.")
+    for token in tokens:
+        row = st.container(horizontal=True, vertical_alignment="center", border=True)
+        revoked = " · **revoked**" if token.revoked else ""
+        row.markdown(f"**{ui.md(token.name)}** · scopes {ui.md(token.scopes)}{revoked}")
+        ui.time_caption(token.created_at, prefix="created ", where=row)
+        ui.time_caption(token.last_used_at, prefix="last used ", where=row,
+                        never="never used")
+        if not token.revoked:
+            row.button("Revoke", key=f"api_token_revoke_{token.id}",
+                       on_click=revoke_api_token, args=(ctx, user, token.id),
+                       icon=ui.ICON["delete"])
+    with st.form("create_api_token", border=True):
+        st.text_input("Token name", key="api_token_name", placeholder="laptop, ci…")
+        st.multiselect("Scopes", list(api_tokens.SCOPES), default=["read"],
+                       key="api_token_scopes")
+        message = ss.get(TOKEN_ERROR)
+        if message:
+            st.error(message, icon=ui.ICON["error"])
+        st.form_submit_button("Create token", on_click=create_api_token, args=(ctx, user))
 
 
 def field_error(field: str) -> None:
@@ -69,6 +198,9 @@ with st.form("change_password", border=True):
                           args=(ctx, user))
 if ss.pop(DONE, False):
     st.success("Your password is changed. Use the new one the next time you sign in.")
+
+github_section(ctx, user)
+api_tokens_section(ctx, user)
 
 st.subheader("Help")
 st.page_link(ctx.settings.docs_url, label="Documentation", icon=ui.ICON["docs"])

@@ -8,6 +8,11 @@ the branch exists and has the main file (a shallow, blob-less clone, time-bounde
 typo is shown under its field instead of ending in a failed build. Each `ValidationError`
 is shown under the field it names. After a deploy the page follows the app live until it
 runs (a link to open it) or fails (the reason and the log tail).
+
+When the user has connected GitHub (Account page), the page offers "From GitHub" (the
+default then) next to "Any git URL": pickers for the repository (those the user
+administers, with a search), its branch and its main file (`backend.github_deploy`), and
+Deploy calls `deploy_from_github` (deploy key for a private repository, webhook).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_settings, repos
+from backend import app_settings, github, github_deploy, repos
 from backend import apps as app_service
 from backend import secrets as app_secrets
 from backend.appstate import FAILED_STATES, OVEN_STATES
@@ -37,6 +42,10 @@ DEFAULTS = {"deploy_repo": "", "deploy_branch": "main", "deploy_main_file": "str
 PROGRESS = {"queued": (0.1, "Queued: waiting for the builder"),
             "building": (0.4, "Building: fetching the code and installing dependencies"),
             "starting": (0.8, "Starting: waiting for the app to answer")}
+
+FROM_GITHUB, FROM_URL = "github", "url"
+SOURCES = {FROM_GITHUB: "From GitHub", FROM_URL: "Any git URL"}
+GH_FIELDS = {"repo": "repo_url", "full_name": "repo_url"}  # ValidationError.field → ours
 
 ss = st.session_state
 
@@ -63,21 +72,32 @@ def submit(ctx: Context, user: Any) -> None:
                                ("deploy_repo", "deploy_branch", "deploy_main_file"))
     secrets_text = ss.get("deploy_secrets", "")
     typed = ss.get("deploy_subdomain", "").strip()
+    from_github = ss.get("deploy_source") == FROM_GITHUB and github_connected(ctx, user)
     try:  # quick checks first; the repository check clones
         if typed and not app_service.subdomain_available(ctx, validate_subdomain(typed)):
             raise ValidationError("subdomain", f"The subdomain '{typed.lower()}' is taken; "
                                   "choose another.")
         if secrets_text.strip():
             app_secrets.validate_for_deploy(secrets_text)
-        repos.check_main_file(ctx, repo, branch, main_file)
-        app = app_service.deploy_app(
-            ctx, user, repo_url=repo, branch=branch, main_file=main_file,
-            subdomain=ss.get("deploy_subdomain", ""),
-            python_version=ss.get("deploy_python") or "")
+        if from_github:
+            full_name = ss.get("deploy_gh_repo") or ""
+            if not full_name:
+                raise ValidationError("repo", "Choose a repository.")
+            app = github_deploy.deploy_from_github(
+                ctx, user, full_name, ss.get("deploy_gh_branch") or "",
+                ss.get("deploy_gh_main_file") or "", subdomain=typed,
+                python_version=ss.get("deploy_python") or "")
+        else:
+            repos.check_main_file(ctx, repo, branch, main_file)
+            app = app_service.deploy_app(
+                ctx, user, repo_url=repo, branch=branch, main_file=main_file,
+                subdomain=ss.get("deploy_subdomain", ""),
+                python_version=ss.get("deploy_python") or "")
         if secrets_text.strip():
             app_secrets.set_secrets(ctx, user, app.id, secrets_text)
     except ValidationError as e:
-        ss[ERRORS] = {e.field if e.field in FIELDS else "form": str(e)}
+        field = GH_FIELDS.get(e.field, e.field) if from_github else e.field
+        ss[ERRORS] = {field if field in FIELDS else "form": str(e)}
     except BackendError as e:  # PermissionDenied: not a developer of that workspace
         ss[ERRORS] = {"form": str(e)}
     else:
@@ -93,6 +113,67 @@ def field_error(field: str) -> None:
         st.error(message, icon=":material/error:")
 
 
+def github_connected(ctx: Context, user: Any) -> bool:
+    try:
+        return github.github_status(ctx, user) is not None
+    except BackendError:
+        return False
+
+
+def keep_choice(key: str, options: list[str], preferred: str = "") -> None:
+    """Before a selectbox: keep its value when still offered, else the preferred/first."""
+    if ss.get(key) not in options:
+        ss[key] = preferred if preferred in options else (options[0] if options else None)
+
+
+def github_fields(ctx: Context, user: Any) -> str:
+    """The repository, branch and main file pickers; the chosen repository (or "")."""
+    st.text_input("Search your repositories", key="deploy_gh_query",
+                  placeholder="owner/name or part of it",
+                  help="Repositories where you are an admin on GitHub (needed to add the "
+                       "webhook and, for a private one, a deploy key).")
+    try:
+        choices = github_deploy.list_admin_repos(ctx, user, ss.get("deploy_gh_query", ""))
+    except BackendError as e:
+        st.error(str(e), icon=ui.ICON["error"])
+        return ""
+    by_name = {c.full_name: c for c in choices}
+    if not choices:
+        st.info("No repository matches (only the ones you administer on GitHub are listed).")
+        return ""
+    keep_choice("deploy_gh_repo", list(by_name))
+    full_name = st.selectbox(
+        "Repository", list(by_name), key="deploy_gh_repo", on_change=clear_error,
+        args=("repo_url",),
+        format_func=lambda n: f"{n} 🔒" if by_name[n].private else n)
+    field_error("repo_url")
+    st.caption(f"Workspace: **{ui.md(full_name.split('/')[0])}** (the repository's owner)")
+    left, right = st.columns(2)
+    with left:
+        try:
+            branches = github_deploy.list_branches(ctx, user, full_name)
+        except BackendError as e:
+            st.error(str(e), icon=ui.ICON["error"])
+            branches = []
+        keep_choice("deploy_gh_branch", branches, by_name[full_name].default_branch)
+        branch = st.selectbox("Branch", branches, key="deploy_gh_branch",
+                              on_change=clear_error, args=("branch",))
+        field_error("branch")
+    with right:
+        files: list[str] = []
+        if branch:
+            try:
+                files = github_deploy.list_python_files(ctx, user, full_name, branch)
+            except BackendError as e:
+                st.error(str(e), icon=ui.ICON["error"])
+        keep_choice("deploy_gh_main_file", files, "streamlit_app.py")
+        st.selectbox("Main file path", files, key="deploy_gh_main_file",
+                     on_change=clear_error, args=("main_file",),
+                     help="The Python file Streamlit runs.")
+        field_error("main_file")
+    return full_name
+
+
 def deploy_form(ctx: Context, user: Any) -> None:
     if ss.pop(SUBMITTED, False):  # before the widgets: submit() may reset their values
         with st.spinner("Checking the repository, the branch and the main file…"):
@@ -101,6 +182,22 @@ def deploy_form(ctx: Context, user: Any) -> None:
             st.rerun()
     for key, value in DEFAULTS.items():
         ss.setdefault(key, value)
+    if github_connected(ctx, user):
+        ss.setdefault("deploy_source", FROM_GITHUB)
+        source = st.radio("Source", list(SOURCES), key="deploy_source", horizontal=True,
+                          format_func=SOURCES.get, label_visibility="collapsed")
+    else:
+        source = FROM_URL
+    if source == FROM_GITHUB:
+        full_name = github_fields(ctx, user)
+        repo = f"https://github.com/{full_name}" if full_name else ""
+    else:
+        repo = url_fields(ctx)
+    common_fields(ctx, repo)
+
+
+def url_fields(ctx: Context) -> str:
+    """The repository URL, branch and main file inputs; the repository typed."""
     local = " or an absolute path to a repository on this server" \
         if ctx.settings.allow_local_repos else ""
     st.text_input(
@@ -123,6 +220,11 @@ def deploy_form(ctx: Context, user: Any) -> None:
                       help="The Python file Streamlit runs, relative to the repository "
                            "root, such as streamlit_app.py or app/main.py.")
         field_error("main_file")
+    return repo
+
+
+def common_fields(ctx: Context, repo: str) -> None:
+    """Subdomain (and the URL it gives), advanced settings, the Deploy button."""
     st.text_input("App URL (custom subdomain)", key="deploy_subdomain",
                   on_change=clear_error, args=("subdomain",), live=True,
                   placeholder="made from the repository name",
