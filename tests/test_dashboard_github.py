@@ -130,6 +130,8 @@ def test_deploy_from_github_pickers(dash: Dash, gctx: Context, fake: FakeGithub)
     assert (app.subdomain, app.branch, app.main_file) == ("from-gh", "dev", "app.py")
     assert app.repo_url.endswith("/alice/dashboards.git")
     assert "from-gh" in text(at)
+    at = open_dashboard(dash.admin, ui.SETTINGS, query={"app": str(app.id)})
+    assert "alice/dashboards" in text(at) and "updates arrive by" in text(at)
 
 
 def test_deploy_from_github_shows_errors(dash: Dash, gctx: Context, fake: FakeGithub) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_settings, hooks, sharing
+from backend import app_settings, github_deploy, hooks, sharing
 from backend import apps as app_service
 from backend import secrets as app_secrets
 from backend.context import Context
@@ -115,6 +115,15 @@ def general(ctx: Context, user: Any, conf: Any) -> None:
     else:
         st.caption("Site admins can change it.")
 
+    gh = github_deploy.app_github_info(ctx, user, conf.app_id)
+    if gh is not None:
+        how = ("a GitHub webhook" if gh.mode == "webhook" else
+               "polling the branch" + (f" ({gh.mode_reason})" if gh.mode_reason else ""))
+        st.markdown(f"**GitHub:** `{ui.md(gh.repo_full_name)}`"
+                    f"{' (private, read-only deploy key)' if gh.private else ''}; updates "
+                    f"arrive by {ui.md(how)}.")
+        if gh.last_error:
+            st.warning(f"GitHub: {gh.last_error}", icon=":material/sync_problem:")
     if conf.can_manage:
         with st.expander("Push webhook (optional)"):
             info = hooks.webhook_info(ctx, user, conf.app_id)
