@@ -32,6 +32,7 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s "
                         "%(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run
 
 
