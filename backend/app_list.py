@@ -10,11 +10,10 @@ newest first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlmodel import select
 
-from backend.apps import AppView
+from backend.apps import AppView, build_view
 from backend.context import Context
 from backend.errors import NotFound
 from backend.workspaces import require_role, role_in, visible_workspace_ids
@@ -23,26 +22,8 @@ from models import App, Favorite, User, Workspace, session_scope
 
 COLUMNS = (App.id, App.subdomain, App.repo_url, App.branch, App.main_file,
            App.python_version, App.visibility, App.state, App.state_reason,
-           App.desired_state, App.commit, App.created_at, App.updated_at,
+           App.desired_state, App.workspace_id, App.commit, App.created_at, App.updated_at,
            App.last_deployed_at)
-
-
-@dataclass(frozen=True)
-class _Row:
-    id: int
-    subdomain: str
-    repo_url: str
-    branch: str
-    main_file: str
-    python_version: str
-    visibility: str
-    state: str
-    state_reason: str
-    desired_state: str
-    commit: str
-    created_at: datetime
-    updated_at: datetime
-    last_deployed_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -75,17 +56,7 @@ def list_workspace_apps(ctx: Context, user: User, workspace_id: int) -> AppListi
         favorites = frozenset(s.exec(
             select(Favorite.app_id).join(App, App.id == Favorite.app_id)  # type: ignore
             .where(Favorite.user_id == user.id, App.workspace_id == workspace_id)).all())
-    views = []
-    for *columns, owner in rows:
-        a = _Row(*columns)
-        views.append(AppView(
-            id=a.id, subdomain=a.subdomain, url=settings.public_url(a.subdomain),
-            repo_url=a.repo_url, branch=a.branch, main_file=a.main_file,
-            python_version=a.python_version or settings.default_python,
-            visibility=a.visibility, state=a.state, state_reason=a.state_reason,
-            desired_state=a.desired_state, workspace=ws.name, workspace_id=workspace_id,
-            owner=owner or "", commit=a.commit, role=role, created_at=a.created_at,
-            updated_at=a.updated_at, last_deployed_at=a.last_deployed_at))
+    views = [build_view(settings, row, ws.name, row.username or "", role) for row in rows]
     views.sort(key=lambda v: v.id not in favorites)  # stable: newest first within each
     return AppListing(workspace_id=workspace_id, workspace=ws.name, role=role, apps=views,
                       favorites=favorites)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -17,6 +18,7 @@ from backend.context import Context
 from backend.errors import NotFound, ValidationError
 from backend.logs import app_log_path, build_log_path, tail
 from backend.platform import wake_supervisor
+from backend.settings import Settings
 from backend.validation import (repo_owner_and_name, suggest_subdomain, validate_branch,
                                 validate_main_file, validate_repo_url, validate_subdomain)
 from backend.workspaces import (get_or_create_workspace, require_role, role_in,
@@ -53,19 +55,27 @@ class AppView:
         return self.role in ("developer", "admin")
 
 
+def build_view(settings: Settings, app: Any, workspace: str, owner: str,
+               role: str) -> AppView:
+    """An AppView from an App row, or from any row with App's column names (a select of
+    columns, as backend.app_list uses for a thousand apps at once)."""
+    return AppView(
+        id=app.id, subdomain=app.subdomain, url=settings.public_url(app.subdomain),
+        repo_url=app.repo_url, branch=app.branch, main_file=app.main_file,
+        python_version=app.python_version or settings.default_python,
+        visibility=app.visibility, state=app.state, state_reason=app.state_reason,
+        desired_state=app.desired_state, workspace=workspace,
+        workspace_id=app.workspace_id, owner=owner, commit=app.commit, role=role,
+        created_at=app.created_at, updated_at=app.updated_at,
+        last_deployed_at=app.last_deployed_at)
+
+
 def _view(ctx: Context, session: Session, app: App, user: User) -> AppView:
     ws = session.get(Workspace, app.workspace_id)
     owner = session.get(User, app.owner_id) if app.owner_id else None
-    return AppView(
-        id=app.id, subdomain=app.subdomain, url=ctx.settings.public_url(app.subdomain),
-        repo_url=app.repo_url, branch=app.branch, main_file=app.main_file,
-        python_version=app.python_version or ctx.settings.default_python,
-        visibility=app.visibility, state=app.state, state_reason=app.state_reason,
-        desired_state=app.desired_state, workspace=ws.name if ws else "",
-        workspace_id=app.workspace_id, owner=owner.username if owner else "",
-        commit=app.commit, role=role_in(session, user, app.workspace_id) or "",
-        created_at=app.created_at, updated_at=app.updated_at,
-        last_deployed_at=app.last_deployed_at)
+    return build_view(ctx.settings, app, ws.name if ws else "",
+                      owner.username if owner else "",
+                      role_in(session, user, app.workspace_id) or "")
 
 
 def _load(session: Session, user: User, app_id: int, needed: str, action: str) -> App:
