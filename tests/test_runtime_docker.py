@@ -29,6 +29,7 @@ from supervisor.runtimes.docker_images import (base_image_overrides, build_scrip
                                                offered_versions)
 from tests.conftest import EXAMPLE_APP, require_docker
 from tests.streamlit_client import open_streamlit_session
+from tests.test_runtime_contract import wait_healthy as contract_wait_healthy
 
 REQUIREMENTS = (EXAMPLE_APP / "requirements.txt").read_text()
 APP = """\
@@ -123,20 +124,7 @@ async def env_for(runtime: Runtime, path: Path, lines: list[str] | None = None) 
 
 
 async def wait_healthy(runtime: Runtime, app_id: int, state: dict, timeout: float = 60) -> None:
-    url = f"http://127.0.0.1:{state['port']}/_stcore/health"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while loop.time() < deadline:
-            assert (await runtime.poll(app_id, state)).alive, "container died while starting"
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("the container never answered /_stcore/health")
+    await contract_wait_healthy(("127.0.0.1", state["port"]), runtime, app_id, state, timeout)
 
 
 async def wait_for(predicate: Any, timeout: float, what: str) -> None:
