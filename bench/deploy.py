@@ -12,11 +12,9 @@ Bare: the clock starts before `uv venv` and stops when `/_stcore/health` answers
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,9 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend import apps, auth  # noqa: E402
+from bench.common import healthy  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
-from supervisor.runtimes.process import uv_binary  # noqa: E402
+from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402
 from tests.conftest import GitRepo  # noqa: E402
 from tests.supervisor_harness import SupervisorProcess  # noqa: E402
 
@@ -44,26 +43,9 @@ st.altair_chart(alt.Chart(df).mark_line().encode(x="x", y="y"))
 REQUIREMENTS = "streamlit==1.67.0\npandas==3.1.1\naltair==6.3.0\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def health(port: int, host: str) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/_stcore/health", headers={"Host": host})
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
-
-
 def wait_health(port: int, host: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
-    while not health(port, host):
+    while not healthy(port, host):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{host} never became healthy")
         time.sleep(0.02)

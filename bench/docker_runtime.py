@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import http.client
 import json
 import shutil
 import statistics
@@ -29,22 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend.settings import load_settings  # noqa: E402
+from bench.common import healthy  # noqa: E402
 from supervisor.runtimes.base import AppSpec, EnvSpec  # noqa: E402
 from supervisor.runtimes.docker import DockerRuntime  # noqa: E402
 from supervisor.runtimes.process import ProcessRuntime, free_port  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "hello"
-
-
-def healthy(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/_stcore/health")
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
 
 
 async def wait_health(port: int, timeout: float = 120) -> None:

@@ -25,7 +25,6 @@ environment directly.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -43,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend import apps, auth  # noqa: E402
+from bench.common import healthy  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
 from models import App, session_scope, utcnow  # noqa: E402
@@ -59,17 +59,6 @@ def page(text: str) -> str:
             f"st.write('{text}')\n"
             "df = pd.DataFrame({'x': range(100), 'y': [v % 7 for v in range(100)]})\n"
             "st.altair_chart(alt.Chart(df).mark_line().encode(x='x', y='y'))\n")
-
-
-def healthy(port: int, host: str) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/_stcore/health", headers={"Host": host})
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
 
 
 def wait(check, timeout: float, what: str, interval: float = 0.01):  # type: ignore[no-untyped-def]
