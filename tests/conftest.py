@@ -10,7 +10,8 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,10 @@ from backend.settings import PROJECT_ROOT, Settings, load_settings
 
 EXAMPLE_APP = PROJECT_ROOT / "examples" / "hello"
 CACHE_ROOT = Path(os.environ.get("STCLOUD_TEST_CACHE", Path.home() / ".cache" / "stcloud-tests"))
+# A PostgreSQL server URL (scripts/ci-postgres.sh prints one). When set, every test's database
+# is a fresh PostgreSQL database cloned from a migrated template instead of a SQLite file.
+TEST_POSTGRES = os.environ.get("STCLOUD_TEST_POSTGRES", "")
+PG_TEMPLATE = "stcloud_test_template"
 
 
 def require_docker() -> bool:
@@ -39,12 +44,70 @@ def shared_envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("envs")
 
 
+def _pg_url(server_url: str, database: str) -> str:
+    return server_url.rsplit("/", 1)[0] + "/" + database
+
+
+def _pg_admin(server_url: str, *statements: str) -> None:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> str:
+    """The migrated template database on the test PostgreSQL server (made once per run)."""
+    if not TEST_POSTGRES:
+        pytest.skip("no PostgreSQL server (set STCLOUD_TEST_POSTGRES; CI does)")
+    from models.engine import make_engine, migrate
+    _pg_admin(TEST_POSTGRES, f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)',
+              f'CREATE DATABASE "{PG_TEMPLATE}"')
+    engine = make_engine(_pg_url(TEST_POSTGRES, PG_TEMPLATE))
+    migrate(engine)
+    engine.dispose()
+    return PG_TEMPLATE
+
+
 @pytest.fixture
-def settings(tmp_path: Path, shared_envs_dir: Path) -> Settings:
+def new_postgres_database(request: pytest.FixtureRequest) -> Iterator[Callable[[], str]]:
+    """new_postgres_database() -> URL of a fresh, migrated PostgreSQL database (dropped after
+    the test). Fails instead of skipping in CI, where .ci/run starts PostgreSQL."""
+    if not TEST_POSTGRES and os.environ.get("CI") == "true":
+        pytest.fail("CI must provide STCLOUD_TEST_POSTGRES (scripts/ci-postgres.sh)")
+    template = request.getfixturevalue("postgres_template")
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"stcloud_t_{uuid.uuid4().hex[:12]}"
+        _pg_admin(TEST_POSTGRES, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        made.append(name)
+        return _pg_url(TEST_POSTGRES, name)
+
+    yield make
+    for name in made:
+        _pg_admin(TEST_POSTGRES, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """'' (SQLite in the data dir) or, when STCLOUD_TEST_POSTGRES is set, a fresh PostgreSQL
+    database: the whole suite runs on either."""
+    if not TEST_POSTGRES:
+        return ""
+    return request.getfixturevalue("new_postgres_database")()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, shared_envs_dir: Path, database_url: str) -> Settings:
     """Settings on a fresh data dir, process runtime, a free port, shared envs and cache."""
     return load_settings(env={}, data_dir=tmp_path / "data", envs_dir=shared_envs_dir,
                          uv_cache_dir=CACHE_ROOT / "uv", port=free_port(), runtime="process",
-                         reconcile_interval=0.2, health_timeout=60.0)
+                         reconcile_interval=0.2, health_timeout=60.0, database_url=database_url)
 
 
 @pytest.fixture
@@ -118,4 +181,5 @@ def hello_repo(make_repo: Callable[..., GitRepo]) -> GitRepo:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"stcloud test cache: {CACHE_ROOT}; git: {shutil.which('git')}"
+    database = "PostgreSQL " + TEST_POSTGRES.split("@")[-1] if TEST_POSTGRES else "SQLite"
+    return f"stcloud test cache: {CACHE_ROOT}; git: {shutil.which('git')}; database: {database}"

@@ -450,12 +450,15 @@ class Dash:
 
 
 @pytest.fixture
-def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dash]:
+def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+         database_url: str) -> Iterator[Dash]:
     """Settings in the environment, as the dashboard reads them (like test_dashboard)."""
     for name in list(os.environ):
         if name.startswith("STCLOUD_") or name == "DATABASE_URL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("STCLOUD_DATA_DIR", str(tmp_path / "data"))
+    if database_url:
+        monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("STCLOUD_DOMAIN", "cloud.test")
     monkeypatch.setenv("STCLOUD_PORT", "8080")
     monkeypatch.chdir(ROOT)

@@ -47,12 +47,14 @@ class Dash:
 
 
 @pytest.fixture(name="dash")
-def dash_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dash:
+def dash_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Dash:
     """A data dir and settings in the environment, with the first admin created."""
     for name in list(os.environ):
         if name.startswith("STCLOUD_") or name == "DATABASE_URL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("STCLOUD_DATA_DIR", str(tmp_path / "data"))
+    if database_url:
+        monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("STCLOUD_DOMAIN", "cloud.test")
     monkeypatch.setenv("STCLOUD_PORT", "8080")
     monkeypatch.chdir(ROOT)
