@@ -85,6 +85,22 @@ authenticator = Authenticate(credentials=auth.authenticator_credentials(ctx),
                              cookie_key=keys.dashboard_cookie_key(ctx), cookie_expiry_days=7)
 
 
+def limit_password_checks() -> None:
+    """The form's password check goes through `backend.auth.authenticate`, which applies
+    the sign-in limiter (failures per username and client, in the database)."""
+    address = st.context.ip_address  # None on localhost (a mock under AppTest)
+    client = auth.client_of(dict(st.context.headers),
+                            address if isinstance(address, str) else "")
+    model = authenticator.authentication_controller.authentication_model
+
+    def check_credentials(username: str, password: str) -> bool:
+        if username not in model.credentials["usernames"]:
+            return False
+        return auth.authenticate(ctx, username, password, client) is not None
+
+    model.check_credentials = check_credentials
+
+
 def sign_in(notice: str) -> None:
     _, middle, _ = st.columns([1, 1.4, 1])
     with middle:
@@ -92,12 +108,18 @@ def sign_in(notice: str) -> None:
         st.caption("Deploy, manage and share Streamlit apps from your git repositories.")
         if notice:
             st.info(notice)
+        limit_password_checks()
         try:
-            authenticator.login(location="main", fields=SIGN_IN_FIELDS, key="sign_in_form")
-        except LoginError:
-            # A sign-in cookie for an account that no longer exists: ignore the cookie.
-            ss["logout"] = True
-            authenticator.login(location="main", fields=SIGN_IN_FIELDS, key="sign_in_form")
+            try:
+                authenticator.login(location="main", fields=SIGN_IN_FIELDS,
+                                    key="sign_in_form")
+            except LoginError:
+                # A sign-in cookie for an account that no longer exists: ignore the cookie.
+                ss["logout"] = True
+                authenticator.login(location="main", fields=SIGN_IN_FIELDS,
+                                    key="sign_in_form")
+        except auth.SignInThrottled as e:
+            st.error(str(e))
         if ss.get("authentication_status") is False:
             st.error("Wrong username or password. Check both and try again; if you forgot "
                      "your password, ask an admin to reset it.")

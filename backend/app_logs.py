@@ -4,10 +4,15 @@ to download. Developers of the app's workspace only (as `backend.apps.read_logs`
 Two logs per app (backend/logs.py): `build` (clone and environment, written by the
 supervisor) and `app` (the instance's stdout and stderr). Secret values of the app are
 masked (`backend.secrets.redact`) in both, so a `print(st.secrets)` never shows them here.
+
+The app log is rotated by size (`app_log_max_bytes`: `app.log`, then `app.log.1` … the
+oldest `app.log.<app_log_backups>`); both readers read across the rotated files, oldest
+first, so a tail right after a rotation still shows the lines before it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +20,7 @@ from backend import secrets
 from backend.apps import _load
 from backend.context import Context
 from backend.errors import ValidationError
-from backend.logs import app_log_path, build_log_path, tail
+from backend.logs import app_log_path, build_log_path
 from models import User, session_scope
 
 KINDS = {"app": app_log_path, "build": build_log_path}
@@ -26,7 +31,7 @@ MAX_DOWNLOAD = 50 * 1024 * 1024
 class LogTail:
     kind: str
     text: str
-    size: int  # bytes in the whole file (0 when there is none yet)
+    size: int  # bytes in the current file (0 when there is none yet): where a follower goes on
 
 
 def _path(ctx: Context, user: User, app_id: int, kind: str) -> Path:
@@ -37,18 +42,52 @@ def _path(ctx: Context, user: User, app_id: int, kind: str) -> Path:
     return KINDS[kind](ctx.settings, app_id)
 
 
+def log_files(path: Path) -> list[Path]:
+    """The log and its rotated files that exist, oldest first (`app.log.N` … `app.log`)."""
+    rotated = []
+    for candidate in path.parent.glob(path.name + ".*"):
+        suffix = candidate.name[len(path.name) + 1:]
+        if suffix.isdigit():
+            rotated.append((int(suffix), candidate))
+    files = [p for _, p in sorted(rotated, reverse=True)]
+    return files + ([path] if path.exists() else [])
+
+
+def tail_across(path: Path, max_bytes: int) -> tuple[str, int]:
+    """(the last `max_bytes` of the log and its rotated files, starting at a line boundary;
+    the size of the current file when it was read)."""
+    chunks: list[bytes] = []
+    current, wanted, cut = 0, max_bytes, False
+    for file in reversed(log_files(path)):  # newest first
+        try:
+            with open(file, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                if file == path:
+                    current = size
+                if wanted > 0:
+                    start = max(0, size - wanted)
+                    fh.seek(start)
+                    chunks.append(fh.read())
+                    wanted -= size - start
+                    cut = start > 0
+        except FileNotFoundError:  # rotated away while we read
+            continue
+    data = b"".join(reversed(chunks))
+    if cut and b"\n" in data:  # the oldest piece starts mid-line
+        data = data.split(b"\n", 1)[1]
+    return data.decode("utf-8", errors="replace"), current
+
+
 def read_tail(ctx: Context, user: User, app_id: int, kind: str,
               max_bytes: int = 256_000) -> LogTail:
     path = _path(ctx, user, app_id, kind)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return LogTail(kind, "", 0)
-    return LogTail(kind, secrets.redact(ctx.settings, app_id, tail(path, max_bytes)), size)
+    text, size = tail_across(path, max_bytes)
+    return LogTail(kind, secrets.redact(ctx.settings, app_id, text), size)
 
 
 def read_full(ctx: Context, user: User, app_id: int, kind: str) -> bytes:
-    """The whole log (its last `MAX_DOWNLOAD` bytes), secrets masked, for a download."""
+    """The whole log, rotated files included (its last `MAX_DOWNLOAD` bytes), secrets
+    masked, for a download."""
     path = _path(ctx, user, app_id, kind)
-    text = tail(path, MAX_DOWNLOAD)
+    text, _ = tail_across(path, MAX_DOWNLOAD)
     return secrets.redact(ctx.settings, app_id, text).encode()

@@ -1,19 +1,47 @@
-"""Accounts: users, passwords (bcrypt), the first admin, and what the sign-in widget needs."""
+"""Accounts: users, passwords (bcrypt), the first admin, and what the sign-in widget needs.
+
+Sign-in limiter: at most `SIGNIN_MAX_FAILURES` failed password sign-ins per username and
+client within `SIGNIN_WINDOW` seconds; then `SignInThrottled` (saying how long to wait)
+until the oldest failure leaves the window, even with the right password. Failures are
+rows of `SigninFailure` (models/security.py) keyed by sha256("username|client"), so the
+limit survives restarts and holds across processes (the dashboard, the panel, several
+replicas); a successful sign-in clears that key. Per client, so that someone guessing from
+one address cannot lock the owner out everywhere; the client is the address the proxy
+saw (the last `X-Forwarded-For` entry, which our proxy appends).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import secrets
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import bcrypt
+from sqlalchemy import delete, func
 from sqlmodel import select
 
 from backend.context import Context
-from backend.errors import NotFound, PermissionDenied, ValidationError
-from models import User, session_scope
+from backend.errors import BackendError, NotFound, PermissionDenied, ValidationError
+from models import User, session_scope, utcnow
+from models.security import SigninFailure
 
 INITIAL_PASSWORD_FILE = "initial_admin_password"
+SIGNIN_MAX_FAILURES = 5
+SIGNIN_WINDOW = 15 * 60  # seconds
+
+
+class SignInThrottled(BackendError):
+    """Too many failed sign-ins for this username from this client; `retry_after` s."""
+
+    def __init__(self, retry_after: float) -> None:
+        minutes = max(1, math.ceil(retry_after / 60))
+        super().__init__(f"Too many failed sign-ins for this account from your address. "
+                         f"Wait {minutes} minute{'s' if minutes != 1 else ''} and try "
+                         "again, or ask an admin to reset your password.")
+        self.retry_after = retry_after
 
 
 def hash_password(password: str) -> str:
@@ -80,12 +108,66 @@ def get_user(ctx: Context, username: str) -> User:
         return user
 
 
-def authenticate(ctx: Context, username: str, password: str) -> User | None:
+def authenticate(ctx: Context, username: str, password: str, client: str = "",
+                 now: datetime | None = None) -> User | None:
+    """The user when the password is right, else None; `SignInThrottled` (before any
+    password check) after too many failures for this username and client."""
+    wait = signin_wait(ctx, username, client, now)
+    if wait:
+        raise SignInThrottled(wait)
     try:
         user = get_user(ctx, username)
     except NotFound:
-        return None
-    return user if check_password(password, user.password_hash) else None
+        return None  # no account: nothing to guess, nothing recorded
+    if check_password(password, user.password_hash):
+        clear_signin_failures(ctx, username, client)
+        return user
+    record_signin_failure(ctx, username, client, now)
+    return None
+
+
+def signin_key(username: str, client: str) -> str:
+    return hashlib.sha256(f"{username.strip().lower()}|{client}".encode()).hexdigest()
+
+
+def signin_wait(ctx: Context, username: str, client: str,
+                now: datetime | None = None) -> float:
+    """Seconds until this username may try again from this client; 0 when it may now."""
+    now = now or utcnow()
+    since = now - timedelta(seconds=SIGNIN_WINDOW)
+    key = signin_key(username, client)
+    with session_scope(ctx.engine) as s:
+        count, oldest = s.exec(select(func.count(), func.min(SigninFailure.at))
+                               .where(SigninFailure.key == key, SigninFailure.at > since)
+                               ).one()
+    if count < SIGNIN_MAX_FAILURES or oldest is None:
+        return 0.0
+    if oldest.tzinfo is None:  # SQLite may hand back naive UTC from an aggregate
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    return max(1.0, (oldest - since).total_seconds())
+
+
+def record_signin_failure(ctx: Context, username: str, client: str,
+                          now: datetime | None = None) -> None:
+    now = now or utcnow()
+    with session_scope(ctx.engine) as s:
+        s.exec(delete(SigninFailure).where(  # type: ignore[call-overload]
+            SigninFailure.at <= now - timedelta(seconds=SIGNIN_WINDOW)))
+        s.add(SigninFailure(key=signin_key(username, client), at=now))
+
+
+def clear_signin_failures(ctx: Context, username: str, client: str) -> None:
+    with session_scope(ctx.engine) as s:
+        s.exec(delete(SigninFailure).where(  # type: ignore[call-overload]
+            SigninFailure.key == signin_key(username, client)))
+
+
+def client_of(headers: dict[str, str] | None, fallback: str = "") -> str:
+    """The client address of a dashboard request: the last `X-Forwarded-For` entry (the
+    address our proxy saw; earlier entries are whatever the client claimed)."""
+    lower = {k.lower(): v for k, v in (headers or {}).items()}
+    forwarded = [p.strip() for p in lower.get("x-forwarded-for", "").split(",") if p.strip()]
+    return forwarded[-1] if forwarded else fallback
 
 
 def set_password(ctx: Context, actor: User, username: str, new_password: str,

@@ -42,8 +42,9 @@ class Settings:
                         "terminated in front of the proxy).", default="http")
     public_port: int = _help("Port browsers use in public URLs; 0 means `port` "
                              "(set 443/80 behind a TLS terminator).", default=0)
-    runtime: str = _help("auto, docker or process. auto uses Docker when a daemon "
-                         "answers, else the process runtime.", default="auto")
+    runtime: str = _help("auto, docker, swarm or process. auto uses Docker when a daemon "
+                         "answers, else the process runtime; swarm (Docker Swarm "
+                         "services) is used only when asked for.", default="auto")
     memory_limit_mb: int = _help("Default memory limit per app, in MiB.", default=1024)
     default_python: str = _help("Python version for apps that do not choose one.",
                                 default="3.11")
@@ -113,6 +114,12 @@ class Settings:
                                       "watchdog (kills a process tree whose RSS passes the "
                                       "limit, checked every reconcile pass), auto (cgroup "
                                       "when possible, else watchdog) or off.", default="auto")
+    app_log_max_bytes: int = _help("Size at which an app's log file (`app.log`) is rotated "
+                                   "to `app.log.1`; 0 means never rotate. An app's logs on "
+                                   "disk stay under app_log_max_bytes × (app_log_backups + "
+                                   "1).", default=10 * 1024 * 1024)
+    app_log_backups: int = _help("Rotated log files kept per app (`app.log.1` … "
+                                 "`app.log.N`); the oldest is dropped.", default=3)
     hibernate_after_days: float = _help("Days without a view after which a public app goes "
                                         "to sleep; 0 means never.", default=7.0)
     hibernate_warn_after_days: float = _help("Days without a view after which developers get "
@@ -135,6 +142,19 @@ class Settings:
     email_max_attempts: int = _help("Attempts to send one email before it is marked failed "
                                     "(retries back off: 30 s, 1 min, 2 min, ... up to 1 h).",
                                     default=8)
+    # Several supervisors and proxies (docs/scale-out.md) ---
+    node_id: str = _help("Name of this supervisor or proxy in the cluster tables; empty "
+                         "means <hostname>-<pid>.", default="")
+    lease_seconds: float = _help("Seconds the leader's lease lasts unless renewed (every "
+                                 "third of it). Another supervisor takes over when it "
+                                 "expires, or at once when the leader's process is gone "
+                                 "(same host, or its PostgreSQL session ended).",
+                                 default=15.0)
+    route_poll_interval: float = _help("Seconds between reloads of the route table from "
+                                       "the database by a standalone proxy (`python -m "
+                                       "supervisor proxy`; supervisors that do not lead "
+                                       "reload theirs every reconcile pass); keep it below "
+                                       "`redeploy_drain`.", default=1.0)
     # Docker runtime ---
     docker_base_images: str = _help("Base image per Python version for the Docker runtime, "
                                     "comma-separated VERSION=IMAGE (e.g. "
@@ -148,6 +168,24 @@ class Settings:
                                default=1.0)
     docker_pids_limit: int = _help("Most processes and threads per app container; 0 means "
                                    "no limit.", default=512)
+    # Swarm runtime (docs/docker.md, "Swarm"); it also uses the Docker settings above ---
+    swarm_replicas: int = _help("Tasks per app service under the swarm runtime; more than "
+                                "1 needs a proxy with sticky sessions (a Streamlit session "
+                                "lives in one process).", default=1)
+    swarm_placement_constraints: str = _help("Extra Swarm placement constraints for app "
+                                             "services, comma-separated (e.g. "
+                                             "\"node.labels.apps==true\").", default="")
+    swarm_registry: str = _help("Registry (host[:port]/path) env images are pushed to so "
+                                "that every swarm node can pull them; empty means the "
+                                "local image, on a single node.", default="")
+    swarm_network: str = _help("Swarm-scoped network app services join. When missing it is "
+                               "created as a bridge with inter-container traffic disabled, "
+                               "and tasks are placed on the supervisor's node, whose proxy "
+                               "reaches them at their bridge address.",
+                               default="stcloud-swarm-apps")
+    swarm_memory_reservation: float = _help("Share of an app's memory limit that Swarm "
+                                            "reserves for its task when placing it; 0 "
+                                            "reserves nothing.", default=0.1)
 
     # Derived locations -------------------------------------------------------------
     @property
@@ -275,7 +313,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
     for name, raw in overrides.items():
         values[name] = _coerce(hints[name], raw, name) if isinstance(raw, str) else raw
     settings = Settings(**values)
-    if settings.runtime not in {"auto", "docker", "process"}:
-        raise ValueError(f"Setting 'runtime' must be auto, docker or process, "
+    if settings.runtime not in {"auto", "docker", "swarm", "process"}:
+        raise ValueError(f"Setting 'runtime' must be auto, docker, swarm or process, "
                          f"not {settings.runtime!r}.")
     return settings

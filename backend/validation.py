@@ -1,27 +1,46 @@
 """Validators for what people type: subdomains, repository URLs, branches, file paths.
 
-Each returns the cleaned value or raises `ValidationError(field, message)`.
+Each returns the cleaned value or raises `ValidationError(field, message)`, and nothing
+else, whatever the text (tests/test_properties.py checks this with hypothesis). What they
+guarantee, because the values reach git, Streamlit and DNS:
+
+- subdomain: one DNS label, `[a-z0-9]`, inner hyphens, 1 to 63 characters, not reserved.
+- repo URL: never starts with `-` (git option injection), never a transport helper
+  (`ext::`, `fd::`), no host or path part starting with `-` (`ssh://-oProxyCommand=...`),
+  no whitespace or control characters; `file://` and absolute paths only when the server
+  allows local repositories.
+- branch: a name `git check-ref-format --branch` accepts; never starts with `-`, never
+  contains `..` or control characters.
+- main file: a relative `.py` path that stays inside the checkout (`main_file_in_checkout`
+  also resolves symlinks of a real checkout); never starts with `-` once normalised.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+import unicodedata
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from backend.errors import ValidationError
 
-SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 RESERVED_SUBDOMAINS = frozenset({
     "www", "api", "admin", "dashboard", "app", "apps", "static", "status", "docs", "auth",
     "login", "logout", "signin", "share", "mail", "smtp", "support", "help", "cdn", "assets",
     "localhost", "_stcore", "stcloud", "cloud",
 })
 REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git"})
-SCP_LIKE_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[^\s]+$")
+SCP_LIKE_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[^\s]+\Z")
+
+
+def _has_control(text: str) -> bool:
+    """Any ASCII or Unicode control character (newlines, escapes, NUL, DEL, C1)."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def validate_subdomain(value: str) -> str:
+    """The subdomain in lower case: one DNS label that is not reserved."""
     sub = value.strip().lower()
     if not sub:
         raise ValidationError("subdomain", "Choose a subdomain: letters, digits and hyphens.")
@@ -37,26 +56,42 @@ def validate_subdomain(value: str) -> str:
 def suggest_subdomain(repo_url: str, branch: str = "", main_file: str = "") -> str:
     """A valid subdomain made from the repository name (the deploy form's suggestion)."""
     name = repo_name(repo_url)
-    base = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:50] or "app"
+    base = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:50].strip("-") or "app"
     if base in RESERVED_SUBDOMAINS:
         base = f"{base}-app"
     return base
 
 
 def validate_repo_url(value: str, allow_local: bool) -> str:
+    """A git URL git may fetch without being tricked into running something (see the
+    module docstring); local paths only with `allow_local`."""
     url = value.strip()
     if not url:
         raise ValidationError("repo_url", "Enter the repository's git URL.")
-    if url.startswith("-") or any(c.isspace() or c == "\0" for c in url):
-        raise ValidationError("repo_url", "A repository URL has no spaces and does not start "
-                              "with '-'; check what you pasted.")
+    if url.startswith("-") or any(c.isspace() for c in url) or _has_control(url):
+        raise ValidationError("repo_url", "A repository URL has no spaces or control "
+                              "characters and does not start with '-'; check what you "
+                              "pasted.")
     if "::" in url.split("/", 1)[0]:
         raise ValidationError("repo_url", "Git transport helpers (such as ext::) are not "
                               "allowed; use an https, ssh or git URL.")
+    dash = ValidationError("repo_url", "A host name or path in a repository URL cannot "
+                           "start with '-'; check what you pasted.")
     if SCP_LIKE_RE.match(url):
+        host, path = url.split("@", 1)[1].split(":", 1)
+        if host.startswith("-") or path.startswith("-"):
+            raise dash
         return url
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+    except ValueError:  # e.g. an unclosed [IPv6 literal
+        raise ValidationError("repo_url", f"'{url}' is not a valid URL; check the host "
+                              "name.") from None
     if parsed.scheme in REMOTE_SCHEMES and parsed.netloc:
+        host = parsed.netloc.rsplit("@", 1)[-1]
+        if host.startswith("-") or parsed.netloc.startswith("-") or \
+                parsed.path.lstrip("/").startswith("-"):
+            raise dash
         return url
     is_local = parsed.scheme == "file" or (not parsed.scheme and url.startswith("/"))
     if is_local:
@@ -74,12 +109,14 @@ def repo_owner_and_name(repo_url: str) -> tuple[str, str]:
     if SCP_LIKE_RE.match(url):
         path = url.split(":", 1)[1]
     else:
-        parsed = urlparse(url)
+        try:
+            parsed = urlparse(url)
+        except ValueError:
+            parsed = urlparse("")
         path = parsed.path if parsed.scheme else url
     parts = [p for p in path.split("/") if p]
     name = parts[-1] if parts else "repo"
-    if name.endswith(".git"):
-        name = name[:-4]
+    name = name.removesuffix(".git")
     owner = parts[-2] if len(parts) >= 2 else "local"
     return owner.lower(), name
 
@@ -89,26 +126,46 @@ def repo_name(repo_url: str) -> str:
 
 
 def validate_branch(value: str) -> str:
+    """A branch name git accepts (`git check-ref-format --branch`): never starting with
+    `-`, without `..`, control characters or a component starting with `.`."""
     branch = value.strip()
     if not branch:
         raise ValidationError("branch", "Enter a branch name.")
-    bad = (branch.startswith(("-", "/")) or branch.endswith((".", "/", ".lock"))
-           or ".." in branch or "//" in branch or "@{" in branch
-           or re.search(r"[\x00-\x20~^:?*\[\\\x7f]", branch))
+    parts = branch.split("/")
+    bad = (branch.startswith(("-", "/")) or branch.endswith((".", "/"))
+           or ".." in branch or "//" in branch or "@{" in branch or branch == "@"
+           or any(p.startswith(".") or p.endswith(".lock") for p in parts)
+           or re.search(r"[\x00-\x20~^:?*\[\\\x7f]", branch) or _has_control(branch))
     if bad:
         raise ValidationError("branch", f"'{branch}' is not a valid branch name.")
     return branch
 
 
 def validate_main_file(value: str) -> str:
+    """The normalised relative path of a `.py` file inside the repository (never absolute,
+    never through `..`, never starting with `-`, no control characters)."""
     path = value.strip()
     if not path:
         raise ValidationError("main_file", "Enter the path of the app's main file, such as "
                               "streamlit_app.py.")
     pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts or path.startswith("-") or "\0" in path:
+    if pure.is_absolute() or ".." in pure.parts or path.startswith("-") or \
+            str(pure).startswith("-") or _has_control(path):
         raise ValidationError("main_file", "The main file must be a path inside the "
                               "repository, such as app/streamlit_app.py.")
     if pure.suffix != ".py":
         raise ValidationError("main_file", "The main file must be a Python file ending in .py.")
     return str(pure)
+
+
+def main_file_in_checkout(checkout: Path, main_file: str) -> Path:
+    """The main file's real path in `checkout`, symlinks resolved; `ValidationError` when
+    it (or a directory on the way) is a symlink that leads out of the checkout, e.g. a
+    repository committing `streamlit_app.py -> /etc/passwd`."""
+    relative = validate_main_file(main_file)
+    root = checkout.resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root):
+        raise ValidationError("main_file", f"The main file {relative} is a symbolic link "
+                              "that leads outside the repository; commit the file itself.")
+    return target

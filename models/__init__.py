@@ -2,13 +2,16 @@
 
 from models.analytics import (AnalyticsAppDay, AnalyticsAppTotal, AnalyticsAppViewer,
                               AnalyticsViewerMonth, AnalyticsWorkspaceMonth)
+from models.cluster import AppRequest, ClusterLease, ClusterNode, SigninToken
 from models.engine import make_engine, migrate, session_scope
 from models.github import AppGithub, GithubAccount, GithubGrant
+from models.security import SigninFailure  # noqa: F401  (sign-in limiter)
 from models.tables import (ApiToken, App, AppEvent, AppSecret, AppViewer, Build, EmailOutbox,
                            Favorite, Membership, User, ViewEvent, Workspace, utcnow)
 
 __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
            "AnalyticsViewerMonth", "AnalyticsWorkspaceMonth", "ApiToken", "App", "AppEvent",
-           "AppGithub", "AppSecret", "AppViewer", "Build", "EmailOutbox", "Favorite",
-           "GithubAccount", "GithubGrant", "Membership", "User", "ViewEvent", "Workspace",
-           "utcnow", "make_engine", "migrate", "session_scope"]
+           "AppGithub", "AppRequest", "AppSecret", "AppViewer", "Build", "ClusterLease",
+           "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount", "GithubGrant",
+           "Membership", "SigninToken", "User", "ViewEvent", "Workspace", "utcnow",
+           "make_engine", "migrate", "session_scope"]

@@ -1,19 +1,22 @@
 """`python -m supervisor [run]`: run everything. Admin commands:
 `python -m supervisor create-user NAME [--admin]`, `python -m supervisor reset-password NAME`
-(each prints the new random password)."""
+(each prints the new random password); `python -m supervisor backup FILE` and
+`python -m supervisor restore FILE [--force]` (supervisor/backup.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import resource
 import secrets
 import sys
+from pathlib import Path
 
 from backend import auth
 from backend.context import open_context
 from backend.errors import BackendError
-from backend.settings import load_settings
+from backend.settings import Settings, load_settings
 from supervisor.main import configure_logging, serve
 
 
@@ -30,17 +33,47 @@ def raise_open_file_limit() -> None:
             pass  # keep the soft limit; the operator can raise it
 
 
+def run_backup_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`backup FILE` / `restore FILE [--force]` (supervisor/backup.py); prints a summary."""
+    from supervisor import backup
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    try:
+        if args.command == "backup":
+            manifest = backup.create_backup(settings, args.file)
+            print(f"backup {args.file}: schema {manifest.schema_revision}, "
+                  f"{len(manifest.files)} files, {args.file.stat().st_size} bytes")
+        else:
+            result = backup.restore_backup(settings, args.file, force=args.force)
+            print(f"restored {args.file}: schema {result.schema_revision}, {result.apps} apps,"
+                  f" {result.secrets} with secrets"
+                  + (f"; previous files in {result.moved_aside}" if result.moved_aside else "")
+                  + ". Start the supervisor: apps are cloned and started again.")
+    except backup.BackupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m supervisor",
                                      description="Self-hosted Streamlit Cloud supervisor.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the supervisor, proxy and dashboard (default)")
+    sub.add_parser("proxy", help="run a standalone proxy (routes from the database; "
+                   "docs/scale-out.md)")
     create = sub.add_parser("create-user", help="create a user with a random password")
     create.add_argument("username")
     create.add_argument("--email", default="")
     create.add_argument("--admin", action="store_true")
     reset = sub.add_parser("reset-password", help="set a new random password for a user")
     reset.add_argument("username")
+    backup = sub.add_parser("backup", help="write the database and keys to one archive")
+    backup.add_argument("file", type=Path)
+    restore = sub.add_parser("restore", help="restore a backup (supervisor stopped)")
+    restore.add_argument("file", type=Path)
+    restore.add_argument("--force", action="store_true",
+                         help="replace a database that already holds users")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -51,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(settings.log_level)
         raise_open_file_limit()
         return asyncio.run(serve(settings))
+    if args.command == "proxy":
+        from supervisor.proxy.standalone import serve_proxy
+        configure_logging(settings.log_level)
+        raise_open_file_limit()
+        return asyncio.run(serve_proxy(settings))
+    if args.command in ("backup", "restore"):
+        return run_backup_command(settings, args)
     ctx = open_context(settings)
     password = secrets.token_urlsafe(12)
     try:

@@ -28,18 +28,23 @@ from urllib.parse import quote
 from aiohttp import web
 from sqlmodel import select
 
+from backend import github as github_service
 from backend import hooks
 from backend.context import Context
 from backend.errors import BackendError
 from models import App, User, session_scope
 from supervisor import api_v1
+from supervisor.api_support import MAX_ID
+from supervisor.api_support import error as api_error
 
 log = logging.getLogger("supervisor.api")
+OPENAPI_KEY = web.AppKey("openapi", dict)  # the document `GET /openapi.json` serves
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    """The REST API's error shape (`{"error": {"code", "message"}}`), for hooks too."""
+    return api_error(status, code, message)
 
 
 def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignore[no-untyped-def]
@@ -83,6 +88,8 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
         try:
             app_id = int(request.match_info["app_id"])
         except ValueError:
+            app_id = 0
+        if not 1 <= app_id <= MAX_ID:  # a bigger number would overflow the database: 500
             return _error(404, "not_found", "No such app.")
         token = (request.query.get("token") or request.headers.get("X-Stcloud-Token")
                  or request.headers.get("Authorization", "").removeprefix("Bearer ").strip())
@@ -107,12 +114,12 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
         code, state = request.query.get("code", ""), request.query.get("state", "")
         back = ctx.settings.public_url() + "/account"
         try:
-            user_id = github.oauth_state_user(ctx, state)
+            user_id = github_service.oauth_state_user(ctx, state)
             with session_scope(ctx.engine) as s:
                 user = s.get(User, user_id)
             if user is None or not code:
                 raise BackendError("The GitHub sign-in did not come back complete.")
-            await asyncio.to_thread(github.oauth_exchange, ctx, user, code, state)
+            await asyncio.to_thread(github_service.oauth_exchange, ctx, user, code, state)
         except BackendError as e:
             log.warning("GitHub OAuth callback refused: %s", e)
             raise web.HTTPFound(back + "?github_error=" + quote(str(e)[:200])) from None
@@ -121,7 +128,8 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
     routes = api_v1.make_routes(ctx, reconciler, rate=rate, burst=burst,
                                 **({"clock": clock} if clock else {}))
     extra = [api_v1.Route("GET", "/github/callback", github_callback, None,
-                          "GitHub OAuth callback (redirects to the Account page)"),
+                          "GitHub OAuth callback (redirects to the Account page)",
+                          produces=()),
              api_v1.Route("POST", "/hooks/github", github, None,
                           "GitHub push webhook (X-Hub-Signature-256)", "json"),
              api_v1.Route("POST", "/hooks/apps/{app_id}", generic, None,
@@ -136,6 +144,7 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
                               "This OpenAPI 3.1 document"))
     document.update(api_v1.openapi_document(routes, extra))
     app = web.Application(client_max_size=MAX_BODY, middlewares=[api_v1.json_errors])
+    app[OPENAPI_KEY] = document
     for r in routes + extra:
         app.router.add_route(r.method, r.path, r.handler)
     return app

@@ -101,6 +101,7 @@ class Route:
     scope: str | None  # None: no token needed
     summary: str
     body: str = ""  # "json" | "toml" | ""
+    produces: tuple[str, ...] = ("application/json",)  # () : answers with a redirect
 
 
 def _bearer(request: web.Request) -> str:
@@ -109,11 +110,19 @@ def _bearer(request: web.Request) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: 32 bits on PostgreSQL, 64 on SQLite
+
+
 def _int(request: web.Request, name: str) -> int:
+    """A path id; 404 for anything that cannot be a row id (not a number, < 1, too big for
+    the database, which would otherwise fail with an overflow: a 500)."""
     try:
-        return int(request.match_info[name])
+        value = int(request.match_info[name])
     except ValueError:
-        raise ApiError(404, "not_found", f"No such {name.removesuffix('_id')}.") from None
+        value = 0
+    if not 1 <= value <= MAX_ID:
+        raise ApiError(404, "not_found", f"No such {name.removesuffix('_id')}.")
+    return value
 
 
 def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -148,6 +157,16 @@ ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error":
                    "field": {"type": "string"}}}}}
 
 
+def _responses(r: Route) -> dict[str, Any]:
+    error = {"description": "Error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+    if not r.produces:
+        return {"302": {"description": "Redirect (see Location)"}, "default": error}
+    content = {t: {"schema": {"type": "object"} if t == "application/json" else
+                   {"type": "string"}} for t in r.produces}
+    return {"2XX": {"description": "Success", "content": content}, "default": error}
+
+
 def openapi_document(routes: list[Route], extra: list[Route]) -> dict[str, Any]:
     """OpenAPI 3.1 for `routes` (token-authenticated) and `extra` (hooks, health, ...)."""
     paths: dict[str, dict[str, Any]] = {}
@@ -156,10 +175,7 @@ def openapi_document(routes: list[Route], extra: list[Route]) -> dict[str, Any]:
             "summary": r.summary,
             "operationId": (r.method.lower() + r.path.replace("/", "_").replace("{", "")
                             .replace("}", "")).replace(".", "_"),
-            "responses": {"200": {"description": "OK"},
-                          "default": {"description": "Error", "content": {
-                              "application/json": {"schema": {"$ref":
-                                                              "#/components/schemas/Error"}}}}}}
+            "responses": _responses(r)}
         params = [{"name": p.strip("{}"), "in": "path", "required": True,
                    "schema": {"type": "integer" if p.endswith("_id}") else "string"}}
                   for p in r.path.split("/") if p.startswith("{")]

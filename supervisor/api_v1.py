@@ -37,6 +37,7 @@ from backend.context import Context
 from backend.errors import BackendError
 from models import User
 from supervisor.api_support import (
+    MAX_ID,
     ApiError,
     Handler,
     Route,
@@ -110,7 +111,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
         start = (page - 1) * limit if page else \
             _query_int(request, "cursor", 0, 0, 10_000_000)
         ws_raw = request.query.get("workspace")
-        ws = _query_int(request, "workspace", 0, 1, 2**31) if ws_raw else None
+        ws = _query_int(request, "workspace", 0, 1, MAX_ID) if ws_raw else None
         views = await call(app_service.list_apps, ctx, user, ws)
         chunk = views[start:start + limit]
         more = start + limit < len(views)
@@ -304,7 +305,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
         Route("POST", "/apps/{app_id}/wake", wake, "deploy", "Wake a sleeping app"),
         Route("GET", "/apps/{app_id}/logs", logs, "read",
               "Log tail (?kind=app|build); ?follow=1 streams text/plain until disconnect "
-              "or ?max_seconds="),
+              "or ?max_seconds=", produces=("application/json", "text/plain")),
         Route("GET", "/apps/{app_id}/events", events, "read", "State transitions, newest "
               "first"),
         Route("PUT", "/apps/{app_id}/secrets", put_secrets, "deploy",

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlmodel import select, update
 
 from backend.context import Context
-from models import Build, session_scope, utcnow
+from models import App, Build, session_scope, utcnow
 
 
 class BuildLog:
@@ -62,8 +62,18 @@ def commit_failed(ctx: Context, app_id: int, commit: str) -> bool:
 
 
 def mark_interrupted(ctx: Context) -> int:
-    """Builds a dead supervisor left `running`: mark them `interrupted`; returns how many."""
+    """Builds a dead supervisor left `running`: mark them `interrupted`; returns how many.
+
+    A build whose result already serves (the app runs that commit on that environment: a
+    supervisor killed after a zero-downtime switch, while the old instance drained) is
+    marked `succeeded` instead, so the history does not call a live deploy interrupted."""
     with session_scope(ctx.engine) as s:
+        served = select(App.id).where(App.id == Build.app_id, App.state == "running",
+                                      App.commit == Build.commit,
+                                      App.env_hash == Build.dep_hash).exists()
+        s.exec(update(Build).where(Build.status == "running", served)  # type: ignore
+               .values(status="succeeded", finished_at=utcnow())
+               .execution_options(synchronize_session=False))
         result = s.exec(update(Build).where(Build.status == "running")  # type: ignore
                         .values(status="interrupted", finished_at=utcnow(),
                                 error="The supervisor stopped during this build."))

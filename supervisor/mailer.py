@@ -1,19 +1,24 @@
 """The email sender: delivers pending `EmailOutbox` rows over SMTP, with retries.
 
 One pass (`send_pending(ctx, now)`, run by the scheduler every `email_interval` seconds):
-1. Claim due rows: `pending` ones whose `next_attempt_at` has come, and `sending` ones whose
-   lease ran out (a sender died holding them). Claiming is a compare-and-set UPDATE
+1. Claim the next due row: a `pending` one whose `next_attempt_at` has come, or a `sending`
+   one whose lease ran out (a sender died holding it). Claiming is a compare-and-set UPDATE
    (`status`, `attempts` unchanged since read) that sets `sending`, `lease_until = now +
    LEASE` and counts the attempt, committed before any SMTP traffic, so two senders never
-   hold one row.
-2. Send each one; on success mark it `sent`. On a temporary failure put it back to
-   `pending` with `next_attempt_at` backed off (30 s, 1, 2, 4 … min, at most 1 h); after
-   `email_max_attempts` attempts, or when the server refuses the recipient, mark it `failed`.
+   hold one row. Rows are claimed one at a time, right before each is sent: a sender killed
+   mid-pass leaves at most one row `sending`, never a batch of unsent ones held back.
+2. Send it; on success mark it `sent` at once (then claim the next, up to BATCH a pass).
+   On a temporary failure put it back to `pending` with `next_attempt_at` backed off
+   (30 s, 1, 2, 4 … min, at most 1 h); after `email_max_attempts` attempts, or when the
+   server refuses the recipient, mark it `failed`.
 
 The trade-off, stated plainly: SMTP has no idempotent "send once". If the supervisor dies
-after the server accepted a message but before the row became `sent`, the row's lease runs
-out and that one message is sent again: at most one duplicate of that one message, never
-a lost one and never a second copy of any other. Both copies carry the same `Message-ID`
+after the server accepted a message but before the row became `sent` (the window is the
+server's final "250" reply to the end of DATA plus one UPDATE commit, about a millisecond
+on SQLite), the row's lease runs out and that one message is sent again: at most one
+duplicate of that one message, never a lost one and never a second copy of any other. A
+kill anywhere else (before DATA ends, between messages, while idle) sends nothing twice
+(tests/test_reliability.py kills senders mid-pass). Both copies carry the same `Message-ID`
 (derived from the row's dedupe key), which lets mail clients and servers that deduplicate
 show it once. The opposite choice (mark sent before sending) would lose mail on a crash.
 
@@ -148,9 +153,14 @@ async def send_pending(ctx: Context, now: datetime | None = None) -> int:
     if not configured(settings):
         return 0
     now = now or utcnow()
-    rows = await asyncio.to_thread(claim, ctx, now)
     sent = 0
-    for row in rows:
+    for _ in range(BATCH):
+        # One row at a time: a sender killed mid-pass leaves at most one row `sending`
+        # (the one whose fate is unknown), not a batch held back until its lease runs out.
+        claimed = await asyncio.to_thread(claim, ctx, now, 1)
+        if not claimed:
+            break
+        row = claimed[0]
         try:
             await asyncio.to_thread(deliver, settings, build_message(settings, row))
         except PermanentMailError as exc:

@@ -2,6 +2,12 @@
 the API: webhooks and health), dashboard, reconcile loop, scheduled jobs (git polling,
 hibernation, email); and the start-up banner an operator reads.
 
+Several supervisors may share one database (docs/scale-out.md): every one serves the proxy,
+the API and a dashboard; the one holding the leader lease (supervisor/leader.py) adopts
+what runs and acts, the others only keep their route table fresh. Alone, a supervisor
+takes the lease at once (also after a crash of its predecessor on this host), so a single
+machine behaves as before.
+
 Signals: SIGTERM (a service manager restarting us) leaves hosted apps running, to be adopted
 by the next supervisor; SIGINT (Ctrl-C in the terminal of the run command) stops them too.
 """
@@ -19,6 +25,7 @@ from backend.platform import PlatformInfo, write_platform
 from backend.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.dashboard import DashboardProcess
+from supervisor.leader import Leadership, NodeRegistry, me
 from supervisor.proxy import start_proxy
 from supervisor.reconciler import Reconciler
 from supervisor.routes import RouteTable
@@ -36,13 +43,15 @@ def configure_logging(level: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run
 
 
-def banner(ctx: Context, engine: str, created: tuple[str, str] | None) -> str:
+def banner(ctx: Context, engine: str, created: tuple[str, str] | None,
+           role: str = "") -> str:
     s = ctx.settings
     lines = ["", "Streamlit Cloud (self-hosted) is up.", "",
              f"  Dashboard:  {s.public_url()}",
              f"  Apps:       {s.public_url('<subdomain>')}",
              f"  Runtime:    {engine}",
              f"  Data:       {s.data_dir}",
+             *([f"  Node:       {role}"] if role else []),
              "  Email:      " + (f"{s.smtp_host} ({s.smtp_tls})" if s.smtp_host else
                                  "no SMTP server set; emails wait in the outbox")]
     if created:
@@ -64,25 +73,39 @@ async def serve(settings: Settings) -> int:
     versions = await asyncio.to_thread(runtime.python_versions)
     info = PlatformInfo(engine=runtime.name, python_versions=versions,
                         dashboard_url=settings.public_url(), heartbeat=time.time())
-    last_beat = 0.0
+    node = me(settings.node_id)
+    registry = NodeRegistry(ctx, node, "supervisor", runtime.name, versions)
+    last_beat, last_addresses = 0.0, None
 
     def heartbeat() -> None:
-        nonlocal last_beat
-        if time.time() - last_beat >= 5:
+        nonlocal last_beat, last_addresses
+        addresses = (routes.dashboard_address, routes.panel_address)
+        if time.time() - last_beat >= 5 or addresses != last_addresses:
             info.heartbeat = last_beat = time.time()
+            last_addresses = addresses
             write_platform(ctx, info)
+            registry.beat(*addresses)
 
-    reconciler = Reconciler(ctx, runtime, routes, on_pass=heartbeat)
-    await reconciler.adopt()
+    leadership = Leadership(ctx, node)
+    reconciler = Reconciler(ctx, runtime, routes, on_pass=heartbeat, leader=leadership)
+    leadership.on_change = lambda leading: reconciler.wake()
+    if await leadership.step_once():
+        await reconciler.adopt()
+        reconciler.active = True
+    else:
+        await asyncio.to_thread(reconciler._refresh_routes)
+    lease_task = asyncio.create_task(leadership.run(), name="lease")
+    role = f"{node.node_id} ({'leader' if reconciler.active else 'follower'})"
+    log.info("node=%s %s", node.node_id, "leader" if reconciler.active else "follower")
     runner = await start_proxy(settings, routes, api=make_api_app(ctx, reconciler), ctx=ctx)
-    schedules = Schedules(ctx, reconciler)
+    schedules = Schedules(ctx, reconciler, leader=leadership)
     schedules.start()
     dashboard = DashboardProcess(settings, routes)
     dash_task = asyncio.create_task(dashboard.run(), name="dashboard")
     panel = DashboardProcess.panel(settings, routes)  # the Manage app panel (proxy/server.py)
     panel_task = asyncio.create_task(panel.run(), name="panel")
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
-    print(banner(ctx, runtime.name, created), flush=True)
+    print(banner(ctx, runtime.name, created, role), flush=True)
 
     stop = asyncio.Event()
     stop_apps = False
@@ -101,8 +124,11 @@ async def serve(settings: Settings) -> int:
     schedules.shutdown()
     await reconciler.shutdown()
     loop_task.cancel()
-    if stop_apps:
+    if stop_apps and reconciler.active:
         await reconciler.stop_all_apps()
+    lease_task.cancel()
+    await leadership.close()  # the next supervisor takes over without waiting
+    await asyncio.to_thread(registry.remove)
     await dashboard.stop()
     dash_task.cancel()
     await panel.stop()

@@ -12,6 +12,16 @@ a webhook or by polling (`sync`) and a hibernation due (`sleep`). A request wait
 app has no worker, then runs as that app's next action, so a push never overlaps a reboot
 or another push; pending requests survive until served (a push also stays visible to the
 next poll, since the app's commit only changes once the update is done).
+
+Requests are `app_request` rows, removed once their action finished: any supervisor
+(the leader or not: webhooks and the API run on every one) can ask, and a leader that
+dies mid-action leaves them for the next (both actions are idempotent: a sync compares
+commits, a sleep checks again that it is due).
+
+With a `leader` (supervisor/leader.py), only the leader acts: a follower's passes only
+refresh its route table from the database. On becoming leader the loop adopts what runs
+before acting; each pass first confirms the lease (fencing); on losing it the workers are
+cancelled and instances left running for the new leader.
 """
 
 from __future__ import annotations
@@ -20,18 +30,19 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import delete, select
 
 from backend import appstate
 from backend.context import Context
-from backend.platform import wake_file
-from models import App, session_scope, utcnow
+from backend.platform import wake_file, wake_supervisor
+from models import App, AppRequest, session_scope, utcnow
 from supervisor import builds, checkouts, hibernation
 from supervisor.lifecycle import Lifecycle
-from supervisor.routes import Route, RouteTable
+from supervisor.routes import RouteTable, route_for
 from supervisor.runtimes.base import Instance, Runtime
 from supervisor.updates import Updater
 
@@ -46,14 +57,6 @@ def _mtime(path: Path) -> int:
         return 0
 
 
-def _address(app: App) -> tuple[str, int] | None:
-    try:
-        addr = json.loads(app.runtime_state or "{}").get("address")
-    except ValueError:
-        return None
-    return (addr[0], int(addr[1])) if addr else None
-
-
 def _saved_blob(app: App) -> dict[str, Any]:
     try:
         return json.loads(app.runtime_state or "{}")
@@ -61,28 +64,46 @@ def _saved_blob(app: App) -> dict[str, Any]:
         return {}
 
 
+def enqueue_request(ctx: Context, app_id: int, kind: str, arg: Any = None) -> None:
+    """Ask the leader for `kind` on the app (an `app_request` row) and wake it."""
+    text = arg.isoformat() if isinstance(arg, datetime) else ("" if arg is None else str(arg))
+    with session_scope(ctx.engine) as s:
+        s.add(AppRequest(app_id=app_id, kind=kind, arg=text))
+    wake_supervisor(ctx)
+
+
+def load_requests(ctx: Context) -> dict[int, dict[str, tuple[int, str]]]:
+    """app id -> kind -> (newest request id, its argument)."""
+    out: dict[int, dict[str, tuple[int, str]]] = {}
+    with session_scope(ctx.engine) as s:
+        for r in s.exec(select(AppRequest).order_by(AppRequest.id)):  # type: ignore[arg-type]
+            out.setdefault(r.app_id, {})[r.kind] = (r.id, r.arg)  # type: ignore[assignment]
+    return out
+
+
+def forget_requests(ctx: Context, app_id: int, kinds: tuple[str, ...], upto: int) -> None:
+    with session_scope(ctx.engine) as s:
+        s.exec(delete(AppRequest).where(  # type: ignore[call-overload]
+            AppRequest.app_id == app_id, AppRequest.kind.in_(kinds),  # type: ignore
+            AppRequest.id <= upto))  # type: ignore[operator]
+
+
 def same_instance(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Do two instance states name the same process or container?"""
     return any(a.get(k) and a.get(k) == b.get(k) for k in ("container_id", "pid"))
 
 
-def route_for(app: App) -> Route:
-    return Route(app_id=app.id, subdomain=app.subdomain, state=app.state,  # type: ignore[arg-type]
-                 address=_address(app) if app.state == "running" else None,
-                 reason=app.state_reason, visibility=app.visibility,
-                 workspace_id=app.workspace_id)
-
-
 class Reconciler:
     def __init__(self, ctx: Context, runtime: Runtime, routes: RouteTable,
-                 on_pass: Callable[[], None] | None = None) -> None:
+                 on_pass: Callable[[], None] | None = None, leader: Any = None) -> None:
         self.ctx = ctx
         self.runtime = runtime
         self.routes = routes
         self.lifecycle = Lifecycle(ctx, runtime, on_change=self._publish)
         self.updater = Updater(self.lifecycle)
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._requests: dict[int, dict[str, Any]] = {}  # app id -> kind -> argument
+        self.leader = leader  # supervisor.leader.Leadership; None: always the leader
+        self.active = leader is None  # adopted and acting as the leader
         self._wake = asyncio.Event()
         self._on_pass = on_pass or (lambda: None)
         self._stopping = False
@@ -113,6 +134,7 @@ class Reconciler:
         interrupted = builds.mark_interrupted(self.ctx)
         if interrupted:
             log.info("builds interrupted by the previous supervisor: %d", interrupted)
+        pending = load_requests(self.ctx)
         live: dict[int, list[Instance]] = {}
         for found in await self.runtime.list():
             live.setdefault(found.app_id, []).append(found)
@@ -144,6 +166,15 @@ class Reconciler:
                 await self.runtime.stop(app.id, inst.state)
             if app.state in ("building", "starting"):
                 self._requeue(app.id, "Supervisor restarted during the deploy; deploying again")
+            elif app.state == "running" and "sleep" in pending.get(app.id, {}):  # type: ignore
+                # It died while being put to sleep: finish that instead of restarting it.
+                upto, when = pending[app.id]["sleep"]  # type: ignore[index]
+                await hibernation.hibernate(self.lifecycle, app.id,  # type: ignore[arg-type]
+                                            datetime.fromisoformat(when) if when else utcnow())
+                forget_requests(self.ctx, app.id, ("sleep",), upto)  # type: ignore[arg-type]
+                if (self.lifecycle.load(app.id) or app).state == "running":  # type: ignore
+                    self._requeue(app.id, "The app was not running after a supervisor "
+                                  "restart; starting it again")
             elif app.state == "running":
                 self._requeue(app.id, "The app was not running after a supervisor restart; "
                               "starting it again")
@@ -174,25 +205,41 @@ class Reconciler:
 
     def request(self, app_id: int, kind: str, arg: Any = None) -> None:
         """Ask for `kind` ("sync": a push; "sleep": hibernate at `arg`) as the app's next
-        action; the loop runs it once the app has no worker."""
-        self._requests.setdefault(app_id, {})[kind] = arg
+        action; the leader's loop runs it once the app has no worker."""
+        enqueue_request(self.ctx, app_id, kind, arg)
         self.wake()
 
     def push_detected(self, app_id: int, source: str) -> None:
         self.request(app_id, "sync", source)
 
-    def _next_request(self, app: App) -> Any:
-        pending = self._requests.get(app.id)  # type: ignore[arg-type]
-        if not pending:
+    def _next_request(self, app: App, pending: dict[int, dict[str, tuple[int, str]]]) -> Any:
+        mine = pending.get(app.id)  # type: ignore[arg-type]
+        if not mine:
             return None
         app_id: int = app.id  # type: ignore[assignment]
-        if "sync" in pending:  # a push also resets the idle clock: it wins over sleep
-            source = pending.pop("sync")
-            pending.pop("sleep", None)
-            return self.updater.sync(app_id, source or "push")
-        if "sleep" in pending:
-            return hibernation.hibernate(self.lifecycle, app_id, pending.pop("sleep") or utcnow())
+        upto = max(i for i, _ in mine.values())
+        if "sync" in mine:  # a push also resets the idle clock: it wins over sleep
+            action = self.updater.sync(app_id, mine["sync"][1] or "push")
+            return self._served(app_id, ("sync", "sleep"), upto, action)
+        if "sleep" in mine:
+            when = mine["sleep"][1]
+            action = hibernation.hibernate(self.lifecycle, app_id,
+                                           datetime.fromisoformat(when) if when else utcnow())
+            return self._served(app_id, ("sleep",), upto, action)
         return None
+
+    async def _served(self, app_id: int, kinds: tuple[str, ...], upto: int,
+                      action: Any) -> None:
+        """Run a requested action; its rows go once it ended (kept if we were cancelled:
+        a new leader serves them)."""
+        try:
+            await action
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            await asyncio.to_thread(forget_requests, self.ctx, app_id, kinds, upto)
+            raise
+        await asyncio.to_thread(forget_requests, self.ctx, app_id, kinds, upto)
 
     async def run(self) -> None:
         """Reconcile every `reconcile_interval` seconds, and at once when woken: by a worker
@@ -200,12 +247,40 @@ class Reconciler:
         interval = self.ctx.settings.reconcile_interval
         while not self._stopping:
             try:
-                await self.reconcile_once()
+                if await self._lead():
+                    await self.reconcile_once()
+                else:
+                    await asyncio.to_thread(self._refresh_routes)
             except Exception:  # noqa: BLE001 - the loop must survive any one bad pass
                 log.exception("reconcile pass failed")
             self._on_pass()
             await self._wait_for_wake(interval)
             self._wake.clear()
+
+    async def _lead(self) -> bool:
+        """Whether to act this pass: confirm the lease (fencing), adopt when newly elected,
+        step down when it was lost."""
+        if self.leader is None:
+            return True
+        if self.active and not await self.leader.confirm():
+            await self.step_down()
+        if not self.active and self.leader.is_leader:
+            log.info("leading: adopting what runs before acting")
+            await self.adopt()
+            self.active = self.leader.is_leader
+        return self.active
+
+    async def step_down(self) -> None:
+        """Another supervisor leads now: stop acting, leave instances running for it."""
+        log.warning("not the leader any more: cancelling %d workers; instances keep running",
+                    len(self._tasks))
+        self.active = False
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        self.lifecycle.instances.clear()
+        self.lifecycle.crashes.clear()
 
     async def _wait_for_wake(self, interval: float) -> None:
         path = wake_file(self.ctx)
@@ -223,21 +298,23 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         apps = self._load_apps()
         self._refresh_routes(apps)
+        pending = load_requests(self.ctx)
         for app in apps:
             task = self._tasks.get(app.id)  # type: ignore[arg-type]
             if task is not None and not task.done():
                 continue
             action = await self._decide(app)
             if action is None:
-                action = self._next_request(app)
+                action = self._next_request(app, pending)
             if action is not None:
                 self._tasks[app.id] = asyncio.create_task(  # type: ignore[index]
                     self._guarded(app.id, action), name=f"app-{app.id}")  # type: ignore[arg-type]
         for app_id in [i for i, t in self._tasks.items() if t.done()]:
             del self._tasks[app_id]
         known = {a.id for a in apps}
-        for app_id in [i for i in self._requests if i not in known or not self._requests[i]]:
-            del self._requests[app_id]
+        for app_id in [i for i in pending if i not in known]:  # the app was deleted
+            forget_requests(self.ctx, app_id, ("sync", "sleep"),
+                            max(i for i, _ in pending[app_id].values()))
 
     async def _guarded(self, app_id: int, action: Any) -> None:
         try:

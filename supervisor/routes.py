@@ -3,12 +3,29 @@
 Written by the supervisor (the reconciler publishes every app after each pass and after
 each transition), read by the proxy. The proxy never decides lifecycle from it: it
 forwards to `address` when the state is `running`, and shows one of our own pages
-otherwise. In one process this is a dict; the scale-out issue backs it with the database.
+otherwise. In one process this is a dict.
+
+Several proxies (docs/scale-out.md): the table is derived from the `App` rows
+(`route_for`), so any process can rebuild it: `RoutePoller` reloads it every
+`route_poll_interval` seconds in a standalone proxy (`python -m supervisor proxy`) and
+takes the dashboard and panel addresses from the supervisors' `cluster_node` rows
+(the leader's when it is live, else the freshest).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from dataclasses import dataclass
+
+from sqlmodel import select
+
+from backend.context import Context
+from models import App, session_scope
+from supervisor.leader import current_leader, live_nodes, parse_address
+
+log = logging.getLogger("supervisor.routes")
 
 SERVING_STATES = frozenset({"running"})
 OVEN_STATES = frozenset({"queued", "building", "starting"})
@@ -50,3 +67,70 @@ class RouteTable:
 
     def all(self) -> list[Route]:
         return list(self._routes.values())
+
+
+def _address(app: App) -> tuple[str, int] | None:
+    try:
+        addr = json.loads(app.runtime_state or "{}").get("address")
+    except ValueError:
+        return None
+    return (addr[0], int(addr[1])) if addr else None
+
+
+def route_for(app: App) -> Route:
+    return Route(app_id=app.id, subdomain=app.subdomain, state=app.state,  # type: ignore[arg-type]
+                 address=_address(app) if app.state == "running" else None,
+                 reason=app.state_reason, visibility=app.visibility,
+                 workspace_id=app.workspace_id)
+
+
+def load_routes(ctx: Context) -> list[Route]:
+    with session_scope(ctx.engine) as s:
+        return [route_for(a) for a in s.exec(select(App)).all()]
+
+
+class RoutePoller:
+    """Keeps a RouteTable equal to the database (a standalone proxy's table)."""
+
+    def __init__(self, ctx: Context, routes: RouteTable, interval: float | None = None,
+                 addresses: bool = True) -> None:
+        self.ctx = ctx
+        self.routes = routes
+        self.interval = max(interval or ctx.settings.route_poll_interval, 0.05)
+        self.addresses = addresses
+        self._stop = asyncio.Event()
+
+    def refresh(self) -> None:
+        """Reload (blocking)."""
+        routes = load_routes(self.ctx)
+        if self.addresses:
+            self.routes.dashboard_address, self.routes.panel_address = \
+                dashboard_addresses(self.ctx)
+        self.routes.replace_all(routes)
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # noqa: BLE001 - keep the last table while the database is away
+                log.warning("route reload failed", exc_info=True)
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def dashboard_addresses(ctx: Context) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """(dashboard, panel) of a live supervisor: the leader's, else the freshest."""
+    nodes = [n for n in live_nodes(ctx, within=max(3 * ctx.settings.lease_seconds, 15.0))
+             if n.role == "supervisor" and n.dashboard_address]
+    if not nodes:
+        return None, None
+    leader = current_leader(ctx)
+    nodes.sort(key=lambda n: (leader is not None and n.node_id == leader.holder,
+                              n.heartbeat_at), reverse=True)
+    best = nodes[0]
+    return parse_address(best.dashboard_address), parse_address(best.panel_address)

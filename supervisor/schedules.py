@@ -11,6 +11,12 @@ event loop):
 
 Every job reads the time from `now` (injectable), so tests can move the clock; each job
 runs at most once at a time (`max_instances=1`, missed runs coalesced).
+
+With several supervisors (supervisor/leader.py) every one schedules the jobs, but a job
+does nothing unless its supervisor leads at that moment (`leader.is_leader`); what a job
+asks of the reconciler is an `app_request` row, so a pass cut short by the leader's death
+loses nothing: the rows wait for the next leader, and a repeated pass is harmless (warnings
+and emails are deduplicated).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from backend import analytics_store, github_sync
 from backend.context import Context
 from models import App, session_scope, utcnow
 from supervisor import builds, git_auth, gitsync, hibernation, mailer
+from supervisor.reconciler import load_requests
 
 log = logging.getLogger("supervisor.schedules")
 POLLED_STATES = ("running", "sleeping", "build_failed", "crashed", "over_limit")
@@ -35,8 +42,9 @@ POLLED_STATES = ("running", "sleeping", "build_failed", "crashed", "over_limit")
 
 class Schedules:
     def __init__(self, ctx: Context, reconciler,  # type: ignore[no-untyped-def]
-                 now: Callable[[], datetime] = utcnow) -> None:
+                 now: Callable[[], datetime] = utcnow, leader=None) -> None:  # type: ignore
         self.ctx = ctx
+        self.leader = leader
         self.settings = ctx.settings
         self.reconciler = reconciler
         self.now = now
@@ -54,6 +62,7 @@ class Schedules:
         for name, func, interval in jobs:
             if interval <= 0:
                 continue
+            func = self._when_leading(func)
             jitter = interval * 0.1 if name == "git-poll" else None
             self.scheduler.add_job(func, IntervalTrigger(seconds=interval, jitter=jitter),
                                    id=name, name=name, max_instances=1, coalesce=True,
@@ -64,6 +73,14 @@ class Schedules:
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    def _when_leading(self, func):  # type: ignore[no-untyped-def]
+        async def job():  # type: ignore[no-untyped-def]
+            if self.leader is not None and not self.leader.is_leader:
+                return None
+            return await func()
+        job.__name__ = func.__name__
+        return job
 
     # Jobs ------------------------------------------------------------------------------
     async def poll_git(self) -> list[int]:
@@ -96,8 +113,10 @@ class Schedules:
     async def hibernation_pass(self) -> list[int]:
         now = self.now()
         due = await asyncio.to_thread(hibernation.run_hibernation_pass, self.ctx, now)
+        asked = await asyncio.to_thread(load_requests, self.ctx)
         for app_id in due:
-            self.reconciler.request(app_id, "sleep", now)
+            if "sleep" not in asked.get(app_id, {}):  # not again while one waits
+                self.reconciler.request(app_id, "sleep", now)
         return due
 
     async def email_pass(self) -> int:

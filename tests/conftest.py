@@ -22,9 +22,12 @@ from backend.settings import PROJECT_ROOT, Settings, load_settings
 
 EXAMPLE_APP = PROJECT_ROOT / "examples" / "hello"
 CACHE_ROOT = Path(os.environ.get("STCLOUD_TEST_CACHE", Path.home() / ".cache" / "stcloud-tests"))
-# A PostgreSQL server URL (scripts/ci-postgres.sh prints one). When set, every test's database
-# is a fresh PostgreSQL database cloned from a migrated template instead of a SQLite file.
+# A PostgreSQL server URL (scripts/ci-postgres.sh prints one) for the tests that need
+# PostgreSQL. With STCLOUD_TEST_DATABASE=postgresql as well, every test's database is a fresh
+# PostgreSQL database cloned from a migrated template instead of a SQLite file, and only the
+# tests that use a database run (the PostgreSQL pass of scripts/test.sh).
 TEST_POSTGRES = os.environ.get("STCLOUD_TEST_POSTGRES", "")
+POSTGRES_PASS = os.environ.get("STCLOUD_TEST_DATABASE", "sqlite") == "postgresql"
 PG_TEMPLATE = "stcloud_test_template"
 
 
@@ -59,47 +62,82 @@ def _pg_admin(server_url: str, *statements: str) -> None:
         engine.dispose()
 
 
+class TestPostgres:
+    """The test PostgreSQL server: fresh databases cloned from a template migrated once."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self._template_ready = False
+
+    def _template(self) -> str:
+        if not self._template_ready:
+            from models.engine import make_engine, migrate
+            _pg_admin(self.server_url, f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)',
+                      f'CREATE DATABASE "{PG_TEMPLATE}"')
+            engine = make_engine(_pg_url(self.server_url, PG_TEMPLATE))
+            migrate(engine)
+            engine.dispose()
+            self._template_ready = True
+        return PG_TEMPLATE
+
+    def create(self) -> str:
+        """A fresh migrated database; returns its URL."""
+        name = f"stcloud_t_{uuid.uuid4().hex[:12]}"
+        _pg_admin(self.server_url, f'CREATE DATABASE "{name}" TEMPLATE "{self._template()}"')
+        return _pg_url(self.server_url, name)
+
+    def drop(self, url: str) -> None:
+        name = url.rsplit("/", 1)[-1]
+        _pg_admin(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
-def postgres_template() -> str:
-    """The migrated template database on the test PostgreSQL server (made once per run)."""
+def test_postgres() -> TestPostgres:
+    """The PostgreSQL server of STCLOUD_TEST_POSTGRES; skips locally without one, fails in CI
+    (where .ci/run starts it)."""
     if not TEST_POSTGRES:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must provide STCLOUD_TEST_POSTGRES (scripts/ci-postgres.sh)")
         pytest.skip("no PostgreSQL server (set STCLOUD_TEST_POSTGRES; CI does)")
-    from models.engine import make_engine, migrate
-    _pg_admin(TEST_POSTGRES, f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)',
-              f'CREATE DATABASE "{PG_TEMPLATE}"')
-    engine = make_engine(_pg_url(TEST_POSTGRES, PG_TEMPLATE))
-    migrate(engine)
-    engine.dispose()
-    return PG_TEMPLATE
+    return TestPostgres(TEST_POSTGRES)
 
 
 @pytest.fixture
-def new_postgres_database(request: pytest.FixtureRequest) -> Iterator[Callable[[], str]]:
+def new_postgres_database(test_postgres: TestPostgres) -> Iterator[Callable[[], str]]:
     """new_postgres_database() -> URL of a fresh, migrated PostgreSQL database (dropped after
-    the test). Fails instead of skipping in CI, where .ci/run starts PostgreSQL."""
-    if not TEST_POSTGRES and os.environ.get("CI") == "true":
-        pytest.fail("CI must provide STCLOUD_TEST_POSTGRES (scripts/ci-postgres.sh)")
-    template = request.getfixturevalue("postgres_template")
+    the test), for tests that need PostgreSQL whatever the pass."""
     made: list[str] = []
 
     def make() -> str:
-        name = f"stcloud_t_{uuid.uuid4().hex[:12]}"
-        _pg_admin(TEST_POSTGRES, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        made.append(name)
-        return _pg_url(TEST_POSTGRES, name)
+        made.append(test_postgres.create())
+        return made[-1]
 
     yield make
-    for name in made:
-        _pg_admin(TEST_POSTGRES, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for url in made:
+        test_postgres.drop(url)
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str:
-    """'' (SQLite in the data dir) or, when STCLOUD_TEST_POSTGRES is set, a fresh PostgreSQL
-    database: the whole suite runs on either."""
-    if not TEST_POSTGRES:
-        return ""
-    return request.getfixturevalue("new_postgres_database")()
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """'' (SQLite in the data dir) or, in the PostgreSQL pass, a fresh PostgreSQL database:
+    the whole suite runs on either."""
+    yield from _database_url(request)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """database_url for module-scoped fixtures (one database per module)."""
+    yield from _database_url(request)
+
+
+def _database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if not POSTGRES_PASS:
+        yield ""
+        return
+    server: TestPostgres = request.getfixturevalue("test_postgres")
+    url = server.create()
+    yield url
+    server.drop(url)
 
 
 @pytest.fixture
@@ -181,5 +219,22 @@ def hello_repo(make_repo: Callable[..., GitRepo]) -> GitRepo:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    database = "PostgreSQL " + TEST_POSTGRES.split("@")[-1] if TEST_POSTGRES else "SQLite"
+    database = "PostgreSQL " + TEST_POSTGRES.split("@")[-1] if POSTGRES_PASS else "SQLite"
     return f"stcloud test cache: {CACHE_ROOT}; git: {shutil.which('git')}; database: {database}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass keeps only the tests that use a database (through the
+    `database_url` or `module_database_url` fixture): every other test would run exactly as in
+    the SQLite pass."""
+    if not POSTGRES_PASS:
+        return
+    def uses_database(item: pytest.Item) -> bool:
+        names = getattr(item, "fixturenames", ())
+        return "database_url" in names or "module_database_url" in names
+
+    keep = [item for item in items if uses_database(item)]
+    dropped = [item for item in items if not uses_database(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -12,7 +12,7 @@ import gzip
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -23,7 +23,7 @@ from yarl import URL
 
 from backend import favorites, identity
 from backend.context import Context
-from models import App, AppEvent, EmailOutbox, ViewEvent, session_scope
+from models import App, AppEvent, EmailOutbox, SigninToken, ViewEvent, session_scope
 from supervisor.proxy import start_proxy
 from supervisor.proxy.inject import OVERLAY_TAGS
 from supervisor.routes import Route, RouteTable
@@ -327,9 +327,10 @@ def test_one_time_token_expires(ctx, monkeypatch) -> None:  # type: ignore[no-un
     async def scenario(env: Env) -> None:
         dash = {identity.DASHBOARD_COOKIE: rows.dashboard_cookie(env.ctx, "dev")}
         token = (await _authorize(env, "hello", dash))["token"]
-        services = env_services(env)
-        entry = services.signin.tokens._tokens[token]
-        services.signin.tokens._tokens[token] = (*entry[:3], entry[3] - 61)
+        with session_scope(env.ctx.engine) as s:  # tokens are rows (supervisor/proxy/tokens.py)
+            for row in s.exec(select(SigninToken)):
+                row.expires_at -= timedelta(seconds=61)
+                s.add(row)
         async with env.request("GET", f"/__stcloud/callback?token={token}") as r:
             assert r.status == 400
     run(ctx, scenario)

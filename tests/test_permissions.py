@@ -106,9 +106,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> World:
     data = tmp_path_factory.mktemp("permissions") / "data"
-    ctx = open_context(load_settings(env={}, data_dir=data, runtime="process"))
+    ctx = open_context(load_settings(env={}, data_dir=data, runtime="process",
+                                     database_url=module_database_url))
     root = auth.create_user(ctx, "root", "root-password", is_admin=True)
     first = apps.deploy_app(ctx, root, repo_url=REPO, subdomain="seed")
     people: dict[str, Any] = {"anonymous": None, "site_admin": root}

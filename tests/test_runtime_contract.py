@@ -17,11 +17,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from supervisor.runtimes import docker_available
+from supervisor.runtimes import docker_available, swarm_available
 from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec, Runtime
 from tests.conftest import EXAMPLE_APP, require_docker
 
-ENGINES = ["process", "docker"]
+ENGINES = ["process", "docker", "swarm"]
 
 
 def make_runtime(engine: str, settings) -> Runtime:  # type: ignore[no-untyped-def]
@@ -32,6 +32,14 @@ def make_runtime(engine: str, settings) -> Runtime:  # type: ignore[no-untyped-d
             pytest.skip("no Docker daemon")
         from supervisor.runtimes.docker import DockerRuntime
         return DockerRuntime(dataclasses.replace(settings, runtime="docker"))
+    if engine == "swarm":  # CI makes a single-node swarm (scripts/ci-swarm.sh)
+        if not swarm_available():
+            if require_docker():
+                pytest.fail("REQUIRE_DOCKER=1 but the Docker daemon is not a swarm manager "
+                            "(bash scripts/ci-swarm.sh init)")
+            pytest.skip("no swarm manager")
+        from supervisor.runtimes.swarm import SwarmRuntime
+        return SwarmRuntime(dataclasses.replace(settings, runtime="swarm"))
     from supervisor.runtimes.process import ProcessRuntime
     return ProcessRuntime(settings)
 
@@ -95,6 +103,12 @@ def kill_instance(engine: str, state: dict) -> None:
     """Kill an instance behind the engine's back, as a crash would."""
     if engine == "process":
         os.killpg(state["pid"], signal.SIGKILL)
+    elif engine == "swarm":
+        import docker
+        client = docker.from_env()
+        for container in client.containers.list(filters={
+                "label": f"com.docker.swarm.service.id={state['service_id']}"}):
+            container.kill()
     else:
         import docker
         docker.from_env().containers.get(state["container_id"]).kill()

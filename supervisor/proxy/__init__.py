@@ -6,7 +6,9 @@ never decides lifecycle. Modules: `server` (routing, the dashboard host, lifecyc
 `apphost` (app hosts: access, our pages, reserved paths, the panel), `forward` (HTTP and
 websocket relaying), `inject` (the overlay in app pages; `assets/`), `cookies` (cookie
 isolation), `access` (who is visiting, cached), `signin` (identity on app hosts),
-`endpoints` (`/__stcloud/` endpoints of app hosts), `pages` and `state_pages` (our HTML).
+`endpoints` (`/__stcloud/` endpoints of app hosts), `pages` and `state_pages` (our HTML),
+`tokens` (one-time sign-in tokens in the database), `standalone` (`python -m supervisor
+proxy`: a proxy process of its own, routes from the database; docs/scale-out.md).
 """
 
 from supervisor.proxy.server import make_proxy_app, start_proxy

@@ -30,6 +30,11 @@ RESERVED_PREFIX = "/__stcloud/"
 PANEL_PREFIX = identity.PANEL_PREFIX
 STREAM_PATH = "/_stcore/stream"
 VISITOR_MAX_AGE = 365 * 86400
+# (method, name) of our endpoints under /__stcloud/ on app hosts; every POST checks CSRF
+# (tests/test_security.py enumerates this set, so a new one is audited automatically).
+ENDPOINTS = frozenset({("GET", "me"), ("POST", "favorite"), ("GET", "login"),
+                       ("GET", "callback"), ("POST", "logout"), ("POST", "wake"),
+                       ("POST", "reboot"), ("POST", "notify")})
 
 
 def bare(status: int, text: str) -> web.Response:
@@ -156,9 +161,7 @@ class AppHost:
             return await svc.endpoints.status(route)
         if svc is None or route is None:
             return pages.json_response({"error": "not_found"}, 404)
-        handlers = {("GET", "me"), ("POST", "favorite"), ("GET", "login"),
-                    ("GET", "callback"), ("POST", "logout"), ("POST", "wake"),
-                    ("POST", "reboot"), ("POST", "notify")}
+        handlers = ENDPOINTS
         if (request.method, name) not in handlers:
             known = {n for _, n in handlers}
             return pages.json_response({"error": "method_not_allowed" if name in known
@@ -166,7 +169,7 @@ class AppHost:
         if name == "login":
             return svc.signin.login(request, sub)
         if name == "callback":
-            return svc.signin.callback(request, sub)
+            return await svc.signin.callback(request, sub)
         if name == "logout":
             return await svc.endpoints.logout(request, sub)
         visitor = await svc.access.visitor(request, sub)

@@ -70,7 +70,7 @@ from aiohttp import web
 from backend.context import Context
 from backend.settings import Settings
 from backend.views import ViewRecorder
-from supervisor.proxy import cookies, inject, pages
+from supervisor.proxy import cookies, inject, pages, security_headers
 from supervisor.proxy.access import Access
 from supervisor.proxy.apphost import RESERVED_PREFIX, AppHost, is_websocket
 from supervisor.proxy.endpoints import AppEndpoints
@@ -273,6 +273,7 @@ def make_proxy_app(settings: Settings, routes: RouteTable, *,
                       "max_headers": MAX_HEADERS},
     )
     app[PROXY_KEY] = proxy
+    security_headers.install(app, proxy)  # docs/security.md
     app.on_startup.append(proxy.on_startup)
     app.on_shutdown.append(proxy.on_shutdown)
     app.on_cleanup.append(proxy.on_cleanup)

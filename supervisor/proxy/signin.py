@@ -9,7 +9,8 @@
 
 `next` is always a relative path (`identity.safe_next`); the app host of the callback is
 built from the route table, never taken from the request, so nothing here redirects to a
-foreign site. Tokens are single-use and live 60 s (`identity.OneTimeTokens`).
+foreign site. Tokens are single-use and live 60 s; they are kept in the database
+(`tokens.py`), so the proxy that redeems one need not be the proxy that minted it.
 
 Silent check (`silent=1`): a browser opening an app page without any session cookie is
 sent through authorize once; when the dashboard cookie is missing it comes back with
@@ -54,6 +55,7 @@ from backend.keys import dashboard_cookie_key
 from backend.settings import Settings
 from supervisor.proxy import cookies, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, client_key
+from supervisor.proxy.tokens import DatabaseTokens
 from supervisor.routes import RouteTable
 
 RETURN_TTL = 15 * 60
@@ -79,7 +81,7 @@ class SignIn:
         self.access = access
         self.key = access.key
         self.dashboard_key = dashboard_cookie_key(access.ctx)
-        self.tokens = identity.OneTimeTokens()
+        self.tokens = DatabaseTokens(access.ctx)
         self.bounces = RateLimit(BOUNCE_LIMIT, BOUNCE_PERIOD)
         self.secure = settings.scheme == "https"
 
@@ -140,11 +142,11 @@ class SignIn:
             query["silent"] = "1"
         return redirect(self.dashboard_url("/__stcloud/authorize?" + urlencode(query)))
 
-    def callback(self, request: web.Request, sub: str) -> web.Response:
+    async def callback(self, request: web.Request, sub: str) -> web.Response:
         nxt = identity.safe_next(request.query.get("next"))
         if request.query.get("error") == "login_required":
             return redirect(nxt, set_cookies=(self.session_cookie(0, "", sub),))
-        found = self.tokens.redeem(request.query.get("token", ""), sub)
+        found = await self.tokens.redeem(request.query.get("token", ""), sub)
         if found is None:
             retry = "/__stcloud/login?" + urlencode({"next": nxt})
             return state_pages.problem_page(
@@ -176,7 +178,7 @@ class SignIn:
         user = await self.access.user_by_name(username) if username else None
         app_url = self.settings.public_url(sub)
         if user is not None:
-            token = self.tokens.mint(user.id, user.username, sub)  # type: ignore[arg-type]
+            token = await self.tokens.mint(user.id, user.username, sub)  # type: ignore[arg-type]
             return redirect(f"{app_url}/__stcloud/callback?"
                             + urlencode({"token": token, "next": nxt}))
         if request.query.get("hop") != "1" and \

@@ -26,7 +26,8 @@ Logs. The container's stdout/stderr are redirected by `sh -c 'exec … >>LOG 2>&
 app's log file, bind-mounted (that one file) into the container. Output reaches the file
 whether or not a supervisor is running, with no follower task to restart on adoption and
 no gap or duplicate across supervisor restarts. Log rotation must truncate in place
-(copytruncate): a renamed-away file keeps receiving the output.
+(copytruncate): a renamed-away file keeps receiving the output; `poll()` (every reconcile
+pass) does it once the file passes `app_log_max_bytes` (runtimes/logpipe.py).
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ import docker
 import docker.errors
 from docker.types import Mount
 
+from backend.logs import app_log_path
 from backend.settings import Settings
 from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, LogSink, Runtime,
                                       StartError, Status, Usage)
 from supervisor.runtimes.docker_images import ImageBuilder, offered_versions
+from supervisor.runtimes.logpipe import copytruncate
 
 T = TypeVar("T")
 PORT = "8501/tcp"
@@ -250,7 +253,7 @@ class DockerRuntime(Runtime):
             read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={int(app.memory_limit_mb)}m"},
             cap_drop=["ALL"], security_opt=["no-new-privileges"], privileged=False,
             init=True, restart_policy={"Name": "no"},
-            log_config={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}})
+            log_config=_log_config(settings))
         if settings.docker_cpus > 0:
             kwargs["nano_cpus"] = int(settings.docker_cpus * 1e9)
         if settings.docker_pids_limit > 0:
@@ -281,6 +284,9 @@ class DockerRuntime(Runtime):
         cstate = container.attrs.get("State", {})
         status = cstate.get("Status")
         if status in ("running", "restarting", "paused"):
+            await asyncio.to_thread(copytruncate, str(app_log_path(self.settings, app_id)),
+                                    self.settings.app_log_max_bytes,
+                                    self.settings.app_log_backups)  # the log's size cap
             return Status("running")
         if status == "created":  # never started: nothing is running
             return Status("missing")
@@ -318,31 +324,47 @@ class DockerRuntime(Runtime):
             stats = await self._call(container.stats, stream=False, one_shot=not first)
         except docker.errors.NotFound:
             return None
-        mem = stats.get("memory_stats") or {}
-        if "usage" not in mem:
-            return None
-        detail = mem.get("stats") or {}
-        cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
-        memory = max(int(mem["usage"]) - int(cache), 0)
-        cpu = stats.get("cpu_stats") or {}
-        total = int((cpu.get("cpu_usage") or {}).get("total_usage", 0))
-        system = int(cpu.get("system_cpu_usage") or 0)
-        cpus = int(cpu.get("online_cpus") or 1)
-        previous = self._cpu_samples.get(container.id)
-        if previous is None:  # first look: Docker's own 1 s sample (precpu_stats)
-            pre = stats.get("precpu_stats") or {}
-            previous = (int((pre.get("cpu_usage") or {}).get("total_usage", 0)),
-                        int(pre.get("system_cpu_usage") or 0))
-        percent = 0.0
-        if previous[1] and system > previous[1]:
-            percent = (total - previous[0]) / (system - previous[1]) * cpus * 100.0
-        self._cpu_samples[container.id] = (total, system)
-        return Usage(memory_bytes=memory, cpu_percent=max(percent, 0.0))
+        return usage_from_stats(stats, self._cpu_samples, container.id)
 
     async def close(self) -> None:
         if self._own_client and self._client_obj is not None:
             self._client_obj.close()
             self._client_obj = None
+
+
+def usage_from_stats(stats: dict[str, Any], samples: dict[str, tuple[int, int]],
+                     key: str) -> Usage | None:
+    """Usage from one `docker stats` answer (also used by the swarm runtime). Memory is
+    usage minus inactive file cache, as `docker stats` shows it; CPU % is measured since
+    the previous sample kept in `samples[key]` (the first uses Docker's own 1 s sample)."""
+    mem = stats.get("memory_stats") or {}
+    if "usage" not in mem:
+        return None
+    detail = mem.get("stats") or {}
+    cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+    memory = max(int(mem["usage"]) - int(cache), 0)
+    cpu = stats.get("cpu_stats") or {}
+    total = int((cpu.get("cpu_usage") or {}).get("total_usage", 0))
+    system = int(cpu.get("system_cpu_usage") or 0)
+    cpus = int(cpu.get("online_cpus") or 1)
+    previous = samples.get(key)
+    if previous is None:  # first look: Docker's own 1 s sample (precpu_stats)
+        pre = stats.get("precpu_stats") or {}
+        previous = (int((pre.get("cpu_usage") or {}).get("total_usage", 0)),
+                    int(pre.get("system_cpu_usage") or 0))
+    percent = 0.0
+    if previous[1] and system > previous[1]:
+        percent = (total - previous[0]) / (system - previous[1]) * cpus * 100.0
+    samples[key] = (total, system)
+    return Usage(memory_bytes=memory, cpu_percent=max(percent, 0.0))
+
+
+def _log_config(settings: Settings) -> dict[str, Any]:
+    """Docker's json-file driver capped like app.log (app_log_max_bytes, app_log_backups):
+    it only holds what bypasses the redirect into the log file (tini, sh errors)."""
+    size = settings.app_log_max_bytes or 1 << 20
+    return {"Type": "json-file", "Config": {"max-size": str(size),
+                                            "max-file": str(settings.app_log_backups + 1)}}
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -2,7 +2,9 @@
 `streamlit run` process per app, on 127.0.0.1 and a free port.
 
 Environments live in `settings.envs_path/<dep_hash>/`, built in a temporary directory and
-renamed into place when complete, so a half-built venv is never used. Apps run in their own
+renamed into place when complete, so a half-built venv is never used; a build directory
+left by a killed supervisor (`<hash>.building-*`, whose `.stcloud-builder` names a dead
+process) is removed at the next start (`list()`, which adoption calls). Apps run in their own
 session (process group) so they outlive a supervisor restart; each start writes
 `run/app-<id>.json` (pid, process start time, port) and `list()` adopts what is still alive.
 The process start time guards against a recycled pid.
@@ -18,6 +20,10 @@ instance runs in its own memory cgroup (`supervisor/cgroups.py`) and an OOM kill
 killed and reported as `oom`. The reconciler polls every running app each pass, so the
 watchdog's period is `reconcile_interval`.
 
+Logs: each app's stdout and stderr go through `logpipe.py` (a writer process forked by the
+app's launcher, in the app's process group) to `app.log`, rotated at `app_log_max_bytes`
+with `app_log_backups` old files kept.
+
 Hosted code runs with the supervisor's user: this engine is for single-tenant machines
 (docs/operator-guide.md says so). It still passes apps nothing of our environment: they get a
 minimal PATH/HOME/LANG plus their own variables.
@@ -26,6 +32,8 @@ minimal PATH/HOME/LANG plus their own variables.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import errno
 import json
 import logging
 import os
@@ -37,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,11 +59,67 @@ from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Inst
 
 log = logging.getLogger("supervisor.runtimes.process")
 READY_MARKER = ".stcloud-ready"
+BUILDER_MARKER = ".stcloud-builder"  # pid and start time of the process building the env
+LOGPIPE = Path(__file__).resolve().parent / "logpipe.py"
 STATE_FILE = re.compile(r"^app-(\d+)(?:-([0-9a-f]+))?\.json$")
 # Joins the instance's memory cgroup ($0), then becomes the app ("$@"): never unlimited.
 ENTER_CGROUP = ('echo $$ > "$0" || { echo "stcloud: could not enter the memory cgroup $0" '
                 '>&2; exit 70; }; exec "$@"')
 CANDIDATE_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+
+
+def _builder_identity() -> dict[str, Any]:
+    return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
+
+
+def _process_alive(owner: dict[str, Any]) -> bool:
+    try:
+        proc = psutil.Process(int(owner.get("pid", 0)))
+        return abs(proc.create_time() - float(owner.get("create_time", 0))) < 0.01 \
+            and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, ValueError):
+        return False
+
+
+# The `.stcloud-builder` file of the environment being built by this task (ensure_env).
+_BUILD_MARKER: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "stcloud_build_marker", default=None)
+
+
+def _note_build_group(pid: int) -> None:
+    """Record a build subprocess's process group in the build's marker, so that the next
+    supervisor can end it if we are killed (it runs in its own session and outlives us)."""
+    marker = _BUILD_MARKER.get()
+    if marker is None:
+        return
+    try:
+        owner = json.loads(marker.read_text())
+        owner.setdefault("groups", []).append(
+            {"pgid": pid, "create_time": psutil.Process(pid).create_time()})
+        marker.write_text(json.dumps(owner))
+    except (OSError, ValueError, psutil.Error):
+        pass  # the build goes on; only the clean-up after a crash is weaker
+
+
+def _kill_group(group: dict[str, Any]) -> None:
+    """SIGKILL what is left of a dead supervisor's build process group: members of that
+    group started no earlier than its leader (never a later group that reused the id)."""
+    pgid, born = int(group.get("pgid", 0)), float(group.get("create_time", 0))
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if pgid and os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= born - 0.01:
+                proc.kill()
+        except (ProcessLookupError, psutil.Error):
+            continue
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """Did a build fail because its disk is full (ENOSPC / EDQUOT, in uv's output too)?"""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return "No space left on device" in text or "os error 28" in text \
+        or "Disk quota exceeded" in text
 
 
 def uv_binary() -> str:
@@ -135,16 +200,61 @@ class ProcessRuntime(Runtime):
                                  "of those in the app's advanced settings.")
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f"{dep_hash}.building-", dir=final.parent))
+            marker_token = _BUILD_MARKER.set(tmp / BUILDER_MARKER)
             try:
+                (tmp / BUILDER_MARKER).write_text(json.dumps(_builder_identity()))
                 await self._build(spec, interpreter, tmp, log)
                 (tmp / READY_MARKER).write_text(dep_hash)
                 if final.exists():  # left over from an interrupted build: not ready
                     shutil.rmtree(final)
                 os.rename(tmp, final)
-            except BaseException:
+                _BUILD_MARKER.reset(marker_token)
+            except BaseException as exc:
+                _BUILD_MARKER.reset(marker_token)
                 shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(exc, (BuildError, OSError)) and _out_of_space(exc):
+                    raise BuildError(self._disk_full_message(dep_hash)) from None
                 raise
             return EnvRef(dep_hash, spec.python_version, str(final))
+
+    def _disk_full_message(self, dep_hash: str) -> str:
+        envs = self.settings.envs_path
+        free = shutil.disk_usage(envs).free >> 20
+        log.warning("env=%s build failed: no space left envs_dir=%s free_mib=%d",
+                    dep_hash[:12], envs, free)
+        return (f"Not enough disk space to build the environment: the disk holding {envs} "
+                f"is full ({free} MiB free after removing the partial build). Free some "
+                "space (or move envs_dir to a bigger disk), then reboot the app or push "
+                "again.")
+
+    def clean_stale_builds(self) -> list[str]:
+        """Remove `envs/<hash>.building-*` directories whose builder is gone (a supervisor
+        killed mid-build leaves one behind; envs_dir may be shared, so a directory whose
+        builder still runs is kept). Returns the names removed."""
+        removed = []
+        for path in self.settings.envs_path.glob("*.building-*"):
+            try:
+                owner = json.loads((path / BUILDER_MARKER).read_text())
+            except (OSError, ValueError):
+                owner = None
+            if owner is None:  # no marker: an older build, or killed before writing it
+                try:
+                    age = time.time() - path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if age < self.settings.build_timeout:
+                    continue
+            elif _process_alive(owner):
+                continue
+            else:  # its builder died: so must the uv processes it started (own sessions)
+                for group in owner.get("groups", []):
+                    _kill_group(group)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+        if removed:
+            log.info("removed stale env builds count=%d names=%s", len(removed),
+                     ",".join(removed))
+        return removed
 
     async def _build(self, spec: EnvSpec, interpreter: str, venv: Path, log: LogSink) -> None:
         uv = uv_binary()
@@ -189,6 +299,7 @@ class ProcessRuntime(Runtime):
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env=self._uv_env(), start_new_session=True)
+        _note_build_group(proc.pid)
         tail: list[str] = []
         try:
             assert proc.stdout is not None
@@ -233,12 +344,17 @@ class ProcessRuntime(Runtime):
         if app.secrets_file:
             target = app.checkout / ".streamlit" / "secrets.toml"
             target.parent.mkdir(exist_ok=True)
-            shutil.copyfile(app.secrets_file, target)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # secrets: 0600
+            os.fchmod(fd, 0o600)  # also when an older copy was made 0644
+            with os.fdopen(fd, "wb") as out:
+                out.write(app.secrets_file.read_bytes())
         child_env = {"PATH": f"{env.location}/bin:/usr/local/bin:/usr/bin:/bin",
                      "HOME": str(home), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                      "VIRTUAL_ENV": env.location, **app.env_vars}
         app.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = streamlit_command(env.location, app.main_file, port, "127.0.0.1")
+        command = [sys.executable, "-I", str(LOGPIPE), str(app.log_path),
+                   str(self.settings.app_log_max_bytes), str(self.settings.app_log_backups),
+                   "--", *streamlit_command(env.location, app.main_file, port, "127.0.0.1")]
         group = self._new_cgroup(app)
         if group is not None:
             command = ["/bin/sh", "-c", ENTER_CGROUP, str(group.procs_file), *command]
@@ -377,6 +493,7 @@ class ProcessRuntime(Runtime):
             pass
 
     async def list(self) -> list[Instance]:
+        await asyncio.to_thread(self.clean_stale_builds)  # list() runs at adoption
         instances = []
         for app_id, path in self._state_files():
             state = self._read_path(path)

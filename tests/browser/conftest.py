@@ -89,13 +89,15 @@ class Cloud:
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+def cloud(tmp_path_factory: pytest.TempPathFactory,
+          module_database_url: str) -> Iterator[Cloud]:
     chromium_path()  # skip before starting anything
     root = tmp_path_factory.mktemp("cloud")
     settings = load_settings(env={}, data_dir=root / "data", envs_dir=root / "envs",
                              uv_cache_dir=CACHE_ROOT / "uv", port=free_port(),
                              runtime="process", reconcile_interval=0.2, health_timeout=60.0,
-                             hibernation_interval=1.0, git_poll_interval=0.0)
+                             hibernation_interval=1.0, git_poll_interval=0.0,
+                             database_url=module_database_url)
     ctx = open_context(settings)
     dev = auth.create_user(ctx, "dev", PASSWORD, email="dev@example.com")
     auth.create_user(ctx, "vera", PASSWORD, email="vera@example.com")

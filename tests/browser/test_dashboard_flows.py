@@ -106,13 +106,14 @@ class Flow:
 
 
 @pytest.fixture(scope="module")
-def flow(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path) -> Iterator[Flow]:
+def flow(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path,
+         module_database_url: str) -> Iterator[Flow]:
     sync_playwright = _browser_stack()
     root = tmp_path_factory.mktemp("flows")
     settings = Settings(data_dir=root / "data", envs_dir=shared_envs_dir,
                         uv_cache_dir=CACHE_ROOT / "uv", port=free_port(), runtime="process",
                         reconcile_interval=0.2, health_timeout=60.0, git_poll_interval=0,
-                        hibernation_interval=1.0)
+                        hibernation_interval=1.0, database_url=module_database_url)
     ctx = open_context(settings)
     admin = auth.create_user(ctx, "admin", PASSWORD, name="Ada Admin", is_admin=True,
                              email="admin@example.com")

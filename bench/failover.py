@@ -1,0 +1,168 @@
+"""Failover time: two supervisors on one database, the leader stopped during a deploy.
+
+    .venv/bin/python bench/failover.py [--rounds 3] [--postgres URL] [--lease 3,6]
+
+For each database (SQLite in the shared data dir; PostgreSQL when `--postgres` names a
+server URL, a fresh database is made on it) two real supervisors (`python -m supervisor`)
+share one data dir. Each round deploys a new app (hello example: clone, environment reused,
+start) and, as soon as it is `building`, signals the leader:
+
+- `kill`: SIGKILL (the process is gone: a follower on the same host sees its pid gone,
+  on PostgreSQL its advisory lock is free too), whatever `lease_seconds`;
+- `hang`: SIGSTOP (alive but silent, like a partitioned or frozen host): only the lease's
+  expiry lets a follower in; run for each `--lease` value. The stopped leader is then
+  killed.
+
+Measured from the signal: `lease` (the follower holds the lease) and `deploy` (the app
+is running, served by the new leader, exactly one instance). Baseline: the same deploy on
+an undisturbed leader, in the same run. The stopped or killed supervisor is started again
+as follower, so rounds alternate direction. Prints a JSON summary; medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from backend import apps, auth  # noqa: E402
+from backend.context import open_context  # noqa: E402
+from backend.settings import load_settings  # noqa: E402
+from supervisor.leader import current_leader  # noqa: E402
+from supervisor.runtimes.process import free_port  # noqa: E402
+from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo  # noqa: E402
+from tests.supervisor_harness import SupervisorProcess, load_app, wait_until  # noqa: E402
+
+
+def _pg_database(server: str) -> str:
+    name = f"stcloud_bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop(server: str, name: str) -> None:
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def _running(ctx, app_id: int) -> bool:  # type: ignore[no-untyped-def]
+    app = load_app(ctx, app_id)
+    if app is not None and app.state in ("build_failed", "crashed"):
+        raise RuntimeError(f"app {app_id}: {app.state}: {app.state_reason}")
+    return app is not None and app.state == "running"
+
+
+def scenario(root: Path, envs: Path, database_url: str, mode: str, lease: float,
+             rounds: int) -> dict:
+    base = load_settings(env={}, data_dir=root / "data", uv_cache_dir=CACHE_ROOT / "uv",
+                         envs_dir=envs,
+                         runtime="process", git_poll_interval=0, database_url=database_url,
+                         lease_seconds=lease, reconcile_interval=1.0)
+    ctx = open_context(base)
+    auth.ensure_first_admin(ctx)
+    admin = auth.get_user(ctx, base.admin_username)
+    repo = GitRepo(root / "repo", "main")
+    repo.commit({p.name: p.read_text() for p in EXAMPLE_APP.iterdir() if p.is_file()})
+    names = ["node-a", "node-b"]
+    sups = {n: SupervisorProcess(dataclasses.replace(base, node_id=n, port=free_port()),
+                                 root / f"{n}.log") for n in names}
+    sups["node-a"].start()
+    wait_until(lambda: (r := current_leader(ctx)) and r.holder == "node-a", 60, "a leader")
+    sups["node-b"].start()
+    counter = 0
+
+    def deploy() -> int:
+        nonlocal counter
+        counter += 1
+        return apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain=f"b{counter}").id
+
+    out: dict[str, list[float]] = {"baseline_deploy": [], "lease": [], "deploy": []}
+    try:
+        t0 = time.monotonic()  # warm-up (builds the environment once), then the baseline
+        warm = deploy()
+        wait_until(lambda: _running(ctx, warm), 900, "the warm-up deploy")
+        for _ in range(rounds):
+            start = time.monotonic()
+            app_id = deploy()
+            wait_until(lambda: _running(ctx, app_id), 300, "the baseline deploy")
+            out["baseline_deploy"].append(time.monotonic() - start)
+        print(f"warm-up and baselines {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        for _ in range(rounds):
+            leader = current_leader(ctx).holder  # type: ignore[union-attr]
+            other = next(n for n in names if n != leader)
+            app_id = deploy()
+            wait_until(lambda: load_app(ctx, app_id).state != "queued", 60,  # type: ignore
+                       "the deploy to start")
+            proc = sups[leader].proc
+            assert proc is not None
+            start = time.monotonic()
+            proc.send_signal(signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
+            wait_until(lambda: (r := current_leader(ctx)) and r.holder == other, 120,
+                       "the take-over", interval=0.01)
+            out["lease"].append(time.monotonic() - start)
+            wait_until(lambda: _running(ctx, app_id), 300, "the deploy after the take-over",
+                       interval=0.02)
+            out["deploy"].append(time.monotonic() - start)
+            if mode == "hang":
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            sups[leader] = SupervisorProcess(sups[leader].settings, root / f"{leader}.log")
+            sups[leader].start()
+    finally:
+        for sup in sups.values():
+            if sup.proc is not None and sup.proc.poll() is None:
+                sup.proc.send_signal(signal.SIGCONT)
+            sup.stop()
+    return {k: round(statistics.median(v), 3) for k, v in out.items()} | {
+        "rounds": rounds, "lease_seconds": lease, "mode": mode,
+        "database": "postgresql" if database_url else "sqlite"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--postgres", default="", help="PostgreSQL server URL")
+    parser.add_argument("--lease", default="3,6", help="lease_seconds for the hang runs")
+    args = parser.parse_args()
+    leases = [float(x) for x in args.lease.split(",") if x]
+    databases = ["sqlite"] + (["postgresql"] if args.postgres else [])
+    results = []
+    envs = Path(tempfile.mkdtemp(prefix="bench-failover-envs-"))
+    for db in databases:
+        plans = [("kill", leases[0])] + [("hang", lease) for lease in leases]
+        for mode, lease in plans:
+            with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
+                url = _pg_database(args.postgres) if db == "postgresql" else ""
+                try:
+                    result = scenario(Path(tmp), envs, url, mode, lease, args.rounds)
+                finally:
+                    if url:
+                        _drop(args.postgres, url.rsplit("/", 1)[1])
+                print(json.dumps(result), file=sys.stderr)
+                results.append(result)
+    shutil.rmtree(envs, ignore_errors=True)
+    print(json.dumps({"machine": f"{platform.machine()}, {platform.python_version()}",
+                      "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

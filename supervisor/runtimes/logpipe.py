@@ -1,0 +1,119 @@
+"""The process runtime's log writer: copies an app's output to `app.log`, rotating by size
+(`app.log` → `app.log.1` → … → `app.log.N`, the oldest dropped), so one app's logs on disk
+stay under `max_bytes * (backups + 1)`.
+
+ProcessRuntime starts an app as `python -I logpipe.py PATH MAX_BYTES BACKUPS -- COMMAND…`
+(standard library only). This launcher makes a pipe, forks the writer, and then execs
+COMMAND in its own place, with stdout and stderr on the pipe: the app keeps the pid,
+session and process group the runtime recorded (adoption, `killpg` and exit codes work as
+before), and the writer is the app's child in the same group, so stopping the app's group
+stops it too, and the output keeps flowing to disk while no supervisor runs. The writer
+re-execs itself (`--pump`, working directory `/`), so no process but the app looks like
+the app (command line, cwd). It ignores SIGTERM/SIGINT/SIGHUP so that the app's last lines
+are written, and ends when the app closes its end of the pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def rotate(path: str, backups: int) -> None:
+    """app.log.(N-1) → app.log.N, …, app.log → app.log.1 (the oldest is dropped)."""
+    if backups <= 0:
+        os.truncate(path, 0)
+        return
+    for i in range(backups - 1, 0, -1):
+        if os.path.exists(f"{path}.{i}"):
+            os.replace(f"{path}.{i}", f"{path}.{i + 1}")
+    if os.path.exists(path):
+        os.replace(path, f"{path}.1")
+
+
+def copytruncate(path: str, max_bytes: int, backups: int) -> bool:
+    """Rotate a log whose writer keeps it open in append mode and cannot be told to reopen
+    it (the Docker runtime's bind-mounted app.log): copy its last `max_bytes` to `.1`, then
+    truncate it in place. Lines written between the copy and the truncate are lost, and
+    the file can pass `max_bytes` by what is written between two calls (the caller's
+    period). Returns True when it rotated."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return False
+    if max_bytes <= 0 or size <= max_bytes:
+        return False
+    for i in range(backups - 1, 0, -1):
+        if os.path.exists(f"{path}.{i}"):
+            os.replace(f"{path}.{i}", f"{path}.{i + 1}")
+    if backups > 0:
+        tmp = f"{path}.1.tmp"
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            src.seek(max(0, size - max_bytes))
+            dst.write(src.read(max_bytes))
+        os.replace(tmp, f"{path}.1")
+    os.truncate(path, 0)
+    return True
+
+
+def pump(src: int, path: str, max_bytes: int, backups: int) -> None:
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    size = os.fstat(out).st_size
+    while True:
+        try:
+            data = os.read(src, 65536)
+        except InterruptedError:
+            continue
+        if not data:
+            break
+        if max_bytes > 0 and size + len(data) > max_bytes and size > 0:
+            os.close(out)
+            rotate(path, backups)
+            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o644)
+            size = 0
+        if max_bytes > 0 and len(data) > max_bytes:  # one read bigger than a whole file
+            data = data[-max_bytes:]
+        try:
+            os.write(out, data)
+            size += len(data)
+        except OSError:  # disk full: drop this chunk, keep the app running
+            pass
+    os.close(out)
+
+
+def launch(path: str, max_bytes: str, backups: str, command: list[str]) -> None:
+    """Fork the writer on a pipe, then become `command` with its output on that pipe."""
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:  # the writer
+        try:
+            os.close(write_end)
+            os.dup2(read_end, 0)
+            os.close(read_end)
+            os.chdir("/")
+            os.execv(sys.executable, [sys.executable, "-I", os.path.abspath(__file__),
+                                      "--pump", path, max_bytes, backups])
+        finally:
+            os._exit(70)
+    os.close(read_end)
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    os.execvp(command[0], command)
+
+
+def main(argv: list[str]) -> int:
+    if argv[1] == "--pump":
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        pump(0, argv[2], int(argv[3]), int(argv[4]))
+        return 0
+    if len(argv) < 6 or argv[4] != "--":
+        print("usage: logpipe.py PATH MAX_BYTES BACKUPS -- COMMAND...", file=sys.stderr)
+        return 64
+    launch(argv[1], argv[2], argv[3], argv[5:])
+    return 70  # not reached: exec replaced us
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

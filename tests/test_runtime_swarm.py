@@ -1,0 +1,339 @@
+"""SwarmRuntime against a single-node swarm (supervisor/runtimes/swarm.py).
+
+CI makes the swarm (`scripts/ci-swarm.sh init`); without one these tests skip, and under
+REQUIRE_DOCKER=1 they fail instead. Apps share the Docker tests' env image (the example
+app's requirements). Each test's settings have their own data dir, hence installation id,
+and the finalizer removes the installation's services. What the contract suite already
+covers (start/poll/list/stop, kill → exited) is not repeated here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from backend import apps
+from backend.context import open_context
+from backend.settings import Settings, load_settings
+from supervisor import runtimes
+from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec
+from supervisor.runtimes.swarm import NOT_A_MANAGER, SwarmRuntime, swarm_problem
+from tests.conftest import require_docker
+from tests.streamlit_client import open_streamlit_session
+from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
+from tests.test_runtime_contract import wait_healthy
+from tests.test_runtime_docker import PROBE, checkout
+
+
+# Without a swarm -----------------------------------------------------------------------
+class FakeClient:
+    def __init__(self, swarm: dict[str, Any]) -> None:
+        self.swarm = swarm
+
+    def info(self) -> dict[str, Any]:
+        return {"Swarm": self.swarm}
+
+
+def test_swarm_only_when_asked_and_a_clear_error(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(env={}, data_dir=tmp_path, runtime="swarm").runtime == "swarm"
+    assert swarm_problem(FakeClient({"LocalNodeState": "inactive"})) == NOT_A_MANAGER
+    assert swarm_problem(FakeClient({"LocalNodeState": "active",
+                                     "ControlAvailable": False})) == NOT_A_MANAGER  # a worker
+    assert swarm_problem(FakeClient({"LocalNodeState": "active",
+                                     "ControlAvailable": True})) == ""
+    assert "docker swarm init --advertise-addr 127.0.0.1" in NOT_A_MANAGER
+    import supervisor.runtimes.swarm as swarm_module
+    monkeypatch.setattr(swarm_module, "swarm_problem", lambda client=None: NOT_A_MANAGER)
+    with pytest.raises(runtimes.RuntimeUnavailable, match="docker swarm init"):
+        runtimes.select_runtime(load_settings(env={}, data_dir=tmp_path, runtime="swarm"))
+    monkeypatch.setattr(runtimes, "docker_available", lambda: True)
+    auto = runtimes.select_runtime(load_settings(env={}, data_dir=tmp_path, runtime="auto"))
+    assert auto.name == "docker"  # auto never picks the swarm
+
+
+# Against the swarm ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def swarm_client() -> Iterator[Any]:
+    if not runtimes.docker_available() or swarm_problem():
+        if require_docker():
+            pytest.fail("REQUIRE_DOCKER=1 but no swarm manager answers "
+                        "(bash scripts/ci-swarm.sh init)")
+        pytest.skip("no swarm manager")
+    import docker
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def ssettings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, runtime="swarm")
+
+
+def remove_installation(client: Any, install: str) -> None:
+    for service in client.services.list(filters={"label": f"stcloud.install={install}"}):
+        service.remove()
+    for container in client.containers.list(all=True, filters={"label": [
+            f"stcloud.install={install}"]}):
+        container.remove(force=True)
+
+
+@pytest.fixture
+def runtime(ssettings: Settings, swarm_client: Any) -> Iterator[SwarmRuntime]:
+    rt = SwarmRuntime(ssettings, swarm_client)
+    yield rt
+    remove_installation(swarm_client, rt.install_id)
+
+
+def app(settings: Settings, path: Path, app_id: int, **kw: Any) -> AppSpec:
+    kw.setdefault("memory_limit_mb", 512)
+    return AppSpec(app_id=app_id, name=path.name, checkout=path, main_file="streamlit_app.py",
+                   log_path=settings.logs_path / f"{app_id}.log", **kw)
+
+
+async def env_for(runtime: SwarmRuntime, path: Path) -> EnvRef:
+    return await runtime.ensure_env(EnvSpec.from_checkout(path, "3.11", "1.67.0"),
+                                    lambda line: None)
+
+
+def task_containers(client: Any, service_id: str) -> list[Any]:
+    return client.containers.list(filters={
+        "label": f"com.docker.swarm.service.id={service_id}"})
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def session(address: tuple[str, int]) -> dict[str, Any]:
+    host, port = address
+    return await open_streamlit_session(f"ws://{host}:{port}", f"{host}:{port}")
+
+
+def test_service_spec_limits_labels_and_isolation(
+        runtime: SwarmRuntime, ssettings: Settings, swarm_client: Any,
+        tmp_path: Path) -> None:
+    mine = checkout(tmp_path, "mine", {"streamlit_app.py": "import streamlit as st\n"
+                                       "st.write(st.secrets['greeting'])\n"})
+    theirs = checkout(tmp_path, "theirs", {"private.txt": "their file"})
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('greeting = "secret hello"\n')
+    settings = ssettings
+
+    async def scenario() -> None:
+        env = await env_for(runtime, mine)
+        a = await runtime.start(app(settings, mine, 5, secrets_file=secrets, generation=2,
+                                    memory_limit_mb=256), env)
+        b = await runtime.start(app(settings, theirs, 6), env)
+        await wait_healthy(a.address, runtime, 5, a.state)
+        await wait_healthy(b.address, runtime, 6, b.state)
+        seen = await session(a.address)
+        assert "secret hello" in seen["texts"], seen
+
+        service = swarm_client.api.inspect_service(a.state["service_id"])
+        spec = service["Spec"]
+        assert spec["Name"] == f"stcloud-{runtime.install_id}-mine-5" == a.state["name"]
+        labels = spec["Labels"]
+        assert {k: labels[k] for k in ("stcloud.install", "stcloud.component",
+                                       "stcloud.app_id", "stcloud.app",
+                                       "stcloud.generation")} == {
+            "stcloud.install": runtime.install_id, "stcloud.component": "app",
+            "stcloud.app_id": "5", "stcloud.app": "mine", "stcloud.generation": "2"}
+        assert labels["stcloud.dep_hash"] == env.dep_hash
+        assert spec["Mode"] == {"Replicated": {"Replicas": 1}}
+        task = spec["TaskTemplate"]
+        assert task["RestartPolicy"]["Condition"] == "none"  # the supervisor restarts
+        limits, reserved = task["Resources"]["Limits"], task["Resources"]["Reservations"]
+        assert limits["MemoryBytes"] == 256 << 20 and limits["NanoCPUs"] == 10**9
+        assert limits["Pids"] == settings.docker_pids_limit
+        assert reserved["MemoryBytes"] == int((256 << 20) * settings.swarm_memory_reservation)
+        node = swarm_client.info()["Swarm"]["NodeID"]
+        assert task["Placement"]["Constraints"][0] == f"node.id=={node}"
+        cspec = task["ContainerSpec"]
+        assert cspec["ReadOnly"] is True and cspec["Init"] is True
+        assert cspec["CapabilityDrop"] == ["ALL"]
+        assert cspec["Image"].startswith("sha256:")  # local image by id: no registry lookup
+        assert not (service.get("Endpoint") or {}).get("Ports")  # nothing published
+
+        container = task_containers(swarm_client, a.state["service_id"])[0]
+        host = container.attrs["HostConfig"]
+        assert host["Memory"] == 256 << 20 and host["ReadonlyRootfs"] is True
+        assert host["PidsLimit"] == settings.docker_pids_limit
+        assert not any(host.get("PortBindings") or {}), "no host port is bound"
+        peer = task_containers(swarm_client, b.state["service_id"])[0]
+        peer_ip = peer.attrs["NetworkSettings"]["Networks"][settings.swarm_network][
+            "IPAddress"]
+        assert b.address == (peer_ip, 8501)
+        paths = [str(settings.data_dir), str(theirs / "private.txt"),
+                 str(settings.uv_cache_path)]
+        code, out = container.exec_run(["/opt/venv/bin/python", "-c", PROBE, peer_ip, *paths])
+        assert code == 0, out
+        probe = json.loads(out)
+        assert probe["socket"] is False and not any(probe["paths"].values())
+        assert int(probe["caps"], 16) == 0
+        assert (probe["root_writable"], probe["app_writable"], probe["tmp_writable"]) == \
+            (False, False, True)
+        assert probe["peer"] is False  # apps on the network cannot reach each other
+        assert probe["environ"]["HOME"] == "/tmp"
+        # Reached at its bridge address from this host; no host port is published at all
+        # (swarm's host-mode publishing would bind 0.0.0.0, not 127.0.0.1).
+        assert not any((container.attrs["NetworkSettings"].get("Ports") or {}).values())
+
+    asyncio.run(scenario())
+
+
+def test_adoption_alongside_and_restart(runtime: SwarmRuntime, ssettings: Settings,
+                                        swarm_client: Any, tmp_path: Path) -> None:
+    path = checkout(tmp_path, "adopt")
+
+    async def scenario() -> None:
+        env = await env_for(runtime, path)
+        inst = await runtime.start(app(ssettings, path, 2, generation=1), env)
+        await wait_healthy(inst.address, runtime, 2, inst.state)
+        fresh = SwarmRuntime(ssettings)  # a restarted supervisor: own client, no memory
+        try:
+            adopted = await fresh.list()
+            assert [(i.app_id, i.address, i.state, i.generation) for i in adopted] == \
+                [(2, inst.address, inst.state, 1)]
+            assert (await fresh.poll(2, adopted[0].state)).kind == "running"
+            assert (await fresh.usage(2, adopted[0].state)) is not None
+        finally:
+            await fresh.close()
+        other = SwarmRuntime(dataclasses.replace(ssettings, data_dir=tmp_path / "other"),
+                             swarm_client)
+        assert await other.list() == []  # another installation on the same swarm
+        assert (await other.poll(2, inst.state)).kind == "missing"
+        # A zero-downtime redeploy: the new instance beside the old; stopping the old
+        # one leaves the new one serving.
+        new = await runtime.start(app(ssettings, path, 2, generation=1, alongside=True), env)
+        assert new.state["instance"] and new.state["service_id"] != inst.state["service_id"]
+        await wait_healthy(new.address, runtime, 2, new.state)
+        assert len(await runtime.list()) == 2
+        await runtime.stop(2, inst.state)
+        assert (await runtime.poll(2, new.state)).kind == "running"
+        assert [i.state["service_id"] for i in await runtime.list()] == \
+            [new.state["service_id"]]
+        # Starting again (not alongside) replaces whatever runs.
+        again = await runtime.start(app(ssettings, path, 2, generation=2), env)
+        assert [i.state["service_id"] for i in await runtime.list()] == \
+            [again.state["service_id"]]
+        await runtime.stop(2, again.state)
+        assert task_containers(swarm_client, again.state["service_id"]) == []
+
+    asyncio.run(scenario())
+
+
+def test_memory_limit_is_reported_as_oom(runtime: SwarmRuntime, ssettings: Settings,
+                                         tmp_path: Path) -> None:
+    path = checkout(tmp_path, "hog")
+
+    async def scenario() -> None:
+        spec = app(ssettings, path, 4, memory_limit_mb=128, env_vars={"ALLOCATE_MB": "400"})
+        inst = await runtime.start(spec, await env_for(runtime, path))
+        await wait_healthy(inst.address, runtime, 4, inst.state)
+        try:
+            await session(inst.address)  # runs the script; the connection dies with it
+        except aiohttp.ClientError:
+            pass
+
+        async def dead() -> bool:
+            return not (await runtime.poll(4, inst.state)).alive
+        await wait_for(dead, 30, "the task to be killed")
+        status = await runtime.poll(4, inst.state)
+        assert status.kind == "oom", status
+        assert await runtime.list() == []
+
+    asyncio.run(scenario())
+
+
+def test_replicas_report_every_address(ssettings: Settings, swarm_client: Any,
+                                       tmp_path: Path) -> None:
+    settings = dataclasses.replace(ssettings, swarm_replicas=2)
+    rt = SwarmRuntime(settings, swarm_client)
+    path = checkout(tmp_path, "busy")
+
+    async def scenario() -> None:
+        inst = await rt.start(app(settings, path, 9), await env_for(rt, path))
+        addresses = [tuple(a) for a in inst.state["addresses"]]
+        assert len(set(addresses)) == 2 and inst.address == addresses[0]
+        for address in addresses:
+            await wait_healthy(address, rt, 9, inst.state)
+        assert [tuple(a) for a in (await rt.list())[0].state["addresses"]] == addresses
+        usage = await rt.usage(9, inst.state)
+        assert usage is not None and usage.memory_bytes > 2 * 10_000_000
+        # One replica ends: the instance is reported ended, for the supervisor to restart.
+        task_containers(swarm_client, inst.state["service_id"])[0].kill()
+
+        async def ended() -> bool:
+            return (await rt.poll(9, inst.state)).kind == "exited"
+        await wait_for(ended, 30, "the ended replica to be reported")
+        await rt.stop(9, inst.state)
+        assert task_containers(swarm_client, inst.state["service_id"]) == []
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        remove_installation(swarm_client, rt.install_id)
+
+
+# The real supervisor ---------------------------------------------------------------------
+def service_ids(client: Any, settings: Settings, app_id: int) -> list[str]:
+    found = client.services.list(filters={"label": [
+        f"stcloud.install={SwarmRuntime(settings, client).install_id}",
+        f"stcloud.app_id={app_id}"]})
+    return [s.id for s in found]
+
+
+def test_supervisor_deploys_adopts_and_deletes_on_swarm(
+        ssettings: Settings, swarm_client: Any, admin: Any, hello_repo: Any,
+        tmp_path: Path) -> None:
+    settings = ssettings
+    ctx = open_context(settings)
+    port = settings.port
+    host = f"swarmy.localhost:{port}"
+    sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
+    try:
+        view = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="swarmy")
+        row = wait_for_state(ctx, view.id, {"running", "build_failed", "crashed"}, sup=sup)
+        assert row.state == "running", row.state_reason
+        saved = json.loads(row.runtime_state)
+        assert saved["engine"] == "swarm"
+        first = saved["instance"]["service_id"]
+        assert service_ids(swarm_client, settings, view.id) == [first]
+        seen = asyncio.run(open_streamlit_session(f"ws://127.0.0.1:{port}/_stcore/stream",
+                                                  host))
+        assert seen["new_session"], seen
+        sup.kill()  # a crash: the service keeps running and is adopted
+        sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
+        wait_until(lambda: (a := load_app(ctx, view.id)) is not None and a.state == "running"
+                   and asyncio.run(_page_ok(port, host)), 60, "the adopted app", sup)
+        row = load_app(ctx, view.id)
+        assert json.loads(row.runtime_state)["instance"]["service_id"] == first
+        assert service_ids(swarm_client, settings, view.id) == [first], "adopted, not restarted"
+        apps.delete_app(ctx, admin, view.id)
+        wait_until(lambda: load_app(ctx, view.id) is None, 60, "the delete", sup)
+        assert service_ids(swarm_client, settings, view.id) == []
+    finally:
+        sup.stop()
+        remove_installation(swarm_client, SwarmRuntime(settings, swarm_client).install_id)
+
+
+async def _page_ok(port: int, host: str) -> bool:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as resp:
+                return resp.status == 200 and "<title>Streamlit</title>" in await resp.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
