@@ -27,7 +27,7 @@ from typing import Any
 from sqlmodel import delete
 
 from backend import appstate, notifications
-from backend import github_deploy
+from backend import github_deploy, validation
 from backend import secrets as app_secrets
 from backend.context import Context
 from backend.logs import app_log_path, build_log_path, tail_lines
@@ -215,7 +215,11 @@ class Lifecycle:
 
     def _check_main_file(self, app: App) -> None:
         checkout = self.checkout_dir(app.id)
-        if not (checkout / app.main_file).is_file():
+        try:
+            main_file = validation.main_file_in_checkout(checkout, app.main_file)
+        except validation.ValidationError as e:
+            raise DeployError(e.message) from e
+        if not main_file.is_file():
             found = sorted(p.name for p in checkout.glob("*.py"))[:10]
             hint = f" Python files at the top level: {', '.join(found)}." if found else ""
             raise DeployError(f"The main file '{app.main_file}' does not exist on branch "

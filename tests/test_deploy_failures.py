@@ -1,6 +1,6 @@
 """Bad input ends in a visible state with the reason, and the supervisor survives it:
-unreachable repo, missing branch, missing main file, invalid requirements, an app that exits
-at once, a taken subdomain. Another app keeps running throughout."""
+unreachable repo, missing branch, missing main file, a main file that is a symlink out of the
+checkout, invalid requirements, an app that exits at once, a taken subdomain. Another app keeps running throughout."""
 
 from __future__ import annotations
 
@@ -38,12 +38,17 @@ def test_failures_are_visible_and_isolated(ctx, admin, make_repo, hello_repo, su
         "requirements.txt": "streamlit==1.67.0\npandas==3.1.1\n",
         ".streamlit/config.toml": '[server]\nsslCertFile = "/nonexistent.pem"\n'})
     cases["exits"] = apps.deploy_app(ctx, admin, repo_url=exits.url, subdomain="exits")
+    escape = make_repo("escape", {"requirements.txt": "streamlit==1.67.0\n"})
+    (escape.work / "streamlit_app.py").symlink_to("/etc/hostname")  # a file outside
+    escape.commit({}, "main file is a symlink out of the checkout")
+    cases["symlink"] = apps.deploy_app(ctx, admin, repo_url=escape.url, subdomain="escape")
 
     expected = {"unreachable": ("build_failed", "could not be read"),
                 "branch": ("build_failed", "branch 'nope' does not exist"),
                 "mainfile": ("build_failed", "'missing.py' does not exist"),
                 "requirements": ("build_failed", "no-such-package-stcloud-x"),
-                "exits": ("crashed", "sslKeyFile")}
+                "exits": ("crashed", "sslKeyFile"),
+                "symlink": ("build_failed", "symbolic link that leads outside")}
     for name, (state, text) in expected.items():
         app = wait_for_state(ctx, cases[name].id, {"running", "build_failed", "crashed"},
                              sup=supervisor)
