@@ -131,7 +131,9 @@ def test_kill9_during_builds(settings, admin, make_repo, tmp_path) -> None:
             orphans = [pid for g in groups for pid in group_members(g)]
             gate.write_text("ok")
             sup = SupervisorProcess(settings, tmp_path / f"sup{round_ + 1}.log").start()
-            assert not dead_builder_dirs(settings), f"stale build dirs after start: {left}"
+            # adoption (which removes dead builders' dirs) runs once this supervisor leads
+            wait_until(lambda: not dead_builder_dirs(settings), 60,
+                       f"the stale build dirs {left} to be removed", sup)
             assert_serving_once(settings, ctx, view.id, sup)
             statuses = [s for _, s in builds(ctx, view.id)]
             assert statuses[-1] == "succeeded" and "running" not in statuses, statuses

@@ -67,19 +67,30 @@ def pump(src: int, path: str, max_bytes: int, backups: int) -> None:
             continue
         if not data:
             break
+        if max_bytes > 0 and len(data) > max_bytes:  # one read bigger than a whole file
+            data = data[-max_bytes:]
         if max_bytes > 0 and size + len(data) > max_bytes and size > 0:
+            # Fill the current file up to its last whole line, so files start with a line.
+            room = max_bytes - size
+            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            size += _write(out, data[:cut])
+            data = data[cut:]
             os.close(out)
             rotate(path, backups)
             out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o644)
             size = 0
-        if max_bytes > 0 and len(data) > max_bytes:  # one read bigger than a whole file
-            data = data[-max_bytes:]
-        try:
-            os.write(out, data)
-            size += len(data)
-        except OSError:  # disk full: drop this chunk, keep the app running
-            pass
+        size += _write(out, data)
     os.close(out)
+
+
+def _write(fd: int, data: bytes) -> int:
+    """Write `data`; on a full disk drop it (the app keeps running). Returns bytes written."""
+    if not data:
+        return 0
+    try:
+        return os.write(fd, data)
+    except OSError:
+        return 0
 
 
 def launch(path: str, max_bytes: str, backups: str, command: list[str]) -> None:
