@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 
 from backend import auth
@@ -29,7 +30,7 @@ from supervisor.leader import Leadership, NodeRegistry, me
 from supervisor.proxy import start_proxy
 from supervisor.reconciler import Reconciler
 from supervisor.routes import RouteTable
-from supervisor.runtimes import select_runtime
+from supervisor.runtimes import RuntimeUnavailable, select_runtime
 from supervisor.schedules import Schedules
 
 log = logging.getLogger("supervisor")
@@ -66,7 +67,12 @@ def banner(ctx: Context, engine: str, created: tuple[str, str] | None,
 async def serve(settings: Settings) -> int:
     ctx = open_context(settings)
     log.info("settings %s", " ".join(f"{k}={v}" for k, v in settings.masked().items()))
-    runtime = select_runtime(settings)
+    try:
+        runtime = select_runtime(settings)
+    except RuntimeUnavailable as e:
+        log.error("runtime unavailable setting=%s", settings.runtime)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
     log.info("runtime engine=%s (setting runtime=%s)", runtime.name, settings.runtime)
     created = auth.ensure_first_admin(ctx)
     routes = RouteTable()

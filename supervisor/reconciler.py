@@ -89,8 +89,8 @@ def forget_requests(ctx: Context, app_id: int, kinds: tuple[str, ...], upto: int
 
 
 def same_instance(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Do two instance states name the same process or container?"""
-    return any(a.get(k) and a.get(k) == b.get(k) for k in ("container_id", "pid"))
+    """Do two instance states name the same process, container or service?"""
+    return any(a.get(k) and a.get(k) == b.get(k) for k in ("container_id", "service_id", "pid"))
 
 
 class Reconciler:

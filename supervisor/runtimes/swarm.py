@@ -38,9 +38,8 @@ is defined twice. What differs:
   from API 1.46; set when the daemon speaks it), a swap limit (memory+swap = 2× the limit
   when the host has swap), tmpfs mount flags (Docker's tmpfs default is used, size = limit).
 
-`Instance.state` is `{"service_id", "container_id", "name", "addresses"}`; "container_id"
-repeats the service id because the reconciler matches a saved instance to a listed one by
-that key (reconciler.same_instance).
+`Instance.state` is `{"service_id", "name", "addresses"}` (the reconciler matches a saved
+instance to a listed one by "service_id", reconciler.same_instance).
 """
 
 from __future__ import annotations
@@ -328,8 +327,8 @@ class SwarmRuntime(Runtime):
         except StartError as exc:
             await self._remove_service(service_id, wait=True)
             raise StartError(f"{exc}\n{_tail(app.log_path)}".rstrip()) from None
-        state: dict[str, Any] = {"service_id": service_id, "container_id": service_id,
-                                 "name": name, "addresses": addresses}
+        state: dict[str, Any] = {"service_id": service_id, "name": name,
+                                 "addresses": addresses}
         if token:
             state["instance"] = token
         return Instance(app.app_id, (addresses[0][0], addresses[0][1]), state,
@@ -485,7 +484,6 @@ class SwarmRuntime(Runtime):
             if not all(addresses):
                 continue
             state: dict[str, Any] = {"service_id": service["ID"],
-                                     "container_id": service["ID"],
                                      "name": service["Spec"]["Name"],
                                      "addresses": [[a[0], a[1]] for a in addresses if a]}
             if labels.get("stcloud.instance"):
