@@ -18,6 +18,12 @@ fi
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
+if [ "$rc" = 0 ] && [ -n "${STCLOUD_TEST_POSTGRES:-}" ]; then
+  # The same suite on PostgreSQL: every test that uses a database (tests/conftest.py).
+  echo "=== PostgreSQL pass (${STCLOUD_TEST_POSTGRES##*@}) ==="
+  STCLOUD_TEST_DATABASE=postgresql .venv/bin/python -m pytest "$@"
+  rc=$?
+fi
 set -e
 if [ "$rc" = 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi
 exit "$rc"
