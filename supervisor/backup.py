@@ -162,9 +162,11 @@ def _decode(value: Any) -> Any:
 
 
 def _export_tables(engine: Engine, out_dir: Path) -> str:
-    """Every table as JSON lines, from one REPEATABLE READ snapshot; the revision."""
+    """Every table as JSON lines, from one snapshot (REPEATABLE READ on PostgreSQL; a
+    SQLite file is read by one transaction); the revision."""
     out_dir.mkdir(parents=True)
-    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+    isolation = "SERIALIZABLE" if engine.dialect.name == "sqlite" else "REPEATABLE READ"
+    with engine.connect().execution_options(isolation_level=isolation) as conn:
         with conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SET TRANSACTION READ ONLY"))
@@ -277,10 +279,6 @@ def check_restorable(settings: Settings, manifest: Manifest) -> None:
         raise BackupError(f"A supervisor is running on {settings.data_dir} (heartbeat {age:.0f}"
                           " s ago). Stop it first (Ctrl-C stops its apps too); if it was "
                           "killed, wait 30 s for its heartbeat to expire.")
-    is_sqlite = settings.db_url.startswith("sqlite")
-    if manifest.database == "sqlite-file" and not is_sqlite:
-        raise BackupError("This backup holds a SQLite database file; restore it on an "
-                          "installation without DATABASE_URL (SQLite).")
 
 
 @dataclass(frozen=True)
@@ -379,6 +377,17 @@ def _load_tables(engine: Engine, tables_dir: Path, revision: str) -> None:
                             {"t": f'"{table.name}"', "c": col.name})
 
 
+def _sqlite_file_to_tables(db_file: Path, out_dir: Path) -> None:
+    """A backup's SQLite file as the table export a server database is loaded from: how
+    an installation moves from SQLite to PostgreSQL (backup, set DATABASE_URL, restore)."""
+    from sqlalchemy import create_engine
+    engine = create_engine(f"sqlite:///{db_file}")
+    try:
+        _export_tables(engine, out_dir)
+    finally:
+        engine.dispose()
+
+
 def restore_backup(settings: Settings, source: Path, force: bool = False) -> RestoreResult:
     """Put a backup's database and keys in place for `settings` (supervisor stopped)."""
     manifest = read_manifest(source)
@@ -404,9 +413,12 @@ def restore_backup(settings: Settings, source: Path, force: bool = False) -> Res
             db_file.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / SQLITE_MEMBER, db_file)
         else:
+            tables = staging / TABLES_PREFIX
+            if manifest.database == "sqlite-file":  # SQLite backup into PostgreSQL etc.
+                _sqlite_file_to_tables(staging / SQLITE_MEMBER, tables)
             engine = make_engine(settings.db_url)
             try:
-                _load_tables(engine, staging / TABLES_PREFIX, manifest.schema_revision)
+                _load_tables(engine, tables, manifest.schema_revision)
             finally:
                 engine.dispose()
     apps, secrets = _after_restore(settings)

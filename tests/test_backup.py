@@ -6,6 +6,7 @@ supervisor, a newer schema, a database that already holds users."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import apps
+from backend import apps, auth
 from backend import secrets as app_secrets
 from backend.context import open_context
 from backend.settings import PROJECT_ROOT, Settings
@@ -143,3 +144,32 @@ def test_restore_refuses_newer_schema_existing_users_and_live_supervisor(
     assert result.schema_revision == backup.known_revisions()[-1]
     if not settings.database_url:
         assert result.moved_aside is not None and (result.moved_aside / "cloud.db").is_file()
+
+
+def test_sqlite_backup_restores_into_postgresql(settings, admin, make_repo,
+                                                new_postgres_database) -> None:
+    """Moving an installation from SQLite to PostgreSQL: back up on SQLite, set
+    DATABASE_URL, restore: users, apps and secrets (decrypted with the restored key) are
+    there, and new rows get fresh ids."""
+    if settings.database_url:
+        pytest.skip("this test starts from SQLite")
+    ctx = open_context(settings)
+    repo = make_repo("moving")
+    view = apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="moving")
+    app_secrets.set_secrets(ctx, admin, view.id, SECRET)
+    archive = settings.data_dir.parent / "sqlite.tar.gz"
+    backup.create_backup(settings, archive)
+    assert backup.read_manifest(archive).database == "sqlite-file"
+
+    pg_settings = dataclasses.replace(settings, data_dir=settings.data_dir.parent / "pg-data",
+                                      database_url=new_postgres_database())
+    result = backup.restore_backup(pg_settings, archive)
+    assert result.apps == 1 and result.secrets == 1
+    pg = open_context(pg_settings)
+    assert pg.engine.dialect.name == "postgresql"
+    moved_admin = auth.get_user(pg, admin.username)
+    assert moved_admin is not None and moved_admin.is_admin
+    assert [a.subdomain for a in apps.list_apps(pg, moved_admin)] == ["moving"]
+    assert app_secrets.get_secrets(pg, moved_admin, view.id) == SECRET
+    other = make_repo("after")
+    assert apps.deploy_app(pg, moved_admin, repo_url=other.url, subdomain="after").id > view.id
