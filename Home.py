@@ -15,9 +15,16 @@ session_state keys (`authentication_status`, `username`). How this file uses it:
   first, so it is rendered again on each run until its value says the cookie is stored.
 - Signing out happens at the top of a run (the buttons only set a flag); that run shows the
   sign-in form, with the cookie-deleting component of `logout()` still on the page.
+- Session epoch (backend.auth.session_is_current): each session keeps when it was
+  established (`SESSION_STARTED`: the form sign-in's time, or the sign-in cookie's issue
+  time, its `exp_date` minus its lifetime). A run whose session predates the user's last
+  password change signs out as above, saying why; the Account page moves its own session
+  to the new epoch and asks for a new cookie.
 """
 
 from __future__ import annotations
+
+import time
 
 import streamlit as st
 from streamlit_authenticator import Authenticate, LoginError
@@ -68,13 +75,19 @@ ADMIN_PAGES = {  # registered for site admins only (and before sign-in, for deep
 }
 SIGN_IN_FIELDS = {"Form name": "Sign in", "Username": "Username", "Password": "Password",
                   "Login": "Sign in"}
-COOKIE_PENDING = "_sign_in_cookie_pending"
+COOKIE_PENDING = "_sign_in_cookie_pending"  # also set by pages/dashboard/account.py
+SESSION_STARTED = "_session_started_at"  # epoch seconds; also set by account.py
+COOKIE_DAYS = 7
+PASSWORD_CHANGED = "Your password was changed; sign in again."
 ss = st.session_state
 
 ctx = ui.get_ctx()
 signing_out = bool(ss.pop(ui.SIGN_OUT_KEY, False))
 known_user = ui.signed_in_user(ctx) if ss.get("authentication_status") else None
-signed_in_before = known_user is not None and not signing_out
+# A session with no start recorded was signed in before this check existed: from now.
+stale = known_user is not None and not auth.session_is_current(
+    known_user, ss.setdefault(SESSION_STARTED, time.time()))
+signed_in_before = known_user is not None and not signing_out and not stale
 if known_user is None or known_user.is_admin:
     for section, extra in ADMIN_PAGES.items():
         PAGES[section] = PAGES[section] + extra
@@ -82,7 +95,21 @@ page = st.navigation(PAGES, position="sidebar" if signed_in_before else "hidden"
 
 authenticator = Authenticate(credentials=auth.authenticator_credentials(ctx),
                              cookie_name="stcloud_dashboard",
-                             cookie_key=keys.dashboard_cookie_key(ctx), cookie_expiry_days=7)
+                             cookie_key=keys.dashboard_cookie_key(ctx),
+                             cookie_expiry_days=COOKIE_DAYS)
+
+
+def cookie_issued_at() -> float | None:
+    """When the sign-in cookie this run signed in with was written (epoch seconds), or None
+    when the run signed in with the form. Its payload is {username, exp_date}."""
+    token = authenticator.cookie_controller.cookie_model.token
+    if not isinstance(token, dict) or token.get("username") != ss.get("username"):
+        return None
+    try:
+        expires = float(token["exp_date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return expires - COOKIE_DAYS * 86400 if expires > time.time() else None
 
 
 def limit_password_checks() -> None:
@@ -139,6 +166,9 @@ if ss.get("authentication_status"):
     elif ui.signed_in_user(ctx) is None:
         authenticator.logout(location="unrendered")
         notice = "Your account no longer exists. Ask an admin of this server for a new one."
+    elif stale:
+        authenticator.logout(location="unrendered")
+        notice = PASSWORD_CHANGED
     if notice:
         ss.pop(COOKIE_PENDING, None)
 
@@ -147,16 +177,20 @@ if not ss.get("authentication_status") and page.url_path == "status":
     st.stop()
 if not ss.get("authentication_status"):
     sign_in(notice)
-    if ss.get("authentication_status"):  # signed in with the form just now
+    if ss.get("authentication_status"):  # signed in just now: with the form or a cookie
         ss[COOKIE_PENDING] = True
+        issued = cookie_issued_at()
+        ss[SESSION_STARTED] = issued if issued is not None else time.time()
 user = ui.signed_in_user(ctx) if ss.get("authentication_status") else None
 if user is None:
     st.stop()
 if not signed_in_before:
-    try:  # GitHub workspaces and roles follow GitHub on every sign-in (cached, rate-aware)
-        github.refresh_user(ctx, user)
-    except BackendError as e:
-        ss["_github_refresh_error"] = str(e)
+    # A cookie from before a password change: the next run signs out (stale), saying why.
+    if auth.session_is_current(user, ss[SESSION_STARTED]):
+        try:  # GitHub workspaces and roles follow GitHub on every sign-in (cached, rate-aware)
+            github.refresh_user(ctx, user)
+        except BackendError as e:
+            ss["_github_refresh_error"] = str(e)
     st.rerun()  # signed in during this run (form or cookie): show the navigation
 
 if ss.get(COOKIE_PENDING):

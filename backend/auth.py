@@ -8,6 +8,13 @@ limit survives restarts and holds across processes (the dashboard, the panel, se
 replicas); a successful sign-in clears that key. Per client, so that someone guessing from
 one address cannot lock the owner out everywhere; the client is the address the proxy
 saw (the last `X-Forwarded-For` entry, which our proxy appends).
+
+Session epoch: a password change or reset sets `User.session_epoch` to now; a dashboard
+session (or its sign-in cookie) established before it no longer counts
+(`session_is_current`), so changing your password signs out your other browsers. Home.py
+checks it on every run: with the time of the form sign-in, or for a cookie sign-in the
+cookie's issue time (its expiry minus its lifetime). The session that changed the password
+moves its own start to the new epoch and gets a new cookie.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import hashlib
 import math
 import os
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import bcrypt
@@ -171,7 +178,7 @@ def client_of(headers: dict[str, str] | None, fallback: str = "") -> str:
 
 
 def set_password(ctx: Context, actor: User, username: str, new_password: str,
-                 current_password: str | None = None) -> None:
+                 current_password: str | None = None) -> datetime:
     """Change a password: your own (with the current one) or anyone's as an admin."""
     _validate_new_password(new_password)
     target = get_user(ctx, username)
@@ -181,20 +188,35 @@ def set_password(ctx: Context, actor: User, username: str, new_password: str,
         if current_password is None or not check_password(current_password,
                                                           target.password_hash):
             raise ValidationError("current_password", "The current password is not right.")
-    reset_password(ctx, target.username, new_password)
+    return reset_password(ctx, target.username, new_password)
 
 
-def reset_password(ctx: Context, username: str, new_password: str) -> None:
-    """Set a password with no checks of who asks: for the operator's command line only."""
+def reset_password(ctx: Context, username: str, new_password: str) -> datetime:
+    """Set a password with no checks of who asks: for the operator's command line only.
+    Signs out the user's sessions (a new session epoch, returned)."""
     _validate_new_password(new_password)
     target = get_user(ctx, username)
+    epoch = utcnow()
     with session_scope(ctx.engine) as s:
         user = s.get(User, target.id)
         assert user is not None
         user.password_hash = hash_password(new_password)
+        user.session_epoch = epoch
         s.add(user)
     if target.username == ctx.settings.admin_username:
         initial_password_file(ctx).unlink(missing_ok=True)
+    return epoch
+
+
+def session_is_current(user: User, started_at: float) -> bool:
+    """Whether a session of `user` established at `started_at` (epoch seconds) still
+    counts: no password change since (`User.session_epoch`)."""
+    epoch = user.session_epoch
+    if epoch is None:
+        return True
+    if epoch.tzinfo is None:  # stored as UTC; a driver may hand it back naive
+        epoch = epoch.replace(tzinfo=timezone.utc)
+    return started_at >= epoch.timestamp()
 
 
 def authenticator_credentials(ctx: Context) -> dict:

@@ -95,6 +95,12 @@ class Settings:
     # Analytics ---
     analytics_retention_days: int = _help("Days of view events kept for analytics; 0 keeps "
                                           "them forever.", default=0)
+    usage_sample_interval: float = _help("Seconds between samples of each running app's "
+                                         "memory and CPU use (the Memory usage chart); 0 "
+                                         "turns sampling off.", default=60.0)
+    usage_retention_days: float = _help("Days of memory and CPU samples kept; older ones "
+                                        "are deleted once a day; 0 keeps them forever.",
+                                        default=14.0)
 
     # Lifecycle ---
     git_poll_interval: float = _help("Seconds between checks of every app's branch with "

@@ -8,10 +8,11 @@ from models.github import AppGithub, GithubAccount, GithubGrant
 from models.security import SigninFailure  # noqa: F401  (sign-in limiter)
 from models.tables import (ApiToken, App, AppEvent, AppSecret, AppViewer, Build, EmailOutbox,
                            Favorite, Membership, User, ViewEvent, Workspace, utcnow)
+from models.usage import UsageSample
 
 __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
            "AnalyticsViewerMonth", "AnalyticsWorkspaceMonth", "ApiToken", "App", "AppEvent",
            "AppGithub", "AppRequest", "AppSecret", "AppViewer", "Build", "ClusterLease",
            "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount", "GithubGrant",
-           "Membership", "SigninToken", "User", "ViewEvent", "Workspace", "utcnow",
-           "make_engine", "migrate", "session_scope"]
+           "Membership", "SigninToken", "UsageSample", "User", "ViewEvent", "Workspace",
+           "utcnow", "make_engine", "migrate", "session_scope"]

@@ -30,6 +30,9 @@ class User(SQLModel, table=True):
     password_hash: str = Field(default="")
     is_admin: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow)
+    # Sessions (dashboard sign-ins, their cookies) established before this time are signed
+    # out; a password change or reset sets it. None: no change yet, every session counts.
+    session_epoch: datetime | None = Field(default=None)
 
 
 class Workspace(SQLModel, table=True):
@@ -81,6 +84,9 @@ class App(SQLModel, table=True):
     # Why the newest pushed version could not replace the serving one ("" when it did).
     last_deploy_error: str = Field(default="", sa_column=Column(Text, nullable=False,
                                                                 default=""))
+    # The crash loop so far (supervisor/lifecycle.py): JSON {"times": [epoch seconds],
+    # "generation", "commit"}, so a supervisor restart keeps the backoff ("" when none).
+    crash_record: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class AppEvent(SQLModel, table=True):

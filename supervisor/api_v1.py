@@ -30,7 +30,8 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import analytics, api_tokens, app_logs, app_settings, sharing, users, workspaces
+from backend import (analytics, api_tokens, app_logs, app_settings, sharing, usage, users,
+                     workspaces)
 from backend import apps as app_service
 from backend import secrets as app_secrets
 from backend.context import Context
@@ -256,6 +257,18 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
                        {"month": p.month, "viewers": p.viewers, "complete": p.complete}
                        for p in monthly]})
 
+    async def app_usage(request: web.Request) -> web.Response:
+        app_id = _int(request, "app_id")
+        hours = _query_float(request, "hours", usage.DEFAULT_HOURS, usage.MAX_HOURS)
+        series = await call(usage.app_usage, ctx, user_of(request), app_id, hours)
+        return ok({"app_id": app_id, "since": series.since, "until": series.until,
+                   "memory_limit_bytes": series.memory_limit_bytes,
+                   "downsampled": series.downsampled,
+                   "points": [{"at": p.at, "memory_bytes": p.memory_bytes,
+                               "peak_memory_bytes": p.peak_memory_bytes,
+                               "memory_limit_bytes": p.memory_limit_bytes,
+                               "cpu_percent": p.cpu_percent} for p in series.points]})
+
     # Workspaces and accounts -------------------------------------------------------------
     async def list_workspaces(request: web.Request) -> web.Response:
         rows = await call(workspaces.list_workspaces, ctx, user_of(request))
@@ -311,6 +324,9 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
         Route("PUT", "/apps/{app_id}/secrets", put_secrets, "deploy",
               "Replace the app's secrets (TOML body; write-only)", "toml"),
         Route("GET", "/apps/{app_id}/analytics", app_analytics, "read", "Viewer analytics"),
+        Route("GET", "/apps/{app_id}/usage", app_usage, "read",
+              "Memory (and CPU) use over the last ?hours= (default 24, at most 2160), at "
+              "most 500 points"),
         Route("GET", "/workspaces", list_workspaces, "read", "Workspaces you belong to"),
         Route("GET", "/workspaces/{workspace_id}/members", list_members, "read",
               "Members and roles"),
@@ -321,6 +337,20 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
         Route("GET", "/users", list_users, "admin", "Accounts (site admins)"),
     ]
     return [dataclasses.replace(r, handler=guard(r.scope, r.handler)) for r in table]
+
+
+def _query_float(request: web.Request, name: str, default: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= high:  # also refuses nan and inf
+        raise ApiError(422, "invalid", f"{name} is a number above 0 and at most {high:g}.",
+                       field=name)
+    return value
 
 
 def _read_from(path: Any, offset: int, count: int) -> bytes:

@@ -10,6 +10,13 @@ zero-downtime redeploy), sleep by `supervisor/hibernation.py`; both use the help
 Emails are queued in the same transaction as the transition that causes them
 (`backend.notifications`): over the memory limit, and crashed (after a crash loop, or when
 a restart of a running app fails), each once per incident (the AppEvent).
+
+Fencing (several supervisors, supervisor/leader.py): with `fence` set (the reconciler sets
+it when it starts leading), every write of an app's state or instance runs in a
+transaction that first checks the lease is still ours at our epoch, and the runtime's
+start and stop are preceded by that check; otherwise `Fenced` is raised and the action
+stops there. An instance it started but could not record is stopped (`undo_unrecorded`),
+since the new leader neither knows nor adopts it. One primary-key read per write.
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import delete
+from sqlmodel import Session, delete
 
 from backend import appstate, notifications
 from backend import github_deploy, validation
@@ -35,6 +44,7 @@ from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope,
 from supervisor import builds, checkouts, git_auth, gitsync
 from supervisor.builds import BuildLog
 from supervisor.health import wait_for_health
+from supervisor.leader import Fence, Fenced
 from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, Runtime,
                                       StartError, Status)
 
@@ -47,7 +57,28 @@ class DeployError(Exception):
 
 @dataclass
 class CrashRecord:
-    times: list[float] = field(default_factory=list)
+    """Recent crashes of one app, as stored in `App.crash_record` (JSON)."""
+
+    times: list[float] = field(default_factory=list)  # wall-clock epoch seconds
+    generation: int = 0
+    commit: str = ""
+
+    @classmethod
+    def of(cls, app: App) -> CrashRecord:
+        """The app's record; a fresh one when none is stored, it cannot be read, or it was
+        counted for another restart generation or commit."""
+        try:
+            data = json.loads(app.crash_record or "{}")
+            record = cls([float(t) for t in data.get("times", [])],
+                         int(data.get("generation", 0)), str(data.get("commit", "")))
+        except (ValueError, TypeError, AttributeError):
+            record = cls()
+        if (record.generation, record.commit) != (app.restart_generation, app.commit):
+            return cls(generation=app.restart_generation, commit=app.commit)
+        return record
+
+    def dump(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
 
 
 class Lifecycle:
@@ -59,9 +90,34 @@ class Lifecycle:
         self.settings = ctx.settings
         self.runtime = runtime
         self.instances: dict[int, Instance] = {}
-        self.crashes: dict[int, CrashRecord] = {}
         self._on_change = on_change or (lambda app: None)
         self._clock = clock
+        self._wall_clock = time.time  # crash times outlive this process: wall clock
+        self.fence: Fence | None = None  # None: the only supervisor (no lease to check)
+        self.unrecorded: list[Instance] = []  # started, then fenced before being saved
+
+    # Fencing ----------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A session for a state-changing write, fenced (Fenced if we lost the lease)."""
+        with session_scope(self.ctx.engine) as s:
+            if self.fence is not None:
+                self.fence.check(s)
+            yield s
+
+    def check_fence(self) -> None:
+        """Before a runtime side effect (start, stop): Fenced if we lost the lease."""
+        if self.fence is not None:
+            with session_scope(self.ctx.engine) as s:
+                self.fence.check(s, hold=False)
+
+    async def undo_unrecorded(self) -> None:
+        """Stop the instances this node started but was fenced from recording."""
+        while self.unrecorded:
+            inst = self.unrecorded.pop()
+            log.warning("app=%s fenced: stopping the instance it started at %s:%s",
+                        inst.app_id, *inst.address)
+            await self.runtime.stop(inst.app_id, inst.state)
 
     # Helpers ----------------------------------------------------------------------------
     def app_dir(self, app_id: int) -> Path:
@@ -80,7 +136,7 @@ class Lifecycle:
                     **fields: Any) -> App | None:
         """Record a transition (and, with `notify=(kind, details)`, queue that email for
         this incident in the same transaction)."""
-        with session_scope(self.ctx.engine) as s:
+        with self._write() as s:
             app = s.get(App, app_id)
             if app is None or app.desired_state == "deleted":
                 return None
@@ -104,7 +160,7 @@ class Lifecycle:
              **fields: Any) -> App | None:
         """An AppEvent without a state change (e.g. "Updated to abc123 in place"), with
         optional row fields and `notify=(kind, incident, details)` in the same transaction."""
-        with session_scope(self.ctx.engine) as s:
+        with self._write() as s:
             app = s.get(App, app_id)
             if app is None or app.desired_state == "deleted":
                 return None
@@ -123,19 +179,25 @@ class Lifecycle:
         return app
 
     def save_instance(self, app_id: int, inst: Instance | None, tree: Path | None = None,
-                       **fields: Any) -> App | None:
-        """Store where the instance is (the route reads it) and which tree it runs in."""
+                       adopted: bool = False, **fields: Any) -> App | None:
+        """Store where the instance is (the route reads it) and which tree it runs in.
+        Fenced: a new instance (not `adopted`) goes to `unrecorded`, for the action to stop."""
         blob = "{}" if inst is None else json.dumps({
             "engine": self.runtime.name, "address": list(inst.address),
             "generation": inst.generation, "instance": inst.state,
             "tree": tree.name if tree else self._saved(app_id).get("tree", "")})
-        with session_scope(self.ctx.engine) as s:
-            app = s.get(App, app_id)
-            if app is not None:
-                app.runtime_state = blob
-                for name, value in fields.items():
-                    setattr(app, name, value)
-                s.add(app)
+        try:
+            with self._write() as s:
+                app = s.get(App, app_id)
+                if app is not None:
+                    app.runtime_state = blob
+                    for name, value in fields.items():
+                        setattr(app, name, value)
+                    s.add(app)
+        except Fenced:
+            if inst is not None and not adopted:
+                self.unrecorded.append(inst)  # nobody else knows it: ours to stop
+            raise
         if inst is None:
             self.instances.pop(app_id, None)
         else:
@@ -175,7 +237,6 @@ class Lifecycle:
             if app is None:
                 return
         await self.stop_instance(app_id)
-        self.crashes.pop(app_id, None)
         blog = BuildLog(build_log_path(self.settings, app_id))
         build_id, commit = None, ""
         try:
@@ -184,6 +245,7 @@ class Lifecycle:
                 commit, tree = await asyncio.wait_for(gitsync.clone_tree(
                     app.repo_url, app.branch, self.app_dir(app_id), blog, key_env),
                     self.settings.build_timeout)
+            self.check_fence()  # the tree in use may be the new leader's by now
             checkouts.point_current(self.app_dir(app_id), tree)
             checkouts.remove_unused(self.app_dir(app_id))
             blog(f"Checked out commit {commit[:12]}.")
@@ -250,13 +312,18 @@ class Lifecycle:
                 env = await asyncio.wait_for(
                     self.runtime.ensure_env(self.env_spec(app), lambda line: None),
                     self.settings.build_timeout)
+            self.check_fence()
             inst = await self.runtime.start(self.app_spec(app), env)
         except (BuildError, StartError, FileNotFoundError) as e:
             reason = f"The app could not start: {e}"
             self.transition(app.id, "crashed", reason,
                             notify=("crashed", {"details": reason}) if notify else None)
             return False
-        self.save_instance(app.id, inst, checkouts.current_tree(self.app_dir(app.id)))
+        try:
+            self.save_instance(app.id, inst, checkouts.current_tree(self.app_dir(app.id)))
+        except Fenced:
+            await self.undo_unrecorded()
+            raise
         status = await self.wait_healthy(inst)
         if status is None:
             self.transition(app.id, "running", "Serving")
@@ -304,10 +371,9 @@ class Lifecycle:
 
     # Running apps -----------------------------------------------------------------------
     async def reboot(self, app_id: int) -> None:
-        app = self.transition(app_id, "starting", "Rebooting")
+        app = self.transition(app_id, "starting", "Rebooting", crash_record="")
         if app is None:
             return
-        self.crashes.pop(app_id, None)
         await self.stop_instance(app_id)
         await self.start_and_wait(app)
 
@@ -330,22 +396,23 @@ class Lifecycle:
         if status.kind == "oom":
             self.over_limit(app)
             return
-        record = self.crashes.setdefault(app_id, CrashRecord())
-        now = self._clock()
+        record = CrashRecord.of(app)
+        now = self._wall_clock()
         window = self.settings.crash_window
-        record.times = [t for t in record.times if now - t < window] + [now]
+        record.times = [t for t in record.times if 0 <= now - t < window] + [now]
         schedule = self.settings.crash_backoff_schedule
         attempt = len(record.times)
         if attempt > len(schedule):
             reason = (self._exit_reason(app_id, status, start=False)
                       + f"\nIt crashed {attempt} times within {window / 60:g} minutes; "
                       "reboot it after fixing the cause.")
-            self.transition(app_id, "crashed", reason, notify=("crashed", {"details": reason}))
-            self.crashes.pop(app_id, None)
+            self.transition(app_id, "crashed", reason, notify=("crashed", {"details": reason}),
+                            crash_record="")
             return
         delay = schedule[attempt - 1]
         app = self.transition(app_id, "starting", f"The app stopped unexpectedly; restart "
-                              f"{attempt} of {len(schedule)} in {delay:g} s")
+                              f"{attempt} of {len(schedule)} in {delay:g} s",
+                              crash_record=record.dump())
         await asyncio.sleep(delay)  # backoff before the restart, not synchronisation
         if app is not None:
             await self.start_and_wait(app, notify=True)
@@ -357,6 +424,7 @@ class Lifecycle:
         inst = self.instances.get(app_id)
         state = inst.state if inst else self.saved_state(app_id)
         if state:
+            self.check_fence()  # the saved instance may be the new leader's by now
             await self.runtime.stop(app_id, state)
         self.save_instance(app_id, None)
 
@@ -381,12 +449,11 @@ class Lifecycle:
         await self._stop_saved(app_id)
         shutil.rmtree(self.settings.apps_path / str(app_id), ignore_errors=True)
         shutil.rmtree(self.settings.logs_path / str(app_id), ignore_errors=True)
-        self.crashes.pop(app_id, None)
         try:  # remove the GitHub deploy key and webhook; retried by the GitHub refresh job
             await asyncio.to_thread(github_deploy.on_app_deleted, self.ctx, app_id)
         except Exception:  # noqa: BLE001 - GitHub being away must not block a delete
             log.warning("app=%s GitHub clean-up deferred", app_id, exc_info=True)
-        with session_scope(self.ctx.engine) as s:
+        with self._write() as s:
             app = s.get(App, app_id)
             for table in (Favorite, AppViewer, AppSecret):
                 s.exec(delete(table).where(table.app_id == app_id))  # type: ignore

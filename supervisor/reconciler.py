@@ -21,7 +21,9 @@ commits, a sleep checks again that it is due).
 With a `leader` (supervisor/leader.py), only the leader acts: a follower's passes only
 refresh its route table from the database. On becoming leader the loop adopts what runs
 before acting; each pass first confirms the lease (fencing); on losing it the workers are
-cancelled and instances left running for the new leader.
+cancelled and instances left running for the new leader. Lifecycle writes are fenced by
+the epoch adopted at (`Lifecycle.fence`): an action refused one (`Fenced`, a leader that
+was frozen past its lease) ends there and stops any instance it started unrecorded.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from backend.context import Context
 from backend.platform import wake_file, wake_supervisor
 from models import App, AppRequest, session_scope, utcnow
 from supervisor import builds, checkouts, hibernation
+from supervisor.leader import Fenced
 from supervisor.lifecycle import Lifecycle
 from supervisor.routes import RouteTable, route_for
 from supervisor.runtimes.base import Instance, Runtime
@@ -131,6 +134,8 @@ class Reconciler:
         An app may have two live instances when a supervisor died during a zero-downtime
         redeploy: the one saved on the app row serves and is adopted, the other is stopped
         (the push is picked up again; its build was marked interrupted)."""
+        if self.leader is not None:  # writes from here on are fenced by this term's epoch
+            self.lifecycle.fence = self.leader.fence()
         interrupted = builds.mark_interrupted(self.ctx)
         if interrupted:
             log.info("builds interrupted by the previous supervisor: %d", interrupted)
@@ -157,7 +162,7 @@ class Reconciler:
                     await self.runtime.stop(app.id, extra.state)
             self._adopt_tree(app.id, saved.get("tree", ""))
             if inst is not None and app.state in ("running", "starting"):
-                self.lifecycle.save_instance(app.id, inst)
+                self.lifecycle.save_instance(app.id, inst, adopted=True)
                 log.info("app=%s adopted instance at %s:%s", app.id, *inst.address)
                 if app.state == "starting":
                     self._requeue(app.id, "Supervisor restarted while starting; starting again")
@@ -234,7 +239,7 @@ class Reconciler:
         a new leader serves them)."""
         try:
             await action
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Fenced):  # the new leader serves them
             raise
         except BaseException:
             await asyncio.to_thread(forget_requests, self.ctx, app_id, kinds, upto)
@@ -251,6 +256,8 @@ class Reconciler:
                     await self.reconcile_once()
                 else:
                     await asyncio.to_thread(self._refresh_routes)
+            except Fenced:  # e.g. during adoption: the next pass steps down
+                log.warning("reconcile pass fenced: another node leads")
             except Exception:  # noqa: BLE001 - the loop must survive any one bad pass
                 log.exception("reconcile pass failed")
             self._on_pass()
@@ -262,8 +269,9 @@ class Reconciler:
         step down when it was lost."""
         if self.leader is None:
             return True
-        if self.active and not await self.leader.confirm():
-            await self.step_down()
+        if self.active and not (await self.leader.confirm()
+                                and self.lifecycle.fence == self.leader.fence()):
+            await self.step_down()  # lost, or lost and taken again: adopt afresh
         if not self.active and self.leader.is_leader:
             log.info("leading: adopting what runs before acting")
             await self.adopt()
@@ -280,7 +288,6 @@ class Reconciler:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         self.lifecycle.instances.clear()
-        self.lifecycle.crashes.clear()
 
     async def _wait_for_wake(self, interval: float) -> None:
         path = wake_file(self.ctx)
@@ -321,6 +328,9 @@ class Reconciler:
             await action
         except asyncio.CancelledError:
             raise
+        except Fenced:
+            log.warning("app=%s action stopped: fenced (another node leads)", app_id)
+            await self.lifecycle.undo_unrecorded()
         except Exception:  # noqa: BLE001
             log.exception("app=%s action failed", app_id)
         finally:
@@ -360,5 +370,8 @@ class Reconciler:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def stop_all_apps(self) -> None:
-        for app_id in list(self.lifecycle.instances):
-            await self.lifecycle.stop_instance(app_id)
+        try:
+            for app_id in list(self.lifecycle.instances):
+                await self.lifecycle.stop_instance(app_id)
+        except Fenced:  # another node leads by now: its instances are not ours to stop
+            log.warning("not stopping the apps: another node leads")

@@ -8,6 +8,9 @@ event loop):
 - `hibernation` every `hibernation_interval` s: day-5 warnings, day-7 sleep
   (`supervisor/hibernation.py`).
 - `email` every `email_interval` s: the outbox sender (`supervisor/mailer.py`).
+- `usage-sample` every `usage_sample_interval` s: memory and CPU of each running app
+  (`supervisor/usage_sampler.py`); `usage-retention` daily deletes samples older than
+  `usage_retention_days` (`backend.usage.prune_samples`).
 
 Every job reads the time from `now` (injectable), so tests can move the clock; each job
 runs at most once at a time (`max_instances=1`, missed runs coalesced).
@@ -30,10 +33,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import select
 
-from backend import analytics_store, github_sync
+from backend import analytics_store, github_sync, usage
 from backend.context import Context
 from models import App, session_scope, utcnow
-from supervisor import builds, git_auth, gitsync, hibernation, mailer
+from supervisor import builds, git_auth, gitsync, hibernation, mailer, usage_sampler
 from supervisor.reconciler import load_requests
 
 log = logging.getLogger("supervisor.schedules")
@@ -58,7 +61,10 @@ class Schedules:
                 ("email", self.email_pass, s.email_interval),
                 ("github-refresh", self.github_refresh, s.github_refresh_minutes * 60),
                 ("analytics-retention", self.analytics_retention,
-                 86400 if s.analytics_retention_days > 0 else 0)]
+                 86400 if s.analytics_retention_days > 0 else 0),
+                ("usage-sample", self.usage_sample, s.usage_sample_interval),
+                ("usage-retention", self.usage_retention,
+                 86400 if s.usage_retention_days > 0 else 0)]
         for name, func, interval in jobs:
             if interval <= 0:
                 continue
@@ -138,3 +144,18 @@ class Schedules:
             await asyncio.to_thread(analytics_store.prune_views, self.ctx, self.now())
         except Exception:  # noqa: BLE001
             log.exception("analytics prune failed")
+
+    async def usage_sample(self) -> int:
+        lifecycle = self.reconciler.lifecycle
+        try:
+            return await usage_sampler.sample_once(self.ctx, lifecycle.runtime,
+                                                   lifecycle.instances, self.now())
+        except Exception:  # noqa: BLE001
+            log.exception("usage sample failed")
+            return 0
+
+    async def usage_retention(self) -> None:
+        try:
+            await asyncio.to_thread(usage.prune_samples, self.ctx, self.now())
+        except Exception:  # noqa: BLE001
+            log.exception("usage prune failed")

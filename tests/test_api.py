@@ -233,6 +233,7 @@ MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per r
     ("GET", "/apps/{app}/events"): (U, U, 200, 200, 200, N, 200, 200),
     ("PUT", "/apps/{app}/secrets"): (U, U, S, F, 200, N, 200, 200),
     ("GET", "/apps/{app}/analytics"): (U, U, 200, 200, 200, N, 200, 200),
+    ("GET", "/apps/{app}/usage"): (U, U, 200, 200, 200, N, 200, 200),
     ("GET", "/workspaces"): (U, U, 200, 200, 200, 200, 200, 200),
     ("GET", "/workspaces/{ws}/members"): (U, U, 200, 200, 200, F, 200, 200),
     ("PUT", "/workspaces/{ws}/members/spare"): (U, U, S, F, F, F, 200, 200),

@@ -14,6 +14,7 @@ through `backend.appstate` and the log paths of `backend.logs`.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ import streamlit as st
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from backend import apps, appstate, auth, favorites
+from backend import apps, appstate, auth, favorites, users
 from backend import secrets as app_secrets
 from backend.context import Context, open_context
 from backend.logs import build_log_path
@@ -537,6 +538,43 @@ def test_change_password(dash: Dash) -> None:
     assert not at.error
     assert "Your password is changed" in text(at)
     assert auth.authenticate(dash.ctx, "bob", "new-password") is not None
+
+
+def test_changing_your_password_signs_out_your_other_sessions(dash: Dash) -> None:
+    """Two browsers of bob; a password change in one signs the other out on its next run
+    (session epoch), while the one that changed it stays signed in."""
+    bob = auth.create_user(dash.ctx, "bob", "old-password")
+    here = open_dashboard(bob, ui.ACCOUNT)
+    elsewhere = open_dashboard(bob)
+    change_password(here, "old-password", "new-password", "new-password")
+    assert "Your password is changed" in text(here)
+
+    elsewhere.run()
+    assert elsewhere.session_state["authentication_status"] is None
+    assert [t.label for t in elsewhere.text_input] == ["Username", "Password"]
+    assert "Your password was changed; sign in again." in text(elsewhere)
+
+    here.run()  # the session that changed it stays signed in
+    assert here.session_state["authentication_status"] is True
+    assert any("@bob" in m.value for m in here.sidebar.markdown)
+    assert here.session_state["_sign_in_cookie_pending"] is True  # a cookie after the epoch
+
+    # Signing in again (new password) is a session from after the change.
+    sign_in_form(elsewhere, "bob", "new-password")
+    assert elsewhere.session_state["authentication_status"] is True
+    elsewhere.run()
+    assert any("@bob" in m.value for m in elsewhere.sidebar.markdown)
+
+
+def test_an_admin_reset_signs_the_user_out(dash: Dash) -> None:
+    bob = auth.create_user(dash.ctx, "bob", "old-password")
+    at = open_dashboard(bob)
+    users.reset_account_password(dash.ctx, dash.admin, "bob", "reset-password")
+    at.run()
+    assert at.session_state["authentication_status"] is None
+    assert "Your password was changed; sign in again." in text(at)
+    assert auth.session_is_current(auth.get_user(dash.ctx, "bob"), time.time())
+    assert not auth.session_is_current(auth.get_user(dash.ctx, "bob"), time.time() - 60)
 
 
 # Helpers of the pages --------------------------------------------------------------------

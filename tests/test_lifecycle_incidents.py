@@ -149,6 +149,48 @@ def test_over_limit_and_crash_loop_each_mail_once(engine_settings, admin, make_r
         sup.stop()
 
 
+def test_crash_count_survives_a_supervisor_restart(settings, admin, make_repo, mail_sink,
+                                                   tmp_path) -> None:
+    """Crash 1 and its restart, then kill -9 the supervisor; the next one adopts the app
+    and keeps counting (App.crash_record): crashes 2 and 3 leave it crashed, "crashed 3
+    times", exactly as without the restart, and exactly one email."""
+    settings, ctx = prepare(settings, mail_sink, crash_backoff="0.2,0.2")
+    repo = make_repo("crashy", {"streamlit_app.py": HELLO.format(text="crashy"),
+                                "requirements.txt": REQUIREMENTS})
+    crashy = apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="crashy")
+
+    def running_other_than(previous: str):  # type: ignore[no-untyped-def]
+        return lambda: ((a := load_app(ctx, crashy.id)) and a.state == "running"
+                        and ident(instance(ctx, crashy.id)) not in ("", previous)
+                        and instance(ctx, crashy.id))
+
+    sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
+    try:
+        app = wait_for_state(ctx, crashy.id, {"running", "crashed", "build_failed"}, sup=sup)
+        assert app.state == "running", app.state_reason
+        state = wait_until(running_other_than(""), 60, "crashy running", sup)
+        kill(state)  # crash 1: restart 1 of 2
+        state = wait_until(running_other_than(ident(state)), 60, "restart 1", sup)
+        assert len(json.loads(load_app(ctx, crashy.id).crash_record)["times"]) == 1
+        sup.kill()
+    finally:
+        sup.stop()
+    sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
+    try:
+        assert wait_until(running_other_than(""), 60, "adopted", sup) == state
+        kill(state)  # crash 2: restart 2 of 2
+        state = wait_until(running_other_than(ident(state)), 60, "restart 2", sup)
+        kill(state)  # crash 3: past the schedule
+        app = wait_for_state(ctx, crashy.id, {"crashed"}, timeout=60, sup=sup)
+        assert "crashed 3 times" in app.state_reason and app.crash_record == ""
+        wait_until(lambda: [(r.kind, r.status) for r in _outbox(ctx)] == [("crashed", "sent")],
+                   30, "the crashed email", sup)
+        assert len(mail_sink.matching("has crashed")) == 1
+        assert len(mail_sink.messages) == 1
+    finally:
+        sup.stop()
+
+
 def _outbox(ctx) -> list[EmailOutbox]:  # type: ignore[no-untyped-def]
     with session_scope(ctx.engine) as s:
         return list(s.exec(select(EmailOutbox)))

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from backend import (analytics, app_logs, app_list, app_settings, apps, appstate, auth,
-                     favorites, hooks, notifications, sharing, status, users, workspaces)
+                     favorites, hooks, notifications, sharing, status, usage, users,
+                     workspaces)
 from backend import secrets as app_secrets
 from backend.context import Context, open_context
 from backend.errors import NotFound, PermissionDenied
@@ -60,6 +61,7 @@ TABLE: dict[str, tuple[str | None, ...]] = {
     "set_memory_limit":  (None,    "denied", "denied", "denied", "denied", "ok"),
     "webhook_info":      (None,    "hidden", "denied", "ok",     "ok",     "ok"),
     "app_analytics":     (None,    "hidden", "ok",     "ok",     "ok",     "ok"),
+    "app_usage":         (None,    "hidden", "ok",     "ok",     "ok",     "ok"),
     "workspace_analytics": (None,  "denied", "ok",     "ok",     "ok",     "ok"),
     "list_members":      (None,    "denied", "ok",     "ok",     "ok",     "ok"),
     "add_member":        (None,    "denied", "denied", "denied", "ok",     "ok"),
@@ -161,6 +163,7 @@ ACTIONS: dict[str, Callable[[World, Any], Any]] = {
                                                                    2048),
     "webhook_info": lambda w, u: hooks.webhook_info(w.ctx, u, w.fresh_app()),
     "app_analytics": lambda w, u: analytics.app_viewers(w.ctx, u, w.fresh_app()),
+    "app_usage": lambda w, u: usage.app_usage(w.ctx, u, w.fresh_app()),
     "workspace_analytics": lambda w, u: analytics.workspace_monthly_viewers(
         w.ctx, u, w.workspace_id),
     "list_members": lambda w, u: workspaces.list_members(w.ctx, u, w.workspace_id),

@@ -17,6 +17,9 @@ from pages.dashboard import _ui as ui
 ERRORS = "_password_errors"
 DONE = "_password_changed"
 KEYS = ("pw_current", "pw_new", "pw_repeat")
+SESSION_STARTED = "_session_started_at"  # Home.py: when this session was established
+COOKIE_PENDING = "_sign_in_cookie_pending"  # Home.py: (re)write the sign-in cookie
+COOKIE_SET = "set"  # streamlit-authenticator's cookie-setting component (key "set")
 GH_ERROR = "_github_error"
 GH_DONE = "_github_done"
 TOKEN_ERROR = "_api_token_error"
@@ -31,7 +34,7 @@ def change_password(ctx: Context, user: Any) -> None:
         ss[ERRORS] = {"repeat": "The two new passwords differ; type the same one twice."}
         return
     try:
-        auth.set_password(ctx, user, user.username, new, current_password=current)
+        epoch = auth.set_password(ctx, user, user.username, new, current_password=current)
     except ValidationError as e:
         field = {"current_password": "current", "password": "new"}.get(e.field, "form")
         ss[ERRORS] = {field: str(e)}
@@ -41,6 +44,11 @@ def change_password(ctx: Context, user: Any) -> None:
         for key in KEYS:
             ss[key] = ""
         ss[DONE] = True
+        # Other sessions of this user are signed out; this one stays, with a new cookie
+        # (the old one predates the change and would be refused on the next visit).
+        ss[SESSION_STARTED] = epoch.timestamp()
+        ss[COOKIE_PENDING] = True
+        ss.pop(COOKIE_SET, None)
 
 
 def connect_github(ctx: Context, user: Any) -> None:
@@ -197,7 +205,8 @@ with st.form("change_password", border=True):
     st.form_submit_button("Change password", type="primary", on_click=change_password,
                           args=(ctx, user))
 if ss.pop(DONE, False):
-    st.success("Your password is changed. Use the new one the next time you sign in.")
+    st.success("Your password is changed. Use the new one the next time you sign in; "
+               "your other browsers and devices are signed out.")
 
 github_section(ctx, user)
 api_tokens_section(ctx, user)

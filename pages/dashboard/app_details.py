@@ -5,16 +5,22 @@ keeps the query parameter in step so the URL can be shared. Actions: open, favor
 and delete (each confirmed in a dialog that says what happens); links to the app's Logs,
 Settings and Analytics. The status and events run in a live fragment that refreshes while
 the app is in the oven.
+
+Memory usage: an Altair line of the app's memory over the chosen range (backend.usage: the
+supervisor samples each running app every `usage_sample_interval` s; long ranges come
+downsampled to at most 500 points, the line is the mean and the tooltip shows the peak)
+with its memory limit as a dashed rule. `memory_chart` is pure, so tests read its spec.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import altair as alt
 import streamlit as st
 
 from backend import apps as app_service
-from backend import favorites
+from backend import favorites, usage
 from backend.context import Context
 from backend.errors import NotFound
 from pages.dashboard import _actions as actions
@@ -86,9 +92,58 @@ def live_part(ctx: Context, user: Any, app_id: int) -> bool:
     return ui.is_busy(app)
 
 
+USAGE_RANGES = {"Last hour": 1.0, "Last 24 hours": 24.0, "Last 7 days": 24.0 * 7,
+                "Last 14 days": 24.0 * 14}
+USAGE_RANGE_KEY = "usage_range"
+MIB = 1 << 20
+
+
+def memory_chart(series: usage.UsageSeries) -> alt.LayerChart:
+    """Memory (MiB) over time, a line with points for tooltips, and the limit as a rule."""
+    rows = [{"at": p.at.isoformat(), "time": ui.exact_time(p.at),
+             "memory": round(p.memory_bytes / MIB, 1),
+             "peak": round(p.peak_memory_bytes / MIB, 1),
+             "limit": round(p.memory_limit_bytes / MIB)} for p in series.points]
+    x = alt.X("at:T", title="Time (UTC)", scale=alt.Scale(type="utc",
+              domain=[series.since.isoformat(), series.until.isoformat()]))
+    y = alt.Y("memory:Q", title="Memory (MiB)", scale=alt.Scale(zero=True))
+    tooltip = [alt.Tooltip("time:N", title="Time"), alt.Tooltip("memory:Q", title="MiB"),
+               alt.Tooltip("peak:Q", title="Peak MiB"), alt.Tooltip("limit:Q", title="Limit")]
+    data = alt.Data(values=rows)
+    line = alt.Chart(data).mark_line(color="#FF4B4B").encode(x=x, y=y)
+    points = alt.Chart(data).mark_point(color="#FF4B4B", size=18, filled=True).encode(
+        x=x, y=y, tooltip=tooltip)
+    limit = round(series.memory_limit_bytes / MIB)
+    rule = alt.Chart(alt.Data(values=[{"limit": limit, "label": f"Limit {limit} MiB"}])
+                     ).mark_rule(color="#808495", strokeDash=[6, 4]).encode(
+        y="limit:Q", tooltip=[alt.Tooltip("label:N", title="Memory limit")])
+    return alt.layer(line, points, rule).properties(height=260)
+
+
+def memory_section(ctx: Context, user: Any, app_id: int) -> None:
+    st.subheader("Memory usage")
+    choice = st.segmented_control("Range", list(USAGE_RANGES), default="Last 24 hours",
+                                  key=USAGE_RANGE_KEY, label_visibility="collapsed")
+    try:
+        series = usage.app_usage(ctx, user, app_id, USAGE_RANGES[choice or "Last 24 hours"])
+    except NotFound:
+        return
+    if not series.points:
+        st.caption("No memory samples in this range yet: they are taken while the app "
+                   "runs, every minute by default.")
+        return
+    st.altair_chart(memory_chart(series), width="stretch")
+    latest = series.points[-1]
+    st.caption(f"Latest: {latest.memory_bytes / MIB:,.0f} MiB of "
+               f"{latest.memory_limit_bytes / MIB:,.0f} MiB"
+               + (" · downsampled: each point is the mean of its interval"
+                  if series.downsampled else ""))
+
+
 ctx, user = ui.page_context()
 st.title("App details")
 app_id = ui.app_picker(ctx, user)
 if app_id is not None:
     ui.live("app_detail", lambda: live_part(ctx, user, app_id))
+    memory_section(ctx, user, app_id)
 actions.confirm_dialogs(ctx, user, after_delete=ui.MY_APPS)
