@@ -10,8 +10,10 @@ start) and, as soon as it is `building`, signals the leader:
 - `kill`: SIGKILL (the process is gone: a follower on the same host sees its pid gone,
   on PostgreSQL its advisory lock is free too), whatever `lease_seconds`;
 - `hang`: SIGSTOP (alive but silent, like a partitioned or frozen host): only the lease's
-  expiry lets a follower in; run for each `--lease` value. The stopped leader is then
-  killed.
+  expiry lets a follower in; run for each `--lease` value. Once the deploy is done the
+  stopped leader is resumed (SIGCONT): fenced, it must step down without touching the app
+  (`resumed_ok`: it logged the step-down and the app still runs exactly its one recorded
+  instance), and is then killed.
 
 Measured from the signal: `lease` (the follower holds the lease) and `deploy` (the app
 is running, served by the new leader, exactly one instance). Baseline: the same deploy on
@@ -46,6 +48,9 @@ from supervisor.leader import current_leader  # noqa: E402
 from supervisor.runtimes.process import free_port  # noqa: E402
 from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo  # noqa: E402
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_until  # noqa: E402
+from tests.test_e2e import instance_id, running_instances  # noqa: E402
+
+STEP_DOWN = "not the leader any more"  # supervisor/reconciler.py logs it on stepping down
 
 
 def _pg_database(server: str) -> str:
@@ -69,6 +74,23 @@ def _running(ctx, app_id: int) -> bool:  # type: ignore[no-untyped-def]
     if app is not None and app.state in ("build_failed", "crashed"):
         raise RuntimeError(f"app {app_id}: {app.state}: {app.state_reason}")
     return app is not None and app.state == "running"
+
+
+def _resume_steps_down(ctx, settings, sup: SupervisorProcess,  # type: ignore[no-untyped-def]
+                       app_id: int) -> bool:
+    """SIGCONT the frozen ex-leader: it must step down, and the app keep its one instance."""
+    assert sup.proc is not None
+    def steps_down() -> int:
+        return sup.log_path.read_text(errors="replace").count(STEP_DOWN)
+    seen = steps_down()
+    sup.proc.send_signal(signal.SIGCONT)
+    try:
+        wait_until(lambda: steps_down() > seen, 60, "the step-down")
+        one = running_instances(settings, app_id) == [instance_id(ctx, app_id)]
+        return one and _running(ctx, app_id)
+    except (AssertionError, RuntimeError) as e:
+        print(f"resumed leader: {e}", file=sys.stderr)
+        return False
 
 
 def scenario(root: Path, envs: Path, database_url: str, mode: str, lease: float,
@@ -96,6 +118,7 @@ def scenario(root: Path, envs: Path, database_url: str, mode: str, lease: float,
         return apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain=f"b{counter}").id
 
     out: dict[str, list[float]] = {"baseline_deploy": [], "lease": [], "deploy": []}
+    resumed_ok: list[bool] = []
     try:
         t0 = time.monotonic()  # warm-up (builds the environment once), then the baseline
         warm = deploy()
@@ -123,6 +146,7 @@ def scenario(root: Path, envs: Path, database_url: str, mode: str, lease: float,
                        interval=0.02)
             out["deploy"].append(time.monotonic() - start)
             if mode == "hang":
+                resumed_ok.append(_resume_steps_down(ctx, base, sups[leader], app_id))
                 proc.send_signal(signal.SIGKILL)
             proc.wait(30)
             sups[leader] = SupervisorProcess(sups[leader].settings, root / f"{leader}.log")
@@ -133,6 +157,7 @@ def scenario(root: Path, envs: Path, database_url: str, mode: str, lease: float,
                 sup.proc.send_signal(signal.SIGCONT)
             sup.stop()
     return {k: round(statistics.median(v), 3) for k, v in out.items()} | {
+        "resumed_ok": f"{sum(resumed_ok)}/{len(resumed_ok)}" if mode == "hang" else "",
         "rounds": rounds, "lease_seconds": lease, "mode": mode,
         "database": "postgresql" if database_url else "sqlite"}
 

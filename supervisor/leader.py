@@ -15,7 +15,14 @@ with a holder, an expiry and a fencing `epoch`. It works on SQLite and PostgreSQ
 - Fencing: the leader renews with `WHERE holder=me AND epoch=<mine>` at every reconcile
   pass, before it starts actions (`confirm()`); when that fails, or its own clock says
   the lease ran out without a renewal, it stops acting at once (the reconciler cancels its
-  workers and leaves instances running) and becomes a follower.
+  workers and leaves instances running) and becomes a follower. A leader frozen longer
+  than its lease (SIGSTOP, a VM pause) runs on when it wakes before any of that: so every
+  lifecycle write is fenced too (`Fence`, used by supervisor/lifecycle.py): its
+  transaction first checks `holder=me AND epoch=<mine>` and holds that row until it
+  commits (`SELECT … FOR SHARE` on PostgreSQL; `BEGIN IMMEDIATE` on SQLite, which
+  serialises writers), so a take-over is ordered strictly before or after it; a refused
+  write raises `Fenced`, and the action stops (and stops an instance it started but could
+  not record).
 - A new leader adopts what runs before acting (the reconciler's `adopt()`), so the
   instance the old leader started is kept, not started twice.
 
@@ -43,7 +50,7 @@ from datetime import datetime, timedelta, timezone
 import psutil
 from sqlalchemy import Connection, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from backend.context import Context
 from models import ClusterLease, ClusterNode, session_scope, utcnow
@@ -85,6 +92,39 @@ def process_gone(host: str, pid: int, started: float) -> bool:
         return False
 
 
+class Fenced(BaseException):
+    """Another node holds the lease at a newer epoch: this node's action must stop where it
+    is. A BaseException like asyncio.CancelledError, so that an action's catch-all
+    (`except Exception` → "build failed", an email) does not run for it: the app is the new
+    leader's now."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The lease as held by `node_id` at `epoch`: checked inside lifecycle writes."""
+    node_id: str
+    epoch: int
+
+    def check(self, session: Session, hold: bool = True) -> None:
+        """Raise Fenced unless the lease is still ours at our epoch. Call it first in the
+        write's transaction: with `hold`, the row stays locked until that transaction ends
+        (PostgreSQL: FOR SHARE, a take-over's UPDATE waits; SQLite: BEGIN IMMEDIATE, the
+        database's one writer), so no take-over commits between the check and the write."""
+        conn = session.connection()
+        query = select(ClusterLease.epoch).where(
+            ClusterLease.name == LEASE, ClusterLease.holder == self.node_id,  # type: ignore
+            ClusterLease.epoch == self.epoch)  # type: ignore[arg-type]
+        if hold and conn.dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
+        elif hold and conn.dialect.name == "sqlite" \
+                and not conn.connection.dbapi_connection.in_transaction:  # type: ignore
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite would begin at the first write
+        if conn.execute(query).first() is None:
+            log.warning("fenced: node=%s epoch=%s is not the leader any more; write refused",
+                        self.node_id, self.epoch)
+            raise Fenced(f"node {self.node_id} lost the lease of epoch {self.epoch}")
+
+
 class Leadership:
     """This process's view of the leader lease; `run()` keeps it up to date."""
 
@@ -107,6 +147,10 @@ class Leadership:
     @property
     def is_leader(self) -> bool:
         return self._held and time.monotonic() < self._deadline
+
+    def fence(self) -> Fence:
+        """The fence of our current term (lifecycle writes check it)."""
+        return Fence(self.me.node_id, self.epoch)
 
     # One step (blocking; run in a worker thread) -------------------------------------
     def _ensure_row(self) -> ClusterLease:

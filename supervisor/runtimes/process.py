@@ -81,6 +81,31 @@ def _process_alive(owner: dict[str, Any]) -> bool:
         return False
 
 
+def _wait_ended(pid: int, timeout: float) -> str | None:
+    """Wait (polling) until `pid` ended: "exited" (gone, or our child and now reaped),
+    "zombie" (ended, not reaped by its parent: psutil cannot wait for another process's
+    child, and a stopped parent never reaps it), None after `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    try:
+        proc = psutil.Process(pid)
+        while True:
+            try:
+                proc.wait(min(delay, max(deadline - time.monotonic(), 0)))  # reaps our child
+                return "exited"
+            except psutil.TimeoutExpired:
+                pass
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return "zombie"
+            if time.monotonic() >= deadline:
+                return None
+            delay = min(delay * 2, 0.1)
+    except psutil.NoSuchProcess:
+        return "exited"
+    except psutil.Error:
+        return None
+
+
 # The `.stcloud-builder` file of the environment being built by this task (ensure_env).
 _BUILD_MARKER: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "stcloud_build_marker", default=None)
@@ -463,7 +488,8 @@ class ProcessRuntime(Runtime):
     async def stop(self, app_id: int, state: dict[str, Any]) -> None:
         proc = self._process(state) if state else None
         if proc is not None:
-            await asyncio.to_thread(self._terminate_group, proc.pid)
+            how = await asyncio.to_thread(self._terminate_group, proc.pid)
+            log.info("app=%s pid=%s stopped how=%s", app_id, proc.pid, how)
         child = self._children.pop(state.get("pid", -1), None) if state else None
         if child is not None:
             child.poll()
@@ -476,21 +502,27 @@ class ProcessRuntime(Runtime):
                 path.unlink(missing_ok=True)
 
     @staticmethod
-    def _terminate_group(pid: int, grace: float = 5.0) -> None:
+    def _terminate_group(pid: int, grace: float = 5.0) -> str:
+        """SIGTERM the group (SIGKILL with no grace), wait up to `grace` s for its leader to
+        end, then SIGKILL what is left. Returns how it ended: "exited", "zombie" (it ended
+        but its parent has not reaped it: a supervisor that started it and is now frozen,
+        SIGSTOP; nothing is left to wait for), "killed" (the grace ran out), "gone"."""
         try:
             os.killpg(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
         except ProcessLookupError:
-            return
-        try:
-            psutil.Process(pid).wait(grace or 5.0)
-        except psutil.TimeoutExpired:
-            os.killpg(pid, signal.SIGKILL)
-        except psutil.Error:
-            pass
+            return "gone"
+        how = _wait_ended(pid, grace or 5.0)
+        if how is None:
+            how = "killed"
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:  # the group may hold children of the app
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        return how
 
     async def list(self) -> list[Instance]:
         await asyncio.to_thread(self.clean_stale_builds)  # list() runs at adoption

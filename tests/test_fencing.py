@@ -1,0 +1,244 @@
+"""Fencing of a leader that lost its lease while it could not notice (issue 11).
+
+- in process, two `Leadership` objects on one database (SQLite and PostgreSQL): leader A
+  starts an instance, B takes over before A records it; A's write is refused (`Fenced`),
+  A stops the instance it started, and the app row is exactly what B left. A's stop of the
+  instance saved on the row (B's by now) is refused too. A fenced write holds the lease
+  row until it commits, so no take-over lands between its check and its write;
+- the process runtime stops an app whose parent (the supervisor that started it) is
+  frozen with SIGSTOP without waiting out its grace: the exited, unreaped process (a
+  zombie) counts as ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlmodel import select
+
+from backend import apps, auth
+from backend.context import Context, open_context
+from backend.settings import Settings
+from models import App, AppEvent, ClusterLease, session_scope, utcnow
+from supervisor.leader import LEASE, Fenced, Leadership, Me, me
+from supervisor.lifecycle import Lifecycle
+from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status,
+                                      Usage)
+from supervisor.runtimes.process import ProcessRuntime
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_ctx(request, settings: Settings) -> Context:  # type: ignore[no-untyped-def]
+    url = "" if request.param == "sqlite" else request.getfixturevalue("new_postgres_database")()
+    return open_context(dataclasses.replace(settings, database_url=url, lease_seconds=30))
+
+
+def _node(name: str) -> Me:
+    m = me()
+    return Me(name, m.host, m.pid, m.pid_started)  # this live process: never "gone"
+
+
+def _expire(ctx: Context) -> None:
+    """The holder stopped renewing (frozen): its lease runs out."""
+    with session_scope(ctx.engine) as s:
+        row = s.get(ClusterLease, LEASE)
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        s.add(row)
+
+
+class GatedRuntime(Runtime):
+    """Records starts and stops; `start` waits for `gate` (the leader "frozen" mid-start)."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.started: list[dict[str, Any]] = []
+        self.stopped: list[dict[str, Any]] = []
+
+    async def ensure_env(self, spec: EnvSpec, log: Any) -> EnvRef:
+        return EnvRef("h", "3.11", "/nowhere", reused=True)
+
+    async def start(self, app: AppSpec, env: EnvRef) -> Instance:
+        self.entered.set()
+        await self.gate.wait()
+        state = {"pid": 1000 + len(self.started)}
+        self.started.append(state)
+        return Instance(app.app_id, ("127.0.0.1", 9), state, app.generation)
+
+    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
+        self.stopped.append(state)
+
+    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
+        return Status("running")
+
+    async def list(self) -> list[Instance]:
+        return []
+
+    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
+        return None
+
+
+def _starting_app(ctx: Context, tmp_path: Path) -> App:
+    auth.ensure_first_admin(ctx)
+    user = auth.get_user(ctx, ctx.settings.admin_username)
+    view = apps.deploy_app(ctx, user, repo_url=str(tmp_path / "owner" / "repo.git"),
+                           subdomain="fenced")
+    with session_scope(ctx.engine) as s:
+        app = s.get(App, view.id)
+        app.state, app.runtime_state = "starting", "{}"
+        s.add(app)
+    return app
+
+
+def _row(ctx: Context, app_id: int) -> tuple[str, str, int]:
+    with session_scope(ctx.engine) as s:
+        app = s.get(App, app_id)
+        events = len(s.exec(select(AppEvent).where(AppEvent.app_id == app_id)).all())
+        return app.state, app.runtime_state, events
+
+
+def test_a_leader_fenced_mid_start_records_nothing_and_stops_its_instance(
+        db_ctx: Context, tmp_path: Path) -> None:
+    ctx = db_ctx
+    a, b = Leadership(ctx, _node("a")), Leadership(ctx, _node("b"))
+    assert a.step()
+    app = _starting_app(ctx, tmp_path)
+    runtime = GatedRuntime()
+    lc_a = Lifecycle(ctx, runtime)
+    lc_a.fence = a.fence()
+    lc_a.note(app.id, "A leads and may write")  # a fenced write that passes
+
+    async def scenario() -> None:
+        action = asyncio.create_task(lc_a.start_and_wait(app, EnvRef("h", "3.11", "/x")))
+        await asyncio.wait_for(runtime.entered.wait(), 30)  # A is inside runtime.start
+        # A is "frozen" there: its lease runs out and B takes over and records its own.
+        _expire(ctx)
+        assert b.step() and b.epoch == a.epoch + 1
+        lc_b = Lifecycle(ctx, GatedRuntime())
+        lc_b.fence = b.fence()
+        lc_b.save_instance(app.id, Instance(app.id, ("127.0.0.1", 8), {"pid": 7}))
+        lc_b.transition(app.id, "running", "Serving (B)")
+        before = _row(ctx, app.id)
+        runtime.gate.set()  # A wakes up and goes on with its action
+        with pytest.raises(Fenced):
+            await asyncio.wait_for(action, 30)
+        assert runtime.stopped == runtime.started == [{"pid": 1000}], \
+            "A stopped the instance it started and could not record"
+        assert _row(ctx, app.id) == before, "A wrote nothing: B's instance and state stand"
+        assert app.id not in lc_a.instances and lc_a.unrecorded == []
+
+        # A's next step would stop the instance saved on the row (B's): refused too.
+        with pytest.raises(Fenced):
+            await lc_a.stop_instance(app.id)
+        assert runtime.stopped == [{"pid": 1000}], "B's instance was not touched"
+        with pytest.raises(Fenced):
+            lc_a.transition(app.id, "crashed", "A thinks it crashed")
+        assert _row(ctx, app.id) == before
+    asyncio.run(scenario())
+    b.release()
+    a.release()
+
+
+def test_a_fenced_write_holds_the_lease_until_it_commits(db_ctx: Context,
+                                                         tmp_path: Path) -> None:
+    """No take-over commits between a write's fence check and the write itself."""
+    ctx = db_ctx
+    a = Leadership(ctx, _node("a"))
+    assert a.step()
+    app = _starting_app(ctx, tmp_path)
+    lc = Lifecycle(ctx, GatedRuntime())
+    lc.fence = a.fence()
+    url = ctx.engine.url.render_as_string(hide_password=False)
+    with lc._write() as s:
+        s.get(App, app.id)  # checked: the lease row is held until this transaction ends
+        if ctx.engine.dialect.name == "postgresql":
+            other = create_engine(url)
+            try:
+                with pytest.raises(OperationalError, match="lock"):
+                    with other.begin() as conn:  # a take-over's compare-and-set
+                        conn.execute(text("SET LOCAL lock_timeout = '50ms'"))
+                        conn.execute(text("UPDATE cluster_lease SET epoch = epoch + 1"))
+            finally:
+                other.dispose()
+        else:
+            other = sqlite3.connect(url.split("///", 1)[1], timeout=0)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("UPDATE cluster_lease SET epoch = epoch + 1")
+            finally:
+                other.close()
+    with session_scope(ctx.engine) as s:
+        assert s.get(ClusterLease, LEASE).epoch == a.epoch
+    a.release()
+
+
+# The process runtime: an app whose parent is frozen -----------------------------------
+PARENT = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True)
+print(child.pid, flush=True)
+child.wait()
+"""
+# Ends on SIGTERM after saying so (the graceful path, not the SIGKILL after the grace).
+CHILD = """
+import pathlib, signal, sys, time
+def term(*_):
+    pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "term").write_text("TERM")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_process_runtime_stops_an_app_of_a_frozen_supervisor_without_the_grace(
+        settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    marker = tmp_path / "term"
+    child_src = CHILD.replace('sys.argv[1] if len(sys.argv) > 1 else "term"', repr(str(marker)))
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, child_src], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        pid = int(parent.stdout.readline())  # type: ignore[union-attr]
+        child = psutil.Process(pid)
+        deadline = time.monotonic() + 30
+        while child.status() != psutil.STATUS_SLEEPING or not _handler_set(pid):
+            assert time.monotonic() < deadline, "the app did not come up"
+            time.sleep(0.02)  # polling the child's state, with a deadline
+        os.kill(parent.pid, signal.SIGSTOP)  # the supervisor that started it is frozen
+        state = {"pid": pid, "create_time": child.create_time(), "port": 1}
+        runtime = ProcessRuntime(settings)
+        runtime._write_state(7, state)
+        with caplog.at_level(logging.INFO, logger="supervisor.runtimes.process"):
+            asyncio.run(runtime.stop(7, state))
+        assert marker.read_text() == "TERM", "ended by SIGTERM"
+        assert f"pid={pid} stopped how=zombie" in caplog.text, caplog.text
+        assert not runtime._state_files(7), "its state file is gone"
+        assert asyncio.run(runtime.poll(7, state)).kind == "exited"
+    finally:
+        os.kill(parent.pid, signal.SIGCONT)
+        parent.kill()
+        parent.wait(30)
+
+
+def _handler_set(pid: int) -> bool:
+    """Has the child installed its SIGTERM handler (its SigCgt mask has bit 15)?"""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(line for line in f if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
