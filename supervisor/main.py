@@ -26,7 +26,7 @@ from backend.platform import PlatformInfo, write_platform
 from backend.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.dashboard import DashboardProcess
-from supervisor.leader import Leadership, NodeRegistry, me
+from supervisor.leader import Fenced, Leadership, NodeRegistry, me
 from supervisor.proxy import start_proxy
 from supervisor.reconciler import Reconciler
 from supervisor.routes import RouteTable
@@ -95,10 +95,15 @@ async def serve(settings: Settings) -> int:
     leadership = Leadership(ctx, node)
     reconciler = Reconciler(ctx, runtime, routes, on_pass=heartbeat, leader=leadership)
     leadership.on_change = lambda leading: reconciler.wake()
-    if await leadership.step_once():
-        await reconciler.adopt()
-        reconciler.active = True
-    else:
+    leading = await leadership.step_once()
+    if leading:
+        try:
+            await reconciler.adopt()
+            reconciler.active = True
+        except Fenced:  # lost the lease during the first adoption: start as a follower
+            log.warning("node=%s lost the lease during start-up adoption", node.node_id)
+            leading = False
+    if not leading:
         await asyncio.to_thread(reconciler._refresh_routes)
     lease_task = asyncio.create_task(leadership.run(), name="lease")
     role = f"{node.node_id} ({'leader' if reconciler.active else 'follower'})"

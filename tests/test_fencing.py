@@ -242,3 +242,29 @@ def _handler_set(pid: int) -> bool:
     with open(f"/proc/{pid}/status") as f:
         caught = next(line for line in f if line.startswith("SigCgt:"))
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_a_late_env_build_does_not_replace_the_one_another_builder_finished(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resumed (fenced) leader finishing a build must not swap out the environment the new
+    leader built meanwhile, which apps may already run from: its own copy is discarded."""
+    from supervisor.runtimes import process as process_runtime
+    runtime = process_runtime.ProcessRuntime(settings)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "requirements.txt").write_text("streamlit==1.67.0\n")
+    spec = EnvSpec.from_checkout(checkout, settings.default_python, settings.default_streamlit)
+    final = settings.envs_path / spec.dep_hash
+    assert not final.exists()
+
+    async def racing_build(spec_: EnvSpec, interpreter: str, venv: Path, log: Any) -> None:
+        (venv / "built-by").write_text("late builder")
+        final.mkdir(parents=True)  # meanwhile the other builder finished
+        (final / "built-by").write_text("first builder")
+        (final / process_runtime.READY_MARKER).write_text(spec_.dep_hash)
+
+    monkeypatch.setattr(runtime, "_build", racing_build)
+    env = asyncio.run(runtime.ensure_env(spec, lambda line: None))
+    assert Path(env.location) == final
+    assert (final / "built-by").read_text() == "first builder"
+    assert not list(settings.envs_path.glob(f"{spec.dep_hash}.building-*"))

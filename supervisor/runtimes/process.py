@@ -230,9 +230,14 @@ class ProcessRuntime(Runtime):
                 (tmp / BUILDER_MARKER).write_text(json.dumps(_builder_identity()))
                 await self._build(spec, interpreter, tmp, log)
                 (tmp / READY_MARKER).write_text(dep_hash)
-                if final.exists():  # left over from an interrupted build: not ready
-                    shutil.rmtree(final)
-                os.rename(tmp, final)
+                if (final / READY_MARKER).exists():
+                    # Another builder sharing envs_dir (another supervisor, or the leader
+                    # that took over from us) finished first and apps may run from it.
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    if final.exists():  # left over from an interrupted build: not ready
+                        shutil.rmtree(final)
+                    os.rename(tmp, final)
                 _BUILD_MARKER.reset(marker_token)
             except BaseException as exc:
                 _BUILD_MARKER.reset(marker_token)
