@@ -1,10 +1,12 @@
 """Bounded load test: many viewers across many apps through the proxy, against the same load
 sent straight to the apps (the baseline, measured in the same run), plus a few dashboard
-users; the supervisor's own memory sampled the whole time.
+users in both phases (straight to the dashboard's port in the baseline); the supervisor's
+own memory and CPU sampled the whole time.
 
-A viewer is a browser stand-in: it loads the app page (GET /, "page load"), opens a real
-Streamlit session on `/_stcore/stream` and runs the script ("session open": websocket
-connect → first `script_finished`), then reruns it every `rerun_every` s and reloads
+A viewer is a browser stand-in: it loads the app page (GET / with a browser's Accept, so
+the proxy's page path runs: "page load"), opens a real Streamlit session on
+`/_stcore/stream` and runs the script ("session open": websocket connect → first
+`script_finished`), then reruns it every `rerun_every` s and reloads
 (closes, GET /, new session) every `reload_every` s, until the end. Viewers start at
 `ramp` per second, because Streamlit itself opens only ~6–13 new sessions/s on 2 cores
 (docs/benchmarks.md). A dashboard user GETs the dashboard and opens a dashboard session
@@ -12,6 +14,11 @@ every few seconds. Errors: any non-200, failed websocket, session without `new_s
 script that does not finish within 30 s.
 
     .venv/bin/python bench/load.py [--apps 20 --viewers 200 --duration 60 --ramp 8]
+                                   [--dashboard-users 3 --rounds 2]
+
+Each phase is `duration` s; with `--rounds 2` (default) they run direct, proxy, proxy,
+direct, and each side's samples are pooled, so drift of the shared machine during the run
+weighs on both alike (counts are then per two phases).
 
 Writes bench/results/load.json and prints the tables of docs/reliability.md.
 """
@@ -45,6 +52,10 @@ STREAM_PATH = "/_stcore/stream"
 RERUN = rerun_message()
 EARLY = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_EARLY_FOR_RERUN")
 SCRIPT_TIMEOUT = 30.0
+# A browser's navigation Accept: through the proxy the GET takes the page path (identity,
+# the overlay injected, the visitor cookie), not the asset path. No Sec-Fetch-* and no
+# Upgrade-Insecure-Requests, so the once-per-browser silent sign-in bounce is not measured.
+PAGE_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 APP_PAGE = "import streamlit as st\nst.title('Load')\nst.write(sum(range(1000)))\n"
 
 
@@ -64,6 +75,11 @@ class LoadStats:
     dashboard: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sessions: int = 0
+
+    def merge(self, other: LoadStats) -> None:
+        for name in ("page_load", "session_open", "rerun", "dashboard", "errors"):
+            getattr(self, name).extend(getattr(other, name))
+        self.sessions += other.sessions
 
     @property
     def requests(self) -> int:
@@ -102,8 +118,8 @@ async def _script_finished(ws: aiohttp.ClientWebSocketResponse) -> bool:
 async def _page(http: aiohttp.ClientSession, target: Target, stats_list: list[float],
                 stats: LoadStats, what: str) -> None:
     start = time.monotonic()
-    async with http.get(f"http://127.0.0.1:{target.port}/",
-                        headers={"Host": target.host}) as resp:
+    async with http.get(f"http://127.0.0.1:{target.port}/", headers={
+            "Host": target.host, "Accept": PAGE_ACCEPT}) as resp:
         await resp.read()
         if resp.status != 200:
             raise ConnectionError(f"{what} GET / -> {resp.status}")
@@ -188,17 +204,25 @@ class RssSampler:
         self.proc = psutil.Process(pid)
         self.interval = interval
         self.samples: list[tuple[float, float]] = []
+        self.cpu: list[float] = []  # % of one core over each interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._t0 = time.monotonic()
 
     def _run(self) -> None:
+        last = None
         while not self._stop.is_set():
             try:
                 rss = self.proc.memory_info().rss / 2**20
+                times = self.proc.cpu_times()
             except psutil.Error:
                 return
-            self.samples.append((time.monotonic() - self._t0, rss))
+            now = time.monotonic()
+            busy = times.user + times.system
+            if last is not None:
+                self.cpu.append(100.0 * (busy - last[1]) / max(1e-6, now - last[0]))
+            last = (now, busy)
+            self.samples.append((now - self._t0, rss))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -241,7 +265,8 @@ def main() -> None:
     from backend.settings import load_settings
     from supervisor.runtimes.process import free_port
     from tests.conftest import CACHE_ROOT, GitRepo
-    from tests.supervisor_harness import SupervisorProcess, wait_for_state
+    from supervisor.routes import dashboard_addresses
+    from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", type=int, default=20)
@@ -249,6 +274,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--ramp", type=float, default=8.0, help="new viewers per second")
     parser.add_argument("--dashboard-users", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="2: phases in ABBA order (direct, proxy, proxy, direct)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stcloud-load-"))
@@ -273,23 +300,45 @@ def main() -> None:
         proxied = [Target(settings.port, f"load{i}.localhost:{settings.port}")
                    for i in range(args.apps)]
         dash = Target(settings.port, f"localhost:{settings.port}")
+        # The baseline carries the same dashboard users, straight to the dashboard's own
+        # port: both phases then load the machine alike (the dashboard's Streamlit process
+        # is one of the busiest), and only the proxy hop differs.
+        dash_address = wait_until(lambda: dashboard_addresses(ctx)[0], 60,
+                                  "the dashboard address", sup)
+        dash_direct = Target(dash_address[1], f"{dash_address[0]}:{dash_address[1]}")
         print(f"{args.apps} apps running; load: {args.viewers} viewers, {args.duration:.0f} s,"
               f" ramp {args.ramp}/s", flush=True)
-        base = asyncio.run(run_load(direct, args.viewers, args.duration, args.ramp))
-        results["direct"] = summary(base)
-        print("direct:", json.dumps(results["direct"]), flush=True)
-        with RssSampler(sup.proc.pid) as rss:  # type: ignore[union-attr]
-            ours = asyncio.run(run_load(proxied, args.viewers, args.duration, args.ramp,
-                                        dashboard=dash,
+        def phase(proxy: bool) -> LoadStats:
+            if proxy:
+                return asyncio.run(run_load(proxied, args.viewers, args.duration, args.ramp,
+                                            dashboard=dash,
+                                            dashboard_users=args.dashboard_users))
+            return asyncio.run(run_load(direct, args.viewers, args.duration, args.ramp,
+                                        dashboard=dash_direct,
                                         dashboard_users=args.dashboard_users))
+
+        # Phases in ABBA order (direct, proxy, proxy, direct) with --rounds 2: the shared
+        # machine's drift during the run then weighs on both sides alike.
+        base, ours = LoadStats(), LoadStats()
+        base.merge(phase(False))
+        print("direct:", json.dumps(summary(base)), flush=True)
+        with RssSampler(sup.proc.pid) as rss:  # type: ignore[union-attr]
+            for _ in range(args.rounds):
+                ours.merge(phase(True))
+                print("proxy:", json.dumps(summary(ours)), flush=True)
+        for _ in range(args.rounds - 1):
+            base.merge(phase(False))
+            print("direct:", json.dumps(summary(base)), flush=True)
+        results["direct"] = summary(base)
         results["proxy"] = summary(ours)
         warmup = args.viewers / args.ramp  # the ramp is the warm-up
         first, last, ratio = rss.flatness(warmup)
         results["supervisor_rss"] = {"samples": rss.samples, "first10_mib": first,
                                      "last10_mib": last, "ratio": ratio,
-                                     "max_mib": max(m for _, m in rss.samples)}
+                                     "max_mib": max(m for _, m in rss.samples),
+                                     "cpu_mean_pct": statistics.fmean(rss.cpu or [0.0]),
+                                     "cpu_max_pct": max(rss.cpu or [0.0])}
         results["errors_sample"] = (base.errors + ours.errors)[:20]
-        print("proxy:", json.dumps(results["proxy"]), flush=True)
         print_tables(results)
     finally:
         sup.stop()
@@ -313,10 +362,13 @@ def print_tables(results: dict) -> None:  # type: ignore[type-arg]
         for q in ("p50", "p99"):
             a, b = d[f"{key}_{q}_ms"], p[f"{key}_{q}_ms"]
             print(f"| {label} {q} | {a:.1f} ms | {b:.1f} ms | {b / a:.2f}× |")
-    print(f"| dashboard (page + session) p50 / p99 | – | {p['dashboard_p50_ms']:.0f} / "
-          f"{p['dashboard_p99_ms']:.0f} ms | |")
+    print(f"| dashboard (page + session) p50 / p99 | {d['dashboard_p50_ms']:.0f} / "
+          f"{d['dashboard_p99_ms']:.0f} ms | {p['dashboard_p50_ms']:.0f} / "
+          f"{p['dashboard_p99_ms']:.0f} ms | "
+          f"{p['dashboard_p50_ms'] / d['dashboard_p50_ms']:.2f}× |")
     print(f"\nsupervisor RSS: first 10 s after warm-up {r['first10_mib']:.1f} MiB, last 10 s "
-          f"{r['last10_mib']:.1f} MiB ({r['ratio']:.2f}×), max {r['max_mib']:.1f} MiB")
+          f"{r['last10_mib']:.1f} MiB ({r['ratio']:.2f}×), max {r['max_mib']:.1f} MiB; "
+          f"supervisor CPU mean {r['cpu_mean_pct']:.0f}% of a core, max {r['cpu_max_pct']:.0f}%")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """The route table (like JupyterHub's Proxy contract): subdomain -> (state, address).
 
+An instance with several replicas (swarm_replicas > 1) has every replica's address in
+`Route.addresses` (from the saved instance state); the proxy keeps each browser on one of
+them (sticky sessions, supervisor/proxy/sticky.py).
+
 Written by the supervisor (the reconciler publishes every app after each pass and after
 each transition), read by the proxy. The proxy never decides lifecycle from it: it
 forwards to `address` when the state is `running`, and shows one of our own pages
@@ -40,10 +44,20 @@ class Route:
     reason: str = ""  # the last transition's reason, for our pages
     visibility: str = "public"
     workspace_id: int = 0
+    # Every replica's address when the instance has several (swarm_replicas > 1; the proxy
+    # pins each browser to one, supervisor/proxy/sticky.py); empty means just `address`.
+    addresses: tuple[tuple[str, int], ...] = ()
 
     @property
     def serving(self) -> bool:
         return self.state in SERVING_STATES and self.address is not None
+
+    @property
+    def upstreams(self) -> tuple[tuple[str, int], ...]:
+        """Where the proxy may send this app's requests: every replica, else `address`."""
+        if self.addresses:
+            return self.addresses
+        return (self.address,) if self.address is not None else ()
 
 
 class RouteTable:
@@ -69,17 +83,31 @@ class RouteTable:
         return list(self._routes.values())
 
 
-def _address(app: App) -> tuple[str, int] | None:
+def _addresses(app: App) -> tuple[tuple[str, int] | None, tuple[tuple[str, int], ...]]:
+    """(address, every replica's address) of the saved instance: `address` is what the
+    engine returned from start; the instance state's "addresses" lists every task of a
+    swarm service (runtimes/swarm.py), kept only when there are several."""
     try:
-        addr = json.loads(app.runtime_state or "{}").get("address")
-    except ValueError:
-        return None
-    return (addr[0], int(addr[1])) if addr else None
+        blob = json.loads(app.runtime_state or "{}")
+        addr = blob.get("address")
+        address = (str(addr[0]), int(addr[1])) if addr else None
+    except (ValueError, TypeError, IndexError, AttributeError):
+        return None, ()
+    try:
+        state = blob.get("instance")
+        listed = state.get("addresses") if isinstance(state, dict) else None
+        every = tuple((str(a[0]), int(a[1])) for a in listed or ())
+    except (ValueError, TypeError, IndexError):
+        every = ()
+    if address is None or len(every) < 2:
+        return address, ()
+    return address, every
 
 
 def route_for(app: App) -> Route:
+    address, every = _addresses(app) if app.state == "running" else (None, ())
     return Route(app_id=app.id, subdomain=app.subdomain, state=app.state,  # type: ignore[arg-type]
-                 address=_address(app) if app.state == "running" else None,
+                 address=address, addresses=every,
                  reason=app.state_reason, visibility=app.visibility,
                  workspace_id=app.workspace_id)
 

@@ -4,12 +4,14 @@ See `server.py` for the whole picture. Order of a request here: reserved paths
 (`/__stcloud/...`, never forwarded to the app) → unknown subdomain (404 page) → the hot
 path (an asset of a public app: forwarded with our cookies stripped, nobody's identity
 needed) → identity → private-app check or the silent sign-in check → forwarded (with the
-overlay, the visitor cookie and the view event) or our page for the app's state.
+overlay, the visitor cookie and the view event) or our page for the app's state. An app
+with several replicas keeps each browser on one of them (`sticky.py`).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,7 +20,9 @@ from backend import identity
 from supervisor.proxy import cookies, inject, pages, state_pages
 from supervisor.proxy.access import Visitor
 from supervisor.proxy.endpoints import PROGRESS_STATES
-from supervisor.proxy.forward import PLAIN, Forwarding, UpstreamUnavailable, websocket_protocols
+from supervisor.proxy.forward import (
+    PLAIN, Forwarding, UpstreamTimeout, UpstreamUnavailable, websocket_protocols,
+)
 from supervisor.routes import OVEN_STATES, Route
 
 if TYPE_CHECKING:
@@ -134,13 +138,39 @@ class AppHost:
     async def _forward_app(self, request: web.Request, route: Route,
                            how: Forwarding) -> web.StreamResponse:
         assert route.address is not None
-        try:
-            return await self.proxy._forward(request, route.address, how)
-        except UpstreamUnavailable as exc:
-            log.warning("upstream_unavailable app=%s host=%s path=%s upstream=%s:%s "
-                        "error=%s", route.app_id, route.subdomain, request.path,
-                        *route.address, exc)
-            return pages.not_answering_page(route, self.settings)
+        upstreams = route.upstreams
+        if len(upstreams) < 2:
+            try:
+                return await self.proxy._forward(request, route.address, how)
+            except UpstreamUnavailable as exc:
+                self._unavailable(request, route, route.address, exc)
+                return pages.not_answering_page(route, self.settings)
+        # Several replicas: keep the browser on one (sticky.py).
+        sticky = self.proxy.sticky
+        address, pin = sticky.pick(request, route)
+        base = how.set_cookies
+        how = replace(how, strip_cookies=how.strip_cookies | {cookies.AFFINITY_COOKIE},
+                      set_cookies=(*base, pin) if pin else base)
+        tried = {address}
+        while True:
+            try:
+                with sticky.track(address):
+                    return await self.proxy._forward(request, address, how)
+            except UpstreamUnavailable as exc:
+                self._unavailable(request, route, address, exc)
+                retry = None
+                if request.method in ("GET", "HEAD") and not isinstance(exc, UpstreamTimeout):
+                    retry = sticky.choose(upstreams, exclude=tried)
+                if retry is None:
+                    return pages.not_answering_page(route, self.settings)
+                address = retry
+                tried.add(address)
+                how = replace(how, set_cookies=(*base, sticky.cookie(route, address)))
+
+    def _unavailable(self, request: web.Request, route: Route, address: tuple[str, int],
+                     exc: Exception) -> None:
+        log.warning("upstream_unavailable app=%s host=%s path=%s upstream=%s:%s "
+                    "error=%s", route.app_id, route.subdomain, request.path, *address, exc)
 
     # Reserved paths ----------------------------------------------------------------------
     async def _reserved_app(self, request: web.Request, sub: str, route: Route | None,

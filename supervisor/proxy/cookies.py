@@ -2,9 +2,10 @@
 
 Hosted apps are untrusted (DESIGN.md, Security): they never see our cookies, and cannot
 set them. Requests forwarded to an app (or to the panel process) lose `stcloud_session`,
-`stcloud_visitor`, `stcloud_dashboard`, `stcloud_csrf` and `stcloud_return` from their
-`Cookie` headers; `Set-Cookie` headers for those names are dropped from app responses. The
-app's own cookies pass both ways untouched. The dashboard keeps `stcloud_dashboard` (it is
+`stcloud_visitor`, `stcloud_dashboard`, `stcloud_csrf`, `stcloud_return` and
+`stcloud_affinity` (the replica pin, `sticky.py`) from their `Cookie` headers;
+`Set-Cookie` headers for those names are dropped from app responses. The app's own
+cookies pass both ways untouched. The dashboard keeps `stcloud_dashboard` (it is
 the dashboard's own sign-in cookie) and loses the rest.
 
 Cookie headers are filtered textually, pair by pair, so values we do not understand are
@@ -21,8 +22,9 @@ from multidict import CIMultiDict
 from backend.identity import DASHBOARD_COOKIE, OUR_COOKIES
 
 _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9._~-]*$")
-APP_STRIP = OUR_COOKIES
-DASHBOARD_STRIP = OUR_COOKIES - {DASHBOARD_COOKIE}
+AFFINITY_COOKIE = "stcloud_affinity"  # which replica serves this browser (sticky.py)
+APP_STRIP = OUR_COOKIES | {AFFINITY_COOKIE}
+DASHBOARD_STRIP = APP_STRIP - {DASHBOARD_COOKIE}
 
 
 def strip_cookie_header(value: str, names: frozenset[str]) -> str:

@@ -335,6 +335,8 @@ async def forward_websocket(request: web.Request, address: tuple[str, int],
     client = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=True,
         autoping=True, heartbeat=None, max_msg_size=0, compress=False, decode_text=False)
+    for value in how.set_cookies:  # e.g. the replica pin of a client that had none
+        client.headers.add("Set-Cookie", value)
     try:
         await client.prepare(request)
     except BaseException:

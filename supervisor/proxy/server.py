@@ -63,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 
 import aiohttp
 from aiohttp import web
@@ -79,6 +80,7 @@ from supervisor.proxy.forward import (
     forward_websocket,
 )
 from supervisor.proxy.signin import SignIn
+from supervisor.proxy.sticky import Sticky
 from supervisor.routes import RouteTable
 
 log = logging.getLogger("supervisor.proxy")
@@ -131,6 +133,10 @@ class Proxy:
         self.closing = False
         self._hosts: dict[str, tuple[str, str]] = {}
         self.services = Services(self, ctx) if ctx is not None else None
+        # Sticky sessions for apps with several replicas; without a backend context the
+        # pin is signed with a key of this process only.
+        self.sticky = Sticky(self.services.access.key if self.services else os.urandom(32),
+                             secure=self.scheme == "https")
         self.app_host = AppHost(self)
 
     # Host classification -----------------------------------------------------------
