@@ -10,8 +10,8 @@ is defined twice. What differs:
   name of docker.py), with the same labels on the service (what `list()` adopts by). Task
   containers are labelled `stcloud.component=app-task`, so DockerRuntime never adopts them.
 - Replicas: `swarm_replicas` (default 1). Every task's address is in `Instance.state
-  ["addresses"]`; `Instance.address` is the first. More than one replica needs the proxy to
-  pin a Streamlit session to one address (sticky sessions; docs/docker.md, "Swarm").
+  ["addresses"]`; `Instance.address` is the first. With more than one replica the proxy
+  pins a browser to one address (sticky sessions: supervisor/proxy/sticky.py).
 - Restarts belong to the supervisor (crash backoff, `crashed`, `over_limit`): the restart
   policy is `none`, a task that ends stays ended and `poll` reports it. With several
   replicas, one ended task makes `poll` report that task, and the supervisor restarts the
