@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import gzip
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
@@ -385,7 +386,6 @@ def test_silent_check_and_return_after_sign_in(ctx) -> None:  # type: ignore[no-
         # The marker is checked again on a page load from another site (e.g. "Open app" on
         # the dashboard, after signing in there), once it is older than a few seconds.
         key = identity.server_key(env.ctx)
-        import time
         old = identity.session_cookie(key, 0, "", "hello", now=time.time() - 60)
         for cookie, site, bounced in ((old, "cross-site", True), (old, "same-origin", False),
                                       (marker, "cross-site", False)):
@@ -475,6 +475,31 @@ def test_panel_gets_a_signed_identity_that_clients_cannot_forge(ctx) -> None:  #
 
 
 # Private apps --------------------------------------------------------------------------------
+def test_password_change_signs_out_app_host_sessions(ctx) -> None:  # type: ignore
+    """A session cookie issued before its user's password change no longer signs in on app
+    hosts (another browser, or a stolen cookie); one issued after does."""
+    from backend import auth
+
+    async def scenario(env: Env) -> None:
+        route = env.routes.get("hello")
+        env.routes.set(dataclasses.replace(route, visibility="private"))
+        with session_scope(env.ctx.engine) as s:
+            s.get(App, env.app_id).visibility = "private"
+        key = identity.server_key(env.ctx)
+        before = {identity.SESSION_COOKIE: identity.session_cookie(
+            key, env.dev.id, env.dev.username, "hello", now=time.time() - 30)}
+        auth.reset_password(env.ctx, env.dev.username, "a-new-password-123")
+        async with env.request("GET", "/", page=True, cookies=before) as r:
+            assert r.status == 302, "the old session must not sign in any more"
+            assert URL(r.headers["Location"]).path == "/__stcloud/login"
+        after = {identity.SESSION_COOKIE: identity.session_cookie(
+            key, env.dev.id, env.dev.username, "hello", now=time.time() + 2)}
+        async with env.request("GET", "/", page=True, cookies=after) as r:
+            assert r.status == 200
+
+    run(ctx, scenario)
+
+
 def test_private_app_refusal_and_admission(ctx, monkeypatch) -> None:  # type: ignore
     from backend import sharing
     calls = []

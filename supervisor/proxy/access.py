@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import favorites, identity, sharing
+from backend import auth, favorites, identity, sharing
 from backend.context import Context
 from backend.workspaces import role_in
 from models import User, session_scope
@@ -100,6 +100,10 @@ class Access:
             user = await self.user(session.user_id)
             if user is not None and user.username != session.username:
                 user = None  # the id was reused by another account
+            # A password change signs out every session issued before it (the cookie's
+            # issue time is in whole seconds: one second of grace).
+            if user is not None and not auth.session_is_current(user, session.issued + 1):
+                user = None
         visitor_id = request.cookies.get(identity.VISITOR_COOKIE)
         return Visitor(session, user, visitor_id if identity.valid_visitor_id(visitor_id)
                        else None)
