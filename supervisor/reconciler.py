@@ -303,9 +303,10 @@ class Reconciler:
                 pass
 
     async def reconcile_once(self) -> None:
-        apps = self._load_apps()
+        # Database reads in a worker thread: the proxy shares this event loop.
+        apps = await asyncio.to_thread(self._load_apps)
         self._refresh_routes(apps)
-        pending = load_requests(self.ctx)
+        pending = await asyncio.to_thread(load_requests, self.ctx)
         for app in apps:
             task = self._tasks.get(app.id)  # type: ignore[arg-type]
             if task is not None and not task.done():
@@ -320,8 +321,8 @@ class Reconciler:
             del self._tasks[app_id]
         known = {a.id for a in apps}
         for app_id in [i for i in pending if i not in known]:  # the app was deleted
-            forget_requests(self.ctx, app_id, ("sync", "sleep"),
-                            max(i for i, _ in pending[app_id].values()))
+            await asyncio.to_thread(forget_requests, self.ctx, app_id, ("sync", "sleep"),
+                                    max(i for i, _ in pending[app_id].values()))
 
     async def _guarded(self, app_id: int, action: Any) -> None:
         try:

@@ -456,12 +456,9 @@ class ProcessRuntime(Runtime):
         if not state.get("pid"):
             return Status("missing")
         pid = state["pid"]
-        group = self._cgroup(state)
-        proc = self._process(state)
+        # /proc and cgroup reads in a worker thread: the proxy shares this event loop.
+        group, proc, over = await asyncio.to_thread(self._inspect, state)
         if proc is not None:
-            watchdog = group is None and self.memory_mode == "watchdog"
-            over = (group is not None and group.oom_kills() > 0) or \
-                (watchdog and self._over_limit(proc, state))
             if not over:
                 return Status("running")
             # The kernel killed a process of the tree (or the watchdog caught it over the
@@ -478,6 +475,17 @@ class ProcessRuntime(Runtime):
                 (group is not None and group.oom_kills() > 0):
             return Status("oom", code)
         return Status("exited", code)
+
+    def _inspect(self, state: dict[str, Any]) -> tuple[Any, psutil.Process | None, bool]:
+        """(memory cgroup, the live process or None, whether it is over its limit)."""
+        group = self._cgroup(state)
+        proc = self._process(state)
+        if proc is None:
+            return group, None, False
+        watchdog = group is None and self.memory_mode == "watchdog"
+        over = (group is not None and group.oom_kills() > 0) or \
+            (watchdog and self._over_limit(proc, state))
+        return group, proc, over
 
     @staticmethod
     def _over_limit(proc: psutil.Process, state: dict[str, Any]) -> bool:
