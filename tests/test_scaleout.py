@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import http.client
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -259,6 +260,7 @@ def test_two_proxies_serve_one_app_and_count_each_view_once(
     sup = SupervisorProcess(db_settings, tmp_path / "sup.log").start()
     proxies = [ProxyProcess(_node_settings(db_settings, f"proxy-{i}"), tmp_path / f"p{i}.log")
                .start() for i in (1, 2)]
+    view = None
     try:
         view = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="hello")
         app = wait_for_state(ctx, view.id, {"running", "build_failed", "crashed"}, sup=sup)
@@ -298,9 +300,23 @@ def test_two_proxies_serve_one_app_and_count_each_view_once(
         callback = "/__stcloud/callback?" + urlencode({"token": token, "next": "/"})
         assert _location(two, f"hello.localhost:{two}", callback, {})[0] == 302
         assert _location(one, f"hello.localhost:{one}", callback, {})[0] == 400, "single use"
+
+        # Losing either: a proxy killed (-9) leaves the other serving; with the supervisor
+        # killed too, the surviving proxy still serves the running app from the database.
+        proxies[0].kill()
+        sup.kill()
+
+        async def survivor_session() -> None:
+            seen = await open_streamlit_session(f"ws://127.0.0.1:{two}",
+                                                f"hello.localhost:{two}", 60)
+            assert seen["script_finished"] == "FINISHED_SUCCESSFULLY", seen
+        assert http_get(two, f"hello.localhost:{two}")[0] == 200
+        asyncio.run(survivor_session())
     finally:
         for p in [*proxies, sup]:
             p.stop()
+        for pid in running_instances(db_settings, view.id) if view else ():
+            os.killpg(int(pid), signal.SIGKILL)  # orphaned by the supervisor's kill
 
 
 def test_requests_are_rows_served_by_the_leader(settings: Settings) -> None:
