@@ -249,6 +249,7 @@ def test_a_late_env_build_does_not_replace_the_one_another_builder_finished(
     """A resumed (fenced) leader finishing a build must not swap out the environment the new
     leader built meanwhile, which apps may already run from: its own copy is discarded."""
     from supervisor.runtimes import process as process_runtime
+    settings = dataclasses.replace(settings, envs_dir=tmp_path / "envs")  # not the shared one
     runtime = process_runtime.ProcessRuntime(settings)
     checkout = tmp_path / "checkout"
     checkout.mkdir()
