@@ -225,11 +225,13 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The PostgreSQL pass keeps only the tests that use a database (through the
-    `database_url` or `module_database_url` fixture): every other test would run exactly as in
-    the SQLite pass."""
+    `database_url` or `module_database_url` fixture, and not marked `no_database`): every other
+    test would run exactly as in the SQLite pass."""
     if not POSTGRES_PASS:
         return
     def uses_database(item: pytest.Item) -> bool:
+        if item.get_closest_marker("no_database"):
+            return False
         names = getattr(item, "fixturenames", ())
         return "database_url" in names or "module_database_url" in names
 

@@ -21,6 +21,9 @@ from supervisor.runtimes import docker_available, swarm_available
 from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec, Runtime
 from tests.conftest import EXAMPLE_APP, require_docker
 
+# Engines only: no database is opened, so the PostgreSQL pass skips this module.
+pytestmark = pytest.mark.no_database
+
 ENGINES = ["process", "docker", "swarm"]
 
 

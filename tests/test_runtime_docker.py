@@ -31,6 +31,9 @@ from tests.conftest import EXAMPLE_APP, require_docker
 from tests.streamlit_client import open_streamlit_session
 from tests.test_runtime_contract import wait_healthy as contract_wait_healthy
 
+# Engines only: no database is opened, so the PostgreSQL pass skips this module.
+pytestmark = pytest.mark.no_database
+
 REQUIREMENTS = (EXAMPLE_APP / "requirements.txt").read_text()
 APP = """\
 import os
@@ -273,6 +276,7 @@ def test_memory_limit_is_reported_as_oom(runtime: DockerRuntime, dsettings: Sett
 
 PROBE = """
 import json, os, socket, sys
+
 def writable(p):
     try:
         open(p, "w").close()
