@@ -130,12 +130,17 @@ def _kill_group(group: dict[str, Any]) -> None:
     """SIGKILL what is left of a dead supervisor's build process group: members of that
     group started no earlier than its leader (never a later group that reused the id)."""
     pgid, born = int(group.get("pgid", 0)), float(group.get("create_time", 0))
+    killed = []
     for proc in psutil.process_iter(["pid", "create_time"]):
         try:
             if pgid and os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= born - 0.01:
                 proc.kill()
+                killed.append(proc)
         except (ProcessLookupError, psutil.Error):
             continue
+    # Wait for them to be gone before the caller deletes their directory: a builder still
+    # writing into it would leave a half-deleted directory behind.
+    psutil.wait_procs(killed, timeout=5)
 
 
 def _out_of_space(exc: BaseException) -> bool:
@@ -280,6 +285,8 @@ class ProcessRuntime(Runtime):
                 for group in owner.get("groups", []):
                     _kill_group(group)
             shutil.rmtree(path, ignore_errors=True)
+            if path.exists():  # something still wrote into it while it went: once more
+                shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
         if removed:
             log.info("removed stale env builds count=%d names=%s", len(removed),
