@@ -123,6 +123,7 @@ class Updater:
         new_files = await gitsync.tracked_files(tree)
         protect = frozenset({".streamlit/secrets.toml"}) \
             if (self.lc.app_dir(app.id) / "secrets.toml").exists() else frozenset()
+        self.lc.check_fence()  # a fenced (former) leader must not rewrite the live files
         changed, removed = await asyncio.to_thread(
             checkouts.sync_in_place, live, tree, old_files, new_files, protect, app.main_file)
         blog(f"Updated to {commit[:12]} in place: {changed} files changed, {removed} removed; "

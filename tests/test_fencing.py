@@ -269,3 +269,29 @@ def test_a_late_env_build_does_not_replace_the_one_another_builder_finished(
     assert Path(env.location) == final
     assert (final / "built-by").read_text() == "first builder"
     assert not list(settings.envs_path.glob(f"{spec.dep_hash}.building-*"))
+
+
+def test_a_fenced_leader_does_not_rewrite_the_live_files_in_place(
+        db_ctx: Context, tmp_path: Path) -> None:
+    """A code-only push handled by a leader that lost its lease: the live checkout (which
+    the new leader's instance serves) is left as it is, and nothing is recorded."""
+    from supervisor.updates import Updater
+    ctx = db_ctx
+    a, b = Leadership(ctx, _node("a")), Leadership(ctx, _node("b"))
+    assert a.step()
+    app = _starting_app(ctx, tmp_path)
+    live, tree = tmp_path / "live", tmp_path / "tree"
+    for path, text in ((live, "old"), (tree, "new")):
+        path.mkdir()
+        (path / "streamlit_app.py").write_text(text)
+        subprocess.run(["git", "init", "-q", str(path)], check=True)
+        subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
+    lc_a = Lifecycle(ctx, GatedRuntime())
+    lc_a.fence = a.fence()
+    _expire(ctx)
+    assert b.step()  # B leads now; A has not noticed
+    before = _row(ctx, app.id)
+    with pytest.raises(Fenced):
+        asyncio.run(Updater(lc_a)._in_place(app, live, tree, "c0ffee", lambda line: None))
+    assert (live / "streamlit_app.py").read_text() == "old"
+    assert _row(ctx, app.id) == before
