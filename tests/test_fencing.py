@@ -281,9 +281,9 @@ def test_a_fenced_leader_does_not_rewrite_the_live_files_in_place(
     assert a.step()
     app = _starting_app(ctx, tmp_path)
     live, tree = tmp_path / "live", tmp_path / "tree"
-    for path, text in ((live, "old"), (tree, "new")):
+    for path, content in ((live, "old"), (tree, "new")):
         path.mkdir()
-        (path / "streamlit_app.py").write_text(text)
+        (path / "streamlit_app.py").write_text(content)
         subprocess.run(["git", "init", "-q", str(path)], check=True)
         subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
     lc_a = Lifecycle(ctx, GatedRuntime())

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
