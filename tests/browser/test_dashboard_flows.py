@@ -164,7 +164,8 @@ def wait_text(flow: Flow, text: str, timeout: int = UI_TIMEOUT) -> None:
 
 def open_my_apps(flow: Flow) -> None:
     flow.page.goto(flow.base + "/")
-    expect()(flow.page.get_by_role("heading", name="My apps")).to_be_visible()
+    expect()(flow.page.get_by_role("heading", name="My apps").first).to_be_visible(
+        timeout=UI_TIMEOUT)
 
 
 def row_order(flow: Flow) -> list[int]:
@@ -211,7 +212,9 @@ def test_sign_in_deploy_and_watch_the_progress(flow: Flow) -> None:
     page.get_by_role("textbox", name="Username", exact=True).fill("admin")
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect()(page.get_by_role("heading", name="My apps")).to_be_visible()
+    # .first: while Streamlit reruns, the previous run's heading can still be in the page
+    expect()(page.get_by_role("heading", name="My apps").first).to_be_visible(
+        timeout=UI_TIMEOUT)
     wait_text(flow, "You have no apps yet")
     flow.shot("01-empty")
 
