@@ -473,3 +473,17 @@ def test_scaled_down_load_no_errors_and_flat_supervisor_rss(settings, admin, hel
               f"supervisor RSS {first:.0f} → {rss.samples[-1][1]:.0f} MiB (peak {peak:.0f})")
     finally:
         sup.stop()
+
+
+def test_stale_build_with_a_half_written_marker_is_removed(settings, tmp_path) -> None:
+    """A builder killed while writing its marker (seen in the kill -9 loop before markers
+    were replaced atomically) left an empty `.stcloud-builder`: still a dead build."""
+    from supervisor.runtimes.process import ProcessRuntime
+    settings = dataclasses.replace(settings, envs_dir=tmp_path / "envs")
+    dead = settings.envs_path / "0123abcd.building-x1"
+    (dead / "bin").mkdir(parents=True)
+    (dead / BUILDER_MARKER).write_text("")
+    unmarked = settings.envs_path / "4567ef01.building-x2"  # just made: maybe in progress
+    unmarked.mkdir()
+    assert ProcessRuntime(settings).clean_stale_builds() == [dead.name]
+    assert not dead.exists() and unmarked.exists()

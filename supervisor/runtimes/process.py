@@ -121,9 +121,17 @@ def _note_build_group(pid: int) -> None:
         owner = json.loads(marker.read_text())
         owner.setdefault("groups", []).append(
             {"pgid": pid, "create_time": psutil.Process(pid).create_time()})
-        marker.write_text(json.dumps(owner))
+        _write_marker(marker, owner)
     except (OSError, ValueError, psutil.Error):
         pass  # the build goes on; only the clean-up after a crash is weaker
+
+
+def _write_marker(marker: Path, owner: dict[str, Any]) -> None:
+    """Replace the marker atomically: a supervisor killed mid-write must not leave an empty
+    marker, which would hide a dead builder's directory from the next start's clean-up."""
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps(owner))
+    os.replace(tmp, marker)
 
 
 def _kill_group(group: dict[str, Any]) -> None:
@@ -232,7 +240,7 @@ class ProcessRuntime(Runtime):
             tmp = Path(tempfile.mkdtemp(prefix=f"{dep_hash}.building-", dir=final.parent))
             marker_token = _BUILD_MARKER.set(tmp / BUILDER_MARKER)
             try:
-                (tmp / BUILDER_MARKER).write_text(json.dumps(_builder_identity()))
+                _write_marker(tmp / BUILDER_MARKER, _builder_identity())
                 await self._build(spec, interpreter, tmp, log)
                 (tmp / READY_MARKER).write_text(dep_hash)
                 if (final / READY_MARKER).exists():
@@ -270,7 +278,9 @@ class ProcessRuntime(Runtime):
         for path in self.settings.envs_path.glob("*.building-*"):
             try:
                 owner = json.loads((path / BUILDER_MARKER).read_text())
-            except (OSError, ValueError):
+            except ValueError:  # half-written (markers are replaced atomically now): dead
+                owner = {}
+            except OSError:
                 owner = None
             if owner is None:  # no marker: an older build, or killed before writing it
                 try:
