@@ -232,6 +232,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def uses_database(item: pytest.Item) -> bool:
         if item.get_closest_marker("no_database"):
             return False
+        if "tests/browser/" in item.nodeid:
+            # Chromium flows load 2 cores enough, beside the SQLite pass, to time out; the
+            # dashboard's queries run on PostgreSQL under AppTest (tests/test_dashboard*.py).
+            return False
         names = getattr(item, "fixturenames", ())
         return "database_url" in names or "module_database_url" in names
 
