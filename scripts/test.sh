@@ -16,23 +16,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 set +e
-if [ -z "${STCLOUD_TEST_POSTGRES:-}" ]; then
-  .venv/bin/python -m pytest "$@"
-  rc=$?
-else
-  # Two passes at once (the suite mostly waits on subprocesses, so two cores carry both):
-  # SQLite, everything; PostgreSQL, every test that uses a database (tests/conftest.py).
-  pg_log=$(mktemp -t stcloud-postgresql-pass.XXXXXX)
-  echo "PostgreSQL pass (${STCLOUD_TEST_POSTGRES##*@}) runs alongside; its output: $pg_log"
-  STCLOUD_TEST_DATABASE=postgresql .venv/bin/python -m pytest \
-    --basetemp="$(mktemp -d -t stcloud-pg-pass.XXXXXX)" "$@" >"$pg_log" 2>&1 &
-  pg_pid=$!
-  .venv/bin/python -m pytest --basetemp="$(mktemp -d -t stcloud-sqlite-pass.XXXXXX)" "$@"
-  rc=$?
-  wait "$pg_pid"
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ -n "${STCLOUD_TEST_POSTGRES:-}" ]; then
+  # The same suite on PostgreSQL: every test that uses a database (tests/conftest.py). Run
+  # after the SQLite pass, not beside it: together they loaded 2 cores enough to time out
+  # browser flows.
+  echo "=== PostgreSQL pass (${STCLOUD_TEST_POSTGRES##*@}) ==="
+  STCLOUD_TEST_DATABASE=postgresql .venv/bin/python -m pytest "$@"
   pg_rc=$?
-  echo "=== PostgreSQL pass (exit $pg_rc) ==="
-  cat "$pg_log"
   [ "$rc" = 0 ] && rc=$pg_rc
 fi
 set -e
