@@ -20,7 +20,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,6 +42,7 @@ from supervisor.api import OPENAPI_KEY, make_api_app
 from supervisor.proxy.server import make_proxy_app
 from supervisor.routes import RouteTable
 from tests.conftest import CACHE_ROOT, free_port
+from tests.test_api import StubReconciler
 
 MAX_EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -57,16 +58,6 @@ def _toml(ctx, value):  # type: ignore[no-untyped-def]
     """Secrets bodies are TOML text: send generated strings as they are."""
     return value if isinstance(value, bytes) else str(value).encode()
 
-
-@dataclass
-class StubReconciler:
-    pushes: list[tuple[int, str]] = field(default_factory=list)
-
-    class runtime:
-        name = "stub"
-
-    def push_detected(self, app_id: int, source: str) -> None:
-        self.pushes.append((app_id, source))
 
 
 @dataclass
