@@ -12,7 +12,8 @@ fi
 read -r version cluster port status _ < <(pg_lsclusters -h | head -n1)
 if [ "$status" != online ]; then
   echo "ci-postgres: starting cluster $version/$cluster" >&2
-  $sudo pg_ctlcluster "$version" "$cluster" start
+  # pg_ctlcluster talks on stdout ("Removed stale pid file."): only the URL may go there.
+  $sudo pg_ctlcluster "$version" "$cluster" start >&2
 fi
 as_postgres() {
   if [ "$(id -un)" = postgres ]; then "$@"

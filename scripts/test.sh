@@ -15,6 +15,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+if [ -n "${STCLOUD_TEST_POSTGRES:-}" ] \
+   && ! [[ "$STCLOUD_TEST_POSTGRES" =~ ^postgresql(\+[a-z0-9]+)?://[^[:space:]]+$ ]]; then
+  echo "error: STCLOUD_TEST_POSTGRES is not one PostgreSQL URL: '$STCLOUD_TEST_POSTGRES'" >&2
+  exit 2
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
