@@ -224,17 +224,21 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The PostgreSQL pass keeps only the tests that use a database (through the
+    """Tests under tests/browser/ are marked `browser` (scripts/test.sh runs them alone).
+    The PostgreSQL pass keeps only the tests that use a database (through the
     `database_url` or `module_database_url` fixture, and not marked `no_database`): every other
     test would run exactly as in the SQLite pass."""
+    for item in items:
+        if "tests/browser/" in item.nodeid:
+            item.add_marker(pytest.mark.browser)
     if not POSTGRES_PASS:
         return
     def uses_database(item: pytest.Item) -> bool:
         if item.get_closest_marker("no_database"):
             return False
-        if "tests/browser/" in item.nodeid:
-            # Chromium flows load 2 cores enough, beside the SQLite pass, to time out; the
-            # dashboard's queries run on PostgreSQL under AppTest (tests/test_dashboard*.py).
+        if item.get_closest_marker("browser"):
+            # Chromium flows run alone in the SQLite pass (under load their waits time out);
+            # the dashboard's queries run on PostgreSQL under AppTest (tests/test_dashboard*.py).
             return False
         names = getattr(item, "fixturenames", ())
         return "database_url" in names or "module_database_url" in names

@@ -631,6 +631,7 @@ def _wait_http(url: str, timeout: float = 60) -> None:
     raise TimeoutError(url)
 
 
+@pytest.mark.browser
 def test_screenshots_of_both_tabs(dash: Dash, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -291,6 +291,7 @@ def test_oven_page_and_status(settings: Settings) -> None:
     run(settings, scenario)
 
 
+@pytest.mark.browser
 def test_oven_page_takes_a_browser_to_the_app(settings: Settings) -> None:
     """In Chromium: the oven page follows the state, then reloads onto the serving app."""
     playwright = pytest.importorskip("playwright.async_api")
