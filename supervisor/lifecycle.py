@@ -414,7 +414,8 @@ class Lifecycle:
                               f"{attempt} of {len(schedule)} in {delay:g} s",
                               crash_record=record.dump())
         await asyncio.sleep(delay)  # backoff before the restart, not synchronisation
-        if app is not None:
+        app = self.load(app_id)  # stopped, deleted or rebooted meanwhile: the next pass acts
+        if app is not None and app.state == "starting" and app.desired_state == "running":
             await self.start_and_wait(app, notify=True)
 
     async def stop_instance(self, app_id: int) -> None:

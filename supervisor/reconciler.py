@@ -311,7 +311,7 @@ class Reconciler:
             task = self._tasks.get(app.id)  # type: ignore[arg-type]
             if task is not None and not task.done():
                 continue
-            action = await self._decide(app)
+            action = await self._decide(app, pending)
             if action is None:
                 action = self._next_request(app, pending)
             if action is not None:
@@ -337,8 +337,10 @@ class Reconciler:
         finally:
             self.wake()
 
-    async def _decide(self, app: App) -> Any:
-        """The coroutine that moves `app` toward its desired state, or None."""
+    async def _decide(self, app: App,
+                      pending: dict[int, dict[str, tuple[int, str]]] | None = None) -> Any:
+        """The coroutine that moves `app` toward its desired state, or None (then a pending
+        request, if any, is served)."""
         lc = self.lifecycle
         app_id: int = app.id  # type: ignore[assignment]
         if app.desired_state == "deleted":
@@ -358,6 +360,12 @@ class Reconciler:
             return lc.reboot(app_id)
         status = await self.runtime.poll(app_id, inst.state)
         if not status.alive:
+            if "sleep" in (pending or {}).get(app_id, {}):
+                # Ended while being put to sleep (a leader killed mid-stop): finish that;
+                # a restart would keep an idle app awake. Not due after all: the next pass
+                # finds it ended with nothing pending and restarts it.
+                log.info("app=%s instance ended with a sleep pending: hibernating", app_id)
+                return None
             log.warning("app=%s instance ended: %s %s", app_id, status.kind, status.exit_code)
             return lc.handle_exit(app_id, status)
         return None

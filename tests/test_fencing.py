@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -37,6 +38,8 @@ from backend.settings import Settings
 from models import App, AppEvent, ClusterLease, session_scope, utcnow
 from supervisor.leader import LEASE, Fenced, Leadership, Me, me
 from supervisor.lifecycle import Lifecycle
+from supervisor.reconciler import Reconciler, enqueue_request, load_requests
+from supervisor.routes import RouteTable
 from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status,
                                       Usage)
 from supervisor.runtimes.process import ProcessRuntime
@@ -295,3 +298,45 @@ def test_a_fenced_leader_does_not_rewrite_the_live_files_in_place(
         asyncio.run(Updater(lc_a)._in_place(app, live, tree, "c0ffee", lambda line: None))
     assert (live / "streamlit_app.py").read_text() == "old"
     assert _row(ctx, app.id) == before
+
+
+class EndedRuntime(GatedRuntime):
+    """Every instance has ended (the old leader's stop went through before it died)."""
+
+    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
+        return Status("exited", 0)
+
+
+def test_an_app_found_ended_with_a_sleep_pending_goes_to_sleep_not_restarted(
+        db_ctx: Context, tmp_path: Path) -> None:
+    """A leader killed while it stopped an idle app for hibernation leaves the app `running`,
+    its instance ended and the sleep request pending: the next leader finishes the
+    hibernation. (It used to restart the app as a crash, which kept it awake.)"""
+    ctx = dataclasses.replace(db_ctx, settings=dataclasses.replace(
+        db_ctx.settings, crash_backoff="0"))
+    app = _starting_app(ctx, tmp_path)
+    idle_since = utcnow() - timedelta(days=8)
+    with session_scope(ctx.engine) as s:
+        row = s.get(App, app.id)
+        row.state = "running"
+        row.runtime_state = json.dumps({"instance": {"pid": 4242}})
+        row.created_at = row.last_deployed_at = row.last_viewed_at = idle_since
+        s.add(row)
+    enqueue_request(ctx, app.id, "sleep", utcnow())  # type: ignore[arg-type]
+    runtime = EndedRuntime()
+    runtime.gate.set()
+
+    async def scenario() -> None:
+        reconciler = Reconciler(ctx, runtime, RouteTable())
+        reconciler.lifecycle.instances[app.id] = Instance(  # type: ignore[index]
+            app.id, ("127.0.0.1", 9), {"pid": 4242}, app.restart_generation)  # type: ignore
+        await reconciler.reconcile_once()
+        await asyncio.gather(*reconciler._tasks.values())
+
+    asyncio.run(scenario())
+    state, runtime_state, _ = _row(ctx, app.id)  # type: ignore[arg-type]
+    assert state == "sleeping"
+    assert runtime.started == [] and {"pid": 4242} in runtime.stopped
+    assert "instance" not in json.loads(runtime_state or "{}") or \
+        not json.loads(runtime_state)["instance"]
+    assert load_requests(ctx) == {}
