@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlmodel import select, update
 
 from backend.context import Context
 from models import App, Build, session_scope, utcnow
+
+if TYPE_CHECKING:
+    from supervisor.leader import Fence
 
 
 class BuildLog:
@@ -34,8 +38,12 @@ class BuildLog:
         self._fh.close()
 
 
-def record(ctx: Context, app_id: int, commit: str, dep_hash: str) -> int:
+def record(ctx: Context, app_id: int, commit: str, dep_hash: str,
+           fence: Fence | None = None) -> int:
+    """A `running` build row; with `fence`, only while we hold the lease (else Fenced)."""
     with session_scope(ctx.engine) as s:
+        if fence is not None:
+            fence.check(s)
         build = Build(app_id=app_id, commit=commit, dep_hash=dep_hash)
         s.add(build)
         s.flush()
@@ -43,10 +51,15 @@ def record(ctx: Context, app_id: int, commit: str, dep_hash: str) -> int:
 
 
 def finish(ctx: Context, build_id: int | None, status: str, error: str = "",
-           reused: bool = False) -> None:
+           reused: bool = False, fence: Fence | None = None) -> None:
+    """The build's outcome; with `fence`, only while we hold the lease (a fenced leader
+    must not turn the new leader's `interrupted` into `failed`: polling skips failed
+    commits)."""
     if build_id is None:
         return
     with session_scope(ctx.engine) as s:
+        if fence is not None:
+            fence.check(s)
         build = s.get(Build, build_id)
         if build is not None:
             build.status, build.error, build.reused_env = status, error, reused

@@ -251,11 +251,11 @@ class Lifecycle:
             blog(f"Checked out commit {commit[:12]}.")
             self._check_main_file(app)
             spec = self.env_spec(app)
-            build_id = self._record_build(app_id, commit, spec.dep_hash)
+            build_id = self.record_build(app_id, commit, spec.dep_hash)
             self.transition(app_id, "building", "Building the environment", commit=commit)
             env = await asyncio.wait_for(self.runtime.ensure_env(spec, blog),
                                          self.settings.build_timeout)
-            self._finish_build(build_id, "succeeded", reused=env.reused)
+            self.finish_build(build_id, "succeeded", reused=env.reused)
         except asyncio.TimeoutError:
             self._fail_build(app_id, build_id, blog, commit, "The build took longer than "
                              f"{self.settings.build_timeout:.0f} s and was stopped.")
@@ -288,18 +288,20 @@ class Lifecycle:
                               f"'{app.branch}'.{hint} Fix the path in the app's settings or "
                               "push the file.")
 
-    def _record_build(self, app_id: int, commit: str, dep_hash: str) -> int:
-        return builds.record(self.ctx, app_id, commit, dep_hash)
+    def record_build(self, app_id: int, commit: str, dep_hash: str) -> int:
+        """A `running` build row (fenced)."""
+        return builds.record(self.ctx, app_id, commit, dep_hash, self.fence)
 
-    def _finish_build(self, build_id: int | None, status: str, error: str = "",
-                      reused: bool = False) -> None:
-        builds.finish(self.ctx, build_id, status, error, reused)
+    def finish_build(self, build_id: int | None, status: str, error: str = "",
+                     reused: bool = False) -> None:
+        """A build's outcome (fenced)."""
+        builds.finish(self.ctx, build_id, status, error, reused, self.fence)
 
     def _fail_build(self, app_id: int, build_id: int | None, blog: BuildLog, commit: str,
                     reason: str) -> None:
         """`build_failed`, remembering the commit (polling redeploys only a newer one)."""
         blog(f"Build failed: {reason}")
-        self._finish_build(build_id, "failed", reason)
+        self.finish_build(build_id, "failed", reason)
         self.transition(app_id, "build_failed", reason, **({"commit": commit} if commit else {}))
 
     # Start and health -------------------------------------------------------------------

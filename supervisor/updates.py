@@ -87,16 +87,16 @@ class Updater:
             if commit == app.commit:
                 return
             spec = self.lc.env_spec(app, tree)
-            build_id = builds.record(self.ctx, app.id, commit, spec.dep_hash)
+            build_id = self.lc.record_build(app.id, commit, spec.dep_hash)
             if not (tree / app.main_file).is_file():
                 raise UpdateFailed(f"The main file '{app.main_file}' does not exist in commit "
                                    f"{commit[:12]}.")
             if spec.dep_hash == app.env_hash and live is not None:
                 await self._in_place(app, live, tree, commit, blog)
-                builds.finish(self.ctx, build_id, "succeeded", reused=True)
+                self.lc.finish_build(build_id, "succeeded", reused=True)
             else:
                 await self._redeploy(app, tree, commit, spec, blog)
-                builds.finish(self.ctx, build_id, "succeeded")
+                self.lc.finish_build(build_id, "succeeded")
                 tree = None  # now the live tree
         except asyncio.TimeoutError:
             self._failed(app, commit, build_id, blog, "The build took longer than "
@@ -174,7 +174,7 @@ class Updater:
     def _failed(self, app: App, commit: str, build_id: int | None, blog: BuildLog,
                 reason: str) -> None:
         blog(f"Update failed: {reason}")
-        builds.finish(self.ctx, build_id, "failed", reason)
+        self.lc.finish_build(build_id, "failed", reason)
         label = commit[:7] or "the new commit"
         serving = app.commit[:7]
         self.lc.note(

@@ -35,7 +35,8 @@ from sqlmodel import select
 from backend import apps, auth
 from backend.context import Context, open_context
 from backend.settings import Settings
-from models import App, AppEvent, ClusterLease, session_scope, utcnow
+from models import App, AppEvent, Build, ClusterLease, session_scope, utcnow
+from supervisor import builds
 from supervisor.leader import LEASE, Fenced, Leadership, Me, me
 from supervisor.lifecycle import Lifecycle
 from supervisor.reconciler import Reconciler, enqueue_request, load_requests
@@ -340,3 +341,29 @@ def test_an_app_found_ended_with_a_sleep_pending_goes_to_sleep_not_restarted(
     assert "instance" not in json.loads(runtime_state or "{}") or \
         not json.loads(runtime_state)["instance"]
     assert load_requests(ctx) == {}
+
+
+def test_a_fenced_leader_does_not_write_build_rows(db_ctx: Context, tmp_path: Path) -> None:
+    """Build rows are fenced like the app row: a leader that lost the lease can neither
+    start a build record nor turn the new leader's `interrupted` into `failed` (polling
+    would then skip that commit for good)."""
+    ctx = db_ctx
+    a, b = Leadership(ctx, _node("a")), Leadership(ctx, _node("b"))
+    assert a.step()
+    app = _starting_app(ctx, tmp_path)
+    lc_a = Lifecycle(ctx, GatedRuntime())
+    lc_a.fence = a.fence()
+    build_id = lc_a.record_build(app.id, "c0ffee", "hash")  # type: ignore[arg-type]
+    _expire(ctx)
+    assert b.step()
+    assert builds.mark_interrupted(ctx) == 1  # the new leader's adoption
+    with pytest.raises(Fenced):
+        lc_a.finish_build(build_id, "failed", "cancelled")
+    with pytest.raises(Fenced):
+        lc_a.record_build(app.id, "c0ffee", "hash")  # type: ignore[arg-type]
+    with session_scope(ctx.engine) as s:
+        rows = s.exec(select(Build)).all()
+    assert [(r.id, r.status) for r in rows] == [(build_id, "interrupted")]
+    assert not builds.commit_failed(ctx, app.id, "c0ffee")  # type: ignore[arg-type]
+    b.release()
+    a.release()

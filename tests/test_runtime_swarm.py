@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,9 @@ from backend import apps
 from backend.context import open_context
 from backend.settings import Settings, load_settings
 from supervisor import runtimes
-from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec
+from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, EnvSpec
 from supervisor.runtimes.swarm import NOT_A_MANAGER, SwarmRuntime, swarm_problem
-from tests.conftest import require_docker
+from tests.conftest import free_port, require_docker
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_runtime_contract import wait_healthy
@@ -337,3 +339,105 @@ async def _page_ok(port: int, host: str) -> bool:
                 return resp.status == 200 and "<title>Streamlit</title>" in await resp.text()
     except (aiohttp.ClientError, asyncio.TimeoutError):
         return False
+
+
+# A registry distributes env images to the nodes ------------------------------------------
+REGISTRY_BINARY = Path("/usr/bin/docker-registry")  # Debian `docker-registry` (distribution)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """A Distribution registry on 127.0.0.1 (Docker treats loopback registries as insecure,
+    so plain HTTP works), storing in tmp_path: `host:port`."""
+    if not REGISTRY_BINARY.exists():
+        if require_docker():
+            pytest.fail("REQUIRE_DOCKER=1 but docker-registry is missing "
+                        "(apt-get install docker-registry)")
+        pytest.skip("docker-registry is not installed")
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {tmp_path / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    with open(tmp_path / "registry.log", "wb") as out:
+        proc = subprocess.Popen([str(REGISTRY_BINARY), "serve", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _registry_answers(port), 30, "the registry to listen")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _registry_answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _registry_get(registry: str, path: str) -> tuple[dict[str, Any], dict[str, str]]:
+    request = urllib.request.Request(f"http://{registry}/v2/{path}", headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                  "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read()), dict(resp.headers)
+
+
+def test_a_registry_setting_pushes_the_env_and_services_run_it_by_digest(
+        ssettings: Settings, swarm_client: Any, registry: str, tmp_path: Path) -> None:
+    """With `swarm_registry` (several nodes), ensure_env pushes the env image once and the
+    service names it by the registry digest, which every node can pull."""
+    settings = dataclasses.replace(ssettings, swarm_registry=registry)
+    runtime = SwarmRuntime(settings, swarm_client)
+    path = checkout(tmp_path, "pushed")
+    repo = f"{registry}/stcloud-env"
+    lines: list[str] = []
+
+    async def scenario() -> None:
+        spec = EnvSpec.from_checkout(path, "3.11", "1.67.0")
+        env = await runtime.ensure_env(spec, lines.append)
+        assert any(line.startswith(f"==> Pushing {repo}:{env.dep_hash}") for line in lines)
+        tags, _ = _registry_get(registry, "stcloud-env/tags/list")
+        assert env.dep_hash in tags["tags"]
+        _, headers = _registry_get(registry, f"stcloud-env/manifests/{env.dep_hash}")
+        digest = headers["Docker-Content-Digest"]
+
+        lines.clear()
+        again = await runtime.ensure_env(spec, lines.append)
+        assert again.dep_hash == env.dep_hash
+        assert not any("Pushing" in line for line in lines), "pushed once per env"
+
+        inst = await runtime.start(app(settings, path, 9), env)
+        await wait_healthy(inst.address, runtime, 9, inst.state)
+        image = swarm_client.api.inspect_service(inst.state["service_id"])[
+            "Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        assert image == f"{repo}@{digest}"
+        await runtime.stop(9, inst.state)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        remove_installation(swarm_client, runtime.install_id)
+        for image in swarm_client.images.list(name=repo):
+            for tag in image.tags:
+                if tag.startswith(repo + ":"):
+                    swarm_client.images.remove(tag, noprune=True)
+
+
+def test_an_unreachable_registry_fails_the_build_with_a_clear_error(
+        ssettings: Settings, swarm_client: Any, tmp_path: Path) -> None:
+    registry = f"127.0.0.1:{free_port()}"  # nothing listens there
+    runtime = SwarmRuntime(dataclasses.replace(ssettings, swarm_registry=registry),
+                           swarm_client)
+    path = checkout(tmp_path, "unpushed")
+    try:
+        with pytest.raises(BuildError, match=f"Pushing the environment to {registry} failed"):
+            asyncio.run(env_for(runtime, path))
+    finally:
+        for image in swarm_client.images.list(name=f"{registry}/stcloud-env"):
+            for tag in image.tags:
+                swarm_client.images.remove(tag, noprune=True)

@@ -220,6 +220,11 @@ def test_sign_in_deploy_and_watch_the_progress(flow: Flow) -> None:
 
     page.get_by_role("link", name="Deploy an app").first.click()
     expect()(page.get_by_role("heading", name="Deploy an app")).to_be_visible()
+    # The page's first run has ended (its last widget is there, the defaults filled in)
+    # before typing: a rerun that interrupts a first run can lose widgets the browser had
+    # not been sent yet (seen once: an empty Branch).
+    expect()(page.get_by_role("button", name="Deploy", exact=True)).to_be_visible()
+    expect()(page.get_by_role("textbox", name="Branch", exact=True)).to_have_value("main")
     page.get_by_role("textbox", name="Repository", exact=True).fill(flow.repo.url)
     page.get_by_role("textbox", name="Repository", exact=True).press("Tab")
     subdomain = page.get_by_role("textbox", name="App URL (custom subdomain)", exact=True)
