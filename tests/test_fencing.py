@@ -367,3 +367,34 @@ def test_a_fenced_leader_does_not_write_build_rows(db_ctx: Context, tmp_path: Pa
     assert not builds.commit_failed(ctx, app.id, "c0ffee")  # type: ignore[arg-type]
     b.release()
     a.release()
+
+
+def test_a_crash_restart_waits_out_its_backoff_then_respects_a_stop(
+        db_ctx: Context, tmp_path: Path) -> None:
+    """During a crash restart's backoff someone stops the app: the restart does not start
+    it after all (the next pass stops it as asked)."""
+    ctx = dataclasses.replace(db_ctx, settings=dataclasses.replace(
+        db_ctx.settings, crash_backoff="1"))
+    app = _starting_app(ctx, tmp_path)
+    with session_scope(ctx.engine) as s:
+        row = s.get(App, app.id)
+        row.state, row.runtime_state = "running", json.dumps({"instance": {"pid": 4242}})
+        s.add(row)
+    runtime = EndedRuntime()
+    runtime.gate.set()
+    lc = Lifecycle(ctx, runtime)
+
+    async def scenario() -> None:
+        restart = asyncio.create_task(lc.handle_exit(app.id, Status("exited", 1)))  # type: ignore
+        while _row(ctx, app.id)[0] != "starting":  # type: ignore[arg-type]
+            assert not restart.done()
+            await asyncio.sleep(0.01)
+        with session_scope(ctx.engine) as s:
+            row = s.get(App, app.id)
+            row.desired_state = "stopped"
+            s.add(row)
+        await asyncio.wait_for(restart, 30)
+
+    asyncio.run(scenario())
+    assert runtime.started == [], "a stopped app was started by the crash restart"
+    assert _row(ctx, app.id)[0] == "starting"  # type: ignore[arg-type]
