@@ -25,13 +25,13 @@ from backend import apps
 from backend.context import open_context
 from backend.settings import Settings, load_settings
 from supervisor import runtimes
-from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, EnvSpec
+from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.swarm import NOT_A_MANAGER, SwarmRuntime, swarm_problem
 from tests.conftest import free_port, require_docker
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_runtime_contract import wait_healthy
-from tests.test_runtime_docker import PROBE, checkout
+from tests.test_runtime_docker import PROBE, app, checkout, env_for
 
 
 # Without a swarm -----------------------------------------------------------------------
@@ -93,17 +93,6 @@ def runtime(ssettings: Settings, swarm_client: Any) -> Iterator[SwarmRuntime]:
     rt = SwarmRuntime(ssettings, swarm_client)
     yield rt
     remove_installation(swarm_client, rt.install_id)
-
-
-def app(settings: Settings, path: Path, app_id: int, **kw: Any) -> AppSpec:
-    kw.setdefault("memory_limit_mb", 512)
-    return AppSpec(app_id=app_id, name=path.name, checkout=path, main_file="streamlit_app.py",
-                   log_path=settings.logs_path / f"{app_id}.log", **kw)
-
-
-async def env_for(runtime: SwarmRuntime, path: Path) -> EnvRef:
-    return await runtime.ensure_env(EnvSpec.from_checkout(path, "3.11", "1.67.0"),
-                                    lambda line: None)
 
 
 def task_containers(client: Any, service_id: str) -> list[Any]:
