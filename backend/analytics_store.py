@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, select
+from sqlalchemy import Connection, bindparam, case, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.context import Context
@@ -45,6 +45,7 @@ from models.analytics import (AnalyticsAppDay, AnalyticsAppTotal, AnalyticsAppVi
 log = logging.getLogger("backend.analytics")
 
 DEDUPE_WINDOW = timedelta(seconds=60)
+VIEWS_LOCK_NAMESPACE = 0x5356  # "SV": pg_advisory_xact_lock(namespace, app id)
 CHUNK = 4000  # rows per set-based statement (SQLite allows 32766 bound parameters)
 RETENTION_SETTING = "analytics_retention_days"
 
@@ -141,8 +142,22 @@ def _last_views(conn: Connection, pairs: list[tuple[int, str]]) -> dict[tuple[in
     return out
 
 
+def _lock_apps(conn: Connection, app_ids: set[int]) -> None:
+    """PostgreSQL: serialise writers of the same apps' views until this transaction ends.
+    Several proxies flush on their own; without it two of them could each read "no recent
+    view" of a viewer who reconnected through the other, and both insert (seen in the
+    two-proxy test). Sorted, so two writers never wait on each other in a cycle. SQLite
+    has one writer at a time already (a second one that read before fails and retries)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for app_id in sorted(app_ids):
+        conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :app)"),
+                     {"ns": VIEWS_LOCK_NAMESPACE, "app": app_id})
+
+
 def _dedupe(conn: Connection, views: list[View]) -> list[View]:
     """Drop reconnects: views within DEDUPE_WINDOW of the viewer's previous view of the app."""
+    _lock_apps(conn, {v.app_id for v in views})
     last = _last_views(conn, sorted({(v.app_id, v.viewer_key) for v in views}))
     kept = []
     for v in views:

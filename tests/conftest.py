@@ -236,6 +236,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def uses_database(item: pytest.Item) -> bool:
         if item.get_closest_marker("no_database"):
             return False
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if {"sqlite", "postgresql"} & {str(v) for v in params.values()}:
+            return False  # parametrized over both databases: the SQLite pass ran both
         if item.get_closest_marker("browser"):
             # Chromium flows run alone in the SQLite pass (under load their waits time out);
             # the dashboard's queries run on PostgreSQL under AppTest (tests/test_dashboard*.py).

@@ -4,13 +4,20 @@ background flush (ViewEvent rows, analytics aggregates, App.last_viewed_at)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import text
 from sqlmodel import select
 
+from backend import analytics_store
+from backend.analytics import View
+from backend.context import open_context
 from backend.views import ViewRecorder, write_views
 from models import App, ViewEvent, session_scope
 from tests import overlay_support as rows
+from tests.supervisor_harness import wait_until
 
 
 def _events(ctx) -> list[ViewEvent]:  # type: ignore[no-untyped-def]
@@ -123,3 +130,48 @@ def test_close_right_after_start_returns_at_once(ctx) -> None:  # type: ignore[n
         await asyncio.wait_for(rec.close(), 5)
         assert rec.recorded == 1 and rec.pending == 0
     asyncio.run(scenario())
+
+
+def test_two_writers_count_a_reconnect_once_on_postgresql(  # type: ignore[no-untyped-def]
+        settings, new_postgres_database, monkeypatch) -> None:
+    """Two proxies flush at the same moment; one has the viewer's first session, the other
+    its reconnect. The second writer waits for the first (a transaction advisory lock per
+    app), then sees its view and drops the reconnect: one view, not two."""
+    ctx = open_context(dataclasses.replace(settings, database_url=new_postgres_database()))
+    a = rows.app(ctx, rows.workspace(ctx, "acme", []), "one")
+    now = datetime.now(timezone.utc)
+    first_read, second_read = threading.Event(), threading.Event()
+    real_last_views = analytics_store._last_views
+
+    def second_writer_waits_for_a_lock() -> bool:
+        with ctx.engine.connect() as conn:
+            return bool(conn.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())")).scalar())
+
+    def last_views(conn, pairs):  # type: ignore[no-untyped-def]
+        found = real_last_views(conn, pairs)
+        if threading.current_thread().name == "first":
+            first_read.set()  # hold the transaction open until the second writer is blocked
+            wait_until(lambda: second_read.is_set() or second_writer_waits_for_a_lock(), 30,
+                       "the second writer to read or to wait")
+        else:
+            second_read.set()
+        return found
+    monkeypatch.setattr(analytics_store, "_last_views", last_views)
+    recorded: dict[str, int] = {}
+
+    def write(name: str, view: View) -> None:
+        recorded[name] = analytics_store.record_views(ctx, [view])
+
+    first = threading.Thread(target=write, name="first", args=("first", View(a, "v:x", now)))
+    first.start()
+    assert first_read.wait(30)
+    second = threading.Thread(target=write, name="second",
+                              args=("second", View(a, "v:x", now + timedelta(seconds=5))))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert recorded == {"first": 1, "second": 0}
+    assert len(_events(ctx)) == 1
