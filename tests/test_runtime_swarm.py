@@ -376,6 +376,15 @@ def _registry_get(registry: str, path: str) -> tuple[dict[str, Any], dict[str, s
         return json.loads(resp.read()), dict(resp.headers)
 
 
+def untag_pushed(client: Any, repo: str) -> None:
+    """Remove the test registry's tags only: the same image is the shared `stcloud-env:<hash>`
+    other tests' apps run from."""
+    for image in client.images.list(name=repo):
+        for tag in image.tags:
+            if tag.startswith(repo + ":"):
+                client.images.remove(tag, noprune=True)
+
+
 def test_a_registry_setting_pushes_the_env_and_services_run_it_by_digest(
         ssettings: Settings, swarm_client: Any, registry: str, tmp_path: Path) -> None:
     """With `swarm_registry` (several nodes), ensure_env pushes the env image once and the
@@ -411,10 +420,7 @@ def test_a_registry_setting_pushes_the_env_and_services_run_it_by_digest(
         asyncio.run(scenario())
     finally:
         remove_installation(swarm_client, runtime.install_id)
-        for image in swarm_client.images.list(name=repo):
-            for tag in image.tags:
-                if tag.startswith(repo + ":"):
-                    swarm_client.images.remove(tag, noprune=True)
+        untag_pushed(swarm_client, repo)
 
 
 def test_an_unreachable_registry_fails_the_build_with_a_clear_error(
@@ -427,6 +433,4 @@ def test_an_unreachable_registry_fails_the_build_with_a_clear_error(
         with pytest.raises(BuildError, match=f"Pushing the environment to {registry} failed"):
             asyncio.run(env_for(runtime, path))
     finally:
-        for image in swarm_client.images.list(name=f"{registry}/stcloud-env"):
-            for tag in image.tags:
-                swarm_client.images.remove(tag, noprune=True)
+        untag_pushed(swarm_client, f"{registry}/stcloud-env")
