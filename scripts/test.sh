@@ -34,8 +34,8 @@ record() { # record NAME RC
 }
 set +e
 echo "=== Chromium flows (SQLite) ==="
-"${pytest[@]}" -m browser "$@"
-record browser $?
+"${pytest[@]}" -m browser "$@" 2>&1 | tee .test-logs/browser.log
+record browser "${PIPESTATUS[0]}"
 pg_pid=""
 if [ -n "${STCLOUD_TEST_POSTGRES:-}" ]; then
   echo "=== PostgreSQL pass (${STCLOUD_TEST_POSTGRES##*@}) started beside the SQLite pass; output in .test-logs/postgresql.log ==="
@@ -44,8 +44,8 @@ if [ -n "${STCLOUD_TEST_POSTGRES:-}" ]; then
   pg_pid=$!
 fi
 echo "=== SQLite pass ==="
-"${pytest[@]}" -m "not browser" "$@"
-record sqlite $?
+"${pytest[@]}" -m "not browser" "$@" 2>&1 | tee .test-logs/sqlite.log
+record sqlite "${PIPESTATUS[0]}"
 if [ -n "$pg_pid" ]; then
   wait "$pg_pid"
   pg_rc=$?
@@ -58,7 +58,9 @@ rc=0; selected=0
 echo "=== Summary ==="
 for r in "${results[@]}"; do
   name=${r%%=*}; code=${r#*=}
-  echo "  $name: exit $code"
+  echo "  $name: exit $code; $(grep -E '(passed|failed|errors?|deselected|no tests ran).* in [0-9.]+s' \
+    ".test-logs/$name.log" | tail -1 | tr -d '=' | sed 's/^ *//')"
+  grep -E '^(FAILED|ERROR) ' ".test-logs/$name.log" | cut -c1-300 | sed 's/^/    /' || true
   case "$code" in
     0) selected=1 ;;
     5) ;;

@@ -9,12 +9,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from backend import favorites
-from backend.auth import get_user
+from backend.auth import get_user, reset_password
 from models import App, session_scope
-from tests.browser.conftest import Cloud, screenshot, sign_in
+from tests.browser.conftest import PASSWORD, Cloud, screenshot, sign_in
 from tests.supervisor_harness import load_app, wait_until
 
 TIMEOUT = 60_000  # ms, for Playwright's waits
+PASSWORD_CHANGED = "Your password was changed; sign in again."  # Home.py
 
 
 def open_app(page: Any, cloud: Cloud, sub: str = "overlay") -> None:
@@ -157,3 +158,31 @@ def test_sleeping_page_wakes_the_app(cloud: Cloud, browser: Any) -> None:
         assert load_app(cloud.ctx, app_id).state == "running"
     finally:
         context.close()
+
+
+def test_a_password_change_ends_a_sign_in_by_cookie(cloud: Cloud, browser: Any) -> None:
+    """A new tab signs in by the dashboard's cookie (no session state of its own). After the
+    password changed (elsewhere), a tab opened with that older cookie is signed out and
+    told why, and the form works with the new password."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        sign_in(page, cloud, "otto")
+        by_cookie = context.new_page()
+        by_cookie.goto(cloud.url())
+        by_cookie.get_by_text("Signed in as").wait_for(timeout=TIMEOUT)
+        assert by_cookie.get_by_role("button", name="Sign in").count() == 0
+
+        reset_password(cloud.ctx, "otto", "a-new-password-1")
+        later = context.new_page()
+        later.goto(cloud.url())
+        later.get_by_text(PASSWORD_CHANGED).wait_for(timeout=TIMEOUT)
+        later.get_by_role("button", name="Sign in").wait_for(timeout=TIMEOUT)
+        assert later.get_by_text("Signed in as").count() == 0
+        later.get_by_role("textbox", name="Username").fill("otto")
+        later.get_by_role("textbox", name="Password").fill("a-new-password-1")
+        later.get_by_role("button", name="Sign in").click()
+        later.get_by_text("Signed in as").wait_for(timeout=TIMEOUT)
+    finally:
+        context.close()
+        reset_password(cloud.ctx, "otto", PASSWORD)
