@@ -16,8 +16,9 @@ session_state keys (`authentication_status`, `username`). How this file uses it:
 - Signing out happens at the top of a run (the buttons only set a flag); that run shows the
   sign-in form, with the cookie-deleting component of `logout()` still on the page.
 - Session epoch (backend.auth.session_is_current): each session keeps when it was
-  established (`SESSION_STARTED`: the form sign-in's time, or the sign-in cookie's issue
-  time, its `exp_date` minus its lifetime). A run whose session predates the user's last
+  established (`SESSION_STARTED`: the form sign-in's time, set when the password checks
+  out, or the sign-in cookie's issue time, its `exp_date` minus its lifetime, set before
+  `login()` reads the cookie). A run whose session predates the user's last
   password change signs out as above, saying why; the Account page moves its own session
   to the new epoch and asks for a new cookie.
 """
@@ -100,10 +101,11 @@ authenticator = Authenticate(credentials=auth.authenticator_credentials(ctx),
 
 
 def cookie_issued_at() -> float | None:
-    """When the sign-in cookie this run signed in with was written (epoch seconds), or None
-    when the run signed in with the form. Its payload is {username, exp_date}."""
-    token = authenticator.cookie_controller.cookie_model.token
-    if not isinstance(token, dict) or token.get("username") != ss.get("username"):
+    """When the sign-in cookie the browser sent was written (epoch seconds), or None when
+    there is none the authenticator would sign in with (none, invalid, expired, or after a
+    sign-out in this session). Its payload is {username, exp_date}."""
+    token = authenticator.cookie_controller.get_cookie()  # reads st.context.cookies only
+    if not isinstance(token, dict):
         return None
     try:
         expires = float(token["exp_date"])
@@ -123,7 +125,10 @@ def limit_password_checks() -> None:
     def check_credentials(username: str, password: str) -> bool:
         if username not in model.credentials["usernames"]:
             return False
-        return auth.authenticate(ctx, username, password, client) is not None
+        if auth.authenticate(ctx, username, password, client) is None:
+            return False
+        ss[SESSION_STARTED] = time.time()  # a form sign-in starts a session now
+        return True
 
     model.check_credentials = check_credentials
 
@@ -136,6 +141,13 @@ def sign_in(notice: str) -> None:
         if notice:
             st.info(notice)
         limit_password_checks()
+        # Set before login(): the rest of this run may not happen (the cookie component's
+        # first value reruns the script as soon as anything is drawn), and a session whose
+        # start is unknown counts from now, which would let a cookie from before a password
+        # change through. login() signs in with exactly this cookie, or shows the form.
+        issued = cookie_issued_at()
+        if issued is not None:
+            ss[SESSION_STARTED] = issued
         try:
             try:
                 authenticator.login(location="main", fields=SIGN_IN_FIELDS,
@@ -179,8 +191,6 @@ if not ss.get("authentication_status"):
     sign_in(notice)
     if ss.get("authentication_status"):  # signed in just now: with the form or a cookie
         ss[COOKIE_PENDING] = True
-        issued = cookie_issued_at()
-        ss[SESSION_STARTED] = issued if issued is not None else time.time()
 user = ui.signed_in_user(ctx) if ss.get("authentication_status") else None
 if user is None:
     st.stop()

@@ -12,7 +12,6 @@ app host; Home.py runs the panel page there). Its address goes to
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -24,17 +23,9 @@ from backend.identity import PANEL_BASE_URL_PATH
 from backend.settings import PROJECT_ROOT, Settings
 from supervisor.health import wait_for_health
 from supervisor.routes import RouteTable
-from supervisor.runtimes.process import free_port
+from supervisor.runtimes.process import die_with_parent, free_port
 
 log = logging.getLogger("supervisor.dashboard")
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 class DashboardProcess:
@@ -84,7 +75,7 @@ class DashboardProcess:
                 self.proc = await asyncio.create_subprocess_exec(
                     *self._command(port), cwd=PROJECT_ROOT, env=env, stdout=out,
                     stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-                    preexec_fn=_die_with_parent)
+                    preexec_fn=die_with_parent(signal.SIGTERM))
             log.info("%s pid=%s port=%s", self.name, self.proc.pid, port)
             healthy = await self._wait_healthy(port)
             if healthy:

@@ -487,3 +487,45 @@ def test_stale_build_with_a_half_written_marker_is_removed(settings, tmp_path) -
     unmarked.mkdir()
     assert ProcessRuntime(settings).clean_stale_builds() == [dead.name]
     assert not dead.exists() and unmarked.exists()
+
+
+BUILDER_SCRIPT = """
+import asyncio, sys
+from backend.settings import load_settings
+from supervisor.runtimes.process import ProcessRuntime
+
+runtime = ProcessRuntime(load_settings(env={}, data_dir=sys.argv[1]))
+cmd = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(600)"]
+asyncio.run(runtime._run(cmd, lambda line: print("child", line, flush=True)))
+"""
+
+
+def test_a_build_step_dies_with_its_supervisor(tmp_path) -> None:
+    """A supervisor killed right after spawning a build step (uv) has not noted its group
+    for the next one to end: the step must die with it, or it writes into the build
+    directory after the next supervisor removed it (seen in test_kill9_during_swaps)."""
+    builder = subprocess.Popen(
+        [sys.executable, "-c", BUILDER_SCRIPT, str(tmp_path / "data")],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+    try:
+        assert builder.stdout is not None
+        line = builder.stdout.readline()
+        assert line.startswith("child "), line
+        child = psutil.Process(int(line.split()[1]))
+        assert child.ppid() == builder.pid and child.status() != psutil.STATUS_ZOMBIE
+        builder.kill()
+        builder.wait(30)
+
+        def gone() -> bool:
+            try:
+                return child.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+        wait_until(gone, 30, "the build step to die with its supervisor")
+    finally:
+        if builder.poll() is None:
+            builder.kill()
+        try:
+            psutil.Process(child.pid).kill()
+        except (NameError, psutil.Error):
+            pass

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import errno
 import json
 import logging
@@ -47,6 +48,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,24 @@ def _wait_ended(pid: int, timeout: float) -> str | None:
         return "exited"
     except psutil.Error:
         return None
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int) -> Callable[[], None]:
+    """A `preexec_fn`: the child gets `signum` when this process dies (Linux), also when it
+    died between the fork and this call (then the child exits at once)."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
+        except OSError:
+            return
+        if os.getppid() != parent:
+            os._exit(1)
+    return preexec
 
 
 # The `.stcloud-builder` file of the environment being built by this task (ensure_env).
@@ -343,9 +363,14 @@ class ProcessRuntime(Runtime):
                              str(src / "pyproject.toml")], log)
 
     async def _run(self, cmd: list[str], log: LogSink) -> None:
+        # Killed with the supervisor: the group noted in the marker lets the next one end
+        # what uv started, but a supervisor killed right after the spawn has not noted it
+        # yet, and a uv left running would write into the build directory after the next
+        # supervisor removed it (seen in the kill -9 loop).
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env=self._uv_env(), start_new_session=True)
+            env=self._uv_env(), start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGKILL))
         _note_build_group(proc.pid)
         tail: list[str] = []
         try:
