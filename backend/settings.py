@@ -55,6 +55,12 @@ class Settings:
                                   "dependency hash.", default=None)
     uv_cache_dir: Path | None = _help("uv's package cache; default <data_dir>/uv-cache.",
                                       default=None)
+    env_sharing: str = _help("Who shares a built environment and the package cache its "
+                             "build used: installation (every app with the same "
+                             "dependencies) or workspace (only apps of one workspace: "
+                             "package build code run by one workspace's deploy cannot reach "
+                             "another workspace's environments; slower first builds).",
+                             default="installation")
     index_url: str = _help("Package index URL for builds; empty means uv's default.",
                            default="")
     ca_bundle: str = _help("CA bundle for builds that reach the package index; empty "
@@ -206,6 +212,11 @@ class Settings:
     def uv_cache_path(self) -> Path:
         return self.uv_cache_dir or self.data_dir / "uv-cache"
 
+    def uv_cache_for(self, scope: str) -> Path:
+        """The package cache of builds in `scope` (EnvSpec.scope): the shared one, or one
+        of its own under `scopes/`."""
+        return self.uv_cache_path / "scopes" / scope if scope else self.uv_cache_path
+
     @property
     def apps_path(self) -> Path:
         return self.data_dir / "apps"
@@ -322,4 +333,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
     if settings.runtime not in {"auto", "docker", "swarm", "process"}:
         raise ValueError(f"Setting 'runtime' must be auto, docker, swarm or process, "
                          f"not {settings.runtime!r}.")
+    if settings.env_sharing not in {"installation", "workspace"}:
+        raise ValueError(f"Setting 'env_sharing' must be installation or workspace, "
+                         f"not {settings.env_sharing!r}.")
     return settings

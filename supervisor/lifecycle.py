@@ -219,11 +219,14 @@ class Lifecycle:
         return app.memory_limit_mb or self.settings.memory_limit_mb
 
     def env_spec(self, app: App, checkout: Path | None = None) -> EnvSpec:
-        """The app's dependency set: its chosen Python, else .python-version, else default."""
+        """The app's dependency set: its chosen Python, else .python-version, else default;
+        scoped to its workspace when `env_sharing` is "workspace"."""
         spec = EnvSpec.from_checkout(checkout or self.checkout_dir(app.id), app.python_version,
                                      self.settings.default_streamlit)
         if not spec.python_version:
             spec = dataclasses.replace(spec, python_version=self.settings.default_python)
+        if self.settings.env_sharing == "workspace":
+            spec = dataclasses.replace(spec, scope=f"workspace-{app.workspace_id}")
         return spec
 
     # Deploy -----------------------------------------------------------------------------

@@ -414,3 +414,26 @@ def test_sync_in_place_never_writes_through_a_symlink(make_repo, tmp_path: Path)
     assert list(outside.iterdir()) == []
     assert (live / "d").is_dir() and not (live / "d").is_symlink()
     assert (live / "d" / "passwd").read_text() == "pwned\n"
+
+
+def test_env_sharing_by_workspace_scopes_each_environment(ctx, admin, tmp_path) -> None:
+    """Same dependencies in two workspaces: one environment for the installation by
+    default, one per workspace with env_sharing = workspace."""
+    from supervisor.lifecycle import Lifecycle
+    one = apps.deploy_app(ctx, admin, repo_url="https://github.com/acme/a", subdomain="a")
+    two = apps.deploy_app(ctx, admin, repo_url="https://github.com/other/b", subdomain="b")
+    assert one.workspace_id != two.workspace_id
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "requirements.txt").write_text("pandas==3.1.1\n")
+    shared = Lifecycle(ctx, FakeRuntime())  # type: ignore[arg-type]
+    a, b = (shared.env_spec(load(ctx, i), src) for i in (one.id, two.id))
+    assert a.scope == b.scope == "" and a.dep_hash == b.dep_hash
+    scoped_ctx = dataclasses.replace(ctx, settings=dataclasses.replace(
+        ctx.settings, env_sharing="workspace"))
+    scoped = Lifecycle(scoped_ctx, FakeRuntime())  # type: ignore[arg-type]
+    x, y = (scoped.env_spec(load(ctx, i), src) for i in (one.id, two.id))
+    assert (x.scope, y.scope) == (f"workspace-{one.workspace_id}",
+                                  f"workspace-{two.workspace_id}")
+    assert len({x.dep_hash, y.dep_hash, a.dep_hash}) == 3
+    assert scoped.env_spec(load(ctx, one.id), src).dep_hash == x.dep_hash  # stable

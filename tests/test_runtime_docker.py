@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -444,3 +445,21 @@ def test_configured_base_image_must_exist(runtime: DockerRuntime, dsettings: Set
         asyncio.run(custom.ensure_env(dataclasses.replace(spec, python_version="2.7"),
                                       lambda line: None))
 
+
+
+def test_a_scoped_build_uses_a_package_cache_of_its_own(
+        runtime: DockerRuntime, dsettings: Settings, tmp_path: Path) -> None:
+    """env_sharing = workspace: the build container gets the scope's own uv cache, not the
+    shared one (package build code of one workspace cannot write where another's builds
+    read)."""
+    scope = f"workspace-test-{uuid.uuid4().hex[:8]}"
+    cache = dsettings.uv_cache_for(scope)
+    path = checkout(tmp_path, "scoped", {"requirements.txt": "stcloud-no-such-distribution\n"})
+    spec = dataclasses.replace(EnvSpec.from_checkout(path, "3.11", "1.67.0"), scope=scope)
+    assert spec.dep_hash != EnvSpec.from_checkout(path, "3.11", "1.67.0").dep_hash
+    try:
+        with pytest.raises(BuildError, match="stcloud-no-such-distribution"):
+            asyncio.run(runtime.ensure_env(spec, lambda line: None))
+        assert (cache / "CACHEDIR.TAG").is_file(), "uv did not use the scope's cache"
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)

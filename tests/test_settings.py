@@ -36,6 +36,10 @@ def test_defaults_and_errors(tmp_path: Path) -> None:
         "https://localhost"
     with pytest.raises(ValueError, match="runtime"):
         load_settings(env={"STCLOUD_RUNTIME": "kubernetes"})
+    assert s.env_sharing == "installation" and s.uv_cache_for("") == s.uv_cache_path
+    assert s.uv_cache_for("workspace-3") == s.uv_cache_path / "scopes" / "workspace-3"
+    with pytest.raises(ValueError, match="env_sharing"):
+        load_settings(env={"STCLOUD_ENV_SHARING": "team"})
     with pytest.raises(ValueError, match="port"):
         load_settings(env={"STCLOUD_PORT": "eighty"})
     (tmp_path / "bad.toml").write_text("nonsense = 1\n")

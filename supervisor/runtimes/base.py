@@ -55,11 +55,16 @@ class EnvSpec:
     files: dict[str, bytes]  # dependency file name -> content (only those present)
     default_streamlit: str  # installed when the files pin no streamlit
     packages: tuple[str, ...] = ()  # Debian packages (packages.txt); Docker engines only
+    # Who may share the environment and the package cache of its build ("" everyone,
+    # e.g. "workspace-3": one workspace, setting env_sharing); part of the hash.
+    scope: str = ""
 
     @property
     def dep_hash(self) -> str:
         h = hashlib.sha256()
         h.update(f"python={self.python_version}\nstreamlit={self.default_streamlit}\n".encode())
+        if self.scope:
+            h.update(f"scope={self.scope}\n".encode())
         for name in sorted(self.files):
             h.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
         return h.hexdigest()[:32]

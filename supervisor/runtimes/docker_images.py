@@ -215,7 +215,7 @@ class ImageBuilder:
         if not uv.exists():
             raise BuildError("uv is not installed on the supervisor's host; it is needed to "
                              "build environments.")
-        cache = settings.uv_cache_path
+        cache = settings.uv_cache_for(spec.scope)
         cache.mkdir(parents=True, exist_ok=True)
         # UV_SYSTEM_CERTS is uv 0.13's name for UV_NATIVE_TLS (which now warns); uv of any
         # age trusts SSL_CERT_FILE, which is what makes TLS work behind an inspecting proxy.
