@@ -115,12 +115,13 @@ def die_with_parent(signum: int) -> Callable[[], None]:
     """A `preexec_fn`: the child gets `signum` when this process dies (Linux), also when it
     died between the fork and this call (then the child exits at once)."""
     parent = os.getpid()
+    try:  # loaded here, not in the child: dlopen after a fork of a threaded process can hang
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
 
     def preexec() -> None:
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
-        except OSError:
-            return
+        prctl(PR_SET_PDEATHSIG, signum)
         if os.getppid() != parent:
             os._exit(1)
     return preexec
