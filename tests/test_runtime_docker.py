@@ -95,9 +95,14 @@ def dsettings(settings: Settings) -> Settings:
 
 
 def remove_installation(client: Any, runtime: DockerRuntime) -> None:
+    import docker.errors
     for label in (f"stcloud.install={runtime.install_id}", f"stcloud.build={runtime.install_id}"):
-        for container in client.containers.list(all=True, filters={"label": label}):
-            container.remove(force=True)
+        for container in client.containers.list(all=True, sparse=True,
+                                                filters={"label": label}):
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:  # went by itself meanwhile
+                pass
 
 
 @pytest.fixture

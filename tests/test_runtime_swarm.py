@@ -81,11 +81,16 @@ def ssettings(settings: Settings) -> Settings:
 
 
 def remove_installation(client: Any, install: str) -> None:
+    import docker.errors
     for service in client.services.list(filters={"label": f"stcloud.install={install}"}):
         service.remove()
-    for container in client.containers.list(all=True, filters={"label": [
+    # sparse: no inspect per container; the swarm removes its task containers meanwhile
+    for container in client.containers.list(all=True, sparse=True, filters={"label": [
             f"stcloud.install={install}"]}):
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
 
 
 @pytest.fixture
