@@ -137,7 +137,7 @@ class DockerRuntime(Runtime):
             if (labels.get("stcloud.install"), labels.get("stcloud.component"),
                     labels.get("stcloud.app_id")) == (self.install_id, "app", str(app_id)):
                 return container
-        found = await self._call(client.containers.list, all=True,
+        found = await self._call(client.containers.list, all=True, ignore_removed=True,
                                  filters=self._labels(f"stcloud.app_id={app_id}"))
         found = [c for c in found if c.labels.get("stcloud.instance", "") == token]
         return found[0] if found else None
@@ -177,7 +177,7 @@ class DockerRuntime(Runtime):
         # get → remove: whatever this app runs now (by name or by labels) is replaced;
         # an instance started alongside leaves the current one running.
         old = [] if app.alongside else await self._call(
-            client.containers.list, all=True,
+            client.containers.list, ignore_removed=True, all=True,
             filters=self._labels(f"stcloud.app_id={app.app_id}"))
         try:
             old.append(await self._call(client.containers.get, name))
@@ -298,7 +298,7 @@ class DockerRuntime(Runtime):
         return Status("exited", code)
 
     async def list(self) -> list[Instance]:
-        found = await self._call(self._client().containers.list,
+        found = await self._call(self._client().containers.list, ignore_removed=True,
                                  filters={**self._labels(), "status": "running"})
         out = []
         for container in found:

@@ -309,7 +309,8 @@ class ImageBuilder:
 
     async def _remove_stale_builds(self, dep_hash: str) -> None:
         """Build containers of this hash left by a supervisor that died mid-build."""
-        stale = await self._call(self._client().containers.list, all=True, filters={
+        stale = await self._call(self._client().containers.list, all=True,
+                                 ignore_removed=True, filters={
             "label": [f"stcloud.build={self.install_id}", f"stcloud.dep_hash={dep_hash}"]})
         for container in stale:
             await self._remove(container)

@@ -267,12 +267,14 @@ class SwarmRuntime(Runtime):
         # The agent stops a removed service's containers only after ~3 s (its control
         # loop; measured in bench/swarm.py): stop them now, as `docker stop -t 5` would.
         # The service is gone already, so nothing restarts them.
-        running = await self._call(client.containers.list, filters=label)
+        running = await self._call(client.containers.list, filters=label,
+                                   ignore_removed=True)  # the agent removes them meanwhile
         await asyncio.gather(*(self._stop_container(c) for c in running))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_TIMEOUT + 15
         while True:
             left = [c for c in await self._call(client.containers.list, all=True,
+                                                 ignore_removed=True,
                                                  filters=label)
                     if c.status in ("created", "running", "restarting", "paused")]
             if not left:
