@@ -337,8 +337,7 @@ class Reconciler:
         finally:
             self.wake()
 
-    async def _decide(self, app: App,
-                      pending: dict[int, dict[str, tuple[int, str]]] | None = None) -> Any:
+    async def _decide(self, app: App, pending: dict[int, dict[str, tuple[int, str]]]) -> Any:
         """The coroutine that moves `app` toward its desired state, or None (then a pending
         request, if any, is served)."""
         lc = self.lifecycle
@@ -360,7 +359,7 @@ class Reconciler:
             return lc.reboot(app_id)
         status = await self.runtime.poll(app_id, inst.state)
         if not status.alive:
-            if "sleep" in (pending or {}).get(app_id, {}):
+            if "sleep" in pending.get(app_id, {}):
                 # Ended while being put to sleep (a leader killed mid-stop): finish that;
                 # a restart would keep an idle app awake. Not due after all: the next pass
                 # finds it ended with nothing pending and restarts it.

@@ -94,15 +94,20 @@ def dsettings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, runtime="docker")
 
 
-def remove_installation(client: Any, runtime: DockerRuntime) -> None:
+def remove_containers(client: Any, label: str) -> None:
+    """Force-remove the containers with `label`; sparse (no inspect each), and one that went
+    by itself meanwhile (a swarm removes its task containers) is fine."""
     import docker.errors
+    for container in client.containers.list(all=True, sparse=True, filters={"label": label}):
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def remove_installation(client: Any, runtime: DockerRuntime) -> None:
     for label in (f"stcloud.install={runtime.install_id}", f"stcloud.build={runtime.install_id}"):
-        for container in client.containers.list(all=True, sparse=True,
-                                                filters={"label": label}):
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:  # went by itself meanwhile
-                pass
+        remove_containers(client, label)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from tests.conftest import free_port, require_docker
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_runtime_contract import wait_healthy
-from tests.test_runtime_docker import PROBE, app, checkout, env_for
+from tests.test_runtime_docker import PROBE, app, checkout, env_for, remove_containers
 
 
 # Without a swarm -----------------------------------------------------------------------
@@ -81,16 +81,9 @@ def ssettings(settings: Settings) -> Settings:
 
 
 def remove_installation(client: Any, install: str) -> None:
-    import docker.errors
     for service in client.services.list(filters={"label": f"stcloud.install={install}"}):
         service.remove()
-    # sparse: no inspect per container; the swarm removes its task containers meanwhile
-    for container in client.containers.list(all=True, sparse=True, filters={"label": [
-            f"stcloud.install={install}"]}):
-        try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+    remove_containers(client, f"stcloud.install={install}")
 
 
 @pytest.fixture

@@ -177,7 +177,7 @@ class DockerRuntime(Runtime):
         # get → remove: whatever this app runs now (by name or by labels) is replaced;
         # an instance started alongside leaves the current one running.
         old = [] if app.alongside else await self._call(
-            client.containers.list, ignore_removed=True, all=True,
+            client.containers.list, all=True, ignore_removed=True,
             filters=self._labels(f"stcloud.app_id={app.app_id}"))
         try:
             old.append(await self._call(client.containers.get, name))
@@ -298,8 +298,9 @@ class DockerRuntime(Runtime):
         return Status("exited", code)
 
     async def list(self) -> list[Instance]:
-        found = await self._call(self._client().containers.list, ignore_removed=True,
-                                 filters={**self._labels(), "status": "running"})
+        found = await self._call(self._client().containers.list,
+                                 filters={**self._labels(), "status": "running"},
+                                 ignore_removed=True)
         out = []
         for container in found:
             ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}

@@ -133,17 +133,18 @@ class SwarmRuntime(Runtime):
             return
         await self._call(image.tag, repo, env.dep_hash)
         log(f"==> Pushing {repo}:{env.dep_hash} for the swarm's nodes")
-        failed = f"Pushing the environment to {self.settings.swarm_registry} failed"
+        def failed(why: object) -> BuildError:
+            return BuildError(f"Pushing the environment to {self.settings.swarm_registry} "
+                              f"failed: {why}; check the registry setting and that the "
+                              "registry answers.")
         try:
             events = await self._call(lambda: list(client.images.push(
                 repo, env.dep_hash, stream=True, decode=True)))
         except docker.errors.APIError as exc:
-            raise BuildError(f"{failed}: {exc.explanation or exc}; check the registry "
-                             "setting and that the registry answers.") from None
+            raise failed(exc.explanation or exc) from None
         for event in events:
             if "error" in event:
-                raise BuildError(f"{failed}: {event['error']}; check the registry setting "
-                                 "and that the registry answers.")
+                raise failed(event["error"])
 
     async def _image_ref(self, env: EnvRef) -> str:
         """The image a task runs: the local image id on one node (no registry lookup),
