@@ -175,3 +175,17 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = Field(default=None)
     revoked: bool = Field(default=False)
+
+
+class Installation(SQLModel, table=True):
+    """Facts about this installation that the supervisor decides once and keeps (one row,
+    id 1): the engine apps run on, recorded at the first start so that a later start never
+    silently moves them (supervisor/engine_choice.py), and how that engine isolates apps,
+    refreshed at every start (the dashboard shows it)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    engine: str = Field(default="", max_length=16)  # process | docker | swarm; "" unknown
+    engine_recorded_at: datetime | None = Field(default=None)
+    isolation: str = Field(default="", max_length=32)  # sandboxed | single-tenant | containers
+    isolation_detail: str = Field(default="", max_length=64)  # e.g. "bubblewrap"
+    updated_at: datetime = Field(default_factory=utcnow)
