@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from backend.errors import ValidationError
+from backend.repo_files import RepoFileError, resolve_repo_path
 
 SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 RESERVED_SUBDOMAINS = frozenset({
@@ -159,13 +160,12 @@ def validate_main_file(value: str) -> str:
 
 
 def main_file_in_checkout(checkout: Path, main_file: str) -> Path:
-    """The main file's real path in `checkout`, symlinks resolved; `ValidationError` when
-    it (or a directory on the way) is a symlink that leads out of the checkout, e.g. a
-    repository committing `streamlit_app.py -> /etc/passwd`."""
+    """The main file's real path in `checkout`, symlinks resolved the way every platform
+    read of a checkout resolves them (`backend.repo_files`); `ValidationError` when it (or
+    a directory on the way) is a symlink that leads out of the checkout, e.g. a repository
+    committing `streamlit_app.py -> /etc/passwd`."""
     relative = validate_main_file(main_file)
-    root = checkout.resolve()
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root):
-        raise ValidationError("main_file", f"The main file {relative} is a symbolic link "
-                              "that leads outside the repository; commit the file itself.")
-    return target
+    try:
+        return resolve_repo_path(checkout, relative)
+    except RepoFileError as e:
+        raise ValidationError("main_file", f"The main file {e.message}") from None

@@ -30,6 +30,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from backend import validation
 from backend.logs import app_log_path, build_log_path, tail_lines
 from models import App, utcnow
 from supervisor import builds, checkouts, git_auth, gitsync
@@ -88,7 +89,11 @@ class Updater:
                 return
             spec = self.lc.env_spec(app, tree)
             build_id = self.lc.record_build(app.id, commit, spec.dep_hash)
-            if not (tree / app.main_file).is_file():
+            try:
+                main_file = validation.main_file_in_checkout(tree, app.main_file)
+            except validation.ValidationError as e:
+                raise UpdateFailed(e.message) from None
+            if not main_file.is_file():
                 raise UpdateFailed(f"The main file '{app.main_file}' does not exist in commit "
                                    f"{commit[:12]}.")
             if spec.dep_hash == app.env_hash and live is not None:

@@ -26,17 +26,22 @@ Contract, for every engine (tests/test_runtime_contract.py runs it against each)
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from backend.repo_files import RepoFileError, excerpt, read_repo_file
+
 LogSink = Callable[[str], None]
 
 # Files whose change means a new environment (a full redeploy), as the seed says.
 DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "uv.lock", "packages.txt",
                     ".python-version")
+# A Python version as `.python-version` or the app's settings give it: 3.12 or 3.12.4.
+PYTHON_VERSION = re.compile(r"^[0-9]{1,2}\.[0-9]{1,3}(\.[0-9]{1,3})?\Z")
 
 
 class BuildError(Exception):
@@ -72,14 +77,44 @@ class EnvSpec:
     @classmethod
     def from_checkout(cls, checkout: Path, python_version: str,
                       default_streamlit: str) -> EnvSpec:
-        files = {n: (checkout / n).read_bytes() for n in DEPENDENCY_FILES
-                 if (checkout / n).is_file()}
-        pinned = files.get(".python-version", b"").decode().strip()
+        """The dependency files of `checkout`, read through `backend.repo_files` (never
+        through a symlink out of it, never a FIFO or an oversized file); `python_version`
+        (the app's choice) else the `.python-version` pin. `BuildError` names the file
+        when one cannot be read, or when the version is not one like 3.12 or 3.12.4."""
+        files: dict[str, bytes] = {}
+        for name in DEPENDENCY_FILES:
+            try:
+                content = read_repo_file(checkout, name)
+            except RepoFileError as e:
+                raise BuildError(e.message) from None
+            if content is not None:
+                files[name] = content
+        version = python_version.strip()
+        if version and not PYTHON_VERSION.match(version):
+            raise BuildError(f"The app's Python version '{excerpt(version)}' is not a version "
+                             "such as 3.12; choose one in the app's settings.")
+        version = version or pinned_python(files.get(".python-version", b""))
         packages = tuple(line.strip() for line in
-                         files.get("packages.txt", b"").decode().splitlines()
+                         files.get("packages.txt", b"").decode(errors="replace").splitlines()
                          if line.strip() and not line.strip().startswith("#"))
-        return cls(python_version=python_version or pinned, files=files,
+        return cls(python_version=version, files=files,
                    default_streamlit=default_streamlit, packages=packages)
+
+
+def pinned_python(content: bytes) -> str:
+    """The version `.python-version` pins (its first line that is not blank or a comment,
+    as uv reads it), "" when none; `BuildError` when that line is not a version like 3.12
+    or 3.12.4 (the error quotes at most a short, printable excerpt of it)."""
+    for line in content.decode(errors="replace").splitlines():
+        value = line.strip()
+        if not value or value.startswith("#"):
+            continue
+        if not PYTHON_VERSION.match(value):
+            raise BuildError(f".python-version holds '{excerpt(value)}', which is not a "
+                             "Python version; write one such as 3.12 or 3.12.4 in it, or "
+                             "delete the file.")
+        return value
+    return ""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ An environment is one image `stcloud-env:<dep_hash>`, made once and shared by ev
 that dependency set. The build runs a throw-away container from the base image that
 installs packages.txt with apt, makes `/opt/venv` with the host's uv (mounted read-only,
 with the host's uv cache mounted so builds are warm) and commits it. The build container
-gets the CA bundle and the index URL the host uses; the committed image gets none of the
+gets only the dependency files' bytes as `EnvSpec.from_checkout` read them (through
+`backend.repo_files`), copied into a fresh directory, never the checkout itself; it gets
+the CA bundle and the index URL the host uses; the committed image gets none of the
 build's environment. Only a successful build is committed: a failure leaves no image.
 Cancelling the coroutine removes the build container, which kills the build.
 """
@@ -30,6 +32,7 @@ from typing import Any
 import docker.errors
 from docker.types import Mount
 
+from backend.repo_files import excerpt
 from backend.settings import PROJECT_ROOT, Settings
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
 
@@ -162,7 +165,7 @@ class ImageBuilder:
                                  f"(setting docker_base_images) is not on this Docker host.")
             return image
         if version not in DEBIAN_SUITES:
-            raise BuildError(f"Python {version} is not offered; choose one of "
+            raise BuildError(f"Python {excerpt(version)} is not offered; choose one of "
                              f"{', '.join(offered_versions(self.settings))}.")
         image = f"stcloud-base:py{version}"
         async with self._lock("base:" + image):
@@ -198,8 +201,9 @@ class ImageBuilder:
         image = f"{ENV_REPO}:{spec.dep_hash}"
         bad = [p for p in spec.packages if not DEBIAN_PACKAGE.match(p)]
         if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
             raise BuildError("packages.txt names something that is not a Debian package: "
-                             + ", ".join(repr(p) for p in bad))
+                             + ", ".join(repr(excerpt(p)) for p in bad[:3]) + more)
         async with self._lock("env:" + spec.dep_hash):
             if await self._image_exists(image):
                 return EnvRef(spec.dep_hash, version, image, reused=True)
