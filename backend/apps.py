@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from backend import appstate
 from backend.context import Context
-from backend.errors import NotFound, ValidationError
+from backend.errors import Conflict, NotFound
 from backend.logs import app_log_path, build_log_path, tail
 from backend.platform import wake_supervisor
 from backend.settings import Settings
@@ -111,22 +112,43 @@ def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
     sub = validate_subdomain(subdomain) if subdomain.strip() else \
         suggest_free_subdomain(ctx, repo_url)
     owner, _ = repo_owner_and_name(repo_url)
+    row = {"owner_id": user.id, "subdomain": sub, "repo_url": repo_url, "branch": branch,
+           "main_file": main_file, "python_version": python_version.strip(),
+           "memory_limit_mb": None, "state": "queued", "state_reason": "Deploy requested"}
+    for attempt in (1, 2):
+        try:
+            view = _insert_app(ctx, user, owner, row)
+            break
+        except IntegrityError:
+            # A concurrent deploy inserted the same subdomain (unique), or created the same
+            # workspace (unique name) first: the second attempt then finds that workspace.
+            if not subdomain_available(ctx, sub):
+                raise _taken(sub) from None
+            if attempt == 2:
+                raise
+    wake_supervisor(ctx)
+    return view
+
+
+def _taken(subdomain: str) -> Conflict:
+    return Conflict("subdomain", f"The subdomain '{subdomain}' is taken; choose another.")
+
+
+def _insert_app(ctx: Context, user: User, owner: str, row: dict[str, Any]) -> AppView:
+    """Insert the App `row` into workspace `owner` (made when missing); raises
+    `IntegrityError` when a concurrent transaction took the subdomain or the workspace name
+    between the checks and the commit."""
     with session_scope(ctx.engine) as s:
         ws = get_or_create_workspace(s, owner, user)
         require_role(s, user, ws.id, "developer", "deploy apps")
-        if s.exec(select(App.id).where(App.subdomain == sub)).first() is not None:
-            raise ValidationError("subdomain", f"The subdomain '{sub}' is taken; choose "
-                                  "another.")
-        app = App(workspace_id=ws.id, owner_id=user.id, subdomain=sub, repo_url=repo_url,
-                  branch=branch, main_file=main_file, python_version=python_version.strip(),
-                  memory_limit_mb=None, state="queued", state_reason="Deploy requested")
+        if s.exec(select(App.id).where(App.subdomain == row["subdomain"])).first() is not None:
+            raise _taken(row["subdomain"])
+        app = App(workspace_id=ws.id, **row)
         s.add(app)
         s.flush()
         s.add(AppEvent(app_id=app.id, from_state="", to_state="queued",
                        reason=f"Deployed by {user.username}"))
-        view = _view(ctx, s, app, user)
-    wake_supervisor(ctx)
-    return view
+        return _view(ctx, s, app, user)
 
 
 def list_apps(ctx: Context, user: User, workspace_id: int | None = None) -> list[AppView]:

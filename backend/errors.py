@@ -22,5 +22,10 @@ class ValidationError(BackendError):
         self.message = message
 
 
+class Conflict(ValidationError):
+    """Input that clashes with what exists, such as a subdomain another app has (the API
+    answers 409); a ValidationError, so forms show it under its field."""
+
+
 class InvalidTransition(BackendError):
     pass

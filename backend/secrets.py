@@ -1,7 +1,10 @@
 """App secrets: a TOML document per app, like Community Cloud's secrets box.
 
 - Validated on save (`parse_secrets`): a TOML error names its line and column, and the page
-  shows that line. At most `MAX_BYTES`.
+  shows that line. At most `MAX_BYTES`, and arrays, inline tables and tables nested at most
+  `MAX_DEPTH` deep (Python's TOML parser recurses once per `[` or `{`, so a few hundred
+  of them would exhaust the interpreter's stack: they are counted before parsing, and the
+  parsed document's depth, which dotted keys also deepen, is measured without recursion).
 - Encrypted at rest: the `AppSecret` row holds a Fernet token (AES-128-CBC + HMAC-SHA256) of
   the TOML text. The key is derived from the server secret `app_secrets` that
   `backend.keys.load_or_create_secret` keeps in `<data_dir>/keys/app_secrets` (mode 0600,
@@ -46,6 +49,7 @@ from models import AppEvent, AppSecret, User, session_scope, utcnow
 
 KEY_NAME = "app_secrets"
 MAX_BYTES = 64 * 1024
+MAX_DEPTH = 32  # arrays, inline tables and tables inside one another
 RUNTIME_FILE = "secrets.toml"
 RESTART_STATES = frozenset({"starting", "running", "crashed", "over_limit"})
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -74,24 +78,111 @@ class SecretsError(ValidationError):
 
 # Validation --------------------------------------------------------------------------------
 def parse_secrets(text: str) -> dict[str, Any]:
-    """The TOML document as a dict, or `SecretsError` saying which line is wrong."""
-    if len(text.encode()) > MAX_BYTES:
-        raise SecretsError(f"Secrets are limited to {MAX_BYTES // 1024} KB.")
+    """The TOML document as a dict, or `SecretsError` saying which line is wrong (also for
+    a document over `MAX_BYTES` or nested deeper than `MAX_DEPTH`)."""
+    size = len(text.encode())
+    if size > MAX_BYTES:
+        raise SecretsError(f"Secrets are limited to {MAX_BYTES // 1024} KB and these are "
+                           f"{size / 1024:.0f} KB; keep only the values the app reads, and "
+                           "keep large files (certificates, data) out of the secrets.")
+    too_deep = _too_deep_at(text, MAX_DEPTH)
+    if too_deep is not None:
+        line, column = too_deep
+        raise SecretsError(f"Line {line}, column {column}: arrays and tables are nested more "
+                           f"than {MAX_DEPTH} deep. Flatten the structure (use [section] "
+                           "tables with simple values).", line, column)
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
+    except RecursionError:  # nesting the bracket count above did not see
+        raise SecretsError(f"Arrays and tables are nested more than {MAX_DEPTH} deep; "
+                           "flatten the structure.") from None
     except tomllib.TOMLDecodeError as e:
-        message = str(e)
-        match = _TOML_POSITION.search(message)
-        if match:
-            line, column = int(match.group(1)), int(match.group(2))
-            reason = message[:match.start()].rstrip(".")
-            raise SecretsError(f"Line {line}, column {column}: {reason}. Secrets are TOML, "
-                               'such as: api_key = "abc123"', line, column) from None
-        if _TOML_END.search(message):
-            line = max(1, len(text.splitlines()))
-            reason = _TOML_END.sub("", message).rstrip(".")
-            raise SecretsError(f"Line {line} (end of the text): {reason}.", line, 0) from None
-        raise SecretsError(f"Not valid TOML: {message}") from None
+        raise _decode_error(text, e) from None
+    deep_key = _key_deeper_than(data, MAX_DEPTH)
+    if deep_key is not None:
+        raise SecretsError(f"The key {deep_key} is nested more than {MAX_DEPTH} tables deep; "
+                           "use fewer dotted parts or [section] levels.")
+    return data
+
+
+def _decode_error(text: str, e: tomllib.TOMLDecodeError) -> SecretsError:
+    """The parser's error as a SecretsError naming the line and column."""
+    message = str(e)
+    match = _TOML_POSITION.search(message)
+    if match:
+        line, column = int(match.group(1)), int(match.group(2))
+        reason = message[:match.start()].rstrip(".")
+        return SecretsError(f"Line {line}, column {column}: {reason}. Secrets are TOML, "
+                            'such as: api_key = "abc123"', line, column)
+    if _TOML_END.search(message):
+        line = max(1, len(text.splitlines()))
+        reason = _TOML_END.sub("", message).rstrip(".")
+        return SecretsError(f"Line {line} (end of the text): {reason}.", line, 0)
+    return SecretsError(f"Not valid TOML: {message}")
+
+
+def _too_deep_at(text: str, limit: int) -> tuple[int, int] | None:
+    """(line, column) of the first `[` or `{` that opens more than `limit` levels, outside
+    strings and comments; None when there is none (also for text the parser will refuse)."""
+    depth, line, line_start, i, n = 0, 1, 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif c == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                return None
+            continue
+        elif c in "\"'":
+            end = _string_end(text, i)
+            if end < 0:
+                return None
+            newlines = text.count("\n", i, end)
+            if newlines:
+                line, line_start = line + newlines, text.rindex("\n", i, end) + 1
+            i = end
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return line, i - line_start + 1
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index after the TOML string that opens at `start`; -1 when it is not closed."""
+    quote = text[start]
+    delimiter = quote * 3 if text.startswith(quote * 3, start) else quote
+    i = start + len(delimiter)
+    while i < len(text):
+        if quote == '"' and text[i] == "\\":
+            i += 2
+        elif text.startswith(delimiter, i):
+            return i + len(delimiter)
+        elif text[i] == "\n" and len(delimiter) == 1:
+            return -1
+        else:
+            i += 1
+    return -1
+
+
+def _key_deeper_than(data: dict[str, Any], limit: int) -> str | None:
+    """The dotted path (shortened) of a value more than `limit` tables or arrays deep, or
+    None; iterative, so no depth can exhaust the stack."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > limit:
+            shown = ".".join(path[:3])
+            return f"{shown}..."
+        items = value.items() if isinstance(value, dict) else \
+            enumerate(value) if isinstance(value, list) else ()
+        stack.extend((v, (*path, str(k))) for k, v in items)
+    return None
 
 
 def env_vars_of(data: dict[str, Any]) -> dict[str, str]:
@@ -154,26 +245,30 @@ def runtime_env_vars(settings: Settings, app_id: int) -> dict[str, str]:
         return {}
     try:
         return env_vars_of(tomllib.loads(text))
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return {}
 
 
 def _string_values(data: Any) -> list[str]:
-    if isinstance(data, str):
-        return [data]
-    if isinstance(data, dict):
-        return [v for item in data.values() for v in _string_values(item)]
-    if isinstance(data, list):
-        return [v for item in data for v in _string_values(item)]
-    return []
+    """Every string in the document, at any depth (iterative: no depth exhausts the stack)."""
+    found, stack = [], [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
 
 
 def redact(settings: Settings, app_id: int, text: str) -> str:
     """Log text with the app's secret values (4 characters or more) replaced by ****."""
     try:
         data = tomllib.loads(runtime_path(settings, app_id).read_text())
-    except (FileNotFoundError, NotADirectoryError, tomllib.TOMLDecodeError):
-        return text
+    except (FileNotFoundError, NotADirectoryError, tomllib.TOMLDecodeError, RecursionError):
+        return text  # RecursionError: a file saved before nesting was limited
     for value in sorted(set(_string_values(data)), key=len, reverse=True):
         if len(value) >= 4:
             text = text.replace(value, "****")

@@ -17,6 +17,7 @@ from aiohttp import web
 from backend import secrets as app_secrets
 from backend.errors import (
     BackendError,
+    Conflict,
     InvalidTransition,
     NotFound,
     PermissionDenied,
@@ -49,6 +50,8 @@ def ok(data: Any, status: int = 200) -> web.Response:
 
 
 def backend_error(e: BackendError) -> web.Response:
+    if isinstance(e, Conflict):
+        return error(409, "conflict", str(e), field=e.field)
     if isinstance(e, ValidationError):
         extra: dict[str, Any] = {"field": e.field}
         if isinstance(e, app_secrets.SecretsError) and e.line:
