@@ -18,10 +18,11 @@ from backend import appstate
 from backend.context import Context
 from backend.errors import Conflict, NotFound
 from backend.logs import app_log_path, build_log_path, tail
-from backend.platform import wake_supervisor
+from backend.platform import read_platform, wake_supervisor
 from backend.settings import Settings
 from backend.validation import (repo_owner_and_name, suggest_subdomain, validate_branch,
-                                validate_main_file, validate_repo_url, validate_subdomain)
+                                validate_main_file, validate_python_version,
+                                validate_repo_url, validate_subdomain)
 from backend.workspaces import (get_or_create_workspace, require_role, role_in,
                                 visible_workspace_ids)
 from models import App, AppEvent, User, Workspace, session_scope, utcnow
@@ -102,6 +103,16 @@ def suggest_free_subdomain(ctx: Context, repo_url: str) -> str:
     return candidate
 
 
+def offered_python_versions(ctx: Context) -> tuple[str, ...]:
+    """The Python versions the supervisor's runtime reported, the server default first
+    when the runtime did not list it (only the default before the supervisor's first
+    report)."""
+    versions = list(read_platform(ctx).python_versions)
+    if ctx.settings.default_python not in versions:
+        versions.insert(0, ctx.settings.default_python)
+    return tuple(versions)
+
+
 def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
                main_file: str = "streamlit_app.py", subdomain: str = "",
                python_version: str = "") -> AppView:
@@ -109,11 +120,12 @@ def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
     repo_url = validate_repo_url(repo_url, ctx.settings.allow_local_repos)
     branch = validate_branch(branch)
     main_file = validate_main_file(main_file)
+    python_version = validate_python_version(python_version, offered_python_versions(ctx))
     sub = validate_subdomain(subdomain) if subdomain.strip() else \
         suggest_free_subdomain(ctx, repo_url)
     owner, _ = repo_owner_and_name(repo_url)
     row = {"owner_id": user.id, "subdomain": sub, "repo_url": repo_url, "branch": branch,
-           "main_file": main_file, "python_version": python_version.strip(),
+           "main_file": main_file, "python_version": python_version,
            "memory_limit_mb": None, "state": "queued", "state_reason": "Deploy requested"}
     for attempt in (1, 2):
         try:

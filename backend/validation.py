@@ -11,6 +11,7 @@ guarantee, because the values reach git, Streamlit and DNS:
   allows local repositories.
 - branch: a name `git check-ref-format --branch` accepts; never starts with `-`, never
   contains `..` or control characters.
+- python version: empty (the default) or `3.N`, one the selected runtime offers.
 - main file: a relative `.py` path that stays inside the checkout (`main_file_in_checkout`
   also resolves symlinks of a real checkout); never starts with `-` once normalised.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -33,6 +35,7 @@ RESERVED_SUBDOMAINS = frozenset({
 })
 REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git"})
 SCP_LIKE_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[^\s]+\Z")
+PYTHON_VERSION_RE = re.compile(r"^3\.[0-9]{1,2}(?:\.[0-9]{1,2})?\Z")
 
 
 def _has_control(text: str) -> bool:
@@ -140,6 +143,21 @@ def validate_branch(value: str) -> str:
     if bad:
         raise ValidationError("branch", f"'{branch}' is not a valid branch name.")
     return branch
+
+
+def validate_python_version(value: str, offered: Sequence[str]) -> str:
+    """'' (the server's default) or a `3.N` version in `offered`, the versions the selected
+    runtime reports (`backend.apps.offered_python_versions`); anything else would be stored
+    and fail only at build time, or reach a Docker image tag."""
+    version = value.strip()
+    if not version:
+        return ""
+    if not PYTHON_VERSION_RE.match(version) or version not in offered:
+        shown = f"'{version[:20]}'" if version.isprintable() else "(that value)"
+        raise ValidationError("python_version", f"Python {shown} is not offered by this "
+                              f"server; choose one of {', '.join(offered)}, or leave it "
+                              "empty for the default.")
+    return version
 
 
 def validate_main_file(value: str) -> str:

@@ -180,3 +180,41 @@ def test_a_taken_subdomain_is_a_conflict_for_forms_too(ctx: Context) -> None:
     with pytest.raises(Conflict) as taken:
         apps.deploy_app(ctx, owner, repo_url=REPO, subdomain="dash")
     assert isinstance(taken.value, ValidationError) and taken.value.field == "subdomain"
+
+
+# Python versions ----------------------------------------------------------------------------
+def test_api_deploy_takes_only_offered_python_versions(ctx: Context) -> None:
+    write_platform(ctx, PlatformInfo(engine="process", python_versions=["3.11", "3.12"]))
+    owner = make_user(ctx, "owner")
+    apps.deploy_app(ctx, owner, repo_url=REPO, subdomain="dash")  # the workspace exists
+    headers = token_for(ctx, owner)
+
+    async def scenario(c: TestClient) -> None:
+        for bad in ("3.13", "2.7", "latest", "3.12; rm -rf /", "../../x", "3" * 40):
+            r = await c.post("/apps", headers=headers, json={
+                "repo_url": REPO, "subdomain": "py", "python_version": bad})
+            error = (await r.json())["error"]
+            assert r.status == 422 and error["field"] == "python_version", (bad, error)
+            assert "choose one of 3.11, 3.12" in error["message"]
+        r = await c.post("/apps", headers=headers, json={
+            "repo_url": REPO, "subdomain": "py", "python_version": "3.12"})
+        assert r.status == 201 and (await r.json())["python_version"] == "3.12"
+        app_id = (await r.json())["id"]
+        r = await c.post("/apps", headers=headers, json={
+            "repo_url": REPO, "subdomain": "py-default", "python_version": ""})
+        assert r.status == 201 and (await r.json())["python_version"] == "3.11"
+        r = await c.patch(f"/apps/{app_id}", headers=headers, json={"python_version": "9.9"})
+        error = (await r.json())["error"]
+        assert r.status == 422 and error["field"] == "python_version"
+        assert "3.11, 3.12" in error["message"]
+    api_call(ctx, scenario)
+    with session_scope(ctx.engine) as s:
+        assert sorted(a.python_version for a in s.exec(select(App)).all()) == ["", "", "3.12"]
+
+
+def test_before_the_supervisor_reports_only_the_default_python_is_offered(ctx: Context) -> None:
+    owner = make_user(ctx, "owner")
+    with pytest.raises(ValidationError, match="choose one of 3.11,"):
+        apps.deploy_app(ctx, owner, repo_url=REPO, subdomain="py", python_version="3.12")
+    assert apps.deploy_app(ctx, owner, repo_url=REPO, subdomain="py",
+                           python_version="3.11").python_version == "3.11"
