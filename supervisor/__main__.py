@@ -1,7 +1,8 @@
 """`python -m supervisor [run]`: run everything. Admin commands:
 `python -m supervisor create-user NAME [--admin]`, `python -m supervisor reset-password NAME`
 (each prints the new random password); `python -m supervisor backup FILE` and
-`python -m supervisor restore FILE [--force]` (supervisor/backup.py)."""
+`python -m supervisor restore FILE [--force]` (supervisor/backup.py);
+`python -m supervisor migrate-runtime ENGINE` (supervisor/engine_choice.py)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,21 @@ def run_backup_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_migrate_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`migrate-runtime ENGINE [--old-engine-gone]` (supervisor/engine_choice.py)."""
+    from supervisor.engine_choice import MigrationError, migrate_runtime
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    ctx = open_context(settings)
+    try:
+        asyncio.run(migrate_runtime(ctx, args.engine, lambda line: print(line, flush=True),
+                                    old_engine_gone=args.old_engine_gone))
+    except MigrationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m supervisor",
                                      description="Self-hosted Streamlit Cloud supervisor.")
@@ -74,6 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("file", type=Path)
     restore.add_argument("--force", action="store_true",
                          help="replace a database that already holds users")
+    migrate = sub.add_parser(
+        "migrate-runtime", help="move every app to another engine (supervisor stopped)",
+        description="Move every app to another engine. Run it with the supervisor stopped "
+        "(SIGTERM leaves apps running): it stops every app instance on the engine the apps "
+        "run on now, queues a fresh deploy of the apps that were serving and records ENGINE; "
+        "the next start (runtime = ENGINE or auto) deploys them there. Safe to run again "
+        "after an interruption; nothing is left running on the old engine.")
+    migrate.add_argument("engine", choices=["process", "docker", "swarm"])
+    migrate.add_argument("--old-engine-gone", action="store_true",
+                         help="the old engine does not answer and never will (e.g. Docker "
+                         "uninstalled): record ENGINE without stopping anything there")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -91,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(serve_proxy(settings))
     if args.command in ("backup", "restore"):
         return run_backup_command(settings, args)
+    if args.command == "migrate-runtime":
+        return run_migrate_command(settings, args)
     ctx = open_context(settings)
     password = secrets.token_urlsafe(12)
     try:

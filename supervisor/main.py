@@ -26,11 +26,12 @@ from backend.platform import PlatformInfo, write_platform
 from backend.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.dashboard import DashboardProcess
+from supervisor.engine_choice import choose_runtime
 from supervisor.leader import Fenced, Leadership, NodeRegistry, me
 from supervisor.proxy import start_proxy
 from supervisor.reconciler import Reconciler
 from supervisor.routes import RouteTable
-from supervisor.runtimes import RuntimeUnavailable, select_runtime
+from supervisor.runtimes import RuntimeUnavailable
 from supervisor.schedules import Schedules
 
 log = logging.getLogger("supervisor")
@@ -68,7 +69,7 @@ async def serve(settings: Settings) -> int:
     ctx = open_context(settings)
     log.info("settings %s", " ".join(f"{k}={v}" for k, v in settings.masked().items()))
     try:
-        runtime = select_runtime(settings)
+        runtime = await choose_runtime(ctx)  # the recorded engine (engine_choice.py)
     except RuntimeUnavailable as e:
         log.error("runtime unavailable setting=%s", settings.runtime)
         print(f"error: {e}", file=sys.stderr, flush=True)

@@ -1,0 +1,195 @@
+"""The engine is chosen once: the first start records it, a Docker daemon that appears later
+does not move the apps (no second instance, no unowned process), an explicit other engine is
+refused while apps still run on the recorded one, and `migrate-runtime` moves them leaving
+nothing behind. Real supervisors, real processes and real containers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlmodel import delete
+
+from backend import apps, installation
+from backend.context import Context, open_context
+from backend.settings import PROJECT_ROOT, Settings
+from models import Installation, session_scope
+from supervisor.engine_choice import decide, runtime_isolation
+from supervisor.runtimes import docker_available
+from supervisor.runtimes.docker import install_id
+from tests.conftest import require_docker
+from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state
+from tests.test_e2e import instance_alive, instance_id, running_instances
+
+NO_DOCKER = "unix:///nonexistent/stcloud-test/docker.sock"  # `auto` finds no daemon here
+
+
+def test_decide_keeps_the_recorded_engine() -> None:
+    assert decide("auto", "", lambda: "process").engine == "process"
+    assert decide("auto", "", lambda: "process").record
+    kept = decide("auto", "process", lambda: "docker")
+    assert (kept.engine, kept.record) == ("process", False)
+    assert "python -m supervisor migrate-runtime docker" in kept.hint
+    assert decide("auto", "docker", lambda: "docker").hint == ""
+    explicit = decide("docker", "process", lambda: "docker")
+    assert (explicit.engine, explicit.needs_empty) == ("docker", "process")
+    assert decide("process", "process", lambda: "docker").needs_empty == ""
+
+
+def test_isolation_of_each_engine() -> None:
+    class Bare:
+        name = "process"
+
+    class Sandboxed:
+        name, isolation = "process", "bubblewrap"
+
+    class Docker:
+        name = "docker"
+
+    assert runtime_isolation(Bare()) == ("single-tenant", "")  # type: ignore[arg-type]
+    assert runtime_isolation(Sandboxed()) == ("sandboxed", "bubblewrap")  # type: ignore
+    assert runtime_isolation(Docker()) == ("containers", "docker")  # type: ignore[arg-type]
+
+
+def test_first_start_records_the_process_engine(settings: Settings, tmp_path: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    auto = dataclasses.replace(settings, runtime="auto")
+    monkeypatch.setenv("DOCKER_HOST", NO_DOCKER)
+    sup = SupervisorProcess(auto, tmp_path / "sup.log").start()
+    try:
+        info = installation.read_installation(open_context(auto))
+        assert info.engine == "process", sup.output()
+        assert info.isolation in ("single-tenant", "sandboxed")
+    finally:
+        sup.stop(signal.SIGTERM)
+
+
+# With a Docker daemon --------------------------------------------------------------------
+@pytest.fixture
+def docker_client() -> Iterator[Any]:
+    if not docker_available():
+        if require_docker():
+            pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
+        pytest.skip("no Docker daemon")
+    import docker
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
+
+
+def containers_of(client: Any, settings: Settings) -> list[str]:
+    """Every container of this installation, running or not (found without our runtime)."""
+    return [c.id for c in client.containers.list(
+        all=True, sparse=True, filters={"label": f"stcloud.install={install_id(settings)}"})]
+
+
+@pytest.fixture
+def auto_settings(settings: Settings, docker_client: Any) -> Iterator[Settings]:
+    auto = dataclasses.replace(settings, runtime="auto")
+    yield auto
+    for ident in containers_of(docker_client, auto):
+        docker_client.api.remove_container(ident, force=True)
+
+
+def run_on_process_first(ctx: Context, admin: Any, repo_url: str, tmp_path: Any,
+                         monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """A first start with no Docker daemon in sight deploys one app on the process engine;
+    the supervisor is then stopped with SIGTERM (the app keeps running)."""
+    monkeypatch.setenv("DOCKER_HOST", NO_DOCKER)
+    sup = SupervisorProcess(ctx.settings, tmp_path / "sup1.log").start()
+    try:
+        view = apps.deploy_app(ctx, admin, repo_url=repo_url, subdomain="kept")
+        wait_for_state(ctx, view.id, {"running"}, sup=sup)
+    finally:
+        sup.stop(signal.SIGTERM)
+    monkeypatch.delenv("DOCKER_HOST")
+    pid = instance_id(ctx, view.id)
+    assert pid and pid.isdigit() and instance_alive(pid)
+    return view.id, pid  # type: ignore[return-value]
+
+
+def process_instances(settings: Settings, app_id: int) -> list[str]:
+    return running_instances(dataclasses.replace(settings, runtime="process"), app_id)
+
+
+@pytest.mark.parametrize("history", ["recorded", "upgraded"])
+def test_second_start_with_docker_keeps_the_process_apps(auto_settings: Settings, admin: Any,
+                                                         hello_repo: Any, tmp_path: Any,
+                                                         docker_client: Any, history: str,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """`upgraded`: a database from before engines were recorded (no installation row)."""
+    ctx = open_context(auto_settings)
+    app_id, pid = run_on_process_first(ctx, admin, hello_repo.url, tmp_path, monkeypatch)
+    if history == "upgraded":
+        with session_scope(ctx.engine) as s:
+            s.exec(delete(Installation))  # type: ignore[call-overload]
+    assert docker_available()
+    sup = SupervisorProcess(auto_settings, tmp_path / "sup2.log").start()
+    try:  # the proxy listens only after adoption: what adoption decided is settled now
+        app = load_app(ctx, app_id)
+        assert app is not None and app.state == "running", (app and app.state_reason,
+                                                             sup.output())
+        assert instance_id(ctx, app_id) == pid
+        assert process_instances(auto_settings, app_id) == [pid]
+        assert containers_of(docker_client, auto_settings) == []
+        assert installation.recorded_engine(ctx) == "process"
+        assert "python -m supervisor migrate-runtime docker" in sup.output()
+    finally:
+        sup.stop(signal.SIGTERM)
+    assert instance_alive(pid)
+
+    # An explicit other engine while the app runs on process: refused, nothing touched.
+    env = {**os.environ, **dataclasses.replace(auto_settings, runtime="docker").to_env()}
+    env.pop("DATABASE_URL", None)
+    refused = subprocess.run([sys.executable, "-m", "supervisor"], cwd=PROJECT_ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "python -m supervisor migrate-runtime docker" in refused.stderr
+    assert instance_alive(pid) and containers_of(docker_client, auto_settings) == []
+    stop_process_app(auto_settings, app_id, pid)
+
+
+def stop_process_app(settings: Settings, app_id: int, pid: str) -> None:
+    """Stop the app the supervisors left running (SIGTERM leaves apps running)."""
+    from supervisor.runtimes.process import ProcessRuntime
+    runtime = ProcessRuntime(dataclasses.replace(settings, runtime="process"))
+    found = [i for i in asyncio.run(runtime.list()) if str(i.state.get("pid")) == pid]
+    for inst in found:
+        asyncio.run(runtime.stop(app_id, inst.state))
+    assert not instance_alive(pid)
+
+
+def test_migrate_runtime_moves_an_app_from_process_to_docker(
+        auto_settings: Settings, admin: Any, hello_repo: Any, tmp_path: Any,
+        docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = open_context(auto_settings)
+    app_id, pid = run_on_process_first(ctx, admin, hello_repo.url, tmp_path, monkeypatch)
+    env = {**os.environ, **auto_settings.to_env()}
+    env.pop("DATABASE_URL", None)
+    command = [sys.executable, "-m", "supervisor", "migrate-runtime", "docker"]
+    moved = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert not instance_alive(pid) and process_instances(auto_settings, app_id) == []
+    assert installation.recorded_engine(ctx) == "docker"
+    again = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0 and "already recorded" in again.stdout, again.stderr
+
+    sup = SupervisorProcess(auto_settings, tmp_path / "sup2.log").start()
+    try:
+        wait_for_state(ctx, app_id, {"running"}, timeout=600, sup=sup)
+        ident = instance_id(ctx, app_id)
+        assert ident and not ident.isdigit()  # a container id
+        assert containers_of(docker_client, auto_settings) == [ident]
+        assert process_instances(auto_settings, app_id) == []
+    finally:
+        sup.stop(signal.SIGINT)  # stops the app too
