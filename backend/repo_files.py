@@ -106,7 +106,11 @@ def _walked(checkout: Path, relpath: str) -> Iterator[_Walk]:
     if "\0" in relpath or PurePosixPath(relpath).is_absolute():
         raise RepoFileError(relpath, f"{_shown(relpath)} is a path outside the repository.")
     root = checkout.resolve()  # the checkout itself (`src` is our own pointer to it)
-    walk = _Walk(root, [(os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW), "")])
+    try:
+        walk = _Walk(root, [(os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW), "")])
+    except (FileNotFoundError, NotADirectoryError):  # no checkout: no file in it either
+        yield _Walk(root, [], missing=_parts(relpath) or ["."])
+        return
     try:
         # Each pending component remembers the link it came from ("" for relpath's own).
         todo = deque((p, "") for p in _parts(relpath))
