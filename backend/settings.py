@@ -154,6 +154,31 @@ class Settings:
     email_max_attempts: int = _help("Attempts to send one email before it is marked failed "
                                     "(retries back off: 30 s, 1 min, 2 min, ... up to 1 h).",
                                     default=8)
+    # Proxy connection limits (docs/security.md, "Connection limits") ---
+    proxy_header_timeout: float = _help("Seconds a client has to send a request's headers, "
+                                        "from the connection's start or the request's "
+                                        "first byte; then the proxy closes the "
+                                        "connection.", default=15.0)
+    proxy_body_timeout: float = _help("Seconds a request body may go without a byte "
+                                      "arriving while the proxy reads it; then the "
+                                      "connection is closed.", default=30.0)
+    proxy_keepalive_timeout: float = _help("Seconds an idle keep-alive connection may wait "
+                                           "for its next request.", default=60.0)
+    proxy_max_connections_per_client: int = _help(
+        "Most open connections (websockets included) from one client address; more are "
+        "answered 503 and closed. Raise it when many users share one address (NAT).",
+        default=256)
+    proxy_max_connections: int = _help("Most open client connections in all; 0 means "
+                                       "derived from the open-file limit ((soft limit - "
+                                       "512) / 2); a bigger value is lowered to that.",
+                                       default=0)
+    proxy_trusted_proxies: str = _help("Comma-separated addresses or networks of proxies in "
+                                       "front of ours (a TLS terminator): their connections "
+                                       "count only towards proxy_max_connections, not per "
+                                       "client.", default="")
+    proxy_websocket_ping_interval: float = _help(
+        "Seconds of quiet after which the proxy pings a client's websocket; one that sends "
+        "no pong within half of it is closed. 0 means never.", default=30.0)
     # Several supervisors and proxies (docs/scale-out.md) ---
     node_id: str = _help("Name of this supervisor or proxy in the cluster tables; empty "
                          "means <hostname>-<pid>.", default="")

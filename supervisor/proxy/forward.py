@@ -16,8 +16,8 @@ WebSocket: the client's `Sec-WebSocket-Protocol` list is passed upstream as is (
 sends "streamlit", then its XSRF token, then an optional session id; it selects the
 first), and the client is answered with the protocol the upstream chose. Text and binary
 frames are pumped both ways concurrently, without decoding text; a close from either side
-closes the other with the same code. No message size limit and no heartbeat of our own
-(Streamlit and uvicorn ping), but pings from either side are answered.
+closes the other with the same code. No message size limit; pings from either side are
+answered, and the client's end is pinged when quiet (`proxy_websocket_ping_interval`).
 
 Per request, `Forwarding` options say what else happens: our cookies are stripped from
 the request and our `Set-Cookie` names from the response (`cookies.py`), headers the proxy
@@ -308,9 +308,12 @@ def websocket_protocols(request: web.BaseRequest) -> list[str]:
 
 async def forward_websocket(request: web.Request, address: tuple[str, int],
                             session: aiohttp.ClientSession, scheme: str,
-                            active: set[WebSocketPair], how: Forwarding = PLAIN
-                            ) -> web.StreamResponse:
+                            active: set[WebSocketPair], how: Forwarding = PLAIN, *,
+                            ping: float | None = None) -> web.StreamResponse:
     """Relay a websocket; raises UpstreamUnavailable when the upstream cannot be reached.
+    With `ping`, the client is pinged after that many seconds without a frame from it
+    and closed when no pong comes within half of it (aiohttp's heartbeat): a quiet but
+    live session stays, a vanished one frees its descriptors.
 
     The upstream is connected first, so the client is answered with the protocol it
     chose, and an upstream refusal (e.g. Streamlit's 403 on a foreign Origin) is passed
@@ -334,7 +337,7 @@ async def forward_websocket(request: web.Request, address: tuple[str, int],
 
     client = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=True,
-        autoping=True, heartbeat=None, max_msg_size=0, compress=False, decode_text=False)
+        autoping=True, heartbeat=ping, max_msg_size=0, compress=False, decode_text=False)
     for value in how.set_cookies:  # e.g. the replica pin of a client that had none
         client.headers.add("Set-Cookie", value)
     try:

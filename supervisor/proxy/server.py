@@ -64,6 +64,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -75,10 +76,12 @@ from supervisor.proxy import cookies, inject, pages, security_headers
 from supervisor.proxy.access import Access
 from supervisor.proxy.apphost import RESERVED_PREFIX, AppHost, is_websocket
 from supervisor.proxy.endpoints import AppEndpoints
+from supervisor.proxy.connections import LimitedSite, install_loop_handler
 from supervisor.proxy.forward import (
     CLIENT_TIMEOUT, PLAIN, Forwarding, UpstreamUnavailable, WebSocketPair, forward_http,
     forward_websocket,
 )
+from supervisor.proxy.limits import ConnectionGuard, ConnectionLimits
 from supervisor.proxy.signin import SignIn
 from supervisor.proxy.sticky import Sticky
 from supervisor.routes import RouteTable
@@ -131,6 +134,10 @@ class Proxy:
         self.session: aiohttp.ClientSession | None = None
         self.websockets: set[WebSocketPair] = set()
         self.closing = False
+        self.guard: ConnectionGuard | None = None  # set by start_proxy
+        self._restore_loop_handler: Callable[[], None] = lambda: None
+        ping = settings.proxy_websocket_ping_interval
+        self.websocket_ping = ping if ping > 0 else None
         self._hosts: dict[str, tuple[str, str]] = {}
         self.services = Services(self, ctx) if ctx is not None else None
         # Sticky sessions for apps with several replicas; without a backend context the
@@ -169,6 +176,9 @@ class Proxy:
             max_line_size=MAX_HEADER_FIELD, max_field_size=MAX_HEADER_FIELD)
         if self.services is not None:
             self.services.views.start()
+        if self.guard is not None:
+            self._restore_loop_handler = install_loop_handler(asyncio.get_running_loop(),
+                                                              self.guard.events)
 
     async def on_shutdown(self, app: web.Application) -> None:
         self.closing = True
@@ -178,6 +188,7 @@ class Proxy:
         await asyncio.gather(*(pair.close(1001, b"Server shutting down") for pair in pairs))
 
     async def on_cleanup(self, app: web.Application) -> None:
+        self._restore_loop_handler()
         if self.services is not None:
             await self.services.views.close()
         if self.session is not None:
@@ -246,7 +257,7 @@ class Proxy:
             if self.closing:
                 raise UpstreamUnavailable("proxy is shutting down")
             return await forward_websocket(request, address, session, self.scheme,
-                                           self.websockets, how)
+                                           self.websockets, how, ping=self.websocket_ping)
         return await forward_http(request, address, session, self.scheme, how)
 
 
@@ -293,16 +304,24 @@ async def start_proxy(settings: Settings, routes: RouteTable, *,
                       api: web.Application | None = None,
                       ctx: Context | None = None) -> web.AppRunner:
     """Serve the proxy on settings.bind:settings.port; `await runner.cleanup()` stops it.
-    With `ctx`, app hosts get identity, private apps, the overlay and view events."""
-    runner = web.AppRunner(make_proxy_app(settings, routes, api=api, ctx=ctx),
-                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    With `ctx`, app hosts get identity, private apps, the overlay and view events.
+    Connections are limited as `limits.py` says (caps derived from the open-file limit
+    at this call)."""
+    limits = ConnectionLimits.from_settings(settings)
+    guard = ConnectionGuard(limits)
+    app = make_proxy_app(settings, routes, api=api, ctx=ctx)
+    app[PROXY_KEY].guard = guard
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT,
+                           keepalive_timeout=limits.keepalive_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, settings.bind, settings.port)
     try:
+        site = LimitedSite(runner, settings.bind, settings.port, guard)
         await site.start()
     except BaseException:
         await runner.cleanup()
         raise
-    log.info("listening bind=%s port=%s domain=%s public_url=%s", settings.bind,
-             settings.port, settings.domain, settings.public_url())
+    log.info("listening bind=%s port=%s domain=%s public_url=%s max_connections=%d "
+             "per_client=%d header_timeout=%s", settings.bind, settings.port,
+             settings.domain, settings.public_url(), limits.total, limits.per_client,
+             limits.header_timeout)
     return runner
