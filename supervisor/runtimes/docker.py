@@ -35,8 +35,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import re
 import secrets
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +53,7 @@ from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, LogSin
 from supervisor.runtimes.docker_images import ImageBuilder, offered_versions
 from supervisor.runtimes.logpipe import copytruncate
 
+log = logging.getLogger("supervisor.runtimes.docker")
 T = TypeVar("T")
 PORT = "8501/tcp"
 LOG_IN_CONTAINER = "/run/stcloud/output.log"
@@ -98,7 +101,8 @@ class DockerRuntime(Runtime):
         self.install_id = install_id(settings)
         self.images = ImageBuilder(settings, self._client, self._call, self.install_id)
         self._cpu_samples: dict[str, tuple[int, int]] = {}
-        self._network_ready = False
+        self._network_id: str | None = None  # of docker_network, once ensured
+        self._network_lock = asyncio.Lock()
 
     def _client(self) -> docker.DockerClient:
         if self._client_obj is None:
@@ -152,22 +156,16 @@ class DockerRuntime(Runtime):
                 raise
 
     async def _ensure_network(self) -> str | None:
+        """The id of `docker_network`, created when missing; containers join it by id, so a
+        duplicate another supervisor made at the same moment never makes names ambiguous."""
         name = self.settings.docker_network
-        if not name or self._network_ready:
-            return name or None
-        client = self._client()
-        try:
-            await self._call(client.networks.get, name)
-        except docker.errors.NotFound:
-            try:
-                await self._call(client.networks.create, name, driver="bridge",
-                                 labels={"stcloud.component": "network"},
-                                 options={"com.docker.network.bridge.enable_icc": "false"})
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:  # created meanwhile by another installation
-                    raise
-        self._network_ready = True
-        return name
+        if not name:
+            return None
+        async with self._network_lock:  # concurrent starts in this process: one creates
+            if self._network_id is None:
+                self._network_id = await self._call(ensure_bridge_network, self._client(),
+                                                    name)
+            return self._network_id
 
     # Lifecycle ---------------------------------------------------------------------
     async def start(self, app: AppSpec, env: EnvRef) -> Instance:
@@ -197,6 +195,13 @@ class DockerRuntime(Runtime):
             except docker.errors.ImageNotFound:
                 raise StartError(f"The environment image {env.location} is missing; "
                                  "rebuild the environment.") from None
+            except docker.errors.NotFound as exc:
+                if "network" not in str(exc).lower() or attempt == 19:
+                    raise StartError(f"Docker could not create the container: "
+                                     f"{exc.explanation or exc}") from None
+                self._network_id = None  # removed as a duplicate: settle on the kept one
+                kwargs["network"] = await self._ensure_network()
+                continue
             except docker.errors.APIError as exc:
                 if exc.status_code == 409 and attempt < 19:  # old one still being removed
                     await asyncio.sleep(0.25)
@@ -331,6 +336,59 @@ class DockerRuntime(Runtime):
         if self._own_client and self._client_obj is not None:
             self._client_obj.close()
             self._client_obj = None
+
+
+def _created_order(net: dict[str, Any]) -> tuple[datetime, int, str]:
+    """Sort key of a network: creation time (Docker's RFC 3339 with up to 9 fraction
+    digits, trailing zeros cut), then id."""
+    created = str(net.get("Created", ""))
+    match = re.match(r"(.+?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", created)
+    if not match:
+        return (datetime.max.replace(tzinfo=timezone.utc), 0, str(net.get("Id", "")))
+    base, fraction, zone = match.groups()
+    when = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
+    return (when, int((fraction or "0").ljust(9, "0")[:9]), str(net.get("Id", "")))
+
+
+def settle_network(client: docker.DockerClient, name: str) -> str | None:
+    """Blocking. The id of the network named exactly `name`; of several (concurrent
+    creations), the oldest is kept, as every supervisor decides alike, and the others are
+    removed unless containers use them (the daemon refuses those: they stay, and their
+    containers keep working, since everyone refers to networks by id)."""
+    found = sorted((n for n in client.api.networks(names=[name]) if n.get("Name") == name),
+                   key=_created_order)
+    if not found:
+        return None
+    for extra in found[1:]:
+        try:
+            client.api.remove_network(extra["Id"])
+            log.info("network=%s removed duplicate id=%s", name, extra["Id"][:12])
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:  # containers attached to it
+            log.warning("network=%s duplicate id=%s kept: %s", name, extra["Id"][:12],
+                        exc.explanation or exc)
+    return str(found[0]["Id"])
+
+
+def ensure_bridge_network(client: docker.DockerClient, name: str) -> str:
+    """Blocking. The id of the app network `name`, created when missing as a bridge with
+    inter-container traffic off; safe when several supervisors do it at the same moment."""
+    existing = settle_network(client, name)
+    if existing:
+        return existing
+    try:
+        client.api.create_network(name, driver="bridge", check_duplicate=True,
+                                  labels={"stcloud.component": "network"},
+                                  options={"com.docker.network.bridge.enable_icc": "false"})
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # created meanwhile by another supervisor
+            raise
+    created = settle_network(client, name)
+    if created is None:
+        raise StartError(f"The Docker network {name} (setting docker_network) vanished "
+                         "right after it was created; start the app again.")
+    return created
 
 
 def usage_from_stats(stats: dict[str, Any], samples: dict[str, tuple[int, int]],

@@ -57,7 +57,7 @@ from backend.settings import Settings
 from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance,
                                       LogSink, Runtime, StartError, Status, Usage)
 from supervisor.runtimes.docker import (STOP_TIMEOUT, DockerRuntime, _tail, container_name,
-                                        install_id, usage_from_stats)
+                                        install_id, settle_network, usage_from_stats)
 from supervisor.runtimes.docker_images import ENV_REPO
 from supervisor.runtimes.logpipe import copytruncate
 
@@ -103,6 +103,7 @@ class SwarmRuntime(Runtime):
         self._docker = DockerRuntime(dataclasses.replace(settings, docker_network=""), client)
         self._cpu_samples: dict[str, tuple[int, int]] = {}
         self._network: tuple[str, str] | None = None  # (name, driver), once ready
+        self._network_lock = asyncio.Lock()
         self._node_id = ""
 
     def _client(self) -> docker.DockerClient:
@@ -178,9 +179,16 @@ class SwarmRuntime(Runtime):
         whose local options come from a config-only network `<name>-config` with
         inter-container traffic disabled: a swarm-scoped bridge ignores options given
         directly (seen here: `-o com.docker.network.bridge.enable_icc=false` on it left
-        containers reaching each other), but applies those of `--config-from`."""
-        if self._network is not None:
+        containers reaching each other), but applies those of `--config-from`.
+        Supervisors starting at once: the manager refuses a second swarm network of one
+        name (409), but the config-only network is local, so duplicates of it are settled
+        (the oldest kept) before the swarm network names it."""
+        async with self._network_lock:
+            if self._network is None:
+                self._network = await self._make_network()
             return self._network
+
+    async def _make_network(self) -> tuple[str, str]:
         name = self.settings.swarm_network
         client = self._client()
         try:
@@ -191,6 +199,7 @@ class SwarmRuntime(Runtime):
                 "Name": f"{name}-config", "Driver": "bridge", "ConfigOnly": True,
                 "Labels": labels,
                 "Options": {"com.docker.network.bridge.enable_icc": "false"}})
+            await self._call(settle_network, client, f"{name}-config")
             await self._create_network({  # no labels: refused beside ConfigFrom
                 "Name": name, "Driver": "bridge", "Scope": "swarm",
                 "ConfigFrom": {"Network": f"{name}-config"}})
@@ -198,8 +207,7 @@ class SwarmRuntime(Runtime):
         if net.attrs.get("Scope") != "swarm":
             raise StartError(f"The network {name} (setting swarm_network) is not "
                              "swarm-scoped; services cannot join it.")
-        self._network = (name, str(net.attrs.get("Driver")))
-        return self._network
+        return (name, str(net.attrs.get("Driver")))
 
     async def _create_network(self, body: dict[str, Any]) -> None:
         """POST /networks/create (the SDK has no ConfigOnly/ConfigFrom); 409 is fine:
@@ -209,7 +217,9 @@ class SwarmRuntime(Runtime):
             await self._call(lambda: api._result(
                 api._post_json(api._url("/networks/create"), data=body), True))
         except docker.errors.APIError as exc:
-            if exc.status_code != 409 and "already exists" not in str(exc):
+            text = str(exc)  # the manager says 500 "name conflicts" when two create at once
+            if exc.status_code != 409 and "already exists" not in text \
+                    and "name conflicts" not in text:
                 raise
 
     # Finding services -----------------------------------------------------------------
