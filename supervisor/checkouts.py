@@ -90,7 +90,9 @@ def sync_in_place(live: Path, new: Path, old_files: list[str], new_files: list[s
 
     `old_files`/`new_files` are the tracked paths of each commit (`git ls-files`); files
     nobody tracked (the app's own output, `__pycache__`, a copied secrets file) are left
-    alone, and `protect` is never touched. Changed files move from `new` (it is consumed).
+    alone, and `protect` is never touched. No path is read or moved through a symlink of
+    either tree (whose target could be any host file): a path under one in `new` is
+    skipped, and one under a symlinked directory of `live` gets a real directory. Changed files move from `new` (it is consumed).
     `last` (the main file) is replaced after every other file, so when its change makes
     Streamlit rerun, the modules it imports are already new. Finally `live/.git` becomes
     the new commit's, so `git` in `live` reports the new commit.
@@ -98,13 +100,13 @@ def sync_in_place(live: Path, new: Path, old_files: list[str], new_files: list[s
     live_root = live.resolve()
     changed: list[str] = []
     for rel in new_files:
-        if rel in protect or not _inside(live_root, rel):
-            continue
+        if rel in protect or not _inside(live_root, rel) or _through_link(new, rel):
+            continue  # under a symlink of the new tree: not a file of it (could be anywhere)
         src, dst = new / rel, live / rel
         if not os.path.lexists(src) or (src.is_dir() and not src.is_symlink()):
             continue  # a submodule entry: nothing to copy
-        if not _same(src, dst):
-            changed.append(rel)
+        if _through_link(live, rel) or not _same(src, dst):
+            changed.append(rel)  # under a live symlink: _make_parents replaces the link
     changed.sort(key=lambda rel: rel == last)
     for rel in changed:
         dst = live / rel

@@ -30,6 +30,7 @@ from backend.validation import main_file_in_checkout
 from sqlmodel import select
 
 from models import AppEvent, Build, session_scope
+from supervisor.checkouts import sync_in_place
 from supervisor.runtimes.base import DEPENDENCY_FILES, BuildError, EnvSpec
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.test_runtime_contract import make_runtime
@@ -365,3 +366,23 @@ def test_supervisor_deploy_of_hostile_repos_leaks_nothing(ctx, admin, settings, 
         dep = repos[name][1]
         assert app.state == "build_failed", (name, app.state)
         assert dep in app.state_reason and "outside the repository" in app.state_reason
+
+
+# Updating a live tree in place ----------------------------------------------------------
+def test_in_place_update_never_moves_or_compares_through_a_symlink(host: Host) -> None:
+    """A path under a symlinked directory of the new tree is not moved (os.replace would
+    move the key file itself into the app's tree); one under a symlinked directory of the
+    live tree is written into a real directory, not compared with what the link names."""
+    live, new = host.checkout, host.checkout.parent / "src-new"
+    new.mkdir()
+    (new / "keys").symlink_to("../../../keys")  # new tree: keys/dashboard_cookie is the key
+    (live / "conf").symlink_to("../../../keys")  # live tree: conf/ is the keys directory
+    (new / "conf").mkdir()
+    (new / "conf" / "dashboard_cookie").write_text(SECRET + "\n")  # same bytes as the key
+    changed, _ = sync_in_place(live, new, [], ["keys/dashboard_cookie",
+                                               "conf/dashboard_cookie"])
+    assert host.key.read_text() == SECRET + "\n"  # the key stayed where it was
+    assert not (live / "keys").exists()
+    assert changed == 1 and not (live / "conf").is_symlink()
+    assert (live / "conf" / "dashboard_cookie").read_text() == SECRET + "\n"
+    assert sorted(p.name for p in host.key.parent.iterdir()) == ["dashboard_cookie"]
