@@ -6,7 +6,9 @@ temporary directory (`git clone --depth 1 --filter=blob:none --no-checkout`: onl
 and tree objects travel, however big the files) and lists the tree with `git ls-tree`.
 Git runs the way the supervisor runs it (supervisor/gitsync.py): no prompts, no `ext::`
 transport, no hooks, `--` before user input; the whole check is bounded by `timeout` and
-its process group is killed past it. Input is validated by `backend.validation` first.
+its process group is killed past it. Input is validated by `backend.validation` first;
+without `allow_local_repos` the host must resolve to public addresses only, and git is held
+to them (`backend.repo_hosts`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from backend.context import Context
 from backend.errors import ValidationError
+from backend.repo_hosts import public_fetch_target
 from backend.validation import validate_branch, validate_main_file, validate_repo_url
 
 GIT_BASE = ["git", "-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null",
@@ -64,11 +67,13 @@ def check_main_file(ctx: Context, repo_url: str, branch: str, main_file: str,
     branch = validate_branch(branch)
     main_file = validate_main_file(main_file)
     url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
+    pinned = [] if ctx.settings.allow_local_repos else \
+        list(public_fetch_target(url).git_config)  # RepoAddressError: a ValidationError
     deadline = time.monotonic() + timeout
     tmp = Path(tempfile.mkdtemp(prefix="stcloud-check-"))
     try:
         try:
-            _git(["clone", "--quiet", "--depth", "1", "--filter=blob:none", "--no-checkout",
+            _git([*pinned, "clone", "--quiet", "--depth", "1", "--filter=blob:none", "--no-checkout",
                   "--single-branch", "--branch", branch, "--", url, str(tmp / "r")],
                  None, deadline, time.monotonic())
         except _GitFailed as e:

@@ -66,8 +66,10 @@ class Settings:
     ca_bundle: str = _help("CA bundle for builds that reach the package index; empty "
                            "means the host's /etc/ssl/certs/ca-certificates.crt when it "
                            "exists.", default="")
-    allow_local_repos: bool = _help("Allow deploying from local paths and file:// URLs.",
-                                    default=True)
+    allow_local_repos: bool = _help("Allow deploying from local paths and file:// URLs, "
+                                    "and from hosts on this machine or a private network "
+                                    "(loopback, link-local, private addresses); off: only "
+                                    "public hosts, checked when git fetches.", default=True)
     reconcile_interval: float = _help("Seconds between reconcile passes (deploys also wake "
                                       "the loop at once).", default=1.0)
     health_timeout: float = _help("Seconds an app may take from start to answering "

@@ -8,7 +8,8 @@ guarantee, because the values reach git, Streamlit and DNS:
 - repo URL: never starts with `-` (git option injection), never a transport helper
   (`ext::`, `fd::`), no host or path part starting with `-` (`ssh://-oProxyCommand=...`),
   no whitespace or control characters; `file://` and absolute paths only when the server
-  allows local repositories.
+  allows local repositories, and without that setting no host written as a loopback,
+  private, link-local or other non-public address, nor `localhost` (`backend.repo_hosts`).
 - branch: a name `git check-ref-format --branch` accepts; never starts with `-`, never
   contains `..` or control characters.
 - python version: empty (the default) or `3.N`, one the selected runtime offers.
@@ -26,6 +27,7 @@ from urllib.parse import urlparse
 
 from backend.errors import ValidationError
 from backend.repo_files import RepoFileError, resolve_repo_path
+from backend.repo_hosts import literal_host_problem
 
 SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 RESERVED_SUBDOMAINS = frozenset({
@@ -85,7 +87,7 @@ def validate_repo_url(value: str, allow_local: bool) -> str:
         host, path = url.split("@", 1)[1].split(":", 1)
         if host.startswith("-") or path.startswith("-"):
             raise dash
-        return url
+        return url if allow_local else _public_host(url)
     try:
         parsed = urlparse(url)
     except ValueError:  # e.g. an unclosed [IPv6 literal
@@ -96,7 +98,7 @@ def validate_repo_url(value: str, allow_local: bool) -> str:
         if host.startswith("-") or parsed.netloc.startswith("-") or \
                 parsed.path.lstrip("/").startswith("-"):
             raise dash
-        return url
+        return url if allow_local else _public_host(url)
     is_local = parsed.scheme == "file" or (not parsed.scheme and url.startswith("/"))
     if is_local:
         if not allow_local:
@@ -105,6 +107,17 @@ def validate_repo_url(value: str, allow_local: bool) -> str:
         return url
     raise ValidationError("repo_url", f"'{url}' is not a git URL. Use https://host/owner/repo"
                           ", git@host:owner/repo.git, or an absolute local path.")
+
+
+def _public_host(url: str) -> str:
+    """`url` unless its host is written as a non-public address or a local name (names are
+    resolved and checked when git fetches: `backend.repo_hosts.public_fetch_target`)."""
+    problem = literal_host_problem(url)
+    if problem:
+        raise ValidationError("repo_url", f"This server deploys only from public hosts "
+                              f"(setting allow_local_repos is off): {problem}. Use the "
+                              "repository's public https or ssh URL.")
+    return url
 
 
 def repo_owner_and_name(repo_url: str) -> tuple[str, str]:

@@ -5,7 +5,10 @@ how trees are laid out); `remote_branch_commit` is the cheap `git ls-remote` tha
 uses to notice a push on any git host.
 
 Every call runs `git` with no prompts, no `ext::` transport, and `--` before user input, so
-a URL or branch can never become an option. Errors become `GitError` with a message for a
+a URL or branch can never become an option. With `public_only` (callers pass
+`not settings.allow_local_repos`) a fetch goes only to a host whose addresses are all
+public, checked just before git runs and pinned for http(s), without redirects
+(`backend.repo_hosts`). Errors become `GitError` with a message for a
 person (what failed, and what to check).
 """
 
@@ -18,6 +21,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from backend.repo_hosts import RepoAddressError, public_fetch_target
 from supervisor.checkouts import new_tree_path
 from supervisor.runtimes.base import LogSink
 
@@ -72,18 +76,33 @@ def _explain(error: GitError, repo_url: str, branch: str) -> GitError:
     return GitError(f"Cloning {repo_url} failed: {text}")
 
 
+async def _public_only_config(url: str, public_only: bool) -> list[str]:
+    """[] when any host may be fetched; else the git options that hold git to the checked
+    public addresses of `url`'s host, or `GitError` before git runs (`backend.repo_hosts`)."""
+    if not public_only:
+        return []
+    try:
+        target = await asyncio.to_thread(public_fetch_target, url)
+    except RepoAddressError as e:
+        raise GitError(e.message) from None
+    return list(target.git_config)
+
+
 async def clone_tree(repo_url: str, branch: str, app_dir: Path, log: LogSink,
-                     env: dict[str, str] | None = None) -> tuple[str, Path]:
+                     env: dict[str, str] | None = None, *,
+                     public_only: bool = False) -> tuple[str, Path]:
     """Clone `branch` into a new tree `app_dir/src-<commit12>-<rand>`; (commit, tree).
+    `public_only` (setting allow_local_repos off): only from a host with public addresses.
 
     The clone happens in a hidden temporary directory on the same filesystem and is renamed
     into place only when complete, so a tree that exists is always a whole commit."""
     url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
+    pinned = await _public_only_config(url, public_only)
     app_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=app_dir))
     try:
         try:
-            await _git(["clone", "--quiet", "--depth", "1", "--single-branch", "--branch",
+            await _git([*pinned, "clone", "--quiet", "--depth", "1", "--single-branch", "--branch",
                         branch, "--", url, str(tmp / "src")], log, env=env)
         except GitError as e:
             raise _explain(e, repo_url, branch) from None
@@ -106,8 +125,11 @@ async def head_commit(checkout: Path) -> str:
 
 
 async def remote_branch_commit(repo_url: str, branch: str,
-                               env: dict[str, str] | None = None) -> str | None:
-    """The commit `branch` points to on the remote, or None when it has no such branch."""
+                               env: dict[str, str] | None = None, *,
+                               public_only: bool = False) -> str | None:
+    """The commit `branch` points to on the remote, or None when it has no such branch
+    (`public_only` as for `clone_tree`)."""
     url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
-    out = await _git(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"], env=env)
+    pinned = await _public_only_config(url, public_only)
+    out = await _git([*pinned, "ls-remote", "--heads", "--", url, f"refs/heads/{branch}"], env=env)
     return out.split()[0] if out else None

@@ -246,7 +246,8 @@ class Lifecycle:
             blog(f"Deploying {app.repo_url} (branch {app.branch}, main file {app.main_file}).")
             with git_auth.deploy_key_env(self.ctx, app_id) as key_env:  # private repos
                 commit, tree = await asyncio.wait_for(gitsync.clone_tree(
-                    app.repo_url, app.branch, self.app_dir(app_id), blog, key_env),
+                    app.repo_url, app.branch, self.app_dir(app_id), blog, key_env,
+                    public_only=not self.settings.allow_local_repos),
                     self.settings.build_timeout)
             self.check_fence()  # the tree in use may be the new leader's by now
             checkouts.point_current(self.app_dir(app_id), tree)

@@ -102,7 +102,8 @@ class Schedules:
                 try:
                     with git_auth.deploy_key_env(self.ctx, app.id) as key_env:
                         remote = await asyncio.wait_for(gitsync.remote_branch_commit(
-                            app.repo_url, app.branch, key_env), 60)
+                            app.repo_url, app.branch, key_env,
+                            public_only=not self.settings.allow_local_repos), 60)
                 except (gitsync.GitError, asyncio.TimeoutError) as e:
                     log.debug("app=%s poll failed: %s", app.id, e)
                     return None

@@ -59,7 +59,9 @@ class Updater:
             return
         try:
             with git_auth.deploy_key_env(self.ctx, app_id) as key_env:
-                remote = await gitsync.remote_branch_commit(app.repo_url, app.branch, key_env)
+                remote = await gitsync.remote_branch_commit(
+                    app.repo_url, app.branch, key_env,
+                    public_only=not self.settings.allow_local_repos)
         except gitsync.GitError as e:
             log.warning("app=%s cannot read the branch: %s", app_id, str(e).splitlines()[-1:])
             return
@@ -83,7 +85,8 @@ class Updater:
             blog(f"New commit on {app.branch}; fetching it.")
             with git_auth.deploy_key_env(self.ctx, app.id) as key_env:
                 commit, tree = await asyncio.wait_for(
-                    gitsync.clone_tree(app.repo_url, app.branch, app_dir, blog, key_env),
+                    gitsync.clone_tree(app.repo_url, app.branch, app_dir, blog, key_env,
+                                       public_only=not self.settings.allow_local_repos),
                     self.settings.build_timeout)
             if commit == app.commit:
                 return
