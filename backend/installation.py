@@ -28,8 +28,10 @@ class InstallationInfo:
 
 @dataclass(frozen=True)
 class IsolationNotice:
-    """What the dashboard shows: one line, and whether it is a warning."""
+    """What the dashboard shows: a sentence for admins, a short one for everyone signed in,
+    and whether it is a warning."""
     text: str
+    short: str
     warning: bool
 
 
@@ -82,17 +84,20 @@ def record_isolation(ctx: Context, isolation: str, detail: str = "") -> None:
 
 
 def isolation_notice(info: InstallationInfo) -> IsolationNotice | None:
-    """The sentence the dashboard shows about where apps run; None before the first start."""
+    """Where apps run, for the dashboard; None before the first start."""
     if not info.engine:
         return None
+    where = f"Apps run in: {info.engine} runtime"
     if info.isolation == SINGLE_TENANT:
         return IsolationNotice(
-            f"Apps run in: {info.engine} runtime, single-tenant mode: hosted apps run "
-            "unsandboxed as the platform's user; every developer is trusted.", warning=True)
+            f"{where}, single-tenant mode: hosted apps run unsandboxed as the platform's "
+            "user; every developer is trusted.",
+            f"{where}, single-tenant (apps are not sandboxed).", warning=True)
     if info.isolation == SANDBOXED:
         how = f" ({info.isolation_detail})" if info.isolation_detail else ""
-        return IsolationNotice(f"Apps run in: {info.engine} runtime, sandboxed{how}.", False)
+        text = f"{where}, sandboxed{how}."
+        return IsolationNotice(text, text, warning=False)
     if info.isolation == CONTAINERS:
-        return IsolationNotice(f"Apps run in: {info.engine} runtime, one container per app.",
-                               warning=False)
-    return IsolationNotice(f"Apps run in: {info.engine} runtime.", warning=False)
+        text = f"{where}, one container per app."
+        return IsolationNotice(text, text, warning=False)
+    return IsolationNotice(f"{where}.", f"{where}.", warning=False)

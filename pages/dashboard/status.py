@@ -2,7 +2,8 @@
 
 Signed out (Home.py runs this page without the sign-in form) or signed in without being a
 site admin: the overall state and each component (supervisor, proxy, app runtime, database,
-disk, email) with a one-line summary. Site admins also get the details: heartbeat age,
+disk, email) with a one-line summary; signed in, also where apps run and how they are
+isolated (backend/installation.py). Site admins also get the details: heartbeat age,
 engine, latencies, free disk, the email setup and outbox, apps by state and the last
 incidents (crashes, memory-limit kills, failed builds). It refreshes every 30 s.
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from backend import notifications, status
+from backend import installation, notifications, status
 from backend.context import Context
 from pages.dashboard import _ui as ui
 
@@ -68,6 +69,20 @@ def details(ctx: Context, user: Any, report: status.StatusReport) -> None:
             st.caption("No email yet.")
 
 
+def isolation(ctx: Context, user: Any) -> None:
+    """Where hosted apps run and how they are isolated: signed-in users only (a short line;
+    site admins the whole sentence, as a warning in single-tenant mode)."""
+    notice = installation.isolation_notice(installation.read_installation(ctx))
+    if notice is None or user is None:
+        return
+    if not user.is_admin:
+        st.caption(notice.short)  # our own text: no Markdown from people
+    elif notice.warning:
+        st.warning(notice.text, icon=":material/gpp_maybe:")
+    else:
+        st.info(notice.text, icon=":material/shield:")
+
+
 def body(ctx: Context, user: Any) -> None:
     if user is not None and user.is_admin:
         report = status.full_status(ctx, user)
@@ -76,6 +91,7 @@ def body(ctx: Context, user: Any) -> None:
     kind, text = OVERALL[report.overall]
     getattr(st, kind)(f"**{text}**")
     ui.time_caption(report.checked_at, "Checked ")
+    isolation(ctx, user)
     components(report)
     if report.detailed:
         details(ctx, user, report)
