@@ -142,7 +142,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
                 raise ApiError(422, "invalid", "secrets is TOML text.", field="secrets")
             app_secrets.validate_for_deploy(secrets_text)
         user = user_of(request)
-        view = await call(app_service.deploy_app, ctx, user, **fields)
+        view = await call(app_service.deploy_from_url, ctx, user, **fields)
         if secrets_text:
             await call(app_secrets.set_secrets, ctx, user, view.id, secrets_text, False)
         return ok(view, 201)

@@ -9,6 +9,7 @@ import dataclasses
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,3 +219,31 @@ def test_before_the_supervisor_reports_only_the_default_python_is_offered(ctx: C
         apps.deploy_app(ctx, owner, repo_url=REPO, subdomain="py", python_version="3.12")
     assert apps.deploy_app(ctx, owner, repo_url=REPO, subdomain="py",
                            python_version="3.11").python_version == "3.11"
+
+
+# Workspaces are not claimed by deploys of repositories that do not exist -------------------
+def test_api_deploy_of_a_missing_repository_claims_no_workspace(
+        ctx: Context, make_repo: Callable[..., Any], tmp_path: Path) -> None:
+    deployer = make_user(ctx, "mallory")
+    headers = token_for(ctx, deployer)
+    real = make_repo("hello")  # <tmp>/repos/hello/owner/hello.git: workspace "owner"
+    missing = {  # workspace name -> (request, field of the error)
+        "victim": ({"repo_url": str(tmp_path / "victim" / "nothing.git")}, "repo_url"),
+        "acme": ({"repo_url": f"file://{tmp_path}/acme/nothing.git"}, "repo_url"),
+        "owner": ({"repo_url": real.url, "branch": "no-such-branch"}, "branch"),
+    }
+
+    async def scenario(c: TestClient) -> None:
+        for name, (body, field) in missing.items():
+            r = await c.post("/apps", headers=headers, json={**body, "subdomain": name})
+            error = (await r.json())["error"]
+            assert r.status == 422 and error["field"] == field, (name, r.status, error)
+        r = await c.post("/apps", headers=headers, json={"repo_url": real.url,
+                                                         "subdomain": "real"})
+        assert r.status == 201 and (await r.json())["workspace"] == "owner"
+    api_call(ctx, scenario)
+    with session_scope(ctx.engine) as s:
+        names = set(s.exec(select(Workspace.name)).all())
+        roles = s.exec(select(Workspace.name, Membership.role).join(
+            Membership, Membership.workspace_id == Workspace.id)).all()
+    assert names == {"owner"} and list(roles) == [("owner", "admin")]
