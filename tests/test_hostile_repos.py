@@ -449,3 +449,17 @@ def test_process_runtime_secrets_copy_never_writes_through_a_symlink(
     asyncio.run(start())
     assert host.key.read_text() == SECRET + "\n"
     assert sorted(p.name for p in host.key.parent.iterdir()) == ["dashboard_cookie"]
+
+
+@pytest.mark.parametrize("engine", [
+    pytest.param("process", marks=pytest.mark.xfail(
+        strict=True, reason="the process runtime runs uv on the host with the data dir in "
+        "reach: `-r <file>` in requirements.txt makes uv read it and quote it; the build "
+        "sandbox must hide the data dir")),
+    "docker", "swarm"])
+def test_requirements_cannot_include_a_host_file(engine: str, settings, host: Host) -> None:  # type: ignore[no-untyped-def]
+    """The bytes of requirements.txt are the repository's own, but uv follows its `-r`
+    includes: only the build's own sandbox or container keeps those in the repository."""
+    (host.checkout / "requirements.txt").write_text(f"-r {host.key}\n")
+    error, log = engine_build(engine, settings, host.checkout)
+    assert_clean(error + log, [SECRET])
