@@ -360,7 +360,9 @@ def test_supervisor_deploy_of_hostile_repos_leaks_nothing(ctx, admin, settings, 
     seen += [p.read_text(errors="replace") for p in settings.logs_path.rglob("*")
              if p.is_file()]
     for view in deployed.values():
-        seen.append(dashboard_text(settings, monkeypatch, admin, view.id))
+        pages = dashboard_text(settings, monkeypatch, admin, view.id)
+        assert "outside the repository" in pages  # the pages do show the build error
+        seen.append(pages)
     assert_clean("\n".join(seen), secrets)
     for name, app in ended.items():
         dep = repos[name][1]
