@@ -45,7 +45,7 @@ def migrate_command(engine: str) -> str:
 
 def migration_hint(recorded: str, other: str) -> str:
     """How an operator moves the apps from `recorded` to `other`, step by step."""
-    return (f"to move them: stop the supervisor (SIGTERM leaves apps running), run "
+    return (f"to move the apps: stop the supervisor (SIGTERM leaves apps running), run "
             f"`{migrate_command(other)}` (it stops every app instance on {recorded}), then "
             f"start the supervisor with runtime = {other} or auto: it deploys the apps on "
             f"{other}")
@@ -147,7 +147,8 @@ async def choose_runtime(ctx: Context) -> Runtime:
         log.warning("engine recorded=%s changed to %s: runtime=%s and no app instance runs "
                     "on %s", old, decision.engine, settings.runtime, old)
     if decision.hint:
-        log.warning("engine %s", decision.hint)
+        log.warning("engine=%s setting=%s kept: %s", decision.engine, settings.runtime,
+                    decision.hint)
     problem = engine_problem(decision.engine)
     if problem and recorded and settings.runtime == "auto":
         problem += (f". This installation's apps run on {recorded}: start it again, or, if "

@@ -191,5 +191,9 @@ def test_migrate_runtime_moves_an_app_from_process_to_docker(
         assert ident and not ident.isdigit()  # a container id
         assert containers_of(docker_client, auto_settings) == [ident]
         assert process_instances(auto_settings, app_id) == []
+        back = subprocess.run([*command[:-1], "process"], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert back.returncode == 1 and "A supervisor is running" in back.stderr
+        assert containers_of(docker_client, auto_settings) == [ident]  # left alone
     finally:
         sup.stop(signal.SIGINT)  # stops the app too
