@@ -37,6 +37,8 @@ RESERVED_SUBDOMAINS = frozenset({
 })
 REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git"})
 SCP_LIKE_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[^\s]+\Z")
+# The database columns' sizes (models/tables.py): longer values failed on PostgreSQL.
+MAX_URL, MAX_OWNER, MAX_BRANCH, MAX_MAIN_FILE = 2048, 128, 255, 1024
 PYTHON_VERSION_RE = re.compile(r"^3\.[0-9]{1,2}(?:\.[0-9]{1,2})?\Z")
 
 
@@ -74,6 +76,13 @@ def validate_repo_url(value: str, allow_local: bool) -> str:
     url = value.strip()
     if not url:
         raise ValidationError("repo_url", "Enter the repository's git URL.")
+    if len(url) > MAX_URL:
+        raise ValidationError("repo_url", f"A repository URL has at most {MAX_URL} "
+                              "characters; check what you pasted.")
+    if len(repo_owner_and_name(url)[0]) > MAX_OWNER:
+        raise ValidationError("repo_url", f"The repository's owner (the part before its "
+                              f"name, which names the workspace) has at most {MAX_OWNER} "
+                              "characters; check the URL.")
     if url.startswith("-") or any(c.isspace() for c in url) or _has_control(url):
         raise ValidationError("repo_url", "A repository URL has no spaces or control "
                               "characters and does not start with '-'; check what you "
@@ -148,6 +157,9 @@ def validate_branch(value: str) -> str:
     branch = value.strip()
     if not branch:
         raise ValidationError("branch", "Enter a branch name.")
+    if len(branch) > MAX_BRANCH:
+        raise ValidationError("branch", f"A branch name has at most {MAX_BRANCH} characters "
+                              "here; check its name.")
     parts = branch.split("/")
     bad = (branch.startswith(("-", "/")) or branch.endswith((".", "/"))
            or ".." in branch or "//" in branch or "@{" in branch or branch == "@"
@@ -180,6 +192,9 @@ def validate_main_file(value: str) -> str:
     if not path:
         raise ValidationError("main_file", "Enter the path of the app's main file, such as "
                               "streamlit_app.py.")
+    if len(path) > MAX_MAIN_FILE:
+        raise ValidationError("main_file", f"The main file's path has at most "
+                              f"{MAX_MAIN_FILE} characters.")
     pure = PurePosixPath(path)
     if pure.is_absolute() or ".." in pure.parts or path.startswith("-") or \
             str(pure).startswith("-") or _has_control(path):

@@ -247,3 +247,23 @@ def test_api_deploy_of_a_missing_repository_claims_no_workspace(
         roles = s.exec(select(Workspace.name, Membership.role).join(
             Membership, Membership.workspace_id == Workspace.id)).all()
     assert names == {"owner"} and list(roles) == [("owner", "admin")]
+
+
+# Values longer than their database columns -------------------------------------------------
+def test_values_longer_than_their_columns_are_refused_on_both_databases(
+        db_ctx: Context) -> None:
+    owner = make_user(db_ctx, "owner")
+    headers = token_for(db_ctx, owner)
+    apps.deploy_app(db_ctx, owner, repo_url=REPO, subdomain="dash")  # the workspace exists
+    too_long = {"repo_url": ({"repo_url": "https://github.com/team/" + "r" * 2100}),
+                "owner": ({"repo_url": "https://github.com/" + "o" * 129 + "/r"}),
+                "branch": ({"repo_url": REPO, "branch": "b" * 256}),
+                "main_file": ({"repo_url": REPO, "main_file": "m" * 1030 + ".py"})}
+
+    async def scenario(c: TestClient) -> None:
+        for name, body in too_long.items():
+            r = await c.post("/apps", headers=headers, json=body)
+            assert r.status == 422, (name, r.status, await r.text())
+            assert (await r.json())["error"]["field"] == ("repo_url" if name == "owner"
+                                                          else name)
+    api_call(db_ctx, scenario)
