@@ -25,6 +25,9 @@ from backend.settings import Settings
 from models import App, Membership, User, Workspace, session_scope
 from supervisor.api import make_api_app
 from tests.test_api import StubReconciler, make_user
+from tests.test_dashboard import Dash, click
+from tests.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)
+from tests.test_dashboard_pages import open_settings
 
 REPO = "https://github.com/team/dash.git"
 DEEP_SECRETS = {
@@ -267,3 +270,15 @@ def test_values_longer_than_their_columns_are_refused_on_both_databases(
             assert (await r.json())["error"]["field"] == ("repo_url" if name == "owner"
                                                           else name)
     api_call(db_ctx, scenario)
+
+
+def test_dashboard_shows_deep_secrets_as_an_error_on_their_line(dash: Dash) -> None:
+    app = apps.deploy_app(dash.ctx, dash.admin, repo_url=REPO, subdomain="deep")
+    at = open_settings(dash, app)
+    at.text_area(key=f"secrets_text_{app.id}").input(
+        'ok = "yes"\n' + DEEP_SECRETS["inline tables"]).run()
+    click(at, "save_secrets")  # asserts no exception reached the page
+    assert any("Line 2, column 165" in e.value and "nested more than 32" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert any(c.value.startswith("   2 | a = {b = ") for c in at.code)
+    assert not app_secrets.has_secrets(dash.ctx, dash.admin, app.id)
