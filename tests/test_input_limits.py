@@ -1,6 +1,8 @@
-"""Input that used to end in a 500: secrets nested too deep for the TOML parser, two deploys
-racing for one subdomain, a Python version the platform cannot offer. Each must be a clear
-4xx on the API (and a ValidationError for the dashboard's forms)."""
+"""Input that used to end in a 500 or in a wrong result: secrets nested too deep for the
+TOML parser, two deploys racing for one subdomain, a Python version the platform cannot
+offer, values longer than their database columns, and a deploy of a repository that does
+not exist claiming its owner's workspace. Each must be a clear 4xx on the API (and a
+ValidationError for the dashboard's forms), and nothing is created."""
 
 from __future__ import annotations
 
@@ -25,8 +27,11 @@ from backend.settings import Settings
 from models import App, Membership, User, Workspace, session_scope
 from supervisor.api import make_api_app
 from tests.test_api import StubReconciler, make_user
-from tests.test_dashboard import Dash, click
-from tests.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)
+from tests.test_dashboard import (
+    Dash,
+    click,
+    dash_fixture,  # noqa: F401  (the `dash` fixture)
+)
 from tests.test_dashboard_pages import open_settings
 
 REPO = "https://github.com/team/dash.git"
@@ -140,7 +145,7 @@ def test_racing_deploys_of_one_subdomain_leave_one_winner_and_conflicts(db_ctx: 
     for rnd in range(ROUNDS):
         # Half the rounds into a new workspace per racer, half into one new shared workspace
         # that all of them race to create as well.
-        def deploy(i: int) -> None:
+        def deploy(i: int, rnd: int = rnd) -> None:
             owner = f"solo{rnd}x{i}" if rnd % 2 else f"shared{rnd}"
             apps.deploy_app(db_ctx, users[i], repo_url=f"https://github.com/{owner}/app",
                             subdomain=f"race-{rnd}")

@@ -56,7 +56,7 @@ class Recorder(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: Recorder
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self.server.paths.append(self.path)
         if self.server.redirect_to:
             self.send_response(302)
@@ -66,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -236,8 +236,8 @@ def test_an_app_stored_with_a_local_url_is_not_fetched_once_local_repos_are_off(
 
 # What git does with the options -------------------------------------------------------------
 def _ls_remote(url: str, *config: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *config, "ls-remote", "--", url], capture_output=True,
-                          text=True, timeout=30, stdin=subprocess.DEVNULL,
+    return subprocess.run(["git", *config, "ls-remote", "--", url], check=False,
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
                           env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
                                "GIT_TERMINAL_PROMPT": "0"})
 
