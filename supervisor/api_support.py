@@ -209,9 +209,13 @@ def openapi_document(routes: list[Route], extra: list[Route]) -> dict[str, Any]:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and methods answer in the API's JSON error shape."""
+    """Unknown paths and methods, and bodies over the size limit, answer in the API's
+    JSON error shape."""
     try:
         return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "body_too_large", f"The request body is larger than "
+                     f"{request.client_max_size} bytes, the most this API accepts.")
     except web.HTTPMethodNotAllowed:
         return error(405, "method_not_allowed", f"{request.method} is not allowed here.")
     except web.HTTPNotFound:

@@ -49,14 +49,10 @@ class LimitedRequestHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._client = peer_key(transport.get_extra_info("peername"))
         super().connection_made(transport)
-        self._header_timer = self._loop.call_later(self._guard.limits.header_timeout,
-                                                   self._header_deadline)
+        self._arm_header_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        for timer in (self._header_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._header_timer = self._body_timer = None
+        self._stop_timers()
         if self._client is not None:
             self._guard.release(self._client)
             self._client = None
@@ -66,21 +62,45 @@ class LimitedRequestHandler(RequestHandler):
         self._last_data = self._loop.time()
         waiting = self._awaiting_headers()
         if waiting and self._header_timer is None and data:
-            self._header_timer = self._loop.call_later(self._guard.limits.header_timeout,
-                                                       self._header_deadline)
+            self._arm_header_timer()
         super().data_received(data)
         if waiting and not self._awaiting_headers():  # the headers are complete
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._stop_header_timer()
             messages = self._messages
             if self._body_timer is None and messages and not messages[-1][1].is_eof():
                 self._body_timer = self._loop.call_later(self._guard.limits.body_timeout,
                                                          self._body_deadline)
 
+    def evict(self) -> None:
+        """Close now to make room for a new connection (the guard's count is freed at
+        once, not when the transport has gone)."""
+        self._stop_timers()
+        if self._client is not None:
+            self._guard.release(self._client)
+            self._client = None
+        self.force_close()
+
     # Deadlines ------------------------------------------------------------------------
+    def _arm_header_timer(self) -> None:
+        self._header_timer = self._loop.call_later(self._guard.limits.header_timeout,
+                                                   self._header_deadline)
+        self._guard.waiting[self] = None
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self._guard.waiting.pop(self, None)
+
+    def _stop_timers(self) -> None:
+        self._stop_header_timer()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
     def _header_deadline(self) -> None:
         self._header_timer = None
+        self._guard.waiting.pop(self, None)
         if self.transport is None or self._force_close or not self._awaiting_headers():
             return
         self._guard.events.event("header_timeout", f"client={self._client}")

@@ -13,7 +13,9 @@ up the process's file descriptors. Four rules, all settings (`proxy_*`):
   client must send some of it at least every `body_timeout` seconds (time spent with
   reading paused by our own backpressure does not count).
 - Connection caps, counted at `accept()`: at most `per_client` open connections per
-  socket peer address and `total` in all. Over a cap the new connection gets a canned
+  socket peer address and `total` in all. At the total cap the oldest connection still
+  waiting for request headers is closed to make room (so a slowloris spread over many
+  addresses cannot lock others out); over a cap with none such, the new one gets a canned
   503 in one non-blocking `send` and is closed, before any transport, protocol or task
   exists for it. Peers listed as trusted proxies (a TLS terminator that multiplexes many
   clients) are counted in the total only. `total` is derived from the soft RLIMIT_NOFILE:
@@ -41,7 +43,6 @@ loop's exception handler (`install_loop_handler`) logs such errors at most once 
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ipaddress
 import logging
@@ -50,9 +51,8 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from backend.settings import Settings
 
@@ -92,6 +92,10 @@ def parse_networks(text: str) -> tuple[Network, ...]:
                 raise ValueError(f"Setting 'proxy_trusted_proxies' has {item!r}, which is "
                                  "not an IP address or network.") from None
     return tuple(networks)
+
+
+class Evictable(Protocol):
+    def evict(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,9 @@ class ConnectionGuard:
         self.events = events or BoundedLog()
         self.total = 0
         self.per_client: dict[str, int] = {}
+        # Connections waiting for request headers, oldest first: at the total cap the
+        # oldest is closed to admit a new one (a slowloris holds the oldest ones).
+        self.waiting: dict[Evictable, None] = {}
         self._trusted: dict[str, bool] = {}
 
     def is_trusted(self, address: str) -> bool:
@@ -173,16 +180,26 @@ class ConnectionGuard:
 
     def admit(self, address: str) -> bool:
         """Count a new connection from `address`; False (nothing counted) over a cap."""
-        if self.total >= self.limits.total:
-            self.events.event("connection_refused", f"reason=total open={self.total}")
-            return False
         count = self.per_client.get(address, 0)
         if count >= self.limits.per_client and not self.is_trusted(address):
             self.events.event("connection_refused",
                               f"reason=per_client client={address} open={count}")
             return False
+        if self.total >= self.limits.total and not self._evict_oldest_waiting():
+            self.events.event("connection_refused", f"reason=total open={self.total}")
+            return False
         self.per_client[address] = count + 1
         self.total += 1
+        return True
+
+    def _evict_oldest_waiting(self) -> bool:
+        for oldest in self.waiting:
+            break
+        else:
+            return False
+        del self.waiting[oldest]
+        self.events.event("connection_evicted", f"reason=total open={self.total}")
+        oldest.evict()  # releases its count
         return True
 
     def release(self, address: str) -> None:
