@@ -3,8 +3,9 @@
 - Validated on save (`parse_secrets`): a TOML error names its line and column, and the page
   shows that line. At most `MAX_BYTES`, and arrays, inline tables and tables nested at most
   `MAX_DEPTH` deep (Python's TOML parser recurses once per `[` or `{`, so a few hundred
-  of them would exhaust the interpreter's stack: they are counted before parsing, and the
-  parsed document's depth, which dotted keys also deepen, is measured without recursion).
+  of them would exhaust the interpreter's stack, and its time grows with the square of a
+  dotted key's parts: both are counted before parsing, and the parsed document's depth is
+  measured without recursion).
 - Encrypted at rest: the `AppSecret` row holds a Fernet token (AES-128-CBC + HMAC-SHA256) of
   the TOML text. The key is derived from the server secret `app_secrets` that
   `backend.keys.load_or_create_secret` keeps in `<data_dir>/keys/app_secrets` (mode 0600,
@@ -32,6 +33,7 @@ import base64
 import hashlib
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ ENV_DENY = frozenset({"PATH", "HOME", "LANG", "PWD", "SHELL", "USER", "VIRTUAL_E
                       "PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED", "PYTHONSTARTUP"})
 ENV_DENY_PREFIXES = ("LD_", "STCLOUD_", "STREAMLIT_", "PYTHON", "UV_")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_- \t")  # bare key parts
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
 
@@ -88,9 +91,9 @@ def parse_secrets(text: str) -> dict[str, Any]:
     too_deep = _too_deep_at(text, MAX_DEPTH)
     if too_deep is not None:
         line, column = too_deep
-        raise SecretsError(f"Line {line}, column {column}: arrays and tables are nested more "
-                           f"than {MAX_DEPTH} deep. Flatten the structure (use [section] "
-                           "tables with simple values).", line, column)
+        raise SecretsError(f"Line {line}, column {column}: arrays, tables or dotted keys are "
+                           f"nested more than {MAX_DEPTH} deep. Flatten the structure (use "
+                           "[section] tables with simple values).", line, column)
     try:
         data = tomllib.loads(text)
     except RecursionError:  # nesting the bracket count above did not see
@@ -122,13 +125,15 @@ def _decode_error(text: str, e: tomllib.TOMLDecodeError) -> SecretsError:
 
 
 def _too_deep_at(text: str, limit: int) -> tuple[int, int] | None:
-    """(line, column) of the first `[` or `{` that opens more than `limit` levels, outside
-    strings and comments; None when there is none (also for text the parser will refuse)."""
-    depth, line, line_start, i, n = 0, 1, 0, 0, len(text)
+    """(line, column) of the first `[` or `{` that opens more than `limit` levels, or of the
+    dot that makes a dotted key longer than `limit` parts (the parser's time grows with the
+    square of a key's parts), outside strings and comments; None when there is none (also
+    for text the parser will refuse)."""
+    depth, dots, line, line_start, i, n = 0, 0, 1, 0, 0, len(text)
     while i < n:
         c = text[i]
         if c == "\n":
-            line, line_start = line + 1, i + 1
+            line, line_start, dots = line + 1, i + 1, 0
         elif c == "#":
             i = text.find("\n", i)
             if i < 0:
@@ -144,11 +149,17 @@ def _too_deep_at(text: str, limit: int) -> tuple[int, int] | None:
             i = end
             continue
         elif c in "[{":
-            depth += 1
+            depth, dots = depth + 1, 0
             if depth > limit:
                 return line, i - line_start + 1
         elif c in "]}":
-            depth = max(0, depth - 1)
+            depth, dots = max(0, depth - 1), 0
+        elif c == ".":
+            dots += 1  # a float has one; only a dotted key has more
+            if dots >= limit:
+                return line, i - line_start + 1
+        elif c not in _KEY_CHARS:  # =, a comma, a colon of a time...: the key ended
+            dots = 0
         i += 1
     return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -287,3 +288,12 @@ def test_dashboard_shows_deep_secrets_as_an_error_on_their_line(dash: Dash) -> N
                for e in at.error), [e.value for e in at.error]
     assert any(c.value.startswith("   2 | a = {b = ") for c in at.code)
     assert not app_secrets.has_secrets(dash.ctx, dash.admin, app.id)
+
+
+def test_a_long_dotted_key_is_refused_before_parsing_in_bounded_time() -> None:
+    """tomllib takes seconds for a dotted key of thousands of parts (15 s for 32,000)."""
+    started = time.monotonic()
+    with pytest.raises(app_secrets.SecretsError, match="Line 1, column 64"):
+        app_secrets.parse_secrets("a" + ".b" * 32_000 + " = 1")
+    assert time.monotonic() - started < 1.0
+    assert app_secrets.parse_secrets("k" + ".k" * 31 + " = 1.5")  # 32 parts are fine
