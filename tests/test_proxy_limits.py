@@ -120,7 +120,8 @@ def test_slowloris_from_many_addresses_neither_exhausts_nor_locks_out(
     another client, and every half-open connection is closed after the header timeout."""
     per_client, total = 300, 800
     conf = limited(settings, proxy_max_connections_per_client=per_client,
-                   proxy_max_connections=total, proxy_header_timeout=6.0)
+                   proxy_max_connections=total, proxy_header_timeout=6.0,
+                   proxy_keepalive_timeout=60.0)  # the header timeout is what closes them
 
     async def main() -> None:
         async with proxy_env(conf, api=make_api_app(ctx, StubReconciler())) as env:
@@ -252,6 +253,11 @@ asyncio.run(main())
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_descriptor_exhaustion_keeps_the_log_small_and_recovers(tmp_path: Path) -> None:
     port, log_file = free_port(), tmp_path / "proxy.log"
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(port), str(log_file),
@@ -267,11 +273,15 @@ def test_descriptor_exhaustion_keeps_the_log_small_and_recovers(tmp_path: Path) 
         async def storm() -> None:
             socks.extend(await half_open(port, ATTACKER, 120))  # < the listen backlog
         asyncio.run(storm())
+        cpu_before = cpu_seconds(proc.pid)
         deadline = time.monotonic() + 3  # the storm lasts this long
         while time.monotonic() < deadline:
             assert proc.poll() is None
             assert log_file.stat().st_size < 20_000, log_file.read_text()[:2000]
             time.sleep(0.1)  # sampling the log's size during the storm
+        busy = cpu_seconds(proc.pid) - cpu_before
+        print(f"cpu during the storm: {busy:.2f} s of 3 s")
+        assert busy < 1.0, f"the accept loop spun: {busy:.2f} s of CPU in 3 s"
         text = log_file.read_text()
         assert "out_of_descriptors" in text and "Traceback" not in text
         close_all(socks)
