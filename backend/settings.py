@@ -128,6 +128,18 @@ class Settings:
                                       "watchdog (kills a process tree whose RSS passes the "
                                       "limit, checked every reconcile pass), auto (cgroup "
                                       "when possible, else watchdog) or off.", default="auto")
+    process_sandbox: str = _help("How the process runtime isolates apps and their builds: "
+                                 "bubblewrap (each in its own namespaces as its own "
+                                 "unprivileged user, seeing only its checkout, environment "
+                                 "and secrets; needs bwrap and slirp4netns), auto (bubblewrap; "
+                                 "when this host cannot, apps are refused and the log says "
+                                 "what to install) or off (single-tenant: apps run as the "
+                                 "supervisor's user and can read everything it can).",
+                                 default="auto")
+    process_pids_limit: int = _help("Most processes and threads per app instance and build "
+                                    "step under the process runtime (pids cgroup, and "
+                                    "RLIMIT_NPROC of the sandbox's user); 0 means no limit.",
+                                    default=512)
     app_log_max_bytes: int = _help("Size at which an app's log file (`app.log`) is rotated "
                                    "to `app.log.1`; 0 means never rotate. An app's logs on "
                                    "disk stay under app_log_max_bytes × (app_log_backups + "

@@ -11,7 +11,11 @@ the cgroup. Over the limit the kernel's OOM killer kills inside the cgroup only 
 it in `memory.oom_control` (`oom_kill N`), which is how an exit is told to be an OOM.
 
 Where no cgroup can be made (not root, no v1 memory controller), `available()` is False and
-the process runtime falls back to an RSS watchdog over the process tree.
+the process runtime falls back to a memory watchdog over the process tree.
+
+Process limits work the same way with the v1 `pids` controller (`/sys/fs/cgroup/pids`): an
+instance's `PidsCgroup` has `pids.max` set before the app runs, so a fork bomb stops at the
+limit (fork fails with EAGAIN inside the app) and the host and other apps keep serving.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 log = logging.getLogger("supervisor.cgroups")
 MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
+PIDS_ROOT = Path("/sys/fs/cgroup/pids")
 
 
 def install_prefix(data_dir: Path) -> str:
@@ -36,6 +41,11 @@ def install_prefix(data_dir: Path) -> str:
 def available(root: Path = MEMORY_ROOT) -> bool:
     """True when a memory cgroup can be created here (v1 controller, writable)."""
     return (root / "memory.limit_in_bytes").exists() and os.access(root, os.W_OK)
+
+
+def pids_available(root: Path = PIDS_ROOT) -> bool:
+    """True when a pids cgroup can be created here (v1 controller, writable)."""
+    return (root / "cgroup.procs").exists() and os.access(root, os.W_OK)
 
 
 def choose_mode(wanted: str) -> str:
@@ -53,33 +63,19 @@ def choose_mode(wanted: str) -> str:
     return "watchdog"
 
 
-class MemoryCgroup:
-    """One instance's memory cgroup (a directory of the v1 memory hierarchy)."""
+class Cgroup:
+    """One instance's cgroup: a directory of a v1 hierarchy."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    @classmethod
-    def create(cls, parent_name: str, app_id: int, limit_mb: int,
-               root: Path = MEMORY_ROOT) -> MemoryCgroup:
+    @staticmethod
+    def _new_dir(root: Path, parent_name: str, app_id: int) -> Path:
         parent = root / parent_name
         parent.mkdir(exist_ok=True)
         path = parent / f"app-{app_id}-{secrets.token_hex(4)}"
         path.mkdir()
-        group = cls(path)
-        limit = str(int(limit_mb) << 20)
-        group._write("memory.limit_in_bytes", limit)
-        if (path / "memory.memsw.limit_in_bytes").exists():  # no swapping past the limit
-            try:
-                group._write("memory.memsw.limit_in_bytes", limit)
-            except OSError:
-                pass
-        if (path / "memory.swappiness").exists():
-            try:
-                group._write("memory.swappiness", "0")
-            except OSError:
-                pass
-        return group
+        return path
 
     def _write(self, name: str, value: str) -> None:
         with open(self.path / name, "w") as fh:
@@ -97,18 +93,6 @@ class MemoryCgroup:
 
     def exists(self) -> bool:
         return self.path.is_dir()
-
-    def oom_kills(self) -> int:
-        """How many processes the OOM killer killed in this cgroup (0 if unknown)."""
-        for line in self._read("memory.oom_control").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit():
-                return int(value)
-        return 0
-
-    def max_usage_bytes(self) -> int:
-        text = self._read("memory.max_usage_in_bytes").strip()
-        return int(text) if text.isdigit() else 0
 
     def pids(self) -> list[int]:
         return [int(p) for p in self._read("cgroup.procs").split() if p.isdigit()]
@@ -128,6 +112,78 @@ class MemoryCgroup:
                 time.sleep(0.05)  # the killed processes are still exiting
 
 
+class PidsCgroup(Cgroup):
+    """One instance's pids cgroup: at most `pids.max` processes and threads."""
+
+    @classmethod
+    def create(cls, parent_name: str, app_id: int, max_pids: int,
+               root: Path = PIDS_ROOT) -> PidsCgroup:
+        group = cls(cls._new_dir(root, parent_name, app_id))
+        group._write("pids.max", str(int(max_pids)))
+        return group
+
+    def current(self) -> int:
+        text = self._read("pids.current").strip()
+        return int(text) if text.isdigit() else 0
+
+    def refused_forks(self) -> int:
+        """How many forks the limit refused (`pids.events` max)."""
+        for line in self._read("pids.events").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "max" and value.strip().isdigit():
+                return int(value)
+        return 0
+
+
+class MemoryCgroup(Cgroup):
+    """One instance's memory cgroup (a directory of the v1 memory hierarchy)."""
+
+    @classmethod
+    def create(cls, parent_name: str, app_id: int, limit_mb: int,
+               root: Path = MEMORY_ROOT) -> MemoryCgroup:
+        path = cls._new_dir(root, parent_name, app_id)
+        group = cls(path)
+        limit = str(int(limit_mb) << 20)
+        group._write("memory.limit_in_bytes", limit)
+        if (path / "memory.memsw.limit_in_bytes").exists():  # no swapping past the limit
+            try:
+                group._write("memory.memsw.limit_in_bytes", limit)
+            except OSError:
+                pass
+        if (path / "memory.swappiness").exists():
+            try:
+                group._write("memory.swappiness", "0")
+            except OSError:
+                pass
+        return group
+
+    def oom_kills(self) -> int:
+        """How many processes the OOM killer killed in this cgroup (0 if unknown)."""
+        for line in self._read("memory.oom_control").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    def max_usage_bytes(self) -> int:
+        text = self._read("memory.max_usage_in_bytes").strip()
+        return int(text) if text.isdigit() else 0
+
+    def usage_bytes(self) -> int:
+        """Memory the instance uses now: the cgroup's usage less its inactive file cache
+        (what `docker stats` shows), each page counted once however many processes share
+        it. 0 when unknown."""
+        text = self._read("memory.usage_in_bytes").strip()
+        if not text.isdigit():
+            return 0
+        inactive = 0
+        for line in self._read("memory.stat").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "total_inactive_file" and value.strip().isdigit():
+                inactive = int(value)
+        return max(int(text) - inactive, 0)
+
+
 def stale_groups(parent_name: str, keep: set[str], root: Path = MEMORY_ROOT) -> list[Path]:
     """Empty cgroups of this installation that no live instance uses (left by a crash)."""
     parent = root / parent_name
@@ -135,6 +191,6 @@ def stale_groups(parent_name: str, keep: set[str], root: Path = MEMORY_ROOT) -> 
         return []
     out = []
     for path in parent.iterdir():
-        if path.is_dir() and str(path) not in keep and not MemoryCgroup(path).pids():
+        if path.is_dir() and str(path) not in keep and not Cgroup(path).pids():
             out.append(path)
     return out

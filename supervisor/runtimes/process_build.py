@@ -1,0 +1,374 @@
+"""Environment builds of the process runtime: who is building, and cleaning up after a
+supervisor killed mid-build.
+
+Environments are built in `envs/<hash>.building-*` directories whose `.stcloud-builder`
+marker names the building process (pid and start time) and the process groups of its build
+steps. A build directory whose builder died is removed at the next start, after what is
+left of its steps has been killed (they run in their own sessions). Build steps also get
+SIGKILL when their supervisor dies (`die_with_parent`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ctypes
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from backend.settings import Settings
+from supervisor.runtimes import sandbox
+from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
+
+log = logging.getLogger("supervisor.runtimes.process")
+READY_MARKER = ".stcloud-ready"
+BUILDER_MARKER = ".stcloud-builder"  # pid and start time of the process building the env
+CANDIDATE_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+
+
+def builder_identity() -> dict[str, Any]:
+    return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
+
+
+def _process_alive(owner: dict[str, Any]) -> bool:
+    try:
+        proc = psutil.Process(int(owner.get("pid", 0)))
+        return abs(proc.create_time() - float(owner.get("create_time", 0))) < 0.01 \
+            and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, ValueError):
+        return False
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int) -> Callable[[], None]:
+    """A `preexec_fn`: the child gets `signum` when this process dies (Linux), also when it
+    died between the fork and this call (then the child exits at once)."""
+    parent = os.getpid()
+    try:  # loaded here, not in the child: dlopen after a fork of a threaded process can hang
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent:
+            os._exit(1)
+    return preexec
+
+
+# The `.stcloud-builder` file of the environment being built by this task (ensure_env).
+BUILD_MARKER: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "stcloud_build_marker", default=None)
+
+
+def note_build_group(pid: int) -> None:
+    """Record a build subprocess's process group in the build's marker, so that the next
+    supervisor can end it if we are killed (it runs in its own session and outlives us)."""
+    marker = BUILD_MARKER.get()
+    if marker is None:
+        return
+    try:
+        owner = json.loads(marker.read_text())
+        owner.setdefault("groups", []).append(
+            {"pgid": pid, "create_time": psutil.Process(pid).create_time()})
+        write_marker(marker, owner)
+    except (OSError, ValueError, psutil.Error):
+        pass  # the build goes on; only the clean-up after a crash is weaker
+
+
+def write_marker(marker: Path, owner: dict[str, Any]) -> None:
+    """Replace the marker atomically: a supervisor killed mid-write must not leave an empty
+    marker, which would hide a dead builder's directory from the next start's clean-up."""
+    sandbox.write_private_file(marker, json.dumps(owner).encode())
+
+
+def _kill_group(group: dict[str, Any]) -> None:
+    """SIGKILL what is left of a dead supervisor's build process group: members of that
+    group started no earlier than its leader (never a later group that reused the id)."""
+    pgid, born = int(group.get("pgid", 0)), float(group.get("create_time", 0))
+    killed = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if pgid and os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= born - 0.01:
+                proc.kill()
+                killed.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    # Wait for them to be gone before the caller deletes their directory: a builder still
+    # writing into it would leave a half-deleted directory behind.
+    psutil.wait_procs(killed, timeout=5)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Did a build fail because its disk is full (ENOSPC / EDQUOT, in uv's output too)?"""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return "No space left on device" in text or "os error 28" in text \
+        or "Disk quota exceeded" in text
+
+
+def uv_binary() -> str:
+    """uv from our own venv (installed by requirements.txt), else from PATH."""
+    ours = Path(sys.executable).parent / "uv"
+    return str(ours) if ours.exists() else (shutil.which("uv") or "uv")
+
+
+def clean_stale_builds(envs_path: Path, build_timeout: float) -> list[str]:
+    """Remove `envs/<hash>.building-*` directories whose builder is gone (a supervisor
+    killed mid-build leaves one behind; envs_dir may be shared, so a directory whose
+    builder still runs is kept). Returns the names removed."""
+    removed = []
+    for path in envs_path.glob("*.building-*"):
+        try:
+            owner = json.loads((path / BUILDER_MARKER).read_text())
+        except ValueError:  # half-written (markers are replaced atomically now): dead
+            owner = {}
+        except OSError:
+            owner = None
+        if owner is None:  # no marker: an older build, or killed before writing it
+            try:
+                age = time.time() - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age < build_timeout:
+                continue
+        elif _process_alive(owner):
+            continue
+        else:  # its builder died: so must the uv processes it started (own sessions)
+            for group in owner.get("groups", []):
+                _kill_group(group)
+        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():  # something still wrote into it while it went: once more
+            shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    if removed:
+        log.info("removed stale env builds count=%d names=%s", len(removed),
+                 ",".join(removed))
+    return removed
+
+
+Step = Callable[[list[str], LogSink], Awaitable[None]]
+
+
+class EnvBuilds:
+    """The environment half of ProcessRuntime: one uv-built venv per dependency set, built
+    in a temporary directory and renamed into place when complete. Each build step that
+    runs package code (`uv venv`, `uv pip install`, `uv export`) runs sandboxed when the
+    runtime is (`sandbox.build_command`)."""
+
+    settings: Settings
+    isolation: str
+    _tools: sandbox.Tools | None
+    _env_locks: dict[str, asyncio.Lock]
+    _pythons: dict[str, str] | None
+
+    def refuse_unsandboxed(self, what: str) -> str:
+        raise NotImplementedError
+
+    def _uv_env(self) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "HOME": os.environ.get("HOME", "/root"),
+               "UV_CACHE_DIR": str(self.settings.uv_cache_path),
+               "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
+        if self.settings.index_url:
+            env["UV_INDEX_URL"] = self.settings.index_url
+        ca = self.settings.ca_bundle_path
+        if ca:
+            env["SSL_CERT_FILE"] = str(ca)
+        return env
+
+    def _find_pythons(self) -> dict[str, str]:
+        if self._pythons is None:
+            def find(version: str) -> str:
+                proc = subprocess.run([uv_binary(), "python", "find", "--system", version],
+                                      capture_output=True, text=True, env=self._uv_env())
+                return proc.stdout.strip() if proc.returncode == 0 else ""
+
+            with ThreadPoolExecutor(len(CANDIDATE_PYTHONS)) as pool:  # ~1 s instead of ~5 s
+                paths = dict(zip(CANDIDATE_PYTHONS, pool.map(find, CANDIDATE_PYTHONS)))
+            self._pythons = {v: p for v, p in paths.items() if p}
+        return self._pythons
+
+    def python_versions(self) -> list[str]:
+        return sorted(self._find_pythons(), key=lambda v: tuple(map(int, v.split("."))))
+
+    async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
+        dep_hash = spec.dep_hash
+        final = self.settings.envs_path / dep_hash
+        lock = self._env_locks.setdefault(dep_hash, asyncio.Lock())
+        async with lock:
+            if self.isolation == sandbox.UNAVAILABLE:
+                raise BuildError(self.refuse_unsandboxed("build the environment"))
+            if (final / READY_MARKER).exists():
+                log(f"Reusing the environment {dep_hash[:12]} (same dependencies).")
+                return EnvRef(dep_hash, spec.python_version, str(final), reused=True)
+            pythons = await asyncio.to_thread(self._find_pythons)
+            interpreter = pythons.get(spec.python_version)
+            if interpreter is None:
+                offered = ", ".join(self.python_versions()) or "none"
+                raise BuildError(f"Python {spec.python_version} is not installed on this "
+                                 f"server (the process runtime offers: {offered}). Choose one "
+                                 "of those in the app's advanced settings.")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f"{dep_hash}.building-", dir=final.parent))
+            marker_token = BUILD_MARKER.set(tmp / BUILDER_MARKER)
+            try:
+                write_marker(tmp / BUILDER_MARKER, builder_identity())
+                await self._build(spec, interpreter, tmp, log)
+                (tmp / READY_MARKER).write_text(dep_hash)
+                if (final / READY_MARKER).exists():
+                    # Another builder sharing envs_dir (another supervisor, or the leader
+                    # that took over from us) finished first and apps may run from it.
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    if final.exists():  # left over from an interrupted build: not ready
+                        shutil.rmtree(final)
+                    os.rename(tmp, final)
+                BUILD_MARKER.reset(marker_token)
+            except BaseException as exc:
+                BUILD_MARKER.reset(marker_token)
+                shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(exc, (BuildError, OSError)) and out_of_space(exc):
+                    raise BuildError(self._disk_full_message(dep_hash)) from None
+                raise
+            return EnvRef(dep_hash, spec.python_version, str(final))
+
+    def _disk_full_message(self, dep_hash: str) -> str:
+        envs = self.settings.envs_path
+        free = shutil.disk_usage(envs).free >> 20
+        log.warning("env=%s build failed: no space left envs_dir=%s free_mib=%d",
+                    dep_hash[:12], envs, free)
+        return (f"Not enough disk space to build the environment: the disk holding {envs} "
+                f"is full ({free} MiB free after removing the partial build). Free some "
+                "space (or move envs_dir to a bigger disk), then reboot the app or push "
+                "again.")
+
+    def clean_stale_builds(self) -> list[str]:
+        """Remove build directories whose builder died (`process_build.clean_stale_builds`)."""
+        return clean_stale_builds(self.settings.envs_path, self.settings.build_timeout)
+
+    async def _build(self, spec: EnvSpec, interpreter: str, venv: Path, log: LogSink) -> None:
+        uv = uv_binary()
+        src = venv / ".stcloud-src"
+        src.mkdir()
+        for name, content in spec.files.items():
+            (src / name).write_bytes(content)
+        python = str(venv / "bin" / "python")
+        log(f"Creating a Python {spec.python_version} environment.")
+        self._prepare_build_dir(venv, spec)
+        step = self._step_runner(spec, interpreter, venv)
+        await step([uv, "venv", "--relocatable", "--python", interpreter, str(venv),
+                    "--allow-existing"], log)
+        await self._install_dependencies(spec, src, python, log, step)
+        if not list(venv.glob("lib/python*/site-packages/streamlit/__init__.py")):
+            log(f"The app pins no streamlit: installing streamlit=={spec.default_streamlit}.")
+            await step([uv, "pip", "install", "--python", python,
+                        f"streamlit=={spec.default_streamlit}"], log)
+        if spec.packages:
+            log("packages.txt is ignored by the process runtime (Debian packages need the "
+                "Docker runtime): " + ", ".join(spec.packages))
+
+    async def _install_dependencies(self, spec: EnvSpec, src: Path, python: str,
+                                    log: LogSink, step: Step) -> None:
+        """Same order as the Docker engine and Community Cloud: uv.lock (with pyproject.toml),
+        then requirements.txt, then pyproject.toml."""
+        uv, files = uv_binary(), spec.files
+        if "uv.lock" in files and "pyproject.toml" in files:
+            log("Installing the locked dependencies of uv.lock with uv.")
+            locked = src / "locked.txt"
+            await step([uv, "export", "--project", str(src), "--frozen", "--no-hashes",
+                             "--no-dev", "--no-emit-project", "-q", "-o", str(locked)], log)
+            await step([uv, "pip", "install", "--python", python, "-r", str(locked)], log)
+        elif "requirements.txt" in files:
+            log("Installing requirements.txt with uv.")
+            await step([uv, "pip", "install", "--python", python, "-r",
+                             str(src / "requirements.txt")], log)
+        elif "pyproject.toml" in files:
+            log("Installing the dependencies of pyproject.toml with uv.")
+            await step([uv, "pip", "install", "--python", python, "-r",
+                             str(src / "pyproject.toml")], log)
+
+    def _build_cache(self, spec: EnvSpec) -> Path:
+        """uv's cache for a build: sandboxed builds (another user) keep their own."""
+        cache = self.settings.uv_cache_for(spec.scope)
+        return cache / "sandboxed" if self.isolation == sandbox.BUBBLEWRAP else cache
+
+    def _prepare_build_dir(self, venv: Path, spec: EnvSpec) -> None:
+        """Hand the build directory (and the cache) to the build user. The directory is
+        sticky, so the build cannot replace the supervisor's marker in it."""
+        if self.isolation != sandbox.BUBBLEWRAP:
+            return
+        sandbox.chown_tree(venv, sandbox.BUILDER_UID)
+        if sandbox.running_as_root():
+            os.chown(venv / BUILDER_MARKER, 0, 0, follow_symlinks=False)
+        os.chmod(venv, 0o1755)
+        cache = self._build_cache(spec)
+        if not cache.is_dir() or (sandbox.running_as_root()
+                                  and cache.stat().st_uid != sandbox.BUILDER_UID):
+            sandbox.owned_dir(cache, sandbox.BUILDER_UID)
+            sandbox.chown_tree(cache, sandbox.BUILDER_UID)
+
+    def _step_runner(self, spec: EnvSpec, interpreter: str, venv: Path) -> Step:
+        """How this build runs its steps: in the sandbox as the build user, or (single-tenant
+        mode) as they are."""
+        if self.isolation != sandbox.BUBBLEWRAP:
+            return self._run
+        assert self._tools is not None
+        tools, cache, uv = self._tools, self._build_cache(spec), Path(uv_binary())
+        readable = [sandbox.python_prefix_of(interpreter), uv]
+        ca = self.settings.ca_bundle_path
+        if ca is not None:
+            readable.append(ca)
+
+        async def step(cmd: list[str], log: LogSink) -> None:
+            wrapped = sandbox.build_command(
+                tools, venv=venv, writable=[cache], readable=readable,
+                run_dir=self.settings.run_path, max_procs=self.settings.process_pids_limit,
+                command=cmd)
+            await self._run(wrapped, log, env={**self._uv_env(), "HOME": "/tmp",
+                                               "UV_CACHE_DIR": str(cache)})
+        return step
+
+    async def _run(self, cmd: list[str], log: LogSink,
+                   env: dict[str, str] | None = None) -> None:
+        # Killed with the supervisor: the group noted in the marker lets the next one end
+        # what uv started, but a supervisor killed right after the spawn has not noted it
+        # yet, and a uv left running would write into the build directory after the next
+        # supervisor removed it (seen in the kill -9 loop).
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env=env or self._uv_env(), start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGKILL))
+        note_build_group(proc.pid)
+        tail: list[str] = []
+        try:
+            assert proc.stdout is not None
+            async for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                log(line)
+                tail = (tail + [line])[-15:]
+            code = await proc.wait()
+        except BaseException:
+            if proc.returncode is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            raise
+        if code != 0:
+            raise BuildError("Installing the dependencies failed:\n" + "\n".join(tail))
