@@ -53,6 +53,11 @@ database, no per-request session. aiohttp's access log is off (it would log quer
 strings, which may carry tokens); `supervisor.proxy` logs upstream failures and
 websocket opens/closes as `event key=value` lines, per-request lines at DEBUG only.
 
+Connections: `start_proxy` serves on `connections.LimitedSite`, which applies the
+header-read, body-read and keep-alive timeouts and the per-client and total connection
+caps of `limits.py` (settings `proxy_*`), and routes the loop's out-of-descriptor errors
+to a bounded log; relayed websockets are pinged when quiet (`forward.py`).
+
 Shutdown: `runner.cleanup()` closes every relayed websocket with 1001 (going away) in
 `on_shutdown`, waits up to `SHUTDOWN_TIMEOUT` for in-flight requests, then closes the
 session.
