@@ -167,6 +167,27 @@ def test_per_client_cap_does_not_starve_another_client(settings: Settings) -> No
     asyncio.run(main())
 
 
+def test_idle_keepalive_connection_is_closed_after_the_keepalive_timeout(
+        settings: Settings) -> None:
+    conf = limited(settings, proxy_keepalive_timeout=1.0, proxy_header_timeout=30.0)
+
+    async def main() -> None:
+        async with proxy_env(conf) as env:
+            loop = asyncio.get_running_loop()
+            sock = socket.create_connection(("127.0.0.1", conf.port))
+            sock.setblocking(False)
+            await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: "
+                                    + env.host("hello").encode() + b"\r\n\r\n")
+            answer = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            started = time.monotonic()
+            while await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+                pass  # the rest of the answer, then the end of the connection
+            assert 0.5 <= time.monotonic() - started < 4
+            sock.close()
+    asyncio.run(main())
+
+
 def test_body_read_timeout_closes_a_stalled_upload_not_a_slow_one(settings: Settings) -> None:
     conf = limited(settings, proxy_body_timeout=1.0, proxy_header_timeout=30.0)
 
