@@ -43,6 +43,21 @@ def _read_child_pid(fd: int, deadline: float) -> int:
     return int(json.loads(data[:data.index(b"}") + 1])["child-pid"])
 
 
+def _wait_loopback(pid: int, deadline: float) -> None:
+    """Wait until bwrap has set up the sandbox's loopback: slirp4netns configuring the
+    namespace at the same time makes bwrap's netlink request fail."""
+    while True:
+        try:
+            with open(f"/proc/{pid}/net/fib_trie", "rb") as fh:
+                if b"127.0.0.1" in fh.read():
+                    return
+        except OSError:
+            raise RuntimeError("the sandbox ended before its network was set up") from None
+        if time.monotonic() >= deadline:
+            raise RuntimeError("the sandbox's loopback never came up")
+        time.sleep(0.001)
+
+
 def _wait_ready(fd: int, deadline: float) -> None:
     if not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0] \
             or not os.read(fd, 1):
@@ -71,6 +86,7 @@ def helper(slirp: str, forward: str, info_fd: int, block_fd: int, exit_fd: int,
     sandbox_pid = 0
     try:
         sandbox_pid = _read_child_pid(info_fd, deadline)
+        _wait_loopback(sandbox_pid, deadline)
         ready_r, ready_w = os.pipe()
         if os.fork() == 0:  # slirp4netns: stays in the app's group; ends with exit_fd
             os.close(ready_r)
