@@ -421,12 +421,12 @@ def test_write_repo_file_never_writes_through_a_symlink(host: Host) -> None:
     assert (fresh / ".streamlit" / "secrets.toml").read_bytes() == secrets
 
 
-@pytest.mark.xfail(strict=True, reason="supervisor/runtimes/process.py writes the secrets "
-                   "copy with os.open(O_CREAT|O_TRUNC), following the repository's symlinks; "
-                   "it should call backend.repo_files.write_repo_file")
 @pytest.mark.parametrize("layout", ["file-link", "dir-link"])
 def test_process_runtime_secrets_copy_never_writes_through_a_symlink(
         host: Host, settings, tmp_path: Path, layout: str) -> None:  # type: ignore[no-untyped-def]
+    """The runtime's copy of an app's secrets must never land where a repository's
+    symlink points (before the sandbox it was written into the checkout with O_TRUNC,
+    overwriting the dashboard cookie key with text the deployer chose)."""
     from supervisor.runtimes.base import AppSpec, EnvRef
     streamlit_dir = host.checkout / ".streamlit"
     if layout == "file-link":  # would overwrite the dashboard cookie key
@@ -453,15 +453,11 @@ def test_process_runtime_secrets_copy_never_writes_through_a_symlink(
     assert sorted(p.name for p in host.key.parent.iterdir()) == ["dashboard_cookie"]
 
 
-@pytest.mark.parametrize("engine", [
-    pytest.param("process", marks=pytest.mark.xfail(
-        strict=True, reason="the process runtime runs uv on the host with the data dir in "
-        "reach: `-r <file>` in requirements.txt makes uv read it and quote it; the build "
-        "sandbox must hide the data dir")),
-    "docker", "swarm"])
+@pytest.mark.parametrize("engine", ["process", "docker", "swarm"])
 def test_requirements_cannot_include_a_host_file(engine: str, settings, host: Host) -> None:  # type: ignore[no-untyped-def]
     """The bytes of requirements.txt are the repository's own, but uv follows its `-r`
-    includes: only the build's own sandbox or container keeps those in the repository."""
+    includes: only the build's own sandbox or container keeps those in the repository
+    (with process_sandbox = off, uv on the host reads and quotes the included key)."""
     (host.checkout / "requirements.txt").write_text(f"-r {host.key}\n")
     error, log = engine_build(engine, settings, host.checkout)
     assert_clean(error + log, [SECRET])
