@@ -17,8 +17,6 @@ rights) and so must never be led outside the checkout:
   (`conf -> /etc`, then `conf/shadow`).
 - Only regular files are read: a FIFO, socket, device or directory is refused (the open
   uses O_NONBLOCK, so a FIFO cannot block it), and so is a file over `max_bytes`.
-- `write_repo_file` is the one way the platform writes into a checkout (the runtime copy
-  of an app's secrets): it never writes through a symlink, it replaces one.
 - A `RepoFileError` names the repository path and says what to do; it never names a link's
   target or quotes content. `excerpt()` is the short, printable quote of repository
   content that an error may show.
@@ -227,46 +225,3 @@ def read_repo_file(checkout: Path, relpath: str,
 def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
-
-def write_repo_file(checkout: Path, relpath: str, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` as the checkout's file `relpath` (e.g. the runtime copy of an app's
-    secrets, `.streamlit/secrets.toml`), never through a symlink: missing directories are
-    made, a symlinked directory on the way is refused with `RepoFileError`, and whatever
-    the repository has at `relpath` itself (a file, a symlink) is replaced by an atomic
-    rename, so a link to a host file is never written through."""
-    parts = _parts(relpath)
-    if not parts or ".." in parts or PurePosixPath(relpath).is_absolute() or "\0" in relpath:
-        raise RepoFileError(relpath, f"{_shown(relpath)} is a path outside the repository.")
-    fds = [os.open(checkout.resolve(), _DIR_FLAGS & ~os.O_NOFOLLOW)]
-    try:
-        for i, part in enumerate(parts[:-1]):
-            try:
-                os.mkdir(part, 0o755, dir_fd=fds[-1])
-            except FileExistsError:
-                pass
-            try:
-                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
-            except OSError:
-                shown = _shown("/".join(parts[:i + 1]))
-                raise RepoFileError(relpath, f"{shown} is a symbolic link or a file in the "
-                                    f"repository, so the platform cannot write "
-                                    f"{_shown(relpath)}; commit {shown} as a directory (or "
-                                    "not at all).") from None
-        name, tmp = parts[-1], f".{parts[-1]}.stcloud-{os.urandom(4).hex()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     mode, dir_fd=fds[-1])
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, name, src_dir_fd=fds[-1], dst_dir_fd=fds[-1])
-        except BaseException:
-            os.unlink(tmp, dir_fd=fds[-1])
-            raise
-    except IsADirectoryError:
-        raise RepoFileError(relpath, f"{_shown(relpath)} is a directory in the repository, "
-                            "so the platform cannot write it; delete it from the "
-                            "repository.") from None
-    finally:
-        for fd in fds:
-            os.close(fd)

@@ -25,7 +25,7 @@ import pytest
 from backend import api_tokens, apps, keys
 from backend.errors import ValidationError
 from backend.repo_files import (MAX_REPO_FILE_BYTES, RepoFileError, excerpt, is_repo_file,
-                                read_repo_file, resolve_repo_path, write_repo_file)
+                                read_repo_file, resolve_repo_path)
 from backend.validation import main_file_in_checkout
 from sqlmodel import select
 
@@ -390,37 +390,7 @@ def test_in_place_update_never_moves_or_compares_through_a_symlink(host: Host) -
     assert sorted(p.name for p in host.key.parent.iterdir()) == ["dashboard_cookie"]
 
 
-# Writing into a checkout ----------------------------------------------------------------
-def test_write_repo_file_never_writes_through_a_symlink(host: Host) -> None:
-    secrets = b'token = "app-secret"\n'
-    (host.checkout / ".streamlit").mkdir()
-    (host.checkout / ".streamlit" / "secrets.toml").symlink_to(
-        "../../../../keys/dashboard_cookie")
-    write_repo_file(host.checkout, ".streamlit/secrets.toml", secrets)
-    assert host.key.read_text() == SECRET + "\n"
-    copy = host.checkout / ".streamlit" / "secrets.toml"
-    assert not copy.is_symlink() and copy.read_bytes() == secrets
-    assert copy.stat().st_mode & 0o777 == 0o600
-    assert sorted(p.name for p in copy.parent.iterdir()) == ["secrets.toml"]
-
-    other = host.checkout.parent / "src-other"
-    other.mkdir()
-    (other / ".streamlit").symlink_to("../../../keys")
-    with pytest.raises(RepoFileError, match=r"\.streamlit is a symbolic link or a file"):
-        write_repo_file(other, ".streamlit/secrets.toml", secrets)
-    assert sorted(p.name for p in host.key.parent.iterdir()) == ["dashboard_cookie"]
-    (other / ".streamlit").unlink()
-    (other / ".streamlit").mkdir()
-    (other / ".streamlit" / "secrets.toml").mkdir()
-    with pytest.raises(RepoFileError, match="is a directory"):
-        write_repo_file(other, ".streamlit/secrets.toml", secrets)
-    assert sorted(p.name for p in (other / ".streamlit").iterdir()) == ["secrets.toml"]
-    fresh = host.checkout.parent / "src-fresh"
-    fresh.mkdir()
-    write_repo_file(fresh, ".streamlit/secrets.toml", secrets)
-    assert (fresh / ".streamlit" / "secrets.toml").read_bytes() == secrets
-
-
+# The secrets copy ---------------------------------------------------------------------
 @pytest.mark.parametrize("layout", ["file-link", "dir-link"])
 def test_process_runtime_secrets_copy_never_writes_through_a_symlink(
         host: Host, settings, tmp_path: Path, layout: str) -> None:  # type: ignore[no-untyped-def]
