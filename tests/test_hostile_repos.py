@@ -7,7 +7,9 @@ oversized file: the helper refuses it, `EnvSpec.from_checkout` and every engine'
 fail with a message naming the file, and the secret bytes appear nowhere in the error or
 the build log. Then a real supervisor deploys such repositories (the dashboard cookie key,
 the initial admin password) and no key or password byte reaches the API, the dashboard's
-pages, the events table or the operator log.
+pages, the events table or the operator log. Also: an in-place update never moves or
+compares through a symlink, the process runtime's secrets copy never lands where a link
+points, and uv's `-r` includes stay inside each engine's build sandbox or container.
 """
 
 from __future__ import annotations
