@@ -167,6 +167,25 @@ def test_per_client_cap_does_not_starve_another_client(settings: Settings) -> No
     asyncio.run(main())
 
 
+def test_a_trusted_proxy_is_not_held_to_the_per_client_cap(settings: Settings) -> None:
+    """A TLS terminator in proxy_trusted_proxies carries many clients: only the total
+    counts for it; other addresses keep their cap."""
+    conf = limited(settings, proxy_max_connections_per_client=5, proxy_header_timeout=30.0,
+                   proxy_keepalive_timeout=30.0, proxy_trusted_proxies=f"{VISITOR}, 10.0.0.0/8")
+
+    async def main() -> None:
+        async with proxy_env(conf) as env:
+            guard = guard_of(env)
+            trusted = await half_open(conf.port, VISITOR, 12)
+            others = await half_open(conf.port, ATTACKER, 8)
+            await wait_for(lambda: guard.per_client.get(VISITOR) == 12
+                           and sum(map(closed_by_server, others)) == 3, 5,
+                           "trusted peer admitted, the other capped")
+            assert not any(map(closed_by_server, trusted))
+            close_all(trusted + others)
+    asyncio.run(main())
+
+
 def test_idle_keepalive_connection_is_closed_after_the_keepalive_timeout(
         settings: Settings) -> None:
     conf = limited(settings, proxy_keepalive_timeout=1.0, proxy_header_timeout=30.0)
