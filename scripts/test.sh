@@ -5,12 +5,14 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
 # Debian packages the tests use: Chromium (browser tests), an emoji font (screenshots),
 # sshd (private-repo clones over SSH with a deploy key), a container registry (the swarm's
-# image distribution).
+# image distribution), the process runtime's sandbox (bubblewrap, slirp4netns).
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v slirp4netns >/dev/null || missing+=(slirp4netns)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "Installing Debian packages for the tests: ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
