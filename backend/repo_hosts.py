@@ -116,7 +116,7 @@ def _is_local_name(host: str) -> bool:
 
 
 def literal_host_problem(url: str) -> str | None:
-    """Why the host written in `url` is not a public one (a person-readable sentence), or
+    """Why the host written in `url` is not a public one (a phrase for a message), or
     None when it may be (a name still has to resolve to public addresses at fetch time)."""
     try:
         host, _ = url_host(url)
