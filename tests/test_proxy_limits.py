@@ -145,6 +145,34 @@ def test_slowloris_from_many_addresses_neither_exhausts_nor_locks_out(
     asyncio.run(main())
 
 
+def test_idle_keepalive_connections_make_room_at_the_total_cap(settings: Settings) -> None:
+    """Connections that finished a request and then sit idle fill the total cap; a new
+    visitor closes the one idle longest instead of being refused."""
+    conf = limited(settings, proxy_max_connections=10, proxy_keepalive_timeout=60.0,
+                   proxy_header_timeout=60.0)
+
+    async def main() -> None:
+        async with proxy_env(conf) as env:
+            loop = asyncio.get_running_loop()
+            idle: list[socket.socket] = []
+            for _ in range(10):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.bind((ATTACKER, 0))
+                await loop.sock_connect(sock, ("127.0.0.1", conf.port))
+                await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: "
+                                        + env.host("hello").encode() + b"\r\n\r\n")
+                answer = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+                assert answer.startswith(b"HTTP/1.1 200 ")
+                idle.append(sock)
+            assert guard_of(env).total == 10
+            assert await answers(env, VISITOR) == {"dashboard": 200, "api": 404, "app": 200}
+            assert closed_by_server(idle[0])  # the one idle longest made room
+            assert not any(map(closed_by_server, idle[2:]))
+            close_all(idle)
+    asyncio.run(main())
+
+
 def test_per_client_cap_does_not_starve_another_client(settings: Settings) -> None:
     conf = limited(settings, proxy_max_connections_per_client=20,
                    proxy_header_timeout=30.0)

@@ -71,19 +71,35 @@ class LimitedRequestHandler(RequestHandler):
                 self._body_timer = self._loop.call_later(self._guard.limits.body_timeout,
                                                          self._body_deadline)
 
-    def evict(self) -> None:
-        """Close now to make room for a new connection (the guard's count is freed at
-        once, not when the transport has gone)."""
+    async def finish_response(self, request: Any, resp: Any, start_time: float | None
+                              ) -> tuple[Any, bool]:
+        """After each response: a keep-alive connection becomes idle, the first to be
+        evicted at the total cap (least recently used first)."""
+        result = await super().finish_response(request, resp, start_time)
+        if resp.keep_alive and self.transport is not None and self._client is not None:
+            self._guard.waiting.pop(self, None)
+            self._guard.waiting[self] = None
+        return result
+
+    def evict(self) -> bool:
+        """Close now to make room for a new connection, if waiting for a request (the
+        guard's count is freed at once, not when the transport has gone); False when a
+        request is being handled."""
+        if not self._awaiting_headers() or self._messages:
+            self._guard.waiting.pop(self, None)
+            return False
         self._stop_timers()
         if self._client is not None:
             self._guard.release(self._client)
             self._client = None
         self.force_close()
+        return True
 
     # Deadlines ------------------------------------------------------------------------
     def _arm_header_timer(self) -> None:
         self._header_timer = self._loop.call_later(self._guard.limits.header_timeout,
                                                    self._header_deadline)
+        self._guard.waiting.pop(self, None)  # to the end: the most recent
         self._guard.waiting[self] = None
 
     def _stop_header_timer(self) -> None:

@@ -13,11 +13,12 @@ up the process's file descriptors. Four rules, all settings (`proxy_*`):
   client must send some of it at least every `body_timeout` seconds (time spent with
   reading paused by our own backpressure does not count).
 - Connection caps, counted at `accept()`: at most `per_client` open connections per
-  socket peer address and `total` in all. At the total cap the oldest connection still
-  waiting for request headers is closed to make room (so a slowloris spread over many
-  addresses cannot lock others out); over a cap with none such, the new one gets a canned
-  503 in one non-blocking `send` and is closed, before any transport, protocol or task
-  exists for it. Peers listed as trusted proxies (a TLS terminator that multiplexes many
+  socket peer address and `total` in all. At the total cap the connection that has
+  waited longest for a request (its headers incomplete, or idle between keep-alive
+  requests) is closed to make room, so connections held open without requests, even
+  from many addresses, cannot lock others out; over a cap with none such, the new one
+  gets a canned 503 in one non-blocking `send` and is closed, before any transport,
+  protocol or task exists for it. Peers listed as trusted proxies (a TLS terminator that multiplexes many
   clients) are counted in the total only. `total` is derived from the soft RLIMIT_NOFILE:
   each client connection may hold one upstream connection too (a websocket, a request in
   flight), and `RESERVED_DESCRIPTORS` stay for the database, logs and child processes.
@@ -63,6 +64,7 @@ RESERVED_DESCRIPTORS = 512
 MIN_TOTAL = 64
 LOG_INTERVAL = 10.0
 MAX_REFUSALS_PER_ACCEPT = 64  # then let the event loop run other callbacks
+MAX_EVICTION_TRIES = 8
 _BODY = b"Too many connections; try again in a few seconds.\n"
 REFUSED_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
                     b"Retry-After: 5\r\nConnection: close\r\nContent-Length: "
@@ -95,7 +97,7 @@ def parse_networks(text: str) -> tuple[Network, ...]:
 
 
 class Evictable(Protocol):
-    def evict(self) -> None: ...
+    def evict(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -193,14 +195,17 @@ class ConnectionGuard:
         return True
 
     def _evict_oldest_waiting(self) -> bool:
-        for oldest in self.waiting:
-            break
-        else:
-            return False
-        del self.waiting[oldest]
-        self.events.event("connection_evicted", f"reason=total open={self.total}")
-        oldest.evict()  # releases its count
-        return True
+        """Close the connection that has waited longest for a request; False if none.
+        An entry found busy (a pipelined request) leaves the list without being closed."""
+        for _ in range(MAX_EVICTION_TRIES):
+            oldest = next(iter(self.waiting), None)
+            if oldest is None:
+                return False
+            del self.waiting[oldest]
+            if oldest.evict():  # releases its count
+                self.events.event("connection_evicted", f"reason=total open={self.total}")
+                return True
+        return False
 
     def release(self, address: str) -> None:
         count = self.per_client.get(address, 0)
