@@ -17,6 +17,7 @@ from models import Installation, session_scope, utcnow
 
 ROW_ID = 1
 SANDBOXED, SINGLE_TENANT, CONTAINERS = "sandboxed", "single-tenant", "containers"
+UNAVAILABLE = "unavailable"  # sandboxing wanted, this host cannot: builds and starts refused
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def set_engine(ctx: Context, engine: str) -> None:
 def record_isolation(ctx: Context, isolation: str, detail: str = "") -> None:
     with session_scope(ctx.engine) as s:
         row = s.get(Installation, ROW_ID) or Installation(id=ROW_ID)
-        row.isolation, row.isolation_detail, row.updated_at = isolation, detail, utcnow()
+        row.isolation, row.isolation_detail, row.updated_at = isolation, detail[:255], utcnow()
         s.add(row)
 
 
@@ -93,6 +94,14 @@ def isolation_notice(info: InstallationInfo) -> IsolationNotice | None:
             f"{where}, single-tenant mode: hosted apps run unsandboxed as the platform's "
             "user; every developer is trusted.",
             f"{where}, single-tenant (apps are not sandboxed).", warning=True)
+    if info.isolation == UNAVAILABLE:
+        why = f" ({info.isolation_detail})" if info.isolation_detail else ""
+        return IsolationNotice(
+            f"{where}, but this server cannot sandbox apps{why}: builds and starts are "
+            "refused until an operator installs what is missing, or sets process_sandbox = "
+            "\"off\" for single-tenant mode.",
+            f"{where}; the app sandbox is missing on this server, so apps cannot start.",
+            warning=True)
     if info.isolation == SANDBOXED:
         how = f" ({info.isolation_detail})" if info.isolation_detail else ""
         text = f"{where}, sandboxed{how}."

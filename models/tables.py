@@ -186,6 +186,8 @@ class Installation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     engine: str = Field(default="", max_length=16)  # process | docker | swarm; "" unknown
     engine_recorded_at: datetime | None = Field(default=None)
-    isolation: str = Field(default="", max_length=32)  # sandboxed | single-tenant | containers
-    isolation_detail: str = Field(default="", max_length=64)  # e.g. "bubblewrap"
+    # sandboxed | single-tenant | unavailable (sandbox wanted, host cannot) | containers
+    isolation: str = Field(default="", max_length=32)
+    # e.g. "bubblewrap"; for unavailable, what is missing
+    isolation_detail: str = Field(default="", max_length=255)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -59,6 +59,8 @@ def runtime_isolation(runtime: Runtime) -> tuple[str, str]:
     mode = str(getattr(runtime, "isolation", "") or installation.SINGLE_TENANT)
     if mode in (installation.SINGLE_TENANT, "none", "off", "unsandboxed"):
         return installation.SINGLE_TENANT, ""
+    if mode == installation.UNAVAILABLE:
+        return installation.UNAVAILABLE, str(getattr(runtime, "isolation_problem", "") or "")
     return installation.SANDBOXED, mode
 
 

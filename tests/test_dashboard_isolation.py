@@ -46,6 +46,13 @@ def test_sandboxed_and_container_modes(dash: Dash) -> None:
     assert [i.value for i in at.info] == ["Apps run in: docker runtime, one container per app."]
 
 
+def test_a_host_that_cannot_sandbox_says_apps_are_refused(dash: Dash) -> None:
+    record(dash, "process", "unavailable", "bwrap not found")
+    at = open_dashboard(dash.admin, ui.STATUS)
+    assert any("cannot sandbox apps (bwrap not found)" in w.value and "refused" in w.value
+               for w in at.warning)
+
+
 def test_nothing_for_signed_out_visitors(dash: Dash) -> None:
     record(dash, "process", "single-tenant")
     at = AppTest.from_file(HOME, default_timeout=30)

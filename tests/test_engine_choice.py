@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 from sqlmodel import delete
 
@@ -26,7 +27,7 @@ from supervisor.runtimes import docker_available
 from supervisor.runtimes.docker import install_id
 from tests.conftest import require_docker
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state
-from tests.test_e2e import instance_alive, instance_id, running_instances
+from tests.test_e2e import instance_alive, instance_id
 
 NO_DOCKER = "unix:///nonexistent/stcloud-test/docker.sock"  # `auto` finds no daemon here
 
@@ -53,9 +54,14 @@ def test_isolation_of_each_engine() -> None:
     class Docker:
         name = "docker"
 
+    class Unavailable:
+        name, isolation, isolation_problem = "process", "unavailable", "bwrap not found"
+
     assert runtime_isolation(Bare()) == ("single-tenant", "")  # type: ignore[arg-type]
     assert runtime_isolation(Sandboxed()) == ("sandboxed", "bubblewrap")  # type: ignore
     assert runtime_isolation(Docker()) == ("containers", "docker")  # type: ignore[arg-type]
+    assert runtime_isolation(Unavailable()) == ("unavailable",  # type: ignore[arg-type]
+                                                "bwrap not found")
 
 
 def test_first_start_records_the_process_engine(settings: Settings, tmp_path: Any,
@@ -66,7 +72,7 @@ def test_first_start_records_the_process_engine(settings: Settings, tmp_path: An
     try:
         info = installation.read_installation(open_context(auto))
         assert info.engine == "process", sup.output()
-        assert info.isolation in ("single-tenant", "sandboxed")
+        assert info.isolation in ("single-tenant", "sandboxed", "unavailable")
     finally:
         sup.stop(signal.SIGTERM)
 
@@ -106,7 +112,7 @@ def run_on_process_first(ctx: Context, admin: Any, repo_url: str, tmp_path: Any,
     sup = SupervisorProcess(ctx.settings, tmp_path / "sup1.log").start()
     try:
         view = apps.deploy_app(ctx, admin, repo_url=repo_url, subdomain="kept")
-        wait_for_state(ctx, view.id, {"running"}, sup=sup)
+        wait_for_state(ctx, view.id, {"running"}, timeout=300, sup=sup)
     finally:
         sup.stop(signal.SIGTERM)
     monkeypatch.delenv("DOCKER_HOST")
@@ -116,7 +122,31 @@ def run_on_process_first(ctx: Context, admin: Any, repo_url: str, tmp_path: Any,
 
 
 def process_instances(settings: Settings, app_id: int) -> list[str]:
-    return running_instances(dataclasses.replace(settings, runtime="process"), app_id)
+    """Pids of the app's process-runtime instances, found from the OS alone: the topmost
+    processes that run in the app's directory or name it in their command line (a
+    bubblewrap sandbox binds it; an unsandboxed streamlit has it as its cwd)."""
+    app_dir = str(settings.apps_path / str(app_id))
+
+    def of_app(proc: psutil.Process) -> bool:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            cwd = proc.cwd()
+            return cwd == app_dir or cwd.startswith(app_dir + "/") or any(
+                arg == app_dir or arg.startswith(app_dir + "/") for arg in proc.cmdline())
+        except psutil.Error:
+            return False
+
+    found = []
+    for proc in psutil.process_iter():
+        if of_app(proc):
+            try:
+                parent = proc.parent()
+            except psutil.Error:
+                parent = None
+            if parent is None or not of_app(parent):
+                found.append(str(proc.pid))
+    return found
 
 
 @pytest.mark.parametrize("history", ["recorded", "upgraded"])

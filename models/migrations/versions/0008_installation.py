@@ -22,7 +22,7 @@ def upgrade() -> None:
     sa.Column('engine', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('engine_recorded_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('isolation', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-    sa.Column('isolation_detail', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('isolation_detail', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
