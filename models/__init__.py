@@ -15,5 +15,5 @@ __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
            "AnalyticsViewerMonth", "AnalyticsWorkspaceMonth", "ApiToken", "App", "AppEvent",
            "AppGithub", "AppRequest", "AppSecret", "AppViewer", "Build", "ClusterLease",
            "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount", "GithubGrant",
-           "Installation", "Membership", "SigninToken", "UsageSample", "User", "ViewEvent", "Workspace",
-           "utcnow", "make_engine", "migrate", "session_scope"]
+           "Installation", "Membership", "SigninToken", "UsageSample", "User", "ViewEvent",
+           "Workspace", "utcnow", "make_engine", "migrate", "session_scope"]
