@@ -98,6 +98,8 @@ def helper(slirp: str, forward: str, info_fd: int, block_fd: int, exit_fd: int,
             # Its own sandbox (mount namespace, capabilities dropped) would hide the API
             # socket's directory, so it is used only when no port is forwarded.
             extra = [f"--api-socket={api}"] if forward else ["--enable-sandbox"]
+            if os.geteuid() != 0:  # the sandbox's network namespace is its user namespace's
+                extra.append(f"--userns-path=/proc/{sandbox_pid}/ns/user")
             os.execv(slirp, [slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
                              "--enable-seccomp", f"--ready-fd={ready_w}",
                              f"--exit-fd={exit_fd}", *extra, str(sandbox_pid), "tap0"])
