@@ -32,7 +32,7 @@ class LimitedRequestHandler(RequestHandler):
         self._body_timer: asyncio.TimerHandle | None = None
         self._last_data = 0.0
 
-    # aiohttp's state, read-only (`_messages` too) -------------------------------------------------------
+    # aiohttp's state, read-only (`_messages` too) ------------------------------------
     def _awaiting_headers(self) -> bool:
         """No complete request yet, or idle between requests (the handler waits for the
         next message): the state in which a header deadline applies."""
