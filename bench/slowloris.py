@@ -16,9 +16,10 @@ What runs (all on 127.0.0.1 and other loopback addresses):
 
 Measured: the visitor's p50 and p99 latency for `--samples` requests idle, then again with
 the attacker's connections all open (one load every 20 ms, so the attacker keeps
-replacing the connections the proxy closes while it is measured); the ratio of the p50s (target ≤ 2×), failed requests,
-and how many of the attacker's connections the proxy refused or closed. Loopback only,
-bounded in count (`--half-open`, at most 3× that many connects) and time (about 1 min).
+replacing the connections the proxy closes while it is measured); the ratio of the p50s
+(target ≤ 2×), failed requests, and how many of the attacker's connections the proxy
+refused or closed. Loopback only, bounded in count (`--half-open`, at most 3× that many
+connects) and time (about 1 min).
 Prints a Markdown table and writes bench/results/slowloris.json.
 """
 
@@ -229,9 +230,10 @@ def markdown(r: dict) -> str:
         f"| slowloris | {r['load_p50_ms']:.1f} ms | {r['load_p99_ms']:.1f} ms | "
         f"{r['load_failed']} |", "",
         f"p50 ratio {r['ratio_p50']:.2f}× (target ≤ 2×). Attacker: {a['connects']} "
-        f"connects ({a['connects_while_measured']} while measured), {a['opened']} connected, {a['closed_by_proxy']} refused or closed by "
-        f"the proxy, {a['connect_failed']} failed to connect; proxy log {r['proxy_log_bytes']} bytes; proxy alive: "
-        f"{r['proxy_alive']}."])
+        f"connects ({a['connects_while_measured']} while measured), {a['opened']} "
+        f"connected, {a['closed_by_proxy']} refused or closed by the proxy, "
+        f"{a['connect_failed']} failed to connect; proxy log {r['proxy_log_bytes']} "
+        f"bytes; proxy alive: {r['proxy_alive']}."])
 
 
 if __name__ == "__main__":
