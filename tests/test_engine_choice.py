@@ -227,3 +227,17 @@ def test_migrate_runtime_moves_an_app_from_process_to_docker(
         assert containers_of(docker_client, auto_settings) == [ident]  # left alone
     finally:
         sup.stop(signal.SIGINT)  # stops the app too
+
+
+def test_explicit_engine_is_recorded_when_nothing_runs_on_the_old_one(
+        auto_settings: Settings, tmp_path: Any) -> None:
+    ctx = open_context(auto_settings)
+    installation.set_engine(ctx, "process")  # recorded, but no app instance runs there
+    explicit = dataclasses.replace(auto_settings, runtime="docker")
+    sup = SupervisorProcess(explicit, tmp_path / "sup.log").start()
+    try:
+        info = installation.read_installation(ctx)
+        assert (info.engine, info.isolation) == ("docker", "containers")
+        assert "engine recorded=process changed to docker" in sup.output()
+    finally:
+        sup.stop(signal.SIGTERM)
