@@ -19,9 +19,10 @@ up the process's file descriptors. Four rules, all settings (`proxy_*`):
   from many addresses, cannot lock others out; over a cap with none such, the new one
   gets a canned 503 in one non-blocking `send` and is closed, before any transport,
   protocol or task exists for it. Peers listed as trusted proxies (a TLS terminator
-  that multiplexes many clients) are counted in the total only. `total` is derived from the soft RLIMIT_NOFILE:
-  each client connection may hold one upstream connection too (a websocket, a request in
-  flight), and `RESERVED_DESCRIPTORS` stay for the database, logs and child processes.
+  that multiplexes many clients) are counted in the total only. `total` is derived
+  from the soft RLIMIT_NOFILE: each client connection may hold one upstream connection
+  too (a websocket, a request in flight), and `RESERVED_DESCRIPTORS` stay for the
+  database, logs and child processes.
 
 Why not aiohttp alone: aiohttp 3.14's `keepalive_timeout` also closes a connection that
 has sent no complete request, but counts from the connection's start or the previous
