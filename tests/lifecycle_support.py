@@ -12,6 +12,7 @@ import http.client
 import json
 import threading
 import time
+import uuid
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,16 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         zf.writestr("gatedpkg-0.1.dist-info/RECORD", "\\n".join(record) + "\\n")
     return name
 '''
+
+
+def build_visible_dir(settings: Any, name: str) -> Path:
+    """A fresh directory that sandboxed environment builds can read: under the package
+    cache they have bound (a sandboxed build sees nothing else of the host)."""
+    path = settings.uv_cache_for("") / "sandboxed" / "test-packages" / \
+        f"{name}-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    path.parent.chmod(0o755)
+    return path
 
 
 def gated_package(root: Path) -> tuple[Path, Path]:

@@ -13,7 +13,7 @@ from sqlmodel import select
 from backend import apps
 from backend.context import open_context
 from models import Build, EmailOutbox, User, session_scope
-from tests.lifecycle_support import MailSink, gated_package
+from tests.lifecycle_support import MailSink, build_visible_dir, gated_package
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_e2e import http_get, instance_alive, instance_id, running_instances
 
@@ -47,7 +47,7 @@ def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, ma
         user = s.exec(select(User).where(User.username == "admin")).one()
         user.email = "dev@example.com"
         s.add(user)
-    pkg, gate = gated_package(tmp_path / "gated")
+    pkg, gate = gated_package(build_visible_dir(settings, "gated"))
     repo = make_repo("mid", {"streamlit_app.py": PAGE.format(n=1),
                              "requirements.txt": REQUIREMENTS})
     host = f"mid.localhost:{settings.port}"

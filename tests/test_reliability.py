@@ -34,7 +34,7 @@ from bench.load import RssSampler, Target, run_load
 from models import Build, EmailOutbox, ViewEvent, session_scope, utcnow
 from supervisor.runtimes.base import EnvSpec
 from supervisor.runtimes.process import BUILDER_MARKER, ProcessRuntime
-from tests.lifecycle_support import MailSink, gated_package
+from tests.lifecycle_support import MailSink, build_visible_dir, gated_package
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_e2e import http_get, instance_id, running_instances
@@ -113,7 +113,7 @@ def test_kill9_during_builds(settings, admin, make_repo, tmp_path) -> None:
     sup = SupervisorProcess(settings, tmp_path / "sup0.log").start()
     try:
         for round_ in range(ROUNDS):
-            pkg, gate = gated_package(tmp_path / f"gated{round_}")
+            pkg, gate = gated_package(build_visible_dir(settings, f"gated{round_}"))
             repo = make_repo(f"b{round_}", {
                 "streamlit_app.py": PAGE.format(n=round_),
                 "requirements.txt": BASE_REQS + f"gatedpkg @ file://{pkg}\n"})
@@ -162,7 +162,7 @@ def test_kill9_during_swaps(settings, admin, make_repo, tmp_path) -> None:
         # every kill point once, in an order the seed picks
         points = rng.sample(["building", "new instance beside the old", "draining"], ROUNDS)
         for round_ in range(ROUNDS):
-            pkg, gate = gated_package(tmp_path / f"gated{round_}")
+            pkg, gate = gated_package(build_visible_dir(settings, f"gated{round_}"))
             pushed = repo.commit({"streamlit_app.py": PAGE.format(n=round_ + 1),
                                   "requirements.txt": BASE_REQS + f"gatedpkg @ file://{pkg}\n"})
             wait_until(lambda: (pushed, "running") in builds(ctx, view.id), 60,

@@ -35,7 +35,7 @@ from backend.settings import PROJECT_ROOT, Settings
 from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow
 from supervisor.leader import LEASE, Leadership, Me, current_leader, me
 from tests.conftest import free_port
-from tests.lifecycle_support import gated_package
+from tests.lifecycle_support import build_visible_dir, gated_package
 from tests.overlay_support import dashboard_cookie
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
@@ -172,7 +172,7 @@ def test_two_supervisors_failover_during_deploy_and_hibernation(
                                     )[0] == 200, 30, "the follower's proxy to serve it", sup_b)
 
         # Kill -9 the leader while it deploys (the build waits on a gate).
-        pkg, gate = gated_package(tmp_path / "gated")
+        pkg, gate = gated_package(build_visible_dir(base, "gated"))
         repo = make_repo("two", {
             "streamlit_app.py": "import streamlit as st\nst.write('two')\n",
             "requirements.txt": f"streamlit==1.67.0\ngatedpkg @ file://{pkg}\n"})

@@ -281,6 +281,8 @@ class EnvBuilds:
             log(f"The app pins no streamlit: installing streamlit=={spec.default_streamlit}.")
             await step([uv, "pip", "install", "--python", python,
                         f"streamlit=={spec.default_streamlit}"], log)
+        if self.isolation == sandbox.BUBBLEWRAP:
+            os.chmod(venv, 0o755)
         if spec.packages:
             log("packages.txt is ignored by the process runtime (Debian packages need the "
                 "Docker runtime): " + ", ".join(spec.packages))
@@ -311,14 +313,17 @@ class EnvBuilds:
         return cache / "sandboxed" if self.isolation == sandbox.BUBBLEWRAP else cache
 
     def _prepare_build_dir(self, venv: Path, spec: EnvSpec) -> None:
-        """Hand the build directory (and the cache) to the build user. The directory is
-        sticky, so the build cannot replace the supervisor's marker in it."""
+        """Hand the build directory (and the cache) to the build user. The directory stays
+        root's and sticky (like /tmp), so the build cannot replace the supervisor's marker
+        in it; `_build` makes it 0755 when the steps are done."""
         if self.isolation != sandbox.BUBBLEWRAP:
             return
         sandbox.chown_tree(venv, sandbox.BUILDER_UID)
-        if sandbox.running_as_root():
-            os.chown(venv / BUILDER_MARKER, 0, 0, follow_symlinks=False)
-        os.chmod(venv, 0o1755)
+        if sandbox.running_as_root():  # a directory the build may fill but not own
+            for path in (venv, venv / BUILDER_MARKER):
+                if path.exists():
+                    os.chown(path, 0, 0, follow_symlinks=False)
+            os.chmod(venv, 0o1777)
         cache = self._build_cache(spec)
         if not cache.is_dir() or (sandbox.running_as_root()
                                   and cache.stat().st_uid != sandbox.BUILDER_UID):
