@@ -51,8 +51,7 @@ from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import (AppSpec, EnvRef, Instance, Runtime, StartError, Status,
                                       Usage)
 from supervisor.runtimes.process_build import (BUILDER_MARKER, READY_MARKER,  # noqa: F401
-                                               EnvBuilds, clean_stale_builds,
-                                               die_with_parent, uv_binary)
+                                               EnvBuilds, die_with_parent, uv_binary)
 from supervisor.runtimes.process_state import StateFiles
 
 log = logging.getLogger("supervisor.runtimes.process")
@@ -209,7 +208,9 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
                      "HOME": sandbox.APP_HOME, "USER": "app", "LOGNAME": "app",
                      "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                      "VIRTUAL_ENV": env.location, **app.env_vars}
-        return command, child_env, "/"
+        # The launcher runs in the checkout, as an unsandboxed app would: tools that find
+        # an app's processes by their directory find its sandbox's outer process.
+        return command, child_env, str(app.checkout)
 
     def _unsandboxed(self, app: AppSpec, env: EnvRef, port: int,
                      home: Path) -> tuple[list[str], dict[str, str], str]:
@@ -320,7 +321,8 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
     async def stop(self, app_id: int, state: dict[str, Any]) -> None:
         proc = self._process(state) if state else None
         if proc is not None:
-            how = await asyncio.to_thread(self._terminate_group, proc.pid)
+            how = await asyncio.to_thread(self._terminate_group, proc.pid, 5.0,
+                                          self._pids_cgroup(state))
             log.info("app=%s pid=%s stopped how=%s", app_id, proc.pid, how)
         child = self._children.pop(state.get("pid", -1), None) if state else None
         if child is not None:
@@ -337,7 +339,8 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
                 path.unlink(missing_ok=True)
 
     @staticmethod
-    def _terminate_group(pid: int, grace: float = 5.0) -> str:
+    def _terminate_group(pid: int, grace: float = 5.0,
+                         members: cgroups.Cgroup | None = None) -> str:
         """SIGTERM the group (SIGKILL with no grace), wait up to `grace` s for its leader to
         end, then SIGKILL what is left. Returns how it ended: "exited", "zombie" (it ended
         but its parent has not reaped it: a supervisor that started it and is now frozen,
@@ -346,7 +349,13 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             os.killpg(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
         except ProcessLookupError:
             return "gone"
+        deadline = time.monotonic() + (grace or 5.0)
         how = _wait_ended(pid, grace or 5.0)
+        # A sandbox's leader (bwrap) ends at once on SIGTERM while the app inside is still
+        # shutting down: give the rest of the instance's cgroup the same grace.
+        while how is not None and grace > 0 and members is not None and members.pids() \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
         if how is None:
             how = "killed"
             try:

@@ -140,7 +140,8 @@ def app_uid(app_id: int) -> int:
 def namespace_args() -> list[str]:
     userns = [] if running_as_root() else ["--unshare-user"]
     return [*userns, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-            "--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp",
+            "--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+            "--tmpfs", "/tmp",
             "--tmpfs", "/run", "--dir", "/etc"]
 
 
@@ -266,13 +267,14 @@ def identity_binds(files: dict[str, Path]) -> list[str]:
 
 
 def owned_dir(path: Path, uid: int) -> None:
-    """Make `path` a directory (not a symlink) owned by `uid`, mode 0700."""
+    """Make `path` a directory (not a symlink) owned by `uid`, mode 0700; what it holds
+    from before (e.g. an unsandboxed run's HOME) is handed over too."""
     path.mkdir(parents=True, exist_ok=True)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise OSError(f"{path} is not a directory")
     if running_as_root() and (st.st_uid != uid or st.st_gid != uid):
-        os.chown(path, uid, uid, follow_symlinks=False)
+        chown_tree(path, uid)
     os.chmod(path, 0o700)
 
 
