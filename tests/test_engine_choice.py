@@ -102,6 +102,7 @@ def auto_settings(settings: Settings, docker_client: Any) -> Iterator[Settings]:
     yield auto
     for ident in containers_of(docker_client, auto):
         docker_client.api.remove_container(ident, force=True)
+    stop_process_apps(auto)  # what a failed test left on the process engine
 
 
 def run_on_process_first(ctx: Context, admin: Any, repo_url: str, tmp_path: Any,
@@ -122,30 +123,28 @@ def run_on_process_first(ctx: Context, admin: Any, repo_url: str, tmp_path: Any,
 
 
 def process_instances(settings: Settings, app_id: int) -> list[str]:
-    """Pids of the app's process-runtime instances, found from the OS alone: the topmost
-    processes that run in the app's directory or name it in their command line (a
-    bubblewrap sandbox binds it; an unsandboxed streamlit has it as its cwd)."""
+    """Pids of the app's Streamlit servers on the process engine, found from the OS alone:
+    `streamlit run` processes working in the app's directory (unsandboxed) or below a
+    process that names it in its command line (a bubblewrap sandbox binds it at /app)."""
     app_dir = str(settings.apps_path / str(app_id))
 
-    def of_app(proc: psutil.Process) -> bool:
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return False
-            cwd = proc.cwd()
-            return cwd == app_dir or cwd.startswith(app_dir + "/") or any(
-                arg == app_dir or arg.startswith(app_dir + "/") for arg in proc.cmdline())
-        except psutil.Error:
-            return False
+    def names_app(proc: psutil.Process) -> bool:
+        cwd = proc.cwd()
+        return cwd == app_dir or cwd.startswith(app_dir + "/") or any(
+            arg == app_dir or arg.startswith(app_dir + "/") for arg in proc.cmdline())
 
     found = []
     for proc in psutil.process_iter():
-        if of_app(proc):
-            try:
-                parent = proc.parent()
-            except psutil.Error:
-                parent = None
-            if parent is None or not of_app(parent):
+        try:
+            args = proc.cmdline()
+            server = any(a.endswith("/streamlit") and args[i + 1:i + 2] == ["run"]
+                         for i, a in enumerate(args[:2]))  # not a sandbox naming it
+            if proc.status() == psutil.STATUS_ZOMBIE or not server:
+                continue
+            if names_app(proc) or any(names_app(p) for p in proc.parents()):
                 found.append(str(proc.pid))
+        except psutil.Error:
+            continue
     return found
 
 
@@ -168,7 +167,7 @@ def test_second_start_with_docker_keeps_the_process_apps(auto_settings: Settings
         assert app is not None and app.state == "running", (app and app.state_reason,
                                                              sup.output())
         assert instance_id(ctx, app_id) == pid
-        assert process_instances(auto_settings, app_id) == [pid]
+        assert len(process_instances(auto_settings, app_id)) == 1  # the adopted one
         assert containers_of(docker_client, auto_settings) == []
         assert installation.recorded_engine(ctx) == "process"
         assert "python -m supervisor migrate-runtime docker" in sup.output()
@@ -184,17 +183,16 @@ def test_second_start_with_docker_keeps_the_process_apps(auto_settings: Settings
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "python -m supervisor migrate-runtime docker" in refused.stderr
     assert instance_alive(pid) and containers_of(docker_client, auto_settings) == []
-    stop_process_app(auto_settings, app_id, pid)
+    stop_process_apps(auto_settings)
+    assert not instance_alive(pid)
 
 
-def stop_process_app(settings: Settings, app_id: int, pid: str) -> None:
-    """Stop the app the supervisors left running (SIGTERM leaves apps running)."""
+def stop_process_apps(settings: Settings) -> None:
+    """Stop what the supervisors left on the process engine (SIGTERM leaves apps running)."""
     from supervisor.runtimes.process import ProcessRuntime
     runtime = ProcessRuntime(dataclasses.replace(settings, runtime="process"))
-    found = [i for i in asyncio.run(runtime.list()) if str(i.state.get("pid")) == pid]
-    for inst in found:
-        asyncio.run(runtime.stop(app_id, inst.state))
-    assert not instance_alive(pid)
+    for inst in asyncio.run(runtime.list()):
+        asyncio.run(runtime.stop(inst.app_id, inst.state))
 
 
 def test_migrate_runtime_moves_an_app_from_process_to_docker(
