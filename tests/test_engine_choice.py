@@ -239,3 +239,38 @@ def test_explicit_engine_is_recorded_when_nothing_runs_on_the_old_one(
         assert "engine recorded=process changed to docker" in sup.output()
     finally:
         sup.stop(signal.SIGTERM)
+
+
+def test_an_interrupted_migration_is_finished_by_running_it_again(
+        auto_settings: Settings, admin: Any, hello_repo: Any, tmp_path: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = open_context(auto_settings)
+    monkeypatch.setenv("DOCKER_HOST", NO_DOCKER)
+    sup = SupervisorProcess(auto_settings, tmp_path / "sup.log").start()
+    try:
+        ids = [apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain=name).id
+               for name in ("first", "second")]
+        for app_id in ids:
+            wait_for_state(ctx, app_id, {"running"}, timeout=300, sup=sup)
+    finally:
+        sup.stop(signal.SIGTERM)
+    monkeypatch.delenv("DOCKER_HOST")
+    env = {**os.environ, **auto_settings.to_env()}
+    env.pop("DATABASE_URL", None)
+    command = [sys.executable, "-m", "supervisor", "migrate-runtime", "docker"]
+    with subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as first:
+        assert first.stdout is not None
+        for line in first.stdout:  # killed right after its first stop, as a crash would
+            if line.startswith("stopped app"):
+                first.kill()
+                break
+        first.wait(30)
+    assert installation.recorded_engine(ctx) == "process"  # the record changes last
+    assert sum(len(process_instances(auto_settings, i)) for i in ids) == 1
+    again = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [process_instances(auto_settings, i) for i in ids] == [[], []]
+    assert installation.recorded_engine(ctx) == "docker"
+    assert {load_app(ctx, i).state for i in ids} == {"queued"}  # type: ignore[union-attr]
