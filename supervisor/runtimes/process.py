@@ -197,7 +197,8 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
                                        mode=0o400, base=self.settings.run_path)
             if sandbox.running_as_root():
                 os.chown(secrets_copy, uid, uid, follow_symlinks=False)
-        streamlit = streamlit_command(env.location, app.main_file, sandbox.APP_PORT, "0.0.0.0")
+        streamlit = streamlit_command(env.location, app.main_file, sandbox.APP_PORT,
+                                      sandbox.GUEST_ADDRESS)
         if secrets_copy is not None:
             streamlit += ["--secrets.files", sandbox.SECRETS_IN_SANDBOX]
         command = sandbox.app_command(

@@ -186,7 +186,10 @@ class EnvBuilds:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "HOME": os.environ.get("HOME", "/root"),
                "UV_CACHE_DIR": str(self.settings.uv_cache_path),
-               "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
+               "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never",
+               # Bytecode compiled at build time: a sandboxed app cannot write it into its
+               # read-only environment, and would compile Streamlit at every start.
+               "UV_COMPILE_BYTECODE": "1"}
         if self.settings.index_url:
             env["UV_INDEX_URL"] = self.settings.index_url
         ca = self.settings.ca_bundle_path

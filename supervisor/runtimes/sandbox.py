@@ -50,6 +50,9 @@ APP_DIR = "/app"
 APP_HOME = "/home/app"
 SECRETS_IN_SANDBOX = "/run/secrets/secrets.toml"
 APP_PORT = 8501  # inside the sandbox's own network namespace
+# slirp4netns's address for the sandbox (what its port forward connects to). Streamlit binds
+# it rather than 0.0.0.0, which would have it look up "network URLs" at every start.
+GUEST_ADDRESS = "10.0.2.100"
 DNS_RELAY = "10.0.2.3"  # slirp4netns's resolver relay
 ETC_FILES = ("hosts", "host.conf", "nsswitch.conf", "gai.conf", "localtime", "ld.so.cache",
              "mime.types", "protocols", "services", "ssl", "ca-certificates", "alternatives",
@@ -330,7 +333,7 @@ def app_command(tools: Tools, *, uid: int, venv: str, checkout: Path, home: Path
     if secrets is not None:
         args += ["--ro-bind", str(secrets), SECRETS_IN_SANDBOX]
     args += ["--chdir", APP_DIR, *privileged_args()]
-    return [sys.executable, "-I", str(LAUNCHER), tools.slirp4netns,
+    return [sys.executable, "-I", "-S", str(LAUNCHER), tools.slirp4netns,
             f"{host_port}:{APP_PORT}", "--", tools.bwrap, *with_open_parents(args), "--",
             *user_switch(tools, uid, max_procs), *command]
 
@@ -347,6 +350,6 @@ def build_command(tools: Tools, *, venv: Path, writable: list[Path], readable: l
     for path in [venv, *writable]:
         args += ["--bind", str(path), str(path)]
     args += ["--chdir", "/tmp", "--die-with-parent", *privileged_args()]
-    return [sys.executable, "-I", str(LAUNCHER), tools.slirp4netns, "--", tools.bwrap,
+    return [sys.executable, "-I", "-S", str(LAUNCHER), tools.slirp4netns, "--", tools.bwrap,
             *with_open_parents(args), "--", *user_switch(tools, BUILDER_UID, max_procs),
             *command]
