@@ -321,8 +321,9 @@ def with_open_parents(args: list[str]) -> list[str]:
 def app_command(tools: Tools, *, uid: int, venv: str, checkout: Path, home: Path,
                 secrets: Path | None, host_port: int, run_dir: Path, max_procs: int,
                 command: list[str]) -> list[str]:
-    """The sandboxed command of an app instance: `command` (Streamlit on 0.0.0.0:APP_PORT
-    inside) runs in /app as `uid`, reachable on the host at 127.0.0.1:host_port.
+    """The sandboxed command of an app instance: `command` (Streamlit on
+    GUEST_ADDRESS:APP_PORT inside) runs in /app as `uid`, reachable on the host at
+    127.0.0.1:host_port.
 
     No --die-with-parent: the instance must outlive a supervisor restart and be adopted."""
     args = [*namespace_args(), *system_view(),
