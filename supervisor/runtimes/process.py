@@ -157,19 +157,24 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
         app.log_path.parent.mkdir(parents=True, exist_ok=True)
         groups = self._new_cgroups(app)
         if self.isolation == sandbox.BUBBLEWRAP:
-            command, child_env, cwd = self._sandboxed(app, env, port, home)
+            command, child_env, cwd, fds = self._sandboxed(app, env, port, home)
         else:
-            command, child_env, cwd = self._unsandboxed(app, env, port, home)
+            command, child_env, cwd, fds = self._unsandboxed(app, env, port, home)
         command = [sys.executable, "-I", str(LOGPIPE), str(app.log_path),
                    str(self.settings.app_log_max_bytes), str(self.settings.app_log_backups),
                    "--", *command]
         if groups:
             command = ["/bin/sh", "-c", ENTER_CGROUP,
                        " ".join(str(g.procs_file) for g in groups.values()), *command]
-        with open(app.log_path, "ab") as out:
-            child = subprocess.Popen(
-                command, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with open(app.log_path, "ab") as out:
+                child = subprocess.Popen(
+                    command, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         self._children[child.pid] = child
         state: dict[str, Any] = {
             "pid": child.pid, "create_time": psutil.Process(child.pid).create_time(),
@@ -183,27 +188,26 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
         return Instance(app.app_id, ("127.0.0.1", port), state, app.generation)
 
     def _sandboxed(self, app: AppSpec, env: EnvRef, port: int,
-                   home: Path) -> tuple[list[str], dict[str, str], str]:
+                   home: Path) -> tuple[list[str], dict[str, str], str, tuple[int, ...]]:
         """The instance in bubblewrap as its app's user (module `sandbox`). The runtime
-        secrets reach it as a read-only copy only its user can read; nothing is written
-        into the checkout."""
+        secrets reach it through a memory file bwrap copies to a read-only file inside
+        (`secrets_fd`, to be closed once the child is started): no copy on the host's
+        disk, nothing written into the checkout."""
         assert self._tools is not None
         uid = sandbox.app_uid(app.app_id)
         sandbox.owned_dir(home, uid)
-        secrets_copy = None
+        secrets_fd = None
         if app.secrets_file is not None:
-            secrets_copy = self.settings.run_path / "sandbox" / f"uid-{uid}" / "secrets.toml"
-            sandbox.write_private_file(secrets_copy, Path(app.secrets_file).read_bytes(),
-                                       mode=0o400, base=self.settings.run_path)
-            if sandbox.running_as_root():
-                os.chown(secrets_copy, uid, uid, follow_symlinks=False)
+            secrets_fd = os.memfd_create("stcloud-secrets", 0)  # inherited: bwrap reads it
+            os.write(secrets_fd, Path(app.secrets_file).read_bytes())
+            os.lseek(secrets_fd, 0, os.SEEK_SET)
         streamlit = streamlit_command(env.location, app.main_file, sandbox.APP_PORT,
                                       sandbox.GUEST_ADDRESS)
-        if secrets_copy is not None:
+        if secrets_fd is not None:
             streamlit += ["--secrets.files", sandbox.SECRETS_IN_SANDBOX]
         command = sandbox.app_command(
             self._tools, uid=uid, venv=env.location, checkout=app.checkout, home=home,
-            secrets=secrets_copy, host_port=port, run_dir=self.settings.run_path,
+            secrets_fd=secrets_fd, host_port=port, run_dir=self.settings.run_path,
             max_procs=self.settings.process_pids_limit, command=streamlit)
         child_env = {"PATH": f"{env.location}/bin:/usr/local/bin:/usr/bin:/bin",
                      "HOME": sandbox.APP_HOME, "USER": "app", "LOGNAME": "app",
@@ -211,10 +215,11 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
                      "VIRTUAL_ENV": env.location, **app.env_vars}
         # The launcher runs in the checkout, as an unsandboxed app would: tools that find
         # an app's processes by their directory find its sandbox's outer process.
-        return command, child_env, str(app.checkout)
+        fds = (secrets_fd,) if secrets_fd is not None else ()
+        return command, child_env, str(app.checkout), fds
 
     def _unsandboxed(self, app: AppSpec, env: EnvRef, port: int,
-                     home: Path) -> tuple[list[str], dict[str, str], str]:
+                     home: Path) -> tuple[list[str], dict[str, str], str, tuple[int, ...]]:
         """Single-tenant mode: the instance as the supervisor's user, in its checkout. The
         runtime secrets file is read where it is (`secrets.files`): a symlinked
         `.streamlit/secrets.toml` in the repository is neither written through nor read."""
@@ -225,7 +230,7 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
         child_env = {"PATH": f"{env.location}/bin:/usr/local/bin:/usr/bin:/bin",
                      "HOME": str(home), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                      "VIRTUAL_ENV": env.location, **app.env_vars}
-        return streamlit, child_env, str(app.checkout)
+        return streamlit, child_env, str(app.checkout), ()
 
     def _new_cgroups(self, app: AppSpec) -> dict[str, cgroups.Cgroup]:
         """The instance's memory and pids cgroups, those this host has ({} without)."""

@@ -8,7 +8,8 @@ What a sandboxed process sees:
   Python interpreter's prefix at its own path (e.g. /root/.pyenv/versions/3.11.7; bwrap
   makes the parents 0755 inside, so a 0700 /root on the host does not matter), the
   environment (venv) at its own path, and for an app its checkout at /app and its runtime
-  secrets at /run/secrets/secrets.toml (Streamlit is pointed at that file);
+  secrets at /run/secrets/secrets.toml (copied by bwrap from a memory file, so no copy
+  lies on the host's disk; Streamlit is pointed at that file);
 - writable: a private HOME (/home/app, kept on the host in the app's directory), a private
   /tmp (tmpfs, counted in the memory limit), and for a build the environment being built
   and the package cache;
@@ -319,7 +320,7 @@ def with_open_parents(args: list[str]) -> list[str]:
 
 
 def app_command(tools: Tools, *, uid: int, venv: str, checkout: Path, home: Path,
-                secrets: Path | None, host_port: int, run_dir: Path, max_procs: int,
+                secrets_fd: int | None, host_port: int, run_dir: Path, max_procs: int,
                 command: list[str]) -> list[str]:
     """The sandboxed command of an app instance: `command` (Streamlit on
     GUEST_ADDRESS:APP_PORT inside) runs in /app as `uid`, reachable on the host at
@@ -331,11 +332,13 @@ def app_command(tools: Tools, *, uid: int, venv: str, checkout: Path, home: Path
             *prefix_binds(interpreter_prefix(Path(venv))),
             "--ro-bind", venv, venv, "--ro-bind", str(checkout.resolve()), APP_DIR,
             "--bind", str(home), APP_HOME]
-    if secrets is not None:
-        args += ["--ro-bind", str(secrets), SECRETS_IN_SANDBOX]
     args += ["--chdir", APP_DIR, *privileged_args()]
+    args = with_open_parents(args)
+    if secrets_fd is not None:  # bwrap copies the fd's content to a read-only file
+        args += ["--dir", str(Path(SECRETS_IN_SANDBOX).parent), "--perms", "0444",
+                 "--ro-bind-data", str(secrets_fd), SECRETS_IN_SANDBOX]
     return [sys.executable, "-I", "-S", str(LAUNCHER), tools.slirp4netns,
-            f"{host_port}:{APP_PORT}", "--", tools.bwrap, *with_open_parents(args), "--",
+            f"{host_port}:{APP_PORT}", "--", tools.bwrap, *args, "--",
             *user_switch(tools, uid, max_procs), *command]
 
 
