@@ -101,6 +101,7 @@ def launch(path: str, max_bytes: str, backups: str, command: list[str]) -> None:
             os.close(write_end)
             os.dup2(read_end, 0)
             os.close(read_end)
+            os.closerange(3, 65536)  # nothing the app inherited (e.g. its secrets' memfd)
             os.chdir("/")
             os.execv(sys.executable, [sys.executable, "-I", os.path.abspath(__file__),
                                       "--pump", path, max_bytes, backups])
