@@ -52,7 +52,7 @@ from supervisor.runtimes.base import (AppSpec, EnvRef, Instance, Runtime, StartE
                                       Usage)
 from supervisor.runtimes.process_build import (BUILDER_MARKER, READY_MARKER,  # noqa: F401
                                                EnvBuilds, die_with_parent, uv_binary)
-from supervisor.runtimes.process_state import StateFiles
+from supervisor.runtimes.process_state import StateFiles, kill_members, tree_memory, wait_ended
 
 log = logging.getLogger("supervisor.runtimes.process")
 LOGPIPE = Path(__file__).resolve().parent / "logpipe.py"
@@ -61,31 +61,6 @@ LOGPIPE = Path(__file__).resolve().parent / "logpipe.py"
 ENTER_CGROUP = ('for f in $0; do echo $$ > "$f" || { echo "stcloud: could not enter the '
                 'cgroup $f" >&2; exit 70; }; done; exec "$@"')
 __all__ = ["ProcessRuntime", "die_with_parent", "free_port", "uv_binary", "LOGPIPE"]
-
-
-def _wait_ended(pid: int, timeout: float) -> str | None:
-    """Wait (polling) until `pid` ended: "exited" (gone, or our child and now reaped),
-    "zombie" (ended, not reaped by its parent: psutil cannot wait for another process's
-    child, and a stopped parent never reaps it), None after `timeout`."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    try:
-        proc = psutil.Process(pid)
-        while True:
-            try:
-                proc.wait(min(delay, max(deadline - time.monotonic(), 0)))  # reaps our child
-                return "exited"
-            except psutil.TimeoutExpired:
-                pass
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return "zombie"
-            if time.monotonic() >= deadline:
-                return None
-            delay = min(delay * 2, 0.1)
-    except psutil.NoSuchProcess:
-        return "exited"
-    except psutil.Error:
-        return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -356,7 +331,7 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
         except ProcessLookupError:
             return "gone"
         deadline = time.monotonic() + (grace or 5.0)
-        how = _wait_ended(pid, grace or 5.0)
+        how = wait_ended(pid, grace or 5.0)
         # A sandbox's leader (bwrap) ends at once on SIGTERM while the app inside is still
         # shutting down: give the rest of the instance's cgroup the same grace.
         while how is not None and grace > 0 and members is not None and members.pids() \
@@ -403,27 +378,3 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             return None
         return Usage(memory_bytes=memory, cpu_percent=cpu)
 
-
-def tree_memory(proc: psutil.Process) -> int:
-    """Memory of a process tree with shared pages counted once per share (PSS; USS, then
-    RSS where the kernel does not give it): forked workers sharing their parent's pages
-    would count many times over in a sum of RSS."""
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            info = p.memory_full_info()
-            total += getattr(info, "pss", 0) or getattr(info, "uss", 0) or info.rss
-        except psutil.AccessDenied:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def kill_members(group: cgroups.Cgroup) -> None:
-    """SIGKILL every process still in an instance's cgroup."""
-    for pid in group.pids():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -1,4 +1,5 @@
-"""State files of the process runtime: what must survive a supervisor restart.
+"""State files of the process runtime (what must survive a supervisor restart), and the
+processes they name.
 
 Each start writes `run/app-<id>.json` (pid, process start time, port, cgroups, isolation)
 and `list()` adopts what is still alive; the process start time guards against a recycled
@@ -12,10 +13,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from backend.settings import Settings
+from supervisor import cgroups
 
 STATE_FILE = re.compile(r"^app-(\d+)(?:-([0-9a-f]+))?\.json$")
 
@@ -50,3 +56,53 @@ class StateFiles:
             return json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             return None
+
+
+def wait_ended(pid: int, timeout: float) -> str | None:
+    """Wait (polling) until `pid` ended: "exited" (gone, or our child and now reaped),
+    "zombie" (ended, not reaped by its parent: psutil cannot wait for another process's
+    child, and a stopped parent never reaps it), None after `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    try:
+        proc = psutil.Process(pid)
+        while True:
+            try:
+                proc.wait(min(delay, max(deadline - time.monotonic(), 0)))  # reaps our child
+                return "exited"
+            except psutil.TimeoutExpired:
+                pass
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return "zombie"
+            if time.monotonic() >= deadline:
+                return None
+            delay = min(delay * 2, 0.1)
+    except psutil.NoSuchProcess:
+        return "exited"
+    except psutil.Error:
+        return None
+
+
+def tree_memory(proc: psutil.Process) -> int:
+    """Memory of a process tree with shared pages counted once per share (PSS; USS, then
+    RSS where the kernel does not give it): forked workers sharing their parent's pages
+    would count many times over in a sum of RSS."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            info = p.memory_full_info()
+            total += getattr(info, "pss", 0) or getattr(info, "uss", 0) or info.rss
+        except psutil.AccessDenied:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def kill_members(group: cgroups.Cgroup) -> None:
+    """SIGKILL every process still in an instance's cgroup."""
+    for pid in group.pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
