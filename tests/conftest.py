@@ -200,6 +200,17 @@ class GitRepo:
         return _git("rev-parse", "HEAD", cwd=self.work)
 
 
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+def corpus_files(name: str) -> dict[str, str | bytes | None]:
+    """The files of the fixture repository `tests/corpus/<name>/` (relative path -> bytes),
+    ready for `make_repo(name, corpus_files(name))`."""
+    root = CORPUS / name
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[..., GitRepo]:
     """make_repo(name, files) -> GitRepo with one commit holding `files`."""
