@@ -52,8 +52,13 @@ class Membership(SQLModel, table=True):
 
 
 class App(SQLModel, table=True):
-    """One deployed app: what the user asked for (desired_*) and what is (state, runtime_state)."""
+    """One deployed app: what the user asked for (desired_*) and what is (state, runtime_state).
 
+    Ids are never reused: events, builds and other rows keyed by `app_id` outlive a deleted
+    app, so a new app with an old id would inherit them. PostgreSQL sequences never go back;
+    SQLite needs AUTOINCREMENT (without it a new row takes the highest live id + 1)."""
+
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True)
     owner_id: int | None = Field(default=None, foreign_key="user.id")

@@ -1,0 +1,141 @@
+"""App ids are never reused: a new app never inherits a deleted app's events or builds, on
+SQLite (AUTOINCREMENT, and a migration that rebuilds an existing table) and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, inspect, text
+from sqlmodel import select
+
+from backend import apps, auth
+from backend.context import Context, open_context
+from backend.settings import Settings
+from models import App, AppEvent, Build, User, Workspace, make_engine, session_scope
+from models.engine import MIGRATIONS_DIR, migrate
+from supervisor import builds
+from supervisor.lifecycle import Lifecycle
+from tests import conftest as pg
+
+PREVIOUS_HEAD = "0008"
+
+
+class NothingRunning:
+    """A runtime with no instances: deleting an app only has rows and files to remove."""
+
+    name = "none"
+
+    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
+        return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_ctx(request, settings: Settings) -> Context:  # type: ignore[no-untyped-def]
+    url = "" if request.param == "sqlite" else request.getfixturevalue("new_postgres_database")()
+    return open_context(dataclasses.replace(settings, database_url=url))
+
+
+def _deploy(ctx: Context, user: User, name: str) -> int:
+    return apps.deploy_app(ctx, user, repo_url=f"/srv/git/team/{name}.git", subdomain=name).id
+
+
+def test_a_new_app_never_takes_a_deleted_apps_id(db_ctx: Context) -> None:
+    auth.ensure_first_admin(db_ctx)
+    admin = auth.get_user(db_ctx, db_ctx.settings.admin_username)
+    old = _deploy(db_ctx, admin, "first")
+    with session_scope(db_ctx.engine) as s:
+        s.add(Build(app_id=old, commit="c0ffee", status="failed", error="old app's build"))
+    apps.delete_app(db_ctx, admin, old)
+    asyncio.run(Lifecycle(db_ctx, NothingRunning()).delete(old))  # type: ignore[arg-type]
+
+    new = _deploy(db_ctx, admin, "second")
+    assert new != old
+    reasons = [e.reason for e in apps.app_events(db_ctx, admin, new)]
+    assert not any("Deleted" in r for r in reasons), f"the old app's events show: {reasons}"
+    # The old app's failed build of c0ffee must not make polling skip that commit for the new one.
+    assert not builds.commit_failed(db_ctx, new, "c0ffee")
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def _schema(engine: Engine) -> dict[str, Any]:
+    insp = inspect(engine)
+    columns = insp.get_columns("app")
+    return {"columns": [(c["name"], str(c["type"]), c["nullable"]) for c in columns],
+            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                              for i in insp.get_indexes("app")),
+            "foreign_keys": sorted((tuple(f["constrained_columns"]), f["referred_table"],
+                                    tuple(f["referred_columns"]))
+                                   for f in insp.get_foreign_keys("app")),
+            "unique": sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints("app"))}
+
+
+def _rows(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT * FROM app ORDER BY id"))]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request, tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    """An engine on an empty database (no migrations run yet)."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        yield engine
+        engine.dispose()
+        return
+    server: pg.TestPostgres = request.getfixturevalue("test_postgres")
+    name = f"stcloud_t_{uuid.uuid4().hex[:12]}"
+    pg._pg_admin(server.server_url, f'CREATE DATABASE "{name}"')
+    engine = make_engine(pg._pg_url(server.server_url, name))
+    yield engine
+    engine.dispose()
+    pg._pg_admin(server.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_keeps_rows_and_never_reuses_an_id(empty_engine: Engine) -> None:
+    _upgrade(empty_engine, PREVIOUS_HEAD)
+    with session_scope(empty_engine) as s:
+        ws = Workspace(name="team")
+        owner = User(username="dev")
+        s.add(ws)
+        s.add(owner)
+        s.flush()
+        made = []
+        for name in ("kept", "gone-built", "gone-logged"):
+            app = App(workspace_id=ws.id, owner_id=owner.id, subdomain=name, repo_url="/r/x")
+            s.add(app)
+            s.flush()
+            made.append(app.id)
+        kept, built, logged = made
+        # The two newest apps were deleted; only their build and event rows remain.
+        s.add(Build(app_id=built, commit="c0ffee", status="failed"))
+        s.add(AppEvent(app_id=logged, to_state="deleted", reason="Deleted"))
+    with session_scope(empty_engine) as s:
+        for app_id in (built, logged):
+            s.delete(s.get(App, app_id))
+    before_rows, before_schema = _rows(empty_engine), _schema(empty_engine)
+
+    migrate(empty_engine)
+
+    assert _rows(empty_engine) == before_rows
+    assert _schema(empty_engine) == before_schema
+    with session_scope(empty_engine) as s:
+        new = App(workspace_id=ws.id, owner_id=owner.id, subdomain="new", repo_url="/r/y")
+        s.add(new)
+        s.flush()
+        assert new.id > logged, f"new app took id {new.id}; ids up to {logged} were used"
+        assert s.exec(select(App.subdomain).order_by(App.id)).all() == ["kept", "new"]
+        assert kept < new.id
