@@ -208,6 +208,10 @@ def explain(phase: str, output: str, *, dependency_file: str = "requirements.txt
         found = _dependency_failure(text, dependency_file, _python_of(text, python_version))
         if found:
             return Explanation(*found, lines)
+        if phase == "build" and "Failed to build" not in text:
+            return Explanation("Creating the app's Python environment failed.",
+                               "Reboot the app; if it fails again, tell the server's "
+                               "administrator (the lines below say why).", lines)
         return Explanation(f"Installing the dependencies of {dependency_file} failed.",
                            f"Read the lines below; fix {dependency_file} and push.", lines)
     if phase in ("start", "health"):

@@ -32,6 +32,7 @@ import psutil
 
 from backend.settings import Settings
 from supervisor.runtimes import sandbox
+from supervisor.build_errors import StepOutput, step_failure_message
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
 
 log = logging.getLogger("supervisor.runtimes.process")
@@ -365,13 +366,13 @@ class EnvBuilds:
             env=env or self._uv_env(), start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGKILL))
         note_build_group(proc.pid)
-        tail: list[str] = []
+        output = StepOutput()
         try:
             assert proc.stdout is not None
             async for raw in proc.stdout:
                 line = raw.decode(errors="replace").rstrip()
                 log(line)
-                tail = (tail + [line])[-15:]
+                output.add(line)
             code = await proc.wait()
         except BaseException:
             if proc.returncode is None:
@@ -379,4 +380,4 @@ class EnvBuilds:
                 await proc.wait()
             raise
         if code != 0:
-            raise BuildError("Installing the dependencies failed:\n" + "\n".join(tail))
+            raise BuildError(step_failure_message(self.settings, cmd, output.text()))
