@@ -139,6 +139,9 @@ def _dependency_failure(text: str, dep_file: str, python: str) -> tuple[str, str
         return (f"The package index could not be reached ({m.group(1)}).",
                 "This is usually temporary: reboot the app in a minute. If it persists, "
                 "the server's administrator should check its network and index_url.")
+    if m := re.search(r"^E: Unable to locate package (\S+)", text, re.M):
+        return (f"packages.txt names {m.group(1)}, which Debian does not have.",
+                "Check the package's name on packages.debian.org and fix packages.txt.")
     if re.search(r"No space left on device|os error 28|Disk quota exceeded", text):
         return ("The server ran out of disk space while building the environment.",
                 "Ask the server's administrator to free space, then reboot the app.")

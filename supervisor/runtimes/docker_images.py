@@ -34,6 +34,7 @@ from docker.types import Mount
 
 from backend.repo_files import excerpt
 from backend.settings import PROJECT_ROOT, Settings
+from supervisor.build_errors import StepOutput, step_failure_message
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
 
 # Python version -> Debian suite whose python3 it is.
@@ -253,10 +254,9 @@ class ImageBuilder:
                      f"{uuid.uuid4().hex[:6]}",
                 mounts=mounts, labels=labels, working_dir="/tmp")
             try:
-                code, tail = await self._run_streaming(container, log)
+                code, output = await self._run_streaming(container, log)
                 if code != 0:
-                    what = STEPS.get(code, f"the build stopped with exit code {code}")
-                    raise BuildError(f"Environment build failed: {what}.\n" + "\n".join(tail))
+                    raise BuildError(self._failure(spec, code, output))
                 await self._call(
                     container.commit, ENV_REPO, spec.dep_hash,
                     message=f"stcloud env {spec.dep_hash}",
@@ -268,8 +268,22 @@ class ImageBuilder:
                 # Runs on success, failure and cancellation: kills a running build.
                 await asyncio.shield(self._remove(container))
 
-    async def _run_streaming(self, container: Any, log: LogSink) -> tuple[int, list[str]]:
-        """Start the container, pass its output to `log` line by line; (exit code, tail)."""
+    def _failure(self, spec: EnvSpec, code: int, output: StepOutput) -> str:
+        """A failed build's message: the step (exit code) and the explainer's reading of
+        the output (`supervisor.build_errors`)."""
+        what = STEPS.get(code, f"the build stopped with exit code {code}")
+        files = spec.files
+        dep_file = "uv.lock" if "uv.lock" in files and "pyproject.toml" in files else \
+            "requirements.txt" if "requirements.txt" in files else "pyproject.toml"
+        if code == 10:
+            dep_file = "packages.txt"
+        cmd = ["uv", "venv"] if code == 11 else ["uv", "pip", "install", "-r", dep_file]
+        return f"Environment build failed: {what}. " + step_failure_message(
+            self.settings, cmd, output.text(), python_minor(spec.python_version))
+
+    async def _run_streaming(self, container: Any, log: LogSink) -> tuple[int, StepOutput]:
+        """Start the container, pass its output to `log` line by line; (exit code, the
+        output, bounded by `StepOutput`)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -291,16 +305,16 @@ class ImageBuilder:
 
         await self._call(container.start)
         reader = asyncio.ensure_future(asyncio.to_thread(pump))
-        tail: list[str] = []
+        output = StepOutput()
         try:
             while (line := await queue.get()) is not None:
-                tail = (tail + [line])[-TAIL_LINES:]
+                output.add(line)
                 log(line)
             result = await self._call(container.wait)
         finally:
             if not reader.done():
                 reader.cancel()
-        return int(result.get("StatusCode", 1)), tail
+        return int(result.get("StatusCode", 1)), output
 
     async def _remove(self, container: Any) -> None:
         try:
