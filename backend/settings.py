@@ -48,6 +48,12 @@ class Settings:
     memory_limit_mb: int = _help("Default memory limit per app, in MiB.", default=1024)
     default_python: str = _help("Python version for apps that do not choose one.",
                                 default="3.11")
+    python_search_paths: str = _help(
+        "Extra places the process runtime looks for Python interpreters, separated by ':' "
+        "(each a directory holding python3.N, an interpreter prefix with bin/python3.N, or a "
+        "directory of prefixes such as pyenv's versions directory); uv's discovery, "
+        "$PYENV_ROOT/versions (else ~/.pyenv/versions), /usr/local/bin and /usr/bin are "
+        "always searched.", default="")
     default_streamlit: str = _help("Streamlit version installed when an app does not pin "
                                    "one.", default="1.67.0")
     envs_dir: Path | None = _help("Where built environments are kept; default "

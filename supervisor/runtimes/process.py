@@ -47,7 +47,7 @@ import psutil
 
 from backend.settings import Settings
 from supervisor import cgroups
-from supervisor.runtimes import sandbox
+from supervisor.runtimes import pythons, sandbox
 from supervisor.runtimes.base import (AppSpec, EnvRef, Instance, Runtime, StartError, Status,
                                       Usage)
 from supervisor.runtimes.process_build import (BUILDER_MARKER, READY_MARKER,  # noqa: F401
@@ -90,7 +90,7 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
         self.settings = settings
         self._env_locks: dict[str, asyncio.Lock] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # pid -> child we started
-        self._pythons: dict[str, str] | None = None
+        self._pythons: dict[str, pythons.Interpreter] | None = None
         self._oom_pids: set[int] = set()  # instances the memory watchdog killed
         self.memory_mode = cgroups.choose_mode(settings.process_memory_limit)
         self._cgroup_parent = cgroups.install_prefix(settings.data_dir)

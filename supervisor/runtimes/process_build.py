@@ -19,26 +19,25 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from backend.settings import Settings
-from supervisor.runtimes import sandbox
+from backend import app_requirements
+from supervisor.runtimes import pythons, sandbox
 from supervisor.build_errors import StepOutput, step_failure_message
+from supervisor.dependency_plan import write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
 
 log = logging.getLogger("supervisor.runtimes.process")
 READY_MARKER = ".stcloud-ready"
 BUILDER_MARKER = ".stcloud-builder"  # pid and start time of the process building the env
-CANDIDATE_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 
 
 def builder_identity() -> dict[str, Any]:
@@ -131,6 +130,19 @@ def uv_binary() -> str:
     return str(ours) if ours.exists() else (shutil.which("uv") or "uv")
 
 
+def built_python(venv: Path) -> str:
+    """The full Python version a built environment runs (`version_info` of its
+    pyvenv.cfg, as uv writes it), "" when unknown."""
+    try:
+        for line in (venv / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("version_info", "version"):
+                return ".".join(value.strip().split(".")[:3])
+    except OSError:
+        pass
+    return ""
+
+
 def clean_stale_builds(envs_path: Path, build_timeout: float) -> list[str]:
     """Remove `envs/<hash>.building-*` directories whose builder is gone (a supervisor
     killed mid-build leaves one behind; envs_dir may be shared, so a directory whose
@@ -178,7 +190,7 @@ class EnvBuilds:
     isolation: str
     _tools: sandbox.Tools | None
     _env_locks: dict[str, asyncio.Lock]
-    _pythons: dict[str, str] | None
+    _pythons: dict[str, pythons.Interpreter] | None
 
     def refuse_unsandboxed(self, what: str) -> str:
         raise NotImplementedError
@@ -198,20 +210,16 @@ class EnvBuilds:
             env["SSL_CERT_FILE"] = str(ca)
         return env
 
-    def _find_pythons(self) -> dict[str, str]:
+    def _find_pythons(self) -> dict[str, pythons.Interpreter]:
+        """Every usable interpreter of this host, newest patch per minor version
+        (`supervisor.runtimes.pythons`), found once per runtime."""
         if self._pythons is None:
-            def find(version: str) -> str:
-                proc = subprocess.run([uv_binary(), "python", "find", "--system", version],
-                                      capture_output=True, text=True, env=self._uv_env())
-                return proc.stdout.strip() if proc.returncode == 0 else ""
-
-            with ThreadPoolExecutor(len(CANDIDATE_PYTHONS)) as pool:  # ~1 s instead of ~5 s
-                paths = dict(zip(CANDIDATE_PYTHONS, pool.map(find, CANDIDATE_PYTHONS)))
-            self._pythons = {v: p for v, p in paths.items() if p}
+            self._pythons = pythons.discover(uv_binary(), self._uv_env(),
+                                             self.settings.python_search_paths)
         return self._pythons
 
     def python_versions(self) -> list[str]:
-        return sorted(self._find_pythons(), key=lambda v: tuple(map(int, v.split("."))))
+        return list(self._find_pythons())
 
     async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
         dep_hash = spec.dep_hash
@@ -220,16 +228,23 @@ class EnvBuilds:
         async with lock:
             if self.isolation == sandbox.UNAVAILABLE:
                 raise BuildError(self.refuse_unsandboxed("build the environment"))
+            if spec.packages:
+                raise BuildError(app_requirements.packages_refusal(spec.packages))
             if (final / READY_MARKER).exists():
                 log(f"Reusing the environment {dep_hash[:12]} (same dependencies).")
-                return EnvRef(dep_hash, spec.python_version, str(final), reused=True)
-            pythons = await asyncio.to_thread(self._find_pythons)
-            interpreter = pythons.get(spec.python_version)
-            if interpreter is None:
-                offered = ", ".join(self.python_versions()) or "none"
-                raise BuildError(f"Python {spec.python_version} is not installed on this "
-                                 f"server (the process runtime offers: {offered}). Choose one "
-                                 "of those in the app's advanced settings.")
+                return EnvRef(dep_hash, built_python(final) or spec.python_version,
+                              str(final), reused=True)
+            found = await asyncio.to_thread(self._find_pythons)
+            interp = found.get(pythons.minor_of(spec.python_version))
+            if interp is None:
+                raise BuildError(app_requirements.python_refusal(
+                    spec.python_version, list(found), "process"))
+            interpreter = interp.path
+            if interp.version != spec.python_version and spec.python_version.count(".") == 2:
+                log(f"Python {spec.python_version} was asked for; this server has "
+                    f"{interp.version} of {interp.minor}, which the environment uses.")
+            else:
+                log(f"Building with Python {interp.version}.")
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f"{dep_hash}.building-", dir=final.parent))
             marker_token = BUILD_MARKER.set(tmp / BUILDER_MARKER)
@@ -252,7 +267,7 @@ class EnvBuilds:
                 if isinstance(exc, (BuildError, OSError)) and out_of_space(exc):
                     raise BuildError(self._disk_full_message(dep_hash)) from None
                 raise
-            return EnvRef(dep_hash, spec.python_version, str(final))
+            return EnvRef(dep_hash, interp.version, str(final))
 
     def _disk_full_message(self, dep_hash: str) -> str:
         envs = self.settings.envs_path
@@ -272,8 +287,7 @@ class EnvBuilds:
         uv = uv_binary()
         src = venv / ".stcloud-src"
         src.mkdir()
-        for name, content in spec.files.items():
-            (src / name).write_bytes(content)
+        write_build_files(src, spec.install_plan().build_files(str(src)))
         python = str(venv / "bin" / "python")
         log(f"Creating a Python {spec.python_version} environment.")
         self._prepare_build_dir(venv, spec)
@@ -287,29 +301,32 @@ class EnvBuilds:
                         f"streamlit=={spec.default_streamlit}"], log)
         if self.isolation == sandbox.BUBBLEWRAP:
             os.chmod(venv, 0o755)
-        if spec.packages:
-            log("packages.txt is ignored by the process runtime (Debian packages need the "
-                "Docker runtime): " + ", ".join(spec.packages))
 
     async def _install_dependencies(self, spec: EnvSpec, src: Path, python: str,
                                     log: LogSink, step: Step) -> None:
-        """Same order as the Docker engine and Community Cloud: uv.lock (with pyproject.toml),
-        then requirements.txt, then pyproject.toml."""
-        uv, files = uv_binary(), spec.files
-        if "uv.lock" in files and "pyproject.toml" in files:
-            log("Installing the locked dependencies of uv.lock with uv.")
+        """The dependency file discovery chose (`supervisor.dependency_plan`, the same plan
+        as the Docker engine's), installed with uv from the build's copy of its files."""
+        uv, plan = uv_binary(), spec.install_plan()
+        for note in spec.notes or plan.notes:
+            log(note)
+        if plan.mode == "uv-lock":
             locked = src / "locked.txt"
-            await step([uv, "export", "--project", str(src), "--frozen", "--no-hashes",
-                             "--no-dev", "--no-emit-project", "-q", "-o", str(locked)], log)
+            await step([uv, "export", "--project", str(src / plan.folder), "--frozen",
+                        "--no-hashes", "--no-dev", "--no-emit-project", "-q", "-o",
+                        str(locked)], log)
             await step([uv, "pip", "install", "--python", python, "-r", str(locked)], log)
-        elif "requirements.txt" in files:
-            log("Installing requirements.txt with uv.")
+        elif plan.mode == "requirements":
+            try:
+                await step([uv, "pip", "install", "--python", python, "-r",
+                            str(src / plan.requirements_path)], log)
+            except BuildError as e:
+                explained = plan.explain_failure(str(e))
+                if explained is None:
+                    raise
+                raise BuildError(explained) from None
+        elif plan.mode == "pyproject-build":
             await step([uv, "pip", "install", "--python", python, "-r",
-                             str(src / "requirements.txt")], log)
-        elif "pyproject.toml" in files:
-            log("Installing the dependencies of pyproject.toml with uv.")
-            await step([uv, "pip", "install", "--python", python, "-r",
-                             str(src / "pyproject.toml")], log)
+                        str(src / plan.chosen)], log)
 
     def _build_cache(self, spec: EnvSpec) -> Path:
         """uv's cache for a build: sandboxed builds (another user) keep their own."""

@@ -1,0 +1,130 @@
+"""What an app's repository asks of the runtime, and refusing up front what it cannot give.
+
+A repository can ask for things the selected runtime may not offer: Debian packages
+(`packages.txt`, which only the Docker engines install) and a Python version (the app's
+setting, else `.python-version`). A deploy that asks for either is refused before it is
+queued, with the reason and what to do instead, rather than built into an app that says
+"running" and is broken. `check_requirements` is the rule (one function for every deploy
+path: the deploy form, the API and the CLI); `check_repository` reads the files it needs from
+the repository's branch first. The process runtime's build applies the same rule
+(`packages_refusal`, `python_refusal`) to every push, so a push that adds packages.txt fails
+its build with the same words.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from backend.context import Context
+from backend.errors import ValidationError
+from backend.platform import read_platform
+from backend.repo_files import excerpt
+
+REQUIREMENT_FILES = ("packages.txt", ".python-version")
+MAX_FILE = 64 * 1024
+READ_TIMEOUT = 15.0
+ENGINES_WITHOUT_PACKAGES = ("process",)
+
+
+def debian_packages(content: bytes) -> tuple[str, ...]:
+    """The package names of a packages.txt (blank lines and # comments skipped)."""
+    lines = (line.strip() for line in content.decode(errors="replace").splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+def pinned_version(content: bytes) -> str:
+    """The version a .python-version pins: its first line that is not blank or a comment."""
+    for line in content.decode(errors="replace").splitlines():
+        value = line.strip()
+        if value and not value.startswith("#"):
+            return value
+    return ""
+
+
+def packages_refusal(packages: Sequence[str]) -> str:
+    """Why the process runtime refuses an app whose packages.txt names `packages`."""
+    shown = ", ".join(excerpt(p) for p in packages[:5]) + (", ..." if len(packages) > 5 else "")
+    return (f"packages.txt asks for Debian packages ({shown}), which the process runtime "
+            "cannot install: use the Docker runtime, or remove packages.txt if the packages "
+            "are not needed.")
+
+
+def python_refusal(version: str, offered: Sequence[str], engine: str,
+                   source: str = "") -> str:
+    """Why `engine` refuses Python `version` (asked for by `source`, e.g. .python-version)."""
+    where = f" ({source} asks for it)" if source else ""
+    return (f"Python {excerpt(version)} is not available on the {engine} runtime of this "
+            f"server{where}; it offers {', '.join(offered) or 'none'}. Choose one of those in "
+            "the app's settings" + (f" or change {source}" if source else "") + ".")
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def check_requirements(ctx: Context, files: dict[str, bytes], python_version: str) -> None:
+    """Raise `ValidationError` when the running supervisor's runtime cannot honour what
+    `files` (the repository's packages.txt / .python-version, by name) and the chosen
+    `python_version` ask for. Nothing is refused while the runtime is unknown (no supervisor
+    has reported yet): its build refuses then."""
+    info = read_platform(ctx)
+    if info.engine in ENGINES_WITHOUT_PACKAGES:
+        packages = debian_packages(files.get("packages.txt", b""))
+        if packages:
+            raise ValidationError("repo_url", packages_refusal(packages))
+    if info.engine == "unknown" or not info.python_versions:
+        return
+    source, version = "", python_version.strip()
+    if not version and ".python-version" in files:
+        source, version = ".python-version", pinned_version(files[".python-version"])
+    if version and _minor(version) not in info.python_versions:
+        raise ValidationError("python_version", python_refusal(
+            version, info.python_versions, info.engine, source))
+
+
+def check_repository(ctx: Context, repo_url: str, branch: str, python_version: str,
+                     timeout: float = READ_TIMEOUT) -> None:
+    """`check_requirements` on the files of `branch` of `repo_url`. A repository this
+    server cannot read now (private, unreachable) is not refused here: its build applies
+    the same rule once it is cloned."""
+    if read_platform(ctx).engine == "unknown":
+        return
+    files = read_branch_files(ctx, repo_url, branch, REQUIREMENT_FILES, timeout)
+    if files is not None:
+        check_requirements(ctx, files, python_version)
+
+
+def read_branch_files(ctx: Context, repo_url: str, branch: str, names: Sequence[str],
+                      timeout: float = READ_TIMEOUT) -> dict[str, bytes] | None:
+    """The named top-level files of `branch` (those that exist, regular files of at most
+    64 KiB), read from a shallow, blob-less clone the way `backend.repos` clones; None when
+    the repository cannot be read."""
+    from backend import repos  # git helpers; imported here to keep this module light
+
+    url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
+    deadline = time.monotonic() + timeout
+    tmp = Path(tempfile.mkdtemp(prefix="stcloud-requirements-"))
+    try:
+        pinned = [] if ctx.settings.allow_local_repos else \
+            list(repos.public_fetch_target(url).git_config)
+        repos._git([*pinned, "clone", "--quiet", "--depth", "1", "--filter=blob:none",
+                    "--no-checkout", "--single-branch", "--branch", branch, "--", url,
+                    str(tmp / "r")], None, deadline, time.monotonic())
+        listing = repos._git(["ls-tree", "-z", "-l", "HEAD", "--", *names], tmp / "r",
+                             deadline, time.monotonic())
+        files: dict[str, bytes] = {}
+        for entry in filter(None, listing.split("\0")):
+            meta, _, name = entry.partition("\t")
+            mode, kind, _, size = meta.split()
+            if kind == "blob" and mode in ("100644", "100755") and int(size) <= MAX_FILE:
+                files[name] = repos._git([*pinned, "cat-file", "blob", f"HEAD:{name}"], tmp / "r",
+                                         deadline, time.monotonic()).encode()
+        return files
+    except (repos._GitFailed, TimeoutError, ValidationError, ValueError):
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
