@@ -166,7 +166,8 @@ def _git_failure(text: str, repo: str, branch: str) -> tuple[str, str]:
                 "deploy key is added), or make the repository public.")
     if re.search(r"repository .* not found|does not appear to be a git repository|"
                  r"repository not found|not found", lowered):
-        return (f"The repository{where} does not exist, or this server may not read it.",
+        return (f"The repository{where} could not be read: it does not exist, or this "
+                "server may not read it.",
                 "Check the URL (owner and name); a private repository needs GitHub "
                 "connected on your Account page.")
     if re.search(r"connection refused|timed out|unable to access|could not read from remote",

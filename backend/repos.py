@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path, PurePosixPath
 
+from backend import failures
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.repo_hosts import public_fetch_target
@@ -99,11 +100,15 @@ def check_main_file(ctx: Context, repo_url: str, branch: str, main_file: str,
                           f"'{branch}'.{hint}")
 
 
+MAX_GIT_MESSAGE = 2048
+
+
 def _explain(stderr: str, repo_url: str, branch: str) -> ValidationError:
+    """The explanation of a failed check clone (`backend.failures`, as a deploy's clone
+    says it) with git's whole message, bounded, under the field at fault."""
+    found = failures.explain("clone", stderr, repo=repo_url, branch=branch)
     lowered = stderr.lower()
-    if "remote branch" in lowered and "not found" in lowered:
-        return ValidationError("branch", f"The branch '{branch}' does not exist in this "
-                               "repository. Check its name, or push it first.")
-    last = stderr.splitlines()[-1] if stderr else "git failed"
-    return ValidationError("repo_url", f"The repository could not be read: {last}. Check "
-                           "the URL and that this server may access it.")
+    field = "branch" if "remote branch" in lowered and "not found" in lowered else "repo_url"
+    quoted = stderr.encode()[:MAX_GIT_MESSAGE].decode(errors="ignore").strip()
+    said = f"\n\ngit said:\n{quoted}" if quoted else ""
+    return ValidationError(field, f"{found.summary} {found.fix}{said}")

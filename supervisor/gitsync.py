@@ -21,10 +21,12 @@ import signal
 import tempfile
 from pathlib import Path
 
+from backend import failures
 from backend.repo_hosts import RepoAddressError, public_fetch_target
 from supervisor.checkouts import new_tree_path
 from supervisor.runtimes.base import LogSink
 
+MAX_GIT_MESSAGE = 2048
 GIT_BASE = ["git", "-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null",
             "-c", "advice.detachedHead=false"]
 
@@ -62,18 +64,17 @@ async def _git(args: list[str], log: LogSink | None = None, cwd: Path | None = N
     return out.decode(errors="replace").strip()
 
 
-def _explain(error: GitError, repo_url: str, branch: str) -> GitError:
+def _explain(error: GitError, repo_url: str, branch: str, workdir: Path | None = None) -> GitError:
+    """What a failed clone says to its deployer: the explanation (`backend.failures`) and
+    git's own message, whole up to MAX_GIT_MESSAGE bytes (not only its last line, which
+    is often a generic "Could not read from remote repository")."""
     text = str(error)
-    lowered = text.lower()
-    if "remote branch" in lowered and "not found" in lowered:
-        return GitError(f"The branch '{branch}' does not exist in {repo_url}. Check the branch "
-                        "name, or push it first.")
-    if any(s in lowered for s in ("does not appear to be a git repository", "not found",
-                                  "could not read from remote", "repository", "resolve host",
-                                  "unable to access", "no such file")):
-        return GitError(f"The repository {repo_url} could not be read: {text.splitlines()[-1]} "
-                        "Check the URL and that this server may access it.")
-    return GitError(f"Cloning {repo_url} failed: {text}")
+    if workdir is not None:
+        text = text.replace(str(workdir), "<checkout>")
+    found = failures.explain("clone", text, repo=repo_url, branch=branch)
+    quoted = text.encode()[:MAX_GIT_MESSAGE].decode(errors="ignore")
+    more = "\n…" if len(text.encode()) > MAX_GIT_MESSAGE else ""
+    return GitError(f"{found.summary} {found.fix}\n\ngit said:\n{quoted}{more}")
 
 
 async def _public_only_config(url: str, public_only: bool) -> list[str]:
@@ -105,7 +106,7 @@ async def clone_tree(repo_url: str, branch: str, app_dir: Path, log: LogSink,
             await _git([*pinned, "clone", "--quiet", "--depth", "1", "--single-branch", "--branch",
                         branch, "--", url, str(tmp / "src")], log, env=env)
         except GitError as e:
-            raise _explain(e, repo_url, branch) from None
+            raise _explain(e, repo_url, branch, tmp) from None
         commit = await _git(["rev-parse", "HEAD"], cwd=tmp / "src")
         tree = new_tree_path(app_dir, commit)
         os.rename(tmp / "src", tree)

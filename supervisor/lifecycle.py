@@ -43,7 +43,7 @@ from backend.logs import app_log_path, build_log_path, tail_lines
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
 from supervisor import builds, checkouts, git_auth, gitsync
 from supervisor.builds import BuildLog
-from supervisor.health import wait_for_health
+from supervisor.health import HealthPaths, wait_for_streamlit
 from supervisor.leader import Fence, Fenced
 from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, Runtime,
                                       StartError, Status)
@@ -95,6 +95,7 @@ class Lifecycle:
         self._wall_clock = time.time  # crash times outlive this process: wall clock
         self.fence: Fence | None = None  # None: the only supervisor (no lease to check)
         self.unrecorded: list[Instance] = []  # started, then fenced before being saved
+        self.health_paths = HealthPaths()  # which health path each instance's Streamlit has
 
     # Fencing ----------------------------------------------------------------------------
     @contextmanager
@@ -349,16 +350,17 @@ class Lifecycle:
             "over_limit", {"limit_mb": str(self.memory_limit(app))}))
 
     async def wait_healthy(self, inst: Instance) -> Status | None:
-        """None once /_stcore/health answers; else the Status that ended the wait."""
-        url = f"http://{inst.address[0]}:{inst.address[1]}/_stcore/health"
+        """None once the instance's Streamlit answers its health endpoint (`/_stcore/health`,
+        or `/healthz` before Streamlit 1.18); else the Status that ended the wait."""
+        base_url = f"http://{inst.address[0]}:{inst.address[1]}"
         last: list[Status] = []
 
         async def alive() -> bool:
             last[:] = [await self.runtime.poll(inst.app_id, inst.state)]
             return last[0].alive
 
-        healthy = await wait_for_health(url, alive, self.settings.health_timeout,
-                                        clock=self._clock)
+        healthy = await wait_for_streamlit(base_url, alive, self.settings.health_timeout,
+                                           self.health_paths, clock=self._clock)
         if healthy:
             return None
         return last[0] if healthy is False else Status("exited", None)

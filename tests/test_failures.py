@@ -60,7 +60,7 @@ def test_unreachable_index() -> None:
 
 
 @pytest.mark.parametrize("name,expected", [
-    ("git_missing_repository.txt", "does not exist, or this server may not read it"),
+    ("git_missing_repository.txt", "could not be read: it does not exist"),
     ("git_missing_branch.txt", "The branch 'nobranch' does not exist"),
     ("git_unknown_host.txt", "could not be found"),
     ("git_ssh_refused.txt", "could not be reached"),
