@@ -22,6 +22,7 @@ from streamlit.proto.ClientState_pb2 import ClientState
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 STREAM_PATH = "/_stcore/stream"
+LEGACY_STREAM_PATH = "/stream"  # Streamlit before 1.18
 
 
 def rerun_message(query_string: str = "", page_script_hash: str = "") -> bytes:
@@ -49,9 +50,13 @@ def _element_text(msg: ForwardMsg) -> tuple[str | None, str | None]:
 async def open_streamlit_session(base_ws_url: str, host: str, timeout: float = 30,
                                  *, cookies: dict[str, str] | None = None,
                                  protocols: tuple[str, ...] = ("streamlit",),
-                                 query_string: str = "", origin: str | None = None
-                                 ) -> dict[str, Any]:
+                                 query_string: str = "", origin: str | None = None,
+                                 path: str = STREAM_PATH) -> dict[str, Any]:
     """Open `/_stcore/stream` on `base_ws_url` as a browser of `host` would, run the script.
+
+    Streamlit before 1.18 serves its session on `/stream` and its browser code asks for no
+    subprotocol: pass `path=LEGACY_STREAM_PATH, protocols=()` to be that browser (the
+    messages used here keep their field numbers across those releases).
 
     `base_ws_url` is `ws://addr:port` (or `http://`, or a full URL ending in the stream
     path); `host` is the Host header to send (e.g. `hello.localhost:8080`), and the Origin
@@ -66,8 +71,8 @@ async def open_streamlit_session(base_ws_url: str, host: str, timeout: float = 3
     url = base_ws_url.rstrip("/")
     if url.startswith("http"):
         url = "ws" + url[4:]
-    if not url.endswith(STREAM_PATH):
-        url += STREAM_PATH
+    if not url.endswith(path):
+        url += path
     headers = {"Host": host, "Origin": origin or f"http://{host}"}
     if cookies:
         headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())

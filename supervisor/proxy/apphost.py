@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from backend import identity
+from supervisor.health import is_stream_path
 from supervisor.proxy import cookies, inject, pages, state_pages
 from supervisor.proxy.access import Visitor
 from supervisor.proxy.endpoints import PROGRESS_STATES
@@ -32,7 +33,6 @@ log = logging.getLogger("supervisor.proxy")
 
 RESERVED_PREFIX = "/__stcloud/"
 PANEL_PREFIX = identity.PANEL_PREFIX
-STREAM_PATH = "/_stcore/stream"
 VISITOR_MAX_AGE = 365 * 86400
 # (method, name) of our endpoints under /__stcloud/ on app hosts; every POST checks CSRF
 # (tests/test_security.py enumerates this set, so a new one is audited automatically).
@@ -70,7 +70,7 @@ class AppHost:
                 return bare(403, "This private app cannot be served without accounts.")
             return await self._serve(request, route, None, page=False)
         page = inject.may_be_page(request)
-        stream = path == STREAM_PATH and is_websocket(request)
+        stream = is_stream_path(path) and is_websocket(request)  # any Streamlit's
         if not (private or page or stream or not route.serving):
             # The hot path: an asset of a public app needs nobody's identity.
             return await self._forward_app(request, route, Forwarding(
