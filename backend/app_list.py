@@ -21,7 +21,7 @@ from models import App, Favorite, User, Workspace, session_scope
 
 
 COLUMNS = (App.id, App.subdomain, App.repo_url, App.branch, App.main_file,
-           App.python_version, App.visibility, App.state, App.state_reason,
+           App.python_version, App.built_python, App.visibility, App.state, App.state_reason,
            App.desired_state, App.workspace_id, App.commit, App.created_at, App.updated_at,
            App.last_deployed_at)
 

@@ -39,6 +39,7 @@ class AppSettings:
     python_version: str  # effective: the app's choice, else the server default
     python_choice: str  # what the app asked for ("" = default)
     python_versions: tuple[str, ...]  # what this server offers
+    built_python: str  # what its environment was built with (e.g. 3.12.1); "" before a build
     memory_limit_mb: int  # effective
     memory_custom: bool  # an admin set a limit for this app
     default_memory_mb: int
@@ -64,6 +65,7 @@ def get_settings(ctx: Context, user: User, app_id: int) -> AppSettings:
             url=ctx.settings.public_url(app.subdomain),
             python_version=app.python_version or ctx.settings.default_python,
             python_choice=app.python_version, python_versions=offered_python_versions(ctx),
+            built_python=app.built_python,
             memory_limit_mb=app.memory_limit_mb or ctx.settings.memory_limit_mb,
             memory_custom=app.memory_limit_mb is not None,
             default_memory_mb=ctx.settings.memory_limit_mb, visibility=app.visibility,

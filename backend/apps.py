@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from backend import appstate, repos
+from backend import app_requirements, appstate, repos
 from backend.context import Context
 from backend.errors import Conflict, NotFound
 from backend.logs import app_log_path, build_log_path, tail
@@ -38,7 +38,8 @@ class AppView:
     repo_url: str
     branch: str
     main_file: str
-    python_version: str
+    python_version: str  # the setting: the app's choice, else the server's default
+    built_python: str  # what its environment was built with (e.g. 3.12.1); "" before a build
     visibility: str
     state: str
     state_reason: str
@@ -56,6 +57,12 @@ class AppView:
     def can_manage(self) -> bool:
         return self.role in ("developer", "admin")
 
+    @property
+    def python_shown(self) -> str:
+        """The Python version to show: the one its environment was built with, else (before
+        a build) the setting."""
+        return self.built_python or self.python_version
+
 
 def build_view(settings: Settings, app: Any, workspace: str, owner: str,
                role: str) -> AppView:
@@ -65,6 +72,7 @@ def build_view(settings: Settings, app: Any, workspace: str, owner: str,
         id=app.id, subdomain=app.subdomain, url=settings.public_url(app.subdomain),
         repo_url=app.repo_url, branch=app.branch, main_file=app.main_file,
         python_version=app.python_version or settings.default_python,
+        built_python=app.built_python,
         visibility=app.visibility, state=app.state, state_reason=app.state_reason,
         desired_state=app.desired_state, workspace=workspace,
         workspace_id=app.workspace_id, owner=owner, commit=app.commit, role=role,
@@ -116,13 +124,16 @@ def offered_python_versions(ctx: Context) -> tuple[str, ...]:
 def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
                main_file: str = "streamlit_app.py", subdomain: str = "",
                python_version: str = "") -> AppView:
-    """Validate a deploy request and queue the app; the supervisor builds and starts it."""
+    """Validate a deploy request and queue the app; the supervisor builds and starts it.
+    A repository asking for what the runtime cannot give (packages.txt on the process
+    runtime, a Python version it lacks) is refused here (`backend.app_requirements`)."""
     repo_url = validate_repo_url(repo_url, ctx.settings.allow_local_repos)
     branch = validate_branch(branch)
     main_file = validate_main_file(main_file)
     python_version = validate_python_version(python_version, offered_python_versions(ctx))
     sub = validate_subdomain(subdomain) if subdomain.strip() else \
         suggest_free_subdomain(ctx, repo_url)
+    app_requirements.check_repository(ctx, repo_url, branch, python_version)
     owner, _ = repo_owner_and_name(repo_url)
     row = {"owner_id": user.id, "subdomain": sub, "repo_url": repo_url, "branch": branch,
            "main_file": main_file, "python_version": python_version,

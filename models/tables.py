@@ -66,7 +66,9 @@ class App(SQLModel, table=True):
     repo_url: str = Field(max_length=2048)
     branch: str = Field(default="main", max_length=255)
     main_file: str = Field(default="streamlit_app.py", max_length=1024)
-    python_version: str = Field(default="", max_length=16)
+    python_version: str = Field(default="", max_length=16)  # the setting; "" the default
+    # The Python version (e.g. 3.12.1) its environment was built with; "" before a build.
+    built_python: str = Field(default="", max_length=16)
     visibility: str = Field(default="public", max_length=16)  # public | private
     memory_limit_mb: int | None = Field(default=None)
     # What the user wants: running | stopped | deleted. Reboot bumps restart_generation.

@@ -135,11 +135,12 @@ def cmd_apps_list(args: argparse.Namespace) -> int:
     if args.json:
         out(json.dumps(apps, indent=2))
         return 0
-    rows = [("ID", "SUBDOMAIN", "STATE", "WORKSPACE", "URL")] + [
-        (str(a["id"]), a["subdomain"], a["state"], a["workspace"], a["url"]) for a in apps]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    rows = [("ID", "SUBDOMAIN", "STATE", "PYTHON", "WORKSPACE", "URL")] + [
+        (str(a["id"]), a["subdomain"], a["state"], a.get("built_python") or "-",
+         a["workspace"], a["url"]) for a in apps]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        out("  ".join(v.ljust(w) for v, w in zip(r, widths)) + "  " + r[4])
+        out("  ".join(v.ljust(w) for v, w in zip(r, widths)) + "  " + r[5])
     return 0
 
 

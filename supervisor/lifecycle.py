@@ -276,6 +276,7 @@ class Lifecycle:
         finally:
             blog.close()
         app = self.transition(app_id, "starting", "Starting the app", env_hash=env.dep_hash,
+                              built_python=env.python_version,
                               last_deployed_at=utcnow(), last_deploy_error="")
         if app is not None:
             await self.start_and_wait(app, env)

@@ -169,6 +169,7 @@ class Updater:
         old_state = old.state if old else lc.saved_state(app.id)
         # The switch: the row names the new instance (the route follows), then the pointer.
         lc.save_instance(app.id, new, tree, commit=commit, env_hash=env.dep_hash,
+                         built_python=env.python_version,
                          last_deployed_at=utcnow(), last_deploy_error="")
         checkouts.point_current(lc.app_dir(app.id), tree)
         lc.note(app.id, f"Redeployed {commit[:7]} with new dependencies; no downtime",

@@ -46,13 +46,23 @@ def action_bar(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
                    on_click=actions.ask_delete, args=(app.id,))
 
 
+def python_fact(app: Any) -> str:
+    """The Python the app's environment was built with; the setting until it is built."""
+    if not app.built_python:
+        return f"{ui.md(app.python_version)} (not built yet)"
+    if app.built_python.startswith(app.python_version + "."):
+        return ui.md(app.built_python)
+    return f"{ui.md(app.built_python)} (the repository's pin; the setting says " \
+        f"{ui.md(app.python_version)})"
+
+
 def facts(app: Any) -> None:
     rows = [("URL", f"[{ui.md(app.url)}]({app.url})"),
             ("Repository", ui.md(app.repo_url)),
             ("Branch", ui.md(app.branch)),
             ("Main file", ui.md(app.main_file)),
             ("Commit", f"`{app.commit[:12]}`" if app.commit else "not built yet"),
-            ("Python", ui.md(app.python_version)),
+            ("Python", python_fact(app)),
             ("Workspace", f"{ui.md(app.workspace)} (you are {app.role or 'not a member'})"),
             ("Owner", ui.md(app.owner or "unknown")),
             ("Visibility", "🔒 private" if app.visibility == "private" else "🌐 public")]

@@ -55,6 +55,16 @@ def run(field: str, action: Any, success: str | Any) -> None:
 
 
 # General --------------------------------------------------------------------------------
+def python_caption(conf: Any) -> str:
+    """Which Python the app runs on (what its environment was built with) and why."""
+    why = "chosen here" if conf.python_choice else \
+        f"no version chosen here: the repository's .python-version, else the server " \
+        f"default {conf.python_version}"
+    if not conf.built_python:
+        return f"The app will run on **Python {conf.python_version}** ({why}) once built."
+    return f"The app runs on **Python {conf.built_python}** ({why})."
+
+
 def general(ctx: Context, user: Any, conf: Any) -> None:
     st.markdown("#### Custom subdomain")
     st.caption(f"Your app is at **{ui.md(conf.url)}**. Changing the subdomain moves it: the "
@@ -76,10 +86,8 @@ def general(ctx: Context, user: Any, conf: Any) -> None:
     show("subdomain")
 
     st.markdown("#### Python version")
-    st.caption(f"The app runs on **Python {conf.python_version}**"
-               f"{'' if conf.python_choice else ' (the server default)'}. Changing it "
-               "builds a new environment, so the app is **redeployed**: visitors see the "
-               "oven page for a few minutes.")
+    st.caption(f"{python_caption(conf)} Changing it builds a new environment, so the app "
+               "is **redeployed**: visitors see the oven page for a few minutes.")
     if conf.can_manage:
         versions = list(conf.python_versions)
         current = conf.python_version if conf.python_version in versions else versions[0]
