@@ -1,9 +1,9 @@
 """View events from the proxy: one per new Streamlit session, written in batches.
 
 The proxy calls `ViewRecorder.record(app_id, viewer_key)` when a browser opens an app's
-`/_stcore/stream` websocket. `record` only appends to an in-memory queue (no I/O, never
-blocks the request); a background task (`run`) flushes the queue every `interval`
-seconds in a worker thread:
+session websocket (`/_stcore/stream`; `/stream` before Streamlit 1.18). `record` only
+appends to an in-memory queue (no I/O, never blocks the request); a background task
+(`run`) flushes the queue every `interval` seconds in a worker thread:
 
 1. `backend.analytics.record_views` writes the `ViewEvent` rows and the analytics
    aggregates in one transaction (it also drops events of unknown apps and reconnects

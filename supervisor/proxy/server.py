@@ -31,8 +31,9 @@ With a backend context (`start_proxy(..., ctx=ctx)`), app hosts also get:
   few seconds per user and app); an anonymous page load is sent to sign in, others get a
   403 page; other requests get a bare 401/403;
 - cookie isolation (`cookies.py`) both ways, for apps and the panel;
-- a view event per new Streamlit session (`/_stcore/stream` opened upstream, not a
-  reconnect that carries its previous session id), queued to `backend.views`;
+- a view event per new Streamlit session (`/_stcore/stream`, or `/stream` of Streamlit
+  before 1.18, opened upstream; not a reconnect that carries its previous session id),
+  queued to `backend.views`;
 - pages that depend on who looks (`state_pages.py`).
 On the dashboard host the proxy itself answers `/__stcloud/authorize` (sign-in for app
 hosts), `/__stcloud/return` and `return.js` (back to the app after signing in) and
