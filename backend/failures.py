@@ -114,6 +114,7 @@ def _dependency_failure(text: str, dep_file: str, python: str) -> tuple[str, str
     if m := re.search(r"Failed to (?:build|download and build) `([^`]+)`", text):
         pkg = m.group(1)
         name = re.split(r"[=<>!~@ ]", pkg, maxsplit=1)[0]
+        pkg = name if " @ " in pkg else pkg  # a direct reference: its URL says nothing more
         why = _last_exception(text)
         if re.search(r"fatal error: \S+\.h: No such file|command '\S*gcc\S*' failed|"
                      r"pkg-config|Could not find .* library", text):
@@ -195,6 +196,15 @@ def _start_failure(text: str, dep_file: str, phase: str, main_file: str) -> tupl
         return (f"{m.group(1)} in the app's code: {m.group(2).strip()[:200]}.",
                 "Fix it and push; the app updates by itself.")
     return None
+
+
+def known_app_failure(output: str, dependency_file: str = "requirements.txt",
+                      main_file: str = "") -> Explanation | None:
+    """The explanation of an app's log when it shows a failure this module knows (a missing
+    module, an import error, a missing main file, a syntax error); else None."""
+    text = strip_ansi(output)
+    found = _start_failure(text, dependency_file, "start", main_file)
+    return Explanation(*found, relevant_lines(text)) if found else None
 
 
 def explain(phase: str, output: str, *, dependency_file: str = "requirements.txt",

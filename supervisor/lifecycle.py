@@ -36,10 +36,10 @@ from typing import Any
 from sqlmodel import Session, delete
 
 from backend import appstate, notifications
-from backend import github_deploy, validation
+from backend import failures, github_deploy, host_paths, validation
 from backend import secrets as app_secrets
 from backend.context import Context
-from backend.logs import app_log_path, build_log_path, tail_lines
+from backend.logs import app_log_path, build_log_path, current_run_lines, mark_run_start
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
 from supervisor import builds, checkouts, git_auth, gitsync
 from supervisor.builds import BuildLog
@@ -321,6 +321,7 @@ class Lifecycle:
                     self.runtime.ensure_env(self.env_spec(app), lambda line: None),
                     self.settings.build_timeout)
             self.check_fence()
+            mark_run_start(app_log_path(self.settings, app.id))  # crash reasons quote this run
             inst = await self.runtime.start(self.app_spec(app), env)
         except (BuildError, StartError, FileNotFoundError) as e:
             reason = f"The app could not start: {e}"
@@ -374,9 +375,20 @@ class Lifecycle:
     def _exit_reason(self, app_id: int, status: Status, start: bool) -> str:
         code = "" if status.exit_code is None else f" (exit code {status.exit_code})"
         when = "before it answered" if start else "unexpectedly"
-        tail = tail_lines(app_log_path(self.settings, app_id), 15)
-        return (f"The app stopped {when}{code}. Last lines of its log:\n{tail}"
-                if tail else f"The app stopped {when}{code}.")
+        tail = self._run_log_lines(app_id)
+        known = failures.known_app_failure(tail)
+        why = f" {known.summary} {known.fix}" if known else ""
+        return (f"The app stopped {when}{code}.{why} Last lines of its log:\n{tail}"
+                if tail else f"The app stopped {when}{code}.{why}")
+
+    def _run_log_lines(self, app_id: int, lines: int = 15) -> str:
+        """The last lines the app's current run logged (never an earlier run's), as its
+        deployer may see them: no colours, no host paths, the public URL for Streamlit's
+        internal one."""
+        app = self.load(app_id)
+        url = self.settings.public_url(app.subdomain) if app is not None else ""
+        tail = current_run_lines(app_log_path(self.settings, app_id), lines)
+        return host_paths.show_app_log(self.settings, failures.strip_ansi(tail), url)
 
     # Running apps -----------------------------------------------------------------------
     async def reboot(self, app_id: int) -> None:
