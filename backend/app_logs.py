@@ -3,7 +3,8 @@ to download. Developers of the app's workspace only (as `backend.apps.read_logs`
 
 Two logs per app (backend/logs.py): `build` (clone and environment, written by the
 supervisor) and `app` (the instance's stdout and stderr). Secret values of the app are
-masked (`backend.secrets.redact`) in both, so a `print(st.secrets)` never shows them here.
+masked (`backend.secrets.redact`) in both, so a `print(st.secrets)` never shows them here,
+and neither shows a host path or Streamlit's internal address (`shown`).
 
 The app log is rotated by size (`app_log_max_bytes`: `app.log`, then `app.log.1` … the
 oldest `app.log.<app_log_backups>`); both readers read across the rotated files, oldest
@@ -16,12 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend import secrets
+from backend import host_paths, secrets
 from backend.apps import _load
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.logs import app_log_path, build_log_path
-from models import User, session_scope
+from models import App, User, session_scope
 
 KINDS = {"app": app_log_path, "build": build_log_path}
 MAX_DOWNLOAD = 50 * 1024 * 1024
@@ -40,6 +41,18 @@ def _path(ctx: Context, user: User, app_id: int, kind: str) -> Path:
     with session_scope(ctx.engine) as s:
         _load(s, user, app_id, "developer", "read this app's logs")
     return KINDS[kind](ctx.settings, app_id)
+
+
+def shown(ctx: Context, app_id: int, kind: str, text: str) -> str:
+    """Log text as its reader sees it: secrets masked, no host paths, and in the app log
+    the app's public URL where Streamlit printed its internal one (`backend.host_paths`)."""
+    text = secrets.redact(ctx.settings, app_id, text)
+    if kind != "app":
+        return host_paths.sanitize(ctx.settings, text)
+    with session_scope(ctx.engine) as s:
+        app = s.get(App, app_id)
+        url = ctx.settings.public_url(app.subdomain) if app is not None else ""
+    return host_paths.show_app_log(ctx.settings, text, url)
 
 
 def log_files(path: Path) -> list[Path]:
@@ -82,7 +95,7 @@ def read_tail(ctx: Context, user: User, app_id: int, kind: str,
               max_bytes: int = 256_000) -> LogTail:
     path = _path(ctx, user, app_id, kind)
     text, size = tail_across(path, max_bytes)
-    return LogTail(kind, secrets.redact(ctx.settings, app_id, text), size)
+    return LogTail(kind, shown(ctx, app_id, kind, text), size)
 
 
 def read_full(ctx: Context, user: User, app_id: int, kind: str) -> bytes:
@@ -90,4 +103,4 @@ def read_full(ctx: Context, user: User, app_id: int, kind: str) -> bytes:
     masked, for a download."""
     path = _path(ctx, user, app_id, kind)
     text, _ = tail_across(path, MAX_DOWNLOAD)
-    return secrets.redact(ctx.settings, app_id, text).encode()
+    return shown(ctx, app_id, kind, text).encode()

@@ -17,7 +17,6 @@ from sqlmodel import Session, select
 from backend import app_requirements, appstate, repos
 from backend.context import Context
 from backend.errors import Conflict, NotFound
-from backend.logs import app_log_path, build_log_path, tail
 from backend.platform import read_platform, wake_supervisor
 from backend.settings import Settings
 from backend.validation import (repo_owner_and_name, suggest_subdomain, validate_branch,
@@ -270,8 +269,9 @@ def app_events(ctx: Context, user: User, app_id: int, limit: int = 50) -> list[A
 
 
 def read_logs(ctx: Context, user: User, app_id: int, max_bytes: int = 64_000) -> dict[str, str]:
-    """{'build': ..., 'app': ...}: the tails of the app's two logs (developers only)."""
-    with session_scope(ctx.engine) as s:
-        _load(s, user, app_id, "developer", "read this app's logs")
-    return {"build": tail(build_log_path(ctx.settings, app_id), max_bytes),
-            "app": tail(app_log_path(ctx.settings, app_id), max_bytes)}
+    """{'build': ..., 'app': ...}: the tails of the app's two logs (developers only), as
+    `backend.app_logs` shows them (secrets masked, no host paths, the public URL)."""
+    from backend import app_logs  # built on this module's _load
+
+    return {kind: app_logs.read_tail(ctx, user, app_id, kind, max_bytes).text
+            for kind in ("build", "app")}

@@ -213,7 +213,7 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
                     cut = data.rfind(b"\n") + 1  # whole lines only
                     if cut:
                         text = data[:cut].decode("utf-8", errors="replace")
-                        text = app_secrets.redact(ctx.settings, app_id, text)
+                        text = app_logs.shown(ctx, app_id, kind, text)
                         await resp.write(text.encode())
                         offset += cut
                 await asyncio.sleep(FOLLOW_POLL)  # polling the file, not a synchronisation
