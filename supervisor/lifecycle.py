@@ -223,7 +223,7 @@ class Lifecycle:
         """The app's dependency set: its chosen Python, else .python-version, else default;
         scoped to its workspace when `env_sharing` is "workspace"."""
         spec = EnvSpec.from_checkout(checkout or self.checkout_dir(app.id), app.python_version,
-                                     self.settings.default_streamlit)
+                                     self.settings.default_streamlit, main_file=app.main_file)
         if not spec.python_version:
             spec = dataclasses.replace(spec, python_version=self.settings.default_python)
         if self.settings.env_sharing == "workspace":

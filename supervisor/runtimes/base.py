@@ -33,13 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from backend.repo_files import RepoFileError, excerpt, read_repo_file
+from backend.repo_files import excerpt
+from supervisor.dependencies import FORMATS, LOOKED_UP, discover, gather, read_file
+from supervisor.dependency_formats import FormatError
+from supervisor.dependency_plan import InstallPlan, install_plan, legacy_choice
 
 LogSink = Callable[[str], None]
 
-# Files whose change means a new environment (a full redeploy), as the seed says.
-DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "uv.lock", "packages.txt",
-                    ".python-version")
+# Files discovery looks for (in the main file's folder, then the root); a change to the
+# one used (or to a file it names) means a new environment (`supervisor.dependencies`).
+DEPENDENCY_FILES = (*FORMATS, *LOOKED_UP)
 # A Python version as `.python-version` or the app's settings give it: 3.12 or 3.12.4.
 PYTHON_VERSION = re.compile(r"^[0-9]{1,2}\.[0-9]{1,3}(\.[0-9]{1,3})?\Z")
 
@@ -57,12 +60,16 @@ class EnvSpec:
     """A dependency set: what an environment is built from."""
 
     python_version: str
-    files: dict[str, bytes]  # dependency file name -> content (only those present)
+    files: dict[str, bytes]  # repository path -> content of every file the build needs
     default_streamlit: str  # installed when the files pin no streamlit
     packages: tuple[str, ...] = ()  # Debian packages (packages.txt); Docker engines only
     # Who may share the environment and the package cache of its build ("" everyone,
     # e.g. "workspace-3": one workspace, setting env_sharing); part of the hash.
     scope: str = ""
+    # The dependency file used, by repository path ("" none, or a spec made by hand:
+    # then the first of the formats among `files`' root names).
+    dependency_file: str = ""
+    notes: tuple[str, ...] = field(default=(), compare=False)  # build log: what was chosen
 
     @property
     def dep_hash(self) -> str:
@@ -70,38 +77,62 @@ class EnvSpec:
         h.update(f"python={self.python_version}\nstreamlit={self.default_streamlit}\n".encode())
         if self.scope:
             h.update(f"scope={self.scope}\n".encode())
+        if self.dependency_file:
+            h.update(f"using={self.dependency_file}\n".encode())
         for name in sorted(self.files):
             h.update(name.encode() + b"\0" + hashlib.sha256(self.files[name]).digest())
         return h.hexdigest()[:32]
 
+    def install_plan(self) -> InstallPlan:
+        """How the engines install this spec's packages (`supervisor.dependency_plan`)."""
+        try:
+            return install_plan(self.files, self.dependency_file or legacy_choice(self.files))
+        except FormatError as e:
+            raise BuildError(e.message) from None
+
     @classmethod
     def from_checkout(cls, checkout: Path, python_version: str,
-                      default_streamlit: str) -> EnvSpec:
-        """The dependency files of `checkout`, read through `backend.repo_files` (never
-        through a symlink out of it, never a FIFO or an oversized file); `python_version`
-        (the app's choice) else the `.python-version` pin. `BuildError` names the file
-        when one cannot be read, or when the version is not one like 3.12 or 3.12.4."""
-        files: dict[str, bytes] = {}
-        for name in DEPENDENCY_FILES:
-            try:
-                content = read_repo_file(checkout, name)
-            except RepoFileError as e:
-                raise BuildError(e.message) from None
-            if content is not None:
-                files[name] = content
+                      default_streamlit: str, main_file: str = "") -> EnvSpec:
+        """The dependency set of `checkout` as Community Cloud finds it (the main file's
+        folder first, then the root: `supervisor.dependencies`), every file read through
+        `backend.repo_files` (never through a symlink out of it, never a FIFO or an
+        oversized file). Python: `python_version` (the app's choice), else the
+        `.python-version` pin, else the dependency file's (Pipfile, environment.yml).
+        `BuildError` names the file when one cannot be read or converted, or when the
+        version is not one like 3.12 or 3.12.4."""
+        try:
+            found = discover(checkout, main_file)
+            files = gather(checkout, found)
+            plan = install_plan(files, found.chosen)
+            if found.kind in ("Pipfile", "environment.yml", "pyproject.toml"):
+                lines = plan.requirements.decode(errors="replace").splitlines()
+                files = gather(checkout, found, lines)
+                plan = install_plan(files, found.chosen)
+            extra = {path: read_file(checkout, path) for path in
+                     (found.python_version_file, found.packages_file) if path}
+        except FormatError as e:
+            raise BuildError(e.message) from None
         version = python_version.strip()
         if version and not PYTHON_VERSION.match(version):
             raise BuildError(f"The app's Python version '{excerpt(version)}' is not a version "
                              "such as 3.12; choose one in the app's settings.")
-        version = version or pinned_python(files.get(".python-version", b""))
+        pin_file = found.python_version_file
+        version = version or pinned_python(extra.get(pin_file, b""), pin_file or
+                                           ".python-version") or plan.python
+        if version and not PYTHON_VERSION.match(version):
+            raise BuildError(f"{found.chosen} asks for Python '{excerpt(version)}', which is "
+                             "not a version such as 3.12; fix it, or choose a version in "
+                             "the app's settings.")
         packages = tuple(line.strip() for line in
-                         files.get("packages.txt", b"").decode(errors="replace").splitlines()
-                         if line.strip() and not line.strip().startswith("#"))
-        return cls(python_version=version, files=files,
-                   default_streamlit=default_streamlit, packages=packages)
+                         extra.get(found.packages_file, b"").decode(errors="replace")
+                         .splitlines() if line.strip() and not line.strip().startswith("#"))
+        notes = (found.log_line(), *plan.notes)
+        return cls(python_version=version, files={**files, **extra},
+                   default_streamlit=default_streamlit, packages=packages,
+                   dependency_file=found.chosen, notes=notes)
 
 
-def pinned_python(content: bytes) -> str:
+def pinned_python(content: bytes, where: str = ".python-version") -> str:
     """The version `.python-version` pins (its first line that is not blank or a comment,
     as uv reads it), "" when none; `BuildError` when that line is not a version like 3.12
     or 3.12.4 (the error quotes at most a short, printable excerpt of it)."""
@@ -110,7 +141,7 @@ def pinned_python(content: bytes) -> str:
         if not value or value.startswith("#"):
             continue
         if not PYTHON_VERSION.match(value):
-            raise BuildError(f".python-version holds '{excerpt(value)}', which is not a "
+            raise BuildError(f"{where} holds '{excerpt(value)}', which is not a "
                              "Python version; write one such as 3.12 or 3.12.4 in it, or "
                              "delete the file.")
         return value

@@ -19,6 +19,7 @@ Cancelling the coroutine removes the build container, which kills the build.
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import re
 import shlex
 import shutil
@@ -35,6 +36,7 @@ from docker.types import Mount
 from backend.repo_files import excerpt
 from backend.settings import PROJECT_ROOT, Settings
 from supervisor.build_errors import StepOutput, step_failure_message
+from supervisor.dependency_plan import write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
 
 # Python version -> Debian suite whose python3 it is.
@@ -46,6 +48,7 @@ CA_PATH = "/etc/stcloud/ca.crt"  # fixed path in build containers (apt may rewri
 UV_PATH = "/stcloud/bin/uv"
 UV_CACHE = "/stcloud/uv-cache"
 SRC = "/stcloud/src"
+WORK = "/tmp/stcloud-src"  # the build's writable copy of SRC; requirement paths point here
 # Dockerfile instructions applied by `docker commit` (the build container's own config
 # would otherwise be the image's: its command, labels).
 IMAGE_CHANGES = ["ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
@@ -107,18 +110,21 @@ def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
                   "apt-get clean; rm -rf /var/lib/apt/lists/*"]
     lines += [f'echo "==> uv venv {VENV}"',
               f"uv venv -q --python /usr/bin/python3 {VENV} || exit 11"]
-    files = spec.files
-    if "uv.lock" in files and "pyproject.toml" in files:
-        lines += ['echo "==> Installing the locked dependencies of uv.lock"',
-                  f"uv export --project {SRC} --frozen --no-hashes --no-dev --no-emit-project "
-                  "-q -o /tmp/locked.txt || exit 12",
+    plan = spec.install_plan()
+    lines += [f"echo {shlex.quote('==> ' + note)}" for note in spec.notes or plan.notes]
+    # A writable copy: building a local package writes into its folder (egg-info, build/).
+    lines += [f"cp -R {SRC} {WORK} || exit 12"]
+    if plan.mode == "uv-lock":
+        project = shlex.quote(posixpath.join(WORK, plan.folder))
+        lines += [f"uv export --project {project} --frozen --no-hashes --no-dev "
+                  "--no-emit-project -q -o /tmp/locked.txt || exit 12",
                   "uv pip install -r /tmp/locked.txt || exit 12"]
-    elif "requirements.txt" in files:
-        lines += ['echo "==> Installing requirements.txt"',
-                  f"uv pip install -r {SRC}/requirements.txt || exit 12"]
-    elif "pyproject.toml" in files:
-        lines += ['echo "==> Installing the dependencies of pyproject.toml"',
-                  f"uv pip install -r {SRC}/pyproject.toml || exit 12"]
+    elif plan.mode == "requirements":
+        lines += ["uv pip install -r "
+                  f"{shlex.quote(posixpath.join(WORK, plan.requirements_path))} || exit 12"]
+    elif plan.mode == "pyproject-build":
+        lines += [f"uv pip install -r {shlex.quote(posixpath.join(WORK, plan.chosen))} "
+                  "|| exit 12"]
     streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
     lines += [f"if ! {VENV}/bin/python -c 'import streamlit' 2>/dev/null; then",
               f'  echo "==> The app pins no streamlit: installing {streamlit}"',
@@ -239,8 +245,8 @@ class ImageBuilder:
         with tempfile.TemporaryDirectory(prefix="stcloud-build-") as tmp:
             src = Path(tmp)
             src.chmod(0o755)
-            for name, content in spec.files.items():
-                (src / name).write_bytes(content)
+            plan = spec.install_plan()
+            write_build_files(src, plan.build_files(WORK))
             (src / "build.sh").write_text(build_script(spec, env, ca is not None))
             mounts.append(Mount(SRC, str(src), type="bind", read_only=True))
             # Not `stcloud.install`/`stcloud.component`: commit copies labels into the
@@ -255,6 +261,9 @@ class ImageBuilder:
                 mounts=mounts, labels=labels, working_dir="/tmp")
             try:
                 code, output = await self._run_streaming(container, log)
+                explained = plan.explain_failure(output.text()) if code == 12 else None
+                if explained is not None:
+                    raise BuildError(explained)
                 if code != 0:
                     raise BuildError(self._failure(spec, code, output))
                 await self._call(
