@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from backend import app_requirements, appstate, repos
+from backend import app_requirements, appstate
 from backend.context import Context
 from backend.errors import Conflict, NotFound
 from backend.platform import read_platform, wake_supervisor
@@ -150,23 +150,6 @@ def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
                 raise
     wake_supervisor(ctx)
     return view
-
-
-def deploy_from_url(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
-                    main_file: str = "streamlit_app.py", subdomain: str = "",
-                    python_version: str = "") -> AppView:
-    """`deploy_app` for a URL a person sent (the API and the CLI). A deploy that would create
-    the workspace named after the repository's owner reads the repository first
-    (`backend.repos.check_main_file`: the branch and the main file must exist), so a URL
-    that does not exist, or cannot be read, claims no owner's name; the deploy form makes
-    the same check before every deploy. A refused check is a ValidationError."""
-    owner, _ = repo_owner_and_name(validate_repo_url(repo_url, ctx.settings.allow_local_repos))
-    with session_scope(ctx.engine) as s:
-        exists = s.exec(select(Workspace.id).where(Workspace.name == owner)).first() is not None
-    if not exists:
-        repos.check_main_file(ctx, repo_url, branch, main_file)
-    return deploy_app(ctx, user, repo_url=repo_url, branch=branch, main_file=main_file,
-                      subdomain=subdomain, python_version=python_version)
 
 
 def _taken(subdomain: str) -> Conflict:

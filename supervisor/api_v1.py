@@ -33,6 +33,7 @@ from aiohttp import web
 from backend import (analytics, api_tokens, app_logs, app_settings, sharing, usage, users,
                      workspaces)
 from backend import apps as app_service
+from backend import deploy as deploy_usecase
 from backend import secrets as app_secrets
 from backend.context import Context
 from backend.errors import BackendError
@@ -137,14 +138,10 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
         if "repo_url" not in fields:
             raise ApiError(422, "invalid", "repo_url is required.", field="repo_url")
         secrets_text = body.get("secrets")
-        if secrets_text is not None:
-            if not isinstance(secrets_text, str):
-                raise ApiError(422, "invalid", "secrets is TOML text.", field="secrets")
-            app_secrets.validate_for_deploy(secrets_text)
-        user = user_of(request)
-        view = await call(app_service.deploy_from_url, ctx, user, **fields)
-        if secrets_text:
-            await call(app_secrets.set_secrets, ctx, user, view.id, secrets_text, False)
+        if secrets_text is not None and not isinstance(secrets_text, str):
+            raise ApiError(422, "invalid", "secrets is TOML text.", field="secrets")
+        wanted = deploy_usecase.DeployRequest(**fields, secrets=secrets_text or "")
+        view = await call(deploy_usecase.deploy, ctx, user_of(request), wanted)
         return ok(view, 201)
 
     async def patch_app(request: web.Request) -> web.Response:

@@ -3,9 +3,11 @@
 
 The fields are plain widgets rather than an `st.form`, so that the subdomain suggestion,
 its availability and the resulting URL follow what is typed. On Deploy, before anything is
-queued: the secrets are checked as TOML, and `backend.repos.check_main_file` checks that
-the branch exists and has the main file (a shallow, blob-less clone, time-bounded), so a
-typo is shown under its field instead of ending in a failed build. Each `ValidationError`
+queued, `backend.deploy.deploy` (the API's and the CLI's deploy too) checks the fields,
+the secrets as TOML, that the branch exists and has the main file (a shallow, blob-less
+clone, time-bounded), that the dependency file parses and that the runtime offers what the
+repository asks for, so a typo is shown under its field instead of ending in a failed
+build. Each `ValidationError`
 is shown under the field it names. After a deploy the page follows the app live until it
 runs (a link to open it) or fails (the reason and the log tail).
 
@@ -21,7 +23,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_settings, github, github_deploy, repos
+from backend import app_settings, github, github_deploy
+from backend import deploy as deploy_usecase
 from backend import apps as app_service
 from backend import secrets as app_secrets
 from backend.appstate import FAILED_STATES, OVEN_STATES
@@ -73,13 +76,13 @@ def submit(ctx: Context, user: Any) -> None:
     secrets_text = ss.get("deploy_secrets", "")
     typed = ss.get("deploy_subdomain", "").strip()
     from_github = ss.get("deploy_source") == FROM_GITHUB and github_connected(ctx, user)
-    try:  # quick checks first; the repository check clones
-        if typed and not app_service.subdomain_available(ctx, validate_subdomain(typed)):
-            raise ValidationError("subdomain", f"The subdomain '{typed.lower()}' is taken; "
-                                  "choose another.")
-        if secrets_text.strip():
-            app_secrets.validate_for_deploy(secrets_text)
+    try:
         if from_github:
+            if typed and not app_service.subdomain_available(ctx, validate_subdomain(typed)):
+                raise ValidationError("subdomain", f"The subdomain '{typed.lower()}' is "
+                                      "taken; choose another.")
+            if secrets_text.strip():
+                app_secrets.validate_for_deploy(secrets_text)
             full_name = ss.get("deploy_gh_repo") or ""
             if not full_name:
                 raise ValidationError("repo", "Choose a repository.")
@@ -87,14 +90,13 @@ def submit(ctx: Context, user: Any) -> None:
                 ctx, user, full_name, ss.get("deploy_gh_branch") or "",
                 ss.get("deploy_gh_main_file") or "", subdomain=typed,
                 python_version=ss.get("deploy_python") or "")
-        else:
-            repos.check_main_file(ctx, repo, branch, main_file)
-            app = app_service.deploy_app(
-                ctx, user, repo_url=repo, branch=branch, main_file=main_file,
+            if secrets_text.strip():
+                app_secrets.set_secrets(ctx, user, app.id, secrets_text)
+        else:  # the use-case the API and the CLI run too
+            app = deploy_usecase.deploy(ctx, user, deploy_usecase.DeployRequest(
+                repo_url=repo, branch=branch, main_file=main_file,
                 subdomain=ss.get("deploy_subdomain", ""),
-                python_version=ss.get("deploy_python") or "")
-        if secrets_text.strip():
-            app_secrets.set_secrets(ctx, user, app.id, secrets_text)
+                python_version=ss.get("deploy_python") or "", secrets=secrets_text))
     except ValidationError as e:
         field = GH_FIELDS.get(e.field, e.field) if from_github else e.field
         ss[ERRORS] = {field if field in FIELDS else "form": str(e)}

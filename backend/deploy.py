@@ -1,0 +1,123 @@
+"""The one deploy use-case: every check a deploy from a git URL makes before anything is
+queued, for the dashboard's deploy form, the API's `POST /apps` and the CLI (which calls
+the API) alike, so the same request gets the same answer from each.
+
+`deploy(ctx, user, request)` checks, in this order, and raises the first problem as a
+`ValidationError` naming the field at fault (a `Conflict` for a taken subdomain):
+1. the fields themselves: repository URL, branch, main file, Python version (one this
+   server offers), subdomain (valid and free), secrets (TOML);
+2. the repository: reachable, the branch exists, the main file is on it
+   (`backend.repos.check_main_file`);
+3. its dependency file parses: requirements.txt line by line as requirements,
+   pyproject.toml and uv.lock as TOML (`dependency_problem`);
+4. what it asks of the runtime: packages.txt and the Python version
+   (`backend.app_requirements`, inside `apps.deploy_app`, which queues the app).
+Then the secrets are stored. Deploys from GitHub (`backend.github_deploy`) pick repository,
+branch and main file from GitHub's own lists and queue through `apps.deploy_app` too.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from backend import app_requirements, repos
+from backend import apps as app_service
+from backend import secrets as app_secrets
+from backend.apps import AppView
+from backend.context import Context
+from backend.errors import Conflict, ValidationError
+from backend.repo_files import excerpt
+from backend.validation import (validate_branch, validate_main_file, validate_python_version,
+                                validate_repo_url, validate_subdomain)
+from models import User
+
+DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "uv.lock")
+# A requirements line that is not a PEP 508 requirement but that pip and uv accept.
+NOT_A_NAME = re.compile(r"^(-|\.|/|[a-z][a-z0-9+.-]*://|[A-Za-z]:\\)")
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What a person asks to deploy (fields as typed; `deploy` validates them)."""
+
+    repo_url: str
+    branch: str = "main"
+    main_file: str = "streamlit_app.py"
+    subdomain: str = ""
+    python_version: str = ""
+    secrets: str = ""
+
+
+def requirements_problem(content: bytes) -> str:
+    """Why a requirements.txt does not parse ('' when it does): the first line that is
+    neither a requirement, an option, a path nor a URL."""
+    text = content.decode("utf-8", errors="replace").replace("\\\n", " ")
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        line = re.split(r"\s--?[a-z]", line, maxsplit=1)[0].strip()  # --hash=… and the like
+        if not line or NOT_A_NAME.match(line):
+            continue
+        try:
+            Requirement(line)
+        except InvalidRequirement as e:
+            return (f"requirements.txt line {number} is not a requirement: "
+                    f"'{excerpt(raw.strip())}' ({excerpt(str(e).splitlines()[0])}). Write one "
+                    "package per line, like 'pandas>=2', then push.")
+    return ""
+
+
+def dependency_problem(files: dict[str, bytes]) -> str:
+    """Why the repository's dependency file cannot be installed as it is ('' when it
+    parses). uv.lock and pyproject.toml must be TOML; requirements.txt, requirements."""
+    for name in ("uv.lock", "pyproject.toml"):
+        if name in files:
+            try:
+                tomllib.loads(files[name].decode("utf-8", errors="replace"))
+            except tomllib.TOMLDecodeError as e:
+                return (f"{name} is not valid TOML ({excerpt(str(e))}). Fix it and push.")
+    if "requirements.txt" in files:
+        return requirements_problem(files["requirements.txt"])
+    return ""
+
+
+def check_fields(ctx: Context, request: DeployRequest) -> None:
+    """Step 1: the request's own fields (no network)."""
+    validate_repo_url(request.repo_url, ctx.settings.allow_local_repos)
+    validate_branch(request.branch)
+    validate_main_file(request.main_file)
+    validate_python_version(request.python_version, app_service.offered_python_versions(ctx))
+    typed = request.subdomain.strip()
+    if typed:
+        sub = validate_subdomain(typed)
+        if not app_service.subdomain_available(ctx, sub):
+            raise Conflict("subdomain", f"The subdomain '{sub}' is taken; choose another.")
+    if request.secrets.strip():
+        app_secrets.validate_for_deploy(request.secrets)
+
+
+def check_repository(ctx: Context, request: DeployRequest) -> None:
+    """Steps 2 and 3: the branch and main file exist, the dependency file parses."""
+    repos.check_main_file(ctx, request.repo_url, request.branch, request.main_file)
+    files = app_requirements.read_branch_files(
+        ctx, validate_repo_url(request.repo_url, ctx.settings.allow_local_repos),
+        request.branch, DEPENDENCY_FILES)
+    problem = dependency_problem(files or {})
+    if problem:
+        raise ValidationError("dependencies", problem)
+
+
+def deploy(ctx: Context, user: User, request: DeployRequest) -> AppView:
+    """Check everything (module docstring), queue the app, store its secrets."""
+    check_fields(ctx, request)
+    check_repository(ctx, request)
+    view = app_service.deploy_app(
+        ctx, user, repo_url=request.repo_url, branch=request.branch,
+        main_file=request.main_file, subdomain=request.subdomain,
+        python_version=request.python_version)
+    if request.secrets.strip():
+        app_secrets.set_secrets(ctx, user, view.id, request.secrets, False)
+    return view
