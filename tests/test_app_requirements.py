@@ -1,0 +1,114 @@
+"""A deploy asking for what the runtime cannot give is refused before it is queued, with the
+reason and the alternative: packages.txt on the process runtime, a Python version the runtime
+does not offer. The same rule holds for the backend call, the REST API and the deploy form;
+the build applies it to pushes (tests/test_python_versions.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from backend import api_tokens, app_requirements, apps
+from backend.errors import ValidationError
+from backend.platform import PlatformInfo, write_platform
+from pages.dashboard import _ui as ui
+from supervisor.api import make_api_app
+from supervisor.runtimes.base import BuildError, EnvSpec
+from supervisor.runtimes.process import ProcessRuntime
+from tests.test_api import StubReconciler
+from tests.test_dashboard import (dash_fixture, fill_deploy, local_repo,  # noqa: F401
+                                  open_dashboard, text)
+
+OFFERED = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+PACKAGES = "# system libraries\nlibgl1\n\nffmpeg\n"
+APP = "import streamlit as st\nst.write('hi')\n"
+
+
+def runtime_reports(ctx, engine: str) -> None:  # type: ignore[no-untyped-def]
+    write_platform(ctx, PlatformInfo(engine=engine, python_versions=OFFERED))
+
+
+def test_packages_txt_is_refused_up_front_on_the_process_runtime(ctx, admin,
+                                                                 make_repo) -> None:
+    repo = make_repo("needs-debs", {"streamlit_app.py": APP, "packages.txt": PACKAGES})
+    runtime_reports(ctx, "process")
+    with pytest.raises(ValidationError) as refused:
+        apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs")
+    assert refused.value.message == (
+        "packages.txt asks for Debian packages (libgl1, ffmpeg), which the process runtime "
+        "cannot install: use the Docker runtime, or remove packages.txt if the packages are "
+        "not needed.")
+    assert apps.list_apps(ctx, admin) == []  # nothing queued
+    runtime_reports(ctx, "docker")  # which installs them
+    assert apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs").state == "queued"
+
+
+def test_a_python_pin_the_runtime_lacks_is_refused_with_the_offered_versions(
+        ctx, admin, make_repo) -> None:
+    old = make_repo("old-python", {"streamlit_app.py": APP, ".python-version": "3.8\n"})
+    runtime_reports(ctx, "process")
+    with pytest.raises(ValidationError) as refused:
+        apps.deploy_app(ctx, admin, repo_url=old.url, subdomain="old")
+    assert refused.value.field == "python_version"
+    assert "Python 3.8 is not available on the process runtime" in refused.value.message
+    assert ".python-version asks for it" in refused.value.message
+    assert "3.9, 3.10, 3.11, 3.12, 3.13" in refused.value.message
+    assert apps.list_apps(ctx, admin) == []
+    # A version chosen in the deploy overrides the pin, as at build time.
+    assert apps.deploy_app(ctx, admin, repo_url=old.url, subdomain="old",
+                           python_version="3.12").state == "queued"
+    pinned = make_repo("new-python", {"streamlit_app.py": APP, ".python-version": "3.12.4\n"})
+    assert apps.deploy_app(ctx, admin, repo_url=pinned.url, subdomain="new").state == "queued"
+
+
+def test_nothing_is_refused_before_a_runtime_reported(ctx, admin, make_repo) -> None:
+    repo = make_repo("needs-debs", {"streamlit_app.py": APP, "packages.txt": PACKAGES})
+    assert apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs").state == "queued"
+
+
+def test_api_refuses_packages_txt_with_422(ctx, admin, make_repo) -> None:
+    repo = make_repo("needs-debs", {"streamlit_app.py": APP, "packages.txt": PACKAGES})
+    runtime_reports(ctx, "process")
+    token = api_tokens.create_token(ctx, admin, "t", "read,deploy")[1]
+
+    async def main() -> None:
+        async with TestClient(TestServer(make_api_app(ctx, StubReconciler()))) as client:
+            resp = await client.post("/apps", json={"repo_url": repo.url},
+                                     headers={"Authorization": f"Bearer {token}"})
+            body = await resp.json()
+            assert resp.status == 422, body
+            assert "packages.txt asks for Debian packages (libgl1, ffmpeg)" in str(body)
+            assert "use the Docker runtime" in str(body)
+    asyncio.run(main())
+    assert apps.list_apps(ctx, admin) == []
+
+
+def test_deploy_form_shows_the_refusal(dash, tmp_path: Path) -> None:  # noqa: F811
+    repo = local_repo(tmp_path, {"streamlit_app.py": APP, "packages.txt": PACKAGES})
+    runtime_reports(dash.ctx, "process")
+    at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), repo=repo)
+    shown = text(at)
+    assert "packages.txt asks for Debian packages (libgl1, ffmpeg)" in shown, shown
+    assert "use the Docker runtime" in shown
+    assert apps.list_apps(dash.ctx, dash.admin) == []
+
+
+def test_process_build_refuses_packages_and_missing_pythons(settings, tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "packages.txt").write_text(PACKAGES)
+    runtime = ProcessRuntime(settings)
+    spec = EnvSpec.from_checkout(checkout, "3.12", settings.default_streamlit)
+    with pytest.raises(BuildError) as refused:
+        asyncio.run(runtime.ensure_env(spec, lambda line: None))
+    assert str(refused.value) == app_requirements.packages_refusal(("libgl1", "ffmpeg"))
+    (checkout / "packages.txt").unlink()
+    spec = EnvSpec.from_checkout(checkout, "3.7", settings.default_streamlit)
+    with pytest.raises(BuildError) as missing:
+        asyncio.run(runtime.ensure_env(spec, lambda line: None))
+    offered = ", ".join(runtime.python_versions())
+    assert "Python 3.7 is not available on the process runtime" in str(missing.value)
+    assert f"it offers {offered}." in str(missing.value)
