@@ -30,7 +30,7 @@ import time
 import streamlit as st
 from streamlit_authenticator import Authenticate, LoginError
 
-from backend import auth, github, keys, platform
+from backend import auth, github, inbox, keys, platform
 from backend.errors import BackendError
 from pages.dashboard import _ui as ui
 
@@ -49,6 +49,7 @@ if _identity.is_panel_request(st.context.headers, st.get_option("server.baseUrlP
 st.set_page_config(page_title=ui.PRODUCT, page_icon=ui.PAGE_ICON, layout="wide")
 st.html(ui.GLOBAL_CSS)
 
+INBOX = "pages/dashboard/inbox.py"
 PAGES = {
     "Apps": [
         st.Page(ui.MY_APPS, title="My apps", icon=":material/apps:", default=True),
@@ -68,6 +69,8 @@ PAGES = {
         st.Page(ui.STATUS, title="Status", icon=ui.ICON["status"], url_path="status"),
     ],
     "You": [
+        st.Page(INBOX, title="Notifications", icon=":material/notifications:",
+                url_path="notifications"),
         st.Page(ui.ACCOUNT, title="Account", icon=ui.ICON["account"], url_path="account"),
     ],
 }
@@ -215,6 +218,11 @@ with st.sidebar:
     admin = " · site admin" if user.is_admin else ""
     st.markdown(f"Signed in as **{ui.md(user.name or user.username)}**  \n"
                 f"@{ui.md(user.username)}{admin}")
+    unread = inbox.unread_count(ctx, user)
+    st.page_link(INBOX, label=f"{unread} unread notification{'s' if unread != 1 else ''}"
+                 if unread else "Notifications",
+                 icon=":material/notifications_active:" if unread else
+                 ":material/notifications:")
     if not platform.read_platform(ctx).supervisor_alive:
         st.warning("The supervisor is not running, so deploys, reboots and deletes wait "
                    "until it is back. An operator starts it with `python -m supervisor`.",

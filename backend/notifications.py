@@ -8,7 +8,9 @@ mail nor send it twice. Each row's `dedupe_key` names the incident and the recip
 again is a no-op. The supervisor's sender (`supervisor/mailer.py`) delivers pending rows.
 
 Recipients are the developers and admins of the app's workspace who have an email address.
-Without SMTP settings rows stay `pending`; admins see them with `list_outbox()`.
+Without SMTP settings rows stay `pending`; admins see them with `list_outbox()`. Every
+developer and admin, with an address or without, also gets the notice in their dashboard
+inbox (`backend/inbox.py`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import html
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
+from backend import inbox
 from backend.context import Context
 from backend.errors import PermissionDenied
 from backend.settings import Settings
-from models import App, EmailOutbox, Membership, User, session_scope
+from models import App, EmailOutbox, Membership, Notification, User, session_scope
 
 OVER_LIMIT_SUBJECT = "Your Streamlit app has gone over its resource limits 🤯"
 KINDS = ("over_limit", "crashed", "deploy_failed", "sleep_warning")
@@ -67,22 +71,60 @@ def recipients(session: Session, workspace_id: int) -> list[User]:
     return out
 
 
+@dataclass(frozen=True)
+class Notified:
+    """What telling the developers about one incident did (this time or before)."""
+
+    new_emails: int  # outbox rows queued by this call
+    new_notices: int  # inbox notices added by this call
+    in_dashboard: int  # users whose inbox holds this incident's notice
+    by_email: int  # users an email about this incident is queued for (mail can be sent)
+
+
+def team(session: Session, workspace_id: int) -> list[User]:
+    """Developers and admins of the workspace, with or without an email address."""
+    return list(session.exec(
+        select(User).join(Membership, Membership.user_id == User.id)  # type: ignore[arg-type]
+        .where(Membership.workspace_id == workspace_id,
+               Membership.role.in_(("developer", "admin")))  # type: ignore[attr-defined]
+        .order_by(User.id)).all())  # type: ignore[arg-type]
+
+
+def notify(session: Session, settings: Settings, app: App, kind: str, incident: str,
+           **details: str) -> Notified:
+    """Tell the app's developers about one incident: a notice in each one's dashboard inbox
+    and, for those with an address, an email in the outbox; once per incident and user."""
+    mail = render(settings, app, kind, **details)
+    incident_key = f"{kind}:{app.id}:{incident}"
+    mailed = {user.id for user in recipients(session, app.workspace_id)}
+    new_emails = new_notices = 0
+    for user in team(session, app.workspace_id):
+        key = f"{incident_key}:u{user.id}"[:255]
+        if user.id in mailed and session.exec(
+                select(EmailOutbox.id).where(EmailOutbox.dedupe_key == key)).first() is None:
+            session.add(EmailOutbox(app_id=app.id, kind=kind, to_addr=user.email.strip(),
+                                    subject=mail.subject, body_text=mail.text,
+                                    body_html=mail.html, dedupe_key=key))
+            new_emails += 1
+        if inbox.add_notice(session, user, app, kind, incident_key, mail.subject,
+                            mail.text.removeprefix("Hi,\n\n"), emailed=user.id in mailed):
+            new_notices += 1
+    session.flush()
+    prefix = f"{incident_key}:u"[:255]
+    in_dashboard = session.exec(select(func.count()).select_from(Notification).where(
+        Notification.dedupe_key.startswith(prefix, autoescape=True))).one()  # type: ignore[attr-defined]
+    emailed = session.exec(select(func.count()).select_from(EmailOutbox).where(
+        EmailOutbox.dedupe_key.startswith(prefix, autoescape=True),  # type: ignore[union-attr]
+        EmailOutbox.status != "failed")).one()
+    return Notified(new_emails=new_emails, new_notices=new_notices,
+                    in_dashboard=int(in_dashboard),
+                    by_email=int(emailed) if settings.smtp_host else 0)
+
+
 def queue(session: Session, settings: Settings, app: App, kind: str, incident: str,
           **details: str) -> int:
-    """Queue the `kind` mail about `app` for one incident; returns how many rows are new."""
-    mail = render(settings, app, kind, **details)
-    added = 0
-    for user in recipients(session, app.workspace_id):
-        key = f"{kind}:{app.id}:{incident}:u{user.id}"[:255]
-        exists = session.exec(select(EmailOutbox.id)
-                              .where(EmailOutbox.dedupe_key == key)).first()
-        if exists is not None:
-            continue
-        session.add(EmailOutbox(app_id=app.id, kind=kind, to_addr=user.email.strip(),
-                                subject=mail.subject, body_text=mail.text,
-                                body_html=mail.html, dedupe_key=key))
-        added += 1
-    return added
+    """`notify()`, returning how many outbox rows are new."""
+    return notify(session, settings, app, kind, incident, **details).new_emails
 
 
 def list_outbox(ctx: Context, admin_user: User, limit: int = 200) -> list[OutboxView]:

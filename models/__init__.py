@@ -7,13 +7,13 @@ from models.engine import make_engine, migrate, session_scope
 from models.github import AppGithub, GithubAccount, GithubGrant
 from models.security import SigninFailure  # noqa: F401  (sign-in limiter)
 from models.tables import (ApiToken, App, AppEvent, AppSecret, AppViewer, Build, EmailOutbox,
-                           Favorite, Installation, Membership, User, ViewEvent,
-                           Workspace, utcnow)
+                           Favorite, Installation, Membership, Notification, User,
+                           ViewEvent, Workspace, utcnow)
 from models.usage import UsageSample
 
 __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
            "AnalyticsViewerMonth", "AnalyticsWorkspaceMonth", "ApiToken", "App", "AppEvent",
            "AppGithub", "AppRequest", "AppSecret", "AppViewer", "Build", "ClusterLease",
            "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount", "GithubGrant",
-           "Installation", "Membership", "SigninToken", "UsageSample", "User", "ViewEvent",
-           "Workspace", "utcnow", "make_engine", "migrate", "session_scope"]
+           "Installation", "Membership", "Notification", "SigninToken", "UsageSample", "User",
+           "ViewEvent", "Workspace", "utcnow", "make_engine", "migrate", "session_scope"]

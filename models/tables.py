@@ -198,3 +198,21 @@ class Installation(SQLModel, table=True):
     # e.g. "bubblewrap"; for unavailable, what is missing
     isolation_detail: str = Field(default="", max_length=255)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Notification(SQLModel, table=True):
+    """One notice to one user's dashboard inbox (over limit, crashed, ...), written with the
+    email about it, whether or not an email could go out. `dedupe_key` names the incident
+    and the user, like the outbox's; `read_at` is None until the user marks it read."""
+
+    __table_args__ = (Index("ix_notification_user_read", "user_id", "read_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(index=True)
+    app_id: int | None = Field(default=None)  # no FK: the notice outlives a deleted app
+    kind: str = Field(default="", max_length=32)
+    subject: str = Field(max_length=512)
+    body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    dedupe_key: str = Field(unique=True, max_length=255)
+    emailed: bool = Field(default=False)  # an email to this user was queued as well
+    created_at: datetime = Field(default_factory=utcnow)
+    read_at: datetime | None = Field(default=None)

@@ -4,8 +4,9 @@ roles; this module adds authentication, token scopes, rate limiting, JSON and er
 
 - Auth: `Authorization: Bearer stc_...` (a personal API token, `backend.api_tokens`).
   Missing, unknown or revoked → 401 `unauthorized`.
-- Scopes: `read` for GET routes, `deploy` for app changes, `admin` for members and
-  accounts → 403 `insufficient_scope` when the token lacks it.
+- Scopes: `read` for GET routes (and for marking your own notifications read), `deploy`
+  for app changes, `admin` for members and accounts → 403 `insufficient_scope` when the
+  token lacks it.
 - No CSRF check: these routes authenticate only by the bearer header, which a browser
   never attaches on its own (no cookie is read here), so a cross-site page cannot make a
   signed-in user's browser call them with credentials.
@@ -30,8 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import (analytics, api_tokens, app_logs, app_settings, sharing, usage, users,
-                     workspaces)
+from backend import (analytics, api_tokens, app_logs, app_settings, inbox, sharing, usage,
+                     users, workspaces)
 from backend import apps as app_service
 from backend import deploy as deploy_usecase
 from backend import secrets as app_secrets
@@ -266,6 +267,35 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
                                "memory_limit_bytes": p.memory_limit_bytes,
                                "cpu_percent": p.cpu_percent} for p in series.points]})
 
+    # Notifications -----------------------------------------------------------------------
+    async def list_notifications(request: web.Request) -> web.Response:
+        user = user_of(request)
+        limit = _query_int(request, "limit", DEFAULT_LIMIT, 1, inbox.MAX_LIST)
+        unread_only = request.query.get("unread", "0") in ("1", "true", "yes")
+        rows = await call(inbox.list_notices, ctx, user, limit, unread_only)
+        unread = await call(inbox.unread_count, ctx, user)
+        return ok({"unread": unread, "notifications": [
+            {"id": n.id, "app_id": n.app_id, "app": n.app_subdomain or None, "kind": n.kind,
+             "subject": n.subject, "text": n.body_text, "emailed": n.emailed,
+             "created_at": n.created_at, "read": n.read} for n in rows]})
+
+    async def read_notifications(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        ids, every = body.get("ids"), body.get("all", False)
+        if not isinstance(every, bool):
+            raise ApiError(422, "invalid", "all is true or false.", field="all")
+        if every:
+            marked = await call(inbox.mark_all_read, ctx, user_of(request))
+        elif isinstance(ids, list) and ids and len(ids) <= inbox.MAX_LIST and all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID
+                for i in ids):
+            marked = await call(inbox.mark_read, ctx, user_of(request), ids)
+        else:
+            raise ApiError(422, "invalid", 'Send {"all": true} or {"ids": [notification ids]} '
+                           f"(1 to {inbox.MAX_LIST} positive integers).", field="ids")
+        return ok({"marked_read": marked,
+                   "unread": await call(inbox.unread_count, ctx, user_of(request))})
+
     # Workspaces and accounts -------------------------------------------------------------
     async def list_workspaces(request: web.Request) -> web.Response:
         rows = await call(workspaces.list_workspaces, ctx, user_of(request))
@@ -324,6 +354,11 @@ def make_routes(ctx: Context, reconciler: Any, *, rate: float = 20.0, burst: int
         Route("GET", "/apps/{app_id}/usage", app_usage, "read",
               "Memory (and CPU) use over the last ?hours= (default 24, at most 2160), at "
               "most 500 points"),
+        Route("GET", "/notifications", list_notifications, "read",
+              "Your notices (over limit, crashed, ...), newest first, and the unread count "
+              "(?limit=, ?unread=1)"),
+        Route("POST", "/notifications/read", read_notifications, "read",
+              "Mark your notices read: {\"ids\": [...]} or {\"all\": true}", "json"),
         Route("GET", "/workspaces", list_workspaces, "read", "Workspaces you belong to"),
         Route("GET", "/workspaces/{workspace_id}/members", list_members, "read",
               "Members and roles"),

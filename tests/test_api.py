@@ -240,13 +240,16 @@ MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per r
     ("DELETE", "/workspaces/{ws}/members/spare"): (U, U, S, F, F, F, 200, 200),
     ("GET", "/users"): (U, U, S, F, F, F, F, 200),
     ("GET", "/me"): (U, U, 200, 200, 200, 200, 200, 200),
+    ("GET", "/notifications"): (U, U, 200, 200, 200, 200, 200, 200),  # one's own only
+    ("POST", "/notifications/read"): (U, U, 200, 200, 200, 200, 200, 200),
     ("GET", "/openapi.json"): (200,) * 8,
     ("GET", "/health"): (200,) * 8,
 }
 BODIES = {"POST /apps": {"json": {"repo_url": REPO}},
           "PATCH /apps/{app}": {"json": {"visibility": "private"}},
           "PUT /apps/{app}/secrets": {"data": 'a = "b"'},
-          "PUT /workspaces/{ws}/members/spare": {"json": {"role": "viewer"}}}
+          "PUT /workspaces/{ws}/members/spare": {"json": {"role": "viewer"}},
+          "POST /notifications/read": {"json": {"all": True}}}
 ERROR_CODES = {U: (401, "unauthorized"), S: (403, "insufficient_scope"),
                F: (403, "forbidden"), N: (404, "not_found")}
 

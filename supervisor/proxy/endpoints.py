@@ -247,13 +247,13 @@ class AppEndpoints:
         if route.state != "over_limit":
             return redirect("/", status=303)
         if not self.notify_limit.allow((route.app_id, client_key(request))):
-            return state_pages.notified_page(route, self.settings, queued=False)
+            return state_pages.notified_page(route, self.settings, None)
         try:
-            queued = await asyncio.to_thread(notify_over_limit, self.services.access.ctx,
-                                             route.app_id)
+            told = await asyncio.to_thread(notify_over_limit, self.services.access.ctx,
+                                           route.app_id)
         except BackendError:
-            queued = 0
-        return state_pages.notified_page(route, self.settings, queued=queued > 0)
+            told = NOBODY_TOLD
+        return state_pages.notified_page(route, self.settings, told)
 
     async def logout(self, request: web.Request, sub: str) -> web.StreamResponse:
         form = await self.form(request)
@@ -263,19 +263,22 @@ class AppEndpoints:
                                            nxt=identity.safe_next(form.get("next")))
 
 
-def notify_over_limit(ctx, app_id: int) -> int:  # type: ignore[no-untyped-def]
-    """Queue the over-limit email of the app's current incident (the AppEvent that put it
-    over its limit) to its developers; the incident's dedupe key makes it once only.
-    Returns how many emails were newly queued."""
+def notify_over_limit(ctx, app_id: int) -> notifications.Notified:  # type: ignore[no-untyped-def]
+    """Tell the app's developers about its current over-limit incident (the AppEvent that
+    put it over its limit): a dashboard notice each and, where possible, an email; the
+    incident's dedupe key makes it once only. Returns what was done, now or before."""
     with session_scope(ctx.engine) as s:
         app = s.get(App, app_id)
         if app is None or app.state != "over_limit":
-            return 0
+            return NOBODY_TOLD
         event = s.exec(select(AppEvent).where(AppEvent.app_id == app_id,
                                               AppEvent.to_state == "over_limit")
                        .order_by(AppEvent.id.desc())).first()  # type: ignore[union-attr]
         if event is None:
-            return 0
+            return NOBODY_TOLD
         limit = app.memory_limit_mb or ctx.settings.memory_limit_mb
-        return notifications.queue(s, ctx.settings, app, "over_limit", str(event.id),
-                                   limit_mb=str(limit))
+        return notifications.notify(s, ctx.settings, app, "over_limit", str(event.id),
+                                    limit_mb=str(limit))
+
+
+NOBODY_TOLD = notifications.Notified(new_emails=0, new_notices=0, in_dashboard=0, by_email=0)

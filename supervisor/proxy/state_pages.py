@@ -20,6 +20,7 @@ from html import escape
 
 from aiohttp import web
 
+from backend.notifications import Notified
 from backend.settings import Settings
 from supervisor.proxy.pages import _dashboard_link, _response, _status_box, render
 from supervisor.routes import Route
@@ -123,8 +124,8 @@ def failure_page(route: Route, settings: Settings, viewer: PageViewer,
             f"</p>\n{_pre(tail)}"
         )
     else:
-        body = ("<p>The app is not available right now. Its developers have been told "
-                "and can fix it.</p>\n<p>Try again later.</p>")
+        body = ("<p>The app is not available right now. Its developers see why in their "
+                "dashboard and can fix it.</p>\n<p>Try again later.</p>")
     html = render(heading, heading, body, mark=mark, poll_keep=[route.state], poll_ms=5000)
     return _response(html, 503, retry_after=30, cookies=viewer.cookies)
 
@@ -145,14 +146,28 @@ def forbidden_page(settings: Settings, host: str, viewer: PageViewer,
     return _response(html, 403, cookies=viewer.cookies)
 
 
-def notified_page(route: Route, settings: Settings, queued: bool) -> web.Response:
-    text = ("Thanks: the app's developers have been told that it went over its resource "
-            "limits." if queued else
-            "The app's developers have already been told about this; thanks for letting "
-            "them know.")
-    body = f"<p>{escape(text)}</p>\n<p><a href=\"/\">Back to the app</a></p>"
-    html = render("Developers notified", "Developers notified", body, mark="📨")
+def notified_page(route: Route, settings: Settings, told: Notified | None) -> web.Response:
+    """After "Notify the developer": says what was really done. `told` is None when this
+    visitor had already asked too often (nothing was done this time)."""
+    body = f"<p>{escape(notified_text(told))}</p>\n<p><a href=\"/\">Back to the app</a></p>"
+    heading = "Developers notified" if told is None or told.in_dashboard else \
+        "Nobody to notify"
+    html = render(heading, heading, body, mark="📨")
     return _response(html, 200)
+
+
+def notified_text(told: Notified | None) -> str:
+    """The sentence of the notified page for what `notifications.notify` did."""
+    if told is None:
+        return "You have already let the app's developers know; thanks."
+    if not told.in_dashboard:
+        return ("Nobody could be notified: this app's workspace has no developers. Try "
+                "again later.")
+    how = "in their dashboard and by email" if told.by_email else "in their dashboard"
+    if told.new_notices or told.new_emails:
+        return f"Thanks: the developers have been notified {how}."
+    return (f"The developers have already been notified about this {how}; thanks for "
+            "letting them know.")
 
 
 def problem_page(settings: Settings, heading: str, message: str, *,
