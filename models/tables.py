@@ -56,7 +56,9 @@ class App(SQLModel, table=True):
 
     Ids are never reused: events, builds and other rows keyed by `app_id` outlive a deleted
     app, so a new app with an old id would inherit them. PostgreSQL sequences never go back;
-    SQLite needs AUTOINCREMENT (without it a new row takes the highest live id + 1)."""
+    SQLite needs AUTOINCREMENT (without it a new row takes the highest live id + 1). SQLite
+    reflection does not see AUTOINCREMENT: a migration that rebuilds this table (batch mode
+    recreating it) must pass `table_kwargs={"sqlite_autoincrement": True}`."""
 
     __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
