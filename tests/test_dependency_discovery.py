@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from supervisor import dependencies
-from supervisor.dependency_formats import (FormatError, conda_requirements,
-                                           pipfile_requirements, pyproject_requirements)
+from supervisor.dependency_formats import (
+    FormatError,
+    conda_requirements,
+    pipfile_requirements,
+    pyproject_requirements,
+)
 from supervisor.dependency_plan import install_plan
 from supervisor.runtimes.base import BuildError, EnvSpec
 
