@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import aiohttp
+from google.protobuf.message import DecodeError
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ClientState_pb2 import ClientState
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -30,6 +31,61 @@ def rerun_message(query_string: str = "", page_script_hash: str = "") -> bytes:
     return BackMsg(rerun_script=ClientState(query_string=query_string,
                                             page_script_hash=page_script_hash)
                    ).SerializeToString()
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+
+
+def _top_level_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """(field number, varint value or raw bytes) of a protobuf message's top level."""
+    out: list[tuple[int, int | bytes]] = []
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at)
+            out.append((number, value))
+        elif wire == 2:
+            size, at = _varint(data, at)
+            out.append((number, data[at:at + size]))
+            at += size
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            out.append((number, data[at:at + width]))
+            at += width
+        else:
+            raise ValueError(f"protobuf wire type {wire} is not handled here")
+    return out
+
+
+def parse_forward(data: bytes) -> ForwardMsg:
+    """A ForwardMsg of any Streamlit release, read with the protobuf classes installed here.
+    An element whose shape changed since (a dataframe of Streamlit 1.12, say) does not
+    parse: that message keeps only its type (and a plain value such as script_finished)."""
+    fwd = ForwardMsg()
+    try:
+        fwd.ParseFromString(data)
+        return fwd
+    except DecodeError:
+        fwd = ForwardMsg()
+    for number, value in _top_level_fields(data):
+        field = ForwardMsg.DESCRIPTOR.fields_by_number.get(number)
+        if field is None or field.containing_oneof is None:
+            continue
+        if field.message_type is not None:
+            getattr(fwd, field.name).SetInParent()
+        elif isinstance(value, int):
+            setattr(fwd, field.name, value)
+    return fwd
 
 
 def _element_text(msg: ForwardMsg) -> tuple[str | None, str | None]:
@@ -97,8 +153,7 @@ async def open_streamlit_session(base_ws_url: str, host: str, timeout: float = 3
                     break
                 if msg.type is not aiohttp.WSMsgType.BINARY:
                     break  # closed, closing or error
-                fwd = ForwardMsg()
-                fwd.ParseFromString(msg.data)
+                fwd = parse_forward(msg.data)
                 kind = fwd.WhichOneof("type")
                 seen["messages"].append(kind)
                 if kind == "new_session":
