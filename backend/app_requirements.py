@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from backend.context import Context
 from backend.errors import ValidationError
@@ -87,20 +87,28 @@ def check_requirements(ctx: Context, files: dict[str, bytes], python_version: st
 
 
 def check_repository(ctx: Context, repo_url: str, branch: str, python_version: str,
-                     timeout: float = READ_TIMEOUT) -> None:
-    """`check_requirements` on the files of `branch` of `repo_url`. A repository this
-    server cannot read now (private, unreachable) is not refused here: its build applies
-    the same rule once it is cloned."""
+                     main_file: str = "", timeout: float = READ_TIMEOUT) -> None:
+    """`check_requirements` on the files of `branch` of `repo_url`, each looked up the way
+    the build does: in the main file's folder, then at the root. A repository this server
+    cannot read now (private, unreachable) is not refused here: its build applies the same
+    rule once it is cloned."""
     if read_platform(ctx).engine == "unknown":
         return
-    files = read_branch_files(ctx, repo_url, branch, REQUIREMENT_FILES, timeout)
-    if files is not None:
-        check_requirements(ctx, files, python_version)
+    folder = str(PurePosixPath(main_file).parent) if main_file else "."
+    where = {name: ([f"{folder}/{name}"] if folder != "." else []) + [name]
+             for name in REQUIREMENT_FILES}
+    found = read_branch_files(ctx, repo_url, branch,
+                              [p for paths in where.values() for p in paths], timeout)
+    if found is None:
+        return
+    files = {name: next(found[p] for p in paths if p in found)
+             for name, paths in where.items() if any(p in found for p in paths)}
+    check_requirements(ctx, files, python_version)
 
 
 def read_branch_files(ctx: Context, repo_url: str, branch: str, names: Sequence[str],
                       timeout: float = READ_TIMEOUT) -> dict[str, bytes] | None:
-    """The named top-level files of `branch` (those that exist, regular files of at most
+    """The files at the paths `names` on `branch` (those that exist, regular files of at most
     64 KiB), read from a shallow, blob-less clone the way `backend.repos` clones; None when
     the repository cannot be read."""
     from backend import repos  # git helpers; imported here to keep this module light

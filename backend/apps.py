@@ -132,7 +132,7 @@ def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
     python_version = validate_python_version(python_version, offered_python_versions(ctx))
     sub = validate_subdomain(subdomain) if subdomain.strip() else \
         suggest_free_subdomain(ctx, repo_url)
-    app_requirements.check_repository(ctx, repo_url, branch, python_version)
+    app_requirements.check_repository(ctx, repo_url, branch, python_version, main_file)
     owner, _ = repo_owner_and_name(repo_url)
     row = {"owner_id": user.id, "subdomain": sub, "repo_url": repo_url, "branch": branch,
            "main_file": main_file, "python_version": python_version,

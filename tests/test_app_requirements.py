@@ -64,6 +64,18 @@ def test_a_python_pin_the_runtime_lacks_is_refused_with_the_offered_versions(
     assert apps.deploy_app(ctx, admin, repo_url=pinned.url, subdomain="new").state == "queued"
 
 
+def test_files_next_to_the_main_file_count_first(ctx, admin, make_repo) -> None:
+    repo = make_repo("nested", {"app/main.py": APP, "app/packages.txt": PACKAGES,
+                                ".python-version": "3.8\n", "app/.python-version": "3.12\n"})
+    runtime_reports(ctx, "process")
+    with pytest.raises(ValidationError) as refused:
+        apps.deploy_app(ctx, admin, repo_url=repo.url, main_file="app/main.py")
+    assert "packages.txt asks for Debian packages (libgl1, ffmpeg)" in refused.value.message
+    runtime_reports(ctx, "docker")  # the folder's 3.12 wins over the root's 3.8
+    assert apps.deploy_app(ctx, admin, repo_url=repo.url, main_file="app/main.py").state \
+        == "queued"
+
+
 def test_nothing_is_refused_before_a_runtime_reported(ctx, admin, make_repo) -> None:
     repo = make_repo("needs-debs", {"streamlit_app.py": APP, "packages.txt": PACKAGES})
     assert apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs").state == "queued"
