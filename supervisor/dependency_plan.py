@@ -58,6 +58,12 @@ class InstallPlan:
             out[path] = rewrite(self.files[path], path, self.folder, src_root)
         return out
 
+    def failure_message(self, message: str) -> str:
+        """A failed install's message as the deployer reads it: a conda package no index
+        has is named (`explain_failure`); the generated requirements file is called by the
+        name of the file it came from (the one to fix)."""
+        return self.explain_failure(message) or message.replace(GENERATED, self.chosen)
+
     def explain_failure(self, output: str) -> str | None:
         """A person's message for a failed install of conda packages that no index has."""
         missing = [m for m in NOT_FOUND.findall(output)

@@ -346,3 +346,10 @@ def test_poetry_project_installs_dependencies_not_the_project(tmp_path: Path) ->
     plan = spec_of(checkout(tmp_path, {"pyproject.toml": POETRY})).install_plan()
     assert plan.mode == "requirements" and plan.requirements_path == ".stcloud-requirements.txt"
     assert b"six>=1.12,<1.13" in plan.build_files("/b")[".stcloud-requirements.txt"]
+
+
+def test_failure_message_names_the_file_to_fix() -> None:
+    plan = install_plan({"app/Pipfile": b"[packages]\nsix = '==99'\n"}, "app/Pipfile")
+    message = "Installing the dependencies of .stcloud-requirements.txt failed."
+    assert plan.failure_message(message) == \
+        "Installing the dependencies of app/Pipfile failed."

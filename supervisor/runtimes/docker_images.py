@@ -265,7 +265,7 @@ class ImageBuilder:
                 if explained is not None:
                     raise BuildError(explained)
                 if code != 0:
-                    raise BuildError(self._failure(spec, code, output))
+                    raise BuildError(plan.failure_message(self._failure(spec, code, output)))
                 await self._call(
                     container.commit, ENV_REPO, spec.dep_hash,
                     message=f"stcloud env {spec.dep_hash}",

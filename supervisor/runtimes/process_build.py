@@ -320,10 +320,7 @@ class EnvBuilds:
                 await step([uv, "pip", "install", "--python", python, "-r",
                             str(src / plan.requirements_path)], log)
             except BuildError as e:
-                explained = plan.explain_failure(str(e))
-                if explained is None:
-                    raise
-                raise BuildError(explained) from None
+                raise BuildError(plan.failure_message(str(e))) from None
         elif plan.mode == "pyproject-build":
             await step([uv, "pip", "install", "--python", python, "-r",
                         str(src / plan.chosen)], log)
