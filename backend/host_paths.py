@@ -3,7 +3,8 @@ no host interpreter path, no internal instance address.
 
 `sanitize(settings, text)` replaces host paths with neutral names: an environment
 (`<envs>/<hash>…`) becomes `<env>`, an app's checkout becomes `/app` (what the sandboxed app
-itself sees), uv's temporary build environments `<build-env>`, a host interpreter prefix
+itself sees), uv's temporary build environments `<build-env>` and its cache `<uv-cache>`, a host
+interpreter prefix
 (pyenv's, or ours) `<python>`, and anything else under the data directory `<data>`.
 `show_app_log(text, public_url)` also replaces the internal URLs Streamlit prints at start
 ("You can now view your Streamlit app in your browser", `URL: http://127.0.0.1:NNNNN`)
@@ -37,6 +38,8 @@ def _prefixes(settings: Settings) -> list[tuple[str, str]]:
         pairs.append((re.escape(base) + r"/[^/\s'\"`]+", "<env>"))
     for base in {str(settings.apps_path), str(Path(settings.apps_path).resolve())}:
         pairs.append((re.escape(base) + r"/\d+/[^/\s'\"`]+", "/app"))
+    for base in {str(settings.uv_cache_path), str(Path(settings.uv_cache_path).resolve())}:
+        pairs.append((re.escape(base) + r"(?=[/\s'\"`]|$)", "<uv-cache>"))
     for prefix in {sys.base_prefix, sys.prefix}:
         if prefix not in ("/usr", "/"):
             pairs.append((re.escape(prefix) + r"(?=[/\s'\"`]|$)", "<python>"))

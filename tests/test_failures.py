@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from backend import failures, host_paths
+from backend import failures, host_paths, logs
 from backend.settings import Settings
 
 SAMPLES = Path(__file__).parent / "failure_samples"
@@ -109,3 +110,19 @@ def test_app_log_shows_the_public_url(tmp_path: Path) -> None:
     assert "  URL: http://hello.localhost:8080" in shown
     assert sys.prefix not in shown  # the interpreter that printed the traceback
     assert "You can now view your Streamlit app in your browser." in shown
+
+
+def test_current_run_lines_skip_earlier_runs(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("earlier run 1\nearlier run 2\n")
+    logs.mark_run_start(log)
+    with open(log, "a") as fh:
+        fh.write("this run\n")
+    assert logs.current_run_lines(log) == "this run"
+    os.replace(log, tmp_path / "app.log.1")  # rotated: the new file is all this run's
+    log.write_text("after rotation\n")
+    assert logs.current_run_lines(log) == "after rotation"
+    logs.mark_run_start(log)
+    assert logs.current_run_lines(log) == ""
+    (tmp_path / "app.log.run-start").unlink()  # never marked: the tail, as before
+    assert logs.current_run_lines(log) == "after rotation"
