@@ -48,8 +48,8 @@ def action_bar(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
 
 def python_fact(app: Any) -> str:
     """The Python the app's environment was built with; the setting until it is built."""
-    if not app.built_python:
-        return f"{ui.md(app.python_version)} (not built yet)"
+    if not app.built_python:  # not built yet, or built before the version was recorded
+        return ui.md(app.python_version) + ("" if app.commit else " (not built yet)")
     if app.built_python.startswith(app.python_version + "."):
         return ui.md(app.built_python)
     return f"{ui.md(app.built_python)} (the repository's pin; the setting says " \
