@@ -107,7 +107,8 @@ def notify(session: Session, settings: Settings, app: App, kind: str, incident: 
                                     body_html=mail.html, dedupe_key=key))
             new_emails += 1
         if inbox.add_notice(session, user, app, kind, incident_key, mail.subject,
-                            mail.text.removeprefix("Hi,\n\n"), emailed=user.id in mailed):
+                            mail.text.removeprefix("Hi,\n\n"),
+                            emailed=user.id in mailed and bool(settings.smtp_host)):
             new_notices += 1
     session.flush()
     prefix = f"{incident_key}:u"[:255]

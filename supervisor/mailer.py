@@ -40,7 +40,7 @@ from sqlmodel import or_, select, update
 
 from backend.context import Context
 from backend.settings import Settings
-from models import EmailOutbox, session_scope, utcnow
+from models import EmailOutbox, Notification, session_scope, utcnow
 
 log = logging.getLogger("supervisor.mailer")
 LEASE = timedelta(seconds=120)  # longer than one SMTP conversation may take
@@ -141,10 +141,17 @@ def claim(ctx: Context, now: datetime, limit: int = BATCH) -> list[EmailOutbox]:
 
 
 def _finish(ctx: Context, row_id: int, attempts: int, **values: object) -> None:
+    """Record a send attempt's outcome. A message that failed for good no longer counts as
+    emailed in the recipient's dashboard notice about it (same dedupe key)."""
     with session_scope(ctx.engine) as s:
-        s.exec(update(EmailOutbox).where(  # type: ignore[call-overload]
+        done = s.exec(update(EmailOutbox).where(  # type: ignore[call-overload]
             EmailOutbox.id == row_id, EmailOutbox.status == "sending",
             EmailOutbox.attempts == attempts).values(lease_until=None, **values))
+        if values.get("status") == "failed" and done.rowcount:
+            key = s.exec(select(EmailOutbox.dedupe_key).where(EmailOutbox.id == row_id)).one()
+            if key:
+                s.exec(update(Notification).where(  # type: ignore[call-overload]
+                    Notification.dedupe_key == key).values(emailed=False))
 
 
 async def send_pending(ctx: Context, now: datetime | None = None) -> int:

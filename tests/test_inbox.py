@@ -4,6 +4,7 @@ over-limit page says what was really done; the dashboard shows the bell and the 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -15,6 +16,7 @@ from backend import apps, identity, inbox, notifications
 from backend.context import Context, open_context
 from backend.settings import Settings
 from models import App, AppEvent, EmailOutbox, Membership, Notification, User, session_scope
+from supervisor import mailer
 from supervisor.proxy.state_pages import notified_text
 from tests.test_api import auth as api_auth
 from tests.test_api import run as run_api
@@ -214,3 +216,17 @@ def test_inbox_lists_newest_first_and_marks_read(dash: Dash) -> None:
     assert "All read" in text(at.run())
     with session_scope(dash.ctx.engine) as s:
         assert all(n.read_at is not None for n in s.exec(select(Notification)).all())
+
+
+def test_a_mail_that_fails_for_good_no_longer_counts_as_emailed(ctx, admin) -> None:  # type: ignore[no-untyped-def]
+    app_id = apps.deploy_app(ctx, admin, repo_url="/srv/git/team/z.git", subdomain="z").id
+    ws = apps.get_app(ctx, admin, app_id).workspace_id
+    dev = _member(ctx, "dora", ws, "developer", email="dora@example.com")
+    # A real SMTP connection to a port nothing listens on; one attempt only.
+    unreachable = dataclasses.replace(ctx.settings, smtp_host="127.0.0.1", smtp_port=1,
+                                      smtp_tls="none", email_max_attempts=1)
+    assert _crash(ctx, unreachable, app_id).by_email >= 1
+    assert [n.emailed for n in inbox.list_notices(ctx, dev)] == [True]
+    asyncio.run(mailer.send_pending(dataclasses.replace(ctx, settings=unreachable)))
+    assert {m.status for m in _outbox(ctx)} == {"failed"}
+    assert [n.emailed for n in inbox.list_notices(ctx, dev)] == [False]

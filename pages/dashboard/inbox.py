@@ -38,7 +38,8 @@ def notice_row(ctx: Context, user: Any, notice: inbox.NoticeView) -> None:
                        icon=":material/done:", on_click=mark_one,
                        args=(ctx, user, notice.id))
         how = "in your dashboard and by email" if notice.emailed else \
-            "in your dashboard only (your account has no email address)"
+            "in your dashboard only (your account had no email address, the server sends " \
+            "no mail, or the mail server refused it)"
         st.caption(f"{notice.created_at:%Y-%m-%d %H:%M} UTC · sent {how}")
         with st.expander("Details"):
             st.text(notice.body_text)
