@@ -19,8 +19,7 @@ from supervisor.api import make_api_app
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.test_api import StubReconciler
-from tests.test_dashboard import (dash_fixture, fill_deploy, local_repo,  # noqa: F401
-                                  open_dashboard, text)
+from tests.test_dashboard import dash_fixture, fill_deploy, local_repo, open_dashboard, text  # noqa: F401
 
 OFFERED = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 PACKAGES = "# system libraries\nlibgl1\n\nffmpeg\n"
@@ -98,7 +97,7 @@ def test_api_refuses_packages_txt_with_422(ctx, admin, make_repo) -> None:
     assert apps.list_apps(ctx, admin) == []
 
 
-def test_deploy_form_shows_the_refusal(dash, tmp_path: Path) -> None:  # noqa: F811
+def test_deploy_form_shows_the_refusal(dash, tmp_path: Path) -> None:
     repo = local_repo(tmp_path, {"streamlit_app.py": APP, "packages.txt": PACKAGES})
     runtime_reports(dash.ctx, "process")
     at = fill_deploy(open_dashboard(dash.admin, ui.DEPLOY), repo=repo)

@@ -28,11 +28,11 @@ from typing import Any
 
 import psutil
 
-from backend.settings import Settings
 from backend import app_requirements
-from supervisor.runtimes import pythons, sandbox
+from backend.settings import Settings
 from supervisor.build_errors import StepOutput, step_failure_message
 from supervisor.dependency_plan import write_build_files
+from supervisor.runtimes import pythons, sandbox
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
 
 log = logging.getLogger("supervisor.runtimes.process")

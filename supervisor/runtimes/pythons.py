@@ -76,7 +76,8 @@ def probe(binary: str, env: dict[str, str] | None = None) -> Interpreter | None:
     can make venvs."""
     try:
         proc = subprocess.run([binary, "-I", "-c", PROBE], capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+                              check=False, timeout=PROBE_TIMEOUT, env=env,
+                              stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
     parts = proc.stdout.split(maxsplit=5) if proc.returncode == 0 else []
@@ -92,7 +93,7 @@ def uv_candidates(uv: str, env: dict[str, str], minors: Iterable[str] = MINORS) 
     """What `uv python find --system` picks for each minor version (may be a shim)."""
     def find(minor: str) -> str:
         try:
-            proc = subprocess.run([uv, "python", "find", "--system", minor],
+            proc = subprocess.run([uv, "python", "find", "--system", minor], check=False,
                                   capture_output=True, text=True, env=env,
                                   timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.SubprocessError):
