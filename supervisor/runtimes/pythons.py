@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +42,10 @@ def minor_of(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def pyenv_versions_dir(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    root = env.get("PYENV_ROOT") or str(Path(env.get("HOME") or "~").expanduser() / ".pyenv")
+def pyenv_versions_dir(env: Mapping[str, str] | None = None) -> Path:
+    """pyenv's versions directory: $PYENV_ROOT/versions, else ~/.pyenv/versions."""
+    found: Mapping[str, str] = os.environ if env is None else env
+    root = found.get("PYENV_ROOT") or str(Path(found.get("HOME") or "~").expanduser() / ".pyenv")
     return Path(root) / "versions"
 
 
@@ -124,7 +125,7 @@ def discover(uv: str, uv_env: dict[str, str], extra_paths: str = "",
     """Every usable CPython of `minors` this host offers, newest patch per minor version."""
     minors = list(minors)
     paths = uv_candidates(uv, uv_env, minors)
-    for directory in search_dirs(extra_paths, uv_env):
+    for directory in search_dirs(extra_paths, {**os.environ, **uv_env}):  # + PYENV_ROOT
         paths += [str(p) for p in candidates_in(directory, minors)]
     unique = list(dict.fromkeys(paths))
     probe_env = {"PATH": uv_env.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
