@@ -211,7 +211,9 @@ def test_proxy_counts_a_legacy_session_as_a_view(ctx) -> None:  # type: ignore
         address = ("127.0.0.1", runner.addresses[0][1])
         try:
             async with overlay_env(ctx) as env:
-                env.routes.set(dataclasses.replace(env.routes.get("hello"), address=address))
+                route = env.routes.get("hello")
+                assert route is not None
+                env.routes.set(dataclasses.replace(route, address=address))
                 visitor = identity.new_visitor_id()
                 headers = {"Host": env.host(), "Origin": f"http://{env.host()}",
                            "Cookie": f"{identity.VISITOR_COOKIE}={visitor}"}
