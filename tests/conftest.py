@@ -6,10 +6,12 @@ across sessions, under ~/.cache/stcloud-tests) so that each dependency set is bu
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -201,6 +203,25 @@ class GitRepo:
 
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
+STATIC_REPOS = Path(tempfile.gettempdir()) / f"stcloud-test-repos-{os.getpid()}"
+atexit.register(shutil.rmtree, STATIC_REPOS, True)
+
+
+def static_repo(owner: str, name: str) -> str:
+    """The path of a local repository `…/<owner>/<name>.git` (workspace `owner`) holding a
+    one-line app, made once per test process, for module constants: a deploy through the
+    API or the form reads the repository first, so one that does not exist is refused."""
+    bare = STATIC_REPOS / owner / f"{name}.git"
+    if not bare.exists():
+        work = STATIC_REPOS / f"{owner}-{name}-work"
+        bare.parent.mkdir(parents=True, exist_ok=True)
+        _git("init", "--bare", "-q", "-b", "main", str(bare), cwd=bare.parent)
+        _git("init", "-q", "-b", "main", str(work), cwd=bare.parent)
+        (work / "streamlit_app.py").write_text("import streamlit as st\nst.write('hi')\n")
+        _git("add", "-A", cwd=work)
+        _git("commit", "-q", "-m", "initial", cwd=work)
+        _git("push", "-q", str(bare), "main", cwd=work)
+    return str(bare)
 
 
 def corpus_files(name: str) -> dict[str, str | bytes | None]:

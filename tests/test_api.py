@@ -20,8 +20,9 @@ from backend.logs import app_log_path
 from models import ApiToken, AppSecret, User, session_scope
 from supervisor import api_v1
 from supervisor.api import make_api_app
+from tests.conftest import static_repo
 
-REPO = "https://github.com/team/dash.git"
+REPO = static_repo("team", "dash")  # a deploy reads the repository first
 SECRET_VALUE = "s3cr3t-value-never-echoed"
 
 

@@ -27,6 +27,7 @@ from backend.platform import PlatformInfo, write_platform
 from backend.settings import Settings
 from models import App, Membership, User, Workspace, session_scope
 from supervisor.api import make_api_app
+from tests.conftest import static_repo
 from tests.test_api import StubReconciler, make_user
 from tests.test_dashboard import (
     Dash,
@@ -35,7 +36,7 @@ from tests.test_dashboard import (
 )
 from tests.test_dashboard_pages import open_settings
 
-REPO = "https://github.com/team/dash.git"
+REPO = static_repo("team", "dash")  # a deploy reads the repository first
 DEEP_SECRETS = {
     "arrays": "a = " + "[" * 600 + "]" * 600,
     "inline tables": "a = " + "{b = " * 600 + "1" + "}" * 600,
