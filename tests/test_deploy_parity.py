@@ -111,6 +111,8 @@ def test_same_request_same_answer_everywhere(dash: Dash, api_url: str, tmp_path:
         "requirements": ({"repo_url": bad_reqs}, "dependencies",
                          "requirements.txt line 2 is not a requirement: 'not a (req'"),
     }
+    # The repository's workspace exists: a deploy must still check everything.
+    first = apps.deploy_app(dash.ctx, dash.admin, repo_url=repo, subdomain="first")
     _, token = api_tokens.create_token(dash.ctx, dash.admin, "parity", "read,deploy")
     for name, (body, field, expected) in cases.items():
         status, answer = api_deploy(api_url, token, body)
@@ -120,7 +122,7 @@ def test_same_request_same_answer_everywhere(dash: Dash, api_url: str, tmp_path:
         assert f"error: {message} (field: {field}) [422]" in \
             cli_deploy(api_url, token, tmp_path / name, body), name
         assert dashboard_errors(dash, body) == [message], name
-    assert apps.list_apps(dash.ctx, dash.admin) == []
+    assert [a.id for a in apps.list_apps(dash.ctx, dash.admin)] == [first.id]
 
 
 def test_unoffered_python_same_answer_from_api_and_cli(dash: Dash, api_url: str,
