@@ -104,13 +104,15 @@ def _dependency_failure(text: str, dep_file: str, python: str) -> tuple[str, str
         return (f"{dep_file} pins {pin}, which does not exist.",
                 f"Choose a version of {name} that is published on the package index, or "
                 "drop the pin.")
-    if m := re.search(r"Because .*?(?:only|all versions of) (\S+?)[<>=! ].*?"
-                      r"(?:requires|available)", text):
-        name = m.group(1)
-        cause = re.search(r"cause: (Because .*)", text)
-        detail = f" uv says: {cause.group(1)[:300]}" if cause else ""
-        return (f"The versions required of {name} cannot be satisfied together.{detail}",
-                f"Loosen the version pins in {dep_file} so that they agree.")
+    if "No solution found when resolving dependencies" in text:
+        cause = re.search(r"cause: (Because .*?)(?=\n\S|\Z)", text, re.S)
+        said = " ".join(cause.group(1).split()) if cause else ""
+        names = sorted(set(re.findall(r"you require ([A-Za-z0-9][A-Za-z0-9_.-]*?)[<>=!~ ,]",
+                                      said)))
+        which = ", ".join(names) or "its packages"
+        return (f"The versions that {dep_file} requires cannot be installed together. uv says: "
+                f"{said[:400]}", f"Loosen or remove the pins of {which} in {dep_file} so "
+                "that they agree.")
     if m := re.search(r"Failed to (?:build|download and build) `([^`]+)`", text):
         pkg = m.group(1)
         name = re.split(r"[=<>!~@ ]", pkg, maxsplit=1)[0]

@@ -126,3 +126,12 @@ def test_current_run_lines_skip_earlier_runs(tmp_path: Path) -> None:
     assert logs.current_run_lines(log) == ""
     (tmp_path / "app.log.run-start").unlink()  # never marked: the tail, as before
     assert logs.current_run_lines(log) == "after rotation"
+
+
+def test_conflicting_pins_are_named() -> None:
+    got = failures.explain("resolve", sample("uv_conflict.txt"))
+    assert got.summary.startswith("The versions that requirements.txt requires cannot be "
+                                  "installed together. uv says: Because streamlit>=1.67.0 "
+                                  "depends on protobuf>=5.26.1,<8")
+    assert got.fix == ("Loosen or remove the pins of protobuf, streamlit in requirements.txt "
+                       "so that they agree.")
