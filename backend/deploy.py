@@ -31,8 +31,13 @@ from backend.apps import AppView
 from backend.context import Context
 from backend.errors import Conflict, ValidationError
 from backend.repo_files import excerpt
-from backend.validation import (validate_branch, validate_main_file, validate_python_version,
-                                validate_repo_url, validate_subdomain)
+from backend.validation import (
+    validate_branch,
+    validate_main_file,
+    validate_python_version,
+    validate_repo_url,
+    validate_subdomain,
+)
 from models import User
 
 DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "uv.lock")

@@ -47,7 +47,8 @@ def strip_ansi(text: str) -> str:
     return ANSI.sub("", text)
 
 
-def relevant_lines(output: str, limit: int = MAX_LINES, max_chars: int = MAX_CHARS) -> tuple[str, ...]:
+def relevant_lines(output: str, limit: int = MAX_LINES,
+                   max_chars: int = MAX_CHARS) -> tuple[str, ...]:
     """The lines that say what failed: uv's `error:`/`cause:`/`hint:` lines, git's `fatal:`,
     a traceback's final exception, and the last line; at most `limit` lines and
     `max_chars` characters (a long traceback's middle is left out)."""
@@ -80,8 +81,8 @@ def relevant_lines(output: str, limit: int = MAX_LINES, max_chars: int = MAX_CHA
 
 
 def _python_of(output: str, python_version: str) -> str:
-    found = re.search(r"Using (?:C|CPython |Python )?(\d+\.\d+)(?:\.\d+)? (?:environment|interpreter)",
-                      output)
+    found = re.search(r"Using (?:C|CPython |Python )?(\d+\.\d+)(?:\.\d+)? "
+                      r"(?:environment|interpreter)", output)
     return found.group(1) if found else python_version
 
 

@@ -22,11 +22,10 @@ from aiohttp import web
 from backend import api_tokens, apps
 from backend.deploy import dependency_problem, requirements_problem
 from backend.settings import PROJECT_ROOT
+from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from tests.conftest import free_port
-from tests.test_dashboard import (Dash, dash_fixture, fill_deploy, local_repo,  # noqa: F401
-                                  open_dashboard)
-from pages.dashboard import _ui as ui
+from tests.test_dashboard import Dash, dash_fixture, fill_deploy, local_repo, open_dashboard  # noqa: F401
 
 
 class StubReconciler:

@@ -24,8 +24,8 @@ from typing import Any
 import streamlit as st
 
 from backend import app_settings, github, github_deploy
-from backend import deploy as deploy_usecase
 from backend import apps as app_service
+from backend import deploy as deploy_usecase
 from backend import secrets as app_secrets
 from backend.appstate import FAILED_STATES, OVEN_STATES
 from backend.context import Context
