@@ -377,6 +377,11 @@ class Lifecycle:
         when = "before it answered" if start else "unexpectedly"
         tail = self._run_log_lines(app_id)
         known = failures.known_app_failure(tail)
+        if known is None and start and status.exit_code is None:  # wait_healthy timed out
+            known = failures.explain("health", tail, timeout_s=self.settings.health_timeout)
+            head = known.summary.rstrip(".") + ", and was stopped."
+            return (f"{head} {known.fix} Last lines of its log:\n{tail}" if tail
+                    else f"{head} {known.fix}")
         why = f" {known.summary} {known.fix}" if known else ""
         return (f"The app stopped {when}{code}.{why} Last lines of its log:\n{tail}"
                 if tail else f"The app stopped {when}{code}.{why}")
