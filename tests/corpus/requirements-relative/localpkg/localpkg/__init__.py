@@ -1,0 +1,3 @@
+"""A package of the repository."""
+
+__version__ = "0.3.1"
