@@ -131,6 +131,14 @@ def _dependency_failure(text: str, dep_file: str, python: str) -> tuple[str, str
         because = f" ({why})" if why else ""
         return (f"{pkg} has no wheel for Python {python or 'this version'} and its source "
                 f"build failed{because}.", fix)
+    if re.search(r"^error: The build backend returned an error", text, re.M):
+        # uv names no package when it builds a source tree (a path) whose metadata failed
+        why = _last_exception(text)
+        because = f" ({why})" if why else ""
+        return (f"A package of {dep_file} failed to build from source{because}.",
+                f"If it is your own (a path in {dep_file}), fix its build; otherwise choose an "
+                f"older Python version in the app's Settings, or require a release with "
+                f"wheels for Python {python or 'this version'}.")
     if m := re.search(r"Couldn't parse requirement in `([^`]+)`(?: at position \d+)?", text):
         bad = re.search(r"cause: .*\n\s+(.+)\n", text)
         line = f": '{bad.group(1).strip()}'" if bad else ""

@@ -135,3 +135,11 @@ def test_conflicting_pins_are_named() -> None:
                                   "depends on protobuf>=5.26.1,<8")
     assert got.fix == ("Loosen or remove the pins of protobuf, streamlit in requirements.txt "
                        "so that they agree.")
+
+
+def test_source_tree_that_fails_to_build() -> None:
+    got = failures.explain("install", sample("uv_local_tree_build_failed.txt"))
+    assert got.summary == ("A package of requirements.txt failed to build from source "
+                           "(RuntimeError: this package cannot be built here: missing libfoo "
+                           "headers).")
+    assert "a path in requirements.txt" in got.fix and "Python 3.11" in got.fix
