@@ -152,6 +152,12 @@ class Settings:
                                    "1).", default=10 * 1024 * 1024)
     app_log_backups: int = _help("Rotated log files kept per app (`app.log.1` … "
                                  "`app.log.N`); the oldest is dropped.", default=3)
+    app_workdir_size_mb: int = _help("Size of an app instance's writable working directory "
+                                     "(/app: a tmpfs that starts as a copy of the checkout and "
+                                     "is lost at every reboot), in MiB, on every runtime. It "
+                                     "holds the repository's files too and counts in the app's "
+                                     "memory limit; writing past it fails with \"No space "
+                                     "left on device\".", default=512)
     hibernate_after_days: float = _help("Days without a view after which a public app goes "
                                         "to sleep; 0 means never.", default=7.0)
     hibernate_warn_after_days: float = _help("Days without a view after which developers get "

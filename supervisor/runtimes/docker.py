@@ -15,7 +15,8 @@ A second instance of an app started with `AppSpec.alongside` (zero-downtime rede
 state; finding a container by labels only ever matches the same instance token, so
 stopping the old instance can never find and stop the new one.
 
-Isolation. An app container gets its checkout read-only at /app, its secrets read-only at
+Isolation. An app container gets its checkout read-only at /run/checkout and a writable
+/app (a tmpfs of `app_workdir_size_mb` that `workdir.py` fills from it), its secrets read-only at
 Streamlit's user-level secrets path (~/.streamlit/secrets.toml, HOME=/tmp), its log file and
 the CA bundle, and no other host path; no Docker socket, no host environment, all
 capabilities dropped, no-new-privileges, a read-only root filesystem with a tmpfs /tmp,
@@ -48,6 +49,7 @@ from docker.types import Mount
 
 from backend.logs import app_log_path
 from backend.settings import Settings
+from supervisor.runtimes import workdir
 from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, LogSink, Runtime,
                                       StartError, Status, Usage)
 from supervisor.runtimes.docker_images import ImageBuilder, offered_versions
@@ -85,6 +87,12 @@ def streamlit_command(main_file: str) -> list[str]:
             "--server.address", "0.0.0.0", "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.runOnSave", "true",
             "--server.fileWatcherType", "poll"]
+
+
+def workdir_command(main_file: str) -> list[str]:
+    """Streamlit run by workdir.py in the writable /app it fills from the checkout."""
+    return ["/opt/venv/bin/python", workdir.SCRIPT_IN_INSTANCE, workdir.CHECKOUT_IN_INSTANCE,
+            main_file, "--", *streamlit_command(main_file)]
 
 
 def _quote(word: str) -> str:
@@ -226,7 +234,11 @@ class DockerRuntime(Runtime):
         settings = self.settings
         app.log_path.parent.mkdir(parents=True, exist_ok=True)
         app.log_path.touch(exist_ok=True)
-        mounts = [Mount("/app", str(app.checkout.resolve()), type="bind", read_only=True),
+        # The checkout read-only beside /app, a tmpfs that workdir.py fills from it.
+        mounts = [Mount(workdir.CHECKOUT_IN_INSTANCE, str(app.checkout.resolve()),
+                        type="bind", read_only=True),
+                  Mount(workdir.SCRIPT_IN_INSTANCE, workdir.SCRIPT, type="bind",
+                        read_only=True),
                   Mount(LOG_IN_CONTAINER, str(app.log_path.resolve()), type="bind")]
         environment = {**app.env_vars, "PYTHONUNBUFFERED": "1", "HOME": "/tmp",
                        "PYTHONDONTWRITEBYTECODE": "1"}
@@ -244,8 +256,9 @@ class DockerRuntime(Runtime):
                                 read_only=True))
             environment.update(SSL_CERT_FILE="/etc/ssl/certs/ca-certificates.crt",
                                REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
-        command = " ".join(_quote(w) for w in streamlit_command(app.main_file))
+        command = " ".join(_quote(w) for w in workdir_command(app.main_file))
         memory = f"{int(app.memory_limit_mb)}m"
+        workdir_mb = max(1, int(settings.app_workdir_size_mb))
         kwargs: dict[str, Any] = dict(
             command=["sh", "-c", f"exec {command} >>{LOG_IN_CONTAINER} 2>&1"],
             working_dir="/app", environment=environment, mounts=mounts,
@@ -255,7 +268,10 @@ class DockerRuntime(Runtime):
                     "stcloud.dep_hash": env.dep_hash},
             ports={PORT: ("127.0.0.1", None)},
             mem_limit=memory, memswap_limit=memory,
-            read_only=True, tmpfs={"/tmp": f"rw,nosuid,nodev,size={int(app.memory_limit_mb)}m"},
+            read_only=True, tmpfs={
+                "/tmp": f"rw,nosuid,nodev,size={int(app.memory_limit_mb)}m",
+                workdir.APP_DIR: f"rw,exec,nosuid,nodev,size={workdir_mb}m,"
+                                 f"mode={workdir.TMPFS_MODE:o}"},
             cap_drop=["ALL"], security_opt=["no-new-privileges"], privileged=False,
             init=True, restart_policy={"Name": "no"},
             log_config=_log_config(settings))

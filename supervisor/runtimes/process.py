@@ -4,7 +4,8 @@ port.
 
 Isolation (`process_sandbox`, attribute `isolation`): by default every instance and every
 build step runs in a bubblewrap sandbox as an unprivileged user of its own (`sandbox.py`:
-own namespaces, read-only checkout at /app and environment, private HOME and /tmp, runtime
+own namespaces, read-only checkout and environment, a writable working directory /app
+started from the checkout (`workdir.py`), private HOME and /tmp, runtime
 secrets bound read-only, network through slirp4netns without the host's loopback, the
 app's port forwarded from 127.0.0.1 on the host). When this host cannot sandbox, builds and
 starts are refused with an error saying what to install, unless the operator chose
@@ -47,7 +48,7 @@ import psutil
 
 from backend.settings import Settings
 from supervisor import cgroups
-from supervisor.runtimes import pythons, sandbox
+from supervisor.runtimes import pythons, sandbox, workdir
 from supervisor.runtimes.base import (AppSpec, EnvRef, Instance, Runtime, StartError, Status,
                                       Usage)
 from supervisor.runtimes.process_build import (BUILDER_MARKER, READY_MARKER,  # noqa: F401
@@ -180,10 +181,14 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
                                       sandbox.GUEST_ADDRESS)
         if secrets_fd is not None:
             streamlit += ["--secrets.files", sandbox.SECRETS_IN_SANDBOX]
+        in_workdir = [f"{env.location}/bin/python", workdir.SCRIPT_IN_INSTANCE,
+                      workdir.CHECKOUT_IN_INSTANCE, app.main_file, "--", *streamlit]
         command = sandbox.app_command(
             self._tools, uid=uid, venv=env.location, checkout=app.checkout, home=home,
             secrets_fd=secrets_fd, host_port=port, run_dir=self.settings.run_path,
-            max_procs=self.settings.process_pids_limit, command=streamlit)
+            max_procs=self.settings.process_pids_limit,
+            workdir_bytes=workdir.workdir_bytes(self.settings.app_workdir_size_mb),
+            command=in_workdir)
         child_env = {"PATH": f"{env.location}/bin:/usr/local/bin:/usr/bin:/bin",
                      "HOME": sandbox.APP_HOME, "USER": "app", "LOGNAME": "app",
                      "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",

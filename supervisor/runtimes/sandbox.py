@@ -7,12 +7,13 @@ What a sandboxed process sees:
   are generated: only root and the sandbox's own user, DNS through the network relay), the
   Python interpreter's prefix at its own path (e.g. /root/.pyenv/versions/3.11.7; bwrap
   makes the parents 0755 inside, so a 0700 /root on the host does not matter), the
-  environment (venv) at its own path, and for an app its checkout at /app and its runtime
-  secrets at /run/secrets/secrets.toml (copied by bwrap from a memory file, so no copy
+  environment (venv) at its own path, and for an app its checkout at /run/checkout and its
+  runtime secrets at /run/secrets/secrets.toml (copied by bwrap from a memory file, so no copy
   lies on the host's disk; Streamlit is pointed at that file);
 - writable: a private HOME (/home/app, kept on the host in the app's directory), a private
-  /tmp (tmpfs, counted in the memory limit), and for a build the environment being built
-  and the package cache;
+  /tmp (tmpfs, counted in the memory limit), for an app its working directory /app (a
+  tmpfs of `app_workdir_size_mb` started as a copy of the checkout, `workdir.py`), and
+  for a build the environment being built and the package cache;
 - its own mount, pid, ipc, uts, cgroup and network namespaces: /proc lists only its own
   processes, and the network is slirp4netns (`sandbox_launch.py`): outbound internet, no
   host loopback, one forwarded port for an app.
@@ -43,11 +44,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.runtimes import workdir
+
 log = logging.getLogger("supervisor.runtimes.sandbox")
 LAUNCHER = Path(__file__).resolve().parent / "sandbox_launch.py"
 SANDBOX_UID_BASE = 1_800_000_000  # per-app uid/gid = base + app id; no passwd entry needed
 BUILDER_UID = SANDBOX_UID_BASE
-APP_DIR = "/app"
+APP_DIR = workdir.APP_DIR
 APP_HOME = "/home/app"
 SECRETS_IN_SANDBOX = "/run/secrets/secrets.toml"
 APP_PORT = 8501  # inside the sandbox's own network namespace
@@ -321,17 +324,22 @@ def with_open_parents(args: list[str]) -> list[str]:
 
 def app_command(tools: Tools, *, uid: int, venv: str, checkout: Path, home: Path,
                 secrets_fd: int | None, host_port: int, run_dir: Path, max_procs: int,
-                command: list[str]) -> list[str]:
+                workdir_bytes: int, command: list[str]) -> list[str]:
     """The sandboxed command of an app instance: `command` (Streamlit on
-    GUEST_ADDRESS:APP_PORT inside) runs in /app as `uid`, reachable on the host at
-    127.0.0.1:host_port.
+    GUEST_ADDRESS:APP_PORT inside, run by `workdir.py`) runs in /app as `uid`, reachable
+    on the host at 127.0.0.1:host_port. /app is a tmpfs of `workdir_bytes` that
+    `workdir.py` fills from the checkout, bound read-only at CHECKOUT_IN_INSTANCE.
 
     No --die-with-parent: the instance must outlive a supervisor restart and be adopted."""
     args = [*namespace_args(), *system_view(),
             *identity_binds(identity_files(run_dir, uid, APP_HOME)),
             *prefix_binds(interpreter_prefix(Path(venv))),
-            "--ro-bind", venv, venv, "--ro-bind", str(checkout.resolve()), APP_DIR,
-            "--bind", str(home), APP_HOME]
+            "--ro-bind", venv, venv,
+            "--ro-bind", str(checkout.resolve()), workdir.CHECKOUT_IN_INSTANCE,
+            "--ro-bind", workdir.SCRIPT, workdir.SCRIPT_IN_INSTANCE,
+            "--bind", str(home), APP_HOME,
+            "--perms", f"{workdir.TMPFS_MODE:o}", "--size", str(workdir_bytes),
+            "--tmpfs", APP_DIR]
     args += ["--chdir", APP_DIR, *privileged_args()]
     args = with_open_parents(args)
     if secrets_fd is not None:  # bwrap copies the fd's content to a read-only file

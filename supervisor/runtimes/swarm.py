@@ -36,7 +36,8 @@ is defined twice. What differs:
   Where the container cannot be inspected (another node), exit code 137 counts as `oom`.
 - What swarm (API 1.41, Docker 20.10) cannot apply: `no-new-privileges` (services accept it
   from API 1.46; set when the daemon speaks it), a swap limit (memory+swap = 2× the limit
-  when the host has swap), tmpfs mount flags (Docker's tmpfs default is used, size = limit).
+  when the host has swap), tmpfs mount flags (Docker's tmpfs defaults are used with the
+  size, else the memory limit, and the mode given: /app, the writable working directory).
 
 `Instance.state` is `{"service_id", "name", "addresses"}` (the reconciler matches a saved
 instance to a listed one by "service_id", reconciler.same_instance).
@@ -358,8 +359,8 @@ class SwarmRuntime(Runtime):
         """DockerRuntime's container arguments as a swarm task template."""
         limit = int(app.memory_limit_mb) << 20
         mounts = [dict(m) for m in args["mounts"]]
-        mounts += [{"Target": path, "Type": "tmpfs", "TmpfsOptions": {"SizeBytes": limit}}
-                   for path in args.get("tmpfs", {})]
+        mounts += [tmpfs_mount(path, options, limit)
+                   for path, options in args.get("tmpfs", {}).items()]
         container: dict[str, Any] = {
             "Image": image, "Command": args["command"], "Dir": args["working_dir"],
             "Env": [f"{k}={v}" for k, v in args["environment"].items()],
@@ -538,6 +539,19 @@ class SwarmRuntime(Runtime):
 
     async def close(self) -> None:
         await self._docker.close()
+
+
+def tmpfs_mount(path: str, options: str, default_size: int) -> dict[str, Any]:
+    """A swarm tmpfs mount from Docker's `tmpfs` option string: its size (`size=Nm`, else
+    `default_size`) and mode (`mode=1777`) are kept; Docker's other flags are its defaults."""
+    tmpfs: dict[str, Any] = {"SizeBytes": default_size}
+    for option in options.split(","):
+        key, _, value = option.partition("=")
+        if key == "size" and value.endswith("m") and value[:-1].isdigit():
+            tmpfs["SizeBytes"] = int(value[:-1]) << 20
+        elif key == "mode" and value:
+            tmpfs["Mode"] = int(value, 8)
+    return {"Target": path, "Type": "tmpfs", "TmpfsOptions": tmpfs}
 
 
 def instance_addresses(state: dict[str, Any]) -> list[tuple[str, int]]:
