@@ -30,7 +30,9 @@ CACHE_ROOT = Path(os.environ.get("STCLOUD_TEST_CACHE", Path.home() / ".cache" / 
 # tests that use a database run (the PostgreSQL pass of scripts/test.sh).
 TEST_POSTGRES = os.environ.get("STCLOUD_TEST_POSTGRES", "")
 POSTGRES_PASS = os.environ.get("STCLOUD_TEST_DATABASE", "sqlite") == "postgresql"
-PG_TEMPLATE = "stcloud_test_template"
+# One template per test process: a fixed name would let a concurrent run of another
+# revision drop and re-migrate the template this run clones its databases from.
+PG_TEMPLATE = f"stcloud_test_template_{uuid.uuid4().hex[:12]}"
 
 
 def require_docker() -> bool:
@@ -92,16 +94,23 @@ class TestPostgres:
         name = url.rsplit("/", 1)[-1]
         _pg_admin(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def drop_template(self) -> None:
+        if self._template_ready:
+            _pg_admin(self.server_url, f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)')
+            self._template_ready = False
+
 
 @pytest.fixture(scope="session")
-def test_postgres() -> TestPostgres:
+def test_postgres() -> Iterator[TestPostgres]:
     """The PostgreSQL server of STCLOUD_TEST_POSTGRES; skips locally without one, fails in CI
     (where .ci/run starts it)."""
     if not TEST_POSTGRES:
         if os.environ.get("CI") == "true":
             pytest.fail("CI must provide STCLOUD_TEST_POSTGRES (scripts/ci-postgres.sh)")
         pytest.skip("no PostgreSQL server (set STCLOUD_TEST_POSTGRES; CI does)")
-    return TestPostgres(TEST_POSTGRES)
+    server = TestPostgres(TEST_POSTGRES)
+    yield server
+    server.drop_template()
 
 
 @pytest.fixture
