@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect, text
-from sqlmodel import select
+from sqlalchemy import Engine, MetaData, Table, inspect, text
+from sqlmodel import SQLModel, select
 
 from backend import apps, auth
 from backend.context import Context, open_context
@@ -105,37 +105,42 @@ def empty_engine(request, tmp_path) -> Iterator[Engine]:  # type: ignore[no-unty
     pg._pg_admin(server.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _insert(engine: Engine, row: SQLModel) -> int:
+    """Insert `row` with only the columns its table has at the migrated revision (later
+    migrations add columns the model already declares); returns the new id."""
+    name = type(row).__tablename__
+    table = Table(name, MetaData(), autoload_with=engine)
+    values = {k: v for k, v in row.model_dump().items() if k in table.c and k != "id"}
+    with engine.begin() as conn:
+        return int(conn.execute(table.insert().values(**values)).inserted_primary_key[0])
+
+
 def test_migration_keeps_rows_and_never_reuses_an_id(empty_engine: Engine) -> None:
     _upgrade(empty_engine, PREVIOUS_HEAD)
-    with session_scope(empty_engine) as s:
-        ws = Workspace(name="team")
-        owner = User(username="dev")
-        s.add(ws)
-        s.add(owner)
-        s.flush()
-        made = []
-        for name in ("kept", "gone-built", "gone-logged"):
-            app = App(workspace_id=ws.id, owner_id=owner.id, subdomain=name, repo_url="/r/x")
-            s.add(app)
-            s.flush()
-            made.append(app.id)
-        kept, built, logged = made
-        # The two newest apps were deleted; only their build and event rows remain.
-        s.add(Build(app_id=built, commit="c0ffee", status="failed"))
-        s.add(AppEvent(app_id=logged, to_state="deleted", reason="Deleted"))
-    with session_scope(empty_engine) as s:
-        for app_id in (built, logged):
-            s.delete(s.get(App, app_id))
+    ws = _insert(empty_engine, Workspace(name="team"))
+    owner = _insert(empty_engine, User(username="dev"))
+    kept, built, logged = (
+        _insert(empty_engine, App(workspace_id=ws, owner_id=owner, subdomain=name,
+                                  repo_url="/r/x"))
+        for name in ("kept", "gone-built", "gone-logged"))
+    # The two newest apps were deleted; only their build and event rows remain.
+    _insert(empty_engine, Build(app_id=built, commit="c0ffee", status="failed"))
+    _insert(empty_engine, AppEvent(app_id=logged, to_state="deleted", reason="Deleted"))
+    with empty_engine.begin() as conn:
+        conn.execute(text("DELETE FROM app WHERE id IN (:a, :b)"), {"a": built, "b": logged})
     before_rows, before_schema = _rows(empty_engine), _schema(empty_engine)
 
-    migrate(empty_engine)
+    _upgrade(empty_engine, "0009")
 
     assert _rows(empty_engine) == before_rows
     assert _schema(empty_engine) == before_schema
+    new = _insert(empty_engine, App(workspace_id=ws, owner_id=owner, subdomain="new",
+                                    repo_url="/r/y"))
+    assert new > logged, f"new app took id {new}; ids up to {logged} were used"
+    migrate(empty_engine)  # later migrations keep the sequence
+    newer = _insert(empty_engine, App(workspace_id=ws, owner_id=owner, subdomain="newer",
+                                      repo_url="/r/z"))
+    assert newer > new
     with session_scope(empty_engine) as s:
-        new = App(workspace_id=ws.id, owner_id=owner.id, subdomain="new", repo_url="/r/y")
-        s.add(new)
-        s.flush()
-        assert new.id > logged, f"new app took id {new.id}; ids up to {logged} were used"
-        assert s.exec(select(App.subdomain).order_by(App.id)).all() == ["kept", "new"]
-        assert kept < new.id
+        assert s.exec(select(App.subdomain).order_by(App.id)).all() == \
+            ["kept", "new", "newer"]
