@@ -119,7 +119,7 @@ def test_migration_keeps_rows_and_never_reuses_an_id(empty_engine: Engine) -> No
     _upgrade(empty_engine, PREVIOUS_HEAD)
     ws = _insert(empty_engine, Workspace(name="team"))
     owner = _insert(empty_engine, User(username="dev"))
-    kept, built, logged = (
+    _kept, built, logged = (
         _insert(empty_engine, App(workspace_id=ws, owner_id=owner, subdomain=name,
                                   repo_url="/r/x"))
         for name in ("kept", "gone-built", "gone-logged"))
