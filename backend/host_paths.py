@@ -28,23 +28,31 @@ STARTED_ON = re.compile(r"(started on) (?:127\.\d+\.\d+\.\d+|0\.0\.0\.0|localhos
 URL_LINE = re.compile(r"^(\s*)(?:Local |Network |External )?URL: \S+\s*$")
 
 
+def _spelled(path: Path) -> str:
+    """A regex for `path` as tools print it: absolute (as given or resolved), or relative
+    to one of its ancestors (uv prints paths under its working directory relative to it),
+    at least two components long so that a bare "envs" stays as it is."""
+    forms: set[str] = set()
+    for absolute in {str(path), str(path.resolve())}:
+        forms.add(re.escape(absolute))
+        parts = absolute.strip("/").split("/")
+        forms |= {r"(?<![\w/.-])" + re.escape("/".join(parts[k:]))
+                  for k in range(1, len(parts) - 1)}
+    return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
+
+
 def _prefixes(settings: Settings) -> list[tuple[str, str]]:
-    """(host prefix, neutral name), most specific first."""
-    data = str(settings.data_dir.resolve()) if settings.data_dir.exists() else \
-        str(settings.data_dir)
-    pairs: list[tuple[str, str]] = []
-    for base in {str(settings.envs_path), str(Path(settings.envs_path).resolve())}:
-        pairs.append((re.escape(base) + r"/[^/\s'\"`]+/\.stcloud-src/", ""))
-        pairs.append((re.escape(base) + r"/[^/\s'\"`]+", "<env>"))
-    for base in {str(settings.apps_path), str(Path(settings.apps_path).resolve())}:
-        pairs.append((re.escape(base) + r"/\d+/[^/\s'\"`]+", "/app"))
-    for base in {str(settings.uv_cache_path), str(Path(settings.uv_cache_path).resolve())}:
-        pairs.append((re.escape(base) + r"(?=[/\s'\"`]|$)", "<uv-cache>"))
+    """(host path pattern, neutral name), most specific first."""
+    end = r"(?=[/\s'\"`]|$)"
+    envs, apps = _spelled(Path(settings.envs_path)), _spelled(Path(settings.apps_path))
+    pairs = [(envs + r"/[^/\s'\"`]+/\.stcloud-src/", ""),
+             (envs + r"/[^/\s'\"`]+", "<env>"),
+             (apps + r"/\d+/[^/\s'\"`]+", "/app"),
+             (_spelled(Path(settings.uv_cache_path)) + end, "<uv-cache>")]
     for prefix in {sys.base_prefix, sys.prefix}:
         if prefix not in ("/usr", "/"):
-            pairs.append((re.escape(prefix) + r"(?=[/\s'\"`]|$)", "<python>"))
-    for base in {str(settings.data_dir), data}:
-        pairs.append((re.escape(base) + r"(?=[/\s'\"`]|$)", "<data>"))
+            pairs.append((re.escape(prefix) + end, "<python>"))
+    pairs.append((_spelled(Path(settings.data_dir)) + end, "<data>"))
     return pairs
 
 

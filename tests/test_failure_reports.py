@@ -36,8 +36,9 @@ def supervisor(crash_once, tmp_path):  # type: ignore[no-untyped-def]
 
 def host_details(settings, text: str) -> list[str]:  # type: ignore[no-untyped-def]
     """Host paths and internal addresses found in `text` (none may reach a deployer)."""
-    found = [p for p in (str(settings.data_dir), str(settings.envs_path),
-                         str(settings.uv_cache_path), "/root/", ".pyenv") if p in text]
+    paths = [str(settings.data_dir), str(settings.envs_path), str(settings.uv_cache_path)]
+    relative = ["/".join(p.strip("/").split("/")[1:]) for p in paths]  # as uv may print them
+    found = [p for p in [*paths, *relative, "/root/", ".pyenv"] if p in text]
     return found + re.findall(r"127\.0\.0\.1:\d+", text)
 
 

@@ -143,3 +143,13 @@ def test_source_tree_that_fails_to_build() -> None:
                            "(RuntimeError: this package cannot be built here: missing libfoo "
                            "headers).")
     assert "a path in requirements.txt" in got.fix and "Python 3.11" in got.fix
+
+
+def test_sanitizer_hides_paths_printed_relative_to_the_working_directory(tmp_path: Path) -> None:
+    """uv prints a venv under its working directory relative to it (seen: `Using Python
+    3.11.7 environment at: pytest-of-root/…/envs0/<hash>.building-…` from a build in /tmp)."""
+    settings = Settings(data_dir=tmp_path / "data", envs_dir=tmp_path / "envs0")
+    relative = str(tmp_path / "envs0").lstrip("/").split("/", 1)[1]
+    out = host_paths.sanitize(settings, f"Using Python 3.11.7 environment at: {relative}/"
+                                        "f8149cdc.building-d4i38iap\nenvs stays\n")
+    assert out == "Using Python 3.11.7 environment at: <env>\nenvs stays\n"
