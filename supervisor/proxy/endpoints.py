@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from backend import apps as app_service
@@ -43,6 +45,7 @@ from supervisor.routes import Route
 if TYPE_CHECKING:
     from supervisor.proxy.server import Proxy
 
+log = logging.getLogger("supervisor.proxy")
 MAX_BODY = 16 * 1024
 PROGRESS_STATES = frozenset({"queued", "building"})  # the build log is being written
 CSRF_HEADER = "X-Stcloud-CSRF"
@@ -251,8 +254,13 @@ class AppEndpoints:
         try:
             told = await asyncio.to_thread(notify_over_limit, self.services.access.ctx,
                                            route.app_id)
-        except BackendError:
-            told = NOBODY_TOLD
+        except (BackendError, SQLAlchemyError):
+            log.warning("app=%s over-limit notice failed", route.app_id, exc_info=True)
+            return state_pages.problem_page(
+                self.settings, "Developers not notified", "The developers could not be "
+                "notified just now. Try again in a minute.", retry_url="/", status=503)
+        if told is None:  # no longer over its limits: the app's own page says what it is
+            return redirect("/", status=303)
         return state_pages.notified_page(route, self.settings, told)
 
     async def logout(self, request: web.Request, sub: str) -> web.StreamResponse:
@@ -263,22 +271,21 @@ class AppEndpoints:
                                            nxt=identity.safe_next(form.get("next")))
 
 
-def notify_over_limit(ctx, app_id: int) -> notifications.Notified:  # type: ignore[no-untyped-def]
+def notify_over_limit(ctx, app_id: int) -> notifications.Notified | None:  # type: ignore
     """Tell the app's developers about its current over-limit incident (the AppEvent that
     put it over its limit): a dashboard notice each and, where possible, an email; the
-    incident's dedupe key makes it once only. Returns what was done, now or before."""
+    incident's dedupe key makes it once only. Returns what was done, now or before; None
+    when the app is not over its limits (any more)."""
     with session_scope(ctx.engine) as s:
         app = s.get(App, app_id)
         if app is None or app.state != "over_limit":
-            return NOBODY_TOLD
+            return None
         event = s.exec(select(AppEvent).where(AppEvent.app_id == app_id,
                                               AppEvent.to_state == "over_limit")
                        .order_by(AppEvent.id.desc())).first()  # type: ignore[union-attr]
         if event is None:
-            return NOBODY_TOLD
+            return None
         limit = app.memory_limit_mb or ctx.settings.memory_limit_mb
         return notifications.notify(s, ctx.settings, app, "over_limit", str(event.id),
                                     limit_mb=str(limit))
 
-
-NOBODY_TOLD = notifications.Notified(new_emails=0, new_notices=0, in_dashboard=0, by_email=0)
