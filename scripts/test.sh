@@ -29,7 +29,7 @@ fi
 # side by side (tests/conftest.py picks them). Exit code 5 (nothing selected) counts as a pass
 # unless every pass selected nothing.
 mkdir -p .test-logs
-pytest=(.venv/bin/python -m pytest)
+pytest=(.venv/bin/python -m pytest --durations=15)
 results=()
 record() { # record NAME RC
   results+=("$1=$2")
