@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import json
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,15 +95,23 @@ def dsettings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, runtime="docker")
 
 
-def remove_containers(client: Any, label: str) -> None:
-    """Force-remove the containers with `label`; sparse (no inspect each), and one that went
-    by itself meanwhile (a swarm removes its task containers) is fine."""
+def remove_containers(client: Any, label: str, timeout: float = 60) -> None:
+    """Force-remove the containers with `label` and wait until they are gone; sparse (no
+    inspect each). One that went by itself meanwhile, or that the daemon is already removing
+    (a swarm agent removes its task containers: 409 "already in progress"), is fine."""
     import docker.errors
     for container in client.containers.list(all=True, sparse=True, filters={"label": label}):
         try:
             container.remove(force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or "in progress" not in str(exc):
+                raise
+    deadline = time.monotonic() + timeout
+    while client.containers.list(all=True, sparse=True, filters={"label": label}):
+        assert time.monotonic() < deadline, f"containers {label} still there after {timeout} s"
+        time.sleep(0.2)
 
 
 def remove_installation(client: Any, runtime: DockerRuntime) -> None:
@@ -473,3 +482,56 @@ def test_a_scoped_build_uses_a_package_cache_of_its_own(
         assert (cache / "CACHEDIR.TAG").is_file(), "uv did not use the scope's cache"
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def test_a_container_that_died_at_start_is_reported_by_its_own_output(
+        docker_client: Any) -> None:
+    """What start() quotes when the new container is not running: its own exit code and
+    last output lines (bounded), not the app log, which the instance serving alongside
+    writes too."""
+    from supervisor.runtimes.docker import _exit_report
+    container = docker_client.containers.run(
+        "stcloud-base:py3.11", ["sh", "-c", "for i in $(seq 1 50); do echo line$i; done; "
+                                "echo 'exec: streamlit: not found' >&2; exit 127"],
+        detach=True, labels={"stcloud.test": "exit-report"})
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 127
+        report = _exit_report(container, "app log: traceback")
+    finally:
+        remove_containers(docker_client, "stcloud.test=exit-report")
+    assert report.startswith("status=exited exit_code=127"), report
+    assert "exec: streamlit: not found" in report
+    assert "line50" in report and "line10\n" not in report, "the last lines only"
+    assert report.endswith("app log: traceback"), report
+
+
+class ExitsBeforeReload(DockerRuntime):
+    """start()'s look at the new container happens only once the container has exited:
+    the order a loaded host produces when the app dies at once."""
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__name__", "") == "reload" and not args and not kwargs:
+            await super()._call(fn.__self__.wait, timeout=60)
+        return await super()._call(fn, *args, **kwargs)
+
+
+def test_a_new_container_that_dies_at_once_is_reported_by_its_own_state(
+        dsettings: Settings, docker_client: Any, tmp_path: Path) -> None:
+    """An instance started alongside a serving one dies at once (here: its image has no
+    Streamlit): StartError names its exit code, never the serving instance's log lines."""
+    from supervisor.runtimes.base import StartError
+    runtime = ExitsBeforeReload(dsettings, docker_client)
+    spec = app(dsettings, checkout(tmp_path, "dies"), 31, alongside=True)
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    spec.log_path.write_text("OLD INSTANCE: Uvicorn server started on 0.0.0.0:8501\n")
+    env = EnvRef("none", "3.11", "stcloud-base:py3.11")  # no venv, no streamlit
+    try:
+        with pytest.raises(StartError) as failed:
+            asyncio.run(runtime.start(spec, env))
+    finally:
+        remove_installation(docker_client, runtime)
+    message = str(failed.value)
+    assert "OLD INSTANCE" not in message, message
+    assert "status=exited exit_code=127" in message, message
+    assert "not found" in message, "its own lines of the app log"
+    assert not app_containers(docker_client, runtime, 31), "the failed container is removed"

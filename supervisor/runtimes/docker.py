@@ -37,6 +37,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import os
 import re
 import secrets
 from datetime import datetime, timezone
@@ -217,12 +218,14 @@ class DockerRuntime(Runtime):
                 raise StartError(f"Docker could not create the container: "
                                  f"{exc.explanation or exc}") from None
         # start → read address
+        log_offset = _size(app.log_path)
         try:
             await self._call(container.start)
             await self._call(container.reload)
             port = int(container.attrs["NetworkSettings"]["Ports"][PORT][0]["HostPort"])
         except (docker.errors.APIError, KeyError, IndexError, TypeError) as exc:
-            detail = getattr(exc, "explanation", None) or _tail(app.log_path)
+            detail = getattr(exc, "explanation", None) or await self._call(
+                _exit_report, container, _appended(app.log_path, log_offset))
             await self._remove(container)
             raise StartError(f"The app container did not start: {detail}") from None
         state = {"container_id": container.id, "name": name, "port": port}
@@ -440,6 +443,50 @@ def _log_config(settings: Settings) -> dict[str, Any]:
     size = settings.app_log_max_bytes or 1 << 20
     return {"Type": "json-file", "Config": {"max-size": str(size),
                                             "max-file": str(settings.app_log_backups + 1)}}
+
+
+def _exit_report(container: Any, app_output: str, lines: int = 20) -> str:
+    """Blocking. Why `container` is not running: its state, its own output to Docker (what
+    bypassed the app log: tini, sh) and `app_output`, what the app log gained since this
+    container started, all bounded; never the older lines of the app log, which belong to
+    the instance serving alongside."""
+    try:
+        container.reload()
+        state = container.attrs.get("State") or {}
+        output = container.logs(tail=lines).decode(errors="replace").strip()
+    except docker.errors.APIError as exc:
+        return f"Docker could not inspect it ({exc.explanation or exc})"
+    status = state.get("Status", "unknown")
+    summary = f"status={status} exit_code={state.get('ExitCode')}"
+    if state.get("OOMKilled"):
+        summary += " (out of memory)"
+    if state.get("Error"):
+        summary += f" error={str(state['Error'])[:500]}"
+    if status == "running":
+        summary += " (running, but Docker published no port for it)"
+    shown = "\n".join(part for part in (output, app_output) if part)
+    shown = "\n".join(shown.splitlines()[-lines:])[-4000:]
+    return f"{summary}\n{shown}" if shown else f"{summary} (no output)"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _appended(path: Path, offset: int, limit: int = 64 * 1024) -> str:
+    """What `path` gained past `offset` (all of it if it was rotated meanwhile), at most the
+    last `limit` bytes."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = offset if size >= offset else 0
+            f.seek(max(start, size - limit))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _tail(path: Path, lines: int = 20) -> str:
