@@ -6,6 +6,7 @@ restart. The build is held open by a package whose build backend waits for the t
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -39,6 +40,16 @@ def outbox_kinds(ctx) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return sorted((r.kind, r.status) for r in s.exec(select(EmailOutbox)))
 
 
+def in_repo(pkg: Path) -> dict[str, str | bytes | None]:
+    """The package's files under its folder name, to commit into the repository (a
+    requirement may only name a path inside it)."""
+    return {f"{pkg.name}/{f.name}": f.read_text() for f in pkg.iterdir() if f.is_file()}
+
+
+def source_trees(app_dir: Path) -> list[str]:
+    return [p.name for p in app_dir.iterdir() if p.name.startswith("src-")]
+
+
 def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, mail_sink,
                                                   tmp_path) -> None:
     settings = dataclasses.replace(settings, git_poll_interval=0.5, **mail_sink.settings())
@@ -61,7 +72,7 @@ def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, ma
 
         # A dependency push whose build hangs until the test opens the gate.
         pushed = repo.commit({"streamlit_app.py": PAGE.format(n=2), "requirements.txt":
-                              REQUIREMENTS + f"gatedpkg @ file://{pkg}\n"})
+                              REQUIREMENTS + "./gatedpkg\n", **in_repo(pkg)})
         wait_until(lambda: builds_of(ctx, view.id, pushed) == ["running"]
                    and "building the new environment" in load_app(ctx, view.id).state_reason,
                    60, "the build to start", sup)
@@ -88,15 +99,18 @@ def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, ma
         sup.kill()
         sup = SupervisorProcess(settings, tmp_path / "sup3.log").start()
         fixed = repo.commit({"streamlit_app.py": PAGE.format(n=3),
-                             "requirements.txt": REQUIREMENTS})
+                             "requirements.txt": REQUIREMENTS,
+                             **dict.fromkeys(in_repo(pkg))})  # the package goes
         wait_until(lambda: load_app(ctx, view.id).commit == fixed, 60, "the fix", sup)
         app = load_app(ctx, view.id)
         assert app.state == "running" and not app.last_deploy_error
         assert instance_id(ctx, view.id) == serving
         assert running_instances(settings, view.id) == [serving], "no second instance left"
-        trees = [p.name for p in (settings.apps_path / str(view.id)).iterdir()
-                 if p.name.startswith("src-")]
-        assert len(trees) == 1, trees
+        # The in-place update notes the new commit, then deletes the clone it took the
+        # files from: wait for that, not only for the commit.
+        app_dir = settings.apps_path / str(view.id)
+        wait_until(lambda: len(source_trees(app_dir)) == 1, 30,
+                   "a single source tree in the app dir", sup)
         assert len(mail_sink.matching("could not be updated")) == 1
         assert outbox_kinds(ctx) == [("deploy_failed", "sent")]
     finally:
