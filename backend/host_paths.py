@@ -13,6 +13,7 @@ with the app's public URL. Both only rewrite text being shown; the log files sta
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -25,19 +26,22 @@ INTERNAL_URL = re.compile(r"https?://(?:127\.\d+\.\d+\.\d+|0\.0\.0\.0|localhost|
                           r"\[::1?\]|unix:[^\s]*)(?::\d+)?(?:/[^\s]*)?")
 STARTED_ON = re.compile(r"(started on) (?:127\.\d+\.\d+\.\d+|0\.0\.0\.0|localhost|"
                         r"10\.0\.2\.\d+|\[::1?\]|unix:\S*)(?::\d+)?")
+WORKING_DIRS = ("/tmp", os.getcwd(), os.path.expanduser("~"), "/")
 URL_LINE = re.compile(r"^(\s*)(?:Local |Network |External )?URL: \S+\s*$")
 
 
 def _spelled(path: Path) -> str:
-    """A regex for `path` as tools print it: absolute (as given or resolved), or relative
-    to one of its ancestors (uv prints paths under its working directory relative to it),
-    at least two components long so that a bare "envs" stays as it is."""
+    """A regex for `path` as tools print it: absolute (as given or resolved), or relative to
+    a working directory a tool may have had (uv prints a path under its working directory
+    relative to it): /tmp, ours, HOME, or /."""
     forms: set[str] = set()
     for absolute in {str(path), str(path.resolve())}:
         forms.add(re.escape(absolute))
-        parts = absolute.strip("/").split("/")
-        forms |= {r"(?<![\w/.-])" + re.escape("/".join(parts[k:]))
-                  for k in range(1, len(parts) - 1)}
+        for cwd in WORKING_DIRS:
+            if absolute.startswith(cwd.rstrip("/") + "/"):
+                relative = absolute[len(cwd.rstrip("/")) + 1:]
+                if "/" in relative:  # at least two components: a bare "envs" stays
+                    forms.add(r"(?<![\w/.-])" + re.escape(relative))
     return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
 
 
