@@ -183,6 +183,8 @@ class Updater:
     def _failed(self, app: App, commit: str, build_id: int | None, blog: BuildLog,
                 reason: str) -> None:
         blog(f"Update failed: {reason}")
+        if build_id is None and commit:  # refused before its build began (its files)
+            build_id = self.lc.record_build(app.id, commit, "")  # so polling skips it
         self.lc.finish_build(build_id, "failed", reason)
         label = commit[:7] or "the new commit"
         serving = app.commit[:7]

@@ -115,3 +115,29 @@ def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, ma
         assert outbox_kinds(ctx) == [("deploy_failed", "sent")]
     finally:
         sup.stop()
+
+
+def test_a_push_refused_before_its_build_is_not_retried(settings, admin, make_repo,
+                                                        tmp_path) -> None:
+    """A push whose dependency files are refused before any build starts (a requirement
+    naming a path outside the repository) is recorded as a failed build of that commit, so
+    polling does not try it again every interval; the next push still goes through."""
+    settings = dataclasses.replace(settings, git_poll_interval=0.3)
+    ctx = open_context(settings)
+    repo = make_repo("refused", {"streamlit_app.py": PAGE.format(n=1),
+                                 "requirements.txt": REQUIREMENTS})
+    sup = SupervisorProcess(settings, tmp_path / "sup.log").start()
+    try:
+        view = apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="refused")
+        first = wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"}, sup=sup)
+        assert first.state == "running", first.state_reason
+        refused = repo.commit({"requirements.txt": REQUIREMENTS + "pkg @ file:///etc\n"})
+        wait_until(lambda: builds_of(ctx, view.id, refused) == ["failed"], 60,
+                   "the refused commit's failed build", sup)
+        fixed = repo.commit({"streamlit_app.py": PAGE.format(n=2),
+                             "requirements.txt": REQUIREMENTS})
+        wait_until(lambda: load_app(ctx, view.id).commit == fixed, 60, "the next push", sup)
+        assert builds_of(ctx, view.id, refused) == ["failed"]
+        assert sup.output().count(f"commit={refused[:12]}") == 1, "tried once"
+    finally:
+        sup.stop()
