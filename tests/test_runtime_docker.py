@@ -490,10 +490,11 @@ def test_a_container_that_died_at_start_is_reported_by_its_own_output(
     last output lines (bounded), not the app log, which the instance serving alongside
     writes too."""
     from supervisor.runtimes.docker import _exit_report
+    script = ("exec >&2; for i in $(seq 1 50); do echo line$i; done; "  # one stream: ordered
+              "echo 'exec: streamlit: not found' >&2; exit 127")
     container = docker_client.containers.run(
-        "stcloud-base:py3.11", ["sh", "-c", "for i in $(seq 1 50); do echo line$i; done; "
-                                "echo 'exec: streamlit: not found' >&2; exit 127"],
-        detach=True, labels={"stcloud.test": "exit-report"})
+        "stcloud-base:py3.11", ["sh", "-c", script], detach=True,
+        labels={"stcloud.test": "exit-report"})
     try:
         assert container.wait(timeout=60)["StatusCode"] == 127
         report = _exit_report(container, "app log: traceback")
