@@ -246,3 +246,9 @@ def gated_package(root: Path) -> tuple[Path, Path]:
         '[build-system]\nrequires = []\nbuild-backend = "gated_backend"\nbackend-path = ["."]\n'
         '\n[project]\nname = "gatedpkg"\nversion = "0.1"\n')
     return pkg, gate
+
+
+def package_files(pkg: Path) -> dict[str, str | bytes | None]:
+    """The files of a package folder under its own name, to commit into a repository whose
+    requirements name it as `./<name>` (a requirement may only name a path inside it)."""
+    return {f"{pkg.name}/{f.name}": f.read_text() for f in pkg.iterdir() if f.is_file()}

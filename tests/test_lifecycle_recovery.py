@@ -14,7 +14,8 @@ from sqlmodel import select
 from backend import apps
 from backend.context import open_context
 from models import Build, EmailOutbox, User, session_scope
-from tests.lifecycle_support import MailSink, build_visible_dir, gated_package
+from tests.lifecycle_support import (MailSink, build_visible_dir, gated_package,
+                                     package_files)
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_e2e import http_get, instance_alive, instance_id, running_instances
 
@@ -38,12 +39,6 @@ def builds_of(ctx, app_id: int, commit: str) -> list[str]:  # type: ignore[no-un
 def outbox_kinds(ctx) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     with session_scope(ctx.engine) as s:
         return sorted((r.kind, r.status) for r in s.exec(select(EmailOutbox)))
-
-
-def in_repo(pkg: Path) -> dict[str, str | bytes | None]:
-    """The package's files under its folder name, to commit into the repository (a
-    requirement may only name a path inside it)."""
-    return {f"{pkg.name}/{f.name}": f.read_text() for f in pkg.iterdir() if f.is_file()}
 
 
 def source_trees(app_dir: Path) -> list[str]:
@@ -72,7 +67,7 @@ def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, ma
 
         # A dependency push whose build hangs until the test opens the gate.
         pushed = repo.commit({"streamlit_app.py": PAGE.format(n=2), "requirements.txt":
-                              REQUIREMENTS + "./gatedpkg\n", **in_repo(pkg)})
+                              REQUIREMENTS + "./gatedpkg\n", **package_files(pkg)})
         wait_until(lambda: builds_of(ctx, view.id, pushed) == ["running"]
                    and "building the new environment" in load_app(ctx, view.id).state_reason,
                    60, "the build to start", sup)
@@ -100,7 +95,7 @@ def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, ma
         sup = SupervisorProcess(settings, tmp_path / "sup3.log").start()
         fixed = repo.commit({"streamlit_app.py": PAGE.format(n=3),
                              "requirements.txt": REQUIREMENTS,
-                             **dict.fromkeys(in_repo(pkg))})  # the package goes
+                             **dict.fromkeys(package_files(pkg))})  # the package goes
         wait_until(lambda: load_app(ctx, view.id).commit == fixed, 60, "the fix", sup)
         app = load_app(ctx, view.id)
         assert app.state == "running" and not app.last_deploy_error

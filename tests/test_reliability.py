@@ -34,7 +34,8 @@ from bench.load import RssSampler, Target, run_load
 from models import Build, EmailOutbox, ViewEvent, session_scope, utcnow
 from supervisor.runtimes.base import EnvSpec
 from supervisor.runtimes.process import BUILDER_MARKER, ProcessRuntime
-from tests.lifecycle_support import MailSink, build_visible_dir, gated_package
+from tests.lifecycle_support import (MailSink, build_visible_dir, gated_package,
+                                     package_files)
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_e2e import http_get, instance_id, running_instances
@@ -116,7 +117,7 @@ def test_kill9_during_builds(settings, admin, make_repo, tmp_path) -> None:
             pkg, gate = gated_package(build_visible_dir(settings, f"gated{round_}"))
             repo = make_repo(f"b{round_}", {
                 "streamlit_app.py": PAGE.format(n=round_),
-                "requirements.txt": BASE_REQS + f"gatedpkg @ file://{pkg}\n"})
+                "requirements.txt": BASE_REQS + "./gatedpkg\n", **package_files(pkg)})
             view = apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain=f"b{round_}")
             wait_until(lambda: [s for _, s in builds(ctx, view.id)] == ["running"]
                        and list(settings.envs_path.glob("*.building-*")), 120,
@@ -164,7 +165,8 @@ def test_kill9_during_swaps(settings, admin, make_repo, tmp_path) -> None:
         for round_ in range(ROUNDS):
             pkg, gate = gated_package(build_visible_dir(settings, f"gated{round_}"))
             pushed = repo.commit({"streamlit_app.py": PAGE.format(n=round_ + 1),
-                                  "requirements.txt": BASE_REQS + f"gatedpkg @ file://{pkg}\n"})
+                                  "requirements.txt": BASE_REQS + "./gatedpkg\n",
+                                  **package_files(pkg)})
             wait_until(lambda: (pushed, "running") in builds(ctx, view.id), 60,
                        "the new environment's build", sup)
             point = points[round_]

@@ -35,7 +35,7 @@ from backend.settings import PROJECT_ROOT, Settings
 from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow
 from supervisor.leader import LEASE, Leadership, Me, current_leader, me
 from tests.conftest import free_port
-from tests.lifecycle_support import build_visible_dir, gated_package
+from tests.lifecycle_support import build_visible_dir, gated_package, package_files
 from tests.overlay_support import dashboard_cookie
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
@@ -175,7 +175,7 @@ def test_two_supervisors_failover_during_deploy_and_hibernation(
         pkg, gate = gated_package(build_visible_dir(base, "gated"))
         repo = make_repo("two", {
             "streamlit_app.py": "import streamlit as st\nst.write('two')\n",
-            "requirements.txt": f"streamlit==1.67.0\ngatedpkg @ file://{pkg}\n"})
+            "requirements.txt": "streamlit==1.67.0\n./gatedpkg\n", **package_files(pkg)})
         two = apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="two")
         wait_until(lambda: load_app(ctx, two.id).state == "building"  # type: ignore[union-attr]
                    and "environment" in load_app(ctx, two.id).state_reason,  # type: ignore
