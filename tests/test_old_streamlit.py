@@ -245,7 +245,7 @@ RELEASES = [
     pytest.param(OldRelease("old-streamlit-0.89", "3.9"), marks=pytest.mark.skip(
         reason="Streamlit 0.89 on Python 3.9 builds, reaches running and its page gets the "
                "overlay, but its /stream session through the sandbox sent no script run to "
-               "this client within the test's wait (seen once; not yet explained)")),
+               "this client within the test's wait (seen in two runs; not yet explained)")),
 ]
 
 
