@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
+import time
 
 
 def healthy(port: int, host: str | None = None) -> bool:
@@ -16,3 +18,12 @@ def healthy(port: int, host: str | None = None) -> bool:
         return ok
     except OSError:
         return False
+
+
+async def wait_health(port: int, timeout: float = 120, step: float = 0.01) -> None:
+    """Poll `healthy(port)` every `step` s until it answers; RuntimeError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not healthy(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} never healthy")
+        await asyncio.sleep(step)

@@ -28,20 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend.settings import load_settings  # noqa: E402
-from bench.common import healthy  # noqa: E402
+from bench.common import wait_health  # noqa: E402
 from supervisor.runtimes.base import AppSpec, EnvSpec  # noqa: E402
 from supervisor.runtimes.docker import DockerRuntime  # noqa: E402
 from supervisor.runtimes.process import ProcessRuntime, free_port  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "hello"
 
-
-async def wait_health(port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not healthy(port):
-        if time.monotonic() > deadline:
-            raise RuntimeError("never healthy")
-        await asyncio.sleep(0.02)
 
 
 async def main(runs: int) -> None:
