@@ -122,6 +122,16 @@ def run_on_process_first(ctx: Context, admin: Any, repo_url: str, tmp_path: Any,
     return view.id, pid  # type: ignore[return-value]
 
 
+def is_streamlit_server(args: list[str]) -> bool:
+    """`…/streamlit run …` itself, or the writable-workdir wrapper that runs it in its own
+    interpreter (`python …/workdir.py SRC MAIN -- …/streamlit run …`); never a sandbox or
+    launcher whose command line merely names it."""
+    if any(a.endswith("/streamlit") and args[i + 1:i + 2] == ["run"]
+           for i, a in enumerate(args[:2])):
+        return True
+    return len(args) > 2 and args[1].endswith("/workdir.py") and "--" in args
+
+
 def process_instances(settings: Settings, app_id: int) -> list[str]:
     """Pids of the app's Streamlit servers on the process engine, found from the OS alone:
     `streamlit run` processes working in the app's directory (unsandboxed) or below a
@@ -136,9 +146,7 @@ def process_instances(settings: Settings, app_id: int) -> list[str]:
     found = []
     for proc in psutil.process_iter():
         try:
-            args = proc.cmdline()
-            server = any(a.endswith("/streamlit") and args[i + 1:i + 2] == ["run"]
-                         for i, a in enumerate(args[:2]))  # not a sandbox naming it
+            server = is_streamlit_server(proc.cmdline())
             if proc.status() == psutil.STATUS_ZOMBIE or not server:
                 continue
             if names_app(proc) or any(names_app(p) for p in proc.parents()):
