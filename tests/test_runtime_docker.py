@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from backend.settings import Settings
-from supervisor.runtimes import docker_available
+from supervisor.runtimes import docker_available, workdir
 from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, EnvSpec, Runtime
 from supervisor.runtimes.docker import DockerRuntime, container_name, dns_label, install_id
 from supervisor.runtimes.docker_images import (base_image_overrides, build_script,
@@ -315,6 +315,7 @@ print(json.dumps({
     "paths": {p: os.path.exists(p) for p in sys.argv[2:]},
     "environ": dict(os.environ), "caps": caps,
     "root_writable": writable("/etc/probe"), "app_writable": writable("/app/probe"),
+    "checkout_writable": writable("/run/checkout/probe"),
     "tmp_writable": writable("/tmp/probe"),
     "secrets": open("/tmp/.streamlit/secrets.toml").read(),
     "peer": reachable(sys.argv[1]),
@@ -355,8 +356,9 @@ def test_isolation(runtime: DockerRuntime, dsettings: Settings, docker_client: A
         assert "STCLOUD_TEST_PLANTED" not in probe["environ"]
         assert probe["environ"]["APP_VAR"] == "mine" and probe["environ"]["HOME"] == "/tmp"
         assert int(probe["caps"], 16) == 0  # every capability dropped
-        assert (probe["root_writable"], probe["app_writable"], probe["tmp_writable"]) == \
-            (False, False, True)
+        # /app is the instance's writable copy; the checkout under it stays read-only.
+        assert (probe["root_writable"], probe["app_writable"], probe["checkout_writable"],
+                probe["tmp_writable"]) == (False, True, False, True)
         assert "secret hello" in probe["secrets"]
         assert probe["peer"] is False  # apps cannot reach each other
         host = container.attrs["HostConfig"]
@@ -365,7 +367,9 @@ def test_isolation(runtime: DockerRuntime, dsettings: Settings, docker_client: A
         sources = {m["Source"] for m in container.attrs["Mounts"]}
         assert sources <= {str(mine.resolve()), str(secrets.resolve()),
                            str((dsettings.logs_path / "5.log").resolve()),
-                           str(dsettings.ca_bundle_path)}
+                           str(dsettings.ca_bundle_path), workdir.SCRIPT}
+        script = [m for m in container.attrs["Mounts"] if m["Source"] == workdir.SCRIPT]
+        assert all(not m["RW"] for m in script), script  # our copy script, read-only
 
     asyncio.run(scenario())
 

@@ -172,8 +172,9 @@ def test_service_spec_limits_labels_and_isolation(
         probe = json.loads(out)
         assert probe["socket"] is False and not any(probe["paths"].values())
         assert int(probe["caps"], 16) == 0
-        assert (probe["root_writable"], probe["app_writable"], probe["tmp_writable"]) == \
-            (False, False, True)
+        # /app is the instance's writable copy; the checkout under it stays read-only.
+        assert (probe["root_writable"], probe["app_writable"], probe["checkout_writable"],
+                probe["tmp_writable"]) == (False, True, False, True)
         assert probe["peer"] is False  # apps on the network cannot reach each other
         assert probe["environ"]["HOME"] == "/tmp"
         # Reached at its bridge address from this host; no host port is published at all

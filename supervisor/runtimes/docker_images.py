@@ -213,6 +213,9 @@ class ImageBuilder:
                              + ", ".join(repr(excerpt(p)) for p in bad[:3]) + more)
         async with self._lock("env:" + spec.dep_hash):
             if await self._image_exists(image):
+                for note in spec.notes:  # which dependency file, also for a reused image
+                    log(note)
+                log(f"Reusing the environment image {image} (same dependencies).")
                 return EnvRef(spec.dep_hash, version, image, reused=True)
             base = await self.base_image(version, log)
             await self._build_env(spec, version, base, image, log)

@@ -231,6 +231,8 @@ class EnvBuilds:
             if spec.packages:
                 raise BuildError(app_requirements.packages_refusal(spec.packages))
             if (final / READY_MARKER).exists():
+                for note in spec.notes:  # which dependency file, also for a reused env
+                    log(note)
                 log(f"Reusing the environment {dep_hash[:12]} (same dependencies).")
                 return EnvRef(dep_hash, built_python(final) or spec.python_version,
                               str(final), reused=True)
