@@ -224,6 +224,10 @@ def test_hibernation_sleep_wake_and_polling(settings, admin, make_repo, mail_sin
         app = wait_for_state(ctx, ids["sleepy"], {"sleeping"}, timeout=30, sup=sup)
         assert "without a view" in app.state_reason
         assert not instance_alive(str(sleepy_pid)) and instance(ctx, ids["sleepy"]) == {}
+        # The proxy's route follows the row on its next refresh: until then the ended
+        # instance answers 502; then the sleeping page (503).
+        wait_until(lambda: http_get(settings.port, f"sleepy.localhost:{settings.port}")[0]
+                   == 503, 10, "the sleeping page", sup)
         status, body = http_get(settings.port, f"sleepy.localhost:{settings.port}")
         assert status == 503
         wait_until(lambda: mail_sink.matching("will go to sleep soon"), 30, "the warning", sup)
