@@ -3,8 +3,8 @@
 The supervisor runs it as `streamlit run Home.py` from the project root (so
 `.streamlit/config.toml` applies) with the settings in STCLOUD_* variables, behind the proxy.
 
-Sign-in is streamlit-authenticator 0.4.2 over our own accounts (`backend.auth`): its
-`login()` form, its signed cookie (`stcloud_dashboard`, key from `backend.keys`) and its
+Sign-in is streamlit-authenticator 0.4.2 over our own accounts (`backend.accounts.auth`): its
+`login()` form, its signed cookie (`stcloud_dashboard`, key from `backend.accounts.keys`) and its
 session_state keys (`authentication_status`, `username`). How this file uses it:
 - `st.navigation` is called first, before the authenticator renders its cookie component
   and sleeps (0.7 s) in `login()`: an early rerun from that component must find the page
@@ -15,7 +15,7 @@ session_state keys (`authentication_status`, `username`). How this file uses it:
   first, so it is rendered again on each run until its value says the cookie is stored.
 - Signing out happens at the top of a run (the buttons only set a flag); that run shows the
   sign-in form, with the cookie-deleting component of `logout()` still on the page.
-- Session epoch (backend.auth.session_is_current): each session keeps when it was
+- Session epoch (backend.accounts.auth.session_is_current): each session keeps when it was
   established (`SESSION_STARTED`: the form sign-in's time, set when the password checks
   out, or the sign-in cookie's issue time, its `exp_date` minus its lifetime, set before
   `login()` reads the cookie). A run whose session predates the user's last
@@ -30,7 +30,10 @@ import time
 import streamlit as st
 from streamlit_authenticator import Authenticate, LoginError
 
-from backend import auth, github, inbox, keys, platform
+from backend import inbox, platform
+from backend.accounts import auth
+from backend.github import accounts as github
+from backend.accounts import keys
 from backend.errors import BackendError
 from pages.dashboard import _ui as ui
 
@@ -38,7 +41,7 @@ from pages.dashboard import _ui as ui
 # Inside a hosted app the proxy serves this script under /__stcloud/panel/ (a second
 # Streamlit process, `server.baseUrlPath`) with a signed identity header: then the Manage
 # app panel runs instead of the dashboard. Owner: supervisor/proxy (pages/dashboard/panel.py).
-from backend import identity as _identity  # noqa: E402
+from backend.accounts import identity as _identity  # noqa: E402
 
 if _identity.is_panel_request(st.context.headers, st.get_option("server.baseUrlPath")):
     st.navigation([st.Page("pages/dashboard/panel.py", title="Manage app", default=True)],
@@ -118,7 +121,7 @@ def cookie_issued_at() -> float | None:
 
 
 def limit_password_checks() -> None:
-    """The form's password check goes through `backend.auth.authenticate`, which applies
+    """The form's password check goes through `backend.accounts.auth.authenticate`, which applies
     the sign-in limiter (failures per username and client, in the database)."""
     address = st.context.ip_address  # None on localhost (a mock under AppTest)
     client = auth.client_of(dict(st.context.headers),

@@ -12,7 +12,7 @@ the API) alike, so the same request gets the same answer from each.
    pyproject.toml and uv.lock as TOML (`dependency_problem`);
 4. what it asks of the runtime: packages.txt and the Python version
    (`backend.app_requirements`, inside `apps.deploy_app`, which queues the app).
-Then the secrets are stored. Deploys from GitHub (`backend.github_deploy`) pick repository,
+Then the secrets are stored. Deploys from GitHub (`backend.github.deploy`) pick repository,
 branch and main file from GitHub's own lists and queue through `apps.deploy_app` too.
 """
 

@@ -8,7 +8,7 @@
   measured without recursion).
 - Encrypted at rest: the `AppSecret` row holds a Fernet token (AES-128-CBC + HMAC-SHA256) of
   the TOML text. The key is derived from the server secret `app_secrets` that
-  `backend.keys.load_or_create_secret` keeps in `<data_dir>/keys/app_secrets` (mode 0600,
+  `backend.accounts.keys.load_or_create_secret` keeps in `<data_dir>/keys/app_secrets` (mode 0600,
   directory 0700, created with O_EXCL on first use).
 - For the runtime: `<settings.apps_path>/<app_id>/secrets.toml` (mode 0600, written
   atomically). Both engines hand it to the app as `.streamlit/secrets.toml` (the process
@@ -42,7 +42,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 
 from backend import apps as app_service
-from backend import keys
+from backend.accounts import keys
 from backend.apps import _load
 from backend.context import Context
 from backend.errors import BackendError, ValidationError

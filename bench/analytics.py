@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select, text  # noqa: E402
 
 import models.analytics  # noqa: E402,F401
-from backend import analytics  # noqa: E402
+from backend.analytics import reports as analytics  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
 from models import App, Membership, User, ViewEvent, Workspace, session_scope  # noqa: E402

@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from backend import auth, workspaces  # noqa: E402
+from backend import workspaces  # noqa: E402
+from backend.accounts import auth  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from models import App, Favorite, Membership, Workspace, session_scope  # noqa: E402
 

@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend import apps, auth  # noqa: E402
+from backend import apps  # noqa: E402
+from backend.accounts import auth  # noqa: E402
 from bench.common import healthy  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.settings import load_settings  # noqa: E402

@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from backend import apps, auth  # noqa: E402
+from backend import apps  # noqa: E402
+from backend.accounts import auth  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
 from supervisor.leader import current_leader  # noqa: E402

@@ -260,7 +260,7 @@ def summary(stats: LoadStats) -> dict[str, float]:
 
 def main() -> None:
     from backend import apps as app_service
-    from backend import auth
+    from backend.accounts import auth
     from backend.context import open_context
     from backend.settings import load_settings
     from supervisor.runtimes.process import free_port

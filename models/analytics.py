@@ -1,4 +1,4 @@
-"""Analytics aggregates, maintained on insert by `backend.analytics.record_views`.
+"""Analytics aggregates, maintained on insert by `backend.analytics.reports.record_views`.
 
 `ViewEvent` (models/tables.py) keeps every view; these tables keep what the Analytics page
 reads, so no page render scans the raw events:

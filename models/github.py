@@ -1,4 +1,4 @@
-"""GitHub integration tables (backend/github.py, backend/github_deploy.py). Tables only.
+"""GitHub integration tables (backend/github/accounts.py, backend/github/deploy.py). Tables only.
 
 - `GithubAccount`: one connected GitHub account per user: its login, the token (encrypted
   with the server's Fernet key, never stored in clear), the scopes GitHub reported, the API

@@ -1,4 +1,4 @@
-"""Tables of the sign-in limiter (backend/auth.py, docs/security.md). Tables only."""
+"""Tables of the sign-in limiter (backend/accounts/auth.py, docs/security.md). Tables only."""
 
 from __future__ import annotations
 

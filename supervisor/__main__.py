@@ -14,7 +14,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from backend import auth
+from backend.accounts import auth
 from backend.context import open_context
 from backend.errors import BackendError
 from backend.settings import Settings, load_settings

@@ -1,7 +1,7 @@
 """The supervisor's own HTTP endpoints, mounted by the proxy under `/api/v1` on the
 dashboard host (`start_proxy(settings, routes, api=make_api_app(ctx, reconciler))`):
 
-- `GET /github/callback`: the GitHub OAuth app's callback (backend.github).
+- `GET /github/callback`: the GitHub OAuth app's callback (backend.github.accounts).
 - `POST /hooks/github`: GitHub push webhooks. 401 without `X-Hub-Signature-256`, 403 when
   no app deploying that repository has a secret that verifies it (the answer does not say
   which); `ping` answers 200; a `push` to an app's branch asks the reconciler to sync that
@@ -28,7 +28,7 @@ from urllib.parse import quote
 from aiohttp import web
 from sqlmodel import select
 
-from backend import github as github_service
+from backend.github import accounts as github_service
 from backend import hooks
 from backend.context import Context
 from backend.errors import BackendError

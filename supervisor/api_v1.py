@@ -2,7 +2,7 @@
 CLI (`python -m supervisor.cli`). Every handler calls `backend/`, which enforces workspace
 roles; this module adds authentication, token scopes, rate limiting, JSON and errors.
 
-- Auth: `Authorization: Bearer stc_...` (a personal API token, `backend.api_tokens`).
+- Auth: `Authorization: Bearer stc_...` (a personal API token, `backend.accounts.api_tokens`).
   Missing, unknown or revoked → 401 `unauthorized`.
 - Scopes: `read` for GET routes (and for marking your own notifications read), `deploy`
   for app changes, `admin` for members and accounts → 403 `insufficient_scope` when the
@@ -31,8 +31,11 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import (analytics, api_tokens, app_logs, app_settings, inbox, sharing, usage,
-                     users, workspaces)
+from backend import app_logs, app_settings, inbox, sharing, workspaces
+from backend.analytics import reports as analytics
+from backend.accounts import api_tokens
+from backend.analytics import usage
+from backend.accounts import users
 from backend import apps as app_service
 from backend import deploy as deploy_usecase
 from backend import secrets as app_secrets

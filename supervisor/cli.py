@@ -198,7 +198,8 @@ def cmd_secrets_set(args: argparse.Namespace) -> int:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     """Server side: create a token for a user straight in the database."""
-    from backend import api_tokens, auth
+    from backend.accounts import api_tokens
+    from backend.accounts import auth
     from backend.context import open_context
     from backend.settings import load_settings
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 
-from backend.identity import PANEL_BASE_URL_PATH
+from backend.accounts.identity import PANEL_BASE_URL_PATH
 from backend.settings import PROJECT_ROOT, Settings
 from supervisor.health import wait_for_health
 from supervisor.routes import RouteTable

@@ -1,4 +1,4 @@
-"""Git over SSH with an app's deploy key (private GitHub repositories, backend.github_deploy).
+"""Git over SSH with an app's deploy key (private GitHub repositories, backend.github.deploy).
 
 `deploy_key_env(ctx, app_id)` is a context manager giving the environment variables git
 needs for that app: `{}` for an app without a deploy key (public repositories, other
@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from backend.context import Context
-from backend.github_client import known_hosts_path
-from backend.github_deploy import deploy_key_for_app
+from backend.github.client import known_hosts_path
+from backend.github.deploy import deploy_key_for_app
 
 
 def ssh_command(key_file: Path, known_hosts: Path, port: int | None = None) -> str:

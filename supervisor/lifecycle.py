@@ -36,7 +36,8 @@ from typing import Any
 from sqlmodel import Session, delete
 
 from backend import appstate, notifications
-from backend import failures, github_deploy, host_paths, validation
+from backend import failures, host_paths, validation
+from backend.github import deploy as github_deploy
 from backend import secrets as app_secrets
 from backend.context import Context
 from backend.logs import app_log_path, build_log_path, current_run_lines, mark_run_start

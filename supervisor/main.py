@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 
-from backend import auth
+from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.platform import PlatformInfo, write_platform
 from backend.settings import Settings

@@ -10,7 +10,7 @@ event loop):
 - `email` every `email_interval` s: the outbox sender (`supervisor/mailer.py`).
 - `usage-sample` every `usage_sample_interval` s: memory and CPU of each running app
   (`supervisor/usage_sampler.py`); `usage-retention` daily deletes samples older than
-  `usage_retention_days` (`backend.usage.prune_samples`).
+  `usage_retention_days` (`backend.analytics.usage.prune_samples`).
 
 Every job reads the time from `now` (injectable), so tests can move the clock; each job
 runs at most once at a time (`max_instances=1`, missed runs coalesced).
@@ -33,7 +33,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import select
 
-from backend import analytics_store, github_sync, usage
+from backend.analytics import store as analytics_store
+from backend.github import sync as github_sync
+from backend.analytics import usage
 from backend.context import Context
 from models import App, session_scope, utcnow
 from supervisor import builds, git_auth, gitsync, hibernation, mailer, usage_sampler

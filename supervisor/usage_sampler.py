@@ -3,7 +3,7 @@ supervisor/schedules.py, on the leader only) it asks the runtime for the memory 
 of each running app's instance (`Runtime.usage`) and stores one `UsageSample` per app
 (memory, the app's memory limit at that moment, CPU), all in one transaction. Apps whose
 instance cannot be read (gone between the query and the reading) are skipped: the
-reconciler notices exits, not this job. backend/usage.py reads the series.
+reconciler notices exits, not this job. backend/analytics/usage.py reads the series.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import auth
+from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.settings import PROJECT_ROOT, Settings, load_settings
 

@@ -8,9 +8,10 @@ import time
 import jwt
 from sqlmodel import select
 
-from backend import auth, identity
+from backend.accounts import auth
+from backend.accounts import identity
 from backend.context import Context
-from backend.keys import dashboard_cookie_key
+from backend.accounts.keys import dashboard_cookie_key
 from models import App, Membership, User, Workspace, session_scope
 
 

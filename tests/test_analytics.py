@@ -29,8 +29,10 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 import models.analytics  # noqa: F401  (registers the aggregate tables)
-from backend import analytics, apps, auth
-from backend.analytics_store import (AGGREGATES, APP_TOTAL, APP_VIEWER, DEDUPE_WINDOW,
+from backend import apps
+from backend.analytics import reports as analytics
+from backend.accounts import auth
+from backend.analytics.store import (AGGREGATES, APP_TOTAL, APP_VIEWER, DEDUPE_WINDOW,
                                      EVENTS, VIEWER_MONTH, WORKSPACE_MONTH)
 from backend.context import Context, open_context
 from backend.errors import NotFound, PermissionDenied

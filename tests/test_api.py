@@ -1,5 +1,5 @@
 """The REST API (`supervisor/api_v1.py`) in process: aiohttp's test client over
-`make_api_app(ctx, stub)`, with personal API tokens (`backend/api_tokens.py`).
+`make_api_app(ctx, stub)`, with personal API tokens (`backend/accounts/api_tokens.py`).
 
 The authorization matrix is ONE table: route × caller → expected status (and error code).
 """
@@ -15,7 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from backend import api_tokens, apps, workspaces
+from backend import apps, workspaces
+from backend.accounts import api_tokens
 from backend.logs import app_log_path
 from models import ApiToken, AppSecret, User, session_scope
 from supervisor import api_v1

@@ -35,7 +35,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from backend import api_tokens, apps, auth
+from backend import apps
+from backend.accounts import api_tokens
+from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.settings import load_settings
 from supervisor.api import OPENAPI_KEY, make_api_app

@@ -15,7 +15,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, MetaData, Table, inspect, text
 from sqlmodel import SQLModel, select
 
-from backend import apps, auth
+from backend import apps
+from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.settings import Settings
 from models import App, AppEvent, Build, User, Workspace, make_engine, session_scope

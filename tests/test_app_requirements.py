@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from backend import api_tokens, app_requirements, apps
+from backend import app_requirements, apps
+from backend.accounts import api_tokens
 from backend.errors import ValidationError
 from backend.platform import PlatformInfo, write_platform
 from pages.dashboard import _ui as ui

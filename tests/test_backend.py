@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend import apps, appstate, auth
+from backend import apps, appstate
+from backend.accounts import auth
 from backend.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
 from backend.validation import (repo_owner_and_name, validate_branch, validate_main_file,
                                 validate_repo_url, validate_subdomain)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import apps, auth
+from backend import apps
+from backend.accounts import auth
 from backend import secrets as app_secrets
 from backend.context import open_context
 from backend.settings import PROJECT_ROOT, Settings

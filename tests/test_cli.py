@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 
-from backend import api_tokens
+from backend.accounts import api_tokens
 from backend.secrets import runtime_path
 from backend.settings import PROJECT_ROOT
 from tests.supervisor_harness import SupervisorProcess, wait_until

@@ -10,7 +10,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from backend import apps, auth
+from backend import apps
+from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.logs import app_log_path
 from models import App, session_scope

@@ -25,7 +25,9 @@ import streamlit as st
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from backend import apps, appstate, auth, favorites, users
+from backend import apps, appstate, favorites
+from backend.accounts import auth
+from backend.accounts import users
 from backend import secrets as app_secrets
 from backend.context import Context, open_context
 from backend.logs import build_log_path
@@ -601,7 +603,7 @@ def test_markdown_escaping_keeps_names_literal() -> None:
 
 def test_sign_in_refreshes_github_roles_and_shows_a_failure(
         dash: Dash, monkeypatch: pytest.MonkeyPatch) -> None:
-    from backend import github
+    from backend.github import accounts as github
     from backend.errors import BackendError
     calls: list[str] = []
 

@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
-from backend import app_list, app_settings, apps, appstate, auth, repos, status, users
+from backend import app_list, app_settings, apps, appstate, repos, status
+from backend.accounts import auth
+from backend.accounts import users
 from backend import secrets as app_secrets
 from backend.context import Context
 from backend.errors import BackendError, PermissionDenied, ValidationError

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend import api_tokens, apps, github
+from backend import apps
+from backend.accounts import api_tokens
+from backend.github import accounts as github
 from backend.context import Context, open_context
-from backend.github_client import forget
+from backend.github.client import forget
 from pages.dashboard import _ui as ui
 from tests.fake_github import FakeGithub
 from tests.test_dashboard import Dash, click, open_dashboard, text

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from backend import auth, installation
+from backend import installation
+from backend.accounts import auth
 from pages.dashboard import _ui as ui
 from tests.test_dashboard import HOME, Dash
 from tests.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend import apps, auth, favorites, sharing, workspaces
+from backend import apps, favorites, sharing, workspaces
+from backend.accounts import auth
 from backend import secrets as app_secrets
 from backend.logs import app_log_path, build_log_path
 from backend.platform import PlatformInfo, write_platform

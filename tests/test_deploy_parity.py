@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backend import api_tokens, apps
+from backend import apps
+from backend.accounts import api_tokens
 from backend.deploy import dependency_problem, requirements_problem
 from backend.settings import PROJECT_ROOT
 from pages.dashboard import _ui as ui

@@ -32,7 +32,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from backend import apps, auth
+from backend import apps
+from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.settings import Settings
 from models import App, AppEvent, Build, ClusterLease, session_scope, utcnow

@@ -27,10 +27,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel, select
 
-from backend import apps, auth, github, github_deploy, github_sync, workspaces
+from backend import apps, workspaces
+from backend.accounts import auth
+from backend.github import accounts as github
+from backend.github import deploy as github_deploy
+from backend.github import sync as github_sync
 from backend.context import Context
 from backend.errors import NotFound, PermissionDenied, ValidationError
-from backend.github_client import (Conn, GithubError, GithubRateLimited, GithubRevoked, forget,
+from backend.github.client import (Conn, GithubError, GithubRateLimited, GithubRevoked, forget,
                                    known_hosts_path)
 from backend.settings import Settings
 from models import (App, AppEvent, Membership, Workspace, make_engine, migrate, session_scope,

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from backend import api_tokens, apps, keys
+from backend import apps
+from backend.accounts import api_tokens
+from backend.accounts import keys
 from backend.errors import ValidationError
 from backend.repo_files import (MAX_REPO_FILE_BYTES, RepoFileError, excerpt, is_repo_file,
                                 read_repo_file, resolve_repo_path)

@@ -1,4 +1,4 @@
-"""backend.identity: signed values, sessions, CSRF tokens, one-time sign-in tokens, the
+"""backend.accounts.identity: signed values, sessions, CSRF tokens, one-time sign-in tokens, the
 dashboard's JWT cookie, the panel's identity header and redirect targets."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 import jwt
 import pytest
 
-from backend import identity
-from backend.keys import dashboard_cookie_key
+from backend.accounts import identity
+from backend.accounts.keys import dashboard_cookie_key
 
 KEY = b"k" * 32
 OTHER = b"o" * 32

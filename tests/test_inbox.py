@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
-from backend import apps, identity, inbox, notifications
+from backend import apps, inbox, notifications
+from backend.accounts import identity
 from backend.context import Context, open_context
 from backend.settings import Settings
 from models import App, AppEvent, EmailOutbox, Membership, Notification, User, session_scope

@@ -19,7 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from backend import api_tokens, apps
+from backend import apps
+from backend.accounts import api_tokens
 from backend import secrets as app_secrets
 from backend.context import Context, open_context
 from backend.errors import Conflict, ValidationError

@@ -16,7 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from backend import apps, auth, hooks, notifications
+from backend import apps, hooks, notifications
+from backend.accounts import auth
 from backend.errors import NotFound, PermissionDenied
 from models import App, AppEvent, EmailOutbox, Membership, User, session_scope, utcnow
 from supervisor import checkouts, gitsync, hibernation, mailer

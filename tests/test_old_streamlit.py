@@ -198,7 +198,7 @@ async def legacy_stream(request: web.Request) -> web.WebSocketResponse:
 def test_proxy_counts_a_legacy_session_as_a_view(ctx) -> None:  # type: ignore
     """A browser of an old release opens `/stream` with no subprotocol: forwarded, and one
     view for its visitor."""
-    from backend import identity
+    from backend.accounts import identity
     from tests.test_overlay import env_services, overlay_env
 
     async def run() -> None:

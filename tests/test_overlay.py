@@ -22,7 +22,8 @@ from aiohttp import web
 from sqlmodel import select
 from yarl import URL
 
-from backend import favorites, identity
+from backend import favorites
+from backend.accounts import identity
 from backend.context import Context
 from models import App, AppEvent, EmailOutbox, SigninToken, ViewEvent, session_scope
 from supervisor.proxy import start_proxy
@@ -478,7 +479,7 @@ def test_panel_gets_a_signed_identity_that_clients_cannot_forge(ctx) -> None:  #
 def test_password_change_signs_out_app_host_sessions(ctx) -> None:  # type: ignore
     """A session cookie issued before its user's password change no longer signs in on app
     hosts (another browser, or a stolen cookie); one issued after does."""
-    from backend import auth
+    from backend.accounts import auth
 
     async def scenario(env: Env) -> None:
         route = env.routes.get("hello")

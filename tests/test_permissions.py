@@ -22,9 +22,12 @@ from typing import Any
 
 import pytest
 
-from backend import (analytics, app_logs, app_list, app_settings, apps, appstate, auth,
-                     favorites, hooks, notifications, sharing, status, usage, users,
-                     workspaces)
+from backend import (app_logs, app_list, app_settings, apps, appstate, favorites, hooks,
+                     notifications, sharing, status, workspaces)
+from backend.analytics import reports as analytics
+from backend.accounts import auth
+from backend.analytics import usage
+from backend.accounts import users
 from backend import secrets as app_secrets
 from backend.context import Context, open_context
 from backend.errors import NotFound, PermissionDenied

@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) of what people type: `backend/validation.py`, secrets
 TOML (`backend/secrets.py`), emails (`backend/sharing.py`), token names and scopes
-(`backend/api_tokens.py`), and the signed values of `backend/identity.py`.
+(`backend/accounts/api_tokens.py`), and the signed values of `backend/accounts/identity.py`.
 
 Each validator returns a cleaned value or raises its documented error (`ValidationError`,
 `SecretsError` for secrets), whatever the text; what it accepts keeps the promise that
@@ -21,7 +21,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from backend import api_tokens, identity, sharing, validation
+from backend import sharing, validation
+from backend.accounts import api_tokens
+from backend.accounts import identity
 from backend import secrets as app_secrets
 from backend.errors import ValidationError
 

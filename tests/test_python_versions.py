@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import api_tokens, apps
+from backend import apps
+from backend.accounts import api_tokens
 from backend.settings import PROJECT_ROOT
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from backend import api_tokens, apps, repo_hosts, repos
+from backend import apps, repo_hosts, repos
+from backend.accounts import api_tokens
 from backend.context import Context, open_context
 from backend.errors import ValidationError
 from backend.repo_hosts import RepoAddressError, public_fetch_target

@@ -29,7 +29,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from sqlmodel import select
 
-from backend import api_tokens, apps, identity
+from backend import apps
+from backend.accounts import api_tokens
+from backend.accounts import identity
 from backend.context import Context, open_context
 from backend.settings import PROJECT_ROOT, Settings
 from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow

@@ -39,10 +39,12 @@ import requests
 from aiohttp import web
 from streamlit.testing.v1 import AppTest
 
-from backend import api_tokens, auth, identity
+from backend.accounts import api_tokens
+from backend.accounts import auth
+from backend.accounts import identity
 from backend import secrets as app_secrets
 from backend.context import Context, open_context
-from backend.keys import dashboard_cookie_key
+from backend.accounts.keys import dashboard_cookie_key
 from backend.logs import app_log_path
 from backend.settings import PROJECT_ROOT, Settings, load_settings
 from models import App, session_scope, utcnow

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend import apps, auth, favorites, sharing, workspaces
+from backend import apps, favorites, sharing, workspaces
+from backend.accounts import auth
 from backend.errors import NotFound, PermissionDenied, ValidationError
 
 

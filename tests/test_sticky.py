@@ -25,7 +25,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from backend import apps, identity
+from backend import apps
+from backend.accounts import identity
 from backend.context import Context, open_context
 from backend.settings import Settings
 from models import App

@@ -1,5 +1,5 @@
 """Memory usage over time: the sampler (supervisor/usage_sampler.py) with the real process
-runtime, the series (backend/usage.py: downsampling, permissions, retention), the API route
+runtime, the series (backend/analytics/usage.py: downsampling, permissions, retention), the API route
 and the chart on the App details page (AppTest)."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import psutil
 import pytest
 from sqlmodel import select
 
-from backend import apps, auth, usage, workspaces
+from backend import apps, workspaces
+from backend.accounts import auth
+from backend.analytics import usage
 from backend.errors import NotFound, ValidationError
 from models import App, session_scope
 from models.usage import UsageSample

@@ -1,4 +1,4 @@
-"""backend.views: view events queued without I/O, deduplicated, written in batches by a
+"""backend.analytics.views: view events queued without I/O, deduplicated, written in batches by a
 background flush (ViewEvent rows, analytics aggregates, App.last_viewed_at)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import text
 from sqlmodel import select
 
-from backend import analytics_store
-from backend.analytics import View
+from backend.analytics import store as analytics_store
+from backend.analytics.reports import View
 from backend.context import open_context
-from backend.views import ViewRecorder, write_views
+from backend.analytics.views import ViewRecorder, write_views
 from models import App, ViewEvent, session_scope
 from tests import overlay_support as rows
 from tests.supervisor_harness import wait_until
@@ -75,7 +75,7 @@ def test_flush_writes_events_and_last_viewed(ctx) -> None:  # type: ignore[no-un
 
 
 def test_last_viewed_only_moves_forward(ctx) -> None:  # type: ignore[no-untyped-def]
-    from backend.analytics import View
+    from backend.analytics.reports import View
     ws = rows.workspace(ctx, "acme", [])
     a = rows.app(ctx, ws, "one")
     now = datetime.now(timezone.utc)

@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from backend import auth, workspaces
+from backend import workspaces
+from backend.accounts import auth
 from backend.app_list import app_choices
 from backend.appstate import FAILED_STATES, OVEN_STATES
 from backend.context import Context, open_context

@@ -1,6 +1,6 @@
-"""Account: who is signed in, change password (stored by backend.auth), the GitHub
-connection (backend.github: a pasted token or the OAuth app), personal API tokens
-(backend.api_tokens; a new token's plaintext is shown once), links to the documentation,
+"""Account: who is signed in, change password (stored by backend.accounts.auth), the GitHub
+connection (backend.github.accounts: a pasted token or the OAuth app), personal API tokens
+(backend.accounts.api_tokens; a new token's plaintext is shown once), links to the documentation,
 support and status, sign out."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from typing import Any
 
 import streamlit as st
 
-from backend import api_tokens, auth, github
+from backend.accounts import api_tokens
+from backend.accounts import auth
+from backend.github import accounts as github
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from pages.dashboard import _ui as ui

@@ -11,7 +11,7 @@ Two tabs, as on Community Cloud:
 selected. While App viewers is open the URL carries the selected app, so it can be shared;
 switching to Workspace drops it. The tabs track state (`on_change="rerun"`), so only the
 open tab's queries run. Queries are cached for 30 s per user and ids (`st.cache_data`), so a page
-shows views up to 30 s late; they read aggregates (backend.analytics), never the raw events.
+shows views up to 30 s late; they read aggregates (backend.analytics.reports), never the raw events.
 
 The body runs only as a page (`__main__`), so tests can import the chart builders.
 """
@@ -24,7 +24,7 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from backend import analytics
+from backend.analytics import reports as analytics
 from backend.context import Context
 from backend.errors import BackendError
 from pages.dashboard import _ui as ui

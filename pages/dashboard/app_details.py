@@ -6,7 +6,7 @@ and delete (each confirmed in a dialog that says what happens); links to the app
 Settings and Analytics. The status and events run in a live fragment that refreshes while
 the app is in the oven.
 
-Memory usage: an Altair line of the app's memory over the chosen range (backend.usage: the
+Memory usage: an Altair line of the app's memory over the chosen range (backend.analytics.usage: the
 supervisor samples each running app every `usage_sample_interval` s; long ranges come
 downsampled to at most 500 points, the line is the mean and the tooltip shows the peak)
 with its memory limit as a dashed rule. `memory_chart` is pure, so tests read its spec.
@@ -20,7 +20,8 @@ import altair as alt
 import streamlit as st
 
 from backend import apps as app_service
-from backend import favorites, usage
+from backend import favorites
+from backend.analytics import usage
 from backend.context import Context
 from backend.errors import NotFound
 from pages.dashboard import _actions as actions

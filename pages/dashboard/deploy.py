@@ -13,7 +13,7 @@ runs (a link to open it) or fails (the reason and the log tail).
 
 When the user has connected GitHub (Account page), the page offers "From GitHub" (the
 default then) next to "Any git URL": pickers for the repository (those the user
-administers, with a search), its branch and its main file (`backend.github_deploy`), and
+administers, with a search), its branch and its main file (`backend.github.deploy`), and
 Deploy calls `deploy_from_github` (deploy key for a private repository, webhook).
 """
 
@@ -23,7 +23,9 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_settings, github, github_deploy
+from backend import app_settings
+from backend.github import accounts as github
+from backend.github import deploy as github_deploy
 from backend import apps as app_service
 from backend import deploy as deploy_usecase
 from backend import secrets as app_secrets

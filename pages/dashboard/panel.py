@@ -4,7 +4,7 @@ The overlay's "Manage app" button opens this page in a side panel. It is served 
 app's own host under `/__stcloud/panel/` by a second Streamlit process of Home.py (the
 proxy forwards there), and Home.py runs it instead of the dashboard when the request has
 the proxy's signed identity header. That header names the user and the one app of this
-host (`backend.identity.panel_identity`); everything else is read through `backend`,
+host (`backend.accounts.identity.panel_identity`); everything else is read through `backend`,
 which checks the user's role again.
 
 Developers (push access) see the app's Cloud logs, which follow the log file every second
@@ -23,7 +23,8 @@ from typing import Any
 import streamlit as st
 
 from backend import apps as app_service
-from backend import auth, identity
+from backend.accounts import auth
+from backend.accounts import identity
 from backend.errors import BackendError, NotFound
 from pages.dashboard import _ui as ui
 

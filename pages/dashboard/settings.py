@@ -17,7 +17,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_settings, github_deploy, hooks, sharing
+from backend import app_settings, hooks, sharing
+from backend.github import deploy as github_deploy
 from backend import apps as app_service
 from backend import secrets as app_secrets
 from backend.context import Context

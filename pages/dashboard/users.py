@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from backend import users
+from backend.accounts import users
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from pages.dashboard import _ui as ui

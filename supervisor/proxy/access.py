@@ -22,7 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import auth, favorites, identity, sharing
+from backend import favorites, sharing
+from backend.accounts import auth
+from backend.accounts import identity
 from backend.context import Context
 from backend.workspaces import role_in
 from models import User, session_scope

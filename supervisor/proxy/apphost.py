@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from backend import identity
+from backend.accounts import identity
 from supervisor.health import is_stream_path
 from supervisor.proxy import cookies, inject, pages, state_pages
 from supervisor.proxy.access import Visitor

@@ -19,7 +19,7 @@ import re
 from aiohttp import web
 from multidict import CIMultiDict
 
-from backend.identity import DASHBOARD_COOKIE, OUR_COOKIES
+from backend.accounts.identity import DASHBOARD_COOKIE, OUR_COOKIES
 
 _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9._~-]*$")
 AFFINITY_COOKIE = "stcloud_affinity"  # which replica serves this browser (sticky.py)

@@ -33,7 +33,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from backend import apps as app_service
-from backend import favorites, identity, notifications
+from backend import favorites, notifications
+from backend.accounts import identity
 from backend.errors import BackendError, NotFound, PermissionDenied
 from backend.logs import app_log_path, build_log_path, tail_lines
 from models import App, AppEvent, Workspace, session_scope

@@ -33,7 +33,7 @@ With a backend context (`start_proxy(..., ctx=ctx)`), app hosts also get:
 - cookie isolation (`cookies.py`) both ways, for apps and the panel;
 - a view event per new Streamlit session (`/_stcore/stream`, or `/stream` of Streamlit
   before 1.18, opened upstream; not a reconnect that carries its previous session id),
-  queued to `backend.views`;
+  queued to `backend.analytics.views`;
 - pages that depend on who looks (`state_pages.py`).
 On the dashboard host the proxy itself answers `/__stcloud/authorize` (sign-in for app
 hosts), `/__stcloud/return` and `return.js` (back to the app after signing in) and
@@ -77,7 +77,7 @@ from aiohttp import web
 
 from backend.context import Context
 from backend.settings import Settings
-from backend.views import ViewRecorder
+from backend.analytics.views import ViewRecorder
 from supervisor.proxy import cookies, inject, pages, security_headers
 from supervisor.proxy.access import Access
 from supervisor.proxy.apphost import RESERVED_PREFIX, AppHost, is_websocket

@@ -50,8 +50,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
-from backend import identity
-from backend.keys import dashboard_cookie_key
+from backend.accounts import identity
+from backend.accounts.keys import dashboard_cookie_key
 from backend.settings import Settings
 from supervisor.proxy import cookies, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, client_key

@@ -7,7 +7,7 @@
 - sign-in tokens are database rows (`tokens.py`), so any replica redeems what another
   minted; session cookies are signed with the keys in `<data_dir>/keys`, which every
   replica must share (same data dir, or a copy of `keys/`);
-- view events are written by each replica for the sessions it relays (`backend.views`),
+- view events are written by each replica for the sessions it relays (`backend.analytics.views`),
   one row per session; a viewer reconnecting through another replica within the
   analytics window is still one view (the database deduplicates);
 - the API (webhooks, REST) is served too: what it asks of the supervisor is database

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from backend import apps, auth, workspaces
+from backend import apps, workspaces
+from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.settings import PROJECT_ROOT, Settings, load_settings
 from tests.conftest import CACHE_ROOT, GitRepo, free_port

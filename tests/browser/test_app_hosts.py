@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from backend import favorites
-from backend.auth import get_user, reset_password
+from backend.accounts.auth import get_user, reset_password
 from models import App, session_scope
 from tests.browser.conftest import PASSWORD, Cloud, screenshot, sign_in
 from tests.supervisor_harness import load_app, wait_until

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from backend import apps, auth, favorites, sharing
+from backend import apps, favorites, sharing
+from backend.accounts import auth
 from backend import secrets as app_secrets
 from backend.context import Context, open_context
 from backend.settings import PROJECT_ROOT, Settings

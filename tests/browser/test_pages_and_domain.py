@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from backend import favorites, identity
+from backend import favorites
+from backend.accounts import identity
 from backend.context import open_context
 from models import App, AppEvent, session_scope
 from tests import overlay_support as rows

@@ -1,9 +1,9 @@
 """analytics aggregates: distinct viewers per workspace and month, per app; counters per
-workspace-month, app and app-day (models/analytics.py, kept by backend.analytics.record_views).
+workspace-month, app and app-day (models/analytics.py, kept by backend.analytics.reports.record_views).
 
 The tables keyed by their primary key alone are WITHOUT ROWID on SQLite (the key is the
 table, not a second index). No data step: nothing recorded view events before this revision. Aggregates can be rebuilt
-from `viewevent` at any time with `backend.analytics_store.rebuild_aggregates(ctx)`.
+from `viewevent` at any time with `backend.analytics.store.rebuild_aggregates(ctx)`.
 
 Revision ID: 0003
 Revises: 0002

@@ -23,7 +23,7 @@ left to polling (`git ls-remote`, setting git_poll_interval); `AppGithub.mode` a
 
 `on_app_deleted(ctx, app_id)` removes the webhook and the deploy key from GitHub. When
 GitHub cannot be asked now (token revoked, rate limit, GitHub down) the row is kept as
-`mode="cleanup"` and `backend.github_sync.refresh_all` retries; the app's events say so.
+`mode="cleanup"` and `backend.github.sync.refresh_all` retries; the app's events say so.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from backend import secrets as secret_box
 from backend.apps import AppView
 from backend.context import Context
 from backend.errors import BackendError, NotFound, PermissionDenied, ValidationError
-from backend.github import apply_roles
-from backend.github_client import (Conn, GithubError, cached, calling, connect, github_message,
+from backend.github.accounts import apply_roles
+from backend.github.client import (Conn, GithubError, cached, calling, connect, github_message,
                                    has_scope, is_loopback, known_hosts_path, user_repos)
 from backend.validation import (repo_owner_and_name, validate_branch, validate_main_file,
                                 validate_subdomain)

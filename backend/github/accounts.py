@@ -15,13 +15,13 @@ admin, maintain/push → developer, triage/pull → viewer (an organisation memb
 repository access is a viewer). Other people's personal workspaces are joined only when
 they already exist here (someone deployed from them). Roles are refreshed on sign-in
 (`refresh_user`, at most once per `github_refresh_minutes`) and by the supervisor
-(`backend.github_sync.refresh_all`). A role granted by hand is never lowered by GitHub:
+(`backend.github.sync.refresh_all`). A role granted by hand is never lowered by GitHub:
 `GithubGrant.base_role` remembers it, and when GitHub takes access away the membership
 returns to it (or is removed when GitHub created it).
 
-The deploy form's pickers and the deploy itself are in `backend.github_deploy`; the periodic
+The deploy form's pickers and the deploy itself are in `backend.github.deploy`; the periodic
 checks (renamed or deleted repositories, lost rights, revoked tokens) in
-`backend.github_sync`.
+`backend.github.sync`.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ import requests
 from github import BadCredentialsException, GithubException
 from sqlmodel import Session, select
 
-from backend import keys
+from backend.accounts import keys
 from backend import secrets as secret_box
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
-from backend.github_client import (ROLE_RANK, SCOPES, Conn, GithubError, GithubRateLimited,
+from backend.github.client import (ROLE_RANK, SCOPES, Conn, GithubError, GithubRateLimited,
                                    GithubUnavailable, base_url, calling, connect,
                                    effective_scopes, forget, load_account, make_client,
                                    parse_scopes, rate_limit_message, refresh_interval,

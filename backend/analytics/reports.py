@@ -1,7 +1,7 @@
 """Analytics: workspace viewers per month and app viewers, for everyone with access to the
 workspace (viewer role and up, site admins).
 
-The proxy records a view per new Streamlit session; `backend.analytics_store` keeps the
+The proxy records a view per new Streamlit session; `backend.analytics.store` keeps the
 aggregates this module reads (design notes there). Everything here reads a handful of rows
 per call, whatever the number of events.
 
@@ -31,8 +31,8 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlmodel import Session
 
-from backend import keys
-from backend.analytics_store import (APP_DAY, APP_TOTAL, APP_VIEWER, WORKSPACE_MONTH,
+from backend.accounts import keys
+from backend.analytics.store import (APP_DAY, APP_TOTAL, APP_VIEWER, WORKSPACE_MONTH,
                                      PruneResult, View, month_start, prune_views,
                                      rebuild_aggregates, record_views, utc_day)
 from backend.context import Context

@@ -4,7 +4,7 @@
 
 every few minutes. For each connected account whose last refresh is older than
 `github_refresh_minutes` (and that is not backing off from a rate limit) it refreshes the
-user's workspaces and roles (`backend.github.refresh_user`) and checks the apps the user
+user's workspaces and roles (`backend.github.accounts.refresh_user`) and checks the apps the user
 deployed from GitHub:
 
 - repository renamed or transferred (GitHub answers 301; PyGithub follows it): the new
@@ -29,15 +29,15 @@ from datetime import datetime
 from github import GithubException, UnknownObjectException
 from sqlmodel import select
 
-from backend import github
+from backend.github import accounts as github
 from backend.context import Context
-from backend.github_client import (GithubError, GithubRevoked, calling, connect,
+from backend.github.client import (GithubError, GithubRevoked, calling, connect,
                                    refresh_interval, revoked_message)
-from backend.github_deploy import cleanup, note_app
+from backend.github.deploy import cleanup, note_app
 from models import App, User, Workspace, session_scope, utcnow
 from models.github import AppGithub, GithubAccount
 
-log = logging.getLogger("backend.github_sync")
+log = logging.getLogger("backend.github.sync")
 
 
 @dataclass

@@ -5,7 +5,7 @@ session websocket (`/_stcore/stream`; `/stream` before Streamlit 1.18). `record`
 appends to an in-memory queue (no I/O, never blocks the request); a background task
 (`run`) flushes the queue every `interval` seconds in a worker thread:
 
-1. `backend.analytics.record_views` writes the `ViewEvent` rows and the analytics
+1. `backend.analytics.reports.record_views` writes the `ViewEvent` rows and the analytics
    aggregates in one transaction (it also drops events of unknown apps and reconnects
    within its own window);
 2. `App.last_viewed_at` moves forward to the newest view of each app (the hibernation
@@ -32,11 +32,11 @@ from datetime import datetime, timezone
 
 from sqlalchemy import update
 
-from backend.analytics import View, record_views
+from backend.analytics.reports import View, record_views
 from backend.context import Context
 from models import App
 
-log = logging.getLogger("backend.views")
+log = logging.getLogger("backend.analytics.views")
 
 FLUSH_INTERVAL = 1.0
 DEDUPE_SECONDS = 30.0

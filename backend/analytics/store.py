@@ -13,7 +13,7 @@ batch, in one transaction:
    viewer counts once per workspace and month and once per app, exactly, even when two
    proxies record the same viewer at once.
 
-Reads (`backend.analytics`) then touch at most a few dozen rows per render: one counter
+Reads (`backend.analytics.reports`) then touch at most a few dozen rows per render: one counter
 row per month, the 20 newest rows of an app on the (app_id, last_view) index, one total.
 
 SQLite (3.35+) and PostgreSQL: upserts use the dialect's `insert`. Months and days are
@@ -42,7 +42,7 @@ from models import App, ViewEvent
 from models.analytics import (AnalyticsAppDay, AnalyticsAppTotal, AnalyticsAppViewer,
                               AnalyticsViewerMonth, AnalyticsWorkspaceMonth)
 
-log = logging.getLogger("backend.analytics")
+log = logging.getLogger("backend.analytics.reports")
 
 DEDUPE_WINDOW = timedelta(seconds=60)
 VIEWS_LOCK_NAMESPACE = 0x5356  # "SV": pg_advisory_xact_lock(namespace, app id)

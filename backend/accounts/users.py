@@ -2,7 +2,7 @@
 
 There is no self-registration: a site admin creates each account (with a typed password or
 a generated one) and hands the password over; the dashboard shows it once. Admins reset
-forgotten passwords the same way. `backend.auth` keeps the storage and the rules for
+forgotten passwords the same way. `backend.accounts.auth` keeps the storage and the rules for
 passwords; this module adds who may do it (site admins only).
 """
 
@@ -12,7 +12,7 @@ import secrets as random
 
 from sqlmodel import select
 
-from backend import auth
+from backend.accounts import auth
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
 from backend.sharing import validate_email
