@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend import host_paths, secrets
-from backend.apps import _load
+from backend.apps import load_app_for
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.logs import app_log_path, build_log_path
@@ -39,7 +39,7 @@ def _path(ctx: Context, user: User, app_id: int, kind: str) -> Path:
     if kind not in KINDS:
         raise ValidationError("kind", "A log is either 'app' or 'build'.")
     with session_scope(ctx.engine) as s:
-        _load(s, user, app_id, "developer", "read this app's logs")
+        load_app_for(s, user, app_id, "developer", "read this app's logs")
     return KINDS[kind](ctx.settings, app_id)
 
 

@@ -20,7 +20,7 @@ from sqlmodel import select
 
 from backend import appstate, platform
 from backend import apps as app_service
-from backend.apps import AppView, _load
+from backend.apps import AppView, load_app_for, offered_python_versions
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
 from backend.validation import validate_subdomain
@@ -49,16 +49,9 @@ class AppSettings:
     can_set_memory: bool  # site admin
 
 
-def offered_python_versions(ctx: Context) -> tuple[str, ...]:
-    versions = list(platform.read_platform(ctx).python_versions)
-    if ctx.settings.default_python not in versions:
-        versions.insert(0, ctx.settings.default_python)
-    return tuple(versions)
-
-
 def get_settings(ctx: Context, user: User, app_id: int) -> AppSettings:
     with session_scope(ctx.engine) as s:
-        app = _load(s, user, app_id, "viewer", "see this app's settings")
+        app = load_app_for(s, user, app_id, "viewer", "see this app's settings")
         role = role_in(s, user, app.workspace_id) or ""
         return AppSettings(
             app_id=app_id, subdomain=app.subdomain,
@@ -79,7 +72,7 @@ def change_subdomain(ctx: Context, user: User, app_id: int, subdomain: str) -> A
     taken = ValidationError("subdomain", f"The subdomain '{new}' is taken; choose another.")
     try:
         with session_scope(ctx.engine) as s:
-            app = _load(s, user, app_id, "developer", "change this app's subdomain")
+            app = load_app_for(s, user, app_id, "developer", "change this app's subdomain")
             old = app.subdomain
             if new != old:
                 if s.exec(select(App.id).where(App.subdomain == new)).first() is not None:
@@ -104,7 +97,7 @@ def change_python_version(ctx: Context, user: User, app_id: int, version: str) -
         raise ValidationError("python_version", f"Python {version or '(none)'} is not offered "
                               f"by this server; choose one of {', '.join(offered)}.")
     with session_scope(ctx.engine) as s:
-        app = _load(s, user, app_id, "developer", "change this app's Python version")
+        app = load_app_for(s, user, app_id, "developer", "change this app's Python version")
         app.python_version = version
         app.desired_state = "running"
         appstate.transition(s, app, "queued", f"Redeploy with Python {version} requested "
@@ -122,7 +115,7 @@ def set_memory_limit(ctx: Context, user: User, app_id: int, limit_mb: int | None
         raise ValidationError("memory_limit_mb", f"The memory limit is between "
                               f"{MIN_MEMORY_MB} and {MAX_MEMORY_MB} MiB.")
     with session_scope(ctx.engine) as s:
-        app = _load(s, user, app_id, "viewer", "change this app's memory limit")
+        app = load_app_for(s, user, app_id, "viewer", "change this app's memory limit")
         app.memory_limit_mb = None if limit_mb is None else int(limit_mb)
         app.updated_at = utcnow()
         s.add(app)

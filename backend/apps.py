@@ -87,7 +87,10 @@ def _view(ctx: Context, session: Session, app: App, user: User) -> AppView:
                       role_in(session, user, app.workspace_id) or "")
 
 
-def _load(session: Session, user: User, app_id: int, needed: str, action: str) -> App:
+def load_app_for(session: Session, user: User, app_id: int, needed: str, action: str) -> App:
+    """The app, when it exists (not deleted) and `user` has at least the `needed` role in its
+    workspace; NotFound when they have no role there (the app's existence is not revealed),
+    PermissionDenied naming `action` when their role is too low."""
     app = session.get(App, app_id)
     if app is None or app.desired_state == "deleted":
         raise NotFound(f"App {app_id} does not exist (it may have been deleted).")
@@ -188,13 +191,13 @@ def list_apps(ctx: Context, user: User, workspace_id: int | None = None) -> list
 
 def get_app(ctx: Context, user: User, app_id: int) -> AppView:
     with session_scope(ctx.engine) as s:
-        return _view(ctx, s, _load(s, user, app_id, "viewer", "view this app"), user)
+        return _view(ctx, s, load_app_for(s, user, app_id, "viewer", "view this app"), user)
 
 
 def reboot_app(ctx: Context, user: User, app_id: int) -> AppView:
     """Restart on the same environment; an app that is not running is built again."""
     with session_scope(ctx.engine) as s:
-        app = _load(s, user, app_id, "developer", "reboot this app")
+        app = load_app_for(s, user, app_id, "developer", "reboot this app")
         app.desired_state = "running"
         app.restart_generation += 1
         if app.state in ("running", "starting"):
@@ -238,7 +241,7 @@ def wake_app(ctx: Context, user: User | None, app_id: int) -> str:
 def delete_app(ctx: Context, user: User, app_id: int) -> None:
     """Mark the app deleted; the supervisor stops it and removes its files and route."""
     with session_scope(ctx.engine) as s:
-        app = _load(s, user, app_id, "developer", "delete this app")
+        app = load_app_for(s, user, app_id, "developer", "delete this app")
         app.desired_state = "deleted"
         appstate.transition(s, app, "deleting", f"Deleted by {user.username}")
     wake_supervisor(ctx)
@@ -246,7 +249,7 @@ def delete_app(ctx: Context, user: User, app_id: int) -> None:
 
 def app_events(ctx: Context, user: User, app_id: int, limit: int = 50) -> list[AppEvent]:
     with session_scope(ctx.engine) as s:
-        _load(s, user, app_id, "viewer", "view this app's events")
+        load_app_for(s, user, app_id, "viewer", "view this app's events")
         q = select(AppEvent).where(AppEvent.app_id == app_id)
         return list(s.exec(q.order_by(AppEvent.id.desc()).limit(limit)).all())  # type: ignore
 
@@ -254,7 +257,7 @@ def app_events(ctx: Context, user: User, app_id: int, limit: int = 50) -> list[A
 def read_logs(ctx: Context, user: User, app_id: int, max_bytes: int = 64_000) -> dict[str, str]:
     """{'build': ..., 'app': ...}: the tails of the app's two logs (developers only), as
     `backend.app_logs` shows them (secrets masked, no host paths, the public URL)."""
-    from backend import app_logs  # built on this module's _load
+    from backend import app_logs  # built on this module's load_app_for
 
     return {kind: app_logs.read_tail(ctx, user, app_id, kind, max_bytes).text
             for kind in ("build", "app")}

@@ -43,7 +43,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from backend import apps as app_service
 from backend.accounts import keys
-from backend.apps import _load
+from backend.apps import load_app_for
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from backend.settings import Settings
@@ -290,17 +290,10 @@ def redact(settings: Settings, app_id: int, text: str) -> str:
 def get_secrets(ctx: Context, user: User, app_id: int) -> str:
     """The app's secrets as TOML text (developers of its workspace)."""
     with session_scope(ctx.engine) as s:
-        _load(s, user, app_id, "developer", "see this app's secrets")
+        load_app_for(s, user, app_id, "developer", "see this app's secrets")
         row = s.get(AppSecret, app_id)
         token = row.ciphertext if row else ""
     return decrypt(ctx, token)
-
-
-def has_secrets(ctx: Context, user: User, app_id: int) -> bool:
-    with session_scope(ctx.engine) as s:
-        _load(s, user, app_id, "developer", "see this app's secrets")
-        row = s.get(AppSecret, app_id)
-        return bool(row and row.ciphertext)
 
 
 def set_secrets(ctx: Context, user: User, app_id: int, text: str,
@@ -311,7 +304,7 @@ def set_secrets(ctx: Context, user: User, app_id: int, text: str,
     data = parse_secrets(text)
     token = encrypt(ctx, text)
     with session_scope(ctx.engine) as s:
-        app = _load(s, user, app_id, "developer", "change this app's secrets")
+        app = load_app_for(s, user, app_id, "developer", "change this app's secrets")
         row = s.get(AppSecret, app_id) or AppSecret(app_id=app_id)
         row.ciphertext = token
         row.updated_at = utcnow()

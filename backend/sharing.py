@@ -7,7 +7,7 @@ import re
 
 from sqlmodel import select
 
-from backend.apps import _load
+from backend.apps import load_app_for
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.workspaces import role_in
@@ -27,7 +27,7 @@ def set_visibility(ctx: Context, user: User, app_id: int, visibility: str) -> No
     if visibility not in ("public", "private"):
         raise ValidationError("visibility", "Visibility is either public or private.")
     with session_scope(ctx.engine) as s:
-        app = _load(s, user, app_id, "developer", "change who can view this app")
+        app = load_app_for(s, user, app_id, "developer", "change who can view this app")
         app.visibility = visibility
         app.updated_at = utcnow()
         s.add(app)
@@ -36,7 +36,7 @@ def set_visibility(ctx: Context, user: User, app_id: int, visibility: str) -> No
 def invite_viewer(ctx: Context, user: User, app_id: int, email: str) -> None:
     email = validate_email(email)
     with session_scope(ctx.engine) as s:
-        _load(s, user, app_id, "developer", "invite viewers")
+        load_app_for(s, user, app_id, "developer", "invite viewers")
         exists = s.exec(select(AppViewer).where(AppViewer.app_id == app_id,
                                                 AppViewer.email == email)).first()
         if exists is None:
@@ -45,7 +45,7 @@ def invite_viewer(ctx: Context, user: User, app_id: int, email: str) -> None:
 
 def remove_viewer(ctx: Context, user: User, app_id: int, email: str) -> None:
     with session_scope(ctx.engine) as s:
-        _load(s, user, app_id, "developer", "remove viewers")
+        load_app_for(s, user, app_id, "developer", "remove viewers")
         row = s.exec(select(AppViewer).where(AppViewer.app_id == app_id,
                                              AppViewer.email == email.strip().lower())).first()
         if row is not None:
@@ -54,7 +54,7 @@ def remove_viewer(ctx: Context, user: User, app_id: int, email: str) -> None:
 
 def list_viewers(ctx: Context, user: User, app_id: int) -> list[str]:
     with session_scope(ctx.engine) as s:
-        _load(s, user, app_id, "viewer", "see this app's viewers")
+        load_app_for(s, user, app_id, "viewer", "see this app's viewers")
         rows = s.exec(select(AppViewer.email).where(AppViewer.app_id == app_id)
                       .order_by(AppViewer.email)).all()
         return list(rows)

@@ -1,6 +1,6 @@
 """Memory limits for the process runtime: a cgroup v1 memory controller per app instance.
 
-FINDINGS.md: on this kind of machine `/sys/fs/cgroup/memory` (cgroup v1) is mounted and
+On the machines this runs on `/sys/fs/cgroup/memory` (cgroup v1) is mounted and
 writable by root, while cgroup v2 (`/sys/fs/cgroup/unified`) has no memory controller. An
 instance gets `/sys/fs/cgroup/memory/stcloud-<install>/app-<id>-<token>` with
 `memory.limit_in_bytes` (and the swap limit, when swap accounting exists) set before the app

@@ -1,6 +1,6 @@
 """A minimal Streamlit browser stand-in for tests: open a session, run the script once.
 
-Streamlit's websocket speaks second (FINDINGS.md): after the upgrade it sends nothing until
+Streamlit's websocket speaks second: after the upgrade it sends nothing until
 the client sends a `BackMsg` with `rerun_script` set. Then it answers `new_session`,
 `session_status_changed`, the page's `delta`s and `script_finished`.
 

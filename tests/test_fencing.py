@@ -1,4 +1,4 @@
-"""Fencing of a leader that lost its lease while it could not notice (issue 11).
+"""Fencing of a leader that lost its lease while it could not notice.
 
 - in process, two `Leadership` objects on one database (SQLite and PostgreSQL): leader A
   starts an instance, B takes over before A records it; A's write is refused (`Fenced`),

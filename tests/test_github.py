@@ -1,4 +1,4 @@
-"""GitHub integration (issue 9) end to end through the real PyGithub client against
+"""GitHub integration end to end through the real PyGithub client against
 tests/fake_github.py: connecting (token and OAuth), scopes, workspaces and roles from
 GitHub, the deploy form's pickers, deploys of public and private repositories (deploy key,
 webhook or polling), webhook delivery through our API, and each failure: rate limit (403

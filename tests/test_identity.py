@@ -59,21 +59,6 @@ def test_csrf_tokens() -> None:
     assert not identity.csrf_ok(KEY, "hello.localhost:8080", "abc.def", "abc.def")
 
 
-def test_one_time_tokens_single_use_expiry_and_subdomain() -> None:
-    now = [1000.0]
-    tokens = identity.OneTimeTokens(ttl=60, clock=lambda: now[0])
-    t = tokens.mint(5, "dev", "hello")
-    assert tokens.redeem(t, "hello") == (5, "dev")
-    assert tokens.redeem(t, "hello") is None  # single use
-    t = tokens.mint(5, "dev", "hello")
-    assert tokens.redeem(t, "other") is None  # minted for another app host: burnt too
-    assert tokens.redeem(t, "hello") is None
-    t = tokens.mint(5, "dev", "hello")
-    now[0] += 61
-    assert tokens.redeem(t, "hello") is None  # expired
-    assert tokens.redeem("", "hello") is None and tokens.redeem("nope", "hello") is None
-
-
 def test_dashboard_cookie_like_streamlit_authenticator(ctx) -> None:  # type: ignore
     key = dashboard_cookie_key(ctx)
     exp = time.time() + 3600

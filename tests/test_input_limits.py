@@ -100,7 +100,7 @@ def test_api_refuses_deep_secrets_with_4xx_not_500(ctx: Context) -> None:
         r = await c.put(f"/apps/{app_id}/secrets", headers=headers, data=DEEP_SECRETS["arrays"])
         assert (await r.json())["error"]["line"] == 1
     api_call(ctx, scenario)
-    assert not app_secrets.has_secrets(ctx, owner, app_id)
+    assert app_secrets.get_secrets(ctx, owner, app_id) == ""
 
 
 def test_log_redaction_survives_a_deep_secrets_file(settings: Settings) -> None:
@@ -289,7 +289,7 @@ def test_dashboard_shows_deep_secrets_as_an_error_on_their_line(dash: Dash) -> N
     assert any("Line 2, column 165" in e.value and "nested more than 32" in e.value
                for e in at.error), [e.value for e in at.error]
     assert any(c.value.startswith("   2 | a = {b = ") for c in at.code)
-    assert not app_secrets.has_secrets(dash.ctx, dash.admin, app.id)
+    assert app_secrets.get_secrets(dash.ctx, dash.admin, app.id) == ""
 
 
 def test_a_long_dotted_key_is_refused_before_parsing_in_bounded_time() -> None:

@@ -2,7 +2,7 @@
 sign-in cookie, and the identity header of the Manage app panel.
 
 Browsers never send the dashboard's cookie to an app host (`<sub>.localhost` and
-`localhost` are different sites, FINDINGS.md), so identity reaches an app host by a
+`localhost` are different sites), so identity reaches an app host by a
 top-level redirect through the dashboard host (the proxy's `/__stcloud/authorize`), which
 mints a one-time token; the app host's `/__stcloud/callback` exchanges it for a host-only
 cookie `stcloud_session`. All values here are signed with one server key
@@ -19,8 +19,8 @@ purpose string so that a value signed for one use is never accepted for another:
 - `signout`: a short-lived link from an app host's sign-out to the dashboard host's.
 
 Tokens are `base64url(json payload).base64url(HMAC-SHA256(key, purpose "." payload))`.
-`OneTimeTokens` keeps minted sign-in tokens in memory: single use, 60 s. (The proxy that
-mints is the proxy that redeems; several proxy replicas would keep them in the database.)
+One-time sign-in tokens (single use, `ONE_TIME_TTL`) live in the database:
+supervisor/proxy/tokens.py.
 
 The dashboard cookie `stcloud_dashboard` is streamlit-authenticator 0.4.2's: a PyJWT HS256
 token `{"username", "exp_date"}` signed with `keys.dashboard_cookie_key`; it is verified the
@@ -170,40 +170,6 @@ def csrf_ok(key: bytes, host: str, cookie: str | None, submitted: str | None) ->
     return bool(cookie and submitted) and hmac.compare_digest(
         (cookie or "").encode(), (submitted or "").encode()) and csrf_token_valid(
         key, host, cookie)
-
-
-# One-time sign-in tokens --------------------------------------------------------------------
-class OneTimeTokens:
-    """Sign-in tokens minted on the dashboard host, redeemed once on one app host."""
-
-    def __init__(self, ttl: float = ONE_TIME_TTL, clock: Any = time.monotonic) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._tokens: dict[str, tuple[int, str, str, float]] = {}
-
-    def mint(self, user_id: int, username: str, subdomain: str) -> str:
-        self._sweep()
-        token = secrets.token_urlsafe(32)
-        self._tokens[token] = (user_id, username, subdomain, self._clock() + self.ttl)
-        return token
-
-    def redeem(self, token: str, subdomain: str) -> tuple[int, str] | None:
-        """(user id, username) once for a valid token of this subdomain; None after that."""
-        found = self._tokens.pop(token, None) if token else None
-        if found is None:
-            return None
-        user_id, username, sub, expires = found
-        if sub != subdomain or self._clock() > expires:
-            return None
-        return user_id, username
-
-    def _sweep(self) -> None:
-        now = self._clock()
-        if len(self._tokens) > 1000:
-            self._tokens = {t: v for t, v in self._tokens.items() if v[3] >= now}
-
-    def __len__(self) -> int:
-        return len(self._tokens)
 
 
 # The dashboard's sign-in cookie -------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""GitHub accounts and the workspaces they give (issue 9). Operator and user guide:
+"""GitHub accounts and the workspaces they give. Operator and user guide:
 docs/github.md.
 
 Connecting: a personal access token (classic or fine-grained, `connect_token`) or, when

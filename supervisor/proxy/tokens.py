@@ -1,8 +1,7 @@
 """One-time sign-in tokens in the database, so that any proxy redeems what another minted
 (several proxies behind one load balancer: docs/scale-out.md).
 
-Same contract as `backend.accounts.identity.OneTimeTokens`: a token is minted on the dashboard host
-for one app host, lives `ONE_TIME_TTL` (60 s) and works once. Only its SHA-256 is stored
+A token is minted on the dashboard host for one app host, lives `ONE_TIME_TTL` (60 s) and works once. Only its SHA-256 is stored
 (`signin_token`); redeeming is a DELETE of that row, and only the caller whose DELETE
 removed it gets the identity, so two proxies redeeming one token at once cannot both
 succeed. A token redeemed on the wrong app host is burnt as well. Expired rows are swept
