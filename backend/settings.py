@@ -222,8 +222,10 @@ class Settings:
     docker_base_images: str = _help("Base image per Python version for the Docker runtime, "
                                     "comma-separated VERSION=IMAGE (e.g. "
                                     "\"3.11=myreg/py:3.11\"); versions not named use "
-                                    "stcloud-base:pyVERSION, built locally with debootstrap "
-                                    "on first use.", default="")
+                                    "stcloud-base:pyVERSION, built locally on first use: "
+                                    "Debian's python3 (debootstrap) for 3.9, 3.11 and 3.13, "
+                                    "a CPython found on this host (as for the process "
+                                    "runtime) for the others.", default="")
     docker_network: str = _help("Docker network app containers join; created as a bridge "
                                 "with inter-container traffic disabled when missing. "
                                 "Empty means Docker's default bridge.", default="stcloud-apps")

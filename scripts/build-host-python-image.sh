@@ -8,7 +8,8 @@
 # Usage: build-host-python-image.sh <interpreter> <debian-base-image> <image>
 #   e.g. build-host-python-image.sh /root/.pyenv/versions/3.12.1/bin/python3.12 \
 #            stcloud-base:py3.11 stcloud-base:py3.12
-# Then offer it: docker_base_images = "3.10=stcloud-base:py3.10,3.12=stcloud-base:py3.12".
+# The Docker runtime runs it by itself the first time an environment asks for such a
+# version (supervisor/runtimes/docker_base.py); by hand it makes images for docker_base_images.
 # The prefix's site-packages (whatever was added on the host) and test suite are left out.
 # Does nothing when the image exists.
 set -euo pipefail

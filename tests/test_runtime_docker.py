@@ -56,10 +56,11 @@ def test_install_id_names_and_versions(tmp_path: Path) -> None:
     assert dns_label("My_App.v2") == "my-app-v2"
     long = container_name("abcd1234", "x" * 100, 123456)
     assert len(long) == 63 and long.startswith("stcloud-abcd1234-xxx") and long.endswith("-123456")
-    assert offered_versions(a) == ["3.9", "3.11", "3.13"]
+    assert offered_versions(a, host_minors=()) == ["3.9", "3.11", "3.13"]
+    assert offered_versions(a, host_minors=["3.12"]) == ["3.9", "3.11", "3.12", "3.13"]
     custom = dataclasses.replace(a, docker_base_images="3.12=reg/py:3.12, 3.11.4=mine:311")
     assert base_image_overrides(custom) == {"3.12": "reg/py:3.12", "3.11": "mine:311"}
-    assert offered_versions(custom) == ["3.9", "3.11", "3.12", "3.13"]
+    assert offered_versions(custom, host_minors=()) == ["3.9", "3.11", "3.12", "3.13"]
     assert DockerRuntime(custom).python_versions() == offered_versions(custom)
 
 

@@ -1,9 +1,7 @@
 """Images for the Docker runtime: base images per Python version, env images per dependency hash.
 
-There is no container registry to pull from, so a base image is a Debian root filesystem
-made by `scripts/build-base-image.sh` (debootstrap --variant=minbase + `docker import`):
-Python 3.9 is bullseye's, 3.11 bookworm's, 3.13 trixie's. A base image is built the first
-time an environment asks for its version; `docker_base_images` can name any image instead.
+Base images (one per Python version, built on this host on first use) are
+`supervisor.runtimes.docker_base`'s.
 
 An environment is one image `stcloud-env:<dep_hash>`, made once and shared by every app with
 that dependency set. The build runs a throw-away container from the base image that
@@ -34,14 +32,19 @@ import docker.errors
 from docker.types import Mount
 
 from backend.repo_files import excerpt
-from backend.settings import PROJECT_ROOT, Settings
+from backend.settings import Settings
 from supervisor.build_errors import StepOutput, step_failure_message
 from supervisor.dependency_plan import write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
+from supervisor.runtimes.docker_base import (  # noqa: F401 - part of this module's API
+    BASE_SCRIPT,
+    DEBIAN_SUITES,
+    BaseImages,
+    base_image_overrides,
+    offered_versions,
+    python_minor,
+)
 
-# Python version -> Debian suite whose python3 it is.
-DEBIAN_SUITES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
-BASE_SCRIPT = PROJECT_ROOT / "scripts" / "build-base-image.sh"
 ENV_REPO = "stcloud-env"
 VENV = "/opt/venv"
 CA_PATH = "/etc/stcloud/ca.crt"  # fixed path in build containers (apt may rewrite /etc/ssl)
@@ -54,7 +57,6 @@ WORK = "/tmp/stcloud-src"  # the build's writable copy of SRC; requirement paths
 IMAGE_CHANGES = ["ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
                  "/sbin:/bin", "ENV VIRTUAL_ENV=/opt/venv", "ENV LANG=C.UTF-8",
                  "WORKDIR /app", 'CMD ["/bin/sh"]']
-TAIL_LINES = 25
 
 # Exit codes of the build script -> what failed, for the person reading the error.
 STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
@@ -72,25 +74,6 @@ def uv_binary() -> Path:
     ours = Path(sys.executable).parent / "uv"
     found = ours if ours.exists() else Path(shutil.which("uv") or ours)
     return found.resolve()
-
-
-def python_minor(version: str) -> str:
-    """'3.11.4' -> '3.11'; '' stays ''."""
-    return ".".join(version.strip().split(".")[:2])
-
-
-def base_image_overrides(settings: Settings) -> dict[str, str]:
-    out = {}
-    for item in settings.docker_base_images.split(","):
-        if "=" in item:
-            version, image = item.split("=", 1)
-            out[python_minor(version)] = image.strip()
-    return out
-
-
-def offered_versions(settings: Settings) -> list[str]:
-    versions = set(DEBIAN_SUITES) | set(base_image_overrides(settings))
-    return sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
 
 
 def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
@@ -150,6 +133,7 @@ class ImageBuilder:
         self._call = call
         self.install_id = install_id
         self._locks: dict[str, asyncio.Lock] = {}
+        self.bases = BaseImages(settings, self._image_exists)
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -163,44 +147,8 @@ class ImageBuilder:
 
     # Base images -------------------------------------------------------------------
     async def base_image(self, version: str, log: LogSink) -> str:
-        """The base image for a Python version, built on first use."""
-        overrides = base_image_overrides(self.settings)
-        if version in overrides:
-            image = overrides[version]
-            if not await self._image_exists(image):
-                raise BuildError(f"The base image {image} configured for Python {version} "
-                                 f"(setting docker_base_images) is not on this Docker host.")
-            return image
-        if version not in DEBIAN_SUITES:
-            raise BuildError(f"Python {excerpt(version)} is not offered; choose one of "
-                             f"{', '.join(offered_versions(self.settings))}.")
-        image = f"stcloud-base:py{version}"
-        async with self._lock("base:" + image):
-            if await self._image_exists(image):
-                return image
-            if not shutil.which("debootstrap"):
-                raise BuildError(f"The base image {image} is missing and debootstrap is not "
-                                 "installed to build it (run scripts/ci-docker.sh).")
-            log(f"==> Building the base image {image} (Debian {DEBIAN_SUITES[version]}); "
-                "this happens once per Python version")
-            proc = await asyncio.create_subprocess_exec(
-                "bash", str(BASE_SCRIPT), DEBIAN_SUITES[version], image,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            tail: list[str] = []
-            try:
-                assert proc.stdout is not None
-                async for raw in proc.stdout:
-                    line = raw.decode(errors="replace").rstrip("\n")
-                    tail = (tail + [line])[-TAIL_LINES:]
-                    log(line)
-                code = await proc.wait()
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            if code != 0:
-                raise BuildError(f"Building the base image {image} failed:\n" + "\n".join(tail))
-            return image
+        """The base image for a Python version, built on first use (`docker_base`)."""
+        return await self.bases.image(version, log)
 
     # Env images --------------------------------------------------------------------
     async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
