@@ -12,6 +12,14 @@ gets only the dependency files' bytes as `EnvSpec.from_checkout` read them (thro
 the CA bundle and the index URL the host uses; the committed image gets none of the
 build's environment. Only a successful build is committed: a failure leaves no image.
 Cancelling the coroutine removes the build container, which kills the build.
+
+An image under an env tag is reused only when it carries the label a completed build commits
+(`stcloud.env_complete=<dep_hash>`) and a container of it, set up as app containers are, runs
+`sh` from its PATH and the environment's Python (once per image id and builder). Anything
+else found under the tag (an image tagged by hand or by another tool, one made before the
+label, one whose filesystem lost its shell) is untagged and built again: the daemon is shared
+with other supervisors and test runs, and a start from such an image fails only later with
+tini's "exec sh failed".
 """
 
 from __future__ import annotations
@@ -57,6 +65,13 @@ WORK = "/tmp/stcloud-src"  # the build's writable copy of SRC; requirement paths
 IMAGE_CHANGES = ["ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
                  "/sbin:/bin", "ENV VIRTUAL_ENV=/opt/venv", "ENV LANG=C.UTF-8",
                  "WORKDIR /app", 'CMD ["/bin/sh"]']
+# Set only on an image committed from a build that completed (its value: the dep hash); an
+# image under an env tag without it, or whose probe fails, is rebuilt instead of reused.
+COMPLETE_LABEL = "stcloud.env_complete"
+# What an app start relies on: tini finds `sh` on the image's PATH, and the environment's
+# Python (found first on that PATH) runs.
+PROBE = ["sh", "-c", f"test -x {VENV}/bin/streamlit && exec python -c ''"]
+PROBE_TIMEOUT = 60
 
 # Exit codes of the build script -> what failed, for the person reading the error.
 STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
@@ -134,6 +149,7 @@ class ImageBuilder:
         self.install_id = install_id
         self._locks: dict[str, asyncio.Lock] = {}
         self.bases = BaseImages(settings, self._image_exists)
+        self._verified: set[str] = set()  # env image ids whose probe passed
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -161,13 +177,68 @@ class ImageBuilder:
                              + ", ".join(repr(excerpt(p)) for p in bad[:3]) + more)
         async with self._lock("env:" + spec.dep_hash):
             if await self._image_exists(image):
-                for note in spec.notes:  # which dependency file, also for a reused image
-                    log(note)
-                log(f"Reusing the environment image {image} (same dependencies).")
-                return EnvRef(spec.dep_hash, version, image, reused=True)
+                fault = await self._check_env_image(image, spec.dep_hash)
+                if fault is None:
+                    for note in spec.notes:  # which dependency file, also for a reused image
+                        log(note)
+                    log(f"Reusing the environment image {image} (same dependencies).")
+                    return EnvRef(spec.dep_hash, version, image, reused=True)
+                log(f"==> The environment image {image} is not usable ({fault}); "
+                    "building it again")
+                await self._untag(image)
             base = await self.base_image(version, log)
             await self._build_env(spec, version, base, image, log)
+            fault = await self._check_env_image(image, spec.dep_hash)
+            if fault is not None:
+                await self._untag(image)
+                raise BuildError(f"The environment image built for these dependencies is not "
+                                 f"usable ({fault}); deploy again to rebuild it.")
             return EnvRef(spec.dep_hash, version, image, reused=False)
+
+    async def _check_env_image(self, image: str, dep_hash: str) -> str | None:
+        """None when `image` is a completed env image of `dep_hash` whose container runs
+        `sh` from its PATH and the environment's Python (what an app start needs), else
+        what is wrong. The run is made once per image id and builder."""
+        try:
+            found = await self._call(self._client().images.get, image)
+        except docker.errors.ImageNotFound:
+            return "it is gone"
+        labels = (found.attrs.get("Config") or {}).get("Labels") or {}
+        if labels.get(COMPLETE_LABEL) != dep_hash:
+            return f"no {COMPLETE_LABEL}={dep_hash} label: not committed by a completed build"
+        if found.id in self._verified:
+            return None
+        code, output = await self._probe(found.id)
+        if code != 0:
+            return f"its check exited {code}: {excerpt(output.strip()[-300:])}"
+        self._verified.add(found.id)
+        return None
+
+    async def _probe(self, image_id: str) -> tuple[int, str]:
+        """Run PROBE in a container of `image_id` set up as app containers are (tini as
+        init, read-only, no network, no capabilities); (exit code, its output)."""
+        client = self._client()
+        container = await self._call(
+            client.containers.create, image_id, PROBE, network_mode="none", init=True,
+            read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            labels={"stcloud.build": self.install_id, "stcloud.probe": "env"},
+            name=f"stcloud-{self.install_id}-probe-{uuid.uuid4().hex[:10]}")
+        try:
+            await self._call(container.start)
+            result = await self._call(container.wait, timeout=PROBE_TIMEOUT)
+            output = await self._call(container.logs)
+            return int(result.get("StatusCode", 1)), output.decode(errors="replace")
+        except docker.errors.APIError as exc:
+            return 1, str(exc.explanation or exc)
+        finally:
+            await asyncio.shield(self._remove(container))
+
+    async def _untag(self, image: str) -> None:
+        """Remove the tag (and the image, unless a container still uses it)."""
+        try:
+            await self._call(self._client().images.remove, image, force=True)
+        except docker.errors.ImageNotFound:
+            pass
 
     async def _build_env(self, spec: EnvSpec, version: str, base: str, image: str,
                          log: LogSink) -> None:
@@ -222,7 +293,8 @@ class ImageBuilder:
                     message=f"stcloud env {spec.dep_hash}",
                     changes=IMAGE_CHANGES + [
                         f"LABEL stcloud.component=env stcloud.dep_hash={spec.dep_hash} "
-                        f"stcloud.python={version} stcloud.base={base}"])
+                        f"stcloud.python={version} stcloud.base={base} "
+                        f"{COMPLETE_LABEL}={spec.dep_hash}"])
                 log(f"==> Committed {image}")
             finally:
                 # Runs on success, failure and cancellation: kills a running build.
