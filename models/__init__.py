@@ -1,14 +1,34 @@
 """Tables, the engine factory and schema migrations. Nothing else lives here."""
 
-from models.analytics import (AnalyticsAppDay, AnalyticsAppTotal, AnalyticsAppViewer,
-                              AnalyticsViewerMonth, AnalyticsWorkspaceMonth)
+from models.analytics import (
+    AnalyticsAppDay,
+    AnalyticsAppTotal,
+    AnalyticsAppViewer,
+    AnalyticsViewerMonth,
+    AnalyticsWorkspaceMonth,
+)
 from models.cluster import AppRequest, ClusterLease, ClusterNode, SigninToken
 from models.engine import make_engine, migrate, session_scope
 from models.github import AppGithub, GithubAccount, GithubGrant
+from models.ids import id_of
 from models.security import SigninFailure  # noqa: F401  (sign-in limiter)
-from models.tables import (ApiToken, App, AppEvent, AppSecret, AppViewer, Build, EmailOutbox,
-                           Favorite, Installation, Membership, Notification, User,
-                           ViewEvent, Workspace, utcnow)
+from models.tables import (
+    ApiToken,
+    App,
+    AppEvent,
+    AppSecret,
+    AppViewer,
+    Build,
+    EmailOutbox,
+    Favorite,
+    Installation,
+    Membership,
+    Notification,
+    User,
+    ViewEvent,
+    Workspace,
+    utcnow,
+)
 from models.usage import UsageSample
 
 __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
@@ -16,4 +36,5 @@ __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
            "AppGithub", "AppRequest", "AppSecret", "AppViewer", "Build", "ClusterLease",
            "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount", "GithubGrant",
            "Installation", "Membership", "Notification", "SigninToken", "UsageSample", "User",
-           "ViewEvent", "Workspace", "utcnow", "make_engine", "migrate", "session_scope"]
+           "ViewEvent", "Workspace", "id_of", "utcnow", "make_engine", "migrate",
+           "session_scope"]

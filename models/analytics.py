@@ -25,7 +25,6 @@ from datetime import date, datetime
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-
 # SQLite: tables keyed by their primary key alone (WITHOUT ROWID), so the key is the table
 # and not a second index beside it. Other databases ignore the option.
 CLUSTERED = {"sqlite_with_rowid": False}

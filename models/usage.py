@@ -1,5 +1,6 @@
 """Resource usage samples of running apps (supervisor/usage_sampler.py writes them,
-backend/analytics/usage.py reads them). Tables only: no behaviour. Migration 0007_usage_and_epochs."""
+backend/analytics/usage.py reads them). Tables only: no behaviour. Migration
+0007_usage_and_epochs."""
 
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic revision --autogenerate` from the command line
     from sqlalchemy import create_engine
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise SystemExit("alembic.ini has no sqlalchemy.url: set it to the database to compare "
+                         "the models with.")
     connection = create_engine(url).connect()
 
 context.configure(connection=connection, target_metadata=SQLModel.metadata,

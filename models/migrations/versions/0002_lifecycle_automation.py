@@ -9,10 +9,9 @@ Create Date: 2026-11-25 08:22:09.383782
 """
 import secrets
 
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'

@@ -1,18 +1,19 @@
 """analytics aggregates: distinct viewers per workspace and month, per app; counters per
-workspace-month, app and app-day (models/analytics.py, kept by backend.analytics.reports.record_views).
+workspace-month, app and app-day (models/analytics.py, kept by
+backend.analytics.reports.record_views).
 
 The tables keyed by their primary key alone are WITHOUT ROWID on SQLite (the key is the
-table, not a second index). No data step: nothing recorded view events before this revision. Aggregates can be rebuilt
-from `viewevent` at any time with `backend.analytics.store.rebuild_aggregates(ctx)`.
+table, not a second index). No data step: nothing recorded view events before this revision.
+Aggregates can be rebuilt from `viewevent` at any time with
+`backend.analytics.store.rebuild_aggregates(ctx)`.
 
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-25 08:32:48.120185
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'

@@ -7,10 +7,9 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-25 09:10:00.000000
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'

@@ -7,10 +7,9 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-25 10:40:28.025744
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0005'
 down_revision = '0004'

@@ -5,10 +5,9 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-25 11:30:00
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0006'
 down_revision = '0005'

@@ -7,10 +7,9 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-25 11:14:58
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0007'
 down_revision = '0006'

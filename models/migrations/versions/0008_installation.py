@@ -5,10 +5,9 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06 21:10:00
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0008'
 down_revision = '0007'

@@ -6,10 +6,9 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-06 22:20:00
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0010'
 down_revision = '0009'

@@ -5,10 +5,9 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-06 22:25:00
 """
-from alembic import op
 import sqlalchemy as sa
-import sqlmodel
-
+import sqlmodel.sql.sqltypes
+from alembic import op
 
 revision = '0011'
 down_revision = '0010'
