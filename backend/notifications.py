@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from backend import inbox
 from backend.context import Context
-from backend.errors import PermissionDenied
+from backend.errors import BackendError, PermissionDenied
 from backend.settings import Settings
-from models import App, EmailOutbox, Membership, Notification, User, session_scope
+from models import App, AppEvent, EmailOutbox, Membership, Notification, User, session_scope
 
 OVER_LIMIT_SUBJECT = "Your Streamlit app has gone over its resource limits 🤯"
 KINDS = ("over_limit", "crashed", "deploy_failed", "sleep_warning")
@@ -192,3 +193,31 @@ def render(settings: Settings, app: App, kind: str, **d: str) -> Mail:
              f'<a href="{html.escape(dashboard)}">Your dashboard</a></p>')
     return Mail(subject=subject, text=text,
                 html=f"<html><body><p>Hi,</p>{body}</body></html>")
+
+
+class NoticeFailed(BackendError):
+    """The developers could not be told just now (the database refused); try again later."""
+
+
+def notify_over_limit(ctx: Context, app_id: int) -> Notified | None:
+    """Tell the app's developers about its current over-limit incident (the AppEvent that
+    put it over its limit): a dashboard notice each and, where possible, an email; the
+    incident's dedupe key makes it once only. Returns what was done, now or before; None
+    when the app is not over its limits (any more). Raises NoticeFailed when the database
+    fails."""
+    try:
+        with session_scope(ctx.engine) as s:
+            app = s.get(App, app_id)
+            if app is None or app.state != "over_limit":
+                return None
+            event = s.exec(select(AppEvent).where(AppEvent.app_id == app_id,
+                                                  AppEvent.to_state == "over_limit")
+                           .order_by(AppEvent.id.desc())).first()  # type: ignore[union-attr]
+            if event is None:
+                return None
+            limit = app.memory_limit_mb or ctx.settings.memory_limit_mb
+            return notify(s, ctx.settings, app, "over_limit", str(event.id),
+                          limit_mb=str(limit))
+    except SQLAlchemyError as exc:
+        raise NoticeFailed(f"The over-limit notice for app {app_id} failed: "
+                           f"{type(exc).__name__}.") from exc

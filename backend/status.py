@@ -159,7 +159,8 @@ def _email(ctx: Context) -> Component:
                      f"SMTP {s.smtp_host} ({s.smtp_tls}). " + outbox)
 
 
-def _counts(ctx: Context) -> dict[str, int]:
+def app_state_counts(ctx: Context) -> dict[str, int]:
+    """Apps (not deleted) per state, sorted by state."""
     with session_scope(ctx.engine) as s:
         rows = s.exec(select(App.state, func.count())  # type: ignore[call-overload]
                       .where(App.desired_state != "deleted").group_by(App.state)).all()
@@ -209,6 +210,6 @@ def full_status(ctx: Context, user: User) -> StatusReport:
         raise PermissionDenied("Only site admins see the status details.")
     components, free, total = _check(ctx)
     return StatusReport(overall=_overall(components), components=components,
-                        checked_at=utcnow(), detailed=True, counts=_counts(ctx),
+                        checked_at=utcnow(), detailed=True, counts=app_state_counts(ctx),
                         incidents=tuple(recent_incidents(ctx)), disk_free_bytes=free,
                         disk_total_bytes=total)

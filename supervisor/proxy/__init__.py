@@ -2,12 +2,15 @@
 
 The supervisor calls `start_proxy(settings, routes, api=..., ctx=ctx)` and later
 `await runner.cleanup()`. The proxy reads the route table (`supervisor/routes.py`) and
-never decides lifecycle. Modules: `server` (routing, the dashboard host, lifecycle),
-`apphost` (app hosts: access, our pages, reserved paths, the panel), `forward` (HTTP and
-websocket relaying), `inject` (the overlay in app pages; `assets/`), `cookies` (cookie
-isolation), `access` (who is visiting, cached), `signin` (identity on app hosts),
-`endpoints` (`/__stcloud/` endpoints of app hosts), `pages` and `state_pages` (our HTML),
-`tokens` (one-time sign-in tokens in the database), `standalone` (`python -m supervisor
+never decides lifecycle. Modules: `server` (the dispatch by Host, the dashboard host,
+lifecycle), `hosts` (which host a request is for), `apphost` (app hosts: access, our pages,
+reserved paths, the panel), `forward` (the `Forwarder`: HTTP relaying over one shared
+session), `websocket` (websocket relaying), `upstream` (headers, URL and errors of a
+forwarded request), `security_headers` (a middleware), `inject` (the overlay in app pages;
+`assets/`), `cookies` (cookie isolation), `access` (who is visiting, cached), `signin`
+(identity on app hosts), `endpoints` (`/__stcloud/` endpoints of app hosts), `services`
+(what needs the backend context), `pages` and `state_pages` (our HTML), `tokens`
+(one-time sign-in tokens, kept by the backend), `standalone` (`python -m supervisor
 proxy`: a proxy process of its own, routes from the database; docs/scale-out.md).
 """
 

@@ -22,12 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import favorites, sharing
-from backend.accounts import auth
-from backend.accounts import identity
+from backend import favorites, read_model, sharing
+from backend.accounts import auth, identity
 from backend.context import Context
-from backend.workspaces import role_in
-from models import User, session_scope
+from models import User
 
 CACHE_SECONDS = 5.0
 _CACHE_MAX = 20_000
@@ -111,17 +109,11 @@ class Access:
                        else None)
 
     async def user(self, user_id: int) -> User | None:
-        def load() -> User | None:
-            with session_scope(self.ctx.engine) as s:
-                return s.get(User, user_id)
-        return await self._cached(self.users, user_id, load)
+        return await self._cached(self.users, user_id,
+                                  lambda: read_model.user_by_id(self.ctx, user_id))
 
     async def user_by_name(self, username: str) -> User | None:
-        def load() -> User | None:
-            from sqlmodel import select
-            with session_scope(self.ctx.engine) as s:
-                return s.exec(select(User).where(User.username == username)).first()
-        return await asyncio.to_thread(load)
+        return await asyncio.to_thread(read_model.user_by_name, self.ctx, username)
 
     # What they may do ------------------------------------------------------------------
     async def role(self, user: User | None, workspace_id: int) -> str | None:
@@ -129,10 +121,8 @@ class Access:
         if user is None:
             return None
 
-        def load() -> str | None:
-            with session_scope(self.ctx.engine) as s:
-                return role_in(s, user, workspace_id)
-        return await self._cached(self.roles, (user.id, workspace_id), load)
+        return await self._cached(self.roles, (user.id, workspace_id),
+                                  lambda: read_model.role_of(self.ctx, user, workspace_id))
 
     async def can_view(self, user: User | None, app_id: int) -> bool:
         return await self._cached(self.views, (user.id if user else 0, app_id),

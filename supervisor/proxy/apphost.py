@@ -12,26 +12,31 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from backend.accounts import identity
+from backend.settings import Settings
 from supervisor.health import is_stream_path
 from supervisor.proxy import cookies, inject, pages, state_pages
 from supervisor.proxy.access import Visitor
 from supervisor.proxy.endpoints import PROGRESS_STATES
-from supervisor.proxy.forward import (
-    PLAIN, Forwarding, UpstreamTimeout, UpstreamUnavailable, websocket_protocols,
+from supervisor.proxy.forward import Forwarder
+from supervisor.proxy.hosts import RESERVED_PREFIX, is_reserved
+from supervisor.proxy.services import Services
+from supervisor.proxy.sticky import Sticky
+from supervisor.proxy.upstream import (
+    PLAIN,
+    Forwarding,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    is_websocket,
+    websocket_protocols,
 )
-from supervisor.routes import OVEN_STATES, Route
-
-if TYPE_CHECKING:
-    from supervisor.proxy.server import Proxy
+from supervisor.routes import OVEN_STATES, Route, RouteTable
 
 log = logging.getLogger("supervisor.proxy")
 
-RESERVED_PREFIX = "/__stcloud/"
 PANEL_PREFIX = identity.PANEL_PREFIX
 VISITOR_MAX_AGE = 365 * 86400
 # (method, name) of our endpoints under /__stcloud/ on app hosts; every POST checks CSRF
@@ -45,25 +50,26 @@ def bare(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text, headers={"Cache-Control": "no-store"})
 
 
-def is_websocket(request: web.BaseRequest) -> bool:
-    headers = request.headers
-    return (request.method == "GET" and "websocket" in headers.get("Upgrade", "").lower()
-            and "upgrade" in headers.get("Connection", "").lower())
-
-
 class AppHost:
-    def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
-        self.settings = proxy.settings
+    """Answers every request for `<sub>.DOMAIN` (see the module docstring)."""
+
+    def __init__(self, settings: Settings, routes: RouteTable, forwarder: Forwarder,
+                 services: Services | None, sticky: Sticky) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.forwarder = forwarder
+        self.services = services
+        self.sticky = sticky
+        self.domain = settings.domain.lower().rstrip(".")
 
     async def handle(self, request: web.Request, sub: str, path: str
                      ) -> web.StreamResponse:
-        route = self.proxy.routes.get(sub)
-        if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX[:-1]:
+        route = self.routes.get(sub)
+        if is_reserved(path):
             return await self._reserved_app(request, sub, route, path)
         if route is None:
-            return pages.not_found_page(f"{sub}.{self.proxy.domain}", self.settings)
-        svc = self.proxy.services
+            return pages.not_found_page(f"{sub}.{self.domain}", self.settings)
+        svc = self.services
         private = route.visibility == "private"
         if svc is None:
             if private:
@@ -93,7 +99,7 @@ class AppHost:
     async def _serve(self, request: web.Request, route: Route, visitor: Visitor | None, *,
                      page: bool, stream: bool = False) -> web.StreamResponse:
         """Forward to a serving app, else our page for its state."""
-        svc = self.proxy.services
+        svc = self.services
         if route.serving:
             if svc is None or visitor is None:
                 return await self._forward_app(request, route, PLAIN)
@@ -101,7 +107,7 @@ class AppHost:
             if page and visitor.visitor_id is None:
                 set_cookies = (cookies.cookie_header(
                     identity.VISITOR_COOKIE, identity.new_visitor_id(),
-                    max_age=VISITOR_MAX_AGE, secure=self.proxy.scheme == "https"),)
+                    max_age=VISITOR_MAX_AGE, secure=self.settings.scheme == "https"),)
             on_open = None
             protocols = websocket_protocols(request) if stream else []
             if stream and not (len(protocols) >= 3 and protocols[2]):
@@ -128,7 +134,7 @@ class AppHost:
 
     async def _forbidden(self, request: web.Request, route: Route,
                          visitor: Visitor) -> web.Response:
-        svc = self.proxy.services
+        svc = self.services
         assert svc is not None
         viewer = await svc.endpoints.page_viewer(request, route, visitor)
         facts = await svc.endpoints.facts(route)
@@ -141,12 +147,12 @@ class AppHost:
         upstreams = route.upstreams
         if len(upstreams) < 2:
             try:
-                return await self.proxy._forward(request, route.address, how)
+                return await self.forwarder.forward(request, route.address, how)
             except UpstreamUnavailable as exc:
                 self._unavailable(request, route, route.address, exc)
                 return pages.not_answering_page(route, self.settings)
         # Several replicas: keep the browser on one (sticky.py).
-        sticky = self.proxy.sticky
+        sticky = self.sticky
         address, pin = sticky.pick(request, route)
         base = how.set_cookies
         how = replace(how, strip_cookies=how.strip_cookies | {cookies.AFFINITY_COOKIE},
@@ -155,7 +161,7 @@ class AppHost:
         while True:
             try:
                 with sticky.track(address):
-                    return await self.proxy._forward(request, address, how)
+                    return await self.forwarder.forward(request, address, how)
             except UpstreamUnavailable as exc:
                 self._unavailable(request, route, address, exc)
                 retry = None
@@ -180,7 +186,7 @@ class AppHost:
             return await self._panel(request, sub, route)
         if name in ("overlay.js", "overlay.css") and request.method in ("GET", "HEAD"):
             return inject.asset_response(name)
-        svc = self.proxy.services
+        svc = self.services
         if name == "status":
             if svc is None:
                 if route is None:
@@ -215,8 +221,8 @@ class AppHost:
 
     async def _panel(self, request: web.Request, sub: str, route: Route | None
                      ) -> web.StreamResponse:
-        address = self.proxy.routes.panel_address
-        svc = self.proxy.services
+        address = self.routes.panel_address
+        svc = self.services
         if route is None or svc is None:
             return pages.json_response({"error": "not_found"}, 404)
         if address is None:
@@ -229,7 +235,7 @@ class AppHost:
                 route.app_id, sub)
         how = Forwarding(strip_cookies=cookies.APP_STRIP, add_headers=add)
         try:
-            return await self.proxy._forward(request, address, how)
+            return await self.forwarder.forward(request, address, how)
         except UpstreamUnavailable as exc:
             log.warning("upstream_unavailable panel path=%s error=%s", request.path, exc)
             return bare(503, "The Manage app panel is not answering; try again in a "

@@ -25,26 +25,20 @@ import asyncio
 import dataclasses
 import json
 import logging
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import select
 
 from backend import apps as app_service
-from backend import favorites, notifications
+from backend import favorites, notifications, read_model
 from backend.accounts import identity
 from backend.errors import BackendError, NotFound, PermissionDenied
 from backend.logs import app_log_path, build_log_path, tail_lines
-from models import App, AppEvent, Workspace, session_scope
+from backend.settings import Settings
 from supervisor.proxy import inject, pages, state_pages
-from supervisor.proxy.access import RateLimit, Visitor, can_manage, client_key
-from supervisor.proxy.signin import redirect
-from supervisor.routes import Route
-
-if TYPE_CHECKING:
-    from supervisor.proxy.server import Proxy
+from supervisor.proxy.access import Access, RateLimit, Visitor, can_manage, client_key
+from supervisor.proxy.signin import SignIn, redirect
+from supervisor.routes import Route, RouteTable
 
 log = logging.getLogger("supervisor.proxy")
 MAX_BODY = 16 * 1024
@@ -76,35 +70,36 @@ def same_origin(request: web.BaseRequest, scheme: str) -> bool:
 
 
 class AppEndpoints:
-    def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
-        self.settings = proxy.settings
+    """The handlers of `/__stcloud/` on app hosts (see the module docstring)."""
+
+    def __init__(self, settings: Settings, routes: RouteTable, access: Access,
+                 signin: SignIn) -> None:
+        self.settings = settings
+        self.routes = routes
+        self.access = access
+        self.signin = signin
         self.notify_limit = RateLimit(3, 600)
         self.wake_limit = RateLimit(10, 60)
-
-    @property
-    def services(self):  # type: ignore[no-untyped-def]
-        return self.proxy.services
 
     # Helpers ---------------------------------------------------------------------------
     def csrf_for(self, request: web.BaseRequest) -> tuple[str, tuple[str, ...]]:
         """(token, Set-Cookie values): the browser's valid token, else a new one."""
-        key = self.services.access.key
+        key = self.access.key
         host = request.headers.get("Host", "")
         current = request.cookies.get(identity.CSRF_COOKIE)
         if identity.csrf_token_valid(key, host, current):
             return current or "", ()
         token = identity.csrf_token(key, host)
-        return token, (self.services.signin.cookie(identity.CSRF_COOKIE, token, None),)
+        return token, (self.signin.cookie(identity.CSRF_COOKIE, token, None),)
 
     def csrf_valid(self, request: web.BaseRequest, submitted: str | None) -> bool:
         return same_origin(request, self.settings.scheme) and identity.csrf_ok(
-            self.services.access.key, request.headers.get("Host", ""),
+            self.access.key, request.headers.get("Host", ""),
             request.cookies.get(identity.CSRF_COOKIE), submitted)
 
     async def page_viewer(self, request: web.BaseRequest, route: Route,
                           visitor: Visitor) -> state_pages.PageViewer:
-        role = await self.services.access.role(visitor.user, route.workspace_id)
+        role = await self.access.role(visitor.user, route.workspace_id)
         token, set_cookies = self.csrf_for(request)
         return state_pages.PageViewer(
             signed_in=visitor.user is not None,
@@ -115,21 +110,19 @@ class AppEndpoints:
         settings = self.settings
 
         def load() -> state_pages.AppFacts:
-            with session_scope(self.services.access.ctx.engine) as s:
-                app = s.get(App, route.app_id)
-                ws = s.get(Workspace, route.workspace_id)
-                limit = (app.memory_limit_mb if app and app.memory_limit_mb else
-                         settings.memory_limit_mb)
+            found = read_model.app_page_facts(self.access.ctx, route.app_id,
+                                              route.workspace_id)
             return state_pages.AppFacts(
-                app_id=route.app_id, workspace=ws.name if ws else "", memory_limit_mb=limit,
+                app_id=route.app_id, workspace=found.workspace,
+                memory_limit_mb=found.memory_limit_mb,
                 app_log_tail=tail_lines(app_log_path(settings, route.app_id), 30),
                 build_log_tail=tail_lines(build_log_path(settings, route.app_id), 30))
         return await asyncio.to_thread(load)
 
     def mirror(self, route: Route, state: str, reason: str) -> None:
         """Show the state the backend just recorded until the supervisor republishes."""
-        if self.proxy.routes.get(route.subdomain) is route and state != route.state:
-            self.proxy.routes.set(dataclasses.replace(route, state=state, address=None,
+        if self.routes.get(route.subdomain) is route and state != route.state:
+            self.routes.set(dataclasses.replace(route, state=state, address=None,
                                                       reason=reason))
 
     # GET ---------------------------------------------------------------------------------
@@ -149,7 +142,7 @@ class AppEndpoints:
         return line.strip()[-300:]
 
     async def me(self, request: web.Request, route: Route, visitor: Visitor) -> web.Response:
-        access = self.services.access
+        access = self.access
         user = visitor.user
         role = await access.role(user, route.workspace_id)
         manage = can_manage(role)
@@ -182,7 +175,7 @@ class AppEndpoints:
         user = visitor.user
         if user is None:
             return pages.json_response({"error": "sign_in"}, 401)
-        access = self.services.access
+        access = self.access
         if not isinstance(want, bool) or not can_manage(
                 await access.role(user, route.workspace_id)):
             return pages.json_response({"error": "forbidden"}, 403)
@@ -220,7 +213,7 @@ class AppEndpoints:
                                             "The app is being woken up already.",
                                             retry_url="/", status=429)
         try:
-            state = await asyncio.to_thread(app_service.wake_app, self.services.access.ctx,
+            state = await asyncio.to_thread(app_service.wake_app, self.access.ctx,
                                             visitor.user, route.app_id)
         except NotFound:
             return pages.not_found_page(request.headers.get("Host", ""), self.settings)
@@ -233,9 +226,9 @@ class AppEndpoints:
         if isinstance(form, web.Response):
             return form
         if visitor.user is None:
-            return self.services.signin.login_redirect(request)
+            return self.signin.login_redirect(request)
         try:
-            view = await asyncio.to_thread(app_service.reboot_app, self.services.access.ctx,
+            view = await asyncio.to_thread(app_service.reboot_app, self.access.ctx,
                                            visitor.user, route.app_id)
         except (NotFound, PermissionDenied) as exc:
             return state_pages.problem_page(self.settings, "You cannot reboot this app",
@@ -253,9 +246,9 @@ class AppEndpoints:
         if not self.notify_limit.allow((route.app_id, client_key(request))):
             return state_pages.notified_page(route, self.settings, None)
         try:
-            told = await asyncio.to_thread(notify_over_limit, self.services.access.ctx,
+            told = await asyncio.to_thread(notifications.notify_over_limit, self.access.ctx,
                                            route.app_id)
-        except (BackendError, SQLAlchemyError):
+        except BackendError:
             log.warning("app=%s over-limit notice failed", route.app_id, exc_info=True)
             return state_pages.problem_page(
                 self.settings, "Developers not notified", "The developers could not be "
@@ -268,25 +261,6 @@ class AppEndpoints:
         form = await self.form(request)
         if isinstance(form, web.Response):
             return form
-        return self.services.signin.logout(sub, again=form.get("again") == "1",
+        return self.signin.logout(sub, again=form.get("again") == "1",
                                            nxt=identity.safe_next(form.get("next")))
-
-
-def notify_over_limit(ctx, app_id: int) -> notifications.Notified | None:  # type: ignore
-    """Tell the app's developers about its current over-limit incident (the AppEvent that
-    put it over its limit): a dashboard notice each and, where possible, an email; the
-    incident's dedupe key makes it once only. Returns what was done, now or before; None
-    when the app is not over its limits (any more)."""
-    with session_scope(ctx.engine) as s:
-        app = s.get(App, app_id)
-        if app is None or app.state != "over_limit":
-            return None
-        event = s.exec(select(AppEvent).where(AppEvent.app_id == app_id,
-                                              AppEvent.to_state == "over_limit")
-                       .order_by(AppEvent.id.desc())).first()  # type: ignore[union-attr]
-        if event is None:
-            return None
-        limit = app.memory_limit_mb or ctx.settings.memory_limit_mb
-        return notifications.notify(s, ctx.settings, app, "over_limit", str(event.id),
-                                    limit_mb=str(limit))
 

@@ -1,7 +1,10 @@
 """Security headers on what the proxy answers, decided per response (docs/security.md).
 
-Three kinds of response, told apart by Host and path when the response is prepared
-(aiohttp's `on_response_prepare` signal, so streamed and forwarded responses get them too):
+Three kinds of response, told apart by Host and path. `middleware(...)` decides when the
+request comes in, before any handler runs (so the dispatch, the REST API and everything
+they forward are covered); `apply` (aiohttp's `on_response_prepare` signal) sets the
+decided headers when the response is prepared, so streamed and forwarded responses,
+prepared inside a handler, get them too:
 
 - `dashboard`: everything on the dashboard host (the dashboard, the REST API, sign-in).
 - `ours`: our pages and endpoints on app hosts (`/__stcloud/...`: sign-in, overlay files,
@@ -31,31 +34,30 @@ kept. WebSocket upgrades (101) get nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
-if TYPE_CHECKING:
-    from supervisor.proxy.server import Proxy
+from supervisor.proxy import hosts
+from supervisor.proxy.hosts import RESERVED_PREFIX, HostClassifier
+from supervisor.routes import RouteTable
 
-RESERVED_PREFIX = "/__stcloud/"
 DASHBOARD, OURS, APP = "dashboard", "ours", "app"
-DASHBOARD_HOST, APP_HOST = "dashboard", "app"  # Proxy.classify's kinds (server.py)
 HSTS = "max-age=31536000"
 BASE = {"X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "strict-origin-when-cross-origin"}
 NO_FOREIGN_FRAMES = {"X-Frame-Options": "SAMEORIGIN",
                      "Content-Security-Policy": "frame-ancestors 'self'"}
+HEADERS_KEY = web.RequestKey("security_headers", dict)
 
 
-def response_kind(proxy: Proxy, request: web.BaseRequest) -> str:
-    """DASHBOARD, OURS or APP for the response to `request` (see the module docstring)."""
-    kind, name = proxy.classify(request.headers.get("Host", ""))
-    if kind == DASHBOARD_HOST:
+def response_kind(host_kind: str, name: str, path: str, routes: RouteTable) -> str:
+    """DASHBOARD, OURS or APP for a response on a host of `host_kind` (see the module
+    docstring)."""
+    if host_kind == hosts.DASHBOARD:
         return DASHBOARD
-    if kind != APP_HOST or request.path.startswith(RESERVED_PREFIX):
+    if host_kind != hosts.APP or path.startswith(RESERVED_PREFIX):
         return OURS
-    route = proxy.routes.get(name)
+    route = routes.get(name)
     return APP if route is not None and route.serving else OURS
 
 
@@ -71,15 +73,22 @@ def headers_for(kind: str, path: str, https: bool) -> dict[str, str]:
     return out
 
 
-def install(app: web.Application, proxy: Proxy) -> None:
-    """Add the headers to every response of the proxy application `app`."""
-    https = proxy.settings.scheme == "https"
+def middleware(classifier: HostClassifier, routes: RouteTable, *, https: bool) -> Middleware:
+    """The middleware deciding each request's headers; it must come before the dispatch."""
 
-    async def on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
-        if response.status == 101:
-            return
-        for name, value in headers_for(response_kind(proxy, request), request.path,
-                                       https).items():
-            response.headers.setdefault(name, value)
+    @web.middleware
+    async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host_kind, name = classifier.classify(request.headers.get("Host", ""))
+        kind = response_kind(host_kind, name, request.path, routes)
+        request[HEADERS_KEY] = headers_for(kind, request.path, https)
+        return await handler(request)
 
-    app.on_response_prepare.append(on_prepare)
+    return security_headers
+
+
+async def apply(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: set the decided headers unless the upstream set them."""
+    if response.status == 101:
+        return
+    for name, value in request.get(HEADERS_KEY, {}).items():
+        response.headers.setdefault(name, value)

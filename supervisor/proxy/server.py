@@ -47,9 +47,9 @@ too). Hence they act only on the app of that host and never allow more than the 
 may do on it; the session cookie is HttpOnly (an app can use it on its own host but never
 read it or carry it elsewhere), and the panel's signed header never reaches an app.
 
-The hot path is a cached Host classification, a dict lookup in the route table and a
-request on one shared `ClientSession` (created on startup, closed on cleanup) whose
-`TCPConnector(limit=0, keepalive_timeout=60)` keeps upstream connections warm. No
+The hot path is a cached Host classification (`hosts.py`), a dict lookup in the route
+table and a request through the `Forwarder` (`forward.py`), whose one shared
+`ClientSession` (opened on startup, closed on cleanup) keeps upstream connections warm. No
 database, no per-request session. aiohttp's access log is off (it would log query
 strings, which may carry tokens); `supervisor.proxy` logs upstream failures and
 websocket opens/closes as `event key=value` lines, per-request lines at DEBUG only.
@@ -67,119 +67,61 @@ session.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from backend.context import Context
 from backend.settings import Settings
-from backend.analytics.views import ViewRecorder
-from supervisor.proxy import cookies, inject, pages, security_headers
-from supervisor.proxy.access import Access
-from supervisor.proxy.apphost import RESERVED_PREFIX, AppHost, is_websocket
-from supervisor.proxy.endpoints import AppEndpoints
+from supervisor.proxy import cookies, hosts, inject, pages, security_headers
+from supervisor.proxy.apphost import AppHost
 from supervisor.proxy.connections import LimitedSite, install_loop_handler
-from supervisor.proxy.forward import (
-    CLIENT_TIMEOUT, PLAIN, Forwarding, UpstreamUnavailable, WebSocketPair, forward_http,
-    forward_websocket,
-)
+from supervisor.proxy.forward import MAX_HEADER_FIELD, Forwarder
+from supervisor.proxy.hosts import RESERVED_PREFIX, HostClassifier, is_reserved
 from supervisor.proxy.limits import ConnectionGuard, ConnectionLimits
-from supervisor.proxy.signin import SignIn
+from supervisor.proxy.services import Services
 from supervisor.proxy.sticky import Sticky
+from supervisor.proxy.upstream import Forwarding, UpstreamUnavailable
 from supervisor.routes import RouteTable
+
+__all__ = ["PROXY_KEY", "Proxy", "Services", "make_proxy_app", "start_proxy"]
 
 log = logging.getLogger("supervisor.proxy")
 
 STATUS_PATH = "/__stcloud/status"
 API_PREFIX = "/api/v1"
 SHUTDOWN_TIMEOUT = 5.0
-MAX_HEADER_FIELD = 32 * 1024  # big enough for chunked auth cookies
 MAX_HEADERS = 100
-_HOST_CACHE_MAX = 4096
 RETURN_TAGS = b'<script src="/__stcloud/return.js" defer></script>'
-
-DASHBOARD = "dashboard"
-APP = "app"
-UNKNOWN = "unknown"
-
-
-def split_host(value: str) -> str:
-    """`Host` header → lower-case host name without port or trailing dot."""
-    host = value.strip().lower()
-    if host.startswith("["):  # [v6]:port
-        end = host.find("]")
-        return host[: end + 1] if end > 0 else host
-    if host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    return host.rstrip(".")
-
-
-def is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 class Proxy:
-    """State shared by the handlers of one proxy application."""
+    """One proxy application: the dispatch by Host, the dashboard host, and the lifecycle
+    of what its handlers share (the forwarder's session, the view recorder)."""
 
     def __init__(self, settings: Settings, routes: RouteTable, *, has_api: bool,
                  ctx: Context | None = None) -> None:
         self.settings = settings
         self.routes = routes
         self.has_api = has_api
-        self.domain = settings.domain.lower().rstrip(".")
-        self.suffix = "." + self.domain
-        self.scheme = settings.scheme
-        self.session: aiohttp.ClientSession | None = None
-        self.websockets: set[WebSocketPair] = set()
-        self.closing = False
+        self.hosts = HostClassifier(settings.domain)
+        ping = settings.proxy_websocket_ping_interval
+        self.forwarder = Forwarder(settings.scheme, websocket_ping=ping if ping > 0 else None)
         self.guard: ConnectionGuard | None = None  # set by start_proxy
         self._restore_loop_handler: Callable[[], None] = lambda: None
-        ping = settings.proxy_websocket_ping_interval
-        self.websocket_ping = ping if ping > 0 else None
-        self._hosts: dict[str, tuple[str, str]] = {}
-        self.services = Services(self, ctx) if ctx is not None else None
+        self.services = Services(settings, routes, ctx) if ctx is not None else None
         # Sticky sessions for apps with several replicas; without a backend context the
         # pin is signed with a key of this process only.
-        self.sticky = Sticky(self.services.access.key if self.services else os.urandom(32),
-                             secure=self.scheme == "https")
-        self.app_host = AppHost(self)
-
-    # Host classification -----------------------------------------------------------
-    def classify(self, host_header: str) -> tuple[str, str]:
-        """(DASHBOARD | APP | UNKNOWN, host name or subdomain), cached per Host value."""
-        found = self._hosts.get(host_header)
-        if found is None:
-            found = self._classify(split_host(host_header))
-            if len(self._hosts) >= _HOST_CACHE_MAX:
-                self._hosts.clear()
-            self._hosts[host_header] = found
-        return found
-
-    def _classify(self, host: str) -> tuple[str, str]:
-        if host == self.domain or is_ip_literal(host):
-            return DASHBOARD, host
-        if host.endswith(self.suffix):
-            sub = host[: -len(self.suffix)]
-            if sub and "." not in sub:
-                return APP, sub
-        return UNKNOWN, host
+        sticky = Sticky(self.services.access.key if self.services else os.urandom(32),
+                        secure=settings.scheme == "https")
+        self.app_host = AppHost(settings, routes, self.forwarder, self.services, sticky)
 
     # Lifecycle -----------------------------------------------------------------------
     async def on_startup(self, app: web.Application) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
-        self.session = aiohttp.ClientSession(
-            connector=connector, timeout=CLIENT_TIMEOUT, auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-            max_line_size=MAX_HEADER_FIELD, max_field_size=MAX_HEADER_FIELD)
+        await self.forwarder.start()
         if self.services is not None:
             self.services.views.start()
         if self.guard is not None:
@@ -187,44 +129,35 @@ class Proxy:
                                                               self.guard.events)
 
     async def on_shutdown(self, app: web.Application) -> None:
-        self.closing = True
-        pairs = list(self.websockets)
-        if pairs:
-            log.info("shutdown closing_websockets=%d", len(pairs))
-        await asyncio.gather(*(pair.close(1001, b"Server shutting down") for pair in pairs))
+        await self.forwarder.close_websockets()
 
     async def on_cleanup(self, app: web.Application) -> None:
         self._restore_loop_handler()
         if self.services is not None:
             await self.services.views.close()
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        await self.forwarder.close()
 
     # Dispatch --------------------------------------------------------------------------
     @web.middleware
-    async def dispatch(self, request: web.Request, handler) -> web.StreamResponse:
-        kind, name = self.classify(request.headers.get("Host", ""))
+    async def dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        kind, name = self.hosts.classify(request.headers.get("Host", ""))
         path = request.path
-        if kind == APP:
-            return await self._app_host(request, name, path)
-        if kind == DASHBOARD:
+        if kind == hosts.APP:
+            return await self.app_host.handle(request, name, path)
+        if kind == hosts.DASHBOARD:
             if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 if self.has_api:
                     return await handler(request)
                 return pages.json_response({"error": "not_found",
                                             "message": "No API is served here."}, 404)
-            return await self._dashboard_host(request, path)
+            return await self.dashboard_host(request, path)
         return pages.not_found_page(name or "this address", self.settings)
 
-    async def _app_host(self, request: web.Request, sub: str, path: str
-                        ) -> web.StreamResponse:
-        return await self.app_host.handle(request, sub, path)
-
-    async def _dashboard_host(self, request: web.Request, path: str) -> web.StreamResponse:
+    async def dashboard_host(self, request: web.Request, path: str) -> web.StreamResponse:
+        """`DOMAIN`: our sign-in endpoints for app hosts, else the dashboard."""
         address = self.routes.dashboard_address
         svc = self.services
-        if path.startswith(RESERVED_PREFIX) or path == RESERVED_PREFIX[:-1]:
+        if is_reserved(path):
             name, method = path[len(RESERVED_PREFIX):], request.method
             if name == "status":
                 return pages.json_response({"state": "running" if address else "starting",
@@ -245,36 +178,11 @@ class Proxy:
         if svc is not None and svc.signin.return_state(request) is not None:
             how = Forwarding(strip_cookies=cookies.DASHBOARD_STRIP, inject=RETURN_TAGS)
         try:
-            return await self._forward(request, address, how)
+            return await self.forwarder.forward(request, address, how)
         except UpstreamUnavailable as exc:
             log.warning("upstream_unavailable dashboard path=%s upstream=%s:%s error=%s",
                         path, *address, exc)
             return pages.dashboard_starting_page(self.settings)
-
-    async def _forward(self, request: web.Request, address: tuple[str, int],
-                       how: Forwarding = PLAIN) -> web.StreamResponse:
-        session = self.session
-        if session is None or session.closed:
-            raise UpstreamUnavailable("proxy is not started")
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("forward method=%s host=%s path=%s upstream=%s:%s", request.method,
-                      request.headers.get("Host", ""), request.path, *address)
-        if is_websocket(request):
-            if self.closing:
-                raise UpstreamUnavailable("proxy is shutting down")
-            return await forward_websocket(request, address, session, self.scheme,
-                                           self.websockets, how, ping=self.websocket_ping)
-        return await forward_http(request, address, session, self.scheme, how)
-
-
-class Services:
-    """What needs the backend context: identity, sign-in, endpoints, view events."""
-
-    def __init__(self, proxy: Proxy, ctx: Context) -> None:
-        self.access = Access(ctx)
-        self.signin = SignIn(proxy.settings, proxy.routes, self.access)
-        self.views = ViewRecorder(ctx)
-        self.endpoints = AppEndpoints(proxy)
 
 
 PROXY_KEY = web.AppKey("proxy", Proxy)
@@ -289,14 +197,16 @@ def make_proxy_app(settings: Settings, routes: RouteTable, *,
                    ctx: Context | None = None) -> web.Application:
     """The proxy as an aiohttp application (serve it with `start_proxy`)."""
     proxy = Proxy(settings, routes, has_api=api is not None, ctx=ctx)
+    headers = security_headers.middleware(proxy.hosts, routes,  # docs/security.md
+                                          https=settings.scheme == "https")
     app = web.Application(
-        middlewares=[proxy.dispatch],
+        middlewares=[headers, proxy.dispatch],
         handler_args={"auto_decompress": False, "access_log": None,
                       "max_line_size": MAX_HEADER_FIELD, "max_field_size": MAX_HEADER_FIELD,
                       "max_headers": MAX_HEADERS},
     )
     app[PROXY_KEY] = proxy
-    security_headers.install(app, proxy)  # docs/security.md
+    app.on_response_prepare.append(security_headers.apply)
     app.on_startup.append(proxy.on_startup)
     app.on_shutdown.append(proxy.on_shutdown)
     app.on_cleanup.append(proxy.on_cleanup)
