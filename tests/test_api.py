@@ -1,4 +1,4 @@
-"""The REST API (`supervisor/api_v1.py`) in process: aiohttp's test client over
+"""The REST API (`supervisor/api/v1/`) in process: aiohttp's test client over
 `make_api_app(ctx, stub)`, with personal API tokens (`backend/accounts/api_tokens.py`).
 
 The authorization matrix is ONE table: route × caller → expected status (and error code).
@@ -19,8 +19,8 @@ from backend import apps, workspaces
 from backend.accounts import api_tokens
 from backend.logs import app_log_path
 from models import ApiToken, AppSecret, User, session_scope
-from supervisor import api_v1
 from supervisor.api import make_api_app
+from supervisor.api import v1 as api_v1
 from tests.conftest import static_repo
 
 REPO = static_repo("team", "dash")  # a deploy reads the repository first

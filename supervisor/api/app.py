@@ -10,7 +10,7 @@ dashboard host (`start_proxy(settings, routes, api=make_api_app(ctx, reconciler)
   (`?token=`, `X-Stcloud-Token` or `Authorization: Bearer`): 401 without, 403 wrong.
 - `GET /health`: `{"status": "ok", "engine", "apps": {state: count}}` for monitoring.
 - The token-authenticated REST API (apps, logs, secrets, analytics, workspaces, members,
-  `GET /openapi.json`): `supervisor/api_v1.py`.
+  `GET /openapi.json`): `supervisor/api/v1/`.
 
 A push only wakes the app's worker: the worker asks the remote for the branch's commit
 itself (`supervisor/updates.py`), so a forged or replayed payload cannot choose what runs.
@@ -22,20 +22,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter
 from urllib.parse import quote
 
 from aiohttp import web
-from sqlmodel import select
 
-from backend.github import accounts as github_service
-from backend import hooks
+from backend import hooks, read_model, status
 from backend.context import Context
 from backend.errors import BackendError
-from models import App, User, session_scope
-from supervisor import api_v1
-from supervisor.api_support import MAX_ID
-from supervisor.api_support import error as api_error
+from backend.github import accounts as github_service
+from supervisor.api import v1
+from supervisor.api.openapi import openapi_document
+from supervisor.api.support import MAX_ID, Route, json_errors
+from supervisor.api.support import error as api_error
 
 log = logging.getLogger("supervisor.api")
 OPENAPI_KEY = web.AppKey("openapi", dict)  # the document `GET /openapi.json` serves
@@ -104,10 +102,9 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
         return web.json_response({"ok": True, "apps": [app_id]}, status=202)
 
     async def health(request: web.Request) -> web.Response:
-        with session_scope(ctx.engine) as s:
-            states = Counter(s.exec(select(App.state).where(App.desired_state != "deleted")))
+        states = await asyncio.to_thread(status.app_state_counts, ctx)
         return web.json_response({"status": "ok", "engine": reconciler.runtime.name,
-                                  "apps": dict(sorted(states.items()))})
+                                  "apps": states})
 
     async def github_callback(request: web.Request) -> web.Response:
         """The GitHub OAuth app's callback: the `state` names the user who started it."""
@@ -115,8 +112,7 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
         back = ctx.settings.public_url() + "/account"
         try:
             user_id = github_service.oauth_state_user(ctx, state)
-            with session_scope(ctx.engine) as s:
-                user = s.get(User, user_id)
+            user = read_model.user_by_id(ctx, user_id)
             if user is None or not code:
                 raise BackendError("The GitHub sign-in did not come back complete.")
             await asyncio.to_thread(github_service.oauth_exchange, ctx, user, code, state)
@@ -125,25 +121,23 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
             raise web.HTTPFound(back + "?github_error=" + quote(str(e)[:200])) from None
         raise web.HTTPFound(back + "?github=connected")
 
-    routes = api_v1.make_routes(ctx, reconciler, rate=rate, burst=burst,
-                                **({"clock": clock} if clock else {}))
-    extra = [api_v1.Route("GET", "/github/callback", github_callback, None,
-                          "GitHub OAuth callback (redirects to the Account page)",
-                          produces=()),
-             api_v1.Route("POST", "/hooks/github", github, None,
-                          "GitHub push webhook (X-Hub-Signature-256)", "json"),
-             api_v1.Route("POST", "/hooks/apps/{app_id}", generic, None,
-                          "Generic push hook (the app's webhook secret)"),
-             api_v1.Route("GET", "/health", health, None, "Health and app counts")]
+    routes = v1.make_routes(ctx, rate=rate, burst=burst,
+                            **({"clock": clock} if clock else {}))
+    extra = [Route("GET", "/github/callback", github_callback, None,
+                   "GitHub OAuth callback (redirects to the Account page)", produces=()),
+             Route("POST", "/hooks/github", github, None,
+                   "GitHub push webhook (X-Hub-Signature-256)", "json"),
+             Route("POST", "/hooks/apps/{app_id}", generic, None,
+                   "Generic push hook (the app's webhook secret)"),
+             Route("GET", "/health", health, None, "Health and app counts")]
     document: dict = {}
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
 
-    extra.append(api_v1.Route("GET", "/openapi.json", openapi, None,
-                              "This OpenAPI 3.1 document"))
-    document.update(api_v1.openapi_document(routes, extra))
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[api_v1.json_errors])
+    extra.append(Route("GET", "/openapi.json", openapi, None, "This OpenAPI 3.1 document"))
+    document.update(openapi_document(routes, extra))
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
     app[OPENAPI_KEY] = document
     for r in routes + extra:
         app.router.add_route(r.method, r.path, r.handler)

@@ -1,7 +1,7 @@
-"""Plumbing of the REST API (`supervisor/api_v1.py`): the JSON error shape and the mapping
+"""Plumbing of the REST API (`supervisor/api/v1/`): the JSON error shape and the mapping
 of backend errors to it, JSON encoding of dataclasses, the per-token rate limiter, the
-route description shared by the router and the OpenAPI document, request parsing helpers,
-and the middleware that answers unknown routes in the error shape."""
+route description shared by the router and the OpenAPI document (`openapi.py`), request
+parsing helpers, and the middleware that answers unknown routes in the error shape."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class Route:
     produces: tuple[str, ...] = ("application/json",)  # () : answers with a redirect
 
 
-def _bearer(request: web.Request) -> str:
+def bearer(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
@@ -116,7 +116,7 @@ def _bearer(request: web.Request) -> str:
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: 32 bits on PostgreSQL, 64 on SQLite
 
 
-def _int(request: web.Request, name: str) -> int:
+def path_int(request: web.Request, name: str) -> int:
     """A path id; 404 for anything that cannot be a row id (not a number, < 1, too big for
     the database, which would otherwise fail with an overflow: a 500)."""
     try:
@@ -128,7 +128,7 @@ def _int(request: web.Request, name: str) -> int:
     return value
 
 
-def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -142,7 +142,7 @@ def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
     except (ValueError, UnicodeDecodeError):
@@ -150,61 +150,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "The body must be a JSON object.")
     return data
-
-
-
-# OpenAPI -------------------------------------------------------------------------------------
-ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
-    "type": "object", "required": ["code", "message"],
-    "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                   "field": {"type": "string"}}}}}
-
-
-def _responses(r: Route) -> dict[str, Any]:
-    error = {"description": "Error", "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/Error"}}}}
-    if not r.produces:
-        return {"302": {"description": "Redirect (see Location)"}, "default": error}
-    content = {t: {"schema": {"type": "object"} if t == "application/json" else
-                   {"type": "string"}} for t in r.produces}
-    return {"2XX": {"description": "Success", "content": content}, "default": error}
-
-
-def openapi_document(routes: list[Route], extra: list[Route]) -> dict[str, Any]:
-    """OpenAPI 3.1 for `routes` (token-authenticated) and `extra` (hooks, health, ...)."""
-    paths: dict[str, dict[str, Any]] = {}
-    for r in routes + extra:
-        op: dict[str, Any] = {
-            "summary": r.summary,
-            "operationId": (r.method.lower() + r.path.replace("/", "_").replace("{", "")
-                            .replace("}", "")).replace(".", "_"),
-            "responses": _responses(r)}
-        params = [{"name": p.strip("{}"), "in": "path", "required": True,
-                   "schema": {"type": "integer" if p.endswith("_id}") else "string"}}
-                  for p in r.path.split("/") if p.startswith("{")]
-        if params:
-            op["parameters"] = params
-        if r.body == "json":
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"type": "object"}}}}
-        elif r.body == "toml":
-            op["requestBody"] = {"required": True, "content": {"application/toml": {
-                "schema": {"type": "string"}}}}
-        if r.scope is not None:
-            op["security"] = [{"bearer": [r.scope]}]
-            op["x-scope"] = r.scope
-        else:
-            op["security"] = []
-        paths.setdefault(r.path, {})[r.method.lower()] = op
-    return {"openapi": "3.1.0",
-            "info": {"title": "Streamlit Cloud (self-hosted) API", "version": "1"},
-            "servers": [{"url": "/api/v1"}],
-            "security": [{"bearer": []}],
-            "components": {"securitySchemes": {"bearer": {
-                "type": "http", "scheme": "bearer",
-                "description": "Personal API token (stc_...); scopes read, deploy, admin"}},
-                "schemas": {"Error": ERROR_SCHEMA}},
-            "paths": paths}
 
 
 @web.middleware
