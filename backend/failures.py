@@ -114,6 +114,17 @@ def _dependency_failure(text: str, dep_file: str, python: str) -> tuple[str, str
         return (f"The versions that {dep_file} requires cannot be installed together. uv says: "
                 f"{said[:400]}", f"Loosen or remove the pins of {which} in {dep_file} so "
                 "that they agree.")
+    if m := re.search(r"Failed to (?:build|download and build|download) `([^`]+)`\s*\n"
+                      r"\s*(?:Caused by|cause): Git operation failed", text):
+        # A git requirement whose repository could not be fetched: nothing was built.
+        name, _, url = m.group(1).partition(" @ ")
+        said = re.search(r"^\s*fatal: (.+)$", text, re.M)
+        git_said = f" (git: {said.group(1).strip()[:300]})" if said else ""
+        return (f"{name.strip()} could not be fetched from {url.strip() or 'its git URL'}"
+                f"{git_said}.",
+                f"Check the URL and ref of {name.strip()} in {dep_file}: the repository must "
+                "exist and be reachable without signing in. Or require a release from the "
+                "package index instead.")
     if m := re.search(r"Failed to (?:build|download and build) `([^`]+)`", text):
         pkg = m.group(1)
         name = re.split(r"[=<>!~@ ]", pkg, maxsplit=1)[0]

@@ -1,14 +1,25 @@
 """Bad input ends in a visible state with the reason, and the supervisor survives it:
 unreachable repo, missing branch, missing main file, a main file that is a symlink out of the
-checkout, invalid requirements, an app that exits at once, a taken subdomain. Another app keeps running throughout."""
+checkout, invalid requirements, an app that exits at once, a taken subdomain. Another app keeps running throughout.
+
+The corpus's failing repositories (tests/corpus/) are built through each runtime's real
+builder: the message a deployer reads names the cause (the unknown package, the pin that
+does not exist, the wheel that is not in the repository, the git URL that cannot be
+fetched, the source tree whose build fails) and no host path."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from backend import apps
 from backend.errors import ValidationError
+from supervisor.runtimes.base import BuildError
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
+from tests.test_dependency_corpus import corpus_spec, write_checkout
+from tests.test_failure_reports import host_details
+from tests.test_runtime_contract import make_runtime
 
 
 @pytest.fixture
@@ -66,3 +77,46 @@ def test_failures_are_visible_and_isolated(ctx, admin, make_repo, hello_repo, su
     with pytest.raises(ValidationError) as taken:
         apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="good")
     assert taken.value.field == "subdomain" and "taken" in taken.value.message
+
+
+# corpus folder -> the start of the message its build fails with (on every runtime)
+BUILD_FAILURES = {
+    "missing-package": "No package named 'stcloud-no-such-package-zz' on the package index. "
+                       "Check the name 'stcloud-no-such-package-zz' in requirements.txt",
+    "broken-pin": "requirements.txt pins six==99.0.0, which does not exist. Choose a version "
+                  "of six that is published on the package index",
+    "missing-wheel": "A dependency file names wheels/stcloud_gone-1.0-py3-none-any.whl, which "
+                     "is not a file or folder of the repository; commit it",
+    "unreachable-git": "stcloud-gitpkg could not be fetched from "
+                       "git+http://localhost:9/nothing.git (git: unable to access",
+    "failing-sdist": "A package of requirements.txt failed to build from source "
+                     "(RuntimeError: this package cannot be built here: missing libfoo "
+                     "headers).",
+}
+
+
+def build_failure(engine: str, settings, tmp_path, name: str) -> str:  # type: ignore
+    """The message of the BuildError that building corpus repository `name` ends in."""
+    checkout = write_checkout(tmp_path, name)
+    runtime = make_runtime(engine, settings)
+
+    async def build() -> None:
+        try:
+            spec = corpus_spec(settings, checkout, "streamlit_app.py")
+            await asyncio.wait_for(runtime.ensure_env(spec, lambda line: None), 600)
+        finally:
+            await runtime.close()
+
+    with pytest.raises(BuildError) as err:
+        asyncio.run(build())
+    return str(err.value)
+
+
+@pytest.mark.no_database
+@pytest.mark.parametrize("engine", ["process", "docker"])
+@pytest.mark.parametrize("name", list(BUILD_FAILURES))
+def test_corpus_build_failure_names_its_cause(name: str, engine: str, settings,
+                                              tmp_path) -> None:
+    message = build_failure(engine, settings, tmp_path, name)
+    assert BUILD_FAILURES[name] in message, message
+    assert not host_details(settings, message), message

@@ -1,0 +1,3 @@
+"""The project's own package: imported from the checkout, never installed."""
+
+WHERE = "the repository"
