@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from backend import python_pins
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.platform import read_platform
@@ -66,9 +67,11 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def check_requirements(ctx: Context, files: dict[str, bytes], python_version: str) -> None:
+def check_requirements(ctx: Context, files: dict[str, bytes], python_version: str,
+                       pin: tuple[str, str] = ("", "")) -> None:
     """Raise `ValidationError` when the running supervisor's runtime cannot honour what
-    `files` (the repository's packages.txt / .python-version, by name) and the chosen
+    `files` (the repository's packages.txt / .python-version, by name), the repository's
+    Python `pin` ((version, the file asking for it), `backend.python_pins`) and the chosen
     `python_version` ask for. Nothing is refused while the runtime is unknown (no supervisor
     has reported yet): its build refuses then."""
     info = read_platform(ctx)
@@ -79,7 +82,9 @@ def check_requirements(ctx: Context, files: dict[str, bytes], python_version: st
     if info.engine == "unknown" or not info.python_versions:
         return
     source, version = "", python_version.strip()
-    if not version and ".python-version" in files:
+    if not version and pin[0]:
+        version, source = pin
+    elif not version and ".python-version" in files:
         source, version = ".python-version", pinned_version(files[".python-version"])
     if version and _minor(version) not in info.python_versions:
         raise ValidationError("python_version", python_refusal(
@@ -97,13 +102,15 @@ def check_repository(ctx: Context, repo_url: str, branch: str, python_version: s
     folder = str(PurePosixPath(main_file).parent) if main_file else "."
     where = {name: ([f"{folder}/{name}"] if folder != "." else []) + [name]
              for name in REQUIREMENT_FILES}
-    found = read_branch_files(ctx, repo_url, branch,
-                              [p for paths in where.values() for p in paths], timeout)
+    wanted = [p for paths in where.values() for p in paths]
+    wanted += python_pins.candidate_paths(main_file)  # Pipfile / environment.yml pins too
+    found = read_branch_files(ctx, repo_url, branch, list(dict.fromkeys(wanted)), timeout)
     if found is None:
         return
     files = {name: next(found[p] for p in paths if p in found)
              for name, paths in where.items() if any(p in found for p in paths)}
-    check_requirements(ctx, files, python_version)
+    check_requirements(ctx, files, python_version,
+                       pin=python_pins.repository_python(found, main_file))
 
 
 def read_branch_files(ctx: Context, repo_url: str, branch: str, names: Sequence[str],

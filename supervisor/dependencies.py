@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.python_pins import FORMATS, lookup_folders
 from backend.repo_files import (
     MAX_REPO_FILE_BYTES,
     RepoFileError,
@@ -40,7 +41,6 @@ from backend.repo_files import (
 )
 from supervisor.dependency_formats import FormatError
 
-FORMATS = ("uv.lock", "Pipfile", "environment.yml", "requirements.txt", "pyproject.toml")
 COMPANIONS = {"uv.lock": "pyproject.toml", "Pipfile": "Pipfile.lock"}
 LOOKED_UP = (".python-version", "packages.txt")
 MAX_TREE_BYTES = 64 << 20  # a local package folder copied into the build
@@ -88,13 +88,6 @@ class Discovery:
 def shown(relpath: str) -> str:
     """A repository path as the log shows it: `requirements.txt at the root`, `app/x.txt`."""
     return f"{relpath} at the root" if "/" not in relpath else relpath
-
-
-def lookup_folders(main_file: str) -> list[str]:
-    """The main file's folder (relative, normalised), then the root ("")."""
-    folder = posixpath.normpath(posixpath.dirname(main_file.strip().lstrip("/")))
-    folder = "" if folder in (".", "") or folder.startswith("..") else folder
-    return [folder, ""] if folder else [""]
 
 
 def _join(folder: str, name: str) -> str:

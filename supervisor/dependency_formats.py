@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from plette import Lockfile, Pipfile
 
+from backend.python_pins import pipfile_python, python_minor
 from backend.repo_files import excerpt
 
 # conda packages that have no counterpart on the Python package index: C/C++ runtimes,
@@ -46,7 +47,6 @@ LEFT_OUT = frozenset({"python", "pip"})
 # A conda match spec: [channel::]name[ version[ build]] or name=version[=build], name>=x ...
 CONDA_SPEC = re.compile(r"^(?:[\w.-]+::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)\s*"
                         r"(?P<version>[^\s=<>!~]*[=<>!~][^\s]*|\s+\S+)?(?:\s+\S+)?\s*$")
-PYTHON_MINOR = re.compile(r"^(?:==?|~=)?\s*([0-9]+\.[0-9]+)(?:\.[0-9*]+)*\s*$")
 
 
 class FormatError(Exception):
@@ -98,11 +98,7 @@ def pipfile_requirements(pipfile: bytes, lock: bytes | None, where: str) -> Conv
         raise FormatError(f"{where} is not a valid Pipfile ({excerpt(str(e), 120)}); fix "
                           "its TOML.") from None
     data = parsed._data
-    requires = data.get("requires") or {}
-    python = str(requires.get("python_version") or "")
-    if not python and requires.get("python_full_version"):
-        python = ".".join(str(requires["python_full_version"]).split(".")[:2])
-    out = Converted(python=python)
+    out = Converted(python=pipfile_python(data.get("requires") or {}))
     lock_name = where.rsplit("/", 1)[0] + "/Pipfile.lock" if "/" in where else "Pipfile.lock"
     if lock is not None:
         try:
@@ -168,7 +164,7 @@ def conda_requirements(content: bytes, where: str) -> Converted:
         name, line = _conda_requirement(str(dep), where)
         lowered = name.lower()
         if lowered == "python":
-            out.python = _python_minor(line[len(name):]) or out.python
+            out.python = python_minor(line[len(name):]) or out.python
             continue
         if lowered in LEFT_OUT or lowered in CONDA_ONLY:
             left_out.append(name)
@@ -184,11 +180,6 @@ def conda_requirements(content: bytes, where: str) -> Converted:
                          f"index under the same names: {', '.join(conda_names)}.")
     out.conda_names = tuple(conda_names)
     return out
-
-
-def _python_minor(version: str) -> str:
-    match = PYTHON_MINOR.match(version.replace("==", "=").replace(".*", ""))
-    return match.group(1) if match else ""
 
 
 # pyproject.toml ------------------------------------------------------------------------------
