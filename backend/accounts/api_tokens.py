@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.context import Context
 from backend.errors import NotFound, ValidationError
-from models import ApiToken, User, session_scope, utcnow
+from models import ApiToken, User, id_of, session_scope, utcnow
 
 PREFIX = "stc_"
 SCOPES = ("read", "deploy", "admin")  # lowest first
@@ -63,7 +63,7 @@ def create_token(ctx: Context, user: User, name: str,
     wanted = normalise_scopes(scopes)
     plaintext = PREFIX + secrets.token_urlsafe(32)
     with session_scope(ctx.engine) as s:
-        row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(plaintext),
+        row = ApiToken(user_id=id_of(user), name=name, token_hash=hash_token(plaintext),
                        scopes=",".join(wanted))
         s.add(row)
         s.flush()
@@ -77,7 +77,7 @@ def list_tokens(ctx: Context, user: User) -> list[ApiToken]:
     not shown either."""
     with session_scope(ctx.engine) as s:
         rows = s.exec(select(ApiToken).where(ApiToken.user_id == user.id)
-                      .order_by(ApiToken.id.desc())).all()  # type: ignore[union-attr]
+                      .order_by(col(ApiToken.id).desc())).all()
         for r in rows:
             s.expunge(r)
         return list(rows)

@@ -23,12 +23,12 @@ import hashlib
 import math
 import os
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bcrypt
 from sqlalchemy import delete, func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.context import Context
 from backend.errors import BackendError, NotFound, PermissionDenied, ValidationError
@@ -158,15 +158,15 @@ def record_signin_failure(ctx: Context, username: str, client: str,
                           now: datetime | None = None) -> None:
     now = now or utcnow()
     with session_scope(ctx.engine) as s:
-        s.exec(delete(SigninFailure).where(  # type: ignore[call-overload]
-            SigninFailure.at <= now - timedelta(seconds=SIGNIN_WINDOW)))
+        s.exec(delete(SigninFailure).where(
+            col(SigninFailure.at) <= now - timedelta(seconds=SIGNIN_WINDOW)))
         s.add(SigninFailure(key=signin_key(username, client), at=now))
 
 
 def clear_signin_failures(ctx: Context, username: str, client: str) -> None:
     with session_scope(ctx.engine) as s:
-        s.exec(delete(SigninFailure).where(  # type: ignore[call-overload]
-            SigninFailure.key == signin_key(username, client)))
+        s.exec(delete(SigninFailure).where(
+            col(SigninFailure.key) == signin_key(username, client)))
 
 
 def client_of(headers: dict[str, str] | None, fallback: str = "") -> str:
@@ -215,11 +215,11 @@ def session_is_current(user: User, started_at: float) -> bool:
     if epoch is None:
         return True
     if epoch.tzinfo is None:  # stored as UTC; a driver may hand it back naive
-        epoch = epoch.replace(tzinfo=timezone.utc)
+        epoch = epoch.replace(tzinfo=UTC)
     return started_at >= epoch.timestamp()
 
 
-def authenticator_credentials(ctx: Context) -> dict:
+def authenticator_credentials(ctx: Context) -> dict[str, dict[str, dict[str, object]]]:
     """The `credentials` dict streamlit-authenticator takes (bcrypt hashes, never plain)."""
     with session_scope(ctx.engine) as s:
         users = s.exec(select(User)).all()

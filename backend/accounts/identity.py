@@ -42,8 +42,8 @@ from typing import Any
 
 import jwt
 
-from backend.context import Context
 from backend.accounts.keys import dashboard_cookie_key, load_or_create_secret
+from backend.context import Context
 
 KEY_NAME = "proxy_identity"
 SESSION_COOKIE = "stcloud_session"

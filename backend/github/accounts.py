@@ -35,19 +35,33 @@ from urllib.parse import urlencode
 
 import requests
 from github import BadCredentialsException, GithubException
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from backend.accounts import keys
 from backend import secrets as secret_box
+from backend.accounts import keys
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
-from backend.github.client import (ROLE_RANK, SCOPES, Conn, GithubError, GithubRateLimited,
-                                   GithubUnavailable, base_url, calling, connect,
-                                   effective_scopes, forget, load_account, make_client,
-                                   parse_scopes, rate_limit_message, refresh_interval,
-                                   user_repos)
+from backend.github.client import (
+    ROLE_RANK,
+    SCOPES,
+    Conn,
+    GithubError,
+    GithubRateLimited,
+    GithubUnavailable,
+    base_url,
+    calling,
+    connect,
+    effective_scopes,
+    forget,
+    load_account,
+    make_client,
+    parse_scopes,
+    rate_limit_message,
+    refresh_interval,
+    user_repos,
+)
 from backend.workspaces import get_or_create_workspace
-from models import Membership, User, Workspace, session_scope, utcnow
+from models import Membership, User, Workspace, id_of, session_scope, utcnow
 from models.github import GithubAccount, GithubGrant
 
 REQUESTED_SCOPES = ("repo", "admin:repo_hook", "read:org")
@@ -103,7 +117,7 @@ def _status(account: GithubAccount) -> GithubStatus:
 
 def github_status(ctx: Context, user: User) -> GithubStatus | None:
     """The user's GitHub connection, or None when not connected."""
-    account = load_account(ctx, user.id)
+    account = load_account(ctx, id_of(user))
     return _status(account) if account else None
 
 
@@ -167,8 +181,8 @@ def oauth_authorize_url(ctx: Context, state: str, redirect_uri: str | None = Non
                            "instead.")
     gh = make_client(base_url(ctx), None)
     try:
-        app = gh.get_oauth_application(ctx.settings.github_client_id,  # type: ignore
-                                       ctx.settings.github_client_secret)  # type: ignore
+        app = gh.get_oauth_application(ctx.settings.github_client_id,
+                                       ctx.settings.github_client_secret)
         query = urlencode({"client_id": app.client_id, "scope": " ".join(REQUESTED_SCOPES),
                            "state": state, "allow_signup": "false",
                            "redirect_uri": redirect_uri
@@ -186,8 +200,8 @@ def oauth_exchange(ctx: Context, user: User, code: str, state: str | None = None
         raise BackendError("GitHub sign-in is not configured on this server.")
     gh = make_client(base_url(ctx), None)
     try:
-        app = gh.get_oauth_application(ctx.settings.github_client_id,  # type: ignore
-                                       ctx.settings.github_client_secret)  # type: ignore
+        app = gh.get_oauth_application(ctx.settings.github_client_id,
+                                       ctx.settings.github_client_secret)
         access = app.get_access_token(code.strip())
         token = access.token
     except BadCredentialsException:
@@ -234,7 +248,7 @@ def _connect(ctx: Context, user: User, token: str, kind: str) -> GithubStatus:
             raise ValidationError("token", f"The GitHub account @{login} is already "
                                   "connected to another user here.")
         row = s.exec(select(GithubAccount).where(GithubAccount.user_id == user.id)).first()
-        row = row or GithubAccount(user_id=user.id)
+        row = row or GithubAccount(user_id=id_of(user))
         row.github_id, row.login, row.base_url, row.token_kind = github_id, login, api, kind
         row.token_ciphertext = secret_box.encrypt(ctx, token)
         row.scopes = ",".join(parse_scopes(header))
@@ -246,7 +260,11 @@ def _connect(ctx: Context, user: User, token: str, kind: str) -> GithubStatus:
         refresh_user(ctx, user, force=True)
     except GithubError:
         pass  # connected; the status shows the problem and the next refresh retries
-    return github_status(ctx, user)  # type: ignore[return-value]
+    status = github_status(ctx, user)
+    if status is None:
+        raise BackendError(f"The GitHub account @{login} was disconnected while it was being "
+                           "connected. Connect it again.")
+    return status
 
 
 def disconnect(ctx: Context, user: User) -> None:
@@ -294,17 +312,17 @@ def apply_roles(session: Session, user: User, roles: dict[str, str], create: set
             if name not in create:
                 continue
             ws, created = get_or_create_workspace(session, name, user), True
-        seen.add(ws.id)
+        seen.add(id_of(ws))
         m = session.exec(select(Membership).where(Membership.user_id == user.id,
                                                   Membership.workspace_id == ws.id)).first()
-        grant = grants.get(ws.id)
+        grant = grants.get(id_of(ws))
         if grant is None:
-            grant = GithubGrant(user_id=user.id, workspace_id=ws.id, role=role,
+            grant = GithubGrant(user_id=id_of(user), workspace_id=id_of(ws), role=role,
                                 base_role="" if created or m is None else m.role)
         grant.role, grant.updated_at = role, utcnow()
         best = max(role, grant.base_role, key=lambda r: ROLE_RANK.get(r, 0))
         if m is None:
-            m = Membership(user_id=user.id, workspace_id=ws.id, role=best)
+            m = Membership(user_id=id_of(user), workspace_id=id_of(ws), role=best)
         m.role = best
         session.add(m)
         session.add(grant)
@@ -334,13 +352,13 @@ def refresh_user(ctx: Context, user: User, force: bool = False,
     Raises GithubError (a BackendError) with a message for the user on revoked tokens,
     rate limits and an unreachable GitHub; memberships stay as they were then."""
     now = now or utcnow()
-    account = load_account(ctx, user.id)
+    account = load_account(ctx, id_of(user))
     if account is None:
         return None
     if not force and account.refreshed_at is not None and \
             now - account.refreshed_at < refresh_interval(ctx):
         return _granted(ctx, user)
-    with connect(ctx, user.id, now) as conn:
+    with connect(ctx, id_of(user), now) as conn:
         forget(conn.account.id)  # a refresh reads GitHub, not our cache
         roles, create = github_roles(ctx, conn)
         with session_scope(ctx.engine) as s:
@@ -356,7 +374,7 @@ def refresh_user(ctx: Context, user: User, force: bool = False,
 def _granted(ctx: Context, user: User) -> list[tuple[str, str]]:
     with session_scope(ctx.engine) as s:
         rows = s.exec(select(Workspace.name, GithubGrant.role).join(
-            GithubGrant, GithubGrant.workspace_id == Workspace.id).where(
+            GithubGrant, col(GithubGrant.workspace_id) == Workspace.id).where(
             GithubGrant.user_id == user.id).order_by(Workspace.name)).all()
         return [(n, r) for n, r in rows]
 

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
 import requests
@@ -36,7 +36,7 @@ from sqlmodel import select
 from backend import secrets as secret_box
 from backend.context import Context
 from backend.errors import BackendError
-from models import session_scope, utcnow
+from models import id_of, session_scope, utcnow
 from models.github import GithubAccount
 
 DEFAULT_BASE_URL = "https://api.github.com"
@@ -209,7 +209,7 @@ def _reset_time(headers: dict[str, Any], now: datetime) -> datetime:
         if "retry-after" in h:
             return now + timedelta(seconds=max(1, int(float(h["retry-after"]))))
         if "x-ratelimit-reset" in h:
-            reset = datetime.fromtimestamp(int(float(h["x-ratelimit-reset"])), timezone.utc)
+            reset = datetime.fromtimestamp(int(float(h["x-ratelimit-reset"])), UTC)
             if reset > now:
                 return reset
     except (TypeError, ValueError):
@@ -237,13 +237,13 @@ def calling(ctx: Context, conn: Conn, unexpected: str = "") -> Iterator[None]:
             now = utcnow()
             until = _reset_time(e.headers or {}, now)
             message = rate_limit_message(account.login, until, now)
-            _update_account(ctx, account.id, status="rate_limited", rate_limited_until=until,
+            _update_account(ctx, id_of(account), status="rate_limited", rate_limited_until=until,
                             last_error=message)
             account.rate_limited_until = until
             raise GithubRateLimited(message, until) from None
         if e.status == 401:
             message = revoked_message(account.login)
-            _update_account(ctx, account.id, status="revoked", last_error=message)
+            _update_account(ctx, id_of(account), status="revoked", last_error=message)
             account.status = "revoked"
             forget(account.id)
             raise GithubRevoked(message) from None
@@ -312,7 +312,7 @@ def cached(key: tuple[Any, ...], compute: Callable[[], T], ttl: float = CACHE_SE
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None and hit[0] > now:
-            return hit[1]  # type: ignore[no-any-return]
+            return cast(T, hit[1])
     value = compute()
     with _cache_lock:
         _cache[key] = (now + ttl, value)

@@ -46,11 +46,25 @@ from backend.apps import AppView
 from backend.context import Context
 from backend.errors import BackendError, NotFound, PermissionDenied, ValidationError
 from backend.github.accounts import apply_roles
-from backend.github.client import (Conn, GithubError, cached, calling, connect, github_message,
-                                   has_scope, is_loopback, known_hosts_path, user_repos)
-from backend.validation import (repo_owner_and_name, validate_branch, validate_main_file,
-                                validate_subdomain)
-from models import App, AppEvent, User, session_scope, utcnow
+from backend.github.client import (
+    Conn,
+    GithubError,
+    cached,
+    calling,
+    connect,
+    github_message,
+    has_scope,
+    is_loopback,
+    known_hosts_path,
+    user_repos,
+)
+from backend.validation import (
+    repo_owner_and_name,
+    validate_branch,
+    validate_main_file,
+    validate_subdomain,
+)
+from models import App, AppEvent, User, id_of, session_scope, utcnow
 from models.github import AppGithub
 
 FULL_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
@@ -105,7 +119,7 @@ def _branch_sha(repo: Repository, branch: str) -> str:
 def list_admin_repos(ctx: Context, user: User, query: str = "",
                      limit: int = 100) -> list[RepoChoice]:
     """Repositories the user may deploy from (admin permission), matching `query`."""
-    with connect(ctx, user.id) as conn:
+    with connect(ctx, id_of(user)) as conn:
         repos = user_repos(ctx, conn)
     q = query.strip().lower()
     return [RepoChoice(r.full_name, r.private, r.default_branch, r.description)
@@ -115,7 +129,7 @@ def list_admin_repos(ctx: Context, user: User, query: str = "",
 def list_branches(ctx: Context, user: User, full_name: str) -> list[str]:
     """Branch names of the repository, its default branch first."""
     full_name = _check_full_name(full_name)
-    with connect(ctx, user.id) as conn:
+    with connect(ctx, id_of(user)) as conn:
         def fetch() -> list[str]:
             with calling(ctx, conn, unexpected=f"Listing the branches of {full_name} failed"):
                 repo = _repo(conn, full_name)
@@ -127,7 +141,7 @@ def list_branches(ctx: Context, user: User, full_name: str) -> list[str]:
 def list_python_files(ctx: Context, user: User, full_name: str, branch: str) -> list[str]:
     """Paths of the `.py` files on the branch (top level first, streamlit_app.py first)."""
     full_name, branch = _check_full_name(full_name), validate_branch(branch)
-    with connect(ctx, user.id) as conn:
+    with connect(ctx, id_of(user)) as conn:
         def fetch() -> list[str]:
             with calling(ctx, conn, unexpected=f"Listing the files of {full_name} failed"):
                 repo = _repo(conn, full_name)
@@ -226,7 +240,7 @@ def deploy_from_github(ctx: Context, user: User, full_name: str, branch: str, ma
     """Deploy `branch` of the GitHub repository `full_name` (admins of it only)."""
     full_name, branch = _check_full_name(full_name), validate_branch(branch)
     main_file = validate_main_file(main_file)
-    with connect(ctx, user.id) as conn:
+    with connect(ctx, id_of(user)) as conn:
         with calling(ctx, conn, unexpected=f"Checking {full_name} on GitHub failed"):
             repo = _repo(conn, full_name)
             _require_admin(conn, repo)
@@ -237,7 +251,7 @@ def deploy_from_github(ctx: Context, user: User, full_name: str, branch: str, ma
         if not apps.subdomain_available(ctx, sub):
             raise ValidationError("subdomain", f"The subdomain '{sub}' is taken; choose "
                                   "another.")
-        row = AppGithub(pending_subdomain=sub, user_id=user.id, repo_id=repo.id,
+        row = AppGithub(pending_subdomain=sub, user_id=id_of(user), repo_id=repo.id,
                         repo_full_name=repo.full_name, private=repo.private)
         if repo.private:
             _add_deploy_key(ctx, conn, repo, row, sub)
@@ -253,7 +267,7 @@ def deploy_from_github(ctx: Context, user: User, full_name: str, branch: str, ma
         except BaseException:
             try:
                 _remove_from_github(ctx, conn, row)
-            except Exception:  # noqa: BLE001 - the deploy's own error matters more
+            except Exception:  # the deploy's own error matters more
                 pass
             with session_scope(ctx.engine) as s:
                 s.delete(s.get(AppGithub, row.id))
@@ -261,6 +275,9 @@ def deploy_from_github(ctx: Context, user: User, full_name: str, branch: str, ma
         mode, reason, hook_id = _add_webhook(ctx, conn, repo, view.id)
     with session_scope(ctx.engine) as s:
         saved = s.get(AppGithub, row.id)
+        if saved is None:
+            raise NotFound(f"The GitHub link of {repo.full_name} was removed while the app "
+                           "was being deployed. Deploy it again.")
         saved.app_id, saved.pending_subdomain = view.id, ""
         saved.hook_id, saved.mode, saved.mode_reason = hook_id, mode, reason
         saved.checked_at = utcnow()
@@ -305,7 +322,10 @@ def _add_webhook(ctx: Context, conn: Conn, repo: Repository,
         return ("polling", "The GitHub token lacks the admin:repo_hook scope, so no webhook "
                 "was added.", None)
     with session_scope(ctx.engine) as s:
-        secret = s.get(App, app_id).webhook_secret  # type: ignore[union-attr]
+        app = s.get(App, app_id)
+        if app is None:
+            raise NotFound(f"App {app_id} was deleted before its webhook could be added.")
+        secret = app.webhook_secret
     config = {"url": url, "content_type": "json", "secret": secret,
               "insecure_ssl": "0"}
     try:

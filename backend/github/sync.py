@@ -27,14 +27,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from github import GithubException, UnknownObjectException
-from sqlmodel import select
+from github.Permissions import Permissions
+from sqlmodel import col, select
 
-from backend.github import accounts as github
 from backend.context import Context
-from backend.github.client import (GithubError, GithubRevoked, calling, connect,
-                                   refresh_interval, revoked_message)
+from backend.github import accounts as github
+from backend.github.client import (
+    GithubError,
+    GithubRevoked,
+    calling,
+    connect,
+    refresh_interval,
+    revoked_message,
+)
 from backend.github.deploy import cleanup, note_app
-from models import App, User, Workspace, session_scope, utcnow
+from models import App, User, Workspace, id_of, session_scope, utcnow
 from models.github import AppGithub, GithubAccount
 
 log = logging.getLogger("backend.github.sync")
@@ -55,7 +62,7 @@ def refresh_all(ctx: Context, now: datetime | None = None) -> RefreshReport:
     report = RefreshReport()
     with session_scope(ctx.engine) as s:
         pairs = s.exec(select(GithubAccount, User).join(
-            User, User.id == GithubAccount.user_id)).all()
+            User, col(User.id) == GithubAccount.user_id)).all()
     for account, user in pairs:
         login = account.login
         if account.status == "revoked":
@@ -72,7 +79,7 @@ def refresh_all(ctx: Context, now: datetime | None = None) -> RefreshReport:
             continue
         try:
             github.refresh_user(ctx, user, force=True, now=now)
-            report.apps_checked += check_apps(ctx, user.id, now)
+            report.apps_checked += check_apps(ctx, id_of(user), now)
             report.refreshed.append(login)
         except GithubRevoked as e:
             with session_scope(ctx.engine) as s:
@@ -82,7 +89,7 @@ def refresh_all(ctx: Context, now: datetime | None = None) -> RefreshReport:
             report.problems[login] = str(e)
         except GithubError as e:
             report.problems[login] = str(e)
-        except Exception as e:  # noqa: BLE001 - one account never stops the others
+        except Exception as e:  # one account never stops the others
             log.exception("GitHub refresh of @%s failed", login)
             report.problems[login] = f"Unexpected error: {e}"
     return report
@@ -92,7 +99,7 @@ def _retry_cleanups(ctx: Context, user_id: int, now: datetime) -> int:
     with session_scope(ctx.engine) as s:
         ids = s.exec(select(AppGithub.id).where(AppGithub.user_id == user_id,
                                                 AppGithub.mode == "cleanup")).all()
-    return sum(0 if cleanup(ctx, row_id, now) else 1 for row_id in ids)
+    return sum(0 if cleanup(ctx, row_id, now) else 1 for row_id in ids if row_id is not None)
 
 
 def _rows(ctx: Context, user_id: int) -> list[AppGithub]:
@@ -119,12 +126,14 @@ def check_apps(ctx: Context, user_id: int, now: datetime | None = None) -> int:
                     if repo.full_name != row.repo_full_name:
                         renamed = (repo.id, repo.full_name, repo.ssh_url if row.private
                                    else repo.clone_url)
+                    # None when GitHub's answer carried no permissions for the token
+                    permissions: Permissions | None = repo.permissions
                     if repo.private and not row.private:
                         problem = (f"The GitHub repository {repo.full_name} is private now, "
                                    "so this server can no longer fetch it over https. The app "
                                    "keeps running its current version; delete it and deploy "
                                    "it again to get a deploy key.")
-                    elif not (repo.permissions and repo.permissions.admin):
+                    elif permissions is None or not permissions.admin:
                         problem = (f"@{conn.login}, who deployed this app, no longer has admin "
                                    f"permission on {repo.full_name}. The app keeps running and "
                                    "updating, but its deploy key and webhook cannot be "
@@ -137,7 +146,7 @@ def check_apps(ctx: Context, user_id: int, now: datetime | None = None) -> int:
             except GithubException as e:  # a passing GitHub error: check again next time
                 log.warning("GitHub check of %s failed: %s", row.repo_full_name, e.status)
                 continue
-            _record(ctx, row.id, problem, now, renamed)
+            _record(ctx, id_of(row), problem, now, renamed)
             checked += 1
     return checked
 
@@ -147,7 +156,7 @@ def _flag_apps(ctx: Context, account: GithubAccount, now: datetime) -> None:
                "it keeps running and updating (its deploy key and webhook do not need the "
                "token), but GitHub checks stop until the token is replaced.")
     for row in _rows(ctx, account.user_id):
-        _record(ctx, row.id, problem, now)
+        _record(ctx, id_of(row), problem, now)
 
 
 def _record(ctx: Context, row_id: int, problem: str, now: datetime,
@@ -166,11 +175,11 @@ def _record(ctx: Context, row_id: int, problem: str, now: datetime,
             s.add(app)
             ws = s.get(Workspace, app.workspace_id)
             moved = old.split("/")[0].lower() != new_name.split("/")[0].lower()
-            note_app(s, app.id, f"The GitHub repository {old} is now {new_name}; the app follows "
-                             "it." + (f" It stays in the workspace {ws.name if ws else ''}."
+            note_app(s, id_of(app), f"The GitHub repository {old} is now {new_name}; the app "
+                     "follows it." + (f" It stays in the workspace {ws.name if ws else ''}."
                                       if moved else ""))
         if problem != row.last_error:
-            note_app(s, app.id, problem or f"GitHub problem solved for {row.repo_full_name}.")
+            note_app(s, id_of(app), problem or f"GitHub problem solved for {row.repo_full_name}.")
             row.last_error = problem
         row.checked_at = now
         s.add(row)
