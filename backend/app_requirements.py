@@ -1,8 +1,11 @@
 """What an app's repository asks of the runtime, and refusing up front what it cannot give.
 
 A repository can ask for things the selected runtime may not offer: Debian packages
-(`packages.txt`, which only the Docker engines install) and a Python version (the app's
-setting, else `.python-version`). A deploy that asks for either is refused before it is
+(`packages.txt`: the Docker engines install them in the app's image; the process runtime
+only where it can make a Debian root filesystem for the app, i.e. sandboxed, as root, with
+debootstrap installed or the tree already made, and only for the Python versions of those
+trees, as its supervisor reports) and a Python version (the app's setting, else
+`.python-version`). A deploy that asks for either is refused before it is
 queued, with the reason and what to do instead, rather than built into an app that says
 "running" and is broken. `check_requirements` is the rule (one function for every deploy
 path: the deploy form, the API and the CLI); `check_repository` reads the files it needs from
@@ -28,7 +31,10 @@ from backend.repo_files import excerpt
 REQUIREMENT_FILES = ("packages.txt", ".python-version")
 MAX_FILE = 64 * 1024
 READ_TIMEOUT = 15.0
-ENGINES_WITHOUT_PACKAGES = ("process",)
+ENGINES_WITH_REPORTED_PACKAGES = ("process",)  # the supervisor says what it can install
+NO_PACKAGES_REPORTED = ("its supervisor reported no Debian root filesystem and no way to "
+                        "make one: an operator must install debootstrap (`apt install "
+                        "debootstrap`, as root) and restart the supervisor")
 
 
 def debian_packages(content: bytes) -> tuple[str, ...]:
@@ -46,12 +52,26 @@ def pinned_version(content: bytes) -> str:
     return ""
 
 
-def packages_refusal(packages: Sequence[str]) -> str:
-    """Why the process runtime refuses an app whose packages.txt names `packages`."""
-    shown = ", ".join(excerpt(p) for p in packages[:5]) + (", ..." if len(packages) > 5 else "")
-    return (f"packages.txt asks for Debian packages ({shown}), which the process runtime "
-            "cannot install: use the Docker runtime, or remove packages.txt if the packages "
-            "are not needed.")
+def _shown(packages: Sequence[str]) -> str:
+    return ", ".join(excerpt(p) for p in packages[:5]) + (", ..." if len(packages) > 5 else "")
+
+
+def packages_refusal(packages: Sequence[str], why: str = NO_PACKAGES_REPORTED) -> str:
+    """Why the process runtime refuses an app whose packages.txt names `packages`: `why`
+    says what is missing on this server and what the operator must do."""
+    return (f"packages.txt asks for Debian packages ({_shown(packages)}), which the process "
+            f"runtime of this server cannot install: {why}. Otherwise use the Docker runtime, "
+            "or remove packages.txt if the packages are not needed.")
+
+
+def packages_python_refusal(version: str, offered: Sequence[str], source: str = "") -> str:
+    """Why the process runtime refuses packages.txt with Python `version`: its Debian root
+    filesystems have only the `offered` versions."""
+    where = f" ({source} asks for it)" if source else ""
+    return (f"packages.txt needs one of the Debian root filesystems of the process runtime, "
+            f"whose Python is {', '.join(offered)}; this app uses Python {excerpt(version)}"
+            f"{where}. Choose one of those in the app's settings"
+            + (f" or change {source}" if source else "") + ", or use the Docker runtime.")
 
 
 def python_refusal(version: str, offered: Sequence[str], engine: str,
@@ -75,17 +95,23 @@ def check_requirements(ctx: Context, files: dict[str, bytes], python_version: st
     `python_version` ask for. Nothing is refused while the runtime is unknown (no supervisor
     has reported yet): its build refuses then."""
     info = read_platform(ctx)
-    if info.engine in ENGINES_WITHOUT_PACKAGES:
-        packages = debian_packages(files.get("packages.txt", b""))
-        if packages:
-            raise ValidationError("repo_url", packages_refusal(packages))
-    if info.engine == "unknown" or not info.python_versions:
-        return
     source, version = "", python_version.strip()
     if not version and pin[0]:
         version, source = pin
     elif not version and ".python-version" in files:
         source, version = ".python-version", pinned_version(files[".python-version"])
+    packages = debian_packages(files.get("packages.txt", b""))
+    if packages and info.engine in ENGINES_WITH_REPORTED_PACKAGES:
+        if not info.packages_pythons:
+            raise ValidationError("repo_url", packages_refusal(
+                packages, info.packages_problem or NO_PACKAGES_REPORTED))
+        chosen = version or ctx.settings.default_python
+        if _minor(chosen) not in info.packages_pythons:
+            raise ValidationError("python_version", packages_python_refusal(
+                chosen, info.packages_pythons, source))
+        return  # the trees' Pythons are what the build uses, not the host's
+    if info.engine == "unknown" or not info.python_versions:
+        return
     if version and _minor(version) not in info.python_versions:
         raise ValidationError("python_version", python_refusal(
             version, info.python_versions, info.engine, source))

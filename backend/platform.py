@@ -19,6 +19,10 @@ from backend.context import Context
 class PlatformInfo:
     engine: str = "unknown"
     python_versions: list[str] = field(default_factory=list)
+    # The process runtime's Python versions for apps with packages.txt (its Debian root
+    # filesystems), and why there are none ("" when there are).
+    packages_pythons: list[str] = field(default_factory=list)
+    packages_problem: str = ""
     dashboard_url: str = ""
     heartbeat: float = 0.0  # time.time() of the supervisor's last reconcile pass
 

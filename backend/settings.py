@@ -142,6 +142,10 @@ class Settings:
                                  "what to install) or off (single-tenant: apps run as the "
                                  "supervisor's user and can read everything it can).",
                                  default="auto")
+    process_rootfs_dir: Path | None = _help(
+        "Where the process runtime keeps its Debian root filesystems (one per Python "
+        "version: bullseye 3.9, bookworm 3.11, trixie 3.13), made with debootstrap the first "
+        "time an app with packages.txt needs one; default <data_dir>/rootfs.", default=None)
     process_pids_limit: int = _help("Most processes and threads per app instance and build "
                                     "step under the process runtime (pids cgroup, and "
                                     "RLIMIT_NPROC of the sandbox's user); 0 means no limit.",
@@ -269,6 +273,10 @@ class Settings:
         """The package cache of builds in `scope` (EnvSpec.scope): the shared one, or one
         of its own under `scopes/`."""
         return self.uv_cache_path / "scopes" / scope if scope else self.uv_cache_path
+
+    @property
+    def rootfs_path(self) -> Path:
+        return self.process_rootfs_dir or self.data_dir / "rootfs"
 
     @property
     def apps_path(self) -> Path:

@@ -4,21 +4,32 @@
 # Usage: build-base-image.sh <debian-suite> <image-name>
 #   e.g. build-base-image.sh bookworm stcloud-base:py3.11
 #   (bullseye -> Python 3.9, bookworm -> 3.11, trixie -> 3.13)
-# Does nothing when the image exists. The Debian mirror is the one this host's apt uses
+#    or: build-base-image.sh --tree <debian-suite> <directory>
+#   leaves the same tree in <directory> (renamed into place when complete) instead of
+#   importing it: the process runtime's root filesystems (supervisor/runtimes/rootfs.py).
+# Does nothing when the image (or the directory) exists. The Debian mirror is the one this host's apt uses
 # (first non-security `debian` URI in /etc/apt/sources.list{,.d/*}); DEBIAN_MIRROR overrides.
 # The image's /etc/apt/sources.list names that mirror, so `apt-get install` inside build
 # containers reaches Debian the same way the host does.
 set -euo pipefail
 
+tree=""
+if [ "${1:-}" = "--tree" ]; then
+    shift
+    tree="${2:-}"
+fi
 if [ "$#" -ne 2 ]; then
-    echo "usage: $0 <debian-suite> <image-name>" >&2
+    echo "usage: $0 <debian-suite> <image-name> | $0 --tree <debian-suite> <directory>" >&2
     exit 2
 fi
 suite="$1"
 image="$2"
 log() { echo "build-base-image: $*" >&2; }
 
-if docker image inspect "$image" >/dev/null 2>&1; then
+if [ -n "$tree" ] && [ -d "$tree" ]; then
+    log "$tree exists; skipping"
+    exit 0
+elif [ -z "$tree" ] && docker image inspect "$image" >/dev/null 2>&1; then
     log "$image exists; skipping"
     exit 0
 fi
@@ -41,7 +52,12 @@ mirror="${mirror%/}"
 
 command -v debootstrap >/dev/null || { log "debootstrap is not installed"; exit 1; }
 
-work="$(mktemp -d /var/tmp/stcloud-rootfs.XXXXXX)"
+if [ -n "$tree" ]; then  # beside the target, so that the final rename stays on one disk
+    mkdir -p "$(dirname "$tree")"
+    work="$(mktemp -d "$(dirname "$tree")/.$(basename "$tree").building.XXXXXX")"
+else
+    work="$(mktemp -d /var/tmp/stcloud-rootfs.XXXXXX)"
+fi
 trap 'rm -rf "$work"' EXIT
 root="$work/rootfs"
 start=$SECONDS
@@ -56,6 +72,12 @@ debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,git
 # Smaller image, and apt inside containers uses the same mirror as the host.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/debootstrap
 echo "deb $mirror $suite main" > "$root/etc/apt/sources.list"
+if [ -n "$tree" ]; then
+    chmod 0755 "$root"
+    mv -T "$root" "$tree"
+    log "$tree built in $((SECONDS - start))s ($(chroot "$tree" python3 --version))"
+    exit 0
+fi
 log "importing as $image"
 tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

@@ -78,7 +78,11 @@ async def serve(settings: Settings) -> int:
     created = auth.ensure_first_admin(ctx)
     routes = RouteTable()
     versions = await asyncio.to_thread(runtime.python_versions)
+    packages_support = getattr(runtime, "packages_support", None)  # process runtime only
+    packages_pythons, packages_problem = \
+        await asyncio.to_thread(packages_support) if packages_support else ([], "")
     info = PlatformInfo(engine=runtime.name, python_versions=versions,
+                        packages_pythons=packages_pythons, packages_problem=packages_problem,
                         dashboard_url=settings.public_url(), heartbeat=time.time())
     node = me(settings.node_id)
     registry = NodeRegistry(ctx, node, "supervisor", runtime.name, versions)

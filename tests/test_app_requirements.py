@@ -1,6 +1,7 @@
 """A deploy asking for what the runtime cannot give is refused before it is queued, with the
-reason and the alternative: packages.txt on the process runtime, a Python version the runtime
-does not offer. The same rule holds for the backend call, the REST API and the deploy form;
+reason and the alternative: packages.txt on a process runtime that cannot make a Debian root
+filesystem (no debootstrap) or with a Python none of those trees has, a Python version the
+runtime does not offer. The same rule holds for the backend call, the REST API and the deploy form;
 the build applies it to pushes (tests/test_python_versions.py)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from backend.errors import ValidationError
 from backend.platform import PlatformInfo, write_platform
 from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
+from supervisor.runtimes import rootfs
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.test_api import StubReconciler
@@ -27,23 +29,54 @@ PACKAGES = "# system libraries\nlibgl1\n\nffmpeg\n"
 APP = "import streamlit as st\nst.write('hi')\n"
 
 
-def runtime_reports(ctx, engine: str) -> None:  # type: ignore[no-untyped-def]
-    write_platform(ctx, PlatformInfo(engine=engine, python_versions=OFFERED))
+DEBIAN_PYTHONS = ["3.9", "3.11", "3.13"]
+
+
+def runtime_reports(ctx, engine: str,  # type: ignore[no-untyped-def]
+                    packages_pythons: list[str] | None = None,
+                    packages_problem: str = "") -> None:
+    write_platform(ctx, PlatformInfo(engine=engine, python_versions=OFFERED,
+                                     packages_pythons=packages_pythons or [],
+                                     packages_problem=packages_problem))
 
 
 def test_packages_txt_is_refused_up_front_on_the_process_runtime(ctx, admin,
                                                                  make_repo) -> None:
     repo = make_repo("needs-debs", {"streamlit_app.py": APP, "packages.txt": PACKAGES})
-    runtime_reports(ctx, "process")
+    runtime_reports(ctx, "process", packages_problem=rootfs.NO_DEBOOTSTRAP)
     with pytest.raises(ValidationError) as refused:
         apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs")
     assert refused.value.message == (
         "packages.txt asks for Debian packages (libgl1, ffmpeg), which the process runtime "
-        "cannot install: use the Docker runtime, or remove packages.txt if the packages are "
+        "of this server cannot install: debootstrap is not installed, so no Debian root "
+        "filesystem can be made: an operator must install it (`apt install debootstrap`, as "
+        "root). Otherwise use the Docker runtime, or remove packages.txt if the packages are "
         "not needed.")
     assert apps.list_apps(ctx, admin) == []  # nothing queued
     runtime_reports(ctx, "docker")  # which installs them
     assert apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs").state == "queued"
+
+
+def test_packages_txt_is_accepted_where_the_process_runtime_can_install_it(
+        ctx, admin, make_repo) -> None:
+    repo = make_repo("needs-debs", {"streamlit_app.py": APP, "packages.txt": PACKAGES})
+    runtime_reports(ctx, "process", packages_pythons=DEBIAN_PYTHONS)  # debootstrap there
+    assert apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs").state == "queued"
+
+
+def test_packages_txt_with_a_python_no_debian_tree_has_is_refused(ctx, admin,
+                                                                   make_repo) -> None:
+    repo = make_repo("debs-312", {"streamlit_app.py": APP, "packages.txt": PACKAGES,
+                                  ".python-version": "3.12\n"})
+    runtime_reports(ctx, "process", packages_pythons=DEBIAN_PYTHONS)
+    with pytest.raises(ValidationError) as refused:
+        apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs")
+    assert refused.value.field == "python_version"
+    assert "whose Python is 3.9, 3.11, 3.13; this app uses Python 3.12 (.python-version " \
+        "asks for it)" in refused.value.message
+    assert apps.list_apps(ctx, admin) == []
+    assert apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="debs",
+                           python_version="3.13").state == "queued"
 
 
 def test_a_python_pin_the_runtime_lacks_is_refused_with_the_offered_versions(
@@ -108,15 +141,18 @@ def test_deploy_form_shows_the_refusal(dash, tmp_path: Path) -> None:
     assert apps.list_apps(dash.ctx, dash.admin) == []
 
 
-def test_process_build_refuses_packages_and_missing_pythons(settings, tmp_path: Path) -> None:
+def test_process_build_refuses_packages_and_missing_pythons(settings, tmp_path: Path,
+                                                            monkeypatch) -> None:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     (checkout / "packages.txt").write_text(PACKAGES)
+    monkeypatch.setattr(rootfs, "debootstrap_available", lambda: False)
     runtime = ProcessRuntime(settings)
     spec = EnvSpec.from_checkout(checkout, "3.12", settings.default_streamlit)
     with pytest.raises(BuildError) as refused:
         asyncio.run(runtime.ensure_env(spec, lambda line: None))
-    assert str(refused.value) == app_requirements.packages_refusal(("libgl1", "ffmpeg"))
+    assert str(refused.value) == app_requirements.packages_refusal(
+        ("libgl1", "ffmpeg"), runtime.packages_support()[1])
     (checkout / "packages.txt").unlink()
     spec = EnvSpec.from_checkout(checkout, "3.7", settings.default_streamlit)
     with pytest.raises(BuildError) as missing:

@@ -49,10 +49,23 @@ import psutil
 from backend.settings import Settings
 from supervisor import cgroups
 from supervisor.runtimes import pythons, sandbox, workdir
-from supervisor.runtimes.base import (AppSpec, EnvRef, Instance, Runtime, StartError, Status,
-                                      Usage)
-from supervisor.runtimes.process_build import (BUILDER_MARKER, READY_MARKER,  # noqa: F401
-                                               EnvBuilds, die_with_parent, uv_binary)
+from supervisor.runtimes.base import (
+    AppSpec,
+    BuildError,
+    EnvRef,
+    Instance,
+    Runtime,
+    StartError,
+    Status,
+    Usage,
+)
+from supervisor.runtimes.process_build import (  # noqa: F401
+    BUILDER_MARKER,
+    READY_MARKER,
+    EnvBuilds,
+    die_with_parent,
+    uv_binary,
+)
 from supervisor.runtimes.process_state import StateFiles, kill_members, tree_memory, wait_ended
 
 log = logging.getLogger("supervisor.runtimes.process")
@@ -61,7 +74,7 @@ LOGPIPE = Path(__file__).resolve().parent / "logpipe.py"
 # the app ("$@"): never unlimited.
 ENTER_CGROUP = ('for f in $0; do echo $$ > "$f" || { echo "stcloud: could not enter the '
                 'cgroup $f" >&2; exit 70; }; done; exec "$@"')
-__all__ = ["ProcessRuntime", "die_with_parent", "free_port", "uv_binary", "LOGPIPE"]
+__all__ = ["LOGPIPE", "ProcessRuntime", "die_with_parent", "free_port", "uv_binary"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -183,12 +196,18 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             streamlit += ["--secrets.files", sandbox.SECRETS_IN_SANDBOX]
         in_workdir = [f"{env.location}/bin/python", workdir.SCRIPT_IN_INSTANCE,
                       workdir.CHECKOUT_IN_INSTANCE, app.main_file, "--", *streamlit]
-        command = sandbox.app_command(
+        try:  # an environment with Debian packages: its root filesystem is the app's /
+            prefix, root = self.build_root(Path(env.location))
+        except BuildError as e:
+            if secrets_fd is not None:
+                os.close(secrets_fd)
+            raise StartError(str(e)) from None
+        command = prefix + sandbox.app_command(
             self._tools, uid=uid, venv=env.location, checkout=app.checkout, home=home,
             secrets_fd=secrets_fd, host_port=port, run_dir=self.settings.run_path,
             max_procs=self.settings.process_pids_limit,
             workdir_bytes=workdir.workdir_bytes(self.settings.app_workdir_size_mb),
-            command=in_workdir)
+            command=in_workdir, root=root)
         child_env = {"PATH": f"{env.location}/bin:/usr/local/bin:/usr/bin:/bin",
                      "HOME": sandbox.APP_HOME, "USER": "app", "LOGNAME": "app",
                      "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",

@@ -34,6 +34,7 @@ from supervisor.build_errors import StepOutput, step_failure_message
 from supervisor.dependency_plan import write_build_files
 from supervisor.runtimes import pythons, sandbox
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
+from supervisor.runtimes.process_packages import PackageBuilds
 
 log = logging.getLogger("supervisor.runtimes.process")
 READY_MARKER = ".stcloud-ready"
@@ -180,11 +181,12 @@ def clean_stale_builds(envs_path: Path, build_timeout: float) -> list[str]:
 Step = Callable[[list[str], LogSink], Awaitable[None]]
 
 
-class EnvBuilds:
+class EnvBuilds(PackageBuilds):
     """The environment half of ProcessRuntime: one uv-built venv per dependency set, built
     in a temporary directory and renamed into place when complete. Each build step that
     runs package code (`uv venv`, `uv pip install`, `uv export`) runs sandboxed when the
-    runtime is (`sandbox.build_command`)."""
+    runtime is (`sandbox.build_command`). A dependency set with Debian packages is built
+    over a Debian root filesystem instead of the host's interpreters (`process_packages`)."""
 
     settings: Settings
     isolation: str
@@ -228,31 +230,35 @@ class EnvBuilds:
         async with lock:
             if self.isolation == sandbox.UNAVAILABLE:
                 raise BuildError(self.refuse_unsandboxed("build the environment"))
-            if spec.packages:
-                raise BuildError(app_requirements.packages_refusal(spec.packages))
             if (final / READY_MARKER).exists():
                 for note in spec.notes:  # which dependency file, also for a reused env
                     log(note)
                 log(f"Reusing the environment {dep_hash[:12]} (same dependencies).")
                 return EnvRef(dep_hash, built_python(final) or spec.python_version,
                               str(final), reused=True)
-            found = await asyncio.to_thread(self._find_pythons)
-            interp = found.get(pythons.minor_of(spec.python_version))
-            if interp is None:
-                raise BuildError(app_requirements.python_refusal(
-                    spec.python_version, list(found), "process"))
+            base: Path | None = None
+            if spec.packages:
+                interp, base = await self.packages_interpreter(spec, log)
+            else:
+                found = await asyncio.to_thread(self._find_pythons)
+                host = found.get(pythons.minor_of(spec.python_version))
+                if host is None:
+                    raise BuildError(app_requirements.python_refusal(
+                        spec.python_version, list(found), "process"))
+                interp = host
             interpreter = interp.path
-            if interp.version != spec.python_version and spec.python_version.count(".") == 2:
+            if base is None and interp.version != spec.python_version \
+                    and spec.python_version.count(".") == 2:
                 log(f"Python {spec.python_version} was asked for; this server has "
                     f"{interp.version} of {interp.minor}, which the environment uses.")
-            else:
+            elif base is None:
                 log(f"Building with Python {interp.version}.")
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f"{dep_hash}.building-", dir=final.parent))
             marker_token = BUILD_MARKER.set(tmp / BUILDER_MARKER)
             try:
                 write_marker(tmp / BUILDER_MARKER, builder_identity())
-                await self._build(spec, interpreter, tmp, log)
+                await self._build(spec, interpreter, tmp, log, base)
                 (tmp / READY_MARKER).write_text(dep_hash)
                 if (final / READY_MARKER).exists():
                     # Another builder sharing envs_dir (another supervisor, or the leader
@@ -269,7 +275,7 @@ class EnvBuilds:
                 if isinstance(exc, (BuildError, OSError)) and out_of_space(exc):
                     raise BuildError(self._disk_full_message(dep_hash)) from None
                 raise
-            return EnvRef(dep_hash, interp.version, str(final))
+            return EnvRef(dep_hash, built_python(final) or interp.version, str(final))
 
     def _disk_full_message(self, dep_hash: str) -> str:
         envs = self.settings.envs_path
@@ -285,7 +291,8 @@ class EnvBuilds:
         """Remove build directories whose builder died (`process_build.clean_stale_builds`)."""
         return clean_stale_builds(self.settings.envs_path, self.settings.build_timeout)
 
-    async def _build(self, spec: EnvSpec, interpreter: str, venv: Path, log: LogSink) -> None:
+    async def _build(self, spec: EnvSpec, interpreter: str, venv: Path, log: LogSink,
+                     base: Path | None = None) -> None:
         uv = uv_binary()
         src = venv / ".stcloud-src"
         src.mkdir()
@@ -293,6 +300,8 @@ class EnvBuilds:
         python = str(venv / "bin" / "python")
         log(f"Creating a Python {spec.python_version} environment.")
         self._prepare_build_dir(venv, spec)
+        if base is not None:  # apt first: the venv is made with the tree's python3
+            await self.install_packages(spec, venv, base, log)
         step = self._step_runner(spec, interpreter, venv)
         await step([uv, "venv", "--relocatable", "--python", interpreter, str(venv),
                     "--allow-existing"], log)
@@ -363,16 +372,19 @@ class EnvBuilds:
             readable.append(ca)
 
         async def step(cmd: list[str], log: LogSink) -> None:
-            wrapped = sandbox.build_command(
+            prefix, root = self.build_root(venv)  # a Debian root filesystem, if any
+            wrapped = prefix + sandbox.build_command(
                 tools, venv=venv, writable=[cache], readable=readable,
                 run_dir=self.settings.run_path, max_procs=self.settings.process_pids_limit,
-                command=cmd)
+                command=cmd, root=root)
             await self._run(wrapped, log, env={**self._uv_env(), "HOME": "/tmp",
                                                "UV_CACHE_DIR": str(cache)})
         return step
 
-    async def _run(self, cmd: list[str], log: LogSink,
-                   env: dict[str, str] | None = None) -> None:
+    async def _run(self, cmd: list[str], log: LogSink, env: dict[str, str] | None = None,
+                   explain_as: list[str] | None = None) -> None:
+        """Run one build step, its output to `log`; BuildError explains a failure as that
+        of `explain_as` (a uv command naming the dependency file), default `cmd`."""
         # Killed with the supervisor: the group noted in the marker lets the next one end
         # what uv started, but a supervisor killed right after the spawn has not noted it
         # yet, and a uv left running would write into the build directory after the next
@@ -396,4 +408,5 @@ class EnvBuilds:
                 await proc.wait()
             raise
         if code != 0:
-            raise BuildError(step_failure_message(self.settings, cmd, output.text()))
+            raise BuildError(step_failure_message(self.settings, explain_as or cmd,
+                                                  output.text()))
