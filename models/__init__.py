@@ -10,7 +10,7 @@ from models.analytics import (
 from models.cluster import AppRequest, ClusterLease, ClusterNode, SigninToken
 from models.engine import make_engine, migrate, session_scope
 from models.github import AppGithub, GithubAccount, GithubGrant
-from models.ids import id_of
+from models.rows import id_of, table_of
 from models.security import SigninFailure  # noqa: F401  (sign-in limiter)
 from models.tables import (
     ApiToken,
@@ -36,5 +36,5 @@ __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
            "AppGithub", "AppRequest", "AppSecret", "AppViewer", "Build", "ClusterLease",
            "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount", "GithubGrant",
            "Installation", "Membership", "Notification", "SigninToken", "UsageSample", "User",
-           "ViewEvent", "Workspace", "id_of", "utcnow", "make_engine", "migrate",
+           "ViewEvent", "Workspace", "id_of", "table_of", "utcnow", "make_engine", "migrate",
            "session_scope"]

@@ -26,19 +26,37 @@ import hmac
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from backend.accounts import keys
-from backend.analytics.store import (APP_DAY, APP_TOTAL, APP_VIEWER, WORKSPACE_MONTH,
-                                     PruneResult, View, month_start, prune_views,
-                                     rebuild_aggregates, record_views, utc_day)
+from backend.analytics.store import (
+    APP_DAY,
+    APP_TOTAL,
+    APP_VIEWER,
+    WORKSPACE_MONTH,
+    PruneResult,
+    View,
+    month_start,
+    prune_views,
+    rebuild_aggregates,
+    record_views,
+    utc_day,
+)
 from backend.context import Context
 from backend.errors import NotFound
 from backend.workspaces import require_role, role_in, visible_workspace_ids
-from models import App, AppViewer, Membership, User, Workspace, session_scope
+from models import (
+    App,
+    AppViewer,
+    Membership,
+    User,
+    Workspace,
+    id_of,
+    session_scope,
+    table_of,
+)
 
 __all__ = ["AppRef", "AppViewers", "DayPoint", "MonthPoint", "PruneResult", "RecentViewer",
            "View", "WorkspaceRef", "app_daily_views", "app_viewers", "daily_views_csv",
@@ -117,7 +135,7 @@ class WorkspaceRef:
 
 # Helpers ---------------------------------------------------------------------------------
 def _now(now: datetime | None) -> datetime:
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return (now or datetime.now(UTC)).astimezone(UTC)
 
 
 def _next_month(m: date) -> date:
@@ -173,18 +191,18 @@ def viewable_workspaces(ctx: Context, user: User) -> list[WorkspaceRef]:
         visible = visible_workspace_ids(s, user)
         q = select(Workspace)
         if visible is not None:
-            q = q.where(Workspace.id.in_(visible))  # type: ignore[union-attr]
-        workspaces = list(s.exec(q.order_by(Workspace.name)).scalars())  # type: ignore
-        ids = [w.id for w in workspaces]
+            q = q.where(col(Workspace.id).in_(visible))
+        workspaces = list(s.exec(q.order_by(Workspace.name)).all())
+        ids = [id_of(w) for w in workspaces]
         apps: dict[int, list[AppRef]] = {i: [] for i in ids}
-        a = App.__table__  # type: ignore[attr-defined]
-        q = (select(a.c.id, a.c.workspace_id, a.c.subdomain, a.c.visibility)
-             .where(a.c.workspace_id.in_(ids), a.c.desired_state != "deleted")
-             .order_by(a.c.subdomain))
-        for app_id, ws_id, sub, vis in s.connection().execute(q):
+        a = table_of(App)
+        of_workspaces = (select(a.c.id, a.c.workspace_id, a.c.subdomain, a.c.visibility)
+                         .where(a.c.workspace_id.in_(ids), a.c.desired_state != "deleted")
+                         .order_by(a.c.subdomain))
+        for app_id, ws_id, sub, vis in s.connection().execute(of_workspaces):
             apps[ws_id].append(AppRef(app_id, sub, vis))
-        return [WorkspaceRef(w.id, w.name, role_in(s, user, w.id) or "", tuple(apps[w.id]))
-                for w in workspaces]
+        return [WorkspaceRef(i, w.name, role_in(s, user, i) or "", tuple(apps[i]))
+                for i, w in zip(ids, workspaces, strict=True)]
 
 
 def workspace_monthly_viewers(ctx: Context, user: User, workspace_id: int,
@@ -197,7 +215,7 @@ def workspace_monthly_viewers(ctx: Context, user: User, workspace_id: int,
     with session_scope(ctx.engine) as s:
         _workspace_for_reading(s, user, workspace_id)
         t = WORKSPACE_MONTH
-        rows = s.exec(select(t.c.month, t.c.viewers)  # type: ignore[call-overload]
+        rows = s.exec(select(t.c.month, t.c.viewers)
                       .where(t.c.workspace_id == workspace_id)).all()
     counts = {m: n for m, n in rows}
     if not counts:
@@ -222,22 +240,22 @@ def app_viewers(ctx: Context, user: User, app_id: int, now: datetime | None = No
     now = _now(now)
     with session_scope(ctx.engine) as s:
         app = _app_for_reading(s, user, app_id)
-        total = s.exec(select(APP_TOTAL.c.unique_viewers, APP_TOTAL.c.views)  # type: ignore
+        total = s.exec(select(APP_TOTAL.c.unique_viewers, APP_TOTAL.c.views)
                        .where(APP_TOTAL.c.app_id == app_id)).first()
         t = APP_VIEWER
-        rows = s.exec(select(t.c.viewer_key, t.c.last_view, t.c.views)  # type: ignore
+        rows = s.exec(select(t.c.viewer_key, t.c.last_view, t.c.views)
                       .where(t.c.app_id == app_id)
                       .order_by(t.c.last_view.desc(), t.c.viewer_key).limit(limit)).all()
         user_ids = [int(k[2:]) for k, _, _ in rows if k.startswith("u:") and k[2:].isdigit()]
         users = {u.id: u for u in s.exec(select(User).where(
-            User.id.in_(user_ids))).scalars()}  # type: ignore[union-attr]
-        members = set(s.exec(select(Membership.user_id).where(  # type: ignore[call-overload]
+            col(User.id).in_(user_ids))).all()}
+        members = set(s.exec(select(Membership.user_id).where(
             Membership.workspace_id == app.workspace_id,
-            Membership.user_id.in_(user_ids))).scalars())  # type: ignore[union-attr]
+            col(Membership.user_id).in_(user_ids))).all())
         invited: set[str] = set()
         if app.visibility != "public":
             invited = {e.strip().lower() for e in s.exec(select(AppViewer.email).where(
-                AppViewer.app_id == app_id)).scalars()}  # type: ignore[call-overload]
+                AppViewer.app_id == app_id)).all()}
         workspace_id, visibility = app.workspace_id, app.visibility
     secret = keys.load_or_create_secret(ctx, PSEUDONYM_SECRET) if visibility == "public" \
         else ""
@@ -266,7 +284,7 @@ def app_daily_views(ctx: Context, user: User, app_id: int, days: int = 30,
     first = today - timedelta(days=days - 1)
     with session_scope(ctx.engine) as s:
         _app_for_reading(s, user, app_id)
-        rows = s.exec(select(APP_DAY.c.day, APP_DAY.c.views)  # type: ignore[call-overload]
+        rows = s.exec(select(APP_DAY.c.day, APP_DAY.c.views)
                       .where(APP_DAY.c.app_id == app_id, APP_DAY.c.day >= first,
                              APP_DAY.c.day <= today)).all()
     counts = {d: n for d, n in rows}
@@ -296,5 +314,5 @@ def daily_views_csv(points: Sequence[DayPoint]) -> str:
 def recent_viewers_csv(viewers: Sequence[RecentViewer]) -> str:
     return _csv(("viewer", "member", "last_view_utc", "views"),
                 [(v.display_name, str(v.is_member).lower(),
-                  v.last_view.astimezone(timezone.utc).isoformat(timespec="seconds"), v.views)
+                  v.last_view.astimezone(UTC).isoformat(timespec="seconds"), v.views)
                  for v in viewers])

@@ -31,16 +31,21 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.context import Context
-from models import App, ViewEvent
-from models.analytics import (AnalyticsAppDay, AnalyticsAppTotal, AnalyticsAppViewer,
-                              AnalyticsViewerMonth, AnalyticsWorkspaceMonth)
+from models import App, ViewEvent, table_of
+from models.analytics import (
+    AnalyticsAppDay,
+    AnalyticsAppTotal,
+    AnalyticsAppViewer,
+    AnalyticsViewerMonth,
+    AnalyticsWorkspaceMonth,
+)
 
 log = logging.getLogger("backend.analytics.reports")
 
@@ -49,12 +54,13 @@ VIEWS_LOCK_NAMESPACE = 0x5356  # "SV": pg_advisory_xact_lock(namespace, app id)
 CHUNK = 4000  # rows per set-based statement (SQLite allows 32766 bound parameters)
 RETENTION_SETTING = "analytics_retention_days"
 
-EVENTS = ViewEvent.__table__  # type: ignore[attr-defined]
-VIEWER_MONTH = AnalyticsViewerMonth.__table__  # type: ignore[attr-defined]
-WORKSPACE_MONTH = AnalyticsWorkspaceMonth.__table__  # type: ignore[attr-defined]
-APP_VIEWER = AnalyticsAppViewer.__table__  # type: ignore[attr-defined]
-APP_TOTAL = AnalyticsAppTotal.__table__  # type: ignore[attr-defined]
-APP_DAY = AnalyticsAppDay.__table__  # type: ignore[attr-defined]
+APPS = table_of(App)
+EVENTS = table_of(ViewEvent)
+VIEWER_MONTH = table_of(AnalyticsViewerMonth)
+WORKSPACE_MONTH = table_of(AnalyticsWorkspaceMonth)
+APP_VIEWER = table_of(AnalyticsAppViewer)
+APP_TOTAL = table_of(AnalyticsAppTotal)
+APP_DAY = table_of(AnalyticsAppDay)
 AGGREGATES = (VIEWER_MONTH, WORKSPACE_MONTH, APP_VIEWER, APP_TOTAL, APP_DAY)
 
 
@@ -77,12 +83,12 @@ class PruneResult:
 def month_start(when: datetime | date) -> date:
     """The first day of the UTC calendar month of `when`."""
     if isinstance(when, datetime):
-        when = when.astimezone(timezone.utc).date()
+        when = when.astimezone(UTC).date()
     return when.replace(day=1)
 
 
 def utc_day(when: datetime) -> date:
-    return when.astimezone(timezone.utc).date()
+    return when.astimezone(UTC).date()
 
 
 def _chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -109,7 +115,7 @@ def _normalise(events: Iterable[Any]) -> list[View]:
         if not (key.startswith(("u:", "v:")) and 2 < len(key) <= 64):
             raise ValueError(f"viewer_key must be 'u:<user id>' or 'v:<visitor id>' "
                              f"(at most 64 characters), not {key!r}.")
-        out.append(View(int(app_id), key, when.astimezone(timezone.utc)))
+        out.append(View(int(app_id), key, when.astimezone(UTC)))
     out.sort(key=lambda v: v.time)
     return out
 
@@ -118,7 +124,7 @@ def _workspaces_of(conn: Connection, app_ids: set[int]) -> dict[int, int]:
     out: dict[int, int] = {}
     ids = sorted(app_ids)
     for part in _chunks(ids):
-        q = select(App.id, App.workspace_id).where(App.id.in_(part))  # type: ignore[attr-defined]
+        q = select(APPS.c.id, APPS.c.workspace_id).where(APPS.c.id.in_(part))
         out.update({a: w for a, w in conn.execute(q)})
     return out
 
@@ -175,7 +181,8 @@ def _add_counts(conn: Connection, table: Any, keys: Sequence[str],
     """counter[key] += n for every key, creating rows as needed (one upsert per chunk)."""
     if not counts:
         return
-    rows = [dict(zip(keys, k)) | v for k, v in sorted(counts.items())]  # one lock order
+    # sorted: every writer takes the rows' locks in one order
+    rows = [dict(zip(keys, k, strict=True)) | v for k, v in sorted(counts.items())]
     columns = list(rows[0].keys() - set(keys))
     ins = _insert(conn, table)
     stmt = ins.on_conflict_do_update(
@@ -267,7 +274,7 @@ def rebuild_aggregates(ctx: Context, batch: int = 50_000) -> int:
     with ctx.engine.begin() as conn:
         for table in AGGREGATES:
             conn.execute(delete(table))
-        ws_of = {a: w for a, w in conn.execute(select(App.id, App.workspace_id))}
+        ws_of = {a: w for a, w in conn.execute(select(APPS.c.id, APPS.c.workspace_id))}
         last_id = 0
         while True:
             q = (select(EVENTS.c.id, EVENTS.c.app_id, EVENTS.c.viewer_key, EVENTS.c.time)
@@ -294,7 +301,7 @@ def prune_views(ctx: Context, now: datetime | None = None,
     days = retention_days(ctx) if days is None else days
     if days <= 0:
         return PruneResult(0, 0, 0)
-    cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
     with ctx.engine.begin() as conn:
         events = conn.execute(delete(EVENTS).where(EVENTS.c.time < cutoff)).rowcount
         months = conn.execute(delete(VIEWER_MONTH).where(

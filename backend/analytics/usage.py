@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.context import Context
 from backend.errors import NotFound, ValidationError
@@ -74,9 +74,9 @@ def app_usage(ctx: Context, user: User, app_id: int, hours: float = DEFAULT_HOUR
             raise NotFound(f"App {app_id} does not exist (it may have been deleted).")
         rows = s.exec(select(UsageSample.at, UsageSample.memory_bytes,
                              UsageSample.memory_limit_bytes, UsageSample.cpu_percent)
-                      .where(UsageSample.app_id == app_id, UsageSample.at > since,
-                             UsageSample.at <= until)
-                      .order_by(UsageSample.at)).all()  # type: ignore[arg-type]
+                      .where(UsageSample.app_id == app_id, col(UsageSample.at) > since,
+                             col(UsageSample.at) <= until)
+                      .order_by(col(UsageSample.at))).all()
     points = [UsagePoint(at, mem, mem, limit, cpu) for at, mem, limit, cpu in rows]
     limit = points[-1].memory_limit_bytes if points else 0
     downsampled = len(points) > max_points
@@ -117,6 +117,5 @@ def prune_samples(ctx: Context, now: datetime | None = None) -> int:
         return 0
     cutoff = (now or utcnow()) - timedelta(days=days)
     with session_scope(ctx.engine) as s:
-        result = s.exec(delete(UsageSample).where(  # type: ignore[call-overload]
-            UsageSample.at < cutoff))
+        result = s.exec(delete(UsageSample).where(col(UsageSample.at) < cutoff))
         return int(result.rowcount or 0)

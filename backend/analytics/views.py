@@ -28,9 +28,10 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import update
+from sqlmodel import col
 
 from backend.analytics.reports import View, record_views
 from backend.context import Context
@@ -49,8 +50,8 @@ def update_last_viewed(ctx: Context, newest: dict[int, datetime]) -> None:
     with ctx.engine.begin() as conn:
         for app_id, when in newest.items():
             conn.execute(update(App).where(
-                App.id == app_id,  # type: ignore[arg-type]
-                (App.last_viewed_at.is_(None)) | (App.last_viewed_at < when))  # type: ignore
+                col(App.id) == app_id,
+                col(App.last_viewed_at).is_(None) | (col(App.last_viewed_at) < when))
                 .values(last_viewed_at=when))
 
 
@@ -80,7 +81,7 @@ class ViewRecorder:
         self._clock = clock
         self._pending: list[View] = []
         self._recent: OrderedDict[tuple[int, str], float] = OrderedDict()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._lock = asyncio.Lock()
         self.recorded = 0  # views written so far (for tests and the log)
@@ -97,7 +98,7 @@ class ViewRecorder:
         self._recent.move_to_end(pair)
         while len(self._recent) > _RECENT_MAX:
             self._recent.popitem(last=False)
-        self._pending.append(View(app_id, viewer_key, when or datetime.now(timezone.utc)))
+        self._pending.append(View(app_id, viewer_key, when or datetime.now(UTC)))
         if len(self._pending) > self.max_pending:
             extra = len(self._pending) - self.max_pending
             del self._pending[:extra]
@@ -116,7 +117,7 @@ class ViewRecorder:
                 return 0
             try:
                 n = await asyncio.to_thread(self._writer, self.ctx, batch)
-            except Exception:  # noqa: BLE001 - keep the events for the next flush
+            except Exception:  # keep the events for the next flush
                 log.exception("view_flush_failed events=%d", len(batch))
                 self._pending = batch + self._pending
                 return 0
@@ -132,7 +133,7 @@ class ViewRecorder:
         while not stop.is_set():
             try:  # the batching period, or an earlier stop
                 await asyncio.wait_for(stop.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             await self.flush()
 
@@ -148,7 +149,7 @@ class ViewRecorder:
                 self._stop.set()
             try:
                 await asyncio.wait_for(self._task, 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("view_flush_timeout pending=%d", self.pending)
             self._task = None
         await self.flush()
