@@ -5,7 +5,9 @@ installed (old pins of small pure-Python packages: six 1.12.0, tomli 1.2.3, a pa
 the repository itself, a wheel committed into it), that dependency groups, extras and
 dev-packages were left out (their packages do not exist: installing them would fail the
 build), and which Streamlit the app got (the default for a file with no `streamlit` line,
-exactly the pinned release otherwise, an old release through its own endpoints).
+exactly the pinned release otherwise, an old release through its own endpoints, and the
+newest release that installs on the app's Python when the default does not: Streamlit
+1.67 needs Python 3.11).
 
 A push's dependency change is the `EnvSpec.dep_hash` of the new tree (supervisor/updates.py
 compares it with the running app's); `test_push_detection_watches_the_discovered_files`
@@ -32,6 +34,7 @@ from tests.test_runtime_contract import make_runtime
 pytestmark = pytest.mark.no_database
 
 NO_STREAMLIT_LINE = "The app pins no streamlit: installing streamlit=="
+FALLBACK_LINE = "installing the newest Streamlit that supports"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Case:
     log_line: str  # what the build log must say about the dependency file chosen
     streamlit: str = ""  # the release the file pins ("" none: the server's default)
     legacy: bool = False  # Streamlit before 1.18: /healthz and /stream
+    fallback: bool = False  # the default Streamlit does not install on the app's Python
 
 
 CASES: dict[str, Case] = {
@@ -70,6 +74,8 @@ CASES: dict[str, Case] = {
     "old-streamlit-1.12": Case("streamlit_app.py", ("Streamlit 1.12.0 says hello",),
                                "Using requirements.txt at the root.", streamlit="1.12.0",
                                legacy=True),
+    "python310-no-streamlit": Case("streamlit_app.py", ("six=1.12.0",),
+                                   "Using requirements.txt at the root.", fallback=True),
 }
 SWARM_CASES = ["wheel-in-repo"]  # a swarm service runs the image the Docker build made
 APP_IDS = {"process": 100, "docker": 200, "swarm": 300}
@@ -138,11 +144,16 @@ def assert_rendered(seen: dict[str, Any], case: Case, settings: Any, log: list[s
         assert text in shown, context
     assert any(case.log_line in line for line in log), "\n".join(log)
     defaulted = any(NO_STREAMLIT_LINE in line for line in log)
+    reused = any("Reusing the environment" in line for line in log)
     if case.streamlit:
         assert not defaulted, "\n".join(log)
     else:
-        assert defaulted or any("Reusing the environment" in line for line in log), log
-    if not case.legacy:
+        assert defaulted or reused, "\n".join(log)
+    if case.fallback:  # the newest release for that Python, not the default
+        assert reused or any(FALLBACK_LINE in line for line in log), "\n".join(log)
+        assert "streamlit=" in shown, context
+        assert f"streamlit={settings.default_streamlit}" not in shown, context
+    elif not case.legacy:
         assert f"streamlit={case.streamlit or settings.default_streamlit}" in shown, context
 
 

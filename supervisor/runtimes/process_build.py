@@ -308,8 +308,13 @@ class EnvBuilds(PackageBuilds):
         await self._install_dependencies(spec, src, python, log, step)
         if not list(venv.glob("lib/python*/site-packages/streamlit/__init__.py")):
             log(f"The app pins no streamlit: installing streamlit=={spec.default_streamlit}.")
-            await step([uv, "pip", "install", "--python", python,
-                        f"streamlit=={spec.default_streamlit}"], log)
+            try:
+                await step([uv, "pip", "install", "--python", python,
+                            f"streamlit=={spec.default_streamlit}"], log)
+            except BuildError:  # e.g. Python 3.10, which newer releases no longer support
+                log("That Streamlit does not install on this Python: installing the newest "
+                    "Streamlit that supports it.")
+                await step([uv, "pip", "install", "--python", python, "streamlit"], log)
         if self.isolation == sandbox.BUBBLEWRAP:
             os.chmod(venv, 0o755)
 
