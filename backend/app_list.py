@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import col, select
 
 from backend.apps import AppView, build_view
 from backend.context import Context
@@ -19,11 +20,10 @@ from backend.errors import NotFound
 from backend.workspaces import require_role, role_in, visible_workspace_ids
 from models import App, Favorite, User, Workspace, session_scope
 
-
-COLUMNS = (App.id, App.subdomain, App.repo_url, App.branch, App.main_file,
-           App.python_version, App.built_python, App.visibility, App.state, App.state_reason,
-           App.desired_state, App.workspace_id, App.commit, App.created_at, App.updated_at,
-           App.last_deployed_at)
+COLUMNS = tuple(col(c) for c in (
+    App.id, App.subdomain, App.repo_url, App.branch, App.main_file, App.python_version,
+    App.built_python, App.visibility, App.state, App.state_reason, App.desired_state,
+    App.workspace_id, App.commit, App.created_at, App.updated_at, App.last_deployed_at))
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,14 @@ def list_workspace_apps(ctx: Context, user: User, workspace_id: int) -> AppListi
             raise NotFound(f"Workspace {workspace_id} does not exist.")
         require_role(s, user, workspace_id, "viewer", "see its apps")
         role = role_in(s, user, workspace_id) or ""
-        rows = s.exec(  # columns, not entities: no ORM objects for a thousand rows
-            select(*COLUMNS, User.username)  # type: ignore[call-overload]
-            .join(User, User.id == App.owner_id, isouter=True)
-            .where(App.workspace_id == workspace_id, App.desired_state != "deleted")
-            .order_by(App.created_at.desc(), App.id.desc())).all()  # type: ignore
+        # columns, not entities: no ORM objects for a thousand rows
+        rows = s.connection().execute(
+            sa.select(*COLUMNS, col(User.username))
+            .join(User, col(User.id) == App.owner_id, isouter=True)
+            .where(col(App.workspace_id) == workspace_id, col(App.desired_state) != "deleted")
+            .order_by(col(App.created_at).desc(), col(App.id).desc())).all()
         favorites = frozenset(s.exec(
-            select(Favorite.app_id).join(App, App.id == Favorite.app_id)  # type: ignore
+            select(Favorite.app_id).join(App, col(App.id) == Favorite.app_id)
             .where(Favorite.user_id == user.id, App.workspace_id == workspace_id)).all())
     views = [build_view(settings, row, ws.name, row.username or "", role) for row in rows]
     views.sort(key=lambda v: v.id not in favorites)  # stable: newest first within each
@@ -74,10 +75,12 @@ def app_choices(ctx: Context, user: User) -> list[AppChoice]:
     """Every app the user can see, for a picker (one query): by workspace, then name."""
     with session_scope(ctx.engine) as s:
         visible = visible_workspace_ids(s, user)
-        q = select(App.id, App.subdomain, Workspace.name, App.repo_url)  # type: ignore
-        q = q.join(Workspace, Workspace.id == App.workspace_id) \
+        q = select(col(App.id), App.subdomain, Workspace.name, App.repo_url)
+        q = q.join(Workspace, col(Workspace.id) == App.workspace_id) \
             .where(App.desired_state != "deleted")
         if visible is not None:
-            q = q.where(App.workspace_id.in_(visible))  # type: ignore[attr-defined]
+            q = q.where(col(App.workspace_id).in_(visible))
         rows = s.exec(q.order_by(Workspace.name, App.subdomain)).all()
-    return [AppChoice(*row) for row in rows]
+    # (the ORM types a primary key as optional; a loaded one is never NULL)
+    return [AppChoice(app_id, sub, ws, url) for app_id, sub, ws, url in rows
+            if app_id is not None]

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from backend import appstate, platform
 from backend import apps as app_service
+from backend import appstate, platform
 from backend.apps import AppView, load_app_for, offered_python_versions
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlmodel import Session
 
 from backend.errors import InvalidTransition
-from models import App, AppEvent, utcnow
+from models import App, AppEvent, id_of, utcnow
 
 STATES = ("queued", "building", "starting", "running", "sleeping", "over_limit", "crashed",
           "stopped", "build_failed", "deleting")
@@ -44,7 +44,7 @@ def transition(session: Session, app: App, to_state: str, reason: str = "") -> A
     if not can_transition(app.state, to_state):
         raise InvalidTransition(f"App {app.subdomain} cannot go from {app.state} to "
                                 f"{to_state}.")
-    event = AppEvent(app_id=app.id, from_state=app.state, to_state=to_state, reason=reason)
+    event = AppEvent(app_id=id_of(app), from_state=app.state, to_state=to_state, reason=reason)
     app.state = to_state
     app.state_reason = reason
     app.updated_at = utcnow()

@@ -8,7 +8,7 @@ from sqlmodel import select
 from backend.context import Context
 from backend.errors import NotFound
 from backend.workspaces import role_in
-from models import App, Favorite, User, session_scope
+from models import App, Favorite, User, id_of, session_scope
 
 
 def set_favorite(ctx: Context, user: User, app_id: int, favorite: bool) -> None:
@@ -21,7 +21,7 @@ def set_favorite(ctx: Context, user: User, app_id: int, favorite: bool) -> None:
         row = s.exec(select(Favorite).where(Favorite.user_id == user.id,
                                             Favorite.app_id == app_id)).first()
         if favorite and row is None:
-            s.add(Favorite(user_id=user.id, app_id=app_id))
+            s.add(Favorite(user_id=id_of(user), app_id=app_id))
         elif not favorite and row is not None:
             s.delete(row)
 

@@ -21,7 +21,7 @@ from sqlmodel import select
 from backend.context import Context
 from backend.errors import NotFound
 from backend.workspaces import require_role, role_in
-from models import App, session_scope
+from models import App, User, id_of, session_scope
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def apps_for_repo(ctx: Context, repo_urls: list[str]) -> list[HookTarget]:
     wanted = {normalise_repo_url(u) for u in repo_urls if u}
     with session_scope(ctx.engine) as s:
         apps = s.exec(select(App).where(App.desired_state != "deleted")).all()
-        return [HookTarget(a.id, a.branch, a.webhook_secret) for a in apps  # type: ignore
+        return [HookTarget(id_of(a), a.branch, a.webhook_secret) for a in apps
                 if normalise_repo_url(a.repo_url) in wanted]
 
 
@@ -87,10 +87,10 @@ def app_target(ctx: Context, app_id: int) -> HookTarget | None:
         app = s.get(App, app_id)
         if app is None or app.desired_state == "deleted":
             return None
-        return HookTarget(app.id, app.branch, app.webhook_secret)  # type: ignore[arg-type]
+        return HookTarget(id_of(app), app.branch, app.webhook_secret)
 
 
-def webhook_info(ctx: Context, user, app_id: int) -> WebhookInfo:  # type: ignore[no-untyped-def]
+def webhook_info(ctx: Context, user: User, app_id: int) -> WebhookInfo:
     """What a developer configures on the git host (developers of the workspace only)."""
     with session_scope(ctx.engine) as s:
         app = s.get(App, app_id)

@@ -73,8 +73,9 @@ def show_app_log(settings: Settings, text: str, public_url: str) -> str:
     `public_url` (one `URL:` line where Streamlit printed several)."""
     out: list[str] = []
     for line in sanitize(settings, text).split("\n"):
-        if URL_LINE.match(line):
-            indent = URL_LINE.match(line).group(1)  # type: ignore[union-attr]
+        url_line = URL_LINE.match(line)
+        if url_line:
+            indent = url_line.group(1)
             shown = f"{indent}URL: {public_url}"
             if out and out[-1] == shown:
                 continue

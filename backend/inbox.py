@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, true, update
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, func, true, update
+from sqlmodel import Session, col, select
 
 from backend.context import Context
-from models import App, Notification, User, session_scope, utcnow
+from models import App, Notification, User, id_of, session_scope, utcnow
 
 MAX_LIST = 200
 
@@ -41,7 +41,7 @@ def add_notice(session: Session, user: User, app: App, kind: str, incident_key: 
     key = f"{incident_key}:u{user.id}"[:255]
     if session.exec(select(Notification.id).where(Notification.dedupe_key == key)).first():
         return False
-    session.add(Notification(user_id=user.id, app_id=app.id, kind=kind, subject=subject,
+    session.add(Notification(user_id=id_of(user), app_id=app.id, kind=kind, subject=subject,
                              body_text=body_text, dedupe_key=key, emailed=emailed))
     return True
 
@@ -51,7 +51,7 @@ def unread_count(ctx: Context, user: User) -> int:
     with session_scope(ctx.engine) as s:
         return int(s.exec(select(func.count()).select_from(Notification).where(
             Notification.user_id == user.id,
-            Notification.read_at.is_(None))).one())  # type: ignore[union-attr]
+            col(Notification.read_at).is_(None))).one())
 
 
 def list_notices(ctx: Context, user: User, limit: int = 50,
@@ -60,12 +60,12 @@ def list_notices(ctx: Context, user: User, limit: int = 50,
     limit = max(1, min(limit, MAX_LIST))
     with session_scope(ctx.engine) as s:
         q = select(Notification, App.subdomain).join(
-            App, App.id == Notification.app_id, isouter=True).where(  # type: ignore[arg-type]
+            App, col(App.id) == Notification.app_id, isouter=True).where(
             Notification.user_id == user.id)
         if unread_only:
-            q = q.where(Notification.read_at.is_(None))  # type: ignore[union-attr]
-        rows = s.exec(q.order_by(Notification.id.desc()).limit(limit)).all()  # type: ignore
-        return [NoticeView(id=n.id, app_id=n.app_id, app_subdomain=sub or "", kind=n.kind,
+            q = q.where(col(Notification.read_at).is_(None))
+        rows = s.exec(q.order_by(col(Notification.id).desc()).limit(limit)).all()
+        return [NoticeView(id=id_of(n), app_id=n.app_id, app_subdomain=sub or "", kind=n.kind,
                            subject=n.subject, body_text=n.body_text, emailed=n.emailed,
                            created_at=n.created_at, read=n.read_at is not None)
                 for n, sub in rows]
@@ -76,7 +76,7 @@ def mark_read(ctx: Context, user: User, notice_ids: list[int]) -> int:
     changed."""
     if not notice_ids:
         return 0
-    return _mark(ctx, user, Notification.id.in_(notice_ids))  # type: ignore[union-attr]
+    return _mark(ctx, user, col(Notification.id).in_(notice_ids))
 
 
 def mark_all_read(ctx: Context, user: User) -> int:
@@ -84,9 +84,9 @@ def mark_all_read(ctx: Context, user: User) -> int:
     return _mark(ctx, user, true())
 
 
-def _mark(ctx: Context, user: User, which: object) -> int:
+def _mark(ctx: Context, user: User, which: ColumnElement[bool]) -> int:
     with session_scope(ctx.engine) as s:
-        result = s.exec(update(Notification).where(  # type: ignore[call-overload]
-            Notification.user_id == user.id, Notification.read_at.is_(None),  # type: ignore
+        result = s.exec(update(Notification).where(
+            col(Notification.user_id) == user.id, col(Notification.read_at).is_(None),
             which).values(read_at=utcnow()))
         return int(result.rowcount or 0)

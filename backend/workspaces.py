@@ -7,11 +7,11 @@ deploy, reboot, delete, settings, logs, secrets), admin (also members). Site adm
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.context import Context
 from backend.errors import NotFound, PermissionDenied, ValidationError
-from models import Membership, User, Workspace, session_scope
+from models import Membership, User, Workspace, id_of, session_scope
 
 ROLE_RANK = {"viewer": 1, "developer": 2, "admin": 3}
 
@@ -45,7 +45,7 @@ def get_or_create_workspace(session: Session, name: str, creator: User) -> Works
         ws = Workspace(name=name)
         session.add(ws)
         session.flush()
-        session.add(Membership(user_id=creator.id, workspace_id=ws.id, role="admin"))
+        session.add(Membership(user_id=id_of(creator), workspace_id=id_of(ws), role="admin"))
         session.flush()
     return ws
 
@@ -72,7 +72,7 @@ def list_members(ctx: Context, actor: User, workspace_id: int) -> list[tuple[Use
     with session_scope(ctx.engine) as s:
         require_role(s, actor, workspace_id, "viewer", "see its members")
         rows = s.exec(select(User, Membership.role).join(
-            Membership, Membership.user_id == User.id).where(
+            Membership, col(Membership.user_id) == User.id).where(
             Membership.workspace_id == workspace_id).order_by(User.username)).all()
         return [(u, r) for u, r in rows]
 
@@ -91,7 +91,7 @@ def set_member(ctx: Context, actor: User, workspace_id: int, who: str, role: str
         m = s.exec(select(Membership).where(Membership.user_id == user.id,
                                             Membership.workspace_id == workspace_id)).first()
         if m is None:
-            s.add(Membership(user_id=user.id, workspace_id=workspace_id, role=role))
+            s.add(Membership(user_id=id_of(user), workspace_id=workspace_id, role=role))
         else:
             _keep_an_admin(s, workspace_id, m, role)
             m.role = role
@@ -101,7 +101,7 @@ def set_member(ctx: Context, actor: User, workspace_id: int, who: str, role: str
 def remove_member(ctx: Context, actor: User, workspace_id: int, username: str) -> None:
     with session_scope(ctx.engine) as s:
         _require_ws_admin(s, actor, workspace_id)
-        m = s.exec(select(Membership).join(User, User.id == Membership.user_id).where(
+        m = s.exec(select(Membership).join(User, col(User.id) == Membership.user_id).where(
             Membership.workspace_id == workspace_id,
             User.username == username.strip().lower())).first()
         if m is not None:
@@ -126,6 +126,6 @@ def list_workspaces(ctx: Context, user: User) -> list[tuple[Workspace, str]]:
         if user.is_admin:
             return [(w, "admin") for w in s.exec(select(Workspace).order_by(Workspace.name))]
         rows = s.exec(select(Workspace, Membership.role).join(
-            Membership, Membership.workspace_id == Workspace.id).where(
+            Membership, col(Membership.workspace_id) == Workspace.id).where(
             Membership.user_id == user.id).order_by(Workspace.name)).all()
         return [(w, r) for w, r in rows]
