@@ -367,6 +367,7 @@ class Reconciler:
                 return None
             log.warning("app=%s instance ended: %s %s", app_id, status.kind, status.exit_code)
             return lc.handle_exit(app_id, status)
+        await self.runtime.maintain(app_id, inst.state)  # e.g. the app log's size cap
         return None
 
     async def shutdown(self) -> None:

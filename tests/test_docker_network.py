@@ -45,7 +45,7 @@ def test_concurrent_first_starts_make_one_network(settings: Settings, network_na
 
     async def race() -> list[str | None]:
         # Two calls on each runtime: concurrent starts in one supervisor, and across them.
-        return await asyncio.gather(*(rt._ensure_network() for rt in runtimes for _ in "ab"))
+        return await asyncio.gather(*(rt.ensure_network() for rt in runtimes for _ in "ab"))
 
     try:
         asyncio.run(race())
@@ -77,7 +77,7 @@ def test_concurrent_first_starts_make_one_swarm_network(settings: Settings, swar
     runtimes = [SwarmRuntime(racing, client) for client in clients]
 
     async def race() -> list[tuple[str, str]]:
-        return await asyncio.gather(*(rt._ensure_network() for rt in runtimes for _ in "ab"))
+        return await asyncio.gather(*(rt.ensure_network() for rt in runtimes for _ in "ab"))
 
     try:
         assert set(asyncio.run(race())) == {(network_name, "bridge")}

@@ -399,3 +399,37 @@ def test_a_crash_restart_waits_out_its_backoff_then_respects_a_stop(
     asyncio.run(scenario())
     assert runtime.started == [], "a stopped app was started by the crash restart"
     assert _row(ctx, app.id)[0] == "starting"  # type: ignore[arg-type]
+
+
+class MaintainedRuntime(GatedRuntime):
+    """Records the housekeeping steps the reconciler asks of running instances."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maintained: list[tuple[int, dict[str, Any]]] = []
+
+    async def maintain(self, app_id: int, state: dict[str, Any]) -> None:
+        self.maintained.append((app_id, state))
+
+
+def test_a_reconcile_pass_maintains_each_running_instance(db_ctx: Context,
+                                                          tmp_path: Path) -> None:
+    """`poll` only observes; the housekeeping of a running instance (the Docker engines'
+    app-log cap) is `maintain`, which each reconcile pass calls after `poll` said running."""
+    app = _starting_app(db_ctx, tmp_path)
+    with session_scope(db_ctx.engine) as s:
+        row = s.get(App, app.id)
+        row.state, row.runtime_state = "running", json.dumps({"instance": {"pid": 4343}})
+        s.add(row)
+    runtime = MaintainedRuntime()
+
+    async def scenario() -> None:
+        reconciler = Reconciler(db_ctx, runtime, RouteTable())
+        reconciler.lifecycle.instances[app.id] = Instance(  # type: ignore[index]
+            app.id, ("127.0.0.1", 9), {"pid": 4343}, app.restart_generation)  # type: ignore
+        await reconciler.reconcile_once()
+        await asyncio.gather(*reconciler._tasks.values())
+
+    asyncio.run(scenario())
+    assert runtime.maintained == [(app.id, {"pid": 4343})]
+    assert runtime.started == [] and runtime.stopped == []

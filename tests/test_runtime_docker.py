@@ -26,7 +26,9 @@ import pytest
 from backend.settings import Settings
 from supervisor.runtimes import docker_available, workdir
 from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, EnvSpec, Runtime
-from supervisor.runtimes.docker import DockerRuntime, container_name, dns_label, install_id
+from supervisor.runtimes.docker import DockerRuntime, container_name, install_id
+from supervisor.runtimes.docker_api import DockerAPI
+from supervisor.runtimes.docker_spec import dns_label
 from supervisor.runtimes.docker_images import (base_image_overrides, build_script,
                                                offered_versions)
 from tests.conftest import EXAMPLE_APP, require_docker
@@ -142,6 +144,29 @@ def app(settings: Settings, path: Path, app_id: int, **kw: Any) -> AppSpec:
                    log_path=settings.logs_path / f"{app_id}.log", **kw)
 
 
+def oversized_app_log(settings: Settings, app_id: int, size: int) -> Path:
+    """The app's log file, grown to `size` bytes."""
+    from backend.logs import app_log_path
+    log_file = app_log_path(settings, app_id)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as f:
+        f.truncate(size)
+    return log_file
+
+
+async def assert_poll_observes_and_maintain_caps_the_log(
+        runtime: Runtime, settings: Settings, app_id: int, state: dict[str, Any]) -> None:
+    """`poll` of a running instance leaves its app log as it is; `maintain` (the
+    reconciler's housekeeping step) rotates it in place once it passes the cap."""
+    cap = settings.app_log_max_bytes
+    log_file = oversized_app_log(settings, app_id, cap + 1)
+    assert (await runtime.poll(app_id, state)).kind == "running"
+    assert log_file.stat().st_size == cap + 1, "poll changed the app log"
+    await runtime.maintain(app_id, state)
+    assert log_file.stat().st_size < cap, "maintain did not cap the app log"
+    assert log_file.with_name(log_file.name + ".1").stat().st_size == cap
+
+
 async def env_for(runtime: Runtime, path: Path, lines: list[str] | None = None) -> EnvRef:
     spec = EnvSpec.from_checkout(path, "3.11", "1.67.0")
     return await runtime.ensure_env(spec, (lines if lines is not None else []).append)
@@ -200,6 +225,7 @@ def test_lifecycle(runtime: DockerRuntime, dsettings: Settings, docker_client: A
         usage = await runtime.usage(1, inst.state)
         assert usage is not None and usage.memory_bytes > 10_000_000
         assert 0.0 <= usage.cpu_percent < 200.0
+        await assert_poll_observes_and_maintain_caps_the_log(runtime, dsettings, 1, inst.state)
         # Starting again replaces the instance: one container, a new one.
         second = await runtime.start(app(dsettings, path, 1, generation=4), env)
         assert second.state["container_id"] != inst.state["container_id"]
@@ -494,7 +520,7 @@ def test_a_container_that_died_at_start_is_reported_by_its_own_output(
     """What start() quotes when the new container is not running: its own exit code and
     last output lines (bounded), not the app log, which the instance serving alongside
     writes too."""
-    from supervisor.runtimes.docker import _exit_report
+    from supervisor.runtimes.docker_api import exit_report
     script = ("exec >&2; for i in $(seq 1 50); do echo line$i; done; "  # one stream: ordered
               "echo 'exec: streamlit: not found' >&2; exit 127")
     container = docker_client.containers.run(
@@ -502,7 +528,7 @@ def test_a_container_that_died_at_start_is_reported_by_its_own_output(
         labels={"stcloud.test": "exit-report"})
     try:
         assert container.wait(timeout=60)["StatusCode"] == 127
-        report = _exit_report(container, "app log: traceback")
+        report = exit_report(container, "app log: traceback")
     finally:
         remove_containers(docker_client, "stcloud.test=exit-report")
     assert report.startswith("status=exited exit_code=127"), report
@@ -511,14 +537,14 @@ def test_a_container_that_died_at_start_is_reported_by_its_own_output(
     assert report.endswith("app log: traceback"), report
 
 
-class ExitsBeforeReload(DockerRuntime):
+class ExitsBeforeReload(DockerAPI):
     """start()'s look at the new container happens only once the container has exited:
     the order a loaded host produces when the app dies at once."""
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(fn, "__name__", "") == "reload" and not args and not kwargs:
-            await super()._call(fn.__self__.wait, timeout=60)
-        return await super()._call(fn, *args, **kwargs)
+            await super().call(fn.__self__.wait, timeout=60)
+        return await super().call(fn, *args, **kwargs)
 
 
 def test_a_new_container_that_dies_at_once_is_reported_by_its_own_state(
@@ -526,7 +552,7 @@ def test_a_new_container_that_dies_at_once_is_reported_by_its_own_state(
     """An instance started alongside a serving one dies at once (here: its image has no
     Streamlit): StartError names its exit code, never the serving instance's log lines."""
     from supervisor.runtimes.base import StartError
-    runtime = ExitsBeforeReload(dsettings, docker_client)
+    runtime = DockerRuntime(dsettings, api=ExitsBeforeReload(docker_client))
     spec = app(dsettings, checkout(tmp_path, "dies"), 31, alongside=True)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     spec.log_path.write_text("OLD INSTANCE: Uvicorn server started on 0.0.0.0:8501\n")
@@ -541,3 +567,31 @@ def test_a_new_container_that_dies_at_once_is_reported_by_its_own_state(
     assert "status=exited exit_code=127" in message, message
     assert "not found" in message, "its own lines of the app log"
     assert not app_containers(docker_client, runtime, 31), "the failed container is removed"
+
+
+def test_an_env_image_without_a_shell_is_reported_as_broken(
+        dsettings: Settings, docker_client: Any, tmp_path: Path) -> None:
+    """An env image with no /bin/sh (tini: "exec sh failed", exit 127): StartError says the
+    environment image is broken and that a Reboot rebuilds it, before Docker's report."""
+    import io
+    import tarfile
+
+    from supervisor.runtimes.base import StartError
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:  # one empty file: no shell at all
+        tar.addfile(tarfile.TarInfo("etc/stcloud-empty"), io.BytesIO(b""))
+    image = "stcloud-test-noshell:latest"
+    docker_client.api.import_image_from_data(data.getvalue(), repository="stcloud-test-noshell",
+                                             tag="latest")
+    runtime = DockerRuntime(dsettings, api=ExitsBeforeReload(docker_client))
+    spec = app(dsettings, checkout(tmp_path, "noshell"), 32)
+    try:
+        with pytest.raises(StartError) as failed:
+            asyncio.run(runtime.start(spec, EnvRef("none", "3.11", image)))
+    finally:
+        remove_installation(docker_client, runtime)
+        docker_client.images.remove(image, force=True)
+    message = str(failed.value)
+    assert message.startswith(f"The environment image {image} is broken"), message
+    assert "Reboot the app" in message, message
+    assert "exit_code=127" in message and "exec sh failed" in message, message

@@ -31,7 +31,14 @@ from tests.conftest import free_port, require_docker
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_runtime_contract import wait_healthy
-from tests.test_runtime_docker import PROBE, app, checkout, env_for, remove_containers
+from tests.test_runtime_docker import (
+    PROBE,
+    app,
+    assert_poll_observes_and_maintain_caps_the_log,
+    checkout,
+    env_for,
+    remove_containers,
+)
 
 
 # Without a swarm -----------------------------------------------------------------------
@@ -213,6 +220,7 @@ def test_adoption_alongside_and_restart(runtime: SwarmRuntime, ssettings: Settin
         assert len(await runtime.list()) == 2
         await runtime.stop(2, inst.state)
         assert (await runtime.poll(2, new.state)).kind == "running"
+        await assert_poll_observes_and_maintain_caps_the_log(runtime, ssettings, 2, new.state)
         assert [i.state["service_id"] for i in await runtime.list()] == \
             [new.state["service_id"]]
         # Starting again (not alongside) replaces whatever runs.

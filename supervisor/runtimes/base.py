@@ -21,17 +21,29 @@ Contract, for every engine (tests/test_runtime_contract.py runs it against each)
 - `list()` returns every live instance the engine started, on this host, even ones started
   by an earlier supervisor process (adoption). Instances carry the app id.
 - `usage(app_id, state)` returns memory and CPU figures, or None when not running.
+- `maintain(app_id, state)` is the housekeeping of a running instance (the Docker engines
+  cap the app log there); the reconciler calls it after `poll` found the instance running,
+  so `poll` itself only observes.
+
+Start is a template (dockerspawner's `start`), written once in `Runtime.start`: check →
+replace what the app runs (unless `alongside`) → create (retried while a step raises
+`TryAgain`) → run and read the address. An engine fills in the steps it needs
+(`check_start`, `current_instances`, `holding_name`, `remove_instances`, `create_instance`,
+`run_instance`); adoption (`list`) is likewise `find_live` → `adopt` each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import hashlib
 import re
+import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from backend.repo_files import excerpt
 from supervisor.dependencies import FORMATS, LOOKED_UP, discover, gather, read_file
@@ -39,6 +51,8 @@ from supervisor.dependency_formats import FormatError
 from supervisor.dependency_plan import InstallPlan, install_plan, legacy_choice
 
 LogSink = Callable[[str], None]
+T = TypeVar("T")
+CREATE_ATTEMPTS = 20  # of `create_instance` while it raises TryAgain
 
 # Files discovery looks for (in the main file's folder, then the root); a change to the
 # one used (or to a file it names) means a new environment (`supervisor.dependencies`).
@@ -53,6 +67,40 @@ class BuildError(Exception):
 
 class StartError(Exception):
     """An instance could not be started; the message says why, for a person."""
+
+
+class TryAgain(Exception):
+    """A start step failed in a way the next attempt may not (an old instance still being
+    removed): `Runtime.start` retries it after `delay` seconds. The message says what
+    failed, for a person: it becomes the StartError when no attempt is left."""
+
+    def __init__(self, message: str, delay: float = 0.25) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+async def retrying(step: Callable[[], Awaitable[T]], attempts: int = CREATE_ATTEMPTS) -> T:
+    """`step()`, again after each `TryAgain` (its delay); StartError with its message when
+    the last attempt fails too."""
+    for _ in range(attempts - 1):
+        try:
+            return await step()
+        except TryAgain as again:
+            await asyncio.sleep(again.delay)
+    try:
+        return await step()
+    except TryAgain as again:
+        raise StartError(str(again)) from None
+
+
+def streamlit_command(venv: str, main_file: str, port: int, address: str) -> list[str]:
+    """`streamlit run` of `main_file` with the venv at `venv`, as every engine runs it. The
+    venv's `streamlit` script rather than `python -m streamlit`: -m would put the app's
+    directory first on sys.path, so a file of the app could shadow streamlit itself."""
+    return [f"{venv}/bin/streamlit", "run", main_file,
+            "--server.port", str(port), "--server.address", address,
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.runOnSave", "true", "--server.fileWatcherType", "poll"]
 
 
 @dataclass(frozen=True)
@@ -198,8 +246,15 @@ class Usage:
     cpu_percent: float
 
 
+# The steps of `Runtime.start` and `Runtime.list`: an engine that keeps either template
+# must fill in all of that template's steps.
+START_STEPS = ("current_instances", "remove_instances", "create_instance", "run_instance")
+LIST_STEPS = ("find_live", "adopt")
+
+
 class Runtime(ABC):
-    """Base of every engine. Subclasses must implement every abstract method."""
+    """Base of every engine. Subclasses must implement every abstract method, and the steps
+    of each template (`start`, `list`) they do not override."""
 
     name: ClassVar[str] = "abstract"
 
@@ -207,12 +262,54 @@ class Runtime(ABC):
         super().__init_subclass__(**kwargs)
         if cls.name == "abstract":
             raise TypeError(f"{cls.__name__} must set a class attribute `name`.")
+        for template, steps in (("start", START_STEPS), ("list", LIST_STEPS)):
+            if getattr(cls, template) is getattr(Runtime, template):
+                missing = [s for s in steps if getattr(cls, s) is getattr(Runtime, s)]
+                if missing:
+                    raise TypeError(f"{cls.__name__} keeps Runtime.{template} but does not "
+                                    f"implement its steps {', '.join(missing)}.")
 
     @abstractmethod
     async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef: ...
 
-    @abstractmethod
-    async def start(self, app: AppSpec, env: EnvRef) -> Instance: ...
+    async def start(self, app: AppSpec, env: EnvRef) -> Instance:
+        """Check → replace (unless `app.alongside`) → create (retried on TryAgain) → run.
+        A second instance started alongside gets a token of its own (`instance` in its
+        state) that tells it from the app's current one."""
+        await self.check_start(app, env)
+        token = secrets.token_hex(3) if app.alongside else ""
+        in_the_way = [] if app.alongside else await self.current_instances(app.app_id)
+        await self.remove_instances(app, [*in_the_way, *await self.holding_name(app, token)])
+        created = await retrying(lambda: self.create_instance(app, env, token))
+        return await self.run_instance(app, created, token)
+
+    async def check_start(self, app: AppSpec, env: EnvRef) -> None:
+        """Step of `start`: raise StartError when the app cannot start at all, before its
+        current instance is replaced."""
+        return None
+
+    async def current_instances(self, app_id: int) -> list[Any]:
+        """Step of `start`: what the app runs now (the engine's own objects)."""
+        raise NotImplementedError
+
+    async def holding_name(self, app: AppSpec, token: str) -> list[Any]:
+        """Step of `start`: what holds the new instance's name, even alongside."""
+        return []
+
+    async def remove_instances(self, app: AppSpec, found: list[Any]) -> None:
+        """Step of `start`: remove what `current_instances`/`holding_name` found (each of
+        them may be listed twice, and may be gone already)."""
+        raise NotImplementedError
+
+    async def create_instance(self, app: AppSpec, env: EnvRef, token: str) -> Any:
+        """Step of `start`: create the instance (not yet running); raise TryAgain when a
+        moment later may succeed, StartError when it cannot."""
+        raise NotImplementedError
+
+    async def run_instance(self, app: AppSpec, created: Any, token: str) -> Instance:
+        """Step of `start`: run what `create_instance` made and return its Instance; on
+        failure remove it and raise StartError saying why."""
+        raise NotImplementedError
 
     @abstractmethod
     async def stop(self, app_id: int, state: dict[str, Any]) -> None: ...
@@ -220,15 +317,32 @@ class Runtime(ABC):
     @abstractmethod
     async def poll(self, app_id: int, state: dict[str, Any]) -> Status: ...
 
-    @abstractmethod
-    async def list(self) -> list[Instance]: ...
+    async def maintain(self, app_id: int, state: dict[str, Any]) -> None:
+        """Housekeeping of a running instance, called after `poll` said it runs (nothing
+        by default)."""
+        return None
+
+    async def list(self) -> list[Instance]:
+        """Every live instance, adopted: `find_live` → `adopt` each (None: not one of
+        ours, or not serving)."""
+        adopted = [await self.adopt(found) for found in await self.find_live()]
+        return [instance for instance in adopted if instance is not None]
+
+    async def find_live(self) -> builtins.list[Any]:
+        """Step of `list`: the engine's objects that may be live instances of ours."""
+        raise NotImplementedError
+
+    async def adopt(self, found: Any) -> Instance | None:
+        """Step of `list`: the Instance `found` is, or None."""
+        raise NotImplementedError
 
     @abstractmethod
     async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None: ...
 
-    def python_versions(self) -> list[str]:
+    def python_versions(self) -> builtins.list[str]:
         """Python versions this engine can build environments for (the deploy form's list)."""
         return []
 
     async def close(self) -> None:
         """Release clients and background tasks; instances keep running."""
+        return None
