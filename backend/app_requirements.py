@@ -16,17 +16,18 @@ its build with the same words.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from backend import python_pins
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.platform import read_platform
 from backend.repo_files import excerpt
+
+if TYPE_CHECKING:
+    from backend.repos import BranchSnapshot
 
 REQUIREMENT_FILES = ("packages.txt", ".python-version")
 MAX_FILE = 64 * 1024
@@ -118,11 +119,13 @@ def check_requirements(ctx: Context, files: dict[str, bytes], python_version: st
 
 
 def check_repository(ctx: Context, repo_url: str, branch: str, python_version: str,
-                     main_file: str = "", timeout: float = READ_TIMEOUT) -> None:
+                     main_file: str = "", timeout: float = READ_TIMEOUT,
+                     snapshot: BranchSnapshot | None = None) -> None:
     """`check_requirements` on the files of `branch` of `repo_url`, each looked up the way
     the build does: in the main file's folder, then at the root. A repository this server
     cannot read now (private, unreachable) is not refused here: its build applies the same
-    rule once it is cloned."""
+    rule once it is cloned. `snapshot`: the branch already fetched by the caller's checks
+    (`backend.repos.open_branch`), read instead of fetching it again."""
     if read_platform(ctx).engine == "unknown":
         return
     folder = str(PurePosixPath(main_file).parent) if main_file else "."
@@ -130,7 +133,8 @@ def check_repository(ctx: Context, repo_url: str, branch: str, python_version: s
              for name in REQUIREMENT_FILES}
     wanted = [p for paths in where.values() for p in paths]
     wanted += python_pins.candidate_paths(main_file)  # Pipfile / environment.yml pins too
-    found = read_branch_files(ctx, repo_url, branch, list(dict.fromkeys(wanted)), timeout)
+    found = snapshot.read_many(wanted) if snapshot is not None else \
+        read_branch_files(ctx, repo_url, branch, list(dict.fromkeys(wanted)), timeout)
     if found is None:
         return
     files = {name: next(found[p] for p in paths if p in found)
@@ -142,30 +146,12 @@ def check_repository(ctx: Context, repo_url: str, branch: str, python_version: s
 def read_branch_files(ctx: Context, repo_url: str, branch: str, names: Sequence[str],
                       timeout: float = READ_TIMEOUT) -> dict[str, bytes] | None:
     """The files at the paths `names` on `branch` (those that exist, regular files of at most
-    64 KiB), read from a shallow, blob-less clone the way `backend.repos` clones; None when
+    64 KiB), read from one snapshot of the branch (`backend.repos.open_branch`); None when
     the repository cannot be read."""
     from backend import repos  # git helpers; imported here to keep this module light
 
-    url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
-    deadline = time.monotonic() + timeout
-    tmp = Path(tempfile.mkdtemp(prefix="stcloud-requirements-"))
     try:
-        pinned = [] if ctx.settings.allow_local_repos else \
-            list(repos.public_fetch_target(url).git_config)
-        repos._git([*pinned, "clone", "--quiet", "--depth", "1", "--filter=blob:none",
-                    "--no-checkout", "--single-branch", "--branch", branch, "--", url,
-                    str(tmp / "r")], None, deadline, time.monotonic())
-        listing = repos._git(["ls-tree", "-z", "-l", "HEAD", "--", *names], tmp / "r",
-                             deadline, time.monotonic())
-        files: dict[str, bytes] = {}
-        for entry in filter(None, listing.split("\0")):
-            meta, _, name = entry.partition("\t")
-            mode, kind, _, size = meta.split()
-            if kind == "blob" and mode in ("100644", "100755") and int(size) <= MAX_FILE:
-                files[name] = repos._git([*pinned, "cat-file", "blob", f"HEAD:{name}"], tmp / "r",
-                                         deadline, time.monotonic()).encode()
-        return files
-    except (repos._GitFailed, TimeoutError, ValidationError, ValueError):
+        with repos.open_branch(ctx, repo_url, branch, timeout) as snapshot:
+            return snapshot.read_many(names)
+    except (repos._GitFailed, ValidationError, ValueError):
         return None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -125,17 +125,19 @@ def offered_python_versions(ctx: Context) -> tuple[str, ...]:
 
 def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
                main_file: str = "streamlit_app.py", subdomain: str = "",
-               python_version: str = "") -> AppView:
+               python_version: str = "", repository_checked: bool = False) -> AppView:
     """Validate a deploy request and queue the app; the supervisor builds and starts it.
     A repository asking for what the runtime cannot give (packages.txt on the process
-    runtime, a Python version it lacks) is refused here (`backend.app_requirements`)."""
+    runtime, a Python version it lacks) is refused here (`backend.app_requirements`),
+    unless the caller made that check on the branch already (`repository_checked`)."""
     repo_url = validate_repo_url(repo_url, ctx.settings.allow_local_repos)
     branch = validate_branch(branch)
     main_file = validate_main_file(main_file)
     python_version = validate_python_version(python_version, offered_python_versions(ctx))
     sub = validate_subdomain(subdomain) if subdomain.strip() else \
         suggest_free_subdomain(ctx, repo_url)
-    app_requirements.check_repository(ctx, repo_url, branch, python_version, main_file)
+    if not repository_checked:
+        app_requirements.check_repository(ctx, repo_url, branch, python_version, main_file)
     owner, _ = repo_owner_and_name(repo_url)
     row = {"owner_id": user.id, "subdomain": sub, "repo_url": repo_url, "branch": branch,
            "main_file": main_file, "python_version": python_version,

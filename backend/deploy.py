@@ -7,11 +7,14 @@ the API) alike, so the same request gets the same answer from each.
 1. the fields themselves: repository URL, branch, main file, Python version (one this
    server offers), subdomain (valid and free), secrets (TOML);
 2. the repository: reachable, the branch exists, the main file is on it
-   (`backend.repos.check_main_file`);
+   (`backend.repos.check_main_file_in`);
 3. its dependency file parses: requirements.txt line by line as requirements,
    pyproject.toml and uv.lock as TOML (`dependency_problem`);
 4. what it asks of the runtime: packages.txt and the Python version
-   (`backend.app_requirements`, inside `apps.deploy_app`, which queues the app).
+   (`backend.app_requirements`).
+Steps 2 to 4 read one snapshot of the branch (a single shallow clone that fetches only its
+small files, `backend.repos.open_branch`); `apps.deploy_app` then queues the app without
+fetching the repository again.
 Then the secrets are stored. Deploys from GitHub (`backend.github.deploy`) pick repository,
 branch and main file from GitHub's own lists and queue through `apps.deploy_app` too.
 """
@@ -105,14 +108,19 @@ def check_fields(ctx: Context, request: DeployRequest) -> None:
 
 
 def check_repository(ctx: Context, request: DeployRequest) -> None:
-    """Steps 2 and 3: the branch and main file exist, the dependency file parses."""
-    repos.check_main_file(ctx, request.repo_url, request.branch, request.main_file)
-    files = app_requirements.read_branch_files(
-        ctx, validate_repo_url(request.repo_url, ctx.settings.allow_local_repos),
-        request.branch, DEPENDENCY_FILES)
-    problem = dependency_problem(files or {})
-    if problem:
-        raise ValidationError("dependencies", problem)
+    """Steps 2 to 4, on one snapshot of the branch (`repos.open_branch`): the branch and
+    main file exist, the dependency file parses, the runtime can give what the repository
+    asks for."""
+    with repos.open_branch(ctx, request.repo_url, request.branch) as snapshot:
+        repos.check_main_file_in(snapshot, request.main_file)
+        problem = dependency_problem(snapshot.read_many(DEPENDENCY_FILES))
+        if problem:
+            raise ValidationError("dependencies", problem)
+        python_version = validate_python_version(request.python_version,
+                                                 app_service.offered_python_versions(ctx))
+        app_requirements.check_repository(ctx, snapshot.repo_url, snapshot.branch,
+                                          python_version, request.main_file,
+                                          snapshot=snapshot)
 
 
 def deploy(ctx: Context, user: User, request: DeployRequest) -> AppView:
@@ -122,7 +130,7 @@ def deploy(ctx: Context, user: User, request: DeployRequest) -> AppView:
     view = app_service.deploy_app(
         ctx, user, repo_url=request.repo_url, branch=request.branch,
         main_file=request.main_file, subdomain=request.subdomain,
-        python_version=request.python_version)
+        python_version=request.python_version, repository_checked=True)
     if request.secrets.strip():
         app_secrets.set_secrets(ctx, user, view.id, request.secrets, False)
     return view

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from backend.settings import Settings
 from models import App
 from supervisor.health import HealthPaths, wait_for_streamlit
 from supervisor.lifecycle import Lifecycle
@@ -166,21 +167,23 @@ def run_case(engine: str, name: str, settings: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_corpus_renders_on_the_process_runtime(name: str, settings, tmp_path: Path) -> None:
+def test_corpus_renders_on_the_process_runtime(name: str, settings: Settings,
+                                               tmp_path: Path) -> None:
     run_case("process", name, settings, tmp_path)
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_corpus_renders_on_docker(name: str, settings, tmp_path: Path) -> None:
+def test_corpus_renders_on_docker(name: str, settings: Settings, tmp_path: Path) -> None:
     run_case("docker", name, settings, tmp_path)
 
 
 @pytest.mark.parametrize("name", SWARM_CASES)
-def test_corpus_renders_on_swarm(name: str, settings, tmp_path: Path) -> None:
+def test_corpus_renders_on_swarm(name: str, settings: Settings, tmp_path: Path) -> None:
     run_case("swarm", name, settings, tmp_path)
 
 
-def test_conda_only_package_fails_with_a_clear_message(settings, tmp_path: Path) -> None:
+def test_conda_only_package_fails_with_a_clear_message(settings: Settings,
+                                                      tmp_path: Path) -> None:
     checkout = write_checkout(tmp_path, "conda-only-package")
     runtime = make_runtime("process", settings)
 

@@ -1,6 +1,7 @@
 """Bad input ends in a visible state with the reason, and the supervisor survives it:
 unreachable repo, missing branch, missing main file, a main file that is a symlink out of the
-checkout, invalid requirements, an app that exits at once, a taken subdomain. Another app keeps running throughout.
+checkout, invalid requirements, an app that exits at once, a taken subdomain. Another app
+keeps running throughout.
 
 The corpus's failing repositories (tests/corpus/) are built through each runtime's real
 builder: the message a deployer reads names the cause (the unknown package, the pin that
@@ -10,11 +11,13 @@ fetched, the source tree whose build fails) and no host path."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from backend import apps
 from backend.errors import ValidationError
+from backend.settings import Settings
 from supervisor.runtimes.base import BuildError
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.test_dependency_corpus import corpus_spec, write_checkout
@@ -95,7 +98,7 @@ BUILD_FAILURES = {
 }
 
 
-def build_failure(engine: str, settings, tmp_path, name: str) -> str:  # type: ignore
+def build_failure(engine: str, settings: Settings, tmp_path: Path, name: str) -> str:
     """The message of the BuildError that building corpus repository `name` ends in."""
     checkout = write_checkout(tmp_path, name)
     runtime = make_runtime(engine, settings)
@@ -115,8 +118,8 @@ def build_failure(engine: str, settings, tmp_path, name: str) -> str:  # type: i
 @pytest.mark.no_database
 @pytest.mark.parametrize("engine", ["process", "docker"])
 @pytest.mark.parametrize("name", list(BUILD_FAILURES))
-def test_corpus_build_failure_names_its_cause(name: str, engine: str, settings,
-                                              tmp_path) -> None:
+def test_corpus_build_failure_names_its_cause(name: str, engine: str, settings: Settings,
+                                              tmp_path: Path) -> None:
     message = build_failure(engine, settings, tmp_path, name)
     assert BUILD_FAILURES[name] in message, message
     assert not host_details(settings, message), message
