@@ -112,6 +112,16 @@ def _starting_app(ctx: Context, tmp_path: Path) -> App:
     return app
 
 
+def _running_app(ctx: Context, tmp_path: Path, state: dict[str, Any]) -> App:
+    """An app recorded `running` with the instance `state`."""
+    app = _starting_app(ctx, tmp_path)
+    with session_scope(ctx.engine) as s:
+        row = s.get(App, app.id)
+        row.state, row.runtime_state = "running", json.dumps({"instance": state})
+        s.add(row)
+    return app
+
+
 def _row(ctx: Context, app_id: int) -> tuple[str, str, int]:
     with session_scope(ctx.engine) as s:
         app = s.get(App, app_id)
@@ -302,6 +312,18 @@ def test_a_fenced_leader_does_not_rewrite_the_live_files_in_place(
     assert _row(ctx, app.id) == before
 
 
+def _one_pass(ctx: Context, runtime: Runtime, app: App, state: dict[str, Any]) -> None:
+    """One reconcile pass (and the work it starts), with `app`'s instance (`state`) known."""
+    async def scenario() -> None:
+        reconciler = Reconciler(ctx, runtime, RouteTable())
+        reconciler.lifecycle.instances[app.id] = Instance(  # type: ignore[index]
+            app.id, ("127.0.0.1", 9), state, app.restart_generation)  # type: ignore
+        await reconciler.reconcile_once()
+        await asyncio.gather(*reconciler._tasks.values())
+
+    asyncio.run(scenario())
+
+
 class EndedRuntime(GatedRuntime):
     """Every instance has ended (the old leader's stop went through before it died)."""
 
@@ -328,14 +350,7 @@ def test_an_app_found_ended_with_a_sleep_pending_goes_to_sleep_not_restarted(
     runtime = EndedRuntime()
     runtime.gate.set()
 
-    async def scenario() -> None:
-        reconciler = Reconciler(ctx, runtime, RouteTable())
-        reconciler.lifecycle.instances[app.id] = Instance(  # type: ignore[index]
-            app.id, ("127.0.0.1", 9), {"pid": 4242}, app.restart_generation)  # type: ignore
-        await reconciler.reconcile_once()
-        await asyncio.gather(*reconciler._tasks.values())
-
-    asyncio.run(scenario())
+    _one_pass(ctx, runtime, app, {"pid": 4242})
     state, runtime_state, _ = _row(ctx, app.id)  # type: ignore[arg-type]
     assert state == "sleeping"
     assert runtime.started == [] and {"pid": 4242} in runtime.stopped
@@ -376,11 +391,7 @@ def test_a_crash_restart_waits_out_its_backoff_then_respects_a_stop(
     it after all (the next pass stops it as asked)."""
     ctx = dataclasses.replace(db_ctx, settings=dataclasses.replace(
         db_ctx.settings, crash_backoff="1"))
-    app = _starting_app(ctx, tmp_path)
-    with session_scope(ctx.engine) as s:
-        row = s.get(App, app.id)
-        row.state, row.runtime_state = "running", json.dumps({"instance": {"pid": 4242}})
-        s.add(row)
+    app = _running_app(ctx, tmp_path, {"pid": 4242})
     runtime = EndedRuntime()
     runtime.gate.set()
     lc = Lifecycle(ctx, runtime)
@@ -416,20 +427,8 @@ def test_a_reconcile_pass_maintains_each_running_instance(db_ctx: Context,
                                                           tmp_path: Path) -> None:
     """`poll` only observes; the housekeeping of a running instance (the Docker engines'
     app-log cap) is `maintain`, which each reconcile pass calls after `poll` said running."""
-    app = _starting_app(db_ctx, tmp_path)
-    with session_scope(db_ctx.engine) as s:
-        row = s.get(App, app.id)
-        row.state, row.runtime_state = "running", json.dumps({"instance": {"pid": 4343}})
-        s.add(row)
+    app = _running_app(db_ctx, tmp_path, {"pid": 4343})
     runtime = MaintainedRuntime()
-
-    async def scenario() -> None:
-        reconciler = Reconciler(db_ctx, runtime, RouteTable())
-        reconciler.lifecycle.instances[app.id] = Instance(  # type: ignore[index]
-            app.id, ("127.0.0.1", 9), {"pid": 4343}, app.restart_generation)  # type: ignore
-        await reconciler.reconcile_once()
-        await asyncio.gather(*reconciler._tasks.values())
-
-    asyncio.run(scenario())
+    _one_pass(db_ctx, runtime, app, {"pid": 4343})
     assert runtime.maintained == [(app.id, {"pid": 4343})]
     assert runtime.started == [] and runtime.stopped == []
