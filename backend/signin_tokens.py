@@ -15,7 +15,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlmodel import delete, select
+from sqlmodel import col, delete, select
 
 from backend.accounts.identity import ONE_TIME_TTL
 from backend.context import Context
@@ -37,7 +37,7 @@ class DatabaseTokens:
         token = secrets.token_urlsafe(32)
         now = utcnow()
         with session_scope(self.ctx.engine) as s:
-            s.exec(delete(SigninToken).where(SigninToken.expires_at < now))  # type: ignore
+            s.exec(delete(SigninToken).where(col(SigninToken.expires_at) < now))
             s.add(SigninToken(token_hash=_hash(token), user_id=user_id, username=username,
                               subdomain=subdomain, expires_at=now + timedelta(seconds=self.ttl)))
         return token
@@ -50,8 +50,8 @@ class DatabaseTokens:
             row = s.exec(select(SigninToken).where(SigninToken.token_hash == key)).first()
             if row is None:
                 return None
-            gone = s.exec(delete(SigninToken).where(  # type: ignore[call-overload]
-                SigninToken.token_hash == key)).rowcount  # type: ignore[arg-type]
+            gone = s.exec(delete(SigninToken).where(
+                col(SigninToken.token_hash) == key)).rowcount
         if gone != 1 or row.subdomain != subdomain or row.expires_at < utcnow():
             return None
         return row.user_id, row.username

@@ -5,8 +5,9 @@ restarted supervisor never finds an old dashboard holding the port.
 
 `DashboardProcess.panel(...)` is a second process of the same Home.py serving the Manage
 app panel under `server.baseUrlPath=__stcloud/panel` (the proxy serves that prefix on every
-app host; Home.py runs the panel page there). Its address goes to
-`routes.panel_address`.
+app host; Home.py runs the panel page there). Each process reports its address (None
+while it is down) to `publish`: the supervisor passes the reconciler's
+`publish_dashboard` / `publish_panel`, the one writer of the route table.
 """
 
 from __future__ import annotations
@@ -18,41 +19,33 @@ import signal
 import sys
 from collections.abc import Callable
 
-
 from backend.accounts.identity import PANEL_BASE_URL_PATH
 from backend.settings import PROJECT_ROOT, Settings
 from supervisor.health import wait_for_health
-from supervisor.routes import RouteTable
 from supervisor.runtimes.process import die_with_parent, free_port
 
 log = logging.getLogger("supervisor.dashboard")
+Publish = Callable[[tuple[str, int] | None], None]  # the process's address, None when down
 
 
 class DashboardProcess:
-    def __init__(self, settings: Settings, routes: RouteTable, *, name: str = "dashboard",
-                 base_url_path: str = "", port: int | None = None,
-                 publish: Callable[[tuple[str, int] | None], None] | None = None,
+    def __init__(self, settings: Settings, publish: Publish | None = None, *,
+                 name: str = "dashboard", base_url_path: str = "", port: int | None = None,
                  extra_args: tuple[str, ...] = ()) -> None:
         self.settings = settings
-        self.routes = routes
         self.name = name
         self.base_url_path = base_url_path.strip("/")
         self.port = settings.dashboard_port if port is None else port
         self.extra_args = extra_args
-        self._publish = publish or self._publish_dashboard
+        self._publish: Publish = publish or (lambda address: None)
         self.proc: asyncio.subprocess.Process | None = None
         self._stopping = False
 
     @classmethod
-    def panel(cls, settings: Settings, routes: RouteTable) -> DashboardProcess:
+    def panel(cls, settings: Settings, publish: Publish | None = None) -> DashboardProcess:
         """The Manage app panel's process (see the module docstring)."""
-        def publish(address: tuple[str, int] | None) -> None:
-            routes.panel_address = address
-        return cls(settings, routes, name="panel", base_url_path=PANEL_BASE_URL_PATH,
-                   port=0, publish=publish, extra_args=("--client.toolbarMode", "minimal"))
-
-    def _publish_dashboard(self, address: tuple[str, int] | None) -> None:
-        self.routes.dashboard_address = address
+        return cls(settings, publish, name="panel", base_url_path=PANEL_BASE_URL_PATH,
+                   port=0, extra_args=("--client.toolbarMode", "minimal"))
 
     def _command(self, port: int) -> list[str]:
         command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "Home.py"),

@@ -109,16 +109,16 @@ async def serve(settings: Settings) -> int:
             log.warning("node=%s lost the lease during start-up adoption", node.node_id)
             leading = False
     if not leading:
-        await asyncio.to_thread(reconciler._refresh_routes)
+        await asyncio.to_thread(reconciler.refresh_routes)
     lease_task = asyncio.create_task(leadership.run(), name="lease")
     role = f"{node.node_id} ({'leader' if reconciler.active else 'follower'})"
     log.info("node=%s %s", node.node_id, "leader" if reconciler.active else "follower")
     runner = await start_proxy(settings, routes, api=make_api_app(ctx, reconciler), ctx=ctx)
     schedules = Schedules(ctx, reconciler, leader=leadership)
     schedules.start()
-    dashboard = DashboardProcess(settings, routes)
+    dashboard = DashboardProcess(settings, reconciler.publish_dashboard)
     dash_task = asyncio.create_task(dashboard.run(), name="dashboard")
-    panel = DashboardProcess.panel(settings, routes)  # the Manage app panel (proxy/server.py)
+    panel = DashboardProcess.panel(settings, reconciler.publish_panel)  # proxy/server.py
     panel_task = asyncio.create_task(panel.run(), name="panel")
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     print(banner(ctx, runtime.name, created, role), flush=True)

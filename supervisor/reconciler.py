@@ -114,14 +114,23 @@ class Reconciler:
     # Route table ------------------------------------------------------------------------
     def _publish(self, app: App | None) -> None:
         if app is None:
-            self._refresh_routes()
+            self.refresh_routes()
         else:
             self.routes.set(route_for(app))
 
-    def _refresh_routes(self, apps: list[App] | None = None) -> None:
+    def refresh_routes(self, apps: list[App] | None = None) -> None:
+        """Publish every app's route (from `apps`, else from the database)."""
         if apps is None:
             apps = self._load_apps()
         self.routes.replace_all([route_for(a) for a in apps])
+
+    def publish_dashboard(self, address: tuple[str, int] | None) -> None:
+        """Publish where the dashboard's Streamlit process serves (None while down)."""
+        self.routes.dashboard_address = address
+
+    def publish_panel(self, address: tuple[str, int] | None) -> None:
+        """Publish where the Manage app panel's process serves (None while down)."""
+        self.routes.panel_address = address
 
     def _load_apps(self) -> list[App]:
         with session_scope(self.ctx.engine) as s:
@@ -187,7 +196,7 @@ class Reconciler:
             for inst in insts:
                 log.warning("app=%s instance has no app; stopping it", app_id)
                 await self.runtime.stop(app_id, inst.state)
-        self._refresh_routes()
+        self.refresh_routes()
 
     def _adopt_tree(self, app_id: int, tree_name: str) -> None:
         """Point `src` at the tree the serving instance runs in (a supervisor may have died
@@ -255,7 +264,7 @@ class Reconciler:
                 if await self._lead():
                     await self.reconcile_once()
                 else:
-                    await asyncio.to_thread(self._refresh_routes)
+                    await asyncio.to_thread(self.refresh_routes)
             except Fenced:  # e.g. during adoption: the next pass steps down
                 log.warning("reconcile pass fenced: another node leads")
             except Exception:  # noqa: BLE001 - the loop must survive any one bad pass
@@ -305,7 +314,7 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         # Database reads in a worker thread: the proxy shares this event loop.
         apps = await asyncio.to_thread(self._load_apps)
-        self._refresh_routes(apps)
+        self.refresh_routes(apps)
         pending = await asyncio.to_thread(load_requests, self.ctx)
         for app in apps:
             task = self._tasks.get(app.id)  # type: ignore[arg-type]

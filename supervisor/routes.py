@@ -4,13 +4,17 @@ An instance with several replicas (swarm_replicas > 1) has every replica's addre
 `Route.addresses` (from the saved instance state); the proxy keeps each browser on one of
 them (sticky sessions, supervisor/proxy/sticky.py).
 
-Written by the supervisor (the reconciler publishes every app after each pass and after
-each transition), read by the proxy. The proxy never decides lifecycle from it: it
-forwards to `address` when the state is `running`, and shows one of our own pages
-otherwise. In one process this is a dict.
+One writer, the reconciler (`supervisor/reconciler.py`): it publishes every app after each
+pass and after each transition, and the dashboard and panel processes' addresses as they
+report them; everyone else reads (`get`, `all`, the two addresses).
+The proxy's own pages may show a state the backend just recorded before the reconciler
+republishes (`supervisor/proxy/pending.py`), without writing the table. The proxy never
+decides lifecycle from it: it forwards to `address` when the state is `running`, and shows
+one of our own pages otherwise. In one process this is a dict.
 
 Several proxies (docs/scale-out.md): the table is derived from the `App` rows
-(`route_for`), so any process can rebuild it: `RoutePoller` reloads it every
+(`route_for`, which the reconciler publishes too), so a standalone proxy, which has no
+reconciler, keeps a replica of what the reconcilers published: `RoutePoller` reloads it every
 `route_poll_interval` seconds in a standalone proxy (`python -m supervisor proxy`) and
 takes the dashboard and panel addresses from the supervisors' `cluster_node` rows
 (the leader's when it is live, else the freshest).
@@ -72,9 +76,6 @@ class RouteTable:
 
     def set(self, route: Route) -> None:
         self._routes[route.subdomain] = route
-
-    def remove(self, subdomain: str) -> None:
-        self._routes.pop(subdomain, None)
 
     def replace_all(self, routes: list[Route]) -> None:
         self._routes = {r.subdomain: r for r in routes}
@@ -140,11 +141,11 @@ class RoutePoller:
         while not self._stop.is_set():
             try:
                 await asyncio.to_thread(self.refresh)
-            except Exception:  # noqa: BLE001 - keep the last table while the database is away
+            except Exception:  # keep the last table while the database is away
                 log.warning("route reload failed", exc_info=True)
             try:
                 await asyncio.wait_for(self._stop.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def stop(self) -> None:

@@ -692,7 +692,9 @@ def test_reboot_needs_developer_and_csrf(ctx) -> None:  # type: ignore[no-untype
                 assert r.status == status
         with session_scope(env.ctx.engine) as s:
             assert s.get(App, env.app_id).state == "queued"
-        assert env.routes.get("hello").state == "queued"  # shown at once: the oven
+        async with env.request("GET", "/__stcloud/status") as r:  # shown at once: the oven
+            assert (await r.json())["state"] == "queued"
+        assert env.routes.get("hello").state == "crashed"  # the proxy never writes the table
     run(ctx, scenario)
 
 

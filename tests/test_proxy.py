@@ -584,3 +584,24 @@ def test_real_streamlit_through_proxy(settings: Settings, tmp_path: Path) -> Non
         proc.kill()
         proc.wait(timeout=10)
         log_file.close()
+
+
+def test_a_pending_state_lasts_until_the_reconciler_publishes() -> None:
+    """After our wake or reboot endpoint, the app host shows the state the backend recorded;
+    the route table is not written, and the next route the reconciler publishes wins."""
+    from supervisor.proxy.pending import PendingStates
+
+    table = RouteTable()
+    sleeping = Route(app_id=1, subdomain="hello", state="sleeping", address=None)
+    table.set(sleeping)
+    pending = PendingStates()
+    pending.note(sleeping, "starting", "Waking up")
+    shown = pending.shown(table.get("hello"))
+    assert shown is not None and (shown.state, shown.reason) == ("starting", "Waking up")
+    assert table.get("hello") is sleeping  # the table still holds what was published
+    running = Route(app_id=1, subdomain="hello", state="running", address=("127.0.0.1", 1))
+    table.set(running)  # the reconciler publishes the woken app
+    assert pending.shown(table.get("hello")) is running
+    table.set(sleeping)  # an old route object published again is not overridden either
+    assert pending.shown(table.get("hello")) is sleeping
+    assert pending.shown(None) is None

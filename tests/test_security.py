@@ -339,8 +339,7 @@ def test_streamlit_xsrf_protection_is_on(platform: Platform) -> None:
     uploads; the websocket checks Origin) rely on `server.enableXsrfProtection`, which
     must resolve to true in their working directory and environment."""
     settings = platform.ctx.settings
-    for proc in (DashboardProcess(settings, RouteTable()),
-                 DashboardProcess.panel(settings, RouteTable())):
+    for proc in (DashboardProcess(settings), DashboardProcess.panel(settings)):
         command = " ".join(proc._command(8501))
         assert "enableXsrfProtection" not in command and "enableCORS" not in command
     env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **settings.to_env()}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -130,7 +131,7 @@ def make_api_app(ctx: Context, reconciler, *, rate: float = 20.0,  # type: ignor
              Route("POST", "/hooks/apps/{app_id}", generic, None,
                    "Generic push hook (the app's webhook secret)"),
              Route("GET", "/health", health, None, "Health and app counts")]
-    document: dict = {}
+    document: dict[str, Any] = {}
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)

@@ -9,9 +9,11 @@ session), `websocket` (websocket relaying), `upstream` (headers, URL and errors 
 forwarded request), `security_headers` (a middleware), `inject` (the overlay in app pages;
 `assets/`), `cookies` (cookie isolation), `access` (who is visiting, cached), `signin`
 (identity on app hosts), `endpoints` (`/__stcloud/` endpoints of app hosts), `services`
-(what needs the backend context), `pages` and `state_pages` (our HTML), `tokens`
-(one-time sign-in tokens, kept by the backend), `standalone` (`python -m supervisor
-proxy`: a proxy process of its own, routes from the database; docs/scale-out.md).
+(what needs the backend context), `pending` (a state our endpoints just recorded, shown
+until the reconciler republishes), `pages` and `state_pages` (our HTML), `standalone`
+(`python -m supervisor proxy`: a proxy process of its own, routes from the database;
+docs/scale-out.md). Data comes only through backend/ (`backend.read_model`,
+`backend.signin_tokens` and the services).
 """
 
 from supervisor.proxy.server import make_proxy_app, start_proxy

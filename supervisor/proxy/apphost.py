@@ -62,9 +62,15 @@ class AppHost:
         self.sticky = sticky
         self.domain = settings.domain.lower().rstrip(".")
 
+    def route(self, sub: str) -> Route | None:
+        """The route of `sub` as this proxy acts on it: the table's, or the state one of our
+        endpoints just recorded (`pending.py`)."""
+        route = self.routes.get(sub)
+        return route if self.services is None else self.services.pending.shown(route)
+
     async def handle(self, request: web.Request, sub: str, path: str
                      ) -> web.StreamResponse:
-        route = self.routes.get(sub)
+        route = self.route(sub)
         if is_reserved(path):
             return await self._reserved_app(request, sub, route, path)
         if route is None:

@@ -22,7 +22,6 @@ host) and that `Origin`, when sent, is this host. Bodies are at most `MAX_BODY` 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 from urllib.parse import parse_qsl
@@ -37,6 +36,7 @@ from backend.logs import app_log_path, build_log_path, tail_lines
 from backend.settings import Settings
 from supervisor.proxy import inject, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, can_manage, client_key
+from supervisor.proxy.pending import PendingStates
 from supervisor.proxy.signin import SignIn, redirect
 from supervisor.routes import Route, RouteTable
 
@@ -73,9 +73,10 @@ class AppEndpoints:
     """The handlers of `/__stcloud/` on app hosts (see the module docstring)."""
 
     def __init__(self, settings: Settings, routes: RouteTable, access: Access,
-                 signin: SignIn) -> None:
+                 signin: SignIn, pending: PendingStates) -> None:
         self.settings = settings
         self.routes = routes
+        self.pending = pending
         self.access = access
         self.signin = signin
         self.notify_limit = RateLimit(3, 600)
@@ -122,8 +123,7 @@ class AppEndpoints:
     def mirror(self, route: Route, state: str, reason: str) -> None:
         """Show the state the backend just recorded until the supervisor republishes."""
         if self.routes.get(route.subdomain) is route and state != route.state:
-            self.routes.set(dataclasses.replace(route, state=state, address=None,
-                                                      reason=reason))
+            self.pending.note(route, state, reason)
 
     # GET ---------------------------------------------------------------------------------
     async def status(self, route: Route | None) -> web.Response:

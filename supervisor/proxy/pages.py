@@ -142,7 +142,7 @@ def render(title: str, heading: str, body_html: str, *, mark: str = "🎈",
     )
 
 
-def _response(html: str, status: int, retry_after: int | None = None,
+def page_response(html: str, status: int, retry_after: int | None = None,
               cookies: tuple[str, ...] = ()) -> web.Response:
     headers: CIMultiDict[str] = CIMultiDict({"Cache-Control": NO_STORE,
                                              "X-Content-Type-Options": "nosniff"})
@@ -154,11 +154,11 @@ def _response(html: str, status: int, retry_after: int | None = None,
                         charset="utf-8", headers=headers)
 
 
-def _dashboard_link(settings: Settings, text: str = "the dashboard") -> str:
+def dashboard_link(settings: Settings, text: str = "the dashboard") -> str:
     return f'<a href="{escape(settings.public_url(), quote=True)}">{escape(text)}</a>'
 
 
-def _status_box(state: str, reason: str) -> str:
+def status_box(state: str, reason: str) -> str:
     label = STATE_LABELS.get(state, state.replace("_", " ").capitalize())
     return (f'<div class="status" role="status" aria-live="polite">'
             f'<strong id="state-label">{escape(label)}</strong>'
@@ -171,15 +171,15 @@ def oven_page(route: Route, settings: Settings, progress: str = "") -> web.Respo
     body = (
         f"<p><strong>{escape(route.subdomain)}</strong> is being prepared. This page "
         "refreshes by itself and opens the app as soon as it is ready.</p>\n"
-        f"{_status_box(route.state, route.reason)}\n"
+        f"{status_box(route.state, route.reason)}\n"
         '<p class="muted">Latest step:</p>'
         f'<pre id="progress" class="progress">{escape(progress)}</pre>\n'
         f'<p class="muted">Developers can follow the progress on '
-        f"{_dashboard_link(settings)}.</p>"
+        f"{dashboard_link(settings)}.</p>"
     )
     html = render("Your app is in the oven", "Your app is in the oven", body, mark="🧑‍🍳",
                   poll_keep=sorted(OVEN_STATES), poll_ms=1000, refresh_s=3)
-    return _response(html, 503, retry_after=5)
+    return page_response(html, 503, retry_after=5)
 
 
 def state_page(route: Route, settings: Settings) -> web.Response:
@@ -190,41 +190,41 @@ def state_page(route: Route, settings: Settings) -> web.Response:
         "If you develop this app, look at it on {dashboard}.",
     ))
     body = (
-        f"<p>{escape(happened)}</p>\n{_status_box(route.state, route.reason)}\n"
-        f"<p>{escape(todo).replace('{dashboard}', _dashboard_link(settings))}</p>"
+        f"<p>{escape(happened)}</p>\n{status_box(route.state, route.reason)}\n"
+        f"<p>{escape(todo).replace('{dashboard}', dashboard_link(settings))}</p>"
     )
     html = render(heading, heading, body, mark=mark, poll_keep=[route.state],
                   poll_ms=5000, refresh_s=30)
-    return _response(html, 503, retry_after=30)
+    return page_response(html, 503, retry_after=30)
 
 
 def not_found_page(host: str, settings: Settings) -> web.Response:
     """A host (or subdomain) we serve nothing at."""
     body = (f"<p>There is no app at this address. Check the link, or find the app on "
-            f"{_dashboard_link(settings)}.</p>")
+            f"{dashboard_link(settings)}.</p>")
     html = render("App not found", f"No app lives at {host}", body, mark="🔍")
-    return _response(html, 404)
+    return page_response(html, 404)
 
 
 def dashboard_starting_page(settings: Settings) -> web.Response:
     """The dashboard host while its Streamlit process is not (yet) answering."""
     body = ("<p>The platform is starting up. This page refreshes by itself and opens the "
             "dashboard as soon as it is ready.</p>\n"
-            + _status_box("starting", "Starting the dashboard"))
+            + status_box("starting", "Starting the dashboard"))
     html = render("The dashboard is starting", "The dashboard is starting", body,
                   poll_keep=["starting"], poll_ms=1000, refresh_s=3)
-    return _response(html, 503, retry_after=5)
+    return page_response(html, 503, retry_after=5)
 
 
 def not_answering_page(route: Route, settings: Settings) -> web.Response:
     """The app should serve but its instance refused or timed out (502)."""
     body = ("<p>The app should be running, but it did not answer. It may be restarting; "
             "try again in a moment.</p>\n"
-            f"{_status_box(route.state, route.reason)}\n"
-            f"<p>If you develop this app, check its logs on {_dashboard_link(settings)}.</p>")
+            f"{status_box(route.state, route.reason)}\n"
+            f"<p>If you develop this app, check its logs on {dashboard_link(settings)}.</p>")
     html = render("The app is not answering", "The app is not answering", body,
                   mark="🔌", refresh_s=10, refresh_always=True)
-    return _response(html, 502, retry_after=10)
+    return page_response(html, 502, retry_after=10)
 
 
 def json_response(data: dict, status: int = 200) -> web.Response:

@@ -34,12 +34,14 @@ kept. WebSocket upgrades (101) get nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from supervisor.proxy import hosts
 from supervisor.proxy.hosts import RESERVED_PREFIX, HostClassifier
-from supervisor.routes import RouteTable
+from supervisor.routes import Route
 
 DASHBOARD, OURS, APP = "dashboard", "ours", "app"
 HSTS = "max-age=31536000"
@@ -50,14 +52,15 @@ NO_FOREIGN_FRAMES = {"X-Frame-Options": "SAMEORIGIN",
 HEADERS_KEY = web.RequestKey("security_headers", dict)
 
 
-def response_kind(host_kind: str, name: str, path: str, routes: RouteTable) -> str:
+def response_kind(host_kind: str, name: str, path: str,
+                  route_of: Callable[[str], Route | None]) -> str:
     """DASHBOARD, OURS or APP for a response on a host of `host_kind` (see the module
     docstring)."""
     if host_kind == hosts.DASHBOARD:
         return DASHBOARD
     if host_kind != hosts.APP or path.startswith(RESERVED_PREFIX):
         return OURS
-    route = routes.get(name)
+    route = route_of(name)
     return APP if route is not None and route.serving else OURS
 
 
@@ -73,13 +76,15 @@ def headers_for(kind: str, path: str, https: bool) -> dict[str, str]:
     return out
 
 
-def middleware(classifier: HostClassifier, routes: RouteTable, *, https: bool) -> Middleware:
-    """The middleware deciding each request's headers; it must come before the dispatch."""
+def middleware(classifier: HostClassifier, route_of: Callable[[str], Route | None], *,
+               https: bool) -> Middleware:
+    """The middleware deciding each request's headers; it must come before the dispatch.
+    `route_of(subdomain)` is the route the proxy acts on."""
 
     @web.middleware
     async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
         host_kind, name = classifier.classify(request.headers.get("Host", ""))
-        kind = response_kind(host_kind, name, request.path, routes)
+        kind = response_kind(host_kind, name, request.path, route_of)
         request[HEADERS_KEY] = headers_for(kind, request.path, https)
         return await handler(request)
 

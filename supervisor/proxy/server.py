@@ -197,7 +197,7 @@ def make_proxy_app(settings: Settings, routes: RouteTable, *,
                    ctx: Context | None = None) -> web.Application:
     """The proxy as an aiohttp application (serve it with `start_proxy`)."""
     proxy = Proxy(settings, routes, has_api=api is not None, ctx=ctx)
-    headers = security_headers.middleware(proxy.hosts, routes,  # docs/security.md
+    headers = security_headers.middleware(proxy.hosts, proxy.app_host.route,  # security.md
                                           https=settings.scheme == "https")
     app = web.Application(
         middlewares=[headers, proxy.dispatch],

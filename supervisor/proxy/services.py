@@ -9,6 +9,7 @@ from backend.context import Context
 from backend.settings import Settings
 from supervisor.proxy.access import Access
 from supervisor.proxy.endpoints import AppEndpoints
+from supervisor.proxy.pending import PendingStates
 from supervisor.proxy.signin import SignIn
 from supervisor.routes import RouteTable
 
@@ -20,4 +21,5 @@ class Services:
         self.access = Access(ctx)
         self.signin = SignIn(settings, routes, self.access)
         self.views = ViewRecorder(ctx)
-        self.endpoints = AppEndpoints(settings, routes, self.access, self.signin)
+        self.pending = PendingStates()
+        self.endpoints = AppEndpoints(settings, routes, self.access, self.signin, self.pending)

@@ -22,7 +22,10 @@ from aiohttp import web
 
 from backend.notifications import Notified
 from backend.settings import Settings
-from supervisor.proxy.pages import _dashboard_link, _response, _status_box, render
+from supervisor.proxy.pages import dashboard_link as _dashboard_link
+from supervisor.proxy.pages import page_response as _response
+from supervisor.proxy.pages import render
+from supervisor.proxy.pages import status_box as _status_box
 from supervisor.routes import Route
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -33,8 +34,8 @@ class WebSocketPair:
     """One relayed websocket: the browser's end and ours to the upstream."""
 
     client: web.WebSocketResponse
-    upstream: aiohttp.ClientWebSocketResponse
-    tasks: list[asyncio.Task] = field(default_factory=list)
+    upstream: aiohttp.ClientWebSocketResponse[Any]  # decode_text=False: bytes for text too
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     closed_with: int | None = None  # set when we closed both ends ourselves
 
     async def close(self, code: int, message: bytes = b"") -> None:
@@ -114,7 +115,7 @@ async def _relay(pair: WebSocketPair) -> int:
     first = to_upstream if to_upstream in done else to_client
     try:
         target, code, message = first.result()
-    except Exception:  # noqa: BLE001 - a broken pump ends the relay like an error close
+    except Exception:  # a broken pump ends the relay like an error close
         log.exception("websocket_pump_failed")
         target, code, message = None, 1011, b""
     if target is not None:

@@ -12,8 +12,9 @@ from supervisor.api.v1.endpoint import SCOPES_KEY, Endpoint, call, user_of
 
 async def whoami(ctx: Context, request: web.Request) -> web.Response:
     user = user_of(request)
+    scopes: frozenset[str] = request[SCOPES_KEY]
     return ok({"username": user.username, "name": user.name, "is_admin": user.is_admin,
-               "scopes": sorted(request[SCOPES_KEY], key=api_tokens.SCOPES.index)})
+               "scopes": sorted(scopes, key=api_tokens.SCOPES.index)})
 
 
 async def list_users(ctx: Context, request: web.Request) -> web.Response:
