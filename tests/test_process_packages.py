@@ -121,7 +121,8 @@ done
 echo planted > /usr/bin/true 2>/dev/null && echo "wrote tree true"
 mount -t tmpfs x /mnt 2>/dev/null && echo "MOUNTED" || echo "no mount"
 ls /proc | grep -c '^[0-9]' | sed 's/^/pids=/'
-python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2); print('REACHED host loopback')" "$PORT" 2>/dev/null || echo "no host loopback"
+python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 2)" 2>/dev/null \
+  && echo "REACHED host loopback" || echo "no host loopback"
 '''
 
 
@@ -187,3 +188,19 @@ def test_packages_are_refused_by_the_build_without_debootstrap(
         asyncio.run(runtime.ensure_env(spec, lambda line: None))
     assert "apt install debootstrap" in str(refused.value)
     assert not list(settings.envs_path.glob(f"{spec.dep_hash}*")), "nothing was built"
+
+
+def test_what_the_runtime_reports_for_packages_txt(
+        rootfs_settings: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report the up-front check reads: every suite's Python with debootstrap; without
+    it, only the trees already made; none unsandboxed, saying why."""
+    runtime = ProcessRuntime(rootfs_settings)
+    assert runtime.packages_support() == (["3.9", "3.11", "3.13"], "") \
+        or not rootfs.debootstrap_available()
+    asyncio.run(runtime._root_filesystems().ensure(SUITE, lambda line: None,
+                                                   runtime._run_script))  # made once
+    monkeypatch.setattr(rootfs, "debootstrap_available", lambda: False)
+    assert ProcessRuntime(rootfs_settings).packages_support() == (["3.11"], "")
+    unsandboxed = ProcessRuntime(dataclasses.replace(rootfs_settings, process_sandbox="off"))
+    versions, problem = unsandboxed.packages_support()
+    assert versions == [] and "only inside the process runtime's sandbox" in problem

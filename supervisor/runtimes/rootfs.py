@@ -2,7 +2,7 @@
 
 They are the trees the Docker base images are made from (`scripts/build-base-image.sh
 --tree`: debootstrap --variant=minbase of the suite whose python3 is the Python asked for,
-see `docker_images.DEBIAN_SUITES`), kept as directories `<process_rootfs_dir>/<suite>` and
+see `docker_base.DEBIAN_SUITES`), kept as directories `<process_rootfs_dir>/<suite>` and
 built once, the first time an environment needs one, when debootstrap is installed. A tree
 is never written to after it is built: each environment with Debian packages gets its own
 overlay over it (`sandbox_rootfs.py`), so apt in one build cannot change another's root.
@@ -25,7 +25,7 @@ from pathlib import Path
 from backend.settings import Settings
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import BuildError, LogSink
-from supervisor.runtimes.docker_images import BASE_SCRIPT, DEBIAN_SUITES
+from supervisor.runtimes.docker_base import BASE_SCRIPT, DEBIAN_SUITES
 
 log = logging.getLogger("supervisor.runtimes.process")
 TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"

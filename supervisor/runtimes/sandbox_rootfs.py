@@ -138,8 +138,9 @@ def root_step_command(tools: sandbox.Tools, layers: Layers, run_dir: Path,
     prefix, merged = mount_prefix(layers, run_dir, writable=True)
     resolv = sandbox.identity_files(run_dir, 0, "/root")["resolv.conf"]
     caps = [arg for cap in APT_CAPS for arg in ("--cap-add", cap)]
-    args = [*root_args(merged, own_root_home=True), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-net", "--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev",
+    args = [*root_args(merged, own_root_home=True),
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+            "--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run",  # /tmp: apt's _apt too
             "--ro-bind", str(resolv), "/etc/resolv.conf",
             "--cap-drop", "ALL", *caps, "--chdir", "/", "--die-with-parent",
