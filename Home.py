@@ -31,18 +31,16 @@ import streamlit as st
 from streamlit_authenticator import Authenticate, LoginError
 
 from backend import inbox, platform
-from backend.accounts import auth
-from backend.github import accounts as github
-from backend.accounts import keys
+from backend.accounts import auth, keys
+from backend.accounts import identity as _identity
 from backend.errors import BackendError
+from backend.github import accounts as github
 from pages.dashboard import _ui as ui
 
 # Panel mode (Manage app overlay) ---------------------------------------------------------
 # Inside a hosted app the proxy serves this script under /__stcloud/panel/ (a second
 # Streamlit process, `server.baseUrlPath`) with a signed identity header: then the Manage
 # app panel runs instead of the dashboard. Owner: supervisor/proxy (pages/dashboard/panel.py).
-from backend.accounts import identity as _identity  # noqa: E402
-
 if _identity.is_panel_request(st.context.headers, st.get_option("server.baseUrlPath")):
     st.navigation([st.Page("pages/dashboard/panel.py", title="Manage app", default=True)],
                   position="hidden").run()

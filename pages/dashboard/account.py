@@ -9,11 +9,10 @@ from typing import Any
 
 import streamlit as st
 
-from backend.accounts import api_tokens
-from backend.accounts import auth
-from backend.github import accounts as github
+from backend.accounts import api_tokens, auth
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
+from backend.github import accounts as github
 from pages.dashboard import _ui as ui
 
 ERRORS = "_password_errors"

@@ -45,12 +45,12 @@ def _utc(day: Any) -> str:
     return f"{day.isoformat()}T00:00:00Z"
 
 
-def monthly_chart(points: Sequence[analytics.MonthPoint]) -> alt.LayerChart:
+def monthly_chart(points: Sequence[analytics.MonthPoint]) -> alt.LayerChart | alt.FacetChart:
     """Unique viewers per month: a solid line over complete months, a dashed one from the
     last complete month to the current month, and points with tooltips."""
     rows = [{"month": _utc(p.month), "label": p.month.strftime("%B %Y"), "viewers": p.viewers,
              "status": "complete" if p.complete else "in progress (so far)"} for p in points]
-    complete = [r for p, r in zip(points, rows) if p.complete]
+    complete = [r for p, r in zip(points, rows, strict=True) if p.complete]
     first_open = next((i for i, p in enumerate(points) if not p.complete), len(points))
     in_progress = rows[max(first_open - 1, 0):] if first_open < len(points) else []
     x = alt.X("month:T", timeUnit="utcyearmonth", title="Month (UTC)",

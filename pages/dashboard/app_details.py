@@ -14,6 +14,7 @@ with its memory limit as a dashed rule. `memory_chart` is pure, so tests read it
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import altair as alt
@@ -109,7 +110,7 @@ USAGE_RANGE_KEY = "usage_range"
 MIB = 1 << 20
 
 
-def memory_chart(series: usage.UsageSeries) -> alt.LayerChart:
+def memory_chart(series: usage.UsageSeries) -> alt.LayerChart | alt.FacetChart:
     """Memory (MiB) over time, a line with points for tooltips, and the limit as a rule."""
     rows = [{"at": p.at.isoformat(), "time": ui.exact_time(p.at),
              "memory": round(p.memory_bytes / MIB, 1),
@@ -155,6 +156,6 @@ ctx, user = ui.page_context()
 st.title("App details")
 app_id = ui.app_picker(ctx, user)
 if app_id is not None:
-    ui.live("app_detail", lambda: live_part(ctx, user, app_id))
+    ui.live("app_detail", functools.partial(live_part, ctx, user, app_id))
     memory_section(ctx, user, app_id)
 actions.confirm_dialogs(ctx, user, after_delete=ui.MY_APPS)

@@ -23,15 +23,14 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_settings
-from backend.github import accounts as github
-from backend.github import deploy as github_deploy
 from backend import apps as app_service
 from backend import deploy as deploy_usecase
 from backend import secrets as app_secrets
 from backend.appstate import FAILED_STATES, OVEN_STATES
 from backend.context import Context
 from backend.errors import BackendError, NotFound, ValidationError
+from backend.github import accounts as github
+from backend.github import deploy as github_deploy
 from backend.validation import repo_owner_and_name, validate_subdomain
 from pages.dashboard import _ui as ui
 
@@ -244,7 +243,7 @@ def common_fields(ctx: Context, repo: str) -> None:
         st.caption(f"Your app will be at **{url}**" + (" :green[✓ available]" if typed else ""))
 
     with st.expander("Advanced settings"):
-        versions = list(app_settings.offered_python_versions(ctx))
+        versions = list(app_service.offered_python_versions(ctx))
         ss.setdefault("deploy_python", ctx.settings.default_python)
         st.selectbox("Python version", versions, key="deploy_python",
                      help="The Python version the app's environment is built with. "

@@ -90,6 +90,6 @@ lines.selectbox("Lines", LINE_CHOICES, key="log_lines")
 follow.toggle("Live", value=True, key="log_follow",
               help=f"Reread the logs every {TAIL_SECONDS:g} s")
 runtime_tab, build_tab = st.tabs([title for _, title, _, _ in SECTIONS])
-for tab, (kind, title, about, empty) in zip((runtime_tab, build_tab), SECTIONS):
+for tab, (kind, title, about, empty) in zip((runtime_tab, build_tab), SECTIONS, strict=True):
     with tab:
         section(ctx, user, app, kind, title, about, empty)

@@ -23,8 +23,7 @@ from typing import Any
 import streamlit as st
 
 from backend import apps as app_service
-from backend.accounts import auth
-from backend.accounts import identity
+from backend.accounts import auth, identity
 from backend.errors import BackendError, NotFound
 from pages.dashboard import _ui as ui
 

@@ -18,11 +18,11 @@ from typing import Any
 import streamlit as st
 
 from backend import app_settings, hooks, sharing
-from backend.github import deploy as github_deploy
 from backend import apps as app_service
 from backend import secrets as app_secrets
 from backend.context import Context
 from backend.errors import BackendError
+from backend.github import deploy as github_deploy
 from pages.dashboard import _ui as ui
 
 ERRORS = "_settings_errors"
