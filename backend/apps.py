@@ -12,19 +12,24 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend import app_requirements, appstate
 from backend.context import Context
 from backend.errors import Conflict, NotFound
 from backend.platform import read_platform, wake_supervisor
 from backend.settings import Settings
-from backend.validation import (repo_owner_and_name, suggest_subdomain, validate_branch,
-                                validate_main_file, validate_python_version,
-                                validate_repo_url, validate_subdomain)
-from backend.workspaces import (get_or_create_workspace, require_role, role_in,
-                                visible_workspace_ids)
-from models import App, AppEvent, User, Workspace, session_scope, utcnow
+from backend.validation import (
+    repo_owner_and_name,
+    suggest_subdomain,
+    validate_branch,
+    validate_main_file,
+    validate_python_version,
+    validate_repo_url,
+    validate_subdomain,
+)
+from backend.workspaces import get_or_create_workspace, require_role, role_in, visible_workspace_ids
+from models import App, AppEvent, User, Workspace, id_of, session_scope, utcnow
 
 
 @dataclass(frozen=True)
@@ -167,13 +172,13 @@ def _insert_app(ctx: Context, user: User, owner: str, row: dict[str, Any]) -> Ap
     between the checks and the commit."""
     with session_scope(ctx.engine) as s:
         ws = get_or_create_workspace(s, owner, user)
-        require_role(s, user, ws.id, "developer", "deploy apps")
+        require_role(s, user, id_of(ws), "developer", "deploy apps")
         if s.exec(select(App.id).where(App.subdomain == row["subdomain"])).first() is not None:
             raise _taken(row["subdomain"])
-        app = App(workspace_id=ws.id, **row)
+        app = App(workspace_id=id_of(ws), **row)
         s.add(app)
         s.flush()
-        s.add(AppEvent(app_id=app.id, from_state="", to_state="queued",
+        s.add(AppEvent(app_id=id_of(app), from_state="", to_state="queued",
                        reason=f"Deployed by {user.username}"))
         return _view(ctx, s, app, user)
 
@@ -184,10 +189,10 @@ def list_apps(ctx: Context, user: User, workspace_id: int | None = None) -> list
         q = select(App).where(App.desired_state != "deleted")
         visible = visible_workspace_ids(s, user)
         if visible is not None:
-            q = q.where(App.workspace_id.in_(visible))  # type: ignore[attr-defined]
+            q = q.where(col(App.workspace_id).in_(visible))
         if workspace_id is not None:
             q = q.where(App.workspace_id == workspace_id)
-        apps = s.exec(q.order_by(App.created_at.desc())).all()  # type: ignore[attr-defined]
+        apps = s.exec(q.order_by(col(App.created_at).desc())).all()
         return [_view(ctx, s, a, user) for a in apps]
 
 
@@ -203,7 +208,7 @@ def reboot_app(ctx: Context, user: User, app_id: int) -> AppView:
         app.desired_state = "running"
         app.restart_generation += 1
         if app.state in ("running", "starting"):
-            s.add(AppEvent(app_id=app.id, from_state=app.state, to_state=app.state,
+            s.add(AppEvent(app_id=id_of(app), from_state=app.state, to_state=app.state,
                            reason=f"Reboot requested by {user.username}"))
             app.updated_at = utcnow()
             s.add(app)
@@ -253,7 +258,7 @@ def app_events(ctx: Context, user: User, app_id: int, limit: int = 50) -> list[A
     with session_scope(ctx.engine) as s:
         load_app_for(s, user, app_id, "viewer", "view this app's events")
         q = select(AppEvent).where(AppEvent.app_id == app_id)
-        return list(s.exec(q.order_by(AppEvent.id.desc()).limit(limit)).all())  # type: ignore
+        return list(s.exec(q.order_by(col(AppEvent.id).desc()).limit(limit)).all())
 
 
 def read_logs(ctx: Context, user: User, app_id: int, max_bytes: int = 64_000) -> dict[str, str]:
