@@ -148,6 +148,9 @@ def test_the_root_apt_step_reaches_nothing_of_the_data_dir_nor_the_shared_tree(
     settings.envs_path.mkdir(parents=True, exist_ok=True)
     venv = Path(subprocess.check_output(["mktemp", "-d", "-p", str(settings.envs_path),
                                          "attack.building-XXXX"], text=True).strip())
+    spec = EnvSpec(python_version="3.11", files={}, default_streamlit="1.67.0",
+                   packages=("figlet",))
+    runtime._prepare_build_dir(venv, spec)  # as a build: handed to the build user, then apt
     layers = sandbox_rootfs.new_layers(venv, tree)
     before = (tree / "usr/bin/true").read_bytes()
     with listener() as host_side:
@@ -171,6 +174,28 @@ def test_the_root_apt_step_reaches_nothing_of_the_data_dir_nor_the_shared_tree(
     pids = next(int(line.split("=")[1]) for line in said if line.startswith("pids="))
     assert pids < 10, said  # its own pid namespace
     assert "no host loopback" in said, said
+
+    # The uv steps after apt (package build code, as the build user) over the same tree.
+    step = runtime._step_runner(spec, rootfs.PYTHON_IN_TREE, venv)
+    seen: list[str] = []
+    asyncio.run(step(["/bin/sh", "-c", STEP_PROBE, "sh", *(str(p) for p in planted.values()),
+                      str(layers.upper)], seen.append))
+    assert seen[0] == str(sandbox.BUILDER_UID), seen
+    assert not any(line.startswith(("SEES", "READ", "WROTE")) for line in seen), seen
+    assert "layer=planted" in seen, seen  # its / is the tree with the layer apt wrote
+    assert (tree / "usr/bin/true").read_bytes() == before
+
+
+STEP_PROBE = r'''
+id -u
+for f in "$@"; do
+  if [ -e "$f" ]; then echo "SEES $f"; else echo "no $f"; fi
+done
+echo "layer=$(head -c 7 /usr/bin/true)"
+echo x > /usr/bin/true 2>/dev/null && echo "WROTE tree"
+touch /planted 2>/dev/null && echo "WROTE root"
+exit 0
+'''
 
 
 def test_packages_are_refused_by_the_build_without_debootstrap(
