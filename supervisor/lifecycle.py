@@ -36,7 +36,7 @@ from typing import Any
 from sqlmodel import Session, delete
 
 from backend import appstate, notifications
-from backend import failures, host_paths, validation
+from backend import failure_reports, failures, validation
 from backend.github import deploy as github_deploy
 from backend import secrets as app_secrets
 from backend.context import Context
@@ -389,12 +389,12 @@ class Lifecycle:
 
     def _run_log_lines(self, app_id: int, lines: int = 15) -> str:
         """The last lines the app's current run logged (never an earlier run's), as its
-        deployer may see them: no colours, no host paths, the public URL for Streamlit's
-        internal one."""
+        deployer may see them: no colours, the app's secret values masked, no host paths,
+        the public URL for Streamlit's internal one (`backend.failure_reports.readable`)."""
         app = self.load(app_id)
         url = self.settings.public_url(app.subdomain) if app is not None else ""
         tail = current_run_lines(app_log_path(self.settings, app_id), lines)
-        return host_paths.show_app_log(self.settings, failures.strip_ansi(tail), url)
+        return failure_reports.readable(self.settings, app_id, "app", tail, url)
 
     # Running apps -----------------------------------------------------------------------
     async def reboot(self, app_id: int) -> None:

@@ -30,13 +30,13 @@ import logging
 import shutil
 from pathlib import Path
 
-from backend import validation
-from backend.logs import app_log_path, build_log_path, tail_lines
+from backend import failure_reports, validation
+from backend.logs import app_log_path, build_log_path
 from models import App, utcnow
 from supervisor import builds, checkouts, git_auth, gitsync
 from supervisor.builds import BuildLog
 from supervisor.lifecycle import Lifecycle
-from supervisor.runtimes.base import BuildError, EnvSpec, StartError
+from supervisor.runtimes.base import BuildError, EnvSpec, StartError, Status
 
 log = logging.getLogger("supervisor.updates")
 REDEPLOY_STATES = frozenset({"build_failed", "crashed", "over_limit", "sleeping"})
@@ -153,14 +153,12 @@ class Updater:
                                      self.settings.build_timeout)
         blog("Starting the new version beside the serving one.")
         fresh = lc.load(app.id) or app  # the reboot counter may have moved
+        log_offset = failure_reports.file_size(app_log_path(self.settings, app.id))
         new = await self.runtime.start(lc.app_spec(fresh, tree, alongside=True), env)
         status = await lc.wait_healthy(new)
         if status is not None:
             await self.runtime.stop(app.id, new.state)
-            tail = tail_lines(app_log_path(self.settings, app.id), 15)
-            code = "" if status.exit_code is None else f", exit code {status.exit_code}"
-            raise UpdateFailed(f"The new version did not start ({status.kind}{code})."
-                               + (f" Last lines of the log:\n{tail}" if tail else ""))
+            raise UpdateFailed(self._start_failure(app, spec, status, log_offset))
         current = lc.load(app.id)
         if current is None or current.desired_state != "running" or current.state != "running":
             await self.runtime.stop(app.id, new.state)  # stopped or deleted meanwhile
@@ -179,6 +177,18 @@ class Updater:
         if old_state:
             await self.runtime.stop(app.id, old_state)
         checkouts.remove_unused(lc.app_dir(app.id))
+
+    def _start_failure(self, app: App, spec: EnvSpec, status: Status, log_offset: int) -> str:
+        """Why the new version did not start, from what it logged (the app log's lines
+        since its start, beside the serving instance's): phase, cause, fix, the full log."""
+        code = "" if status.exit_code is None else f", exit code {status.exit_code}"
+        logged = failure_reports.appended_since(app_log_path(self.settings, app.id), log_offset)
+        report = failure_reports.explain_app_log(
+            self.settings, app.id, logged, self.settings.public_url(app.subdomain),
+            timed_out=status.exit_code is None and status.kind != "oom",
+            dependency_file=spec.dependency_file or "requirements.txt",
+            main_file=app.main_file)
+        return f"The new version did not start ({status.kind}{code}). {report.message()}"
 
     def _failed(self, app: App, commit: str, build_id: int | None, blog: BuildLog,
                 reason: str) -> None:

@@ -29,10 +29,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from backend import apps as app_service
-from backend import favorites, notifications, read_model
+from backend import failure_reports, favorites, notifications, read_model
 from backend.accounts import identity
 from backend.errors import BackendError, NotFound, PermissionDenied
-from backend.logs import app_log_path, build_log_path, tail_lines
+from backend.logs import app_log_path, build_log_path, current_run_lines, tail_lines
 from backend.settings import Settings
 from supervisor.proxy import inject, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, can_manage, client_key
@@ -113,11 +113,16 @@ class AppEndpoints:
         def load() -> state_pages.AppFacts:
             found = read_model.app_page_facts(self.access.ctx, route.app_id,
                                               route.workspace_id)
-            return state_pages.AppFacts(
+            public = settings.public_url(route.subdomain)
+            app_log = current_run_lines(app_log_path(settings, route.app_id), 30)
+            build_log = tail_lines(build_log_path(settings, route.app_id), 60)
+            return state_pages.AppFacts(  # as the dashboard's Logs page shows them
                 app_id=route.app_id, workspace=found.workspace,
                 memory_limit_mb=found.memory_limit_mb,
-                app_log_tail=tail_lines(app_log_path(settings, route.app_id), 30),
-                build_log_tail=tail_lines(build_log_path(settings, route.app_id), 30))
+                app_log_tail=failure_reports.readable(settings, route.app_id, "app",
+                                                      app_log, public),
+                build_log_tail=failure_reports.readable(settings, route.app_id, "build",
+                                                        build_log, public))
         return await asyncio.to_thread(load)
 
     def mirror(self, route: Route, state: str, reason: str) -> None:

@@ -6,8 +6,10 @@ or crash), no access, and sign-in problems. Same template as `pages.py`.
 - Over its resource limits: developers (push access) see what happened, the memory
   limit, a Reboot button and a link to the logs; everyone else sees an explanation and
   "Notify the developer" (one email per incident).
-- Build failed / crashed: developers see the reason and the log's tail; others a short
-  message (a log may hold things viewers should not read).
+- Build failed / crashed: developers see the reason, the phase that failed with the
+  explainer's cause and fix and the log lines that show it (secrets masked, no host paths:
+  `backend.failure_reports`), and a link to the full log; others a short message (a log may
+  hold things viewers should not read).
 - No access to a private app: who to ask, and "Sign in as someone else".
 
 Forms carry `csrf`, the same value as the `stcloud_csrf` cookie the response sets.
@@ -20,6 +22,7 @@ from html import escape
 
 from aiohttp import web
 
+from backend import failure_reports
 from backend.notifications import Notified
 from backend.settings import Settings
 from supervisor.proxy.pages import dashboard_link as _dashboard_link
@@ -116,15 +119,22 @@ def failure_page(route: Route, settings: Settings, viewer: PageViewer,
     heading = "This app failed to build" if build else "This app has crashed"
     mark = "🛠️" if build else "💥"
     if viewer.developer:
-        tail = facts.build_log_tail if build else facts.app_log_tail
-        todo = ("Fix the requirements (or the error below) and push again; the app "
-                "rebuilds on its own." if build else
-                "Fix the cause, push it, and reboot the app.")
+        public = settings.public_url(route.subdomain)
+        report = failure_reports.explain_build_log(
+            settings, route.app_id, facts.build_log_tail, public) if build else \
+            failure_reports.explain_app_log(settings, route.app_id, facts.app_log_tail, public)
+        found = report.explanation
+        todo = ("Push the fix; the app rebuilds on its own." if build else
+                "Push the fix, and reboot the app.")
         body = (
-            f"{_status_box(route.state, route.reason)}\n<p>{escape(todo)}</p>\n"
+            f"{_status_box(route.state, route.reason)}\n"
+            f"<p><strong>What failed ({escape(report.phase)}):</strong> "
+            f"{escape(found.summary)}</p>\n"
+            f"<p><strong>What to do:</strong> {escape(found.fix)} {escape(todo)}</p>\n"
             + ("" if build else form("reboot", "Reboot app", viewer.csrf)) +
-            f"\n<p>The full logs are on {_app_link(settings, route.app_id, 'the dashboard')}."
-            f"</p>\n{_pre(tail)}"
+            f"\n{_pre(chr(10).join(found.lines))}"
+            f"<p>The full {'build' if build else 'app'} log is on "
+            f"{_app_link(settings, route.app_id, 'the dashboard')}.</p>"
         )
     else:
         body = ("<p>The app is not available right now. Its developers see why in their "
