@@ -2,7 +2,10 @@
 
 Skipped when Chromium or Playwright is missing, except under `CI=true`, where that is a
 failure. One supervisor (process runtime) with two deployed apps serves a whole module
-(`cloud`); each test opens its own browser context. Screenshots go to `test-artifacts/`.
+(`cloud`); each test opens its own browser context. The dashboard flows get their own
+supervisor and one page per module (`flow`, tests/browser/flow_support.py). Screenshots go
+to `test-artifacts/`, and with STCLOUD_SCREENSHOTS set the docs screenshots to that folder
+(tests/browser/docs_shots.py, scripts/screenshots.sh).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from backend import apps, workspaces
 from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.settings import PROJECT_ROOT, Settings, load_settings
+from tests.browser.flow_support import Flow, start_flow
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
 from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
@@ -77,6 +81,15 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path,
+         module_database_url: str) -> Iterator[Flow]:
+    """A supervisor with the site admin `admin`, the repository `flow` and one browser
+    page (1280×800), shared by the tests of a module in file order."""
+    yield from start_flow(tmp_path_factory.mktemp("flows"), shared_envs_dir,
+                          module_database_url, chromium_path(), CHROMIUM_ARGS)
+
+
 @dataclasses.dataclass
 class Cloud:
     settings: Settings
@@ -121,7 +134,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory,
 
         def answers(url: str) -> bool:
             try:
-                with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=2) as r:
                     return r.status == 200
             except OSError:
                 return False

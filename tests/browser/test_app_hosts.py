@@ -5,13 +5,14 @@ sign-in, the sleeping page's wake button. See conftest.py for the setup."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backend import favorites
 from backend.accounts.auth import get_user, reset_password
 from models import App, session_scope
 from tests.browser.conftest import PASSWORD, Cloud, screenshot, sign_in
+from tests.browser.docs_shots import docs_shot
 from tests.supervisor_harness import load_app, wait_until
 
 TIMEOUT = 60_000  # ms, for Playwright's waits
@@ -35,6 +36,7 @@ def test_developer_panel_live_logs_and_reboot(cloud: Cloud, browser: Any) -> Non
         open_app(page, cloud)
         manage = page.get_by_role("button", name="Manage app")
         manage.wait_for(timeout=TIMEOUT)
+        docs_shot(page, "app-manage-button")
         screenshot(page, "app-developer")
         manage.click()
         frame = panel_frame(page)
@@ -45,6 +47,7 @@ def test_developer_panel_live_logs_and_reboot(cloud: Cloud, browser: Any) -> Non
         printed.wait_for(timeout=TIMEOUT)
         token = printed.inner_text().split()[-1]
         frame.get_by_text(f"printed {token}").wait_for(timeout=TIMEOUT)
+        docs_shot(page, "manage-app-panel")
         screenshot(page, "panel-logs")
         # The ︙ menu: Reboot → the oven → the app again.
         frame.locator(".st-key-panel_menu button:visible").click()
@@ -53,6 +56,7 @@ def test_developer_panel_live_logs_and_reboot(cloud: Cloud, browser: Any) -> Non
         for item in ("Download log", "Delete app", "Settings", "Analytics", "App dashboard",
                      "Documentation", "Sign out"):
             assert frame.get_by_text(item, exact=True).count() >= 1, item
+        docs_shot(page, "manage-app-menu")
         screenshot(page, "panel-menu")
         reboot.click()
         page.get_by_role("heading", name="Your app is in the oven").wait_for(timeout=TIMEOUT)
@@ -116,6 +120,7 @@ def test_private_app_sends_visitors_to_sign_in(cloud: Cloud, browser: Any) -> No
         page.goto(cloud.url("secret"))
         page.get_by_role("textbox", name="Username").wait_for(timeout=TIMEOUT)
         assert page.url.startswith(cloud.url())  # the dashboard's sign-in
+        docs_shot(page, "state-private-sign-in")
         screenshot(page, "private-sign-in")
         sign_in(page, cloud, "otto", goto=False)  # signed in, but not invited
         page.get_by_role("heading", name="You don't have access to this app").wait_for(
@@ -140,7 +145,7 @@ def test_sleeping_page_wakes_the_app(cloud: Cloud, browser: Any) -> None:
         app = load_app(cloud.ctx, app_id)
         if app is not None and app.state == "sleeping":
             return True
-        past = datetime.now(timezone.utc) - timedelta(days=8)
+        past = datetime.now(UTC) - timedelta(days=8)
         with session_scope(cloud.ctx.engine) as s:
             row = s.get(App, app_id)
             row.last_viewed_at = row.last_deployed_at = row.created_at = past
@@ -152,6 +157,7 @@ def test_sleeping_page_wakes_the_app(cloud: Cloud, browser: Any) -> None:
         page.goto(cloud.url("overlay"))
         page.get_by_role("heading", name=re.compile("gone to sleep due to inactivity")).wait_for(
             timeout=TIMEOUT)
+        docs_shot(page, "state-sleeping")
         screenshot(page, "sleeping")
         page.get_by_role("button", name="Yes, get this app back up!").click()
         page.get_by_role("heading", name="Overlay test app").wait_for(timeout=TIMEOUT)

@@ -14,191 +14,34 @@ Skipped when Chromium or Playwright is missing, except with CI=true, where that 
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from backend import apps, favorites, sharing
-from backend.accounts import auth
 from backend import secrets as app_secrets
-from backend.context import Context, open_context
-from backend.settings import PROJECT_ROOT, Settings
+from backend.accounts import auth
+from backend.settings import PROJECT_ROOT
 from models import App, session_scope
-from tests.conftest import CACHE_ROOT, GitRepo, free_port
-from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
+from tests.browser.docs_shots import docs_shot
+from tests.browser.flow_support import (
+    ARTIFACTS,
+    BUILD_TIMEOUT,
+    PASSWORD,
+    UI_TIMEOUT,
+    Flow,
+    app_serves,
+    button,
+    click_key,
+    expect,
+    http_status,
+    open_menu,
+    open_my_apps,
+    wait_order,
+    wait_text,
+)
+from tests.supervisor_harness import load_app, wait_for_state, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-ARTIFACTS = PROJECT_ROOT / "test-artifacts"
-PASSWORD = "flow-admin-password"
 SECRET = "hello-from-secrets"
-APP_SOURCE = '''import os
-
-import streamlit as st
-
-st.title("Flow app")
-try:
-    value = st.secrets["greeting"]
-except Exception:  # no secrets yet
-    value = "(none)"
-st.write(f"secret: {value}")
-st.write(f"env: {os.environ.get('greeting', '(none)')}")
-'''
-UI_TIMEOUT = 30_000  # ms, for the dashboard to show something
-BUILD_TIMEOUT = 240  # s, a first build of the app's environment
-
-
-def _browser_stack() -> Any:
-    """playwright's sync API, or skip (fail under CI=true) when it or Chromium is missing."""
-    ci = os.environ.get("CI", "").lower() == "true"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if ci:
-            pytest.fail("CI=true but playwright is not installed")
-        pytest.skip("playwright is not installed")
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        if ci:
-            pytest.fail(f"CI=true but Chromium is not at {CHROMIUM}")
-        pytest.skip("Chromium is not installed")
-    return sync_playwright
-
-
-@dataclass
-class Flow:
-    settings: Settings
-    ctx: Context
-    admin: Any
-    supervisor: SupervisorProcess
-    page: Any
-    repo: GitRepo
-    state: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def base(self) -> str:
-        return self.settings.public_url()
-
-    def app_url(self, subdomain: str) -> str:
-        return self.settings.public_url(subdomain)
-
-    def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
-
-    def app_id(self) -> int:
-        if "app_id" not in self.state:
-            pytest.skip("the deploy flow did not run")
-        return self.state["app_id"]
-
-    def row(self) -> App:
-        app = load_app(self.ctx, self.app_id())
-        assert app is not None
-        return app
-
-
-@pytest.fixture(scope="module")
-def flow(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path,
-         module_database_url: str) -> Iterator[Flow]:
-    sync_playwright = _browser_stack()
-    root = tmp_path_factory.mktemp("flows")
-    settings = Settings(data_dir=root / "data", envs_dir=shared_envs_dir,
-                        uv_cache_dir=CACHE_ROOT / "uv", port=free_port(), runtime="process",
-                        reconcile_interval=0.2, health_timeout=60.0, git_poll_interval=0,
-                        hibernation_interval=1.0, database_url=module_database_url)
-    ctx = open_context(settings)
-    admin = auth.create_user(ctx, "admin", PASSWORD, name="Ada Admin", is_admin=True,
-                             email="admin@example.com")
-    repo = GitRepo(root / "repos" / "flow", branch="main")
-    repo.commit({"streamlit_app.py": APP_SOURCE}, "initial")
-    supervisor = SupervisorProcess(settings, root / "supervisor.log").start()
-    wait_until(lambda: _status(settings, "localhost")[0] == 200, 60,
-               "the dashboard to answer", supervisor)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(UI_TIMEOUT)
-        page = context.new_page()
-        try:
-            yield Flow(settings, ctx, admin, supervisor, page, repo)
-        finally:
-            context.close()
-            browser.close()
-            supervisor.stop()
-
-
-def _status(settings: Settings, host: str, path: str = "/") -> tuple[int, str]:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", settings.port, timeout=10)
-        try:
-            conn.request("GET", path, headers={"Host": f"{host}:{settings.port}"})
-            resp = conn.getresponse()
-            return resp.status, resp.read().decode(errors="replace")
-        finally:
-            conn.close()
-    except OSError:
-        return 0, ""
-
-
-def app_serves(flow: Flow, subdomain: str) -> bool:
-    code, body = _status(flow.settings, f"{subdomain}.localhost", "/_stcore/health")
-    return code == 200 and "ok" in body
-
-
-def expect() -> Any:
-    from playwright.sync_api import expect as pw_expect
-    return pw_expect
-
-
-def wait_text(flow: Flow, text: str, timeout: int = UI_TIMEOUT) -> None:
-    expect()(flow.page.get_by_text(text).first).to_be_visible(timeout=timeout)
-
-
-def open_my_apps(flow: Flow) -> None:
-    flow.page.goto(flow.base + "/")
-    expect()(flow.page.get_by_role("heading", name="My apps").first).to_be_visible(
-        timeout=UI_TIMEOUT)
-
-
-def row_order(flow: Flow) -> list[int]:
-    classes = flow.page.locator('[class*="st-key-app_"]').evaluate_all(
-        "els => els.map(e => [...e.classList].find(c => c.startsWith('st-key-app_')))")
-    return [int(c.removeprefix("st-key-app_")) for c in classes]
-
-
-def button(flow: Flow, key: str, text: str | None = None) -> Any:
-    """The visible button of widget `key` (with `text`) in the current run: a rerun keeps
-    the previous run's element, marked data-stale, until the new one replaces it, and
-    Streamlit renders a hidden copy of each button label."""
-    locator = flow.page.locator(f'.st-key-{key}:not([data-stale="true"]) button:visible')
-    if text is not None:
-        locator = locator.filter(has_text=text)
-    expect()(locator.first).to_be_visible()
-    return locator.last
-
-
-def click_key(flow: Flow, key: str) -> None:
-    button(flow, key).click()
-
-
-def wait_order(flow: Flow, expected: list[int]) -> None:
-    wait_until(lambda: row_order(flow) == expected, 10, f"the rows in order {expected}")
-
-
-def open_menu(flow: Flow, app_id: int) -> None:
-    flow.page.keyboard.press("Escape")  # close a menu left open
-    expect()(flow.page.locator('[data-testid="stPopoverBody"]')).to_have_count(0)
-    click_key(flow, f"menu_{app_id}")
-    expect()(button(flow, f"favmenu_{app_id}")).to_be_visible()
 
 
 def instance_pid(flow: Flow) -> int | None:
@@ -210,6 +53,10 @@ def instance_pid(flow: Flow) -> int | None:
 def test_sign_in_deploy_and_watch_the_progress(flow: Flow) -> None:
     page = flow.page
     page.goto(flow.base + "/")
+    # The dashboard's first page: its Streamlit process renders it for the first time.
+    expect()(page.get_by_role("textbox", name="Username", exact=True)).to_be_visible(
+        timeout=2 * UI_TIMEOUT)
+    docs_shot(page, "sign-in")
     page.get_by_role("textbox", name="Username", exact=True).fill("admin")
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
@@ -230,6 +77,7 @@ def test_sign_in_deploy_and_watch_the_progress(flow: Flow) -> None:
     page.get_by_role("textbox", name="Repository", exact=True).press("Tab")
     subdomain = page.get_by_role("textbox", name="App URL (custom subdomain)", exact=True)
     expect()(subdomain).to_have_value("flow")
+    docs_shot(page, "deploy-form")
     page.get_by_role("textbox", name="Main file path", exact=True).fill("missing.py")
     page.get_by_role("textbox", name="Main file path", exact=True).press("Tab")
     page.get_by_role("button", name="Deploy", exact=True).click()
@@ -241,7 +89,7 @@ def test_sign_in_deploy_and_watch_the_progress(flow: Flow) -> None:
     page.get_by_role("textbox", name="Main file path", exact=True).press("Tab")
     page.get_by_role("button", name="Deploy", exact=True).click()
     wait_text(flow, "Your app is in the oven")
-    flow.shot("03-in-the-oven")
+    flow.shot("03-in-the-oven", docs="deploy-progress")
     [app] = apps.list_apps(flow.ctx, flow.admin)
     flow.state["app_id"] = app.id
     wait_text(flow, "Your app is live!", timeout=BUILD_TIMEOUT * 1000)
@@ -265,7 +113,7 @@ def test_favorite_from_the_list_and_from_the_menu(flow: Flow) -> None:
     flow.shot("05-favorite")
 
     open_menu(flow, second)  # the ︙ menu
-    flow.shot("06-menu")
+    flow.shot("06-menu", docs="my-apps-menu")
     click_key(flow, f"favmenu_{second}")
     wait_until(lambda: favorites.favorite_ids(flow.ctx, flow.admin) == {first, second}, 10,
                "the second favorite")
@@ -293,10 +141,10 @@ def test_change_the_subdomain_and_open_the_new_url(flow: Flow) -> None:
     wait_text(flow, "is available")
     click_key(flow, "save_subdomain")
     wait_text(flow, f"now at {flow.app_url('renamed-flow')}")
-    flow.shot("07-subdomain")
+    flow.shot("07-subdomain", docs="settings-general")
     wait_until(lambda: app_serves(flow, "renamed-flow"), 20, "the new subdomain to serve",
                flow.supervisor)
-    wait_until(lambda: _status(flow.settings, f"{old}.localhost")[0] == 404, 20,
+    wait_until(lambda: http_status(flow.settings, f"{old}.localhost")[0] == 404, 20,
                "the old subdomain to stop resolving", flow.supervisor)
     flow.page.goto(flow.app_url("renamed-flow"))
     wait_text(flow, "Flow app", timeout=60_000)
@@ -308,7 +156,7 @@ def test_make_the_app_private_and_public_again(flow: Flow) -> None:
     open_settings(flow, "Sharing")
     flow.page.get_by_text("🔒 Private").click()
     wait_text(flow, "only workspace members and invited viewers can open the app")
-    flow.shot("09-private")
+    flow.shot("09-private", docs="settings-sharing")
     assert flow.row().visibility == "private"
     assert not sharing.can_view(flow.ctx, None, app_id)
     assert sharing.can_view(flow.ctx, flow.admin, app_id)
@@ -330,7 +178,7 @@ def test_add_a_secret_and_the_app_reads_it(flow: Flow) -> None:
     editor.fill(f'greeting = "{SECRET}"\n')
     click_key(flow, "save_secrets")
     wait_text(flow, "The app is restarting to use them")
-    flow.shot("10-secrets")
+    flow.shot("10-secrets", docs="settings-secrets")
     wait_until(lambda: flow.row().restart_generation == generation + 1, 10, "the restart")
     wait_until(lambda: flow.row().state == "running" and instance_generation(flow) ==
                generation + 1, 60, "the restarted app", flow.supervisor)
@@ -356,7 +204,7 @@ def test_reboot_with_confirmation(flow: Flow) -> None:
     open_menu(flow, app_id)
     click_key(flow, f"reboot_{app_id}")
     wait_text(flow, "interrupts everyone using it")
-    flow.shot("12-reboot-dialog")
+    flow.shot("12-reboot-dialog", docs="reboot-dialog")
     click_key(flow, "confirm_reboot")
     wait_until(lambda: instance_pid(flow) not in (None, pid) and flow.row().state == "running",
                60, "a new instance", flow.supervisor)
@@ -369,7 +217,7 @@ def test_logs_show_build_and_runtime_output(flow: Flow) -> None:
     expect()(flow.page.get_by_role("tab", name="Runtime log")).to_be_visible()
     flow.page.get_by_role("tab", name="Build log").click()
     wait_text(flow, "Checked out commit")
-    flow.shot("13-logs")
+    flow.shot("13-logs", docs="logs")
     assert flow.page.get_by_role("button", name="Download").count() >= 1
 
 
@@ -401,7 +249,7 @@ def test_delete_with_confirmation(flow: Flow) -> None:
     click_key(flow, "confirm_delete")
     wait_until(lambda: load_app(flow.ctx, app_id) is None, 60, "the app to be removed",
                flow.supervisor)
-    assert _status(flow.settings, f"{subdomain}.localhost")[0] == 404
+    assert http_status(flow.settings, f"{subdomain}.localhost")[0] == 404
     assert not (flow.settings.apps_path / str(app_id)).exists()
     open_my_apps(flow)
     wait_text(flow, "No apps in owner yet")
@@ -420,6 +268,7 @@ def test_status_page_without_signing_in(flow: Flow) -> None:
         for part in ("Supervisor", "Proxy", "Database", "Disk"):
             expect()(page.get_by_text(part, exact=True)).to_be_visible()
         expect()(page.get_by_role("link", name="Sign in")).to_be_visible()
+        docs_shot(page, "status")
         page.screenshot(path=str(ARTIFACTS / "dashboard-17-status.png"), full_page=True)
         assert page.get_by_text("Apps by state").count() == 0
     finally:

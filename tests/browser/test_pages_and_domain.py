@@ -19,6 +19,7 @@ from backend.context import open_context
 from models import App, AppEvent, session_scope
 from tests import overlay_support as rows
 from tests.browser.conftest import ARTIFACTS, CHROMIUM_ARGS, chromium_path
+from tests.browser.docs_shots import docs_shot_async
 from tests.test_overlay import Env, overlay_env
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,6 +64,10 @@ def test_our_pages_render(ctx) -> None:  # type: ignore[no-untyped-def]
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / "app.log").write_text("MemoryError: the app wanted 2 GiB\n")
         (log_dir / "build.log").write_text("Resolving dependencies\nInstalling pandas\n")
+        docs_names = {"page-oven": "state-oven", "page-over-limit-developer": "state-over-limit",
+                      "page-over-limit-viewer": "state-over-limit-viewer",
+                      "page-crashed-developer": "state-crashed",
+                      "page-build-failed-developer": "state-build-failed"}
         cases = [
             ("building", "", "Your app is in the oven", "page-oven", None),
             ("over_limit", "Used more than 1024 MiB", "gone over its resource limits",
@@ -88,6 +93,8 @@ def test_our_pages_render(ctx) -> None:  # type: ignore[no-untyped-def]
                 await page.get_by_text("Installing pandas").wait_for(timeout=TIMEOUT)
             if name.endswith("viewer"):
                 assert await page.get_by_text("MemoryError").count() == 0
+            if name in docs_names:
+                await docs_shot_async(page, docs_names[name])
             await shot(page, name)
             if name == "page-over-limit-viewer":
                 await page.get_by_role("button", name="Notify the developer").click()
@@ -109,9 +116,11 @@ def test_our_pages_render(ctx) -> None:  # type: ignore[no-untyped-def]
         await page.goto(url)
         await page.get_by_role("heading", name="You don't have access to this app").wait_for(
             timeout=TIMEOUT)
+        await docs_shot_async(page, "state-no-access")
         await shot(page, "page-no-access")
         await page.goto(f"http://nosuch.localhost:{env.port}/")
         await page.get_by_role("heading", name="No app lives at").wait_for(timeout=TIMEOUT)
+        await docs_shot_async(page, "state-not-found")
         await shot(page, "page-not-found")
         await context.close()
     run_with_browser(ctx, scenario)
