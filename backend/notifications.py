@@ -21,13 +21,13 @@ from datetime import datetime
 
 from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend import inbox
 from backend.context import Context
 from backend.errors import BackendError, PermissionDenied
 from backend.settings import Settings
-from models import App, AppEvent, EmailOutbox, Membership, Notification, User, session_scope
+from models import App, AppEvent, EmailOutbox, Membership, Notification, User, id_of, session_scope
 
 OVER_LIMIT_SUBJECT = "Your Streamlit app has gone over its resource limits 🤯"
 KINDS = ("over_limit", "crashed", "deploy_failed", "sleep_warning")
@@ -57,11 +57,11 @@ class OutboxView:
 def recipients(session: Session, workspace_id: int) -> list[User]:
     """Developers and admins of the workspace with an email, one per address."""
     rows = session.exec(
-        select(User).join(Membership, Membership.user_id == User.id)  # type: ignore[arg-type]
+        select(User).join(Membership, col(Membership.user_id) == User.id)
         .where(Membership.workspace_id == workspace_id,
-               Membership.role.in_(("developer", "admin")),  # type: ignore[attr-defined]
+               col(Membership.role).in_(("developer", "admin")),
                User.email != "")
-        .order_by(User.id)).all()  # type: ignore[arg-type]
+        .order_by(col(User.id))).all()
     seen: set[str] = set()
     out = []
     for user in rows:
@@ -85,10 +85,10 @@ class Notified:
 def team(session: Session, workspace_id: int) -> list[User]:
     """Developers and admins of the workspace, with or without an email address."""
     return list(session.exec(
-        select(User).join(Membership, Membership.user_id == User.id)  # type: ignore[arg-type]
+        select(User).join(Membership, col(Membership.user_id) == User.id)
         .where(Membership.workspace_id == workspace_id,
-               Membership.role.in_(("developer", "admin")))  # type: ignore[attr-defined]
-        .order_by(User.id)).all())  # type: ignore[arg-type]
+               col(Membership.role).in_(("developer", "admin")))
+        .order_by(col(User.id))).all())
 
 
 def notify(session: Session, settings: Settings, app: App, kind: str, incident: str,
@@ -114,9 +114,9 @@ def notify(session: Session, settings: Settings, app: App, kind: str, incident: 
     session.flush()
     prefix = f"{incident_key}:u"[:255]
     in_dashboard = session.exec(select(func.count()).select_from(Notification).where(
-        Notification.dedupe_key.startswith(prefix, autoescape=True))).one()  # type: ignore[attr-defined]
+        col(Notification.dedupe_key).startswith(prefix, autoescape=True))).one()
     emailed = session.exec(select(func.count()).select_from(EmailOutbox).where(
-        EmailOutbox.dedupe_key.startswith(prefix, autoescape=True),  # type: ignore[union-attr]
+        col(EmailOutbox.dedupe_key).startswith(prefix, autoescape=True),
         EmailOutbox.status != "failed")).one()
     return Notified(new_emails=new_emails, new_notices=new_notices,
                     in_dashboard=int(in_dashboard),
@@ -134,12 +134,12 @@ def list_outbox(ctx: Context, admin_user: User, limit: int = 200) -> list[Outbox
     if not admin_user.is_admin:
         raise PermissionDenied("Only site admins can see the email outbox.")
     with session_scope(ctx.engine) as s:
-        rows = s.exec(select(EmailOutbox).order_by(EmailOutbox.id.desc())  # type: ignore
+        rows = s.exec(select(EmailOutbox).order_by(col(EmailOutbox.id).desc())
                       .limit(limit)).all()
-        return [OutboxView(id=r.id, app_id=r.app_id, kind=r.kind, to_addr=r.to_addr,
+        return [OutboxView(id=id_of(r), app_id=r.app_id, kind=r.kind, to_addr=r.to_addr,
                            subject=r.subject, status=r.status, attempts=r.attempts,
                            last_error=r.last_error, created_at=r.created_at,
-                           sent_at=r.sent_at) for r in rows]  # type: ignore[arg-type]
+                           sent_at=r.sent_at) for r in rows]
 
 
 # Templates --------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def notify_over_limit(ctx: Context, app_id: int) -> Notified | None:
                 return None
             event = s.exec(select(AppEvent).where(AppEvent.app_id == app_id,
                                                   AppEvent.to_state == "over_limit")
-                           .order_by(AppEvent.id.desc())).first()  # type: ignore[union-attr]
+                           .order_by(col(AppEvent.id).desc())).first()
             if event is None:
                 return None
             limit = app.memory_limit_mb or ctx.settings.memory_limit_mb

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import func, text
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend import platform
 from backend.context import Context
@@ -121,7 +121,7 @@ def _database(ctx: Context) -> Component:
     try:
         with ctx.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as e:  # noqa: BLE001 - any driver error means "down"
+    except Exception as e:  # any driver error means "down"
         return Component("Database", False, "Not answering.", f"{type(e).__name__}: {e}")
     ms = (time.monotonic() - started) * 1000
     kind = ctx.engine.dialect.name
@@ -144,7 +144,7 @@ def _disk(ctx: Context) -> tuple[Component, int, int]:
 def _email(ctx: Context) -> Component:
     s = ctx.settings
     with session_scope(ctx.engine) as session:
-        rows = session.exec(select(EmailOutbox.status, func.count())  # type: ignore
+        rows = session.exec(select(EmailOutbox.status, func.count())
                             .group_by(EmailOutbox.status)).all()
     counts = {status: n for status, n in rows}
     waiting = counts.get("pending", 0) + counts.get("sending", 0)
@@ -162,18 +162,18 @@ def _email(ctx: Context) -> Component:
 def app_state_counts(ctx: Context) -> dict[str, int]:
     """Apps (not deleted) per state, sorted by state."""
     with session_scope(ctx.engine) as s:
-        rows = s.exec(select(App.state, func.count())  # type: ignore[call-overload]
+        rows = s.exec(select(App.state, func.count())
                       .where(App.desired_state != "deleted").group_by(App.state)).all()
     return {state: n for state, n in sorted(rows)}
 
 
 def recent_incidents(ctx: Context, limit: int = 20) -> list[Incident]:
     with session_scope(ctx.engine) as s:
-        rows = s.exec(select(AppEvent, App.subdomain)  # type: ignore[call-overload]
-                      .join(App, App.id == AppEvent.app_id, isouter=True)
-                      .where(AppEvent.to_state.in_(INCIDENT_STATES))  # type: ignore
-                      .where(AppEvent.from_state != AppEvent.to_state)
-                      .order_by(AppEvent.id.desc()).limit(limit)).all()  # type: ignore
+        rows = s.exec(select(AppEvent, App.subdomain)
+                      .join(App, col(App.id) == AppEvent.app_id, isouter=True)
+                      .where(col(AppEvent.to_state).in_(INCIDENT_STATES))
+                      .where(col(AppEvent.from_state) != AppEvent.to_state)
+                      .order_by(col(AppEvent.id).desc()).limit(limit)).all()
     return [Incident(time=e.time, app_id=e.app_id, app=sub or f"app #{e.app_id} (deleted)",
                      kind=e.to_state, label=INCIDENT_LABEL[e.to_state], reason=e.reason)
             for e, sub in rows]
