@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> Iterator[Any]:
+    """A Docker SDK client of this host's daemon; skips without one (fails under
+    REQUIRE_DOCKER=1)."""
+    from supervisor.runtimes import docker_available
+    if not docker_available():
+        if require_docker():
+            pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
+        pytest.skip("no Docker daemon")
+    import docker
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def swarm_client() -> Iterator[Any]:
+    """A Docker SDK client of a daemon that is a swarm manager; skips without one (fails
+    under REQUIRE_DOCKER=1)."""
+    from supervisor.runtimes import swarm_available
+    if not swarm_available():
+        if require_docker():
+            pytest.fail("REQUIRE_DOCKER=1 but no swarm manager answers "
+                        "(bash scripts/ci-swarm.sh init)")
+        pytest.skip("no swarm manager")
+    import docker
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

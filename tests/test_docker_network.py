@@ -16,9 +16,7 @@ import pytest
 
 from backend.settings import Settings
 from supervisor.runtimes.docker import DockerRuntime
-from tests.test_runtime_docker import (app, checkout, docker_client,  # noqa: F401 (fixture)
-                                       env_for, remove_installation, wait_healthy)
-from tests.test_runtime_swarm import swarm_client  # noqa: F401 (fixture)
+from tests.test_runtime_docker import app, checkout, env_for, remove_installation, wait_healthy
 
 RACERS = 6
 
@@ -28,7 +26,7 @@ def networks_named(client: Any, name: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def network_name(docker_client: Any) -> Iterator[str]:  # noqa: F811
+def network_name(docker_client: Any) -> Iterator[str]:
     name = f"stcloud-test-net-{uuid.uuid4().hex[:10]}"
     yield name
     for net in networks_named(docker_client, name):
@@ -36,7 +34,7 @@ def network_name(docker_client: Any) -> Iterator[str]:  # noqa: F811
 
 
 def test_concurrent_first_starts_make_one_network(settings: Settings, network_name: str,
-                                                  docker_client: Any,  # noqa: F811
+                                                  docker_client: Any,
                                                   tmp_path: Path) -> None:
     import docker
     racing = dataclasses.replace(settings, runtime="docker", docker_network=network_name)

@@ -25,7 +25,6 @@ from models import Installation, session_scope
 from supervisor.engine_choice import decide, runtime_isolation
 from supervisor.runtimes import docker_available
 from supervisor.runtimes.docker import install_id
-from tests.conftest import require_docker
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state
 from tests.test_e2e import instance_alive, instance_id
 
@@ -78,18 +77,6 @@ def test_first_start_records_the_process_engine(settings: Settings, tmp_path: An
 
 
 # With a Docker daemon --------------------------------------------------------------------
-@pytest.fixture
-def docker_client() -> Iterator[Any]:
-    if not docker_available():
-        if require_docker():
-            pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
-        pytest.skip("no Docker daemon")
-    import docker
-    client = docker.from_env(timeout=120)
-    yield client
-    client.close()
-
-
 def containers_of(client: Any, settings: Settings) -> list[str]:
     """Every container of this installation, running or not (found without our runtime)."""
     return [c.id for c in client.containers.list(

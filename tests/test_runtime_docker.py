@@ -24,14 +24,14 @@ import aiohttp
 import pytest
 
 from backend.settings import Settings
-from supervisor.runtimes import docker_available, workdir
+from supervisor.runtimes import workdir
 from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, EnvSpec, Runtime
 from supervisor.runtimes.docker import DockerRuntime, container_name, install_id
 from supervisor.runtimes.docker_api import DockerAPI
 from supervisor.runtimes.docker_spec import dns_label
 from supervisor.runtimes.docker_images import (base_image_overrides, build_script,
                                                offered_versions)
-from tests.conftest import EXAMPLE_APP, require_docker
+from tests.conftest import EXAMPLE_APP
 from tests.streamlit_client import open_streamlit_session
 from tests.test_runtime_contract import wait_healthy as contract_wait_healthy
 
@@ -81,18 +81,6 @@ def test_build_script_steps() -> None:
 
 
 # Against the daemon --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[Any]:
-    if not docker_available():
-        if require_docker():
-            pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
-        pytest.skip("no Docker daemon")
-    import docker
-    client = docker.from_env(timeout=120)
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def dsettings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, runtime="docker")

@@ -69,19 +69,6 @@ def test_swarm_only_when_asked_and_a_clear_error(tmp_path: Path,
 
 
 # Against the swarm ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def swarm_client() -> Iterator[Any]:
-    if not runtimes.docker_available() or swarm_problem():
-        if require_docker():
-            pytest.fail("REQUIRE_DOCKER=1 but no swarm manager answers "
-                        "(bash scripts/ci-swarm.sh init)")
-        pytest.skip("no swarm manager")
-    import docker
-    client = docker.from_env(timeout=120)
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def ssettings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, runtime="swarm")
