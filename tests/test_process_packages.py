@@ -120,6 +120,9 @@ for f in "$@"; do
 done
 echo planted > /usr/bin/true 2>/dev/null && echo "wrote tree true"
 mount -t tmpfs x /mnt 2>/dev/null && echo "MOUNTED" || echo "no mount"
+# the same value back: harmless should it ever succeed, but a global sysctl the host obeys
+p=$(cat /proc/sys/kernel/core_pattern)
+echo "$p" > /proc/sys/kernel/core_pattern 2>/dev/null && echo "WROTE sysctl" || echo "no sysctl"
 ls /proc | grep -c '^[0-9]' | sed 's/^/pids=/'
 python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 2)" 2>/dev/null \
   && echo "REACHED host loopback" || echo "no host loopback"
@@ -130,8 +133,8 @@ def test_the_root_apt_step_reaches_nothing_of_the_data_dir_nor_the_shared_tree(
         rootfs_settings: Any, tmp_path: Path) -> None:
     """What apt runs as root (maintainer scripts) sees only the environment's overlay: not
     the keys, the database, another app's secrets or another environment; it cannot
-    change the tree other environments share, mount, see host processes or reach the
-    host's loopback."""
+    change the tree other environments share, mount, write a global sysctl, see host
+    processes or reach the host's loopback."""
     runtime = ProcessRuntime(rootfs_settings)
     assert runtime.isolation == sandbox.BUBBLEWRAP, runtime.isolation_problem
     settings = runtime.settings
@@ -171,6 +174,7 @@ def test_the_root_apt_step_reaches_nothing_of_the_data_dir_nor_the_shared_tree(
     assert (tree / "usr/bin/true").read_bytes() == before, "the tree changed"
     assert (layers.upper / "usr/bin/true").read_text() == "planted\n", "the write went to the layer"
     assert "no mount" in said and "MOUNTED" not in said, said
+    assert "no sysctl" in said, said  # kernel.core_pattern: a program the host runs as root
     pids = next(int(line.split("=")[1]) for line in said if line.startswith("pids="))
     assert pids < 10, said  # its own pid namespace
     assert "no host loopback" in said, said

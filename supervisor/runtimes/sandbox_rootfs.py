@@ -141,6 +141,9 @@ def root_step_command(tools: sandbox.Tools, layers: Layers, run_dir: Path,
     args = [*root_args(merged, own_root_home=True),
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
             "--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev",
+            # bwrap leaves a fresh /proc's sysctls writable, and uid 0 could write global
+            # ones (kernel.core_pattern, kernel.modprobe: programs the host runs as root).
+            "--ro-bind", "/proc/sys", "/proc/sys",
             "--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run",  # /tmp: apt's _apt too
             "--ro-bind", str(resolv), "/etc/resolv.conf",
             "--cap-drop", "ALL", *caps, "--chdir", "/", "--die-with-parent",
