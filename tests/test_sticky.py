@@ -38,7 +38,7 @@ from tests import overlay_support as rows
 from tests.streamlit_client import rerun_message
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.test_runtime_swarm import (  # noqa: F401 - fixtures
-    remove_installation, ssettings, swarm_client,
+    remove_installation, ssettings,
 )
 
 pytestmark = pytest.mark.timeout(300)
