@@ -233,3 +233,25 @@ def test_what_the_runtime_reports_for_packages_txt(
     unsandboxed = ProcessRuntime(dataclasses.replace(rootfs_settings, process_sandbox="off"))
     versions, problem = unsandboxed.packages_support()
     assert versions == [] and "only inside the process runtime's sandbox" in problem
+
+
+def test_half_built_trees_of_a_killed_build_are_removed(rootfs_settings: Any,
+                                                        tmp_path: Path) -> None:
+    """A supervisor killed mid-debootstrap leaves `.<suite>.building.*` (hundreds of MB): the
+    next build of that suite removes it once it is old; a recent one (another supervisor's
+    build in progress) and one with something mounted in it stay."""
+    settings = dataclasses.replace(rootfs_settings, process_rootfs_dir=tmp_path / "rootfs")
+    old, recent, mounted = (settings.rootfs_path / f".{SUITE}.building.{n}"
+                            for n in ("old", "recent", "mounted"))
+    for path in (old, recent, mounted):
+        (path / "rootfs" / "proc").mkdir(parents=True)
+    hours_ago = time.time() - 2 * rootfs.STALE_BUILD_AGE
+    for path in (old, mounted):
+        os.utime(path, (hours_ago, hours_ago))
+    subprocess.run(["mount", "-t", "tmpfs", "stcloud-test", str(mounted / "rootfs" / "proc")],
+                   check=True)
+    try:
+        assert rootfs.remove_stale_builds(settings, SUITE) == [old]
+        assert not old.exists() and recent.is_dir() and mounted.is_dir()
+    finally:
+        subprocess.run(["umount", str(mounted / "rootfs" / "proc")], check=True)

@@ -36,6 +36,8 @@ DEBOOTSTRAP_HINT = ("install debootstrap on this server (`apt install debootstra
 NO_DEBOOTSTRAP = ("debootstrap is not installed, so no Debian root filesystem can be made: "
                   "an operator must install it (`apt install debootstrap`, as root)")
 
+STALE_BUILD_AGE = 3600.0  # a debootstrap takes minutes: an older half-built tree was abandoned
+
 Run = Callable[[list[str], LogSink], Awaitable[None]]
 
 
@@ -56,6 +58,39 @@ def tree_path(settings: Settings, suite: str) -> Path:
 def is_complete(tree: Path) -> bool:
     """A tree the build script finished (it renames the tree into place when complete)."""
     return (tree / PYTHON_IN_TREE.lstrip("/")).exists() and (tree / "etc/apt").is_dir()
+
+
+def mounted_below(path: Path) -> bool:
+    """Is anything mounted at or below `path` (a killed debootstrap leaves its /proc)?"""
+    prefix = str(path.resolve())
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            points = [line.split()[4] for line in fh]
+    except OSError:
+        return True  # cannot tell: keep it
+    return any(p == prefix or p.startswith(prefix + "/") for p in points)
+
+
+def remove_stale_builds(settings: Settings, suite: str, now: float | None = None) -> list[Path]:
+    """Remove half-built trees of `suite` (the build script's `.<suite>.building.*`
+    directories) left by a build killed more than STALE_BUILD_AGE ago; one with something
+    still mounted in it is left (and logged) for the operator. Returns those removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in settings.rootfs_path.glob(f".{suite}.building.*"):
+        try:
+            if now - path.stat().st_mtime < STALE_BUILD_AGE:
+                continue
+        except FileNotFoundError:
+            continue
+        if mounted_below(path):
+            log.warning("rootfs half-built tree has mounts; not removed path=%s", path)
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        log.info("removed half-built rootfs trees suite=%s count=%d", suite, len(removed))
+    return removed
 
 
 def support(settings: Settings, isolation: str) -> tuple[list[str], str]:
@@ -97,6 +132,7 @@ class RootFilesystems:
         its output to the build log) when it is not there yet."""
         tree = tree_path(self.settings, suite)
         async with self._locks.setdefault(suite, asyncio.Lock()):
+            await asyncio.to_thread(remove_stale_builds, self.settings, suite)
             if is_complete(tree):
                 return tree
             if not debootstrap_available():
