@@ -13,12 +13,26 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from backend.settings import load_settings
 from supervisor.runtimes import docker_available, swarm_available
-from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec, Runtime
+from supervisor.runtimes.base import (
+    CREATE_ATTEMPTS,
+    AppSpec,
+    BuildError,
+    EnvRef,
+    EnvSpec,
+    Instance,
+    Runtime,
+    StartError,
+    Status,
+    TryAgain,
+    Usage,
+)
 from tests.conftest import EXAMPLE_APP, require_docker
 
 # Engines only: no database is opened, so the PostgreSQL pass skips this module.
@@ -153,3 +167,83 @@ def test_contract_bad_requirements_raise_build_error(engine: str, settings) -> N
         asyncio.run(runtime.ensure_env(spec, lines.append))
     assert "this-package-does-not-exist-stcloud" in str(info.value)
     assert not (settings.envs_path / spec.dep_hash).exists()
+
+
+# The start and adopt templates of `Runtime`, with an engine of plain objects -------------
+class DictEngine(Runtime):
+    """Instances are dicts in `self.running`; `conflicts` creates fail with TryAgain first
+    (an old instance of that name still being removed)."""
+
+    name = "dicts"
+
+    def __init__(self, conflicts: int = 0) -> None:
+        self.running: list[dict[str, Any]] = []
+        self.conflicts = conflicts
+        self.creates = 0
+
+    async def ensure_env(self, spec: EnvSpec, log: Any) -> EnvRef:
+        return EnvRef(spec.dep_hash, spec.python_version, "nowhere")
+
+    async def current_instances(self, app_id: int) -> list[Any]:
+        return [i for i in self.running if i["app_id"] == app_id]
+
+    async def remove_instances(self, app: AppSpec, found: list[Any]) -> None:
+        self.running = [i for i in self.running if i not in found]
+
+    async def create_instance(self, app: AppSpec, env: EnvRef, token: str) -> Any:
+        self.creates += 1
+        if self.creates <= self.conflicts:
+            raise TryAgain("Docker could not create the container: name in use", delay=0)
+        return {"app_id": app.app_id, "instance": token}
+
+    async def run_instance(self, app: AppSpec, created: Any, token: str) -> Instance:
+        self.running.append(created)
+        return Instance(app.app_id, ("127.0.0.1", 1), dict(created), app.generation)
+
+    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
+        self.running = [i for i in self.running if i != state]
+
+    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
+        return Status("running" if state in self.running else "missing")
+
+    async def find_live(self) -> list[Any]:
+        return list(self.running)
+
+    async def adopt(self, found: Any) -> Instance | None:
+        return Instance(found["app_id"], ("127.0.0.1", 1), dict(found))
+
+    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
+        return None
+
+
+def test_start_replaces_unless_alongside_and_retries_try_again(tmp_path: Path) -> None:
+    spec = app_spec(load_settings(env={}, data_dir=tmp_path), tmp_path, 5)
+    env = EnvRef("h", "3.11", "nowhere")
+
+    async def scenario() -> None:
+        engine = DictEngine(conflicts=3)
+        first = await engine.start(spec, env)
+        assert engine.creates == 4 and first.state == {"app_id": 5, "instance": ""}
+        beside = await engine.start(dataclasses.replace(spec, alongside=True), env)
+        assert beside.state["instance"] and len(engine.running) == 2  # the first one stays
+        again = await engine.start(spec, env)
+        assert engine.running == [again.state]  # both replaced
+        assert [i.state for i in await engine.list()] == [again.state]
+        stuck = DictEngine(conflicts=1000)
+        with pytest.raises(StartError, match="name in use"):
+            await stuck.start(spec, env)
+        assert stuck.creates == CREATE_ATTEMPTS
+
+    asyncio.run(scenario())
+
+
+def test_an_engine_keeping_a_template_must_fill_in_its_steps() -> None:
+    with pytest.raises(TypeError, match="create_instance, run_instance"):
+        class Half(Runtime):  # start's replace steps only
+            name = "half"
+
+            async def current_instances(self, app_id: int) -> list[Any]:
+                return []
+
+            async def remove_instances(self, app: AppSpec, found: list[Any]) -> None:
+                return None
