@@ -10,6 +10,9 @@ secrets bound read-only, network through slirp4netns without the host's loopback
 app's port forwarded from 127.0.0.1 on the host). When this host cannot sandbox, builds and
 starts are refused with an error saying what to install, unless the operator chose
 single-tenant mode (`process_sandbox = "off"`), where apps run as the supervisor's user.
+An app whose repository has packages.txt gets an environment built over a Debian root
+filesystem and runs with that tree (plus its environment's own layer) as its read-only /
+instead of the host's /usr (`process_packages.py`, `sandbox_rootfs.py`, `rootfs.py`).
 
 Apps run in their own session (process group) so they outlive a supervisor restart; each
 start writes a state file (`process_state.py`) and `list()` adopts what is still alive. A

@@ -18,7 +18,10 @@ What a sandboxed process sees:
   processes, and the network is slirp4netns (`sandbox_launch.py`): outbound internet, no
   host loopback, one forwarded port for an app.
 Nothing else of the data directory exists inside: no keys, database, other apps, logs
-(an app's output goes out through a pipe to logpipe.py on the host side).
+(an app's output goes out through a pipe to logpipe.py on the host side). For an
+environment with Debian packages (packages.txt) the system part is a Debian root
+filesystem with the environment's own layer, mounted as / and remounted read-only
+(`sandbox_rootfs.py`), instead of the host's /usr and /etc files.
 
 Users: a supervisor running as root starts bwrap as root *without* a user namespace (a
 user namespace made by root would still reach files with root's rights) and the sandbox
