@@ -39,6 +39,8 @@ import builtins
 import hashlib
 import re
 import secrets
+import shutil
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -91,6 +93,13 @@ async def retrying(step: Callable[[], Awaitable[T]], attempts: int = CREATE_ATTE
         return await step()
     except TryAgain as again:
         raise StartError(str(again)) from None
+
+
+def uv_binary() -> str:
+    """The host's uv, which every engine builds environments with: ours (installed by
+    requirements.txt next to this interpreter) first, else the one on PATH, else "uv"."""
+    ours = Path(sys.executable).parent / "uv"
+    return str(ours) if ours.exists() else (shutil.which("uv") or "uv")
 
 
 def streamlit_command(venv: str, main_file: str, port: int, address: str) -> list[str]:

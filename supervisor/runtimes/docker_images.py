@@ -28,8 +28,6 @@ import asyncio
 import posixpath
 import re
 import shlex
-import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,7 +41,7 @@ from backend.repo_files import excerpt
 from backend.settings import Settings
 from supervisor.build_errors import StepOutput, step_failure_message
 from supervisor.dependency_plan import write_build_files
-from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
+from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.docker_base import (  # noqa: F401 - part of this module's API
     BASE_SCRIPT,
     DEBIAN_SUITES,
@@ -82,13 +80,6 @@ STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
 Call = Callable[..., Awaitable[Any]]
 # A Debian package name, optionally :arch and =version (never an apt option like `-o`).
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
-
-
-def uv_binary() -> Path:
-    """The host's uv: ours (next to this interpreter) first, else the one on PATH."""
-    ours = Path(sys.executable).parent / "uv"
-    found = ours if ours.exists() else Path(shutil.which("uv") or ours)
-    return found.resolve()
 
 
 def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
@@ -244,7 +235,7 @@ class ImageBuilder:
                          log: LogSink) -> None:
         settings = self.settings
         ca = settings.ca_bundle_path
-        uv = uv_binary()
+        uv = Path(uv_binary()).resolve()  # the bind mount's source: the file itself
         if not uv.exists():
             raise BuildError("uv is not installed on the supervisor's host; it is needed to "
                              "build environments.")
