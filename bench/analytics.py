@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ from backend.context import open_context  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
 from models import App, Membership, User, ViewEvent, Workspace, session_scope  # noqa: E402
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 WORKSPACES, APPS_PER_WS, VIEWERS, MONTHS, MEMBERS = 20, 10, 50_000, 24, 200
 BATCH = 10_000
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from backend import apps  # noqa: E402
 from backend.accounts import auth  # noqa: E402
-from bench.common import healthy  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
+from bench.common import healthy  # noqa: E402
 from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402
 from tests.conftest import GitRepo  # noqa: E402
 from tests.supervisor_harness import SupervisorProcess  # noqa: E402

@@ -127,23 +127,24 @@ def scenario(root: Path, envs: Path, database_url: str, mode: str, lease: float,
         for _ in range(rounds):
             start = time.monotonic()
             app_id = deploy()
-            wait_until(lambda: _running(ctx, app_id), 300, "the baseline deploy")
+            wait_until(lambda app_id=app_id: _running(ctx, app_id), 300, "the baseline deploy")
             out["baseline_deploy"].append(time.monotonic() - start)
         print(f"warm-up and baselines {time.monotonic() - t0:.1f} s", file=sys.stderr)
         for _ in range(rounds):
             leader = current_leader(ctx).holder  # type: ignore[union-attr]
             other = next(n for n in names if n != leader)
             app_id = deploy()
-            wait_until(lambda: load_app(ctx, app_id).state != "queued", 60,  # type: ignore
+            wait_until(lambda app_id=app_id: load_app(ctx, app_id).state != "queued", 60,  # type: ignore
                        "the deploy to start")
             proc = sups[leader].proc
             assert proc is not None
             start = time.monotonic()
             proc.send_signal(signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
-            wait_until(lambda: (r := current_leader(ctx)) and r.holder == other, 120,
+            wait_until(lambda other=other: (r := current_leader(ctx)) and r.holder == other, 120,
                        "the take-over", interval=0.01)
             out["lease"].append(time.monotonic() - start)
-            wait_until(lambda: _running(ctx, app_id), 300, "the deploy after the take-over",
+            wait_until(lambda app_id=app_id: _running(ctx, app_id), 300,
+                       "the deploy after the take-over",
                        interval=0.02)
             out["deploy"].append(time.monotonic() - start)
             if mode == "hang":

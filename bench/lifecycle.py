@@ -43,9 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from backend import apps  # noqa: E402
 from backend.accounts import auth  # noqa: E402
-from bench.common import healthy  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.settings import load_settings  # noqa: E402
+from bench.common import healthy  # noqa: E402
 from models import App, session_scope, utcnow  # noqa: E402
 from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402
 from tests.conftest import GitRepo  # noqa: E402
@@ -147,7 +147,7 @@ def run(runs: int, root: Path) -> dict:
             sha = repo.commit({"streamlit_app.py": page(f"Version {i}")})
             start = time.monotonic()
             send_github_push(port, repo.url, "main", secret, sha)
-            wait(lambda: session.seen(f"Version {i}"), 30, "the pushed text")
+            wait(lambda i=i: session.seen(f"Version {i}"), 30, "the pushed text")
             out["push_visible"].append(time.monotonic() - start)
         assert not session.closed, "the session must stay open through code-only pushes"
         session.close()
@@ -175,7 +175,7 @@ def run(runs: int, root: Path) -> dict:
                                page(f"Redeploy {i}")})
             start = time.monotonic()
             send_github_push(port, repo.url, "main", secret, sha)
-            wait(lambda: load(ctx, view.id).commit == sha, 600, "the redeploy", 0.02)
+            wait(lambda sha=sha: load(ctx, view.id).commit == sha, 600, "the redeploy", 0.02)
             out["redeploy"].append(time.monotonic() - start)
             app = load(ctx, view.id)
             assert app.state == "running" and not app.last_deploy_error, app.state_reason

@@ -153,7 +153,7 @@ async def viewer(target: Target, stop_at: float, stats: LoadStats, rng: random.R
                         await ws.send_bytes(RERUN)
                         await _script_finished(ws)
                         stats.rerun.append(time.monotonic() - start)
-            except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ConnectionError, OSError) as exc:
                 stats.errors.append(f"{target.host}: {exc!r}"[:300])
                 await asyncio.sleep(1.0)  # a failing browser retries after a second
 
@@ -172,7 +172,7 @@ async def dashboard_user(target: Target, stop_at: float, stats: LoadStats, every
                     await ws.send_bytes(RERUN)
                     await _script_finished(ws)
                 stats.dashboard.append(time.monotonic() - start)
-            except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ConnectionError, OSError) as exc:
                 stats.errors.append(f"dashboard: {exc!r}"[:300])
             await asyncio.sleep(every)  # the user's think time
 
@@ -263,9 +263,9 @@ def main() -> None:
     from backend.accounts import auth
     from backend.context import open_context
     from backend.settings import load_settings
+    from supervisor.routes import dashboard_addresses
     from supervisor.runtimes.process import free_port
     from tests.conftest import CACHE_ROOT, GitRepo
-    from supervisor.routes import dashboard_addresses
     from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

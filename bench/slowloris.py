@@ -104,7 +104,7 @@ async def attack(port: int, count: int, addresses: int, ready_file: Path) -> Non
             start(started)
         try:
             await asyncio.wait_for(stop.wait(), 0.05)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     at_ready = json.loads(ready_file.read_text())["connects_at_ready"]
     ready_file.write_text(json.dumps({"opened": opened, "closed_by_proxy": closed,

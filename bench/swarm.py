@@ -143,7 +143,7 @@ async def idle_memory(engines: dict[str, Runtime], env: dict[str, Any], app: App
         insts[name] = await rt.start(dataclasses.replace(app, app_id=100 + len(insts)),
                                      env[name])
     try:
-        for name, inst in insts.items():
+        for inst in insts.values():
             await wait_health(inst.address)
             host, port = inst.address
             seen = await open_streamlit_session(f"ws://{host}:{port}", f"{host}:{port}")
