@@ -118,8 +118,8 @@ def _dependency_failure(text: str, dep_file: str, python: str) -> tuple[str, str
                       r"\s*(?:Caused by|cause): Git operation failed", text):
         # A git requirement whose repository could not be fetched: nothing was built.
         name, _, url = m.group(1).partition(" @ ")
-        said = re.search(r"^\s*fatal: (.+)$", text, re.M)
-        git_said = f" (git: {said.group(1).strip()[:300]})" if said else ""
+        fatal = re.search(r"^\s*fatal: (.+)$", text, re.M)
+        git_said = f" (git: {fatal.group(1).strip()[:300]})" if fatal else ""
         return (f"{name.strip()} could not be fetched from {url.strip() or 'its git URL'}"
                 f"{git_said}.",
                 f"Check the URL and ref of {name.strip()} in {dep_file}: the repository must "
