@@ -120,7 +120,6 @@ def test_private_app_sends_visitors_to_sign_in(cloud: Cloud, browser: Any) -> No
         page.goto(cloud.url("secret"))
         page.get_by_role("textbox", name="Username").wait_for(timeout=TIMEOUT)
         assert page.url.startswith(cloud.url())  # the dashboard's sign-in
-        docs_shot(page, "state-private-sign-in")
         screenshot(page, "private-sign-in")
         sign_in(page, cloud, "otto", goto=False)  # signed in, but not invited
         page.get_by_role("heading", name="You don't have access to this app").wait_for(
