@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -133,14 +132,24 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
                 "for a single-tenant machine.")
 
     # Instances ------------------------------------------------------------------------
-    async def start(self, app: AppSpec, env: EnvRef) -> Instance:
+    # Steps of Runtime.start: the process runs from its creation on.
+    async def check_start(self, app: AppSpec, env: EnvRef) -> None:
         if self.isolation == sandbox.UNAVAILABLE:
             raise StartError(self.refuse_unsandboxed("start the app"))
-        if not app.alongside:  # replaces every instance the app has
-            for _, path in self._state_files(app.app_id):
-                old = self._read_path(path)
-                if old:
-                    await self.stop(app.app_id, old)
+
+    async def current_instances(self, app_id: int) -> list[Any]:
+        states = [self._read_path(path) for _, path in self._state_files(app_id)]
+        return [state for state in states if state]
+
+    async def remove_instances(self, app: AppSpec, found: list[Any]) -> None:
+        for state in found:
+            await self.stop(app.app_id, state)
+
+    async def run_instance(self, app: AppSpec, created: Any, token: str) -> Instance:
+        assert isinstance(created, Instance)
+        return created
+
+    async def create_instance(self, app: AppSpec, env: EnvRef, token: str) -> Any:
         main = app.checkout / app.main_file
         if not main.is_file():
             raise StartError(f"The main file {app.main_file} is not in the repository.")
@@ -174,8 +183,8 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             "memory_limit_mb": app.memory_limit_mb, "isolation": self.isolation}
         for kind, group in groups.items():
             state[kind] = str(group.path)
-        if app.alongside:
-            state["instance"] = secrets.token_hex(3)
+        if token:
+            state["instance"] = token
         self._write_state(app.app_id, state)
         return Instance(app.app_id, ("127.0.0.1", port), state, app.generation)
 
