@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.api.support import Route
+from supervisor.api.support import ApiRoute
 
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message"],
@@ -13,7 +13,7 @@ ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error":
                    "field": {"type": "string"}}}}}
 
 
-def _responses(r: Route) -> dict[str, Any]:
+def _responses(r: ApiRoute) -> dict[str, Any]:
     error = {"description": "Error", "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}}
     if not r.produces:
@@ -23,7 +23,7 @@ def _responses(r: Route) -> dict[str, Any]:
     return {"2XX": {"description": "Success", "content": content}, "default": error}
 
 
-def openapi_document(routes: list[Route], extra: list[Route]) -> dict[str, Any]:
+def openapi_document(routes: list[ApiRoute], extra: list[ApiRoute]) -> dict[str, Any]:
     """OpenAPI 3.1 for `routes` (token-authenticated) and `extra` (hooks, health, ...)."""
     paths: dict[str, dict[str, Any]] = {}
     for r in routes + extra:

@@ -95,9 +95,11 @@ class TokenBucket:
         return (1 - tokens) / self.rate
 
 
-# Route table ---------------------------------------------------------------------------------
+# Routes --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Route:
+class ApiRoute:
+    """One route of the API: what the router serves and the OpenAPI document describes."""
+
     method: str
     path: str
     handler: Handler

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 
-from aiohttp import web
 from multidict import CIMultiDict
 
 from backend.accounts.identity import DASHBOARD_COOKIE, OUR_COOKIES
@@ -62,11 +61,6 @@ def strip_response_cookies(headers: CIMultiDict[str], names: frozenset[str]) -> 
     for value in values:
         if set_cookie_name(value) not in names:
             headers.add("Set-Cookie", value)
-
-
-def read_cookie(request: web.BaseRequest, name: str) -> str | None:
-    """One cookie of the request (aiohttp's parser; the last one when repeated)."""
-    return request.cookies.get(name)
 
 
 def cookie_header(name: str, value: str, *, max_age: int | None, secure: bool,

@@ -112,13 +112,6 @@ def insert_tags(html: bytes, tags: bytes = OVERLAY_TAGS) -> bytes | None:
     return html[:at] + tags + html[at:]
 
 
-def edited_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
-    out = CIMultiDict(headers)
-    for name in EDITED_RESPONSE_DROP:
-        out.popall(name, None)
-    return out
-
-
 def asset_response(name: str) -> web.Response:
     """overlay.js / overlay.css, cacheable (the injected URL carries their version)."""
     kind = "application/javascript" if name.endswith(".js") else "text/css"

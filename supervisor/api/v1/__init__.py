@@ -1,8 +1,9 @@
 """The REST API for people and scripts (`/api/v1/...` on the dashboard host), as used by the
 CLI (`python -m supervisor.cli`): one module per resource (`apps`, `logs`, `secrets`,
 `analytics`, `notifications`, `workspaces`, `accounts`), `guard` in front of every
-handler, and `make_routes` here, the router. Every handler calls `backend/`, which enforces workspace
-roles; this module adds authentication, token scopes, rate limiting, JSON and errors.
+handler, and `make_routes` here, the router. Every handler calls `backend/`, which enforces
+workspace roles; this package adds authentication, token scopes, rate limiting, JSON and
+errors.
 
 - Auth: `Authorization: Bearer stc_...` (a personal API token, `backend.accounts.api_tokens`).
   Missing, unknown or revoked → 401 `unauthorized`.
@@ -28,7 +29,7 @@ from collections.abc import Callable
 
 from backend.context import Context
 from supervisor.api.openapi import openapi_document
-from supervisor.api.support import Route, TokenBucket, json_errors
+from supervisor.api.support import ApiRoute, TokenBucket, json_errors
 from supervisor.api.v1 import (
     accounts,
     analytics,
@@ -41,7 +42,7 @@ from supervisor.api.v1 import (
 from supervisor.api.v1.endpoint import Endpoint
 from supervisor.api.v1.guard import Guard
 
-__all__ = ["Route", "TokenBucket", "json_errors", "make_routes", "openapi_document"]
+__all__ = ["ApiRoute", "TokenBucket", "json_errors", "make_routes", "openapi_document"]
 
 # The order of the OpenAPI document's paths.
 ENDPOINTS: list[Endpoint] = [
@@ -51,7 +52,7 @@ ENDPOINTS: list[Endpoint] = [
 
 
 def make_routes(ctx: Context, *, rate: float = 20.0, burst: int = 40,
-                clock: Callable[[], float] = time.monotonic) -> list[Route]:
+                clock: Callable[[], float] = time.monotonic) -> list[ApiRoute]:
     """The token-authenticated routes, each handler bound to `ctx` and guarded (rate
     limit `rate`/s with bursts of `burst` per token, then the token's scope)."""
     guard = Guard(ctx, TokenBucket(rate, burst, clock))

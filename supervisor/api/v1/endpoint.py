@@ -13,7 +13,7 @@ from aiohttp import web
 
 from backend.context import Context
 from models import User
-from supervisor.api.support import Handler, Route
+from supervisor.api.support import ApiRoute, Handler
 
 USER_KEY = web.RequestKey("api_user", User)
 SCOPES_KEY = web.RequestKey("api_scopes", frozenset)
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One route of a resource; `scope` None needs no token (see `Route`)."""
+    """One route of a resource; `scope` None needs no token (see `ApiRoute`)."""
 
     method: str
     path: str
@@ -44,9 +44,9 @@ class Endpoint:
         bound.__doc__ = handler.__doc__
         return bound
 
-    def route(self, handler: Handler) -> Route:
+    def route(self, handler: Handler) -> ApiRoute:
         """This endpoint served by `handler` (the bound, guarded one)."""
-        return Route(self.method, self.path, handler, self.scope, self.summary, self.body,
+        return ApiRoute(self.method, self.path, handler, self.scope, self.summary, self.body,
                      self.produces)
 
 
