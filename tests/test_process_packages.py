@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from supervisor.runtimes import rootfs, sandbox, sandbox_rootfs
-from supervisor.runtimes.base import AppSpec, EnvSpec
+from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.conftest import corpus_files
 from tests.streamlit_client import open_streamlit_session
@@ -255,3 +255,18 @@ def test_half_built_trees_of_a_killed_build_are_removed(rootfs_settings: Any,
         assert not old.exists() and recent.is_dir() and mounted.is_dir()
     finally:
         subprocess.run(["umount", str(mounted / "rootfs" / "proc")], check=True)
+
+
+def test_an_env_path_overlay_options_cannot_hold_is_refused_with_the_reason(
+        rootfs_settings: Any, tmp_path: Path) -> None:
+    """Overlay mount options separate paths with ',' and ':': such a path would mount
+    other directories than meant, so the build or start says which path to change."""
+    asyncio.run(ProcessRuntime(rootfs_settings)._root_filesystems().ensure(
+        SUITE, lambda line: None, ProcessRuntime(rootfs_settings)._run_script))
+    env = tmp_path / "envs,lowerdir=x" / "abc"
+    env.mkdir(parents=True)
+    sandbox_rootfs.new_layers(env, ROOTFS_CACHE / SUITE)
+    with pytest.raises(BuildError) as refused:
+        ProcessRuntime(rootfs_settings).build_root(env)
+    assert "contains ',', ':' or '\\'" in str(refused.value)
+    assert "envs_dir" in str(refused.value)

@@ -78,8 +78,11 @@ class PackageBuilds:
         assert self._tools is not None
         layers = sandbox_rootfs.new_layers(venv, tree)
         log(f"Installing Debian packages with apt-get: {', '.join(spec.packages)}.")
-        command = sandbox_rootfs.apt_command(self._tools, layers, self.settings.run_path,
-                                             list(spec.packages))
+        try:
+            command = sandbox_rootfs.apt_command(self._tools, layers, self.settings.run_path,
+                                                 list(spec.packages))
+        except sandbox_rootfs.OverlayPathError as e:
+            raise BuildError(f"Cannot build over the Debian root filesystem: {e}.") from None
         try:
             await self._run(command, log, env={"PATH": rootfs.TOOL_PATH, "LANG": "C.UTF-8"},
                             explain_as=["uv", "pip", "install", "-r", "packages.txt"])
@@ -98,4 +101,7 @@ class PackageBuilds:
             raise BuildError(f"The Debian root filesystem {layers.base} this environment was "
                              "built over is gone: push again or reboot the app to rebuild "
                              "it (after removing the environment), or restore the tree.")
-        return sandbox_rootfs.mount_prefix(layers, self.settings.run_path, writable=False)
+        try:
+            return sandbox_rootfs.mount_prefix(layers, self.settings.run_path, writable=False)
+        except sandbox_rootfs.OverlayPathError as e:
+            raise BuildError(f"Cannot mount the Debian root filesystem: {e}.") from None
