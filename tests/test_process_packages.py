@@ -270,3 +270,19 @@ def test_an_env_path_overlay_options_cannot_hold_is_refused_with_the_reason(
         ProcessRuntime(rootfs_settings).build_root(env)
     assert "contains ',', ':' or '\\'" in str(refused.value)
     assert "envs_dir" in str(refused.value)
+
+
+def test_a_package_debian_does_not_have_fails_the_build_naming_it(
+        rootfs_settings: Any, tmp_path: Path) -> None:
+    runtime = ProcessRuntime(rootfs_settings)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "packages.txt").write_text("no-such-package-stcloud\n")
+    spec = EnvSpec.from_checkout(checkout, "3.11", rootfs_settings.default_streamlit)
+    with pytest.raises(BuildError) as failed:
+        asyncio.run(asyncio.wait_for(runtime.ensure_env(spec, lambda line: None),
+                                     BUILD_TIMEOUT))
+    assert "apt-get could not install the Debian packages of packages.txt" in str(failed.value)
+    assert "packages.txt names no-such-package-stcloud, which Debian does not have" \
+        in str(failed.value), str(failed.value)
+    assert not list(rootfs_settings.envs_path.glob(f"{spec.dep_hash}*")), "nothing was kept"
