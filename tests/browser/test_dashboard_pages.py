@@ -181,4 +181,5 @@ def test_admin_pages(flow: Flow) -> None:
     expect()(flow.page.get_by_role("heading", name="Status").first).to_be_visible()
     wait_text(flow, "Apps by state")  # the admin's details
     no_exception(flow)
+    flow.page.get_by_text("Apps by state").first.scroll_into_view_if_needed()
     docs_shot(flow.page, "status-admin")
