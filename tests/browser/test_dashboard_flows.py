@@ -6,8 +6,10 @@ share the app they deploy): sign in → deploy from a local git repository and w
 progress → favorite from the list and from the ︙ menu → change the subdomain and open the
 new URL → make the app private and public again → add a secret and read it on the app's
 page → reboot → the logs → sleep, then wake with the moon → delete → the status page
-without signing in. Screenshots (1280×800) go to
-test-artifacts/. Waits poll a condition (the database, a page text), never a fixed time.
+without signing in. Screenshots (1280×800) go to test-artifacts/, and with
+STCLOUD_SCREENSHOTS set the docs' screenshots too (tests/browser/docs_shots.py). Waits poll
+a condition (the database, a page text), never a fixed time. Setup and helpers:
+tests/browser/flow_support.py.
 
 Skipped when Chromium or Playwright is missing, except with CI=true, where that fails.
 """
