@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
@@ -28,6 +28,7 @@ from backend.context import Context
 from models import User
 
 CACHE_SECONDS = 5.0
+T = TypeVar("T")
 _CACHE_MAX = 20_000
 
 
@@ -83,13 +84,13 @@ class Access:
         self.views = TTLCache()
         self.favorites = TTLCache()
 
-    async def _cached(self, cache: TTLCache, key: Any, compute: Callable[[], Any]) -> Any:
+    async def _cached(self, cache: TTLCache, key: Any, compute: Callable[[], T]) -> T:
         hit, value = cache.get(key)
         if hit:
-            return value
-        value = await asyncio.to_thread(compute)
-        cache.put(key, value)
-        return value
+            return cast(T, value)
+        computed = await asyncio.to_thread(compute)
+        cache.put(key, computed)
+        return computed
 
     # Who --------------------------------------------------------------------------------
     async def visitor(self, request: web.BaseRequest, subdomain: str) -> Visitor:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from backend.accounts import identity
 from backend.settings import Settings
+from models import id_of
 from supervisor.health import is_stream_path
 from supervisor.proxy import cookies, inject, pages, state_pages
 from supervisor.proxy.access import Visitor
@@ -237,8 +238,7 @@ class AppHost:
         visitor = await svc.access.visitor(request, sub)
         if visitor.user is not None:
             add[identity.PANEL_HEADER] = identity.panel_header(
-                svc.access.key, visitor.user.id, visitor.user.username,  # type: ignore
-                route.app_id, sub)
+                svc.access.key, id_of(visitor.user), visitor.user.username, route.app_id, sub)
         how = Forwarding(strip_cookies=cookies.APP_STRIP, add_headers=add)
         try:
             return await self.forwarder.forward(request, address, how)

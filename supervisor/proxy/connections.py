@@ -13,7 +13,11 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from supervisor.proxy.limits import (
-    OUT_OF_RESOURCES, BoundedLog, ConnectionGuard, listening_sockets, peer_key,
+    OUT_OF_RESOURCES,
+    BoundedLog,
+    ConnectionGuard,
+    listening_sockets,
+    peer_key,
 )
 
 

@@ -169,8 +169,8 @@ async def forward_http(request: web.Request, address: tuple[str, int],
         await response.write_eof(chunk)
         complete = True
         return response
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError,
-            asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
+            ConnectionError) as exc:
         # Mid-body failure on either side: the status line is gone, so the only honest
         # signal left is to drop the client connection (a truncated body must not look
         # complete).

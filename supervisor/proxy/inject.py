@@ -39,7 +39,7 @@ _HEAD_END = re.compile(rb"</head\s*>", re.IGNORECASE)
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 
 try:  # optional: decode brotli pages when the module is there
-    import brotli  # type: ignore[import-not-found]
+    import brotli
 except ImportError:  # pragma: no cover - depends on the environment
     brotli = None
 
@@ -94,7 +94,8 @@ def decode(body: bytes, encoding: str) -> bytes | None:
             except zlib.error:
                 return zlib.decompress(body, -zlib.MAX_WBITS)
         if coding == "br" and brotli is not None:
-            return brotli.decompress(body)
+            decoded: bytes = brotli.decompress(body)
+            return decoded
     except (zlib.error, ValueError, OSError) as exc:
         log.info("inject_decode_failed encoding=%s error=%s", coding, exc)
     return None

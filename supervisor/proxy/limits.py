@@ -228,6 +228,8 @@ class LimitedSocket(socket.socket):
     """The listening socket; `accept()` applies the guard's caps (module docstring)."""
 
     __slots__ = ("guard", "_quiet_until")
+    guard: ConnectionGuard
+    _quiet_until: float  # accept() raises EAGAIN until then after running out of descriptors
 
     def accept(self) -> tuple[socket.socket, object]:
         guard: ConnectionGuard = self.guard

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from html import escape
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -227,5 +228,5 @@ def not_answering_page(route: Route, settings: Settings) -> web.Response:
     return page_response(html, 502, retry_after=10)
 
 
-def json_response(data: dict, status: int = 200) -> web.Response:
+def json_response(data: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers={"Cache-Control": NO_STORE})

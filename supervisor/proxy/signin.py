@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import time
 from html import escape
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
@@ -205,7 +206,7 @@ class SignIn:
         return web.Response(text=html, content_type="text/html", charset="utf-8",
                             headers=NO_STORE)
 
-    def return_state(self, request: web.BaseRequest) -> dict | None:
+    def return_state(self, request: web.BaseRequest) -> dict[str, Any] | None:
         """The pending return of this browser ({"u": authorize URL}), if any."""
         return identity.verify(self.key, "return", request.cookies.get(identity.RETURN_COOKIE))
 

@@ -80,7 +80,7 @@ async def serve_proxy(settings: Settings) -> int:
             await asyncio.to_thread(registry.beat)
             try:
                 await asyncio.wait_for(stop.wait(), HEARTBEAT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     beat_task = asyncio.create_task(beat(), name="heartbeat")

@@ -73,7 +73,7 @@ async def forward_websocket(request: web.Request, address: tuple[str, int],
                  request.headers.get("Host", ""), request.path, exc.status)
         return web.Response(status=status, headers={"Cache-Control": "no-store"},
                             text=f"The app refused the websocket ({exc.status}).")
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise UpstreamUnavailable(describe(exc)) from exc
 
     client = web.WebSocketResponse(
