@@ -262,7 +262,7 @@ def test_authorization_matrix(world: World) -> None:
     async def scenario(c: TestClient) -> None:
         for (method, template), row in MATRIX.items():
             assert len(row) == len(CALLERS)
-            for caller, expected in zip(CALLERS, row):
+            for caller, expected in zip(CALLERS, row, strict=True):
                 path = template.replace("{ws}", str(world.workspace_id))
                 if "{app}" in path:
                     path = path.replace("{app}", str(world.new_app()))

@@ -36,8 +36,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from backend import apps
-from backend.accounts import api_tokens
-from backend.accounts import auth
+from backend.accounts import api_tokens, auth
 from backend.context import Context, open_context
 from backend.settings import load_settings
 from supervisor.api import OPENAPI_KEY, make_api_app

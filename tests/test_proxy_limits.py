@@ -25,8 +25,8 @@ import pytest
 from backend.context import Context
 from backend.settings import PROJECT_ROOT, Settings
 from supervisor.api import make_api_app
-from supervisor.proxy.server import PROXY_KEY
 from supervisor.proxy.limits import ConnectionGuard
+from supervisor.proxy.server import PROXY_KEY
 from tests.conftest import free_port
 from tests.test_proxy import Env, proxy_env
 
