@@ -32,7 +32,8 @@ streams for as long as it flows.
 `Forwarder` is the interface the rest of the proxy uses: `start()` on the application's
 startup, `forward(request, address, how)` per request, `close_websockets()` on shutdown
 and `close()` on cleanup. Every upstream call uses its one shared `ClientSession`, whose
-pool keeps upstream connections warm; that is what lets a proxy beat direct access (FINDINGS.md).
+pool keeps upstream connections warm; that is what lets a proxy beat direct access
+(bench/proxy.py measures it).
 Streamlit's uvicorn closes idle keep-alive connections after 5 s; aiohttp's client retries
 an idempotent request once when a pooled connection was closed under it.
 """

@@ -18,8 +18,9 @@ such requests, since routing resolved into it: the API should not use that signa
 waiting pages poll it), the overlay and its endpoints (`endpoints.py`), sign-in
 (`signin.py`), and `/__stcloud/panel/`, the Manage app panel: the dashboard's Home.py run
 by a second Streamlit process with `server.baseUrlPath=__stcloud/panel`, so it is served on
-the app's own host (same origin as the app: FINDINGS.md shows that a dashboard-host iframe
-gets no cookies on `localhost`). The proxy forwards the panel's requests with the visitor's
+the app's own host (same origin as the app: browsers send a dashboard-host iframe inside
+an app on `localhost` no cookies at all, `localhost` and `app.localhost` being different
+sites). The proxy forwards the panel's requests with the visitor's
 identity in a header it signs (`X-Stcloud-Identity`; client copies of `X-Stcloud-*` are
 always dropped), which the panel page reads with `st.context.headers`.
 
