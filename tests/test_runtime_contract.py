@@ -34,6 +34,7 @@ from supervisor.runtimes.base import (
     Usage,
 )
 from tests.conftest import EXAMPLE_APP, require_docker
+from tests.streamlit_client import open_streamlit_session
 
 # Engines only: no database is opened, so the PostgreSQL pass skips this module.
 pytestmark = pytest.mark.no_database
@@ -167,6 +168,38 @@ def test_contract_bad_requirements_raise_build_error(engine: str, settings) -> N
         asyncio.run(runtime.ensure_env(spec, lines.append))
     assert "this-package-does-not-exist-stcloud" in str(info.value)
     assert not (settings.envs_path / spec.dep_hash).exists()
+
+
+@pytest.mark.parametrize("engine", ["docker", "swarm"])
+def test_contract_memory_limit_is_reported_as_oom(engine: str, settings, tmp_path: Path) -> None:
+    """An app that allocates past its memory limit is killed and polled `oom` (Docker's own
+    OOM flag; the process runtime's cgroup and watchdog have tests of their own)."""
+    from tests.test_runtime_docker import app, checkout, env_for, wait_for
+    runtime = make_runtime(engine, settings)
+    path = checkout(tmp_path, "hog")
+
+    async def scenario() -> None:
+        spec = app(settings, path, 4, memory_limit_mb=128, env_vars={"ALLOCATE_MB": "400"})
+        inst = await runtime.start(spec, await env_for(runtime, path))
+        try:
+            await wait_healthy(inst.address, runtime, 4, inst.state)
+            host, port = inst.address
+            try:  # runs the script; the connection dies with it
+                await open_streamlit_session(f"ws://{host}:{port}", f"{host}:{port}")
+            except aiohttp.ClientError:
+                pass
+
+            async def dead() -> bool:
+                return not (await runtime.poll(4, inst.state)).alive
+            await wait_for(dead, 30, "the instance to be killed")
+            status = await runtime.poll(4, inst.state)
+            assert status.kind == "oom", status
+            assert await runtime.list() == []
+        finally:
+            await runtime.stop(4, inst.state)
+            await runtime.close()
+
+    asyncio.run(scenario())
 
 
 # The start and adopt templates of `Runtime`, with an engine of plain objects -------------

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from backend.settings import Settings
@@ -28,9 +27,8 @@ from supervisor.runtimes import workdir
 from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, EnvSpec, Runtime
 from supervisor.runtimes.docker import DockerRuntime, container_name, install_id
 from supervisor.runtimes.docker_api import DockerAPI
+from supervisor.runtimes.docker_images import base_image_overrides, build_script, offered_versions
 from supervisor.runtimes.docker_spec import dns_label
-from supervisor.runtimes.docker_images import (base_image_overrides, build_script,
-                                               offered_versions)
 from tests.conftest import EXAMPLE_APP
 from tests.streamlit_client import open_streamlit_session
 from tests.test_runtime_contract import wait_healthy as contract_wait_healthy
@@ -283,28 +281,6 @@ def test_output_reaches_the_log_file_without_a_supervisor(
         await wait_for(lambda: ran(2), 15, "the second run's marker")
         await asyncio.sleep(0.5)
         assert runs() == 2
-
-    asyncio.run(scenario())
-
-
-def test_memory_limit_is_reported_as_oom(runtime: DockerRuntime, dsettings: Settings,
-                                         tmp_path: Path) -> None:
-    path = checkout(tmp_path, "hog")
-
-    async def scenario() -> None:
-        spec = app(dsettings, path, 4, memory_limit_mb=128, env_vars={"ALLOCATE_MB": "400"})
-        inst = await runtime.start(spec, await env_for(runtime, path))
-        await wait_healthy(runtime, 4, inst.state)
-        try:
-            await session(inst.state)  # runs the script; the connection dies with it
-        except aiohttp.ClientError:
-            pass
-
-        async def dead() -> bool:
-            return not (await runtime.poll(4, inst.state)).alive
-        await wait_for(dead, 30, "the container to be killed")
-        assert (await runtime.poll(4, inst.state)).kind == "oom"
-        assert await runtime.list() == []
 
     asyncio.run(scenario())
 

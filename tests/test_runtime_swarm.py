@@ -220,29 +220,6 @@ def test_adoption_alongside_and_restart(runtime: SwarmRuntime, ssettings: Settin
     asyncio.run(scenario())
 
 
-def test_memory_limit_is_reported_as_oom(runtime: SwarmRuntime, ssettings: Settings,
-                                         tmp_path: Path) -> None:
-    path = checkout(tmp_path, "hog")
-
-    async def scenario() -> None:
-        spec = app(ssettings, path, 4, memory_limit_mb=128, env_vars={"ALLOCATE_MB": "400"})
-        inst = await runtime.start(spec, await env_for(runtime, path))
-        await wait_healthy(inst.address, runtime, 4, inst.state)
-        try:
-            await session(inst.address)  # runs the script; the connection dies with it
-        except aiohttp.ClientError:
-            pass
-
-        async def dead() -> bool:
-            return not (await runtime.poll(4, inst.state)).alive
-        await wait_for(dead, 30, "the task to be killed")
-        status = await runtime.poll(4, inst.state)
-        assert status.kind == "oom", status
-        assert await runtime.list() == []
-
-    asyncio.run(scenario())
-
-
 def test_replicas_report_every_address(ssettings: Settings, swarm_client: Any,
                                        tmp_path: Path) -> None:
     settings = dataclasses.replace(ssettings, swarm_replicas=2)

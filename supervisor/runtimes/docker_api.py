@@ -29,7 +29,8 @@ from backend.logs import app_log_path
 from backend.settings import Settings
 from supervisor.runtimes import docker_spec
 from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec, LogSink, StartError, TryAgain, Usage
-from supervisor.runtimes.docker_images import ImageBuilder, offered_versions
+from supervisor.runtimes.docker_base import offered_versions
+from supervisor.runtimes.docker_images import ImageBuilder
 from supervisor.runtimes.logpipe import copytruncate
 
 log = logging.getLogger("supervisor.runtimes.docker")
