@@ -1,5 +1,5 @@
 """One app's logs for the dashboard's log viewer: a tail to follow live, and the whole file
-to download. Developers of the app's workspace only (as `backend.apps.read_logs`).
+to download. Developers of the app's workspace only (`read_logs`).
 
 Two logs per app (backend/logs.py): `build` (clone and environment, written by the
 supervisor) and `app` (the instance's stdout and stderr). Secret values of the app are
@@ -104,3 +104,10 @@ def read_full(ctx: Context, user: User, app_id: int, kind: str) -> bytes:
     path = _path(ctx, user, app_id, kind)
     text, _ = tail_across(path, MAX_DOWNLOAD)
     return shown(ctx, app_id, kind, text).encode()
+
+
+def read_logs(ctx: Context, user: User, app_id: int, max_bytes: int = 64_000) -> dict[str, str]:
+    """{'build': ..., 'app': ...}: the tails of the app's two logs (developers only), as
+    `read_tail` shows them (secrets masked, no host paths, the public URL)."""
+    return {kind: read_tail(ctx, user, app_id, kind, max_bytes).text
+            for kind in ("build", "app")}

@@ -153,5 +153,5 @@ def read_branch_files(ctx: Context, repo_url: str, branch: str, names: Sequence[
     try:
         with repos.open_branch(ctx, repo_url, branch, timeout) as snapshot:
             return snapshot.read_many(names)
-    except (repos._GitFailed, ValidationError, ValueError):
+    except (repos.GitFailed, ValidationError, ValueError):
         return None

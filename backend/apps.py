@@ -259,12 +259,3 @@ def app_events(ctx: Context, user: User, app_id: int, limit: int = 50) -> list[A
         load_app_for(s, user, app_id, "viewer", "view this app's events")
         q = select(AppEvent).where(AppEvent.app_id == app_id)
         return list(s.exec(q.order_by(col(AppEvent.id).desc()).limit(limit)).all())
-
-
-def read_logs(ctx: Context, user: User, app_id: int, max_bytes: int = 64_000) -> dict[str, str]:
-    """{'build': ..., 'app': ...}: the tails of the app's two logs (developers only), as
-    `backend.app_logs` shows them (secrets masked, no host paths, the public URL)."""
-    from backend import app_logs  # built on this module's load_app_for
-
-    return {kind: app_logs.read_tail(ctx, user, app_id, kind, max_bytes).text
-            for kind in ("build", "app")}

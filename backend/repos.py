@@ -44,8 +44,8 @@ MAX_FILE = 64 * 1024  # the blobs a snapshot fetches and reads
 REGULAR = ("100644", "100755")
 
 
-class _GitFailed(Exception):
-    pass
+class GitFailed(Exception):
+    """A git command of a repository check failed; its message is git's own words."""
 
 
 def _env() -> dict[str, str]:
@@ -68,7 +68,7 @@ def _git(args: list[str], cwd: Path | None, deadline: float, now: float) -> str:
         proc.communicate()
         raise TimeoutError from None
     if proc.returncode != 0:
-        raise _GitFailed(err.decode(errors="replace").strip())
+        raise GitFailed(err.decode(errors="replace").strip())
     return out.decode(errors="replace")
 
 
@@ -117,7 +117,7 @@ def open_branch(ctx: Context, repo_url: str, branch: str,
             _git([*pinned, "clone", "--quiet", "--depth", "1", f"--filter=blob:limit={MAX_FILE}",
                   "--no-checkout", "--no-tags", "--single-branch", "--branch", branch, "--",
                   url, str(tmp / "r")], None, deadline, time.monotonic())
-        except _GitFailed as e:
+        except GitFailed as e:
             raise _explain(str(e), repo_url, branch) from None
         # Sizes from the objects present only: `ls-tree -l` would fetch each blob the
         # filter left out just to tell its size.

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from backend import apps, appstate
+from backend import app_logs, apps, appstate
 from backend.accounts import auth
 from backend.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
-from backend.validation import (repo_owner_and_name, validate_branch, validate_main_file,
-                                validate_repo_url, validate_subdomain)
+from backend.validation import (
+    repo_owner_and_name,
+    validate_branch,
+    validate_main_file,
+    validate_repo_url,
+    validate_subdomain,
+)
 from models import AppEvent, Membership, session_scope
 
 
@@ -126,7 +131,7 @@ def test_permissions_by_role(ctx, admin) -> None:
     assert apps.list_apps(ctx, outsider) == []
     with pytest.raises(NotFound):
         apps.get_app(ctx, outsider, view.id)
-    for action in (apps.reboot_app, apps.delete_app, apps.read_logs):
+    for action in (apps.reboot_app, apps.delete_app, app_logs.read_logs):
         with pytest.raises(PermissionDenied):
             action(ctx, viewer, view.id)
         with pytest.raises(NotFound):

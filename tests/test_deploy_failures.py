@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import apps
+from backend import app_logs, apps
 from backend.errors import ValidationError
 from backend.settings import Settings
 from supervisor.runtimes.base import BuildError
@@ -70,9 +70,9 @@ def test_failures_are_visible_and_isolated(ctx, admin, make_repo, hello_repo, su
         assert text in app.state_reason, (name, app.state_reason)
         events = apps.app_events(ctx, admin, app.id)
         assert events[0].to_state == state and text in events[0].reason
-    logs = apps.read_logs(ctx, admin, cases["requirements"].id)
+    logs = app_logs.read_logs(ctx, admin, cases["requirements"].id)
     assert "no-such-package-stcloud-x" in logs["build"]
-    assert "sslKeyFile" in apps.read_logs(ctx, admin, cases["exits"].id)["app"]
+    assert "sslKeyFile" in app_logs.read_logs(ctx, admin, cases["exits"].id)["app"]
 
     assert supervisor.alive()
     assert apps.get_app(ctx, admin, good.id).state == "running"

@@ -93,7 +93,7 @@ def test_crash_after_reboot_quotes_only_its_run_and_logs_show_the_public_url(
     app = wait_for_state(ctx, view.id, DONE, timeout=300, sup=supervisor)
     assert app.state == "running", app.state_reason
 
-    shown = apps.read_logs(ctx, user, view.id)
+    shown = app_logs.read_logs(ctx, user, view.id)
     public = settings.public_url("crashy")
     assert f"URL: {public}" in shown["app"], shown["app"]
     assert not host_details(settings, shown["app"]), shown["app"]
@@ -115,7 +115,7 @@ def test_crash_after_reboot_quotes_only_its_run_and_logs_show_the_public_url(
     app = wait_for_state(ctx, view.id, {"crashed", "build_failed"}, timeout=60, sup=supervisor)
     second = marker_of(app.state_reason)
     assert len(second) == 1 and second != first, app.state_reason
-    assert first <= marker_of(apps.read_logs(ctx, user, view.id)["app"])  # still in the log
+    assert first <= marker_of(app_logs.read_logs(ctx, user, view.id)["app"])  # still in the log
     assert not host_details(settings, app.state_reason), app.state_reason
 
 

@@ -23,16 +23,20 @@ import os
 from pathlib import Path
 
 import pytest
-
-from backend import apps
-from backend.accounts import api_tokens
-from backend.accounts import keys
-from backend.errors import ValidationError
-from backend.repo_files import (MAX_REPO_FILE_BYTES, RepoFileError, excerpt, is_repo_file,
-                                read_repo_file, resolve_repo_path)
-from backend.validation import main_file_in_checkout
 from sqlmodel import select
 
+from backend import app_logs, apps
+from backend.accounts import api_tokens, keys
+from backend.errors import ValidationError
+from backend.repo_files import (
+    MAX_REPO_FILE_BYTES,
+    RepoFileError,
+    excerpt,
+    is_repo_file,
+    read_repo_file,
+    resolve_repo_path,
+)
+from backend.validation import main_file_in_checkout
 from models import AppEvent, Build, session_scope
 from supervisor.checkouts import sync_in_place
 from supervisor.runtimes.base import DEPENDENCY_FILES, BuildError, EnvSpec
@@ -353,7 +357,7 @@ def test_supervisor_deploy_of_hostile_repos_leaks_nothing(ctx, admin, settings, 
         for view in deployed.values():
             seen += [api_get(settings.port, token, f"/apps/{view.id}{suffix}")
                      for suffix in ("", "/events", "/logs", "/logs?kind=build")]
-            seen.append(json.dumps(apps.read_logs(ctx, admin, view.id)))
+            seen.append(json.dumps(app_logs.read_logs(ctx, admin, view.id)))
     finally:
         sup.stop()
     with session_scope(ctx.engine) as s:

@@ -72,15 +72,10 @@ SESSION_NAMES = {"session_scope", "make_engine", "migrate", "Session"}
 # Found by the checks below in other rooms, each left to its owner (a rule is not weakened
 # for new code: an entry names one circle or one use, without line numbers).
 ALLOWED_CIRCLES = [
-    # the lead (backend apps family): app_logs and secrets build on apps.load_app_for, and
-    # apps.app_logs_text imports app_logs inside the function
-    ["backend.app_logs", "backend.apps", "backend.secrets"],
     # the process runtime: sandbox.root_args imports sandbox_rootfs inside the function
     ["supervisor.runtimes.sandbox", "supervisor.runtimes.sandbox_rootfs"],
 ]
 ALLOWED_PRIVATE = {
-    # the lead (backend apps family): app_requirements catches repos' git failure
-    "backend/app_requirements.py uses repos._GitFailed",
     # the lead (builds): plette's Pipfile/Lockfile keep their parsed data in `_data`
     "supervisor/dependency_formats.py uses parsed._data",
     "supervisor/dependency_formats.py uses Lockfile.load(io.StringIO(lock.decode('utf-8', "

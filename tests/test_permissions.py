@@ -22,13 +22,23 @@ from typing import Any
 
 import pytest
 
-from backend import (app_logs, app_list, app_settings, apps, appstate, favorites, hooks,
-                     notifications, sharing, status, workspaces)
-from backend.analytics import reports as analytics
-from backend.accounts import auth
-from backend.analytics import usage
-from backend.accounts import users
+from backend import (
+    app_list,
+    app_logs,
+    app_settings,
+    apps,
+    appstate,
+    favorites,
+    hooks,
+    notifications,
+    sharing,
+    status,
+    workspaces,
+)
 from backend import secrets as app_secrets
+from backend.accounts import auth, users
+from backend.analytics import reports as analytics
+from backend.analytics import usage
 from backend.context import Context, open_context
 from backend.errors import NotFound, PermissionDenied
 from backend.settings import load_settings
@@ -141,7 +151,7 @@ ACTIONS: dict[str, Callable[[World, Any], Any]] = {
     "reboot": lambda w, u: apps.reboot_app(w.ctx, u, w.fresh_app()),
     "delete": lambda w, u: apps.delete_app(w.ctx, u, w.fresh_app()),
     "app_events": lambda w, u: apps.app_events(w.ctx, u, w.fresh_app()),
-    "read_logs": lambda w, u: apps.read_logs(w.ctx, u, w.fresh_app()),
+    "read_logs": lambda w, u: app_logs.read_logs(w.ctx, u, w.fresh_app()),
     "read_log_tail": lambda w, u: app_logs.read_tail(w.ctx, u, w.fresh_app(), "app"),
     "download_log": lambda w, u: app_logs.read_full(w.ctx, u, w.fresh_app(), "build"),
     "wake_public_app": lambda w, u: apps.wake_app(w.ctx, u, w.fresh_app("sleeping")),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import apps
+from backend import app_logs, apps
 from backend.platform import read_platform
 from supervisor.runtimes import rootfs
 from tests.conftest import corpus_files
@@ -38,7 +38,7 @@ def test_a_packages_txt_repository_deploys_and_serves_on_the_process_runtime(
         view = apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="figlet")
         assert view.state == "queued"  # the up-front check let it through
         app = wait_for_state(ctx, view.id, {"running", "build_failed", "crashed"}, 1200, sup)
-        assert app.state == "running", (app.state_reason, apps.read_logs(
+        assert app.state == "running", (app.state_reason, app_logs.read_logs(
             ctx, admin, view.id)["build"][-3000:])
         port = ctx.settings.port
         seen = asyncio.run(open_streamlit_session(
@@ -46,7 +46,7 @@ def test_a_packages_txt_repository_deploys_and_serves_on_the_process_runtime(
         shown = " ".join(seen["texts"])
         assert "| '_ \\| |" in shown, shown  # figlet's "hi"
         assert "figlet-path=/usr/bin/figlet" in shown and "root-writable=no" in shown, shown
-        build_log = apps.read_logs(ctx, admin, view.id)["build"]
+        build_log = app_logs.read_logs(ctx, admin, view.id)["build"]
         assert "Installing Debian packages with apt-get: figlet." in build_log \
             or "Reusing the environment" in build_log, build_log  # built by an earlier test
     finally:

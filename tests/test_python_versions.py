@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import apps
+from backend import app_logs, apps
 from backend.accounts import api_tokens
 from backend.settings import PROJECT_ROOT
 from supervisor.runtimes import sandbox
@@ -168,7 +168,7 @@ def test_deploy_shows_the_python_it_was_built_with_and_pushed_packages_fail_the_
                          and "packages.txt" in a.state_reason and a, 120,
                          "the pushed build to fail", sup)
         assert "use the Docker runtime" in app.state_reason
-        assert "packages.txt" in apps.read_logs(ctx, admin, failing.id)["build"]
+        assert "packages.txt" in app_logs.read_logs(ctx, admin, failing.id)["build"]
     finally:
         sup.stop()
     shutil.rmtree(tmp_path / "home", ignore_errors=True)

@@ -20,7 +20,7 @@ purpose string so that a value signed for one use is never accepted for another:
 
 Tokens are `base64url(json payload).base64url(HMAC-SHA256(key, purpose "." payload))`.
 One-time sign-in tokens (single use, `ONE_TIME_TTL`) live in the database:
-supervisor/proxy/tokens.py.
+backend/signin_tokens.py.
 
 The dashboard cookie `stcloud_dashboard` is streamlit-authenticator 0.4.2's: a PyJWT HS256
 token `{"username", "exp_date"}` signed with `keys.dashboard_cookie_key`; it is verified the

@@ -23,6 +23,7 @@ from typing import Any
 
 import streamlit as st
 
+from backend import app_logs
 from backend import apps as app_service
 from backend import deploy as deploy_usecase
 from backend import secrets as app_secrets
@@ -265,7 +266,7 @@ def progress(ctx: Context, user: Any, app_id: int) -> bool:
     """The deployed app's progress; True while it is still in the oven."""
     try:
         app = app_service.get_app(ctx, user, app_id)
-        logs = app_service.read_logs(ctx, user, app_id)
+        logs = app_logs.read_logs(ctx, user, app_id)
     except NotFound:
         st.info("This app has been deleted.")
         return False

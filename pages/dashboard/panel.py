@@ -22,6 +22,7 @@ from typing import Any
 
 import streamlit as st
 
+from backend import app_logs
 from backend import apps as app_service
 from backend.accounts import auth, identity
 from backend.errors import BackendError, NotFound
@@ -109,7 +110,7 @@ def confirm_delete(user: Any, app: Any) -> None:
 @st.fragment(run_every=1.0)
 def cloud_logs(user: Any, app_id: int) -> None:
     try:
-        text = app_service.read_logs(ui.get_ctx(), user, app_id)["app"]
+        text = app_logs.read_logs(ui.get_ctx(), user, app_id)["app"]
     except BackendError as e:
         st.warning(str(e))
         return
@@ -119,7 +120,7 @@ def cloud_logs(user: Any, app_id: int) -> None:
 
 
 def full_log(user: Any, app_id: int) -> str:
-    return app_service.read_logs(ui.get_ctx(), user, app_id, max_bytes=DOWNLOAD_BYTES)["app"]
+    return app_logs.read_logs(ui.get_ctx(), user, app_id, max_bytes=DOWNLOAD_BYTES)["app"]
 
 
 def menu(user: Any, app: Any) -> None:
