@@ -118,7 +118,7 @@ for f in "$@"; do
   if [ -e "$f" ]; then echo "SEES $f"; else echo "no $f"; fi
   cat "$f" >/dev/null 2>&1 && echo "READ $f"
 done
-echo planted > /usr/bin/true 2>/dev/null && echo "wrote tree true"
+echo planted > /usr/share/stcloud-probe 2>/dev/null && echo "wrote tree probe"
 mount -t tmpfs x /mnt 2>/dev/null && echo "MOUNTED" || echo "no mount"
 # the same value back: harmless should it ever succeed, but a global sysctl the host obeys
 p=$(cat /proc/sys/kernel/core_pattern)
@@ -155,7 +155,12 @@ def test_the_root_apt_step_reaches_nothing_of_the_data_dir_nor_the_shared_tree(
                    packages=("figlet",))
     runtime._prepare_build_dir(venv, spec)  # as a build: handed to the build user, then apt
     layers = sandbox_rootfs.new_layers(venv, tree)
-    before = (tree / "usr/bin/true").read_bytes()
+    # The attack overwrites a file of the test's own in the shared tree, never a host
+    # program: were the sandbox broken, the write would land on the host's filesystem.
+    probe = tree / "usr/share/stcloud-probe"
+    if not probe.exists():
+        probe.write_text("original\n")
+    before = probe.read_bytes()
     with listener() as host_side:
         port = host_side.getsockname()[1]
         assert runtime._tools is not None
@@ -170,9 +175,10 @@ def test_the_root_apt_step_reaches_nothing_of_the_data_dir_nor_the_shared_tree(
     for path in [*planted.values(), tree, settings.data_dir]:
         assert f"no {path}" in said, (said, out.stderr)
     assert not any(line.startswith(("SEES", "READ")) for line in said), said
-    assert "wrote tree true" in said, "the step writes its own layer"
-    assert (tree / "usr/bin/true").read_bytes() == before, "the tree changed"
-    assert (layers.upper / "usr/bin/true").read_text() == "planted\n", "the write went to the layer"
+    assert "wrote tree probe" in said, "the step writes its own layer"
+    assert probe.read_bytes() == before, "the tree changed"
+    assert (layers.upper / "usr/share/stcloud-probe").read_text() == "planted\n", \
+        "the write went to the layer"
     assert "no mount" in said and "MOUNTED" not in said, said
     assert "no sysctl" in said, said  # kernel.core_pattern: a program the host runs as root
     pids = next(int(line.split("=")[1]) for line in said if line.startswith("pids="))
@@ -187,7 +193,7 @@ def test_the_root_apt_step_reaches_nothing_of_the_data_dir_nor_the_shared_tree(
     assert seen[0] == str(sandbox.BUILDER_UID), seen
     assert not any(line.startswith(("SEES", "READ", "WROTE")) for line in seen), seen
     assert "layer=planted" in seen, seen  # its / is the tree with the layer apt wrote
-    assert (tree / "usr/bin/true").read_bytes() == before
+    assert probe.read_bytes() == before
 
 
 STEP_PROBE = r'''
@@ -195,8 +201,8 @@ id -u
 for f in "$@"; do
   if [ -e "$f" ]; then echo "SEES $f"; else echo "no $f"; fi
 done
-echo "layer=$(head -c 7 /usr/bin/true)"
-echo x > /usr/bin/true 2>/dev/null && echo "WROTE tree"
+echo "layer=$(head -c 7 /usr/share/stcloud-probe)"
+echo x > /usr/share/stcloud-probe 2>/dev/null && echo "WROTE tree"
 touch /planted 2>/dev/null && echo "WROTE root"
 exit 0
 '''
