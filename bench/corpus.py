@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend.settings import Settings, load_settings  # noqa: E402
 from supervisor.dependency_plan import write_build_files  # noqa: E402
-from supervisor.health import HealthPaths, wait_for_streamlit  # noqa: E402
+from supervisor.control.health import HealthPaths, wait_for_streamlit  # noqa: E402
 from supervisor.runtimes import docker_available, pythons  # noqa: E402
 from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec, Runtime  # noqa: E402
 from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402

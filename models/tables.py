@@ -93,7 +93,7 @@ class App(SQLModel, table=True):
     # Why the newest pushed version could not replace the serving one ("" when it did).
     last_deploy_error: str = Field(default="", sa_column=Column(Text, nullable=False,
                                                                 default=""))
-    # The crash loop so far (supervisor/lifecycle.py): JSON {"times": [epoch seconds],
+    # The crash loop so far (supervisor/control/lifecycle.py): JSON {"times": [epoch seconds],
     # "generation", "commit"}, so a supervisor restart keeps the backoff ("" when none).
     crash_record: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
@@ -189,7 +189,7 @@ class ApiToken(SQLModel, table=True):
 class Installation(SQLModel, table=True):
     """Facts about this installation that the supervisor decides once and keeps (one row,
     id 1): the engine apps run on, recorded at the first start so that a later start never
-    silently moves them (supervisor/engine_choice.py), and how that engine isolates apps,
+    silently moves them (supervisor/control/engine_choice.py), and how that engine isolates apps,
     refreshed at every start (the dashboard shows it)."""
 
     id: int | None = Field(default=None, primary_key=True)

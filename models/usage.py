@@ -1,4 +1,4 @@
-"""Resource usage samples of running apps (supervisor/usage_sampler.py writes them,
+"""Resource usage samples of running apps (supervisor/control/usage_sampler.py writes them,
 backend/analytics/usage.py reads them). Tables only: no behaviour. Migration
 0007_usage_and_epochs."""
 

@@ -2,7 +2,7 @@
 `python -m supervisor create-user NAME [--admin]`, `python -m supervisor reset-password NAME`
 (each prints the new random password); `python -m supervisor backup FILE` and
 `python -m supervisor restore FILE [--force]` (supervisor/backup.py);
-`python -m supervisor migrate-runtime ENGINE` (supervisor/engine_choice.py)."""
+`python -m supervisor migrate-runtime ENGINE` (supervisor/control/engine_choice.py)."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def run_backup_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_migrate_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`migrate-runtime ENGINE [--old-engine-gone]` (supervisor/engine_choice.py)."""
-    from supervisor.engine_choice import MigrationError, migrate_runtime
+    """`migrate-runtime ENGINE [--old-engine-gone]` (supervisor/control/engine_choice.py)."""
+    from supervisor.control.engine_choice import MigrationError, migrate_runtime
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
     ctx = open_context(settings)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from backend.accounts.identity import PANEL_BASE_URL_PATH
 from backend.settings import PROJECT_ROOT, Settings
-from supervisor.health import wait_for_health
+from supervisor.control.health import wait_for_health
 from supervisor.runtimes.process import die_with_parent, free_port
 
 log = logging.getLogger("supervisor.dashboard")

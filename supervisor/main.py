@@ -3,7 +3,7 @@ the API: webhooks and health), dashboard, reconcile loop, scheduled jobs (git po
 hibernation, email); and the start-up banner an operator reads.
 
 Several supervisors may share one database (docs/scale-out.md): every one serves the proxy,
-the API and a dashboard; the one holding the leader lease (supervisor/leader.py) adopts
+the API and a dashboard; the one holding the leader lease (supervisor/control/leader.py) adopts
 what runs and acts, the others only keep their route table fresh. Alone, a supervisor
 takes the lease at once (also after a crash of its predecessor on this host), so a single
 machine behaves as before.
@@ -26,13 +26,13 @@ from backend.platform import PlatformInfo, write_platform
 from backend.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.dashboard import DashboardProcess
-from supervisor.engine_choice import choose_runtime
-from supervisor.leader import Fenced, Leadership, NodeRegistry, me
+from supervisor.control.engine_choice import choose_runtime
+from supervisor.control.leader import Fenced, Leadership, NodeRegistry, me
 from supervisor.proxy import start_proxy
-from supervisor.reconciler import Reconciler
+from supervisor.control.reconciler import Reconciler
 from supervisor.routes import RouteTable
 from supervisor.runtimes import RuntimeUnavailable
-from supervisor.schedules import Schedules
+from supervisor.control.schedules import Schedules
 
 log = logging.getLogger("supervisor")
 

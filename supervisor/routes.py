@@ -4,7 +4,7 @@ An instance with several replicas (swarm_replicas > 1) has every replica's addre
 `Route.addresses` (from the saved instance state); the proxy keeps each browser on one of
 them (sticky sessions, supervisor/proxy/sticky.py).
 
-One writer, the reconciler (`supervisor/reconciler.py`): it publishes every app after each
+One writer, the reconciler (`supervisor/control/reconciler.py`): it publishes every app after each
 pass and after each transition, and the dashboard and panel processes' addresses as they
 report them; everyone else reads (`get`, `all`, the two addresses).
 The proxy's own pages may show a state the backend just recorded before the reconciler
@@ -31,7 +31,7 @@ from sqlmodel import select
 
 from backend.context import Context
 from models import App, session_scope
-from supervisor.leader import current_leader, live_nodes, parse_address
+from supervisor.control.leader import current_leader, live_nodes, parse_address
 
 log = logging.getLogger("supervisor.routes")
 

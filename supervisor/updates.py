@@ -33,9 +33,10 @@ from pathlib import Path
 from backend import failure_reports, validation
 from backend.logs import app_log_path, build_log_path
 from models import App, utcnow
-from supervisor import builds, checkouts, git_auth, gitsync
-from supervisor.builds import BuildLog
-from supervisor.lifecycle import Lifecycle
+from supervisor import checkouts, git_auth, gitsync
+from supervisor.builds import records as builds
+from supervisor.builds.records import BuildLog
+from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import BuildError, EnvSpec, StartError, Status
 
 log = logging.getLogger("supervisor.updates")

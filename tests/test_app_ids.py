@@ -21,8 +21,8 @@ from backend.context import Context, open_context
 from backend.settings import Settings
 from models import App, AppEvent, Build, User, Workspace, make_engine, session_scope
 from models.engine import MIGRATIONS_DIR, migrate
-from supervisor import builds
-from supervisor.lifecycle import Lifecycle
+from supervisor.builds import records as builds
+from supervisor.control.lifecycle import Lifecycle
 from tests import conftest as pg
 
 PREVIOUS_HEAD = "0008"

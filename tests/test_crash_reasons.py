@@ -15,7 +15,7 @@ from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.logs import app_log_path
 from models import App, session_scope
-from supervisor.lifecycle import Lifecycle
+from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status,
                                       Usage)
 from tests.conftest import free_port

@@ -25,8 +25,8 @@ import pytest
 
 from backend.settings import Settings
 from models import App
-from supervisor.health import HealthPaths, wait_for_streamlit
-from supervisor.lifecycle import Lifecycle
+from supervisor.control.health import HealthPaths, wait_for_streamlit
+from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec
 from tests.conftest import corpus_files
 from tests.streamlit_client import LEGACY_STREAM_PATH, STREAM_PATH, open_streamlit_session

@@ -22,7 +22,7 @@ from backend import apps, installation
 from backend.context import Context, open_context
 from backend.settings import PROJECT_ROOT, Settings
 from models import Installation, session_scope
-from supervisor.engine_choice import decide, runtime_isolation
+from supervisor.control.engine_choice import decide, runtime_isolation
 from supervisor.runtimes import docker_available
 from supervisor.runtimes.docker import install_id
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state

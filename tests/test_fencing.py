@@ -37,10 +37,10 @@ from backend.accounts import auth
 from backend.context import Context, open_context
 from backend.settings import Settings
 from models import App, AppEvent, Build, ClusterLease, session_scope, utcnow
-from supervisor import builds
-from supervisor.leader import LEASE, Fenced, Leadership, Me, me
-from supervisor.lifecycle import Lifecycle
-from supervisor.reconciler import Reconciler, enqueue_request, load_requests
+from supervisor.builds import records as builds
+from supervisor.control.leader import LEASE, Fenced, Leadership, Me, me
+from supervisor.control.lifecycle import Lifecycle
+from supervisor.control.reconciler import Reconciler, enqueue_request, load_requests
 from supervisor.routes import RouteTable
 from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status,
                                       Usage)
@@ -273,7 +273,8 @@ def test_a_late_env_build_does_not_replace_the_one_another_builder_finished(
     final = settings.envs_path / spec.dep_hash
     assert not final.exists()
 
-    async def racing_build(spec_: EnvSpec, interpreter: str, venv: Path, log: Any) -> None:
+    async def racing_build(spec_: EnvSpec, interpreter: str, venv: Path, log: Any,
+                           base: Path | None = None) -> None:
         (venv / "built-by").write_text("late builder")
         final.mkdir(parents=True)  # meanwhile the other builder finished
         (final / "built-by").write_text("first builder")

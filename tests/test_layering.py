@@ -276,7 +276,7 @@ def test_the_shape_checks_catch_violations(tmp_path: Path) -> None:
 
 # The route table has one writer, the reconciler; a standalone proxy's replica is refreshed
 # by RoutePoller in the table's own module. Everyone else reads.
-ROUTE_WRITERS = {"supervisor/reconciler.py", "supervisor/routes.py"}
+ROUTE_WRITERS = {"supervisor/control/reconciler.py", "supervisor/routes.py"}
 ROUTE_MUTATORS = {"set", "replace_all", "remove"}
 ROUTE_ADDRESSES = {"dashboard_address", "panel_address"}
 
@@ -316,8 +316,9 @@ def test_the_route_writer_check_catches_a_writer(tmp_path: Path) -> None:
     (tmp_path / "supervisor" / "dash.py").write_text(
         "def f(self, routes, r):\n    routes.panel_address = None\n"
         "    self.proxy.routes.set(r)\n    self.routes.get('x')\n    row.panel_address = 1\n")
-    (tmp_path / "supervisor" / "reconciler.py").write_text("def f(self, r):\n"
-                                                          "    self.routes.set(r)\n")
+    (tmp_path / "supervisor" / "control").mkdir()
+    (tmp_path / "supervisor" / "control" / "reconciler.py").write_text(
+        "def f(self, r):\n    self.routes.set(r)\n")
     assert route_table_writes(tmp_path) == [
         "supervisor/dash.py:2 assigns routes.panel_address",
         "supervisor/dash.py:3 calls self.proxy.routes.set"]

@@ -29,7 +29,7 @@ from backend import apps
 from backend.context import open_context
 from backend.notifications import OVER_LIMIT_SUBJECT
 from models import App, Build, EmailOutbox, User, session_scope, utcnow
-from supervisor import cgroups
+from supervisor.runtimes import cgroups
 from supervisor.runtimes.base import AppSpec, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.lifecycle_support import LiveSession, MailSink

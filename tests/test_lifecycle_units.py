@@ -20,7 +20,8 @@ from backend import apps, hooks, notifications
 from backend.accounts import auth
 from backend.errors import NotFound, PermissionDenied
 from models import App, AppEvent, EmailOutbox, Membership, User, session_scope, utcnow
-from supervisor import checkouts, gitsync, hibernation, mailer
+from supervisor import checkouts, gitsync, mailer
+from supervisor.control import hibernation
 from supervisor.api import make_api_app
 from supervisor.proxy import make_proxy_app
 from supervisor.routes import RouteTable
@@ -420,7 +421,7 @@ def test_sync_in_place_never_writes_through_a_symlink(make_repo, tmp_path: Path)
 def test_env_sharing_by_workspace_scopes_each_environment(ctx, admin, tmp_path) -> None:
     """Same dependencies in two workspaces: one environment for the installation by
     default, one per workspace with env_sharing = workspace."""
-    from supervisor.lifecycle import Lifecycle
+    from supervisor.control.lifecycle import Lifecycle
     one = apps.deploy_app(ctx, admin, repo_url="https://github.com/acme/a", subdomain="a")
     two = apps.deploy_app(ctx, admin, repo_url="https://github.com/other/b", subdomain="b")
     assert one.workspace_id != two.workspace_id

@@ -26,9 +26,9 @@ from sqlmodel import select
 from backend import apps
 from backend.context import open_context
 from models import ViewEvent, session_scope
-from supervisor.health import (CURRENT_HEALTH, LEGACY_HEALTH, HealthPaths, check_health,
+from supervisor.control.health import (CURRENT_HEALTH, LEGACY_HEALTH, HealthPaths, check_health,
                                is_stream_path, wait_for_streamlit)
-from supervisor.lifecycle import Lifecycle
+from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import Instance, Status
 from tests.conftest import corpus_files
 from tests.streamlit_client import LEGACY_STREAM_PATH, open_streamlit_session

@@ -307,12 +307,12 @@ def test_fork_bomb_stops_at_the_pids_limit(engine: str, settings: Any) -> None:
 def _refused_forks(engine: str, state: dict[str, Any]) -> int:
     if engine != "process":
         return 1  # Docker's pids limit is its own; the bystander check below still holds
-    from supervisor.cgroups import PidsCgroup
+    from supervisor.runtimes.cgroups import PidsCgroup
     return PidsCgroup(Path(state["pids_cgroup"])).refused_forks()
 
 
 def _pids_current(state: dict[str, Any]) -> int:
-    from supervisor.cgroups import PidsCgroup
+    from supervisor.runtimes.cgroups import PidsCgroup
     return PidsCgroup(Path(state["pids_cgroup"])).current()
 
 

@@ -1,4 +1,4 @@
-"""Several supervisors and proxies on one database (docs/scale-out.md, supervisor/leader.py).
+"""Several supervisors and proxies on one database (docs/scale-out.md, supervisor/control/leader.py).
 
 - the lease: one leader, compare-and-set take-over, fencing of the old leader, immediate
   take-over when the holder is provably gone (same host; PostgreSQL session ended);
@@ -35,7 +35,7 @@ from backend.accounts import identity
 from backend.context import Context, open_context
 from backend.settings import PROJECT_ROOT, Settings
 from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow
-from supervisor.leader import LEASE, Leadership, Me, current_leader, me
+from supervisor.control.leader import LEASE, Leadership, Me, current_leader, me
 from tests.conftest import free_port
 from tests.lifecycle_support import build_visible_dir, gated_package, package_files
 from tests.overlay_support import dashboard_cookie

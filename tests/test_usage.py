@@ -1,4 +1,4 @@
-"""Memory usage over time: the sampler (supervisor/usage_sampler.py) with the real process
+"""Memory usage over time: the sampler (supervisor/control/usage_sampler.py) with the real process
 runtime, the series (backend/analytics/usage.py: downsampling, permissions, retention), the API route
 and the chart on the App details page (AppTest)."""
 
@@ -23,7 +23,7 @@ from backend.errors import NotFound, ValidationError
 from models import App, session_scope
 from models.usage import UsageSample
 from supervisor.runtimes.process import ProcessRuntime
-from supervisor.usage_sampler import sample_once
+from supervisor.control.usage_sampler import sample_once
 from tests.test_api import World, run, world  # noqa: F401  (the `world` fixture)
 from tests.test_api import auth as api_auth
 from pages.dashboard import _ui as ui

@@ -1,4 +1,4 @@
-"""Memory (and CPU) use of an app over time: the samples `supervisor/usage_sampler.py`
+"""Memory (and CPU) use of an app over time: the samples `supervisor/control/usage_sampler.py`
 writes every `usage_sample_interval` seconds while an app runs, read for the Memory usage
 chart (dashboard app page) and `GET /api/v1/apps/{id}/usage`.
 

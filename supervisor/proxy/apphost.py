@@ -18,7 +18,7 @@ from aiohttp import web
 from backend.accounts import identity
 from backend.settings import Settings
 from models import id_of
-from supervisor.health import is_stream_path
+from supervisor.control.health import is_stream_path
 from supervisor.proxy import cookies, inject, pages, state_pages
 from supervisor.proxy.access import Visitor
 from supervisor.proxy.endpoints import PROGRESS_STATES

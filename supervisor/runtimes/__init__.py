@@ -71,6 +71,6 @@ def make_runtime(engine: str, settings: Settings) -> Runtime:
 def select_runtime(settings: Settings) -> Runtime:
     """The engine the `runtime` setting asks for; `auto` prefers Docker when it answers.
     Swarm is never chosen by `auto`: only `runtime = "swarm"` selects it. The supervisor
-    starts through supervisor/engine_choice.py instead, which keeps the recorded engine."""
+    starts through supervisor/control/engine_choice.py instead, which keeps the recorded engine."""
     choice = auto_engine() if settings.runtime == "auto" else settings.runtime
     return make_runtime(choice, settings)

@@ -2,7 +2,7 @@
 
 An engine knows how to build an environment for a dependency set and how to run one app
 instance in it. It knows nothing of the database, the state machine or timeouts: the
-supervisor (`supervisor/reconciler.py`) calls it, applies timeouts, retries and health
+supervisor (`supervisor/control/reconciler.py`) calls it, applies timeouts, retries and health
 checks, and stores `Instance.state` on the app row so that a restarted supervisor can find
 the instance again (`list()` + `poll()`), like JupyterHub's `get_state()`/`load_state()`.
 

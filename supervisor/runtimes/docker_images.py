@@ -39,7 +39,7 @@ from docker.types import Mount
 
 from backend.repo_files import excerpt
 from backend.settings import Settings
-from supervisor.build_errors import StepOutput, step_failure_message
+from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.dependency_plan import write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.docker_base import (  # noqa: F401 - part of this module's API
@@ -293,7 +293,7 @@ class ImageBuilder:
 
     def _failure(self, spec: EnvSpec, code: int, output: StepOutput) -> str:
         """A failed build's message: the step (exit code) and the explainer's reading of
-        the output (`supervisor.build_errors`)."""
+        the output (`supervisor.builds.errors`)."""
         what = STEPS.get(code, f"the build stopped with exit code {code}")
         files = spec.files
         dep_file = "uv.lock" if "uv.lock" in files and "pyproject.toml" in files else \

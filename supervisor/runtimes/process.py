@@ -21,7 +21,7 @@ adoption calls). Two instances of one app may run at once (a zero-downtime redep
 the new one with `AppSpec.alongside` before stopping the old one).
 
 Limits: with a cgroup v1 memory controller each instance runs in its own memory cgroup
-(`supervisor/cgroups.py`) and an OOM kill in it makes `poll` say `oom`; without one, `poll`
+(`supervisor/runtimes/cgroups.py`) and an OOM kill in it makes `poll` say `oom`; without one, `poll`
 is a memory watchdog (PSS of the process tree; the reconciler polls every running app each
 pass, so its period is `reconcile_interval`). A pids cgroup (`process_pids_limit`) caps
 processes and threads; `stop` kills whatever is left in it. `usage` reads the memory
@@ -49,7 +49,7 @@ from typing import Any
 import psutil
 
 from backend.settings import Settings
-from supervisor import cgroups
+from supervisor.runtimes import cgroups
 from supervisor.runtimes import pythons, sandbox, workdir
 from supervisor.runtimes.base import (
     AppSpec,

@@ -30,7 +30,7 @@ import psutil
 
 from backend import app_requirements
 from backend.settings import Settings
-from supervisor.build_errors import StepOutput, step_failure_message
+from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.dependency_plan import write_build_files
 from supervisor.runtimes import pythons, sandbox
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from backend.settings import Settings
-from supervisor import cgroups
+from supervisor.runtimes import cgroups
 
 STATE_FILE = re.compile(r"^app-(\d+)(?:-([0-9a-f]+))?\.json$")
 

@@ -1,7 +1,7 @@
 """cluster: leader lease, node registry, app requests and one-time sign-in tokens, so that
 several supervisors and proxies share one database (models/cluster.py, docs/scale-out.md).
 
-No data step: the lease row is created by the first supervisor (supervisor/leader.py).
+No data step: the lease row is created by the first supervisor (supervisor/control/leader.py).
 
 Revision ID: 0005
 Revises: 0004

@@ -1,5 +1,5 @@
 """The usage sampler: every `usage_sample_interval` seconds (a scheduled job of
-supervisor/schedules.py, on the leader only) it asks the runtime for the memory and CPU use
+supervisor/control/schedules.py, on the leader only) it asks the runtime for the memory and CPU use
 of each running app's instance (`Runtime.usage`) and stores one `UsageSample` per app
 (memory, the app's memory limit at that moment, CPU), all in one transaction. Apps whose
 instance cannot be read (gone between the query and the reading) are skipped: the

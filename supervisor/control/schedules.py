@@ -6,16 +6,16 @@ event loop):
   deployed commit asks the reconciler to sync the app, so any git host works without
   webhooks. Apps whose new commit already failed to build are skipped (builds.py).
 - `hibernation` every `hibernation_interval` s: day-5 warnings, day-7 sleep
-  (`supervisor/hibernation.py`).
+  (`supervisor/control/hibernation.py`).
 - `email` every `email_interval` s: the outbox sender (`supervisor/mailer.py`).
 - `usage-sample` every `usage_sample_interval` s: memory and CPU of each running app
-  (`supervisor/usage_sampler.py`); `usage-retention` daily deletes samples older than
+  (`supervisor/control/usage_sampler.py`); `usage-retention` daily deletes samples older than
   `usage_retention_days` (`backend.analytics.usage.prune_samples`).
 
 Every job reads the time from `now` (injectable), so tests can move the clock; each job
 runs at most once at a time (`max_instances=1`, missed runs coalesced).
 
-With several supervisors (supervisor/leader.py) every one schedules the jobs, but a job
+With several supervisors (supervisor/control/leader.py) every one schedules the jobs, but a job
 does nothing unless its supervisor leads at that moment (`leader.is_leader`); what a job
 asks of the reconciler is an `app_request` row, so a pass cut short by the leader's death
 loses nothing: the rows wait for the next leader, and a repeated pass is harmless (warnings
@@ -38,10 +38,13 @@ from backend.github import sync as github_sync
 from backend.analytics import usage
 from backend.context import Context
 from models import App, session_scope, utcnow
-from supervisor import builds, git_auth, gitsync, hibernation, mailer, usage_sampler
-from supervisor.reconciler import load_requests
+from supervisor import git_auth, gitsync, mailer
+from supervisor.builds import records as builds
+from supervisor.control import hibernation
+from supervisor.control import usage_sampler
+from supervisor.control.reconciler import load_requests
 
-log = logging.getLogger("supervisor.schedules")
+log = logging.getLogger("supervisor.control.schedules")
 POLLED_STATES = ("running", "sleeping", "build_failed", "crashed", "over_limit")
 
 

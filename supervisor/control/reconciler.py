@@ -18,7 +18,7 @@ Requests are `app_request` rows, removed once their action finished: any supervi
 dies mid-action leaves them for the next (both actions are idempotent: a sync compares
 commits, a sleep checks again that it is due).
 
-With a `leader` (supervisor/leader.py), only the leader acts: a follower's passes only
+With a `leader` (supervisor/control/leader.py), only the leader acts: a follower's passes only
 refresh its route table from the database. On becoming leader the loop adopts what runs
 before acting; each pass first confirms the lease (fencing); on losing it the workers are
 cancelled and instances left running for the new leader. Lifecycle writes are fenced by
@@ -42,14 +42,16 @@ from backend import appstate
 from backend.context import Context
 from backend.platform import wake_file, wake_supervisor
 from models import App, AppRequest, session_scope, utcnow
-from supervisor import builds, checkouts, hibernation
-from supervisor.leader import Fenced
-from supervisor.lifecycle import Lifecycle
+from supervisor import checkouts
+from supervisor.builds import records as builds
+from supervisor.control import hibernation
+from supervisor.control.leader import Fenced
+from supervisor.control.lifecycle import Lifecycle
 from supervisor.routes import RouteTable, route_for
 from supervisor.runtimes.base import Instance, Runtime
 from supervisor.updates import Updater
 
-log = logging.getLogger("supervisor.reconciler")
+log = logging.getLogger("supervisor.control.reconciler")
 WAKE_POLL = 0.05  # seconds between checks of the wake file (a stat call)
 
 
@@ -105,7 +107,7 @@ class Reconciler:
         self.lifecycle = Lifecycle(ctx, runtime, on_change=self._publish)
         self.updater = Updater(self.lifecycle)
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self.leader = leader  # supervisor.leader.Leadership; None: always the leader
+        self.leader = leader  # supervisor.control.leader.Leadership; None: always the leader
         self.active = leader is None  # adopted and acting as the leader
         self._wake = asyncio.Event()
         self._on_pass = on_pass or (lambda: None)

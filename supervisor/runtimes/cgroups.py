@@ -27,7 +27,7 @@ import secrets
 import time
 from pathlib import Path
 
-log = logging.getLogger("supervisor.cgroups")
+log = logging.getLogger("supervisor.runtimes.cgroups")
 MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
 PIDS_ROOT = Path("/sys/fs/cgroup/pids")
 

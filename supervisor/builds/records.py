@@ -18,7 +18,7 @@ from backend.context import Context
 from models import App, Build, session_scope, utcnow
 
 if TYPE_CHECKING:
-    from supervisor.leader import Fence
+    from supervisor.control.leader import Fence
 
 
 class BuildLog:

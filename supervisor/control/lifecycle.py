@@ -6,12 +6,12 @@ every transition (backend.appstate) so the dashboard, the proxy's pages and emai
 Timeouts are applied here, not in the engines (JupyterHub's rule).
 
 Pushes to a running app are handled by `supervisor/updates.py` (in place, or a
-zero-downtime redeploy), sleep by `supervisor/hibernation.py`; both use the helpers here.
+zero-downtime redeploy), sleep by `supervisor/control/hibernation.py`; both use the helpers here.
 Emails are queued in the same transaction as the transition that causes them
 (`backend.notifications`): over the memory limit, and crashed (after a crash loop, or when
 a restart of a running app fails), each once per incident (the AppEvent).
 
-Fencing (several supervisors, supervisor/leader.py): with `fence` set (the reconciler sets
+Fencing (several supervisors, supervisor/control/leader.py): with `fence` set (the reconciler sets
 it when it starts leading), every write of an app's state or instance runs in a
 transaction that first checks the lease is still ours at our epoch, and the runtime's
 start and stop are preceded by that check; otherwise `Fenced` is raised and the action
@@ -42,14 +42,15 @@ from backend import secrets as app_secrets
 from backend.context import Context
 from backend.logs import app_log_path, build_log_path, current_run_lines, mark_run_start
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
-from supervisor import builds, checkouts, git_auth, gitsync
-from supervisor.builds import BuildLog
-from supervisor.health import HealthPaths, wait_for_streamlit
-from supervisor.leader import Fence, Fenced
+from supervisor import checkouts, git_auth, gitsync
+from supervisor.builds import records as builds
+from supervisor.builds.records import BuildLog
+from supervisor.control.health import HealthPaths, wait_for_streamlit
+from supervisor.control.leader import Fence, Fenced
 from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, Runtime,
                                       StartError, Status)
 
-log = logging.getLogger("supervisor.lifecycle")
+log = logging.getLogger("supervisor.control.lifecycle")
 
 
 class DeployError(Exception):

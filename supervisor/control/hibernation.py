@@ -28,9 +28,9 @@ from backend import notifications
 from backend.context import Context
 from backend.settings import Settings
 from models import App, AppEvent, session_scope
-from supervisor.lifecycle import Lifecycle
+from supervisor.control.lifecycle import Lifecycle
 
-log = logging.getLogger("supervisor.hibernation")
+log = logging.getLogger("supervisor.control.hibernation")
 WARNING_PREFIX = "Sleep warning:"
 
 

@@ -30,7 +30,7 @@ from sqlmodel import select
 from backend import appstate, installation
 from backend.context import Context
 from models import App, session_scope
-from supervisor.leader import current_leader, process_gone
+from supervisor.control.leader import current_leader, process_gone
 from supervisor.runtimes import (ENGINES, RuntimeUnavailable, auto_engine, engine_problem,
                                  make_runtime)
 from supervisor.runtimes.base import Runtime

@@ -17,7 +17,7 @@ with a holder, an expiry and a fencing `epoch`. It works on SQLite and PostgreSQ
   the lease ran out without a renewal, it stops acting at once (the reconciler cancels its
   workers and leaves instances running) and becomes a follower. A leader frozen longer
   than its lease (SIGSTOP, a VM pause) runs on when it wakes before any of that: so every
-  lifecycle write is fenced too (`Fence`, used by supervisor/lifecycle.py): its
+  lifecycle write is fenced too (`Fence`, used by supervisor/control/lifecycle.py): its
   transaction first checks `holder=me AND epoch=<mine>` and holds that row until it
   commits (`SELECT … FOR SHARE` on PostgreSQL; `BEGIN IMMEDIATE` on SQLite, which
   serialises writers), so a take-over is ordered strictly before or after it; a refused
@@ -55,7 +55,7 @@ from sqlmodel import Session, select
 from backend.context import Context
 from models import ClusterLease, ClusterNode, session_scope, utcnow
 
-log = logging.getLogger("supervisor.leader")
+log = logging.getLogger("supervisor.control.leader")
 LEASE = "leader"
 ADVISORY_KEY = 0x5374_436C  # "StCl": the advisory lock id of the leader lease
 EPOCH_ZERO = datetime(1970, 1, 1, tzinfo=timezone.utc)
