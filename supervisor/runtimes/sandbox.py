@@ -3,8 +3,9 @@ bubblewrap (`bwrap`) namespaces as an unprivileged user, seeing only what it nee
 
 What a sandboxed process sees:
 - read-only: /usr (and the /bin, /lib… links or directories), a few files of /etc (hosts,
-  nsswitch.conf, TLS certificates, localtime, ld.so.cache, …; passwd/group and resolv.conf
-  are generated: only root and the sandbox's own user, DNS through the network relay), the
+  nsswitch.conf, TLS certificates, localtime, ld.so.cache, …; passwd/group, resolv.conf and
+  machine-id are generated: only root and the sandbox's own user, DNS through the network
+  relay, a machine id of the sandbox's own), the
   Python interpreter's prefix at its own path (e.g. /root/.pyenv/versions/3.11.7; bwrap
   makes the parents 0755 inside, so a 0700 /root on the host does not matter), the
   environment (venv) at its own path, and for an app its checkout at /run/checkout and its
@@ -38,6 +39,7 @@ isolation mode.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -252,12 +254,16 @@ def refuse_symlinks_below(base: Path, path: Path) -> None:
 
 
 def identity_files(run_dir: Path, uid: int, home: str) -> dict[str, Path]:
-    """passwd, group and resolv.conf for a sandbox of `uid` (generated once per uid)."""
+    """passwd, group, resolv.conf and machine-id for a sandbox of `uid` (generated once per
+    uid). The machine id is the sandbox's own, never the host's: programs expect one (Streamlit
+    before 1.x runs `sudo dbus-uuidgen` without it, which fails and ends its script thread)."""
     folder = run_dir / "sandbox" / f"uid-{uid}"
+    machine_id = hashlib.sha256(f"stcloud-sandbox:{run_dir}:{uid}".encode()).hexdigest()[:32]
     files = {"passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
                        f"app:x:{uid}:{uid}:app:{home}:/bin/sh\n",
              "group": f"root:x:0:\napp:x:{uid}:\n",
-             "resolv.conf": f"nameserver {DNS_RELAY}\n"}
+             "resolv.conf": f"nameserver {DNS_RELAY}\n",
+             "machine-id": f"{machine_id}\n"}
     out = {}
     for name, text in files.items():
         path = folder / name
