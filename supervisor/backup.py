@@ -43,10 +43,11 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Engine, MetaData, inspect, select, text
 
@@ -99,7 +100,7 @@ def known_revisions() -> list[str]:
 def _revision(conn: Any) -> str:
     try:
         return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar() or "")
-    except Exception:  # noqa: BLE001 - no alembic table: no schema yet
+    except Exception:  # no alembic table: no schema yet
         return ""
 
 
@@ -217,7 +218,7 @@ def create_backup(settings: Settings, target: Path) -> Manifest:
                               "supervisor once before backing it up.")
         members += list(_data_files(settings))
         manifest = Manifest(FORMAT, revision, engine.dialect.name, kind,
-                            dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                             {name: {"size": path.stat().st_size, "sha256": _sha256(path)}
                              for path, name in members})
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -430,10 +431,11 @@ def restore_backup(settings: Settings, source: Path, force: bool = False) -> Res
 def _after_restore(settings: Settings) -> tuple[int, int]:
     """Migrate to our newest schema; decrypt every app's secrets with the restored key and
     write their runtime files. Returns (apps, apps with secrets)."""
+    from sqlmodel import select as sql_select
+
     from backend import secrets as app_secrets
     from backend.context import open_context
     from models import App, AppSecret, session_scope
-    from sqlmodel import select as sql_select
 
     ctx = open_context(settings)
     try:

@@ -140,7 +140,7 @@ def cmd_apps_list(args: argparse.Namespace) -> int:
          a["workspace"], a["url"]) for a in apps]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        out("  ".join(v.ljust(w) for v, w in zip(r, widths)) + "  " + r[5])
+        out("  ".join(v.ljust(w) for v, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
     return 0
 
 
@@ -198,8 +198,7 @@ def cmd_secrets_set(args: argparse.Namespace) -> int:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     """Server side: create a token for a user straight in the database."""
-    from backend.accounts import api_tokens
-    from backend.accounts import auth
+    from backend.accounts import api_tokens, auth
     from backend.context import open_context
     from backend.settings import load_settings
 

@@ -64,7 +64,7 @@ class DashboardProcess:
             env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
             log_path = self.settings.logs_path / f"{self.name}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "ab") as out:
+            with await asyncio.to_thread(log_path.open, "ab") as out:
                 self.proc = await asyncio.create_subprocess_exec(
                     *self._command(port), cwd=PROJECT_ROOT, env=env, stdout=out,
                     stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
@@ -89,7 +89,7 @@ class DashboardProcess:
             return self.proc is not None and self.proc.returncode is None
 
         return bool(await wait_for_health(f"http://127.0.0.1:{port}{prefix}/_stcore/health",
-                                          alive, timeout=60, step=0.1))
+                                          alive, within=60, step=0.1))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -97,6 +97,6 @@ class DashboardProcess:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()

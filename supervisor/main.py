@@ -25,14 +25,14 @@ from backend.context import Context, open_context
 from backend.platform import PlatformInfo, write_platform
 from backend.settings import Settings
 from supervisor.api import make_api_app
-from supervisor.dashboard import DashboardProcess
 from supervisor.control.engine_choice import choose_runtime
 from supervisor.control.leader import Fenced, Leadership, NodeRegistry, me
-from supervisor.proxy import start_proxy
 from supervisor.control.reconciler import Reconciler
+from supervisor.control.schedules import Schedules
+from supervisor.dashboard import DashboardProcess
+from supervisor.proxy import start_proxy
 from supervisor.routes import RouteTable
 from supervisor.runtimes import RuntimeUnavailable
-from supervisor.control.schedules import Schedules
 
 log = logging.getLogger("supervisor")
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import PurePath
@@ -36,7 +37,7 @@ class StepOutput:
 def dependency_file_of(cmd: Sequence[str]) -> str:
     """The dependency file a uv command installs (its `-r` argument's name), else
     requirements.txt; an exported uv.lock is named uv.lock."""
-    for flag, value in zip(cmd, list(cmd)[1:]):
+    for flag, value in itertools.pairwise(cmd):
         if flag == "-r" or flag == "-o":
             name = PurePath(value).name
             return "uv.lock" if name == "locked.txt" else name

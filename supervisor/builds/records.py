@@ -8,7 +8,7 @@ automatically: polling skips that commit until a new one is pushed.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ class BuildLog:
         self._fh = open(path, "a", encoding="utf-8")
 
     def __call__(self, line: str) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
         self._fh.write(f"[{stamp}] {line}\n")
         self._fh.flush()
 

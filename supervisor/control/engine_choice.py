@@ -31,8 +31,13 @@ from backend import appstate, installation
 from backend.context import Context
 from models import App, session_scope
 from supervisor.control.leader import current_leader, process_gone
-from supervisor.runtimes import (ENGINES, RuntimeUnavailable, auto_engine, engine_problem,
-                                 make_runtime)
+from supervisor.runtimes import (
+    ENGINES,
+    RuntimeUnavailable,
+    auto_engine,
+    engine_problem,
+    make_runtime,
+)
 from supervisor.runtimes.base import Runtime
 
 log = logging.getLogger("supervisor.engine")

@@ -72,7 +72,7 @@ async def check_health(http: aiohttp.ClientSession, base_url: str, memo: HealthP
             async with http.get(base_url + path, allow_redirects=False) as resp:
                 body = await resp.content.read(64)
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False  # not listening yet (or gone): nothing learnt about its paths
         if status != 404:
             memo.remember(base_url, path)  # the server has this path (ready or not yet)
@@ -83,12 +83,13 @@ async def check_health(http: aiohttp.ClientSession, base_url: str, memo: HealthP
 
 
 async def wait_for_streamlit(base_url: str, alive: Callable[[], Awaitable[bool]],
-                             timeout: float, memo: HealthPaths, step: float = 0.05,
+                             within: float, memo: HealthPaths, step: float = 0.05,
                              clock: Callable[[], float] = time.monotonic) -> bool | None:
     """True once the Streamlit server at `base_url` answers its health endpoint (whichever
     of `HEALTH_PATHS` it has); False as soon as `alive()` says it is gone; None when
-    `timeout` seconds pass first."""
-    deadline = clock() + timeout
+    `within` seconds pass first. The deadline is kept here, on `clock`, rather than by the
+    caller's asyncio.timeout: running out is an answer (None), not a cancellation."""
+    deadline = clock() + within
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         while clock() < deadline:
             if not await alive():
@@ -99,13 +100,13 @@ async def wait_for_streamlit(base_url: str, alive: Callable[[], Awaitable[bool]]
     return None
 
 
-async def wait_for_health(url: str, alive: Callable[[], Awaitable[bool]], timeout: float,
+async def wait_for_health(url: str, alive: Callable[[], Awaitable[bool]], within: float,
                           step: float = 0.05,
                           clock: Callable[[], float] = time.monotonic) -> bool | None:
     """True once `url` answers 200; False as soon as `alive()` says the server is gone;
-    None when `timeout` seconds pass first. For a server whose Streamlit we ship (the
+    None when `within` seconds pass first. For a server whose Streamlit we ship (the
     dashboard); hosted apps use `wait_for_streamlit`."""
-    deadline = clock() + timeout
+    deadline = clock() + within
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
         while clock() < deadline:
             if not await alive():
@@ -114,7 +115,7 @@ async def wait_for_health(url: str, alive: Callable[[], Awaitable[bool]], timeou
                 async with http.get(url) as resp:
                     if resp.status == 200:
                         return True
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(step)  # polling interval of a health probe
     return None

@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psutil
 from sqlalchemy import Connection, text, update
@@ -58,7 +58,7 @@ from models import ClusterLease, ClusterNode, session_scope, utcnow
 log = logging.getLogger("supervisor.control.leader")
 LEASE = "leader"
 ADVISORY_KEY = 0x5374_436C  # "StCl": the advisory lock id of the leader lease
-EPOCH_ZERO = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH_ZERO = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def me(node_id: str = "") -> Me:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def process_gone(host: str, pid: int, started: float) -> bool:

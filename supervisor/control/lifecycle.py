@@ -35,11 +35,10 @@ from typing import Any
 
 from sqlmodel import Session, delete
 
-from backend import appstate, notifications
-from backend import failure_reports, failures, validation
-from backend.github import deploy as github_deploy
+from backend import appstate, failure_reports, failures, notifications, validation
 from backend import secrets as app_secrets
 from backend.context import Context
+from backend.github import deploy as github_deploy
 from backend.logs import app_log_path, build_log_path, current_run_lines, mark_run_start
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
 from supervisor import checkouts, git_auth, gitsync
@@ -47,8 +46,16 @@ from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
 from supervisor.control.health import HealthPaths, wait_for_streamlit
 from supervisor.control.leader import Fence, Fenced
-from supervisor.runtimes.base import (AppSpec, BuildError, EnvRef, EnvSpec, Instance, Runtime,
-                                      StartError, Status)
+from supervisor.runtimes.base import (
+    AppSpec,
+    BuildError,
+    EnvRef,
+    EnvSpec,
+    Instance,
+    Runtime,
+    StartError,
+    Status,
+)
 
 log = logging.getLogger("supervisor.control.lifecycle")
 
@@ -263,14 +270,14 @@ class Lifecycle:
             env = await asyncio.wait_for(self.runtime.ensure_env(spec, blog),
                                          self.settings.build_timeout)
             self.finish_build(build_id, "succeeded", reused=env.reused)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._fail_build(app_id, build_id, blog, commit, "The build took longer than "
                              f"{self.settings.build_timeout:.0f} s and was stopped.")
             return
         except (gitsync.GitError, BuildError, DeployError) as e:
             self._fail_build(app_id, build_id, blog, commit, str(e))
             return
-        except Exception as e:  # noqa: BLE001 - never let one app kill the supervisor
+        except Exception as e:  # never let one app kill the supervisor
             log.exception("app=%s build crashed", app_id)
             self._fail_build(app_id, build_id, blog, commit,
                              f"Internal error while building: {e}")
@@ -480,7 +487,7 @@ class Lifecycle:
         shutil.rmtree(self.settings.logs_path / str(app_id), ignore_errors=True)
         try:  # remove the GitHub deploy key and webhook; retried by the GitHub refresh job
             await asyncio.to_thread(github_deploy.on_app_deleted, self.ctx, app_id)
-        except Exception:  # noqa: BLE001 - GitHub being away must not block a delete
+        except Exception:  # GitHub being away must not block a delete
             log.warning("app=%s GitHub clean-up deferred", app_id, exc_info=True)
         with self._write() as s:
             app = s.get(App, app_id)

@@ -269,7 +269,7 @@ class Reconciler:
                     await asyncio.to_thread(self.refresh_routes)
             except Fenced:  # e.g. during adoption: the next pass steps down
                 log.warning("reconcile pass fenced: another node leads")
-            except Exception:  # noqa: BLE001 - the loop must survive any one bad pass
+            except Exception:  # the loop must survive any one bad pass
                 log.exception("reconcile pass failed")
             self._on_pass()
             await self._wait_for_wake(interval)
@@ -310,7 +310,7 @@ class Reconciler:
                 return
             try:
                 await asyncio.wait_for(self._wake.wait(), min(WAKE_POLL, remaining))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def reconcile_once(self) -> None:
@@ -343,7 +343,7 @@ class Reconciler:
         except Fenced:
             log.warning("app=%s action stopped: fenced (another node leads)", app_id)
             await self.lifecycle.undo_unrecorded()
-        except Exception:  # noqa: BLE001
+        except Exception:  # one app's failed action must not stop the others
             log.exception("app=%s action failed", app_id)
         finally:
             self.wake()

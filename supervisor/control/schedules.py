@@ -27,21 +27,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import select
 
 from backend.analytics import store as analytics_store
-from backend.github import sync as github_sync
 from backend.analytics import usage
 from backend.context import Context
+from backend.github import sync as github_sync
 from models import App, session_scope, utcnow
 from supervisor import git_auth, gitsync, mailer
 from supervisor.builds import records as builds
-from supervisor.control import hibernation
-from supervisor.control import usage_sampler
+from supervisor.control import hibernation, usage_sampler
 from supervisor.control.reconciler import load_requests
 
 log = logging.getLogger("supervisor.control.schedules")
@@ -56,11 +55,11 @@ class Schedules:
         self.settings = ctx.settings
         self.reconciler = reconciler
         self.now = now
-        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     def start(self) -> None:
         s = self.settings
-        first = datetime.now(timezone.utc) + timedelta(seconds=1)
+        first = datetime.now(UTC) + timedelta(seconds=1)
         jobs = [("git-poll", self.poll_git, s.git_poll_interval),
                 ("hibernation", self.hibernation_pass, s.hibernation_interval),
                 ("email", self.email_pass, s.email_interval),
@@ -109,7 +108,7 @@ class Schedules:
                         remote = await asyncio.wait_for(gitsync.remote_branch_commit(
                             app.repo_url, app.branch, key_env,
                             public_only=not self.settings.allow_local_repos), 60)
-                except (gitsync.GitError, asyncio.TimeoutError) as e:
+                except (TimeoutError, gitsync.GitError) as e:
                     log.debug("app=%s poll failed: %s", app.id, e)
                     return None
             if not remote or remote == app.commit:
@@ -134,7 +133,7 @@ class Schedules:
     async def email_pass(self) -> int:
         try:
             return await mailer.send_pending(self.ctx, self.now())
-        except Exception:  # noqa: BLE001 - a bad pass must not stop later ones
+        except Exception:  # a bad pass must not stop later ones
             log.exception("email pass failed")
             return 0
 
@@ -142,13 +141,13 @@ class Schedules:
         """Workspaces, roles and deployed repositories from GitHub (and deferred clean-ups)."""
         try:
             await asyncio.to_thread(github_sync.refresh_all, self.ctx, self.now())
-        except Exception:  # noqa: BLE001
+        except Exception:  # a bad pass must not stop later ones
             log.exception("GitHub refresh failed")
 
     async def analytics_retention(self) -> None:
         try:
             await asyncio.to_thread(analytics_store.prune_views, self.ctx, self.now())
-        except Exception:  # noqa: BLE001
+        except Exception:  # a bad pass must not stop later ones
             log.exception("analytics prune failed")
 
     async def usage_sample(self) -> int:
@@ -156,12 +155,12 @@ class Schedules:
         try:
             return await usage_sampler.sample_once(self.ctx, lifecycle.runtime,
                                                    lifecycle.instances, self.now())
-        except Exception:  # noqa: BLE001
+        except Exception:  # a bad pass must not stop later ones
             log.exception("usage sample failed")
             return 0
 
     async def usage_retention(self) -> None:
         try:
             await asyncio.to_thread(usage.prune_samples, self.ctx, self.now())
-        except Exception:  # noqa: BLE001
+        except Exception:  # a bad pass must not stop later ones
             log.exception("usage prune failed")

@@ -48,7 +48,7 @@ async def sample_once(ctx: Context, runtime: Runtime, instances: dict[int, Any] 
             continue
         try:
             usage = await runtime.usage(app.id, state)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - one unreadable instance must not stop the pass
+        except Exception:  # one unreadable instance must not stop the pass
             log.debug("app=%s usage failed", app.id, exc_info=True)
             continue
         if usage is None:

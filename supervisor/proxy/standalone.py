@@ -26,8 +26,8 @@ from backend.context import open_context
 from backend.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.control.leader import NodeRegistry, current_leader, live_nodes, me
-from supervisor.proxy.server import start_proxy
 from supervisor.control.reconciler import enqueue_request
+from supervisor.proxy.server import start_proxy
 from supervisor.routes import RoutePoller, RouteTable
 
 log = logging.getLogger("supervisor.proxy.standalone")
