@@ -6,8 +6,8 @@ repository root, and uses the first of `uv.lock` (only with a `pyproject.toml` b
 is its own setting, else the first `.python-version` found the same way, else the chosen
 dependency file's pin: a Pipfile's `[requires] python_version` (or `python_full_version`'s
 minor version), an environment.yml's `python=3.x` dependency. The up-front deploy check
-(`backend.app_requirements`) and the build (`supervisor.dependencies`,
-`supervisor.dependency_formats`) share these rules, so a deploy is refused up front for the
+(`backend.app_requirements`) and the build (`supervisor.builds.dependencies`,
+`supervisor.builds.formats`) share these rules, so a deploy is refused up front for the
 same pin the build would use. Everything here is pure: file contents in, a version out.
 """
 

@@ -11,7 +11,7 @@ judged as that IPv4 address. It is checked twice:
   is an address in any form git's resolver reads (`127.1`, `0x7f000001`, `2130706433`,
   `[::1]`), `localhost` or a name under it, with or without a trailing dot.
 - `public_fetch_target` right before each git run (`backend.repos`,
-  `supervisor.gitsync`): the host is resolved and every address checked; one that is not
+  `supervisor.sources.gitsync`): the host is resolved and every address checked; one that is not
   public refuses the fetch before git starts. For http(s) git is then pinned to the checked
   addresses (`http.curloptResolve`), so a second DNS answer (rebinding) is never used, and
   redirects are off (`http.followRedirects=false`), so a public server cannot send git on to

@@ -11,7 +11,7 @@ ones (the dependency and runtime checks of `backend.deploy` and `backend.app_req
 so a deploy's checks share one clone. A server that ignores the filter (a plain `file://`, a
 git daemon without `uploadpack.allowFilter`) sends the commit's blobs; reads stay local either
 way: a file over the limit reads as absent, never fetched.
-Git runs the way the supervisor runs it (supervisor/gitsync.py): no prompts, no `ext::`
+Git runs the way the supervisor runs it (supervisor/sources/gitsync.py): no prompts, no `ext::`
 transport, no hooks, `--` before user input; the whole check is bounded by `timeout` and
 its process group is killed past it. Input is validated by `backend.validation` first;
 without `allow_local_repos` the host must resolve to public addresses only, and git is held

@@ -9,7 +9,7 @@ exactly the pinned release otherwise, an old release through its own endpoints, 
 newest release that installs on the app's Python when the default does not: Streamlit
 1.67 needs Python 3.11).
 
-A push's dependency change is the `EnvSpec.dep_hash` of the new tree (supervisor/updates.py
+A push's dependency change is the `EnvSpec.dep_hash` of the new tree (supervisor/sources/updates.py
 compares it with the running app's); `test_push_detection_watches_the_discovered_files`
 checks that hash as the supervisor computes it for an app whose main file is in a folder.
 """
@@ -203,7 +203,7 @@ def test_conda_only_package_fails_with_a_clear_message(settings: Settings,
 
 
 def test_push_detection_watches_the_discovered_files(ctx, tmp_path: Path) -> None:
-    """The hash a push is compared by (Lifecycle.env_spec, as supervisor/updates.py calls
+    """The hash a push is compared by (Lifecycle.env_spec, as supervisor/sources/updates.py calls
     it) follows the main file's folder: the root's ignored file changing is a code-only
     push, the used file or a file it names changing is a new environment."""
     lifecycle = Lifecycle(ctx, None)  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 """Which dependency file an app's environment is built from, and the conversions of each
-format into requirements for uv (supervisor/dependencies.py, dependency_formats.py,
+format into requirements for uv (supervisor/builds/dependencies.py, dependency_formats.py,
 dependency_plan.py): pure functions on a checkout folder, no build."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import dependencies
-from supervisor.dependency_formats import (
+from supervisor.builds import dependencies
+from supervisor.builds.formats import (
     FormatError,
     conda_requirements,
     pipfile_requirements,
     pyproject_requirements,
 )
-from supervisor.dependency_plan import install_plan
+from supervisor.builds.plan import install_plan
 from supervisor.runtimes.base import BuildError, EnvSpec
 
 pytestmark = pytest.mark.no_database

@@ -1,6 +1,6 @@
 """Failures are explained wherever a developer reads them, with the log as the dashboard's
 Logs page shows it: the app host's build-failed and crashed pages, and a push whose new
-version did not start (supervisor/updates.py) say which phase failed, the package or file
+version did not start (supervisor/sources/updates.py) say which phase failed, the package or file
 responsible and what to do, quote only the lines that show it, link the full log, and never
 show the app's secret values or a host path (the data directory)."""
 
@@ -17,7 +17,7 @@ from backend import secrets
 from backend.logs import app_log_path, build_log_path
 from models import App
 from supervisor.runtimes.base import EnvRef, EnvSpec, Status
-from supervisor.updates import UpdateFailed, Updater
+from supervisor.sources.updates import UpdateFailed, Updater
 from tests.test_overlay import Env, run
 
 SECRET = "sk-live-7f3a9c21e5"

@@ -291,7 +291,7 @@ def test_a_fenced_leader_does_not_rewrite_the_live_files_in_place(
         db_ctx: Context, tmp_path: Path) -> None:
     """A code-only push handled by a leader that lost its lease: the live checkout (which
     the new leader's instance serves) is left as it is, and nothing is recorded."""
-    from supervisor.updates import Updater
+    from supervisor.sources.updates import Updater
     ctx = db_ctx
     a, b = Leadership(ctx, _node("a")), Leadership(ctx, _node("b"))
     assert a.step()

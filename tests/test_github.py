@@ -5,7 +5,7 @@ webhook or polling), webhook delivery through our API, and each failure: rate li
 and 429), revoked token, renamed and deleted repositories, lost admin rights.
 
 A private repository is cloned over SSH from a real sshd that accepts only the deploy key
-the fake GitHub was given (supervisor/git_auth.py provides git's environment). That test
+the fake GitHub was given (supervisor/sources/git_auth.py provides git's environment). That test
 skips when sshd is missing, except under CI=true, where it fails.
 """
 
@@ -40,7 +40,8 @@ from backend.settings import Settings
 from models import (App, AppEvent, Membership, Workspace, make_engine, migrate, session_scope,
                     utcnow)
 from models.github import AppGithub, GithubAccount, GithubGrant
-from supervisor import git_auth, gitsync
+from supervisor.sources import git_auth
+from supervisor.sources import gitsync
 from supervisor.api import make_api_app
 from supervisor.proxy import make_proxy_app
 from supervisor.routes import RouteTable

@@ -38,7 +38,7 @@ from backend.repo_files import (
 )
 from backend.validation import main_file_in_checkout
 from models import AppEvent, Build, session_scope
-from supervisor.checkouts import sync_in_place
+from supervisor.sources.checkouts import sync_in_place
 from supervisor.runtimes.base import DEPENDENCY_FILES, BuildError, EnvSpec
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.test_runtime_contract import make_runtime

@@ -77,8 +77,8 @@ ALLOWED_CIRCLES = [
 ]
 ALLOWED_PRIVATE = {
     # the lead (builds): plette's Pipfile/Lockfile keep their parsed data in `_data`
-    "supervisor/dependency_formats.py uses parsed._data",
-    "supervisor/dependency_formats.py uses Lockfile.load(io.StringIO(lock.decode('utf-8', "
+    "supervisor/builds/formats.py uses parsed._data",
+    "supervisor/builds/formats.py uses Lockfile.load(io.StringIO(lock.decode('utf-8', "
     "'replace')))._data",
 }
 

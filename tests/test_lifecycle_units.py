@@ -20,7 +20,9 @@ from backend import apps, hooks, notifications
 from backend.accounts import auth
 from backend.errors import NotFound, PermissionDenied
 from models import App, AppEvent, EmailOutbox, Membership, User, session_scope, utcnow
-from supervisor import checkouts, gitsync, mailer
+from supervisor import mailer
+from supervisor.sources import checkouts
+from supervisor.sources import gitsync
 from supervisor.control import hibernation
 from supervisor.api import make_api_app
 from supervisor.proxy import make_proxy_app

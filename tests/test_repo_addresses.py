@@ -27,7 +27,7 @@ from backend.errors import ValidationError
 from backend.repo_hosts import RepoAddressError, public_fetch_target
 from backend.settings import Settings
 from backend.validation import validate_repo_url
-from supervisor import gitsync
+from supervisor.sources import gitsync
 from supervisor.api import make_api_app
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.test_api import StubReconciler, make_user

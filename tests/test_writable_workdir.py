@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from supervisor import checkouts
+from supervisor.sources import checkouts
 from supervisor.runtimes.base import AppSpec, EnvSpec, Runtime
 from tests.conftest import EXAMPLE_APP
 from tests.test_runtime_contract import make_runtime, wait_healthy

@@ -121,7 +121,7 @@ def refresh_interval(ctx: Context) -> timedelta:
 
 
 def known_hosts_path(ctx: Context) -> Path:
-    """The SSH known_hosts file git uses for deploy-key clones (supervisor/git_auth.py)."""
+    """The SSH known_hosts file git uses for deploy-key clones (supervisor/sources/git_auth.py)."""
     return ctx.settings.data_dir / "known_hosts"
 
 

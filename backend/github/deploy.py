@@ -10,7 +10,7 @@ substring; `list_branches(ctx, user, full_name)` → default branch first;
 only admins may do). A public repository is cloned over https. A private one gets a fresh
 ed25519 key pair: the public half is added as a **read-only deploy key**
 (`repo.create_key(title, key, read_only=True)`; GitHub emails the repository's admins about
-it), the private half is stored encrypted and given to git by `supervisor/git_auth.py`,
+it), the private half is stored encrypted and given to git by `supervisor/sources/git_auth.py`,
 which clones the repository's ssh URL with it. The key exists before the app row does, so
 the supervisor's first clone always finds it (`deploy_key_for_app` also finds a key whose
 row is not linked to the app yet, by subdomain).

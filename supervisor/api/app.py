@@ -13,7 +13,7 @@ dashboard host (`start_proxy(settings, routes, api=make_api_app(ctx, reconciler)
   `GET /openapi.json`): `supervisor/api/v1/`.
 
 A push only wakes the app's worker: the worker asks the remote for the branch's commit
-itself (`supervisor/updates.py`), so a forged or replayed payload cannot choose what runs.
+itself (`supervisor/sources/updates.py`), so a forged or replayed payload cannot choose what runs.
 No handler logs a secret, a token or a signature.
 """
 

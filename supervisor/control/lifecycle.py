@@ -5,7 +5,7 @@ app at once (kopf's rule). Actions read the app row, call git and the runtime, a
 every transition (backend.appstate) so the dashboard, the proxy's pages and emails see it.
 Timeouts are applied here, not in the engines (JupyterHub's rule).
 
-Pushes to a running app are handled by `supervisor/updates.py` (in place, or a
+Pushes to a running app are handled by `supervisor/sources/updates.py` (in place, or a
 zero-downtime redeploy), sleep by `supervisor/control/hibernation.py`; both use the helpers here.
 Emails are queued in the same transaction as the transition that causes them
 (`backend.notifications`): over the memory limit, and crashed (after a crash loop, or when
@@ -41,7 +41,9 @@ from backend.context import Context
 from backend.github import deploy as github_deploy
 from backend.logs import app_log_path, build_log_path, current_run_lines, mark_run_start
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
-from supervisor import checkouts, git_auth, gitsync
+from supervisor.sources import checkouts
+from supervisor.sources import git_auth
+from supervisor.sources import gitsync
 from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
 from supervisor.control.health import HealthPaths, wait_for_streamlit
@@ -134,7 +136,7 @@ class Lifecycle:
         return self.settings.apps_path / str(app_id)
 
     def checkout_dir(self, app_id: int) -> Path:
-        """The current source tree: a symlink to `src-<commit>-…` (supervisor/checkouts.py)."""
+        """The current source tree: a symlink to `src-<commit>-…` (supervisor/sources/checkouts.py)."""
         return self.app_dir(app_id) / checkouts.CURRENT
 
     def load(self, app_id: int) -> App | None:

@@ -42,14 +42,14 @@ from backend import appstate
 from backend.context import Context
 from backend.platform import wake_file, wake_supervisor
 from models import App, AppRequest, session_scope, utcnow
-from supervisor import checkouts
+from supervisor.sources import checkouts
 from supervisor.builds import records as builds
 from supervisor.control import hibernation
 from supervisor.control.leader import Fenced
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.routes import RouteTable, route_for
 from supervisor.runtimes.base import Instance, Runtime
-from supervisor.updates import Updater
+from supervisor.sources.updates import Updater
 
 log = logging.getLogger("supervisor.control.reconciler")
 WAKE_POLL = 0.05  # seconds between checks of the wake file (a stat call)

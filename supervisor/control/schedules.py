@@ -38,7 +38,9 @@ from backend.analytics import usage
 from backend.context import Context
 from backend.github import sync as github_sync
 from models import App, session_scope, utcnow
-from supervisor import git_auth, gitsync, mailer
+from supervisor import mailer
+from supervisor.sources import git_auth
+from supervisor.sources import gitsync
 from supervisor.builds import records as builds
 from supervisor.control import hibernation, usage_sampler
 from supervisor.control.reconciler import load_requests

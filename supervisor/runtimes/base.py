@@ -48,16 +48,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from backend.repo_files import excerpt
-from supervisor.dependencies import FORMATS, LOOKED_UP, discover, gather, read_file
-from supervisor.dependency_formats import FormatError
-from supervisor.dependency_plan import InstallPlan, install_plan, legacy_choice
+from supervisor.builds.dependencies import FORMATS, LOOKED_UP, discover, gather, read_file
+from supervisor.builds.formats import FormatError
+from supervisor.builds.plan import InstallPlan, install_plan, legacy_choice
 
 LogSink = Callable[[str], None]
 T = TypeVar("T")
 CREATE_ATTEMPTS = 20  # of `create_instance` while it raises TryAgain
 
 # Files discovery looks for (in the main file's folder, then the root); a change to the
-# one used (or to a file it names) means a new environment (`supervisor.dependencies`).
+# one used (or to a file it names) means a new environment (`supervisor.builds.dependencies`).
 DEPENDENCY_FILES = (*FORMATS, *LOOKED_UP)
 # A Python version as `.python-version` or the app's settings give it: 3.12 or 3.12.4.
 PYTHON_VERSION = re.compile(r"^[0-9]{1,2}\.[0-9]{1,3}(\.[0-9]{1,3})?\Z")
@@ -141,7 +141,7 @@ class EnvSpec:
         return h.hexdigest()[:32]
 
     def install_plan(self) -> InstallPlan:
-        """How the engines install this spec's packages (`supervisor.dependency_plan`)."""
+        """How the engines install this spec's packages (`supervisor.builds.plan`)."""
         try:
             return install_plan(self.files, self.dependency_file or legacy_choice(self.files))
         except FormatError as e:
@@ -151,7 +151,7 @@ class EnvSpec:
     def from_checkout(cls, checkout: Path, python_version: str,
                       default_streamlit: str, main_file: str = "") -> EnvSpec:
         """The dependency set of `checkout` as Community Cloud finds it (the main file's
-        folder first, then the root: `supervisor.dependencies`), every file read through
+        folder first, then the root: `supervisor.builds.dependencies`), every file read through
         `backend.repo_files` (never through a symlink out of it, never a FIFO or an
         oversized file). Python: `python_version` (the app's choice), else the
         `.python-version` pin, else the dependency file's (Pipfile, environment.yml).

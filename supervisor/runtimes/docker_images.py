@@ -40,7 +40,7 @@ from docker.types import Mount
 from backend.repo_files import excerpt
 from backend.settings import Settings
 from supervisor.builds.errors import StepOutput, step_failure_message
-from supervisor.dependency_plan import write_build_files
+from supervisor.builds.plan import write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.docker_base import (  # noqa: F401 - part of this module's API
     BASE_SCRIPT,

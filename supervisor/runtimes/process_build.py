@@ -31,7 +31,7 @@ import psutil
 from backend import app_requirements
 from backend.settings import Settings
 from supervisor.builds.errors import StepOutput, step_failure_message
-from supervisor.dependency_plan import write_build_files
+from supervisor.builds.plan import write_build_files
 from supervisor.runtimes import pythons, sandbox
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
 from supervisor.runtimes.process_packages import PackageBuilds
@@ -320,7 +320,7 @@ class EnvBuilds(PackageBuilds):
 
     async def _install_dependencies(self, spec: EnvSpec, src: Path, python: str,
                                     log: LogSink, step: Step) -> None:
-        """The dependency file discovery chose (`supervisor.dependency_plan`, the same plan
+        """The dependency file discovery chose (`supervisor.builds.plan`, the same plan
         as the Docker engine's), installed with uv from the build's copy of its files."""
         uv, plan = uv_binary(), spec.install_plan()
         for note in spec.notes or plan.notes:

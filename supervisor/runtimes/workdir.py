@@ -6,7 +6,7 @@ read-only at CHECKOUT_IN_INSTANCE. Whatever the app writes stays in the tmpfs: i
 when the instance stops (a reboot starts from the checkout as it is) and never reaches the
 platform's checkout.
 
-A code-only push updates the checkout in place (`supervisor/checkouts.py`); this module's
+A code-only push updates the checkout in place (`supervisor/sources/checkouts.py`); this module's
 mirror thread, inside the instance, sees the change and copies the changed files into /app
 (each through a temporary file and a rename, the main file last), then Streamlit's file
 watcher reruns the sessions. An overlay with the checkout as its lower dir would not do:

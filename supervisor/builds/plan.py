@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from supervisor import dependency_formats as formats
-from supervisor.dependencies import references, rewrite
+from supervisor.builds import formats
+from supervisor.builds.dependencies import references, rewrite
 
 GENERATED = ".stcloud-requirements.txt"  # beside the chosen file, so relative paths hold
 # uv's words for a package that no index has.

@@ -1,6 +1,6 @@
 """Git for app checkouts: clone a branch, read the head commit, check a remote branch.
 
-`clone_tree` makes a new tree per deploy or push (`supervisor/checkouts.py` says why and
+`clone_tree` makes a new tree per deploy or push (`supervisor/sources/checkouts.py` says why and
 how trees are laid out); `remote_branch_commit` is the cheap `git ls-remote` that polling
 uses to notice a push on any git host.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from backend import failures
 from backend.repo_hosts import RepoAddressError, public_fetch_target
-from supervisor.checkouts import new_tree_path
+from supervisor.sources.checkouts import new_tree_path
 from supervisor.runtimes.base import LogSink
 
 MAX_GIT_MESSAGE = 2048
@@ -43,7 +43,7 @@ def _git_env() -> dict[str, str]:
 
 async def _git(args: list[str], log: LogSink | None = None, cwd: Path | None = None,
                env: dict[str, str] | None = None) -> str:
-    """Run git; `env` adds to the fixed environment (e.g. supervisor.git_auth's deploy key)."""
+    """Run git; `env` adds to the fixed environment (e.g. supervisor.sources.git_auth's deploy key)."""
     proc = await asyncio.create_subprocess_exec(
         *GIT_BASE, *args, cwd=cwd, env={**_git_env(), **(env or {})},
         stdout=asyncio.subprocess.PIPE,

@@ -39,7 +39,7 @@ from backend.repo_files import (
     read_repo_file,
     resolve_repo_path,
 )
-from supervisor.dependency_formats import FormatError
+from supervisor.builds.formats import FormatError
 
 COMPANIONS = {"uv.lock": "pyproject.toml", "Pipfile": "Pipfile.lock"}
 LOOKED_UP = (".python-version", "packages.txt")

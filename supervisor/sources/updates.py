@@ -7,7 +7,7 @@ app). It asks the remote for the branch's commit and compares it with the deploy
   the new commit; a push is also how an app comes back after a fix.
 - running, same dependency hash (`EnvSpec.dep_hash` of the new tree equals the app's
   `env_hash`): **in place**. The new commit is cloned into a temporary tree and its changed
-  files are moved into the live tree one `os.replace` at a time (`supervisor/checkouts.py`);
+  files are moved into the live tree one `os.replace` at a time (`supervisor/sources/checkouts.py`);
   no restart; Streamlit's file watcher reruns connected sessions. AppEvent "Updated to
   abc1234 in place".
 - running, dependencies changed: **zero-downtime redeploy**. The new tree stays where it
@@ -33,13 +33,15 @@ from pathlib import Path
 from backend import failure_reports, validation
 from backend.logs import app_log_path, build_log_path
 from models import App, utcnow
-from supervisor import checkouts, git_auth, gitsync
+from supervisor.sources import checkouts
+from supervisor.sources import git_auth
+from supervisor.sources import gitsync
 from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import BuildError, EnvSpec, StartError, Status
 
-log = logging.getLogger("supervisor.updates")
+log = logging.getLogger("supervisor.sources.updates")
 REDEPLOY_STATES = frozenset({"build_failed", "crashed", "over_limit", "sleeping"})
 
 
