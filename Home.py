@@ -30,7 +30,8 @@ import time
 import streamlit as st
 from streamlit_authenticator import Authenticate, LoginError
 
-from backend import inbox, platform
+from backend.platform import inbox
+from backend.platform import supervisor_report as platform
 from backend.accounts import auth, keys
 from backend.accounts import identity as _identity
 from backend.errors import BackendError

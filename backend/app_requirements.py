@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 from backend import python_pins
 from backend.context import Context
 from backend.errors import ValidationError
-from backend.platform import read_platform
-from backend.repo_files import excerpt
+from backend.platform.supervisor_report import read_platform
+from backend.repositories.files import excerpt
 
 if TYPE_CHECKING:
-    from backend.repos import BranchSnapshot
+    from backend.repositories.checks import BranchSnapshot
 
 REQUIREMENT_FILES = ("packages.txt", ".python-version")
 MAX_FILE = 64 * 1024
@@ -125,7 +125,7 @@ def check_repository(ctx: Context, repo_url: str, branch: str, python_version: s
     the build does: in the main file's folder, then at the root. A repository this server
     cannot read now (private, unreachable) is not refused here: its build applies the same
     rule once it is cloned. `snapshot`: the branch already fetched by the caller's checks
-    (`backend.repos.open_branch`), read instead of fetching it again."""
+    (`backend.repositories.checks.open_branch`), read instead of fetching it again."""
     if read_platform(ctx).engine == "unknown":
         return
     folder = str(PurePosixPath(main_file).parent) if main_file else "."
@@ -146,9 +146,9 @@ def check_repository(ctx: Context, repo_url: str, branch: str, python_version: s
 def read_branch_files(ctx: Context, repo_url: str, branch: str, names: Sequence[str],
                       timeout: float = READ_TIMEOUT) -> dict[str, bytes] | None:
     """The files at the paths `names` on `branch` (those that exist, regular files of at most
-    64 KiB), read from one snapshot of the branch (`backend.repos.open_branch`); None when
+    64 KiB), read from one snapshot of the branch (`backend.repositories.checks.open_branch`); None when
     the repository cannot be read."""
-    from backend import repos  # git helpers; imported here to keep this module light
+    from backend.repositories import checks as repos  # git helpers; imported here to keep this module light
 
     try:
         with repos.open_branch(ctx, repo_url, branch, timeout) as snapshot:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from backend.settings import Settings, load_settings
+from backend.platform.settings import Settings, load_settings
 from models import make_engine, migrate
 
 

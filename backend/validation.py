@@ -9,7 +9,7 @@ guarantee, because the values reach git, Streamlit and DNS:
   (`ext::`, `fd::`), no host or path part starting with `-` (`ssh://-oProxyCommand=...`),
   no whitespace or control characters; `file://` and absolute paths only when the server
   allows local repositories, and without that setting no host written as a loopback,
-  private, link-local or other non-public address, nor `localhost` (`backend.repo_hosts`).
+  private, link-local or other non-public address, nor `localhost` (`backend.repositories.hosts`).
 - branch: a name `git check-ref-format --branch` accepts; never starts with `-`, never
   contains `..` or control characters.
 - python version: empty (the default) or `3.N`, one the selected runtime offers.
@@ -26,8 +26,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from backend.errors import ValidationError
-from backend.repo_files import RepoFileError, resolve_repo_path
-from backend.repo_hosts import literal_host_problem
+from backend.repositories.files import RepoFileError, resolve_repo_path
+from backend.repositories.hosts import literal_host_problem
 
 SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 RESERVED_SUBDOMAINS = frozenset({
@@ -120,7 +120,7 @@ def validate_repo_url(value: str, allow_local: bool) -> str:
 
 def _public_host(url: str) -> str:
     """`url` unless its host is written as a non-public address or a local name (names are
-    resolved and checked when git fetches: `backend.repo_hosts.public_fetch_target`)."""
+    resolved and checked when git fetches: `backend.repositories.hosts.public_fetch_target`)."""
     problem = literal_host_problem(url)
     if problem:
         raise ValidationError("repo_url", f"This server deploys only from public hosts "
@@ -172,7 +172,7 @@ def validate_branch(value: str) -> str:
 
 def validate_python_version(value: str, offered: Sequence[str]) -> str:
     """'' (the server's default) or a `3.N` version in `offered`, the versions the selected
-    runtime reports (`backend.apps.offered_python_versions`); anything else would be stored
+    runtime reports (`backend.apps.service.offered_python_versions`); anything else would be stored
     and fail only at build time, or reach a Docker image tag."""
     version = value.strip()
     if not version:
@@ -207,7 +207,7 @@ def validate_main_file(value: str) -> str:
 
 def main_file_in_checkout(checkout: Path, main_file: str) -> Path:
     """The main file's real path in `checkout`, symlinks resolved the way every platform
-    read of a checkout resolves them (`backend.repo_files`); `ValidationError` when it (or
+    read of a checkout resolves them (`backend.repositories.files`); `ValidationError` when it (or
     a directory on the way) is a symlink that leads out of the checkout, e.g. a repository
     committing `streamlit_app.py -> /etc/passwd`."""
     relative = validate_main_file(main_file)

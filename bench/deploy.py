@@ -3,7 +3,7 @@ against a bare `uv venv && uv pip install -r requirements.txt && streamlit run` 
 run, with a cold uv cache (empty) and a warm one.
 
 Ours: the supervisor and dashboard are already up (as a platform is); the clock starts at the deploy
-call (backend.apps.deploy_app) and stops when `/_stcore/health` answers through the proxy.
+call (backend.apps.service.deploy_app) and stops when `/_stcore/health` answers through the proxy.
 Bare: the clock starts before `uv venv` and stops when `/_stcore/health` answers directly.
 
     .venv/bin/python bench/deploy.py [--runs 3]
@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend import apps  # noqa: E402
+from backend.apps import service as apps  # noqa: E402
 from backend.accounts import auth  # noqa: E402
 from backend.context import open_context  # noqa: E402
-from backend.settings import load_settings  # noqa: E402
+from backend.platform.settings import load_settings  # noqa: E402
 from bench.common import healthy  # noqa: E402
 from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402
 from tests.conftest import GitRepo  # noqa: E402

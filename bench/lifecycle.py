@@ -3,7 +3,7 @@
 1. push → visible: a code-only commit is pushed, a signed GitHub webhook is posted, and the
    clock stops when a Streamlit session that stayed open through the proxy shows the new
    text (target ≤ 2 s). No baseline: the target is absolute.
-2. wake: `backend.apps.wake_app` on a sleeping app until `/_stcore/health` answers through
+2. wake: `backend.apps.service.wake_app` on a sleeping app until `/_stcore/health` answers through
    the proxy, against a bare `streamlit run` of the same app in the same environment until
    its own `/_stcore/health` answers (target ≤ 1.2×).
 3. dependency redeploy, warm uv cache: from the webhook of a commit that changes
@@ -41,10 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend import apps  # noqa: E402
+from backend.apps import service as apps  # noqa: E402
 from backend.accounts import auth  # noqa: E402
 from backend.context import open_context  # noqa: E402
-from backend.settings import load_settings  # noqa: E402
+from backend.platform.settings import load_settings  # noqa: E402
 from bench.common import healthy  # noqa: E402
 from models import App, session_scope, utcnow  # noqa: E402
 from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402

@@ -259,10 +259,10 @@ def summary(stats: LoadStats) -> dict[str, float]:
 
 
 def main() -> None:
-    from backend import apps as app_service
+    from backend.apps import service as app_service
     from backend.accounts import auth
     from backend.context import open_context
-    from backend.settings import load_settings
+    from backend.platform.settings import load_settings
     from supervisor.routes import dashboard_addresses
     from supervisor.runtimes.process import free_port
     from tests.conftest import CACHE_ROOT, GitRepo

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from backend.settings import Settings
+from backend.platform.settings import Settings
 
 print("| setting | environment variable | default | what it does |")
 print("|---|---|---|---|")

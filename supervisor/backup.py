@@ -21,7 +21,7 @@ The archive is one gzip'd tar, mode 0600 from the moment it exists, whose first 
 `manifest.json`: format, schema revision, database dialect, creation time, and a size and
 sha256 per file (checked on restore).
 
-Restore refuses: while a supervisor heartbeat on this data dir is fresh (backend.platform);
+Restore refuses: while a supervisor heartbeat on this data dir is fresh (backend.platform.supervisor_report);
 a backup of a newer schema than this code knows (upgrade the platform first); a database
 that already holds users, unless `force` (the old SQLite file and keys are then moved to
 `<data_dir>/pre-restore-<time>/`, nothing is deleted). After the files are in place the
@@ -51,8 +51,8 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, inspect, select, text
 
-from backend.platform import read_platform
-from backend.settings import Settings
+from backend.platform.supervisor_report import read_platform
+from backend.platform.settings import Settings
 from models.engine import MIGRATIONS_DIR, make_engine
 
 log = logging.getLogger("supervisor.backup")
@@ -433,7 +433,7 @@ def _after_restore(settings: Settings) -> tuple[int, int]:
     write their runtime files. Returns (apps, apps with secrets)."""
     from sqlmodel import select as sql_select
 
-    from backend import secrets as app_secrets
+    from backend.apps import secrets as app_secrets
     from backend.context import open_context
     from models import App, AppSecret, session_scope
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 
 from backend.accounts.identity import PANEL_BASE_URL_PATH
-from backend.settings import PROJECT_ROOT, Settings
+from backend.platform.settings import PROJECT_ROOT, Settings
 from supervisor.control.health import wait_for_health
 from supervisor.runtimes.process import die_with_parent, free_port
 

@@ -39,7 +39,7 @@ from email.utils import format_datetime
 from sqlmodel import or_, select, update
 
 from backend.context import Context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import EmailOutbox, Notification, session_scope, utcnow
 
 log = logging.getLogger("supervisor.mailer")

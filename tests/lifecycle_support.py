@@ -21,7 +21,7 @@ import aiohttp
 from aiosmtpd.controller import Controller
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from backend.hooks import sign
+from backend.apps.hooks import sign
 from tests.conftest import free_port
 from tests.streamlit_client import STREAM_PATH, _element_text, rerun_message
 

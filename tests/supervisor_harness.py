@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from backend.context import Context
-from backend.settings import PROJECT_ROOT, Settings
+from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App, session_scope
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 import models.analytics  # noqa: F401  (registers the aggregate tables)
-from backend import apps
+from backend.apps import service as apps
 from backend.analytics import reports as analytics
 from backend.accounts import auth
 from backend.analytics.store import (AGGREGATES, APP_TOTAL, APP_VIEWER, DEDUPE_WINDOW,

@@ -15,9 +15,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from backend import apps, workspaces
+from backend import workspaces
+from backend.apps import service as apps
 from backend.accounts import api_tokens
-from backend.logs import app_log_path
+from backend.apps.log_files import app_log_path
 from models import ApiToken, AppSecret, User, session_scope
 from supervisor.api import make_api_app
 from supervisor.api import v1 as api_v1

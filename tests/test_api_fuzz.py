@@ -35,10 +35,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import api_tokens, auth
 from backend.context import Context, open_context
-from backend.settings import load_settings
+from backend.platform.settings import load_settings
 from supervisor.api import OPENAPI_KEY, make_api_app
 from supervisor.proxy.server import make_proxy_app
 from supervisor.routes import RouteTable

@@ -15,10 +15,10 @@ from alembic.config import Config
 from sqlalchemy import Engine, MetaData, Table, inspect, text
 from sqlmodel import SQLModel, select
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import auth
 from backend.context import Context, open_context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import App, AppEvent, Build, User, Workspace, make_engine, session_scope
 from models.engine import MIGRATIONS_DIR, migrate
 from supervisor.builds import records as builds

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from backend import app_requirements, apps
+from backend import app_requirements
+from backend.apps import service as apps
 from backend.accounts import api_tokens
 from backend.errors import ValidationError
-from backend.platform import PlatformInfo, write_platform
+from backend.platform.supervisor_report import PlatformInfo, write_platform
 from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from supervisor.runtimes import rootfs

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from backend import app_logs, apps, appstate
+from backend.apps import logs as app_logs
+from backend.apps import service as apps
+from backend.apps import state as appstate
 from backend.accounts import auth
 from backend.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
 from backend.validation import (
@@ -175,7 +177,7 @@ def test_operator_commands(settings, tmp_path) -> None:
     import subprocess
     import sys
 
-    from backend.settings import PROJECT_ROOT
+    from backend.platform.settings import PROJECT_ROOT
     env = {**os.environ, **settings.to_env()}
 
     def run(*args: str) -> str:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import auth
-from backend import secrets as app_secrets
+from backend.apps import secrets as app_secrets
 from backend.context import open_context
-from backend.settings import PROJECT_ROOT, Settings
+from backend.platform.settings import PROJECT_ROOT, Settings
 from supervisor import backup
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
@@ -128,7 +128,7 @@ def test_restore_refuses_newer_schema_existing_users_and_live_supervisor(
     with pytest.raises(backup.BackupError, match="already holds users"):
         backup.restore_backup(settings, target)
 
-    from backend.platform import PlatformInfo, write_platform
+    from backend.platform.supervisor_report import PlatformInfo, write_platform
     ctx = open_context(settings)
     write_platform(ctx, PlatformInfo(engine="process", heartbeat=time.time()))
     with pytest.raises(backup.BackupError, match="supervisor is running"):

@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 from backend.accounts import api_tokens
-from backend.secrets import runtime_path
-from backend.settings import PROJECT_ROOT
+from backend.apps.secrets import runtime_path
+from backend.platform.settings import PROJECT_ROOT
 from tests.supervisor_harness import SupervisorProcess, wait_until
 from tests.test_e2e import instance_id
 

@@ -10,10 +10,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import auth
 from backend.context import Context, open_context
-from backend.logs import app_log_path
+from backend.apps.log_files import app_log_path
 from models import App, session_scope
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status,

@@ -8,7 +8,7 @@ through `backend`. Signing in with the form is tested on its own; other tests st
 in by setting the session_state keys streamlit-authenticator's `login()` sets.
 
 What the supervisor would do (move an app through its states, write logs) is done here
-through `backend.appstate` and the log paths of `backend.logs`.
+through `backend.apps.state` and the log paths of `backend.apps.log_files`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ import streamlit as st
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from backend import apps, appstate, favorites
+from backend.apps import service as apps
+from backend.apps import state as appstate
+from backend.apps import favorites
 from backend.accounts import auth
 from backend.accounts import users
-from backend import secrets as app_secrets
+from backend.apps import secrets as app_secrets
 from backend.context import Context, open_context
-from backend.logs import build_log_path
+from backend.apps.log_files import build_log_path
 from models import App, Membership, Workspace, session_scope
 from pages.dashboard import _ui as ui
 

@@ -15,13 +15,18 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
-from backend import app_list, app_settings, apps, appstate, repos, status
+from backend.apps import listing as app_list
+from backend.apps import settings as app_settings
+from backend.apps import service as apps
+from backend.apps import state as appstate
+from backend.repositories import checks as repos
+from backend.platform import status
 from backend.accounts import auth
 from backend.accounts import users
-from backend import secrets as app_secrets
+from backend.apps import secrets as app_secrets
 from backend.context import Context
 from backend.errors import BackendError, PermissionDenied, ValidationError
-from backend.platform import PlatformInfo, wake_file, write_platform
+from backend.platform.supervisor_report import PlatformInfo, wake_file, write_platform
 from models import App, AppEvent, AppSecret, EmailOutbox, Favorite, session_scope
 
 REPO = "https://github.com/owner/hello"

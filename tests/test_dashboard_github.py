@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import api_tokens
 from backend.github import accounts as github
 from backend.context import Context, open_context

@@ -1,5 +1,5 @@
 """The Status page says where hosted apps run and how they are isolated, as the supervisor
-recorded it at start (backend/installation.py): site admins see the whole sentence (a
+recorded it at start (backend/platform/installation.py): site admins see the whole sentence (a
 warning in single-tenant mode), other signed-in users a short line, signed-out visitors
 nothing. The real Home.py under AppTest, as tests/test_dashboard.py."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from backend import installation
+from backend.platform import installation
 from backend.accounts import auth
 from pages.dashboard import _ui as ui
 from tests.test_dashboard import HOME, Dash

@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend import apps, favorites, sharing, workspaces
+from backend import workspaces
+from backend.apps import service as apps
+from backend.apps import favorites
+from backend.apps import sharing
 from backend.accounts import auth
-from backend import secrets as app_secrets
-from backend.logs import app_log_path, build_log_path
-from backend.platform import PlatformInfo, write_platform
+from backend.apps import secrets as app_secrets
+from backend.apps.log_files import app_log_path, build_log_path
+from backend.platform.supervisor_report import PlatformInfo, write_platform
 from models import AppSecret, session_scope
 from pages.dashboard import _ui as ui
 from tests.test_dashboard import (HOME, REPO, Dash, add_member, button_keys, click,

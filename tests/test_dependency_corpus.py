@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import App
 from supervisor.control.health import HealthPaths, wait_for_streamlit
 from supervisor.control.lifecycle import Lifecycle

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from backend import app_logs, apps
+from backend.apps import logs as app_logs
+from backend.apps import service as apps
 from backend.errors import ValidationError
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes.base import BuildError
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.test_dependency_corpus import corpus_spec, write_checkout

@@ -1,4 +1,4 @@
-"""One deploy use-case (`backend.deploy`): the same request gets the same answer from the
+"""One deploy use-case (`backend.apps.deploy`): the same request gets the same answer from the
 dashboard's deploy form (AppTest), the API's POST /apps (HTTP on loopback) and the CLI (a
 subprocess), and nothing is queued for a refused one."""
 
@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import api_tokens
-from backend.deploy import dependency_problem, requirements_problem
-from backend.settings import PROJECT_ROOT
+from backend.apps.deploy import dependency_problem, requirements_problem
+from backend.platform.settings import PROJECT_ROOT
 from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from tests.conftest import free_port

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.settings import PROJECT_ROOT
+from backend.platform.settings import PROJECT_ROOT
 from supervisor.runtimes.base import EnvSpec
 from tests.streamlit_client import open_streamlit_session
 from tests.test_python_versions import REPORTS_VERSION, interpreter, log_line

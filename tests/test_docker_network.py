@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes.docker import DockerRuntime
 from tests.test_runtime_docker import app, checkout, env_for, remove_installation, wait_healthy
 

@@ -17,7 +17,7 @@ import json
 import psutil
 import pytest
 
-from backend import apps
+from backend.apps import service as apps
 from backend.context import open_context
 from supervisor.runtimes import docker_available
 from tests.conftest import require_docker

@@ -18,9 +18,10 @@ import psutil
 import pytest
 from sqlmodel import delete
 
-from backend import apps, installation
+from backend.apps import service as apps
+from backend.platform import installation
 from backend.context import Context, open_context
-from backend.settings import PROJECT_ROOT, Settings
+from backend.platform.settings import PROJECT_ROOT, Settings
 from models import Installation, session_scope
 from supervisor.control.engine_choice import decide, runtime_isolation
 from supervisor.runtimes import docker_available

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from backend import secrets
-from backend.logs import app_log_path, build_log_path
+from backend.apps import secrets
+from backend.apps.log_files import app_log_path, build_log_path
 from models import App
 from supervisor.runtimes.base import EnvRef, EnvSpec, Status
 from supervisor.sources.updates import UpdateFailed, Updater

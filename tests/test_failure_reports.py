@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from backend import app_logs, apps
+from backend.apps import logs as app_logs
+from backend.apps import service as apps
 from backend.context import open_context
 from models import App, session_scope
 from tests.conftest import corpus_files

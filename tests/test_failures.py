@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from backend import failures, host_paths, logs
-from backend.settings import Settings
+from backend.apps import failures
+from backend.platform import host_paths
+from backend.apps import log_files as logs
+from backend.platform.settings import Settings
 
 SAMPLES = Path(__file__).parent / "failure_samples"
 

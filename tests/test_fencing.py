@@ -32,10 +32,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import auth
 from backend.context import Context, open_context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import App, AppEvent, Build, ClusterLease, session_scope, utcnow
 from supervisor.builds import records as builds
 from supervisor.control.leader import LEASE, Fenced, Leadership, Me, me

@@ -27,7 +27,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel, select
 
-from backend import apps, workspaces
+from backend import workspaces
+from backend.apps import service as apps
 from backend.accounts import auth
 from backend.github import accounts as github
 from backend.github import deploy as github_deploy
@@ -36,7 +37,7 @@ from backend.context import Context
 from backend.errors import NotFound, PermissionDenied, ValidationError
 from backend.github.client import (Conn, GithubError, GithubRateLimited, GithubRevoked, forget,
                                    known_hosts_path)
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import (App, AppEvent, Membership, Workspace, make_engine, migrate, session_scope,
                     utcnow)
 from models.github import AppGithub, GithubAccount, GithubGrant

@@ -1,4 +1,4 @@
-"""Hostile repositories cannot make platform code read host files (backend/repo_files.py).
+"""Hostile repositories cannot make platform code read host files (backend/repositories/files.py).
 
 A checkout is laid out as in a real data dir (`<data>/apps/1/src-…`) next to a key file
 with a recognisable secret, a copy of the database and /etc/shadow. Each dependency file in
@@ -25,10 +25,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from backend import app_logs, apps
+from backend.apps import logs as app_logs
+from backend.apps import service as apps
 from backend.accounts import api_tokens, keys
 from backend.errors import ValidationError
-from backend.repo_files import (
+from backend.repositories.files import (
     MAX_REPO_FILE_BYTES,
     RepoFileError,
     excerpt,

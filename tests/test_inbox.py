@@ -12,10 +12,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
-from backend import apps, inbox, notifications
+from backend.apps import service as apps
+from backend.platform import inbox
+from backend.platform import notifications
 from backend.accounts import identity
 from backend.context import Context, open_context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import App, AppEvent, EmailOutbox, Membership, Notification, User, session_scope
 from supervisor import mailer
 from supervisor.proxy.state_pages import notified_text

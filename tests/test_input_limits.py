@@ -19,13 +19,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import api_tokens
-from backend import secrets as app_secrets
+from backend.apps import secrets as app_secrets
 from backend.context import Context, open_context
 from backend.errors import Conflict, ValidationError
-from backend.platform import PlatformInfo, write_platform
-from backend.settings import Settings
+from backend.platform.supervisor_report import PlatformInfo, write_platform
+from backend.platform.settings import Settings
 from models import App, Membership, User, Workspace, session_scope
 from supervisor.api import make_api_app
 from tests.conftest import static_repo

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.settings import PROJECT_ROOT
+from backend.platform.settings import PROJECT_ROOT
 
 FORBIDDEN = {
     "ui": {"models", "sqlmodel", "sqlalchemy", "docker", "github", "supervisor", "subprocess",

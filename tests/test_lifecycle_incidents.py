@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from backend import apps
+from backend.apps import service as apps
 from backend.context import open_context
-from backend.notifications import OVER_LIMIT_SUBJECT
+from backend.platform.notifications import OVER_LIMIT_SUBJECT
 from models import App, Build, EmailOutbox, User, session_scope, utcnow
 from supervisor.runtimes import cgroups
 from supervisor.runtimes.base import AppSpec, EnvSpec

@@ -19,7 +19,7 @@ import time
 import pytest
 from sqlmodel import select
 
-from backend import apps
+from backend.apps import service as apps
 from backend.context import open_context
 from models import AppEvent, EmailOutbox, User, session_scope
 from tests.lifecycle_support import LiveSession, MailSink, Poller, post, send_github_push

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from backend import apps
+from backend.apps import service as apps
 from backend.context import open_context
 from models import Build, EmailOutbox, User, session_scope
 from tests.lifecycle_support import (MailSink, build_visible_dir, gated_package,

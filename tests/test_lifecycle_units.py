@@ -16,7 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from backend import apps, hooks, notifications
+from backend.apps import service as apps
+from backend.apps import hooks
+from backend.platform import notifications
 from backend.accounts import auth
 from backend.errors import NotFound, PermissionDenied
 from models import App, AppEvent, EmailOutbox, Membership, User, session_scope, utcnow

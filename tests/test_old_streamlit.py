@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from sqlmodel import select
 
-from backend import apps
+from backend.apps import service as apps
 from backend.context import open_context
 from models import ViewEvent, session_scope
 from supervisor.control.health import (CURRENT_HEALTH, LEGACY_HEALTH, HealthPaths, check_health,

@@ -22,7 +22,7 @@ from aiohttp import web
 from sqlmodel import select
 from yarl import URL
 
-from backend import favorites
+from backend.apps import favorites
 from backend.accounts import identity
 from backend.context import Context
 from models import App, AppEvent, EmailOutbox, SigninToken, ViewEvent, session_scope
@@ -502,7 +502,7 @@ def test_password_change_signs_out_app_host_sessions(ctx) -> None:  # type: igno
 
 
 def test_private_app_refusal_and_admission(ctx, monkeypatch) -> None:  # type: ignore
-    from backend import sharing
+    from backend.apps import sharing
     calls = []
     real = sharing.can_view
     monkeypatch.setattr(sharing, "can_view", lambda c, u, a: calls.append(a) or real(c, u, a))
@@ -528,7 +528,7 @@ def test_private_app_refusal_and_admission(ctx, monkeypatch) -> None:  # type: i
             assert r.status == 403
         assert not env.app.requests
         # Members and invited viewers are admitted.
-        from backend.sharing import invite_viewer
+        from backend.apps.sharing import invite_viewer
         invite_viewer(env.ctx, env.dev, env.app_id, "otto@example.com")
         for who in (env.dev, env.viewer):
             async with env.request("GET", "/", page=True, cookies=env.signed_in(who)) as r:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from backend import app_logs, apps
-from backend.platform import read_platform
+from backend.apps import logs as app_logs
+from backend.apps import service as apps
+from backend.platform.supervisor_report import read_platform
 from supervisor.runtimes import rootfs
 from tests.conftest import corpus_files
 from tests.streamlit_client import open_streamlit_session

@@ -1,5 +1,5 @@
 """Property-based tests (hypothesis) of what people type: `backend/validation.py`, secrets
-TOML (`backend/secrets.py`), emails (`backend/sharing.py`), token names and scopes
+TOML (`backend/apps/secrets.py`), emails (`backend/apps/sharing.py`), token names and scopes
 (`backend/accounts/api_tokens.py`), and the signed values of `backend/accounts/identity.py`.
 
 Each validator returns a cleaned value or raises its documented error (`ValidationError`,
@@ -21,10 +21,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from backend import sharing, validation
+from backend import validation
+from backend.apps import sharing
 from backend.accounts import api_tokens
 from backend.accounts import identity
-from backend import secrets as app_secrets
+from backend.apps import secrets as app_secrets
 from backend.errors import ValidationError
 
 PROPS = settings(max_examples=300, derandomize=True, deadline=None,

@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.proxy import make_proxy_app, start_proxy
 from supervisor.routes import Route, RouteTable
 from tests.conftest import free_port

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from backend.context import Context
-from backend.settings import PROJECT_ROOT, Settings
+from backend.platform.settings import PROJECT_ROOT, Settings
 from supervisor.api import make_api_app
 from supervisor.proxy.limits import ConnectionGuard
 from supervisor.proxy.server import PROXY_KEY
@@ -307,7 +307,7 @@ def test_api_413_is_json(settings: Settings, ctx: Context) -> None:
 # Descriptor exhaustion, for real, in a proxy subprocess ---------------------------------
 RUNNER = """
 import asyncio, logging, sys
-from backend.settings import load_settings
+from backend.platform.settings import load_settings
 from supervisor.proxy import start_proxy
 from supervisor.routes import RouteTable
 logging.basicConfig(level="INFO", filename=sys.argv[2],

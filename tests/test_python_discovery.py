@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.settings import load_settings
+from backend.platform.settings import load_settings
 from supervisor.runtimes import pythons
 from supervisor.runtimes.process import ProcessRuntime
 from supervisor.runtimes.process_build import uv_binary

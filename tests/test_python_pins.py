@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from backend import apps, deploy, python_pins
+from backend import python_pins
+from backend.apps import service as apps
+from backend.apps import deploy
 from backend.errors import ValidationError
-from backend.platform import PlatformInfo, write_platform
+from backend.platform.supervisor_report import PlatformInfo, write_platform
 from supervisor.runtimes.base import EnvSpec
 
 OFFERED = ["3.11", "3.12", "3.13"]

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from backend import app_logs, apps
+from backend.apps import logs as app_logs
+from backend.apps import service as apps
 from backend.accounts import api_tokens
-from backend.settings import PROJECT_ROOT
+from backend.platform.settings import PROJECT_ROOT
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
 from tests.lifecycle_support import post

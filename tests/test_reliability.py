@@ -28,7 +28,8 @@ import psutil
 import pytest
 from sqlmodel import func, select, update
 
-from backend import apps, app_logs
+from backend.apps import service as apps
+from backend.apps import logs as app_logs
 from backend.context import open_context
 from bench.load import RssSampler, Target, run_load
 from models import Build, EmailOutbox, ViewEvent, session_scope, utcnow
@@ -493,7 +494,7 @@ def test_stale_build_with_a_half_written_marker_is_removed(settings, tmp_path) -
 
 BUILDER_SCRIPT = """
 import asyncio, sys
-from backend.settings import load_settings
+from backend.platform.settings import load_settings
 from supervisor.runtimes.process import ProcessRuntime
 
 runtime = ProcessRuntime(load_settings(env={}, data_dir=sys.argv[1]))

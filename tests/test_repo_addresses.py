@@ -1,7 +1,7 @@
 """With `allow_local_repos = false`, git never reaches this server or its private network:
 URLs to loopback, link-local, private and other non-public addresses (in any spelling) are
 refused by the validator, and a host name is resolved and checked right before git runs,
-with http(s) pinned to the checked addresses and redirects off (`backend.repo_hosts`).
+with http(s) pinned to the checked addresses and redirects off (`backend.repositories.hosts`).
 
 Everything here talks to loopback only: a recording HTTP server on 127.0.0.1 shows that a
 refused fetch never connected, and the public-looking names are checked with a fake
@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from backend import apps, repo_hosts, repos
+from backend.apps import service as apps
+from backend.repositories import hosts as repo_hosts
+from backend.repositories import checks as repos
 from backend.accounts import api_tokens
 from backend.context import Context, open_context
 from backend.errors import ValidationError
-from backend.repo_hosts import RepoAddressError, public_fetch_target
-from backend.settings import Settings
+from backend.repositories.hosts import RepoAddressError, public_fetch_target
+from backend.platform.settings import Settings
 from backend.validation import validate_repo_url
 from supervisor.sources import gitsync
 from supervisor.api import make_api_app

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend.settings import load_settings
+from backend.platform.settings import load_settings
 from supervisor.runtimes import docker_available, swarm_available
 from supervisor.runtimes.base import (
     CREATE_ATTEMPTS,

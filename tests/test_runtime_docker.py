@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes import workdir
 from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, EnvSpec, Runtime
 from supervisor.runtimes.docker import DockerRuntime, container_name, install_id
@@ -132,7 +132,7 @@ def app(settings: Settings, path: Path, app_id: int, **kw: Any) -> AppSpec:
 
 def oversized_app_log(settings: Settings, app_id: int, size: int) -> Path:
     """The app's log file, grown to `size` bytes."""
-    from backend.logs import app_log_path
+    from backend.apps.log_files import app_log_path
     log_file = app_log_path(settings, app_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as f:

@@ -21,9 +21,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend import apps
+from backend.apps import service as apps
 from backend.context import open_context
-from backend.settings import Settings, load_settings
+from backend.platform.settings import Settings, load_settings
 from supervisor import runtimes
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.swarm import NOT_A_MANAGER, SwarmRuntime, swarm_problem

@@ -29,11 +29,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from sqlmodel import select
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import api_tokens
 from backend.accounts import identity
 from backend.context import Context, open_context
-from backend.settings import PROJECT_ROOT, Settings
+from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow
 from supervisor.control.leader import LEASE, Leadership, Me, current_leader, me
 from tests.conftest import free_port

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from backend import apps, favorites, sharing, workspaces
+from backend import workspaces
+from backend.apps import service as apps
+from backend.apps import favorites
+from backend.apps import sharing
 from backend.accounts import auth
 from backend.errors import NotFound, PermissionDenied, ValidationError
 

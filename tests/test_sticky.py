@@ -25,10 +25,10 @@ from aiohttp.test_utils import make_mocked_request
 
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from backend import apps
+from backend.apps import service as apps
 from backend.accounts import identity
 from backend.context import Context, open_context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import App
 from supervisor.proxy import cookies, start_proxy
 from supervisor.proxy.sticky import AFFINITY_COOKIE, Sticky

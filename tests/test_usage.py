@@ -16,7 +16,8 @@ import psutil
 import pytest
 from sqlmodel import select
 
-from backend import apps, workspaces
+from backend import workspaces
+from backend.apps import service as apps
 from backend.accounts import auth
 from backend.analytics import usage
 from backend.errors import NotFound, ValidationError

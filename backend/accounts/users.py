@@ -15,7 +15,7 @@ from sqlmodel import select
 from backend.accounts import auth
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
-from backend.sharing import validate_email
+from backend.apps.sharing import validate_email
 from models import User, session_scope
 
 GENERATED_BYTES = 12

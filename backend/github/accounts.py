@@ -37,7 +37,7 @@ import requests
 from github import BadCredentialsException, GithubException
 from sqlmodel import Session, col, select
 
-from backend import secrets as secret_box
+from backend.apps import secrets as secret_box
 from backend.accounts import keys
 from backend.context import Context
 from backend.errors import BackendError, ValidationError

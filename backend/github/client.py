@@ -2,7 +2,7 @@
 person sees, rate-limit back-off, OAuth scopes and why we ask for each, a short cache.
 
 - One `Github` client per operation (`connect(ctx, user_id)`), built from the account's
-  token (decrypted with the server's Fernet key, `backend.secrets`) and API base URL
+  token (decrypted with the server's Fernet key, `backend.apps.secrets`) and API base URL
   (github.com, or an Enterprise server's `https://HOST/api/v3`). PyGithub's own retry and
   request spacing are off: its retry would *sleep* through a rate limit inside a dashboard
   request. We back off ourselves instead.
@@ -33,7 +33,7 @@ import requests
 from github import Auth, Github, GithubException, RateLimitExceededException
 from sqlmodel import select
 
-from backend import secrets as secret_box
+from backend.apps import secrets as secret_box
 from backend.context import Context
 from backend.errors import BackendError
 from models import id_of, session_scope, utcnow
@@ -111,7 +111,7 @@ class Conn:
         self.gh.close()
 
 
-# Settings (read with getattr: the lead adds the fields to backend/settings.py) ----------------
+# Settings (read with getattr: the lead adds the fields to backend/platform/settings.py) ----------------
 def base_url(ctx: Context) -> str:
     return (getattr(ctx.settings, "github_base_url", "") or DEFAULT_BASE_URL).rstrip("/")
 

@@ -26,8 +26,8 @@ from streamlit.errors import StreamlitAPIException
 
 from backend import workspaces
 from backend.accounts import auth
-from backend.app_list import app_choices
-from backend.appstate import FAILED_STATES, OVEN_STATES
+from backend.apps.listing import app_choices
+from backend.apps.state import FAILED_STATES, OVEN_STATES
 from backend.context import Context, open_context
 from backend.errors import NotFound
 

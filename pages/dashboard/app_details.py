@@ -20,8 +20,8 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from backend import apps as app_service
-from backend import favorites
+from backend.apps import service as app_service
+from backend.apps import favorites
 from backend.analytics import usage
 from backend.context import Context
 from backend.errors import NotFound

@@ -3,7 +3,7 @@
 
 The fields are plain widgets rather than an `st.form`, so that the subdomain suggestion,
 its availability and the resulting URL follow what is typed. On Deploy, before anything is
-queued, `backend.deploy.deploy` (the API's and the CLI's deploy too) checks the fields,
+queued, `backend.apps.deploy.deploy` (the API's and the CLI's deploy too) checks the fields,
 the secrets as TOML, that the branch exists and has the main file (a shallow, blob-less
 clone, time-bounded), that the dependency file parses and that the runtime offers what the
 repository asks for, so a typo is shown under its field instead of ending in a failed
@@ -23,11 +23,11 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_logs
-from backend import apps as app_service
-from backend import deploy as deploy_usecase
-from backend import secrets as app_secrets
-from backend.appstate import FAILED_STATES, OVEN_STATES
+from backend.apps import logs as app_logs
+from backend.apps import service as app_service
+from backend.apps import deploy as deploy_usecase
+from backend.apps import secrets as app_secrets
+from backend.apps.state import FAILED_STATES, OVEN_STATES
 from backend.context import Context
 from backend.errors import BackendError, NotFound, ValidationError
 from backend.github import accounts as github

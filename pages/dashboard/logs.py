@@ -4,7 +4,7 @@ Each section follows its file: a fragment rereads the tail every `TAIL_SECONDS` 
 the last N lines in a code block, newest at the bottom, inside a fixed-height container
 that scrolls itself to the bottom when lines arrive (`autoscroll`). A filter keeps the
 lines that contain its words; "Download" gives the whole file (read when clicked). Secret
-values of the app are masked (backend.app_logs). Developers of the app's workspace only.
+values of the app are masked (backend.apps.logs). Developers of the app's workspace only.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_logs
-from backend import apps as app_service
+from backend.apps import logs as app_logs
+from backend.apps import service as app_service
 from backend.context import Context
 from backend.errors import BackendError
 from pages.dashboard import _ui as ui

@@ -6,7 +6,7 @@ deployed it), last deploy time (relative, exact on hover), and the "︙" menu: F
 Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL. View-only workspaces show a
 "👁 view-only" note instead of the management actions; favorites work everywhere.
 
-Fast with a thousand apps: one listing call (`backend.app_list`, a fixed number of queries),
+Fast with a thousand apps: one listing call (`backend.apps.listing`, a fixed number of queries),
 one page of `PAGE_SIZE` rows rendered, and a menu's content only while it is open; past
 `SEARCH_FROM` apps a search box filters by name, repository, branch, main file or owner.
 The list runs in a live fragment that rereads it every two seconds while an app is in the
@@ -19,7 +19,7 @@ from typing import Any
 
 import streamlit as st
 
-from backend.app_list import AppListing, list_workspace_apps
+from backend.apps.listing import AppListing, list_workspace_apps
 from backend.context import Context
 from backend.errors import BackendError
 from pages.dashboard import _actions as actions

@@ -22,8 +22,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_logs
-from backend import apps as app_service
+from backend.apps import logs as app_logs
+from backend.apps import service as app_service
 from backend.accounts import auth, identity
 from backend.errors import BackendError, NotFound
 from pages.dashboard import _ui as ui

@@ -17,9 +17,11 @@ from typing import Any
 
 import streamlit as st
 
-from backend import app_settings, hooks, sharing
-from backend import apps as app_service
-from backend import secrets as app_secrets
+from backend.apps import settings as app_settings
+from backend.apps import hooks
+from backend.apps import sharing
+from backend.apps import service as app_service
+from backend.apps import secrets as app_secrets
 from backend.context import Context
 from backend.errors import BackendError
 from backend.github import deploy as github_deploy

@@ -3,7 +3,7 @@
 Signed out (Home.py runs this page without the sign-in form) or signed in without being a
 site admin: the overall state and each component (supervisor, proxy, app runtime, database,
 disk, email) with a one-line summary; signed in, also where apps run and how they are
-isolated (backend/installation.py). Site admins also get the details: heartbeat age,
+isolated (backend/platform/installation.py). Site admins also get the details: heartbeat age,
 engine, latencies, free disk, the email setup and outbox, apps by state and the last
 incidents (crashes, memory-limit kills, failed builds). It refreshes every 30 s.
 """
@@ -14,7 +14,9 @@ from typing import Any
 
 import streamlit as st
 
-from backend import installation, notifications, status
+from backend.platform import installation
+from backend.platform import notifications
+from backend.platform import status
 from backend.context import Context
 from pages.dashboard import _ui as ui
 

@@ -27,7 +27,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from backend import read_model, status
+from backend import read_model
+from backend.platform import status
 from backend.context import Context
 from backend.errors import BackendError
 from backend.github import accounts as github_service

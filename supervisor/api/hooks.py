@@ -9,7 +9,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from backend import hooks
+from backend.apps import hooks
 from backend.context import Context
 from supervisor.api.support import MAX_ID
 from supervisor.api.support import error as api_error

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import secrets as app_secrets
+from backend.apps import secrets as app_secrets
 from backend.errors import (
     BackendError,
     Conflict,

@@ -12,7 +12,7 @@ Gathering (`gather`): the chosen file, its companion (`Pipfile.lock` beside a Pi
 `pyproject.toml` beside uv.lock) and, for requirement lines, the files they name relative
 to the requirements file's folder: `-r`/`-c` files (recursively), local wheels and archives,
 and local package folders (`.`, `./pkg`, `-e .`, `file:` paths, `--find-links ./wheels`).
-Everything is read through `backend.repo_files` (a link out of the checkout is refused), a
+Everything is read through `backend.repositories.files` (a link out of the checkout is refused), a
 folder is copied file by file within `MAX_TREE_BYTES`/`MAX_TREE_FILES`, and all of it is
 part of the dependency hash, so a push that changes any of it builds a new environment.
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.python_pins import FORMATS, lookup_folders
-from backend.repo_files import (
+from backend.repositories.files import (
     MAX_REPO_FILE_BYTES,
     RepoFileError,
     excerpt,

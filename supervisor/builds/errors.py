@@ -1,6 +1,6 @@
 """The message of a failed build step, for the person who deployed: the explanation
-(`backend.failures`) of the step's whole output with host paths hidden
-(`backend.host_paths`), then its relevant lines. The full output stays in the build log.
+(`backend.apps.failures`) of the step's whole output with host paths hidden
+(`backend.platform.host_paths`), then its relevant lines. The full output stays in the build log.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
-from backend import failures, host_paths
-from backend.settings import Settings
+from backend.apps import failures
+from backend.platform import host_paths
+from backend.platform.settings import Settings
 
 KEEP_LINES = 4000  # a step's output kept for the explainer (uv's error block comes last)
 DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "uv.lock", "locked.txt")

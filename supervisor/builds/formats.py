@@ -31,7 +31,7 @@ import yaml
 from plette import Lockfile, Pipfile
 
 from backend.python_pins import pipfile_python, python_minor
-from backend.repo_files import excerpt
+from backend.repositories.files import excerpt
 
 # conda packages that have no counterpart on the Python package index: C/C++ runtimes,
 # math libraries and toolkits conda ships for its own builds.

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from sqlmodel import select
 
-from backend import appstate, installation
+from backend.apps import state as appstate
+from backend.platform import installation
 from backend.context import Context
 from models import App, session_scope
 from supervisor.control.leader import current_leader, process_gone

@@ -3,7 +3,7 @@
 The clock of an app starts at its last view (`App.last_viewed_at`, which the proxy sets)
 or its last deploy or push (`last_deployed_at`: a push, even an empty commit, resets it),
 whichever is newer (its creation when it has neither). Waking an app
-(`backend.apps.wake_app`) counts as a view.
+(`backend.apps.service.wake_app`) counts as a view.
 
 - after `hibernate_warn_after_days` of idling, the developers get one email saying how to
   keep the app awake (visit it, or push a commit); its dedupe key carries the start of
@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from backend import notifications
+from backend.platform import notifications
 from backend.context import Context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import App, AppEvent, session_scope
 from supervisor.control.lifecycle import Lifecycle
 

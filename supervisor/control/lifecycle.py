@@ -2,13 +2,13 @@
 
 Each action runs inside the reconciler's per-app worker, so two actions never run on one
 app at once (kopf's rule). Actions read the app row, call git and the runtime, and record
-every transition (backend.appstate) so the dashboard, the proxy's pages and emails see it.
+every transition (backend.apps.state) so the dashboard, the proxy's pages and emails see it.
 Timeouts are applied here, not in the engines (JupyterHub's rule).
 
 Pushes to a running app are handled by `supervisor/sources/updates.py` (in place, or a
 zero-downtime redeploy), sleep by `supervisor/control/hibernation.py`; both use the helpers here.
 Emails are queued in the same transaction as the transition that causes them
-(`backend.notifications`): over the memory limit, and crashed (after a crash loop, or when
+(`backend.platform.notifications`): over the memory limit, and crashed (after a crash loop, or when
 a restart of a running app fails), each once per incident (the AppEvent).
 
 Fencing (several supervisors, supervisor/control/leader.py): with `fence` set (the reconciler sets
@@ -35,11 +35,15 @@ from typing import Any
 
 from sqlmodel import Session, delete
 
-from backend import appstate, failure_reports, failures, notifications, validation
-from backend import secrets as app_secrets
+from backend import validation
+from backend.apps import state as appstate
+from backend.apps import failure_reports
+from backend.apps import failures
+from backend.platform import notifications
+from backend.apps import secrets as app_secrets
 from backend.context import Context
 from backend.github import deploy as github_deploy
-from backend.logs import app_log_path, build_log_path, current_run_lines, mark_run_start
+from backend.apps.log_files import app_log_path, build_log_path, current_run_lines, mark_run_start
 from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
 from supervisor.sources import checkouts
 from supervisor.sources import git_auth
@@ -400,7 +404,7 @@ class Lifecycle:
     def _run_log_lines(self, app_id: int, lines: int = 15) -> str:
         """The last lines the app's current run logged (never an earlier run's), as its
         deployer may see them: no colours, the app's secret values masked, no host paths,
-        the public URL for Streamlit's internal one (`backend.failure_reports.readable`)."""
+        the public URL for Streamlit's internal one (`backend.apps.failure_reports.readable`)."""
         app = self.load(app_id)
         url = self.settings.public_url(app.subdomain) if app is not None else ""
         tail = current_run_lines(app_log_path(self.settings, app_id), lines)

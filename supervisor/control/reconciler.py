@@ -38,9 +38,9 @@ from typing import Any
 
 from sqlmodel import delete, select
 
-from backend import appstate
+from backend.apps import state as appstate
 from backend.context import Context
-from backend.platform import wake_file, wake_supervisor
+from backend.platform.supervisor_report import wake_file, wake_supervisor
 from models import App, AppRequest, session_scope, utcnow
 from supervisor.sources import checkouts
 from supervisor.builds import records as builds
@@ -259,7 +259,7 @@ class Reconciler:
 
     async def run(self) -> None:
         """Reconcile every `reconcile_interval` seconds, and at once when woken: by a worker
-        that finished, or by the dashboard/API touching the wake file (backend.platform)."""
+        that finished, or by the dashboard/API touching the wake file (backend.platform.supervisor_report)."""
         interval = self.ctx.settings.reconcile_interval
         while not self._stopping:
             try:

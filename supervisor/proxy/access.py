@@ -22,7 +22,9 @@ from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
-from backend import favorites, read_model, sharing
+from backend import read_model
+from backend.apps import favorites
+from backend.apps import sharing
 from backend.accounts import auth, identity
 from backend.context import Context
 from models import User

@@ -16,7 +16,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from backend.accounts import identity
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import id_of
 from supervisor.control.health import is_stream_path
 from supervisor.proxy import cookies, inject, pages, state_pages

@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 
 log = logging.getLogger("supervisor.proxy")
 

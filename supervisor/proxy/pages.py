@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.routes import OVEN_STATES, Route
 
 BRAND = "Streamlit Cloud"

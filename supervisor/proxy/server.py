@@ -28,7 +28,7 @@ With a backend context (`start_proxy(..., ctx=ctx)`), app hosts also get:
 - the overlay in every HTML page of the app (`inject.py`);
 - identity (`access.py`, `signin.py`): a page load without a session is checked once
   through the dashboard host, silently;
-- private apps: only signed-in users for whom `backend.sharing.can_view` holds (cached a
+- private apps: only signed-in users for whom `backend.apps.sharing.can_view` holds (cached a
   few seconds per user and app); an anonymous page load is sent to sign in, others get a
   403 page; other requests get a bare 401/403;
 - cookie isolation (`cookies.py`) both ways, for apps and the panel;
@@ -76,7 +76,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from backend.context import Context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.proxy import cookies, hosts, inject, pages, security_headers
 from supervisor.proxy.apphost import AppHost
 from supervisor.proxy.connections import LimitedSite, install_loop_handler

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from backend.analytics.views import ViewRecorder
 from backend.context import Context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.proxy.access import Access
 from supervisor.proxy.endpoints import AppEndpoints
 from supervisor.proxy.pending import PendingStates

@@ -53,7 +53,7 @@ from aiohttp import web
 
 from backend.accounts import identity
 from backend.accounts.keys import dashboard_cookie_key
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from backend.signin_tokens import DatabaseTokens
 from supervisor.proxy import cookies, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, client_key

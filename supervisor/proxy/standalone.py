@@ -23,7 +23,7 @@ import logging
 import signal
 
 from backend.context import open_context
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.control.leader import NodeRegistry, current_leader, live_nodes, me
 from supervisor.control.reconciler import enqueue_request

@@ -8,7 +8,7 @@ or crash), no access, and sign-in problems. Same template as `pages.py`.
   "Notify the developer" (one email per incident).
 - Build failed / crashed: developers see the reason, the phase that failed with the
   explainer's cause and fix and the log lines that show it (secrets masked, no host paths:
-  `backend.failure_reports`), and a link to the full log; others a short message (a log may
+  `backend.apps.failure_reports`), and a link to the full log; others a short message (a log may
   hold things viewers should not read).
 - No access to a private app: who to ask, and "Sign in as someone else".
 
@@ -22,9 +22,9 @@ from html import escape
 
 from aiohttp import web
 
-from backend import failure_reports
-from backend.notifications import Notified
-from backend.settings import Settings
+from backend.apps import failure_reports
+from backend.platform.notifications import Notified
+from backend.platform.settings import Settings
 from supervisor.proxy.pages import dashboard_link as _dashboard_link
 from supervisor.proxy.pages import page_response as _response
 from supervisor.proxy.pages import render

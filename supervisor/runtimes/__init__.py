@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes.base import Runtime
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from backend.repo_files import excerpt
+from backend.repositories.files import excerpt
 from supervisor.builds.dependencies import FORMATS, LOOKED_UP, discover, gather, read_file
 from supervisor.builds.formats import FormatError
 from supervisor.builds.plan import InstallPlan, install_plan, legacy_choice
@@ -152,7 +152,7 @@ class EnvSpec:
                       default_streamlit: str, main_file: str = "") -> EnvSpec:
         """The dependency set of `checkout` as Community Cloud finds it (the main file's
         folder first, then the root: `supervisor.builds.dependencies`), every file read through
-        `backend.repo_files` (never through a symlink out of it, never a FIFO or an
+        `backend.repositories.files` (never through a symlink out of it, never a FIFO or an
         oversized file). Python: `python_version` (the app's choice), else the
         `.python-version` pin, else the dependency file's (Pipfile, environment.yml).
         `BuildError` names the file when one cannot be read or converted, or when the

@@ -22,7 +22,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes import docker_spec
 from supervisor.runtimes.base import (
     AppSpec,

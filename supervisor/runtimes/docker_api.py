@@ -25,8 +25,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from backend.logs import app_log_path
-from backend.settings import Settings
+from backend.apps.log_files import app_log_path
+from backend.platform.settings import Settings
 from supervisor.runtimes import docker_spec
 from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec, LogSink, StartError, TryAgain, Usage
 from supervisor.runtimes.docker_base import offered_versions

@@ -24,9 +24,9 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-from backend.host_paths import sanitize
-from backend.repo_files import excerpt
-from backend.settings import PROJECT_ROOT, Settings
+from backend.platform.host_paths import sanitize
+from backend.repositories.files import excerpt
+from backend.platform.settings import PROJECT_ROOT, Settings
 from supervisor.runtimes import pythons
 from supervisor.runtimes.base import BuildError, LogSink
 

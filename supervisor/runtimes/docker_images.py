@@ -8,7 +8,7 @@ that dependency set. The build runs a throw-away container from the base image t
 installs packages.txt with apt, makes `/opt/venv` with the host's uv (mounted read-only,
 with the host's uv cache mounted so builds are warm) and commits it. The build container
 gets only the dependency files' bytes as `EnvSpec.from_checkout` read them (through
-`backend.repo_files`), copied into a fresh directory, never the checkout itself; it gets
+`backend.repositories.files`), copied into a fresh directory, never the checkout itself; it gets
 the CA bundle and the index URL the host uses; the committed image gets none of the
 build's environment. Only a successful build is committed: a failure leaves no image.
 Cancelling the coroutine removes the build container, which kills the build.
@@ -37,8 +37,8 @@ from typing import Any
 import docker.errors
 from docker.types import Mount
 
-from backend.repo_files import excerpt
-from backend.settings import Settings
+from backend.repositories.files import excerpt
+from backend.platform.settings import Settings
 from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.builds.plan import write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary

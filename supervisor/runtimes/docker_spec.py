@@ -35,7 +35,7 @@ from typing import Any
 
 from docker.types import Mount
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes import workdir
 from supervisor.runtimes.base import AppSpec, EnvRef, Instance, streamlit_command
 

@@ -48,7 +48,7 @@ from typing import Any
 
 import psutil
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes import cgroups
 from supervisor.runtimes import pythons, sandbox, workdir
 from supervisor.runtimes.base import (

@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 
 from backend import app_requirements
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.builds.plan import write_build_files
 from supervisor.runtimes import pythons, sandbox

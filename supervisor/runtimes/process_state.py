@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes import cgroups
 
 STATE_FILE = re.compile(r"^app-(\d+)(?:-([0-9a-f]+))?\.json$")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import BuildError, LogSink
 from supervisor.runtimes.docker_base import BASE_SCRIPT, DEBIAN_SUITES

@@ -22,7 +22,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, LogSink, StartError
 from supervisor.runtimes.docker_api import STOP_TIMEOUT, DockerAPI, settle_network
 from supervisor.runtimes.docker_images import ENV_REPO

@@ -8,7 +8,7 @@ Every call runs `git` with no prompts, no `ext::` transport, and `--` before use
 a URL or branch can never become an option. With `public_only` (callers pass
 `not settings.allow_local_repos`) a fetch goes only to a host whose addresses are all
 public, checked just before git runs and pinned for http(s), without redirects
-(`backend.repo_hosts`). Errors become `GitError` with a message for a
+(`backend.repositories.hosts`). Errors become `GitError` with a message for a
 person (what failed, and what to check).
 """
 
@@ -21,8 +21,8 @@ import signal
 import tempfile
 from pathlib import Path
 
-from backend import failures
-from backend.repo_hosts import RepoAddressError, public_fetch_target
+from backend.apps import failures
+from backend.repositories.hosts import RepoAddressError, public_fetch_target
 from supervisor.sources.checkouts import new_tree_path
 from supervisor.runtimes.base import LogSink
 
@@ -65,7 +65,7 @@ async def _git(args: list[str], log: LogSink | None = None, cwd: Path | None = N
 
 
 def _explain(error: GitError, repo_url: str, branch: str, workdir: Path | None = None) -> GitError:
-    """What a failed clone says to its deployer: the explanation (`backend.failures`) and
+    """What a failed clone says to its deployer: the explanation (`backend.apps.failures`) and
     git's own message, whole up to MAX_GIT_MESSAGE bytes (not only its last line, which
     is often a generic "Could not read from remote repository")."""
     text = str(error)
@@ -79,7 +79,7 @@ def _explain(error: GitError, repo_url: str, branch: str, workdir: Path | None =
 
 async def _public_only_config(url: str, public_only: bool) -> list[str]:
     """[] when any host may be fetched; else the git options that hold git to the checked
-    public addresses of `url`'s host, or `GitError` before git runs (`backend.repo_hosts`)."""
+    public addresses of `url`'s host, or `GitError` before git runs (`backend.repositories.hosts`)."""
     if not public_only:
         return []
     try:

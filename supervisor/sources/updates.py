@@ -30,8 +30,9 @@ import logging
 import shutil
 from pathlib import Path
 
-from backend import failure_reports, validation
-from backend.logs import app_log_path, build_log_path
+from backend import validation
+from backend.apps import failure_reports
+from backend.apps.log_files import app_log_path, build_log_path
 from models import App, utcnow
 from supervisor.sources import checkouts
 from supervisor.sources import git_auth

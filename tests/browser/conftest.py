@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from backend import apps, workspaces
+from backend import workspaces
+from backend.apps import service as apps
 from backend.accounts import auth
 from backend.context import Context, open_context
-from backend.settings import PROJECT_ROOT, Settings, load_settings
+from backend.platform.settings import PROJECT_ROOT, Settings, load_settings
 from tests.browser.flow_support import Flow, start_flow
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
 from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
@@ -122,7 +123,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory,
     public = apps.deploy_app(ctx, dev, repo_url=repo.url, subdomain="overlay")
     private = apps.deploy_app(ctx, dev, repo_url=repo.url, subdomain="secret")
     workspaces.set_member(ctx, dev, public.workspace_id, "vera", "viewer")
-    from backend.sharing import set_visibility
+    from backend.apps.sharing import set_visibility
     set_visibility(ctx, dev, private.id, "private")
     sup = SupervisorProcess(settings, root / "supervisor.log").start()
     try:

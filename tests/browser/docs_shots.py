@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from backend.settings import PROJECT_ROOT
+from backend.platform.settings import PROJECT_ROOT
 
 ENV = "STCLOUD_SCREENSHOTS"
 VIEWPORT = {"width": 1280, "height": 800}

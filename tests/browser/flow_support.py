@@ -15,7 +15,7 @@ import pytest
 
 from backend.accounts import auth
 from backend.context import Context, open_context
-from backend.settings import PROJECT_ROOT, Settings
+from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App
 from tests.browser.docs_shots import docs_shot
 from tests.conftest import CACHE_ROOT, GitRepo, free_port

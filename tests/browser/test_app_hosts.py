@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backend import favorites
+from backend.apps import favorites
 from backend.accounts.auth import get_user, reset_password
 from models import App, session_scope
 from tests.browser.conftest import PASSWORD, Cloud, screenshot, sign_in

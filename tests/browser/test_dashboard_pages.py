@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from backend import apps, notifications, workspaces
+from backend import workspaces
+from backend.apps import service as apps
+from backend.platform import notifications
 from backend.accounts import auth
 from backend.analytics.store import record_views
 from models import App, session_scope

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from backend import favorites
+from backend.apps import favorites
 from backend.accounts import identity
 from backend.context import open_context
 from models import App, AppEvent, session_scope

@@ -6,7 +6,7 @@ import math
 
 from aiohttp import web
 
-from backend import apps as app_service
+from backend.apps import service as app_service
 from backend.analytics import reports as analytics
 from backend.analytics import usage
 from backend.context import Context

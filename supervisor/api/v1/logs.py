@@ -9,8 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from backend import app_logs
-from backend import apps as app_service
+from backend.apps import logs as app_logs
+from backend.apps import service as app_service
 from backend.context import Context
 from supervisor.api.support import ok, path_int, query_int
 from supervisor.api.v1.endpoint import Endpoint, call, user_of

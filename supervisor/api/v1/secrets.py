@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from backend import secrets as app_secrets
+from backend.apps import secrets as app_secrets
 from backend.context import Context
 from supervisor.api.support import ApiError, ok, path_int
 from supervisor.api.v1.endpoint import Endpoint, call, user_of

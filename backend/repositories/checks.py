@@ -7,7 +7,7 @@ clone (`git clone --depth 1 --filter=blob:limit=64k --no-checkout`) that brings 
 its trees and only the blobs of at most `MAX_FILE` bytes. The dependency files,
 `.python-version` and `packages.txt` are small; a repository's data files are not fetched.
 The `BranchSnapshot` lists every file of the branch (the main-file check) and reads the small
-ones (the dependency and runtime checks of `backend.deploy` and `backend.app_requirements`),
+ones (the dependency and runtime checks of `backend.apps.deploy` and `backend.app_requirements`),
 so a deploy's checks share one clone. A server that ignores the filter (a plain `file://`, a
 git daemon without `uploadpack.allowFilter`) sends the commit's blobs; reads stay local either
 way: a file over the limit reads as absent, never fetched.
@@ -15,7 +15,7 @@ Git runs the way the supervisor runs it (supervisor/sources/gitsync.py): no prom
 transport, no hooks, `--` before user input; the whole check is bounded by `timeout` and
 its process group is killed past it. Input is validated by `backend.validation` first;
 without `allow_local_repos` the host must resolve to public addresses only, and git is held
-to them (`backend.repo_hosts`).
+to them (`backend.repositories.hosts`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from backend import failures
+from backend.apps import failures
 from backend.context import Context
 from backend.errors import ValidationError
-from backend.repo_hosts import public_fetch_target
+from backend.repositories.hosts import public_fetch_target
 from backend.validation import validate_branch, validate_main_file, validate_repo_url
 
 GIT_BASE = ["git", "-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null",
@@ -179,7 +179,7 @@ MAX_GIT_MESSAGE = 2048
 
 
 def _explain(stderr: str, repo_url: str, branch: str) -> ValidationError:
-    """The explanation of a failed check clone (`backend.failures`, as a deploy's clone
+    """The explanation of a failed check clone (`backend.apps.failures`, as a deploy's clone
     says it) with git's whole message, bounded, under the field at fault."""
     found = failures.explain("clone", stderr, repo=repo_url, branch=branch)
     lowered = stderr.lower()

@@ -1,11 +1,11 @@
 """A failed build or start as the app's developers read it, wherever it is shown (the app
 host's build-failed and crashed pages, a push whose new version did not start): the phase
-that failed, the explainer's reading of the log (`backend.failures`: the package or file
+that failed, the explainer's reading of the log (`backend.apps.failures`: the package or file
 responsible and what to do), only the lines that matter, and where the full log is.
 
-The log text is shown as the dashboard's Logs page shows it (`backend.app_logs`): the app's
-secret values masked (`backend.secrets.redact`), colours stripped, no host path, and in the
-app log the app's public URL where Streamlit printed its internal one (`backend.host_paths`).
+The log text is shown as the dashboard's Logs page shows it (`backend.apps.logs`): the app's
+secret values masked (`backend.apps.secrets.redact`), colours stripped, no host path, and in the
+app log the app's public URL where Streamlit printed its internal one (`backend.platform.host_paths`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend import failures, host_paths, secrets
-from backend.settings import Settings
+from backend.apps import failures
+from backend.platform import host_paths
+from backend.apps import secrets
+from backend.platform.settings import Settings
 
 MAX_APPENDED = 16_000
 USING = re.compile(r"^Using ((?:\S+/)?(?:uv\.lock|Pipfile|environment\.yml|requirements\.txt|"

@@ -7,13 +7,13 @@ the API) alike, so the same request gets the same answer from each.
 1. the fields themselves: repository URL, branch, main file, Python version (one this
    server offers), subdomain (valid and free), secrets (TOML);
 2. the repository: reachable, the branch exists, the main file is on it
-   (`backend.repos.check_main_file_in`);
+   (`backend.repositories.checks.check_main_file_in`);
 3. its dependency file parses: requirements.txt line by line as requirements,
    pyproject.toml and uv.lock as TOML (`dependency_problem`);
 4. what it asks of the runtime: packages.txt and the Python version
    (`backend.app_requirements`).
 Steps 2 to 4 read one snapshot of the branch (a single shallow clone that fetches only its
-small files, `backend.repos.open_branch`); `apps.deploy_app` then queues the app without
+small files, `backend.repositories.checks.open_branch`); `apps.deploy_app` then queues the app without
 fetching the repository again.
 Then the secrets are stored. Deploys from GitHub (`backend.github.deploy`) pick repository,
 branch and main file from GitHub's own lists and queue through `apps.deploy_app` too.
@@ -27,13 +27,14 @@ from dataclasses import dataclass
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from backend import app_requirements, repos
-from backend import apps as app_service
-from backend import secrets as app_secrets
-from backend.apps import AppView
+from backend import app_requirements
+from backend.repositories import checks as repos
+from backend.apps import service as app_service
+from backend.apps import secrets as app_secrets
+from backend.apps.service import AppView
 from backend.context import Context
 from backend.errors import Conflict, ValidationError
-from backend.repo_files import excerpt
+from backend.repositories.files import excerpt
 from backend.validation import (
     validate_branch,
     validate_main_file,

@@ -19,7 +19,7 @@
   Community Cloud: `runtime_env_vars()` reads them from the runtime file for the
   supervisor's `AppSpec.env_vars` (names that would break the process, such as PATH, HOME
   or LD_*, are left out).
-- Saving restarts the app (`backend.apps.reboot_app`) when an instance may already have
+- Saving restarts the app (`backend.apps.service.reboot_app`) when an instance may already have
   read the old file (starting, running, crashed, over its limit). An app still queued or
   building picks the new file up when it starts: the file is written before the state is
   read, and the supervisor reads the file only after it recorded `starting`.
@@ -41,12 +41,12 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from backend import apps as app_service
+from backend.apps import service as app_service
 from backend.accounts import keys
-from backend.apps import load_app_for
+from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import AppEvent, AppSecret, User, session_scope, utcnow
 
 KEY_NAME = "app_secrets"

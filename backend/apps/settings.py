@@ -4,7 +4,7 @@
   pass (at once) rebuilds the route table from the database, so the old name stops
   resolving and the new one serves the same instance (no restart: the instance does not
   know its host). The old name is free for other apps afterwards.
-- Python version: shown with the versions the runtime offers (`backend.platform`).
+- Python version: shown with the versions the runtime offers (`backend.platform.supervisor_report`).
   Changing it needs a new environment, so it queues a full redeploy (the oven page shows
   meanwhile); the function does both, so a version is never stored without its redeploy.
 - Memory limit: site admins only (memory is the server's, not a workspace's). `None` means
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from backend import apps as app_service
-from backend import appstate, platform
-from backend.apps import AppView, load_app_for, offered_python_versions
+from backend.apps import service as app_service
+from backend.apps import state as appstate
+from backend.platform import supervisor_report as platform
+from backend.apps.service import AppView, load_app_for, offered_python_versions
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
 from backend.validation import validate_subdomain

@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import func, text
 from sqlmodel import col, select
 
-from backend import platform
+from backend.platform import supervisor_report as platform
 from backend.context import Context
 from backend.errors import PermissionDenied
 from models import App, AppEvent, EmailOutbox, User, session_scope, utcnow

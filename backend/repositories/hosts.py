@@ -10,7 +10,7 @@ judged as that IPv4 address. It is checked twice:
 - `literal_host_problem` (no DNS, from `backend.validation.validate_repo_url`): a host that
   is an address in any form git's resolver reads (`127.1`, `0x7f000001`, `2130706433`,
   `[::1]`), `localhost` or a name under it, with or without a trailing dot.
-- `public_fetch_target` right before each git run (`backend.repos`,
+- `public_fetch_target` right before each git run (`backend.repositories.checks`,
   `supervisor.sources.gitsync`): the host is resolved and every address checked; one that is not
   public refuses the fetch before git starts. For http(s) git is then pinned to the checked
   addresses (`http.curloptResolve`), so a second DNS answer (rebinding) is never used, and

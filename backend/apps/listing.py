@@ -1,6 +1,6 @@
 """The dashboard's app list: one workspace's apps with the user's favorites, in a fixed
 number of queries (role, workspace, apps joined with their owners, favorites), whatever
-the number of apps. `backend.apps.list_apps` builds each view with its own lookups (three
+the number of apps. `backend.apps.service.list_apps` builds each view with its own lookups (three
 queries per app), which is fine for a handful and too slow for a thousand.
 
 Order: the user's favorites first (seed: "Favorited apps appear at the top"), then the
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from backend.apps import AppView, build_view
+from backend.apps.service import AppView, build_view
 from backend.context import Context
 from backend.errors import NotFound
 from backend.workspaces import require_role, role_in, visible_workspace_ids

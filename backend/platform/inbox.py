@@ -1,7 +1,7 @@
 """Each user's dashboard inbox: the notices about their apps (over limit, crashed, could not
 be updated, about to sleep), newest first, with an unread count for the bell.
 
-`backend/notifications.py` writes a notice here for every developer and admin of the app's
+`backend/platform/notifications.py` writes a notice here for every developer and admin of the app's
 workspace in the same transaction as the email about it, whether or not the user has an
 email address or the installation can send mail, so no notice is ever only in an outbox
 nobody reads. A user sees and marks only their own notices.

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from backend import app_requirements, appstate
+from backend import app_requirements
+from backend.apps import state as appstate
 from backend.context import Context
 from backend.errors import Conflict, NotFound
-from backend.platform import read_platform, wake_supervisor
-from backend.settings import Settings
+from backend.platform.supervisor_report import read_platform, wake_supervisor
+from backend.platform.settings import Settings
 from backend.validation import (
     repo_owner_and_name,
     suggest_subdomain,
@@ -71,7 +72,7 @@ class AppView:
 def build_view(settings: Settings, app: Any, workspace: str, owner: str,
                role: str) -> AppView:
     """An AppView from an App row, or from any row with App's column names (a select of
-    columns, as backend.app_list uses for a thousand apps at once)."""
+    columns, as backend.apps.listing uses for a thousand apps at once)."""
     return AppView(
         id=app.id, subdomain=app.subdomain, url=settings.public_url(app.subdomain),
         repo_url=app.repo_url, branch=app.branch, main_file=app.main_file,

@@ -10,7 +10,7 @@ again is a no-op. The supervisor's sender (`supervisor/mailer.py`) delivers pend
 Recipients are the developers and admins of the app's workspace who have an email address.
 Without SMTP settings rows stay `pending`; admins see them with `list_outbox()`. Every
 developer and admin, with an address or without, also gets the notice in their dashboard
-inbox (`backend/inbox.py`), in the same transaction.
+inbox (`backend/platform/inbox.py`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from backend import inbox
+from backend.platform import inbox
 from backend.context import Context
 from backend.errors import BackendError, PermissionDenied
-from backend.settings import Settings
+from backend.platform.settings import Settings
 from models import App, AppEvent, EmailOutbox, Membership, Notification, User, id_of, session_scope
 
 OVER_LIMIT_SUBJECT = "Your Streamlit app has gone over its resource limits 🤯"

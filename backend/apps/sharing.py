@@ -7,7 +7,7 @@ import re
 
 from sqlmodel import select
 
-from backend.apps import load_app_for
+from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.workspaces import role_in

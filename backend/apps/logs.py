@@ -1,9 +1,9 @@
 """One app's logs for the dashboard's log viewer: a tail to follow live, and the whole file
 to download. Developers of the app's workspace only (`read_logs`).
 
-Two logs per app (backend/logs.py): `build` (clone and environment, written by the
+Two logs per app (backend/apps/log_files.py): `build` (clone and environment, written by the
 supervisor) and `app` (the instance's stdout and stderr). Secret values of the app are
-masked (`backend.secrets.redact`) in both, so a `print(st.secrets)` never shows them here,
+masked (`backend.apps.secrets.redact`) in both, so a `print(st.secrets)` never shows them here,
 and neither shows a host path or Streamlit's internal address (`shown`).
 
 The app log is rotated by size (`app_log_max_bytes`: `app.log`, then `app.log.1` … the
@@ -17,11 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend import host_paths, secrets
-from backend.apps import load_app_for
+from backend.platform import host_paths
+from backend.apps import secrets
+from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import ValidationError
-from backend.logs import app_log_path, build_log_path
+from backend.apps.log_files import app_log_path, build_log_path
 from models import App, User, session_scope
 
 KINDS = {"app": app_log_path, "build": build_log_path}
@@ -45,7 +46,7 @@ def _path(ctx: Context, user: User, app_id: int, kind: str) -> Path:
 
 def shown(ctx: Context, app_id: int, kind: str, text: str) -> str:
     """Log text as its reader sees it: secrets masked, no host paths, and in the app log
-    the app's public URL where Streamlit printed its internal one (`backend.host_paths`)."""
+    the app's public URL where Streamlit printed its internal one (`backend.platform.host_paths`)."""
     text = secrets.redact(ctx.settings, app_id, text)
     if kind != "app":
         return host_paths.sanitize(ctx.settings, text)

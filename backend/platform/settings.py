@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "STCLOUD_"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRET_SETTINGS = frozenset({"database_url", "smtp_password", "github_client_secret"})
 
 

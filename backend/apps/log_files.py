@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 
 
 def build_log_path(settings: Settings, app_id: int) -> Path:

@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from backend.settings import Settings
+from backend.platform.settings import Settings
 
 PYENV = re.compile(r"(?:/[^\s'\"`:]*)?/\.pyenv/versions/[^/\s'\"`]+")
 UV_BUILD_ENV = re.compile(r"(?:/[^\s'\"`:]*)?/builds-v\d+/\.tmp[\w-]+")
