@@ -146,9 +146,10 @@ def check_repository(ctx: Context, repo_url: str, branch: str, python_version: s
 def read_branch_files(ctx: Context, repo_url: str, branch: str, names: Sequence[str],
                       timeout: float = READ_TIMEOUT) -> dict[str, bytes] | None:
     """The files at the paths `names` on `branch` (those that exist, regular files of at most
-    64 KiB), read from one snapshot of the branch (`backend.repositories.checks.open_branch`); None when
-    the repository cannot be read."""
-    from backend.repositories import checks as repos  # git helpers; imported here to keep this module light
+    64 KiB), read from one snapshot of the branch (`backend.repositories.checks.open_branch`);
+    None when the repository cannot be read."""
+    # git helpers; imported here to keep this module light
+    from backend.repositories import checks as repos
 
     try:
         with repos.open_branch(ctx, repo_url, branch, timeout) as snapshot:

@@ -69,6 +69,7 @@ def test_concurrent_first_starts_make_one_swarm_network(settings: Settings, swar
                                                         network_name: str) -> None:
     """The swarm engine's network and its local config-only network, under the same race."""
     import docker
+
     from supervisor.runtimes.swarm import SwarmRuntime
     racing = dataclasses.replace(settings, runtime="swarm", swarm_network=network_name)
     clients = [docker.from_env(timeout=120) for _ in range(RACERS)]

@@ -19,8 +19,8 @@ import pytest
 from sqlmodel import delete
 
 from backend.apps import service as apps
-from backend.platform import installation
 from backend.context import Context, open_context
+from backend.platform import installation
 from backend.platform.settings import PROJECT_ROOT, Settings
 from models import Installation, session_scope
 from supervisor.control.engine_choice import decide, runtime_isolation

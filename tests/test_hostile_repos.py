@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from backend.accounts import api_tokens, keys
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
-from backend.accounts import api_tokens, keys
 from backend.errors import ValidationError
 from backend.repositories.files import (
     MAX_REPO_FILE_BYTES,
@@ -39,8 +39,8 @@ from backend.repositories.files import (
 )
 from backend.validation import main_file_in_checkout
 from models import AppEvent, Build, session_scope
-from supervisor.sources.checkouts import sync_in_place
 from supervisor.runtimes.base import DEPENDENCY_FILES, BuildError, EnvSpec
+from supervisor.sources.checkouts import sync_in_place
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.test_runtime_contract import make_runtime
 
@@ -424,7 +424,7 @@ def test_process_runtime_secrets_copy_never_writes_through_a_symlink(
         try:
             inst = await runtime.start(spec, EnvRef("x", "3.11", str(tmp_path / "no-env")))
             await runtime.stop(1, inst.state)
-        except Exception:  # noqa: BLE001 - refusing to start is fine; writing out is not
+        except Exception:  # refusing to start is fine; writing out is not
             pass
 
     asyncio.run(start())

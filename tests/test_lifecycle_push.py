@@ -127,7 +127,8 @@ def test_pushes_update_in_place_redeploy_without_downtime_and_report_failures(
         assert instance_id(ctx, view.id) == new_instance and instance_alive(new_instance)
         assert http_get(port, host)[0] == 200
         wait_until(lambda: mail_sink.matching("could not be updated"), 30, "the email", sup)
-        wait_until(lambda: _statuses(ctx) == {"deploy_failed:sent"}, 30, "the outbox to be sent", sup)
+        wait_until(lambda: _statuses(ctx) == {"deploy_failed:sent"}, 30, "the outbox to be sent",
+                   sup)
         failed_mail = mail_sink.matching("could not be updated")
         assert len(failed_mail) == 1 and failed_mail[0]["To"] == "dev@example.com"
         assert fourth[:12] in failed_mail[0].get_body(("plain",)).get_content()

@@ -26,8 +26,14 @@ from sqlmodel import select
 from backend.apps import service as apps
 from backend.context import open_context
 from models import ViewEvent, session_scope
-from supervisor.control.health import (CURRENT_HEALTH, LEGACY_HEALTH, HealthPaths, check_health,
-                               is_stream_path, wait_for_streamlit)
+from supervisor.control.health import (
+    CURRENT_HEALTH,
+    LEGACY_HEALTH,
+    HealthPaths,
+    check_health,
+    is_stream_path,
+    wait_for_streamlit,
+)
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import Instance, Status
 from tests.conftest import corpus_files

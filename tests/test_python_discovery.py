@@ -14,8 +14,8 @@ import pytest
 
 from backend.platform.settings import load_settings
 from supervisor.runtimes import pythons
+from supervisor.runtimes.base import uv_binary
 from supervisor.runtimes.process import ProcessRuntime
-from supervisor.runtimes.process_build import uv_binary
 
 
 def fake_python(path: Path, answer: str, code: int = 0) -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from backend import python_pins
-from backend.apps import service as apps
 from backend.apps import deploy
+from backend.apps import service as apps
 from backend.errors import ValidationError
 from backend.platform.supervisor_report import PlatformInfo, write_platform
 from supervisor.runtimes.base import EnvSpec

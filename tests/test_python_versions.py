@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from backend.accounts import api_tokens
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
-from backend.accounts import api_tokens
 from backend.platform.settings import PROJECT_ROOT
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
@@ -113,8 +113,9 @@ def test_deploy_shows_the_python_it_was_built_with_and_pushed_packages_fail_the_
         ctx, admin, make_repo, tmp_path: Path) -> None:
     assert ctx.settings.default_python == "3.11"
     built = interpreter("3.12")
-    version = subprocess.run([str(built), "-c", "import platform; print(platform.python_version())"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [str(built), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True).stdout.strip()
     pinned = make_repo("pinned", {"streamlit_app.py": REPORTS_VERSION,
                                   ".python-version": "3.12\n"})
     broken = make_repo("broken", {"streamlit_app.py": REPORTS_VERSION,

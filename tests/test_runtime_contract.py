@@ -73,7 +73,7 @@ async def wait_healthy(address: tuple[str, int], runtime: Runtime, app_id: int,
                 async with http.get(url) as resp:
                     if resp.status == 200:
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError("instance never answered /_stcore/health")

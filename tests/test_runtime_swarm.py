@@ -297,7 +297,7 @@ async def _page_ok(port: int, host: str) -> bool:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             async with http.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as resp:
                 return resp.status == 200 and "<title>Streamlit</title>" in await resp.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 

@@ -24,13 +24,13 @@ from tests.test_reliability import wait_until
 
 pytestmark = pytest.mark.no_database
 
-PROBE = r'''
+PROBE = rf'''
 id -u
 cat "$1" 2>/dev/null && echo "READ-KEY" || echo "no key"
-rm -f "$2/{marker}" 2>/dev/null; mv "$2/{marker}" "$2/x" 2>/dev/null
+rm -f "$2/{BUILDER_MARKER}" 2>/dev/null; mv "$2/{BUILDER_MARKER}" "$2/x" 2>/dev/null
 echo owned > "$2/written-by-build" && echo "wrote venv"
 touch "$3" 2>/dev/null && echo "WROTE-OUTSIDE" || echo "no outside write"
-'''.format(marker=BUILDER_MARKER)
+'''
 
 
 def build_dir(settings: Any) -> Path:

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.sources import checkouts
 from supervisor.runtimes.base import AppSpec, EnvSpec, Runtime
+from supervisor.sources import checkouts
 from tests.conftest import EXAMPLE_APP
 from tests.test_runtime_contract import make_runtime, wait_healthy
 from tests.test_sandbox_attacks import run_script

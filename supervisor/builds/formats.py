@@ -94,7 +94,7 @@ def pipfile_requirements(pipfile: bytes, lock: bytes | None, where: str) -> Conv
     `[packages]`; `[requires] python_version` (or python_full_version's minor) as python."""
     try:
         parsed = Pipfile.load(io.StringIO(pipfile.decode("utf-8", "replace")))
-    except Exception as e:  # noqa: BLE001 - plette raises tomlkit's and its own errors
+    except Exception as e:  # plette raises tomlkit's and its own errors
         raise FormatError(f"{where} is not a valid Pipfile ({excerpt(str(e), 120)}); fix "
                           "its TOML.") from None
     data = parsed._data
@@ -103,7 +103,7 @@ def pipfile_requirements(pipfile: bytes, lock: bytes | None, where: str) -> Conv
     if lock is not None:
         try:
             locked = Lockfile.load(io.StringIO(lock.decode("utf-8", "replace")))._data
-        except Exception as e:  # noqa: BLE001 - json and plette errors alike
+        except Exception as e:  # json and plette errors alike
             raise FormatError(f"{lock_name} is not a valid Pipfile.lock "
                               f"({excerpt(str(e), 120)}); run `pipenv lock` again or "
                               "delete it.") from None

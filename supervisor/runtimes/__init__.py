@@ -18,13 +18,13 @@ def docker_available() -> bool:
         client.ping()
         client.close()
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not available"
+    except Exception:  # any failure means "not available"
         return False
 
 
 def swarm_available() -> bool:
     """True when a Docker daemon answers and is a swarm manager."""
-    from supervisor.runtimes.swarm import swarm_problem
+    from supervisor.runtimes.swarm_spec import swarm_problem
     return not swarm_problem()
 
 
@@ -40,7 +40,7 @@ def engine_problem(engine: str) -> str:
     if engine == "docker" and not docker_available():
         return "no Docker daemon answers (is it running, and may this user reach its socket?)"
     if engine == "swarm":
-        from supervisor.runtimes.swarm import swarm_problem
+        from supervisor.runtimes.swarm_spec import swarm_problem
         return swarm_problem()
     return ""
 
@@ -54,7 +54,8 @@ def auto_engine() -> str:
 def make_runtime(engine: str, settings: Settings) -> Runtime:
     """The runtime object of a named engine (process, docker or swarm)."""
     if engine == "swarm":
-        from supervisor.runtimes.swarm import SwarmRuntime, swarm_problem
+        from supervisor.runtimes.swarm import SwarmRuntime
+        from supervisor.runtimes.swarm_spec import swarm_problem
         problem = swarm_problem()
         if problem:
             raise RuntimeUnavailable(problem)

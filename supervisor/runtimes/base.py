@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
+from backend.python_pins import FORMATS
 from backend.repositories.files import excerpt
-from supervisor.builds.dependencies import FORMATS, LOOKED_UP, discover, gather, read_file
+from supervisor.builds.dependencies import LOOKED_UP, discover, gather, read_file
 from supervisor.builds.formats import FormatError
 from supervisor.builds.plan import InstallPlan, install_plan, legacy_choice
 

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from backend.platform.host_paths import sanitize
-from backend.repositories.files import excerpt
 from backend.platform.settings import PROJECT_ROOT, Settings
+from backend.repositories.files import excerpt
 from supervisor.runtimes import pythons
 from supervisor.runtimes.base import BuildError, LogSink
 

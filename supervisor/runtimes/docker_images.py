@@ -37,10 +37,10 @@ from typing import Any
 import docker.errors
 from docker.types import Mount
 
-from backend.repositories.files import excerpt
 from backend.platform.settings import Settings
+from backend.repositories.files import excerpt
 from supervisor.builds.errors import StepOutput, step_failure_message
-from supervisor.builds.plan import write_build_files
+from supervisor.builds.plan import InstallPlan, write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.docker_base import (  # noqa: F401 - part of this module's API
     BASE_SCRIPT,
@@ -127,6 +127,20 @@ def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
               "rm -rf /tmp/* /root/.cache",
               'echo "==> Environment ready"']
     return "\n".join(lines) + "\n"
+
+
+def _resolved_uv() -> Path | None:
+    """The host's uv as the file itself (a bind mount's source), None when it is missing."""
+    uv = Path(uv_binary()).resolve()
+    return uv if uv.exists() else None
+
+
+def _write_build_source(src: Path, spec: EnvSpec, plan: InstallPlan, env: dict[str, str],
+                        has_ca: bool) -> None:
+    """The build container's read-only source folder: the install files and build.sh."""
+    src.chmod(0o755)
+    write_build_files(src, plan.build_files(WORK))
+    (src / "build.sh").write_text(build_script(spec, env, has_ca))
 
 
 class ImageBuilder:
@@ -235,12 +249,12 @@ class ImageBuilder:
                          log: LogSink) -> None:
         settings = self.settings
         ca = settings.ca_bundle_path
-        uv = Path(uv_binary()).resolve()  # the bind mount's source: the file itself
-        if not uv.exists():
+        uv = await asyncio.to_thread(_resolved_uv)
+        if uv is None:
             raise BuildError("uv is not installed on the supervisor's host; it is needed to "
                              "build environments.")
         cache = settings.uv_cache_for(spec.scope)
-        cache.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(cache.mkdir, parents=True, exist_ok=True)
         # UV_SYSTEM_CERTS is uv 0.13's name for UV_NATIVE_TLS (which now warns); uv of any
         # age trusts SSL_CERT_FILE, which is what makes TLS work behind an inspecting proxy.
         env = {"UV_CACHE_DIR": UV_CACHE, "UV_LINK_MODE": "copy", "UV_SYSTEM_CERTS": "1",
@@ -257,10 +271,8 @@ class ImageBuilder:
             env["UV_INDEX_URL"] = settings.index_url
         with tempfile.TemporaryDirectory(prefix="stcloud-build-") as tmp:
             src = Path(tmp)
-            src.chmod(0o755)
             plan = spec.install_plan()
-            write_build_files(src, plan.build_files(WORK))
-            (src / "build.sh").write_text(build_script(spec, env, ca is not None))
+            await asyncio.to_thread(_write_build_source, src, spec, plan, env, ca is not None)
             mounts.append(Mount(SRC, str(src), type="bind", read_only=True))
             # Not `stcloud.install`/`stcloud.component`: commit copies labels into the
             # image, and env images belong to no installation.
@@ -321,7 +333,7 @@ class ImageBuilder:
                                                   line.decode(errors="replace").rstrip("\r"))
                 if buf:
                     loop.call_soon_threadsafe(queue.put_nowait, buf.decode(errors="replace"))
-            except Exception:  # noqa: BLE001 - the container went away (cancelled)
+            except Exception:  # the container went away (cancelled)
                 pass
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)

@@ -49,8 +49,7 @@ from typing import Any
 import psutil
 
 from backend.platform.settings import Settings
-from supervisor.runtimes import cgroups
-from supervisor.runtimes import pythons, sandbox, workdir
+from supervisor.runtimes import cgroups, pythons, sandbox, workdir
 from supervisor.runtimes.base import (
     AppSpec,
     BuildError,
@@ -60,13 +59,13 @@ from supervisor.runtimes.base import (
     StartError,
     Status,
     Usage,
+    uv_binary,
 )
 from supervisor.runtimes.process_build import (  # noqa: F401
     BUILDER_MARKER,
     READY_MARKER,
     EnvBuilds,
     die_with_parent,
-    uv_binary,
 )
 from supervisor.runtimes.process_state import StateFiles, kill_members, tree_memory, wait_ended
 
@@ -82,7 +81,16 @@ __all__ = ["LOGPIPE", "ProcessRuntime", "die_with_parent", "free_port", "uv_bina
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _spawn(command: list[str], cwd: str, env: dict[str, str], fds: tuple[int, ...],
+           log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `command` in a session of its own, its output appended to `log_path`."""
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds)
 
 
 def streamlit_command(venv: str, main_file: str, port: int, address: str) -> list[str]:
@@ -168,11 +176,7 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             command = ["/bin/sh", "-c", ENTER_CGROUP,
                        " ".join(str(g.procs_file) for g in groups.values()), *command]
         try:
-            with open(app.log_path, "ab") as out:
-                child = subprocess.Popen(
-                    command, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    pass_fds=fds)
+            child = await asyncio.to_thread(_spawn, command, cwd, child_env, fds, app.log_path)
         finally:
             for fd in fds:
                 os.close(fd)

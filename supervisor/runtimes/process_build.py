@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from backend.platform.settings import Settings
 from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.builds.plan import write_build_files
 from supervisor.runtimes import pythons, sandbox
-from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink
+from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.process_packages import PackageBuilds
 
 log = logging.getLogger("supervisor.runtimes.process")
@@ -125,10 +124,8 @@ def out_of_space(exc: BaseException) -> bool:
         or "Disk quota exceeded" in text
 
 
-def uv_binary() -> str:
-    """uv from our own venv (installed by requirements.txt), else from PATH."""
-    ours = Path(sys.executable).parent / "uv"
-    return str(ours) if ours.exists() else (shutil.which("uv") or "uv")
+def _has_streamlit(venv: Path) -> bool:
+    return bool(list(venv.glob("lib/python*/site-packages/streamlit/__init__.py")))
 
 
 def built_python(venv: Path) -> str:
@@ -306,7 +303,7 @@ class EnvBuilds(PackageBuilds):
         await step([uv, "venv", "--relocatable", "--python", interpreter, str(venv),
                     "--allow-existing"], log)
         await self._install_dependencies(spec, src, python, log, step)
-        if not list(venv.glob("lib/python*/site-packages/streamlit/__init__.py")):
+        if not await asyncio.to_thread(_has_streamlit, venv):
             log(f"The app pins no streamlit: installing streamlit=={spec.default_streamlit}.")
             try:
                 await step([uv, "pip", "install", "--python", python,

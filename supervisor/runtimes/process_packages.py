@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from backend import app_requirements
-from backend.repositories.files import excerpt
 from backend.platform.settings import Settings
+from backend.repositories.files import excerpt
 from supervisor.runtimes import pythons, rootfs, sandbox, sandbox_rootfs
 from supervisor.runtimes.base import BuildError, EnvSpec, LogSink
 from supervisor.runtimes.docker_images import DEBIAN_PACKAGE

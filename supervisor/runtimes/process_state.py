@@ -53,7 +53,8 @@ class StateFiles:
     @staticmethod
     def _read_path(path: Path) -> dict[str, Any] | None:
         try:
-            return json.loads(path.read_text())
+            state: dict[str, Any] = json.loads(path.read_text())
+            return state
         except (FileNotFoundError, ValueError):
             return None
 

@@ -109,7 +109,7 @@ def helper(slirp: str, forward: str, info_fd: int, block_fd: int, exit_fd: int,
             host_port, _, guest_port = forward.partition(":")
             _forward(api, int(host_port), int(guest_port), deadline)
         os.write(block_fd, b"1")
-    except Exception as exc:  # noqa: BLE001 - any failure must stop the sandbox
+    except Exception as exc:  # any failure must stop the sandbox
         sys.stderr.write(f"stcloud: the sandbox's network could not be set up: {exc}\n")
         sys.stderr.flush()
         for pid in (sandbox_pid, bwrap_pid):  # the sandbox first: it must never run
@@ -154,7 +154,6 @@ def main(argv: list[str]) -> int:
     os.close(exit_r)
     os.execv(command[0], [command[0], "--info-fd", str(info_w), "--block-fd", str(block_r),
                           *command[1:]])
-    return 70  # not reached: exec replaced us
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import stat
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 APP_DIR = "/app"
 CHECKOUT_IN_INSTANCE = "/run/checkout"
@@ -45,7 +46,8 @@ QUICK_CHECK = 0.2   # seconds between checks of the checkout's root and .git
 FULL_SCAN = 2.0     # seconds between walks of the whole checkout
 TMPFS_MODE = 0o1777
 
-Signature = tuple  # (mode, size, mtime_ns, inode, link target)
+if TYPE_CHECKING:  # annotations only: Python 3.8 cannot subscript tuple at run time
+    Signature = tuple[int, int, int, int, str]  # mode, size, mtime_ns, inode, link target
 
 
 def workdir_bytes(size_mb: int) -> int:
@@ -148,7 +150,7 @@ def link_git(source: str, dest_root: str) -> None:
         os.symlink(os.path.join(source, ".git"), git)
 
 
-def quick_signature(source: str) -> tuple:
+def quick_signature(source: str) -> tuple[Signature | None, Signature | None]:
     return (signature(source), signature(os.path.join(source, ".git")))
 
 

@@ -92,7 +92,8 @@ def sync_in_place(live: Path, new: Path, old_files: list[str], new_files: list[s
     nobody tracked (the app's own output, `__pycache__`, a copied secrets file) are left
     alone, and `protect` is never touched. No path is read or moved through a symlink of
     either tree (whose target could be any host file): a path under one in `new` is
-    skipped, and one under a symlinked directory of `live` gets a real directory. Changed files move from `new` (it is consumed).
+    skipped, and one under a symlinked directory of `live` gets a real directory. Changed files
+    move from `new` (it is consumed).
     `last` (the main file) is replaced after every other file, so when its change makes
     Streamlit rerun, the modules it imports are already new. Finally `live/.git` becomes
     the new commit's, so `git` in `live` reports the new commit.

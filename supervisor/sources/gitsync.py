@@ -23,8 +23,8 @@ from pathlib import Path
 
 from backend.apps import failures
 from backend.repositories.hosts import RepoAddressError, public_fetch_target
-from supervisor.sources.checkouts import new_tree_path
 from supervisor.runtimes.base import LogSink
+from supervisor.sources.checkouts import new_tree_path
 
 MAX_GIT_MESSAGE = 2048
 GIT_BASE = ["git", "-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null",
@@ -43,7 +43,7 @@ def _git_env() -> dict[str, str]:
 
 async def _git(args: list[str], log: LogSink | None = None, cwd: Path | None = None,
                env: dict[str, str] | None = None) -> str:
-    """Run git; `env` adds to the fixed environment (e.g. supervisor.sources.git_auth's deploy key)."""
+    """Run git; `env` adds to the fixed environment (e.g. git_auth's deploy key)."""
     proc = await asyncio.create_subprocess_exec(
         *GIT_BASE, *args, cwd=cwd, env={**_git_env(), **(env or {})},
         stdout=asyncio.subprocess.PIPE,
@@ -79,7 +79,8 @@ def _explain(error: GitError, repo_url: str, branch: str, workdir: Path | None =
 
 async def _public_only_config(url: str, public_only: bool) -> list[str]:
     """[] when any host may be fetched; else the git options that hold git to the checked
-    public addresses of `url`'s host, or `GitError` before git runs (`backend.repositories.hosts`)."""
+    public addresses of `url`'s host, or `GitError` before git runs
+    (`backend.repositories.hosts`)."""
     if not public_only:
         return []
     try:
@@ -87,6 +88,12 @@ async def _public_only_config(url: str, public_only: bool) -> list[str]:
     except RepoAddressError as e:
         raise GitError(e.message) from None
     return list(target.git_config)
+
+
+def _clone_dir(app_dir: Path) -> Path:
+    """A new hidden directory under `app_dir` (made if missing) to clone into."""
+    app_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".clone-", dir=app_dir))
 
 
 async def clone_tree(repo_url: str, branch: str, app_dir: Path, log: LogSink,
@@ -99,8 +106,7 @@ async def clone_tree(repo_url: str, branch: str, app_dir: Path, log: LogSink,
     into place only when complete, so a tree that exists is always a whole commit."""
     url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
     pinned = await _public_only_config(url, public_only)
-    app_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=app_dir))
+    tmp = await asyncio.to_thread(_clone_dir, app_dir)
     try:
         try:
             await _git([*pinned, "clone", "--quiet", "--depth", "1", "--single-branch", "--branch",

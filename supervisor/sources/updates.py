@@ -33,14 +33,13 @@ from pathlib import Path
 from backend import validation
 from backend.apps import failure_reports
 from backend.apps.log_files import app_log_path, build_log_path
-from models import App, utcnow
-from supervisor.sources import checkouts
-from supervisor.sources import git_auth
-from supervisor.sources import gitsync
+from backend.errors import ValidationError
+from models import App, id_of, utcnow
 from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import BuildError, EnvSpec, StartError, Status
+from supervisor.sources import checkouts, git_auth, gitsync
 
 log = logging.getLogger("supervisor.sources.updates")
 REDEPLOY_STATES = frozenset({"build_failed", "crashed", "over_limit", "sleeping"})
@@ -81,13 +80,13 @@ class Updater:
             await self.update_running(app)
 
     async def update_running(self, app: App) -> None:
-        app_dir = self.lc.app_dir(app.id)
+        app_dir = self.lc.app_dir(id_of(app))
         live = checkouts.current_tree(app_dir)
-        blog = BuildLog(build_log_path(self.settings, app.id))
+        blog = BuildLog(build_log_path(self.settings, id_of(app)))
         commit, tree, build_id = "", None, None
         try:
             blog(f"New commit on {app.branch}; fetching it.")
-            with git_auth.deploy_key_env(self.ctx, app.id) as key_env:
+            with git_auth.deploy_key_env(self.ctx, id_of(app)) as key_env:
                 commit, tree = await asyncio.wait_for(
                     gitsync.clone_tree(app.repo_url, app.branch, app_dir, blog, key_env,
                                        public_only=not self.settings.allow_local_repos),
@@ -95,10 +94,10 @@ class Updater:
             if commit == app.commit:
                 return
             spec = self.lc.env_spec(app, tree)
-            build_id = self.lc.record_build(app.id, commit, spec.dep_hash)
+            build_id = self.lc.record_build(id_of(app), commit, spec.dep_hash)
             try:
                 main_file = validation.main_file_in_checkout(tree, app.main_file)
-            except validation.ValidationError as e:
+            except ValidationError as e:
                 raise UpdateFailed(e.message) from None
             if not main_file.is_file():
                 raise UpdateFailed(f"The main file '{app.main_file}' does not exist in commit "
@@ -110,19 +109,19 @@ class Updater:
                 await self._redeploy(app, tree, commit, spec, blog)
                 self.lc.finish_build(build_id, "succeeded")
                 tree = None  # now the live tree
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._failed(app, commit, build_id, blog, "The build took longer than "
                          f"{self.settings.build_timeout:.0f} s and was stopped.")
         except gitsync.GitError as e:
             if not commit:  # the fetch failed: try again at the next push or poll
                 blog(f"Fetching the new commit failed: {e}")
-                log.warning("app=%s fetch failed: %s", app.id, str(e).splitlines()[-1:])
+                log.warning("app=%s fetch failed: %s", id_of(app), str(e).splitlines()[-1:])
             else:
                 self._failed(app, commit, build_id, blog, str(e))
         except (BuildError, StartError, UpdateFailed) as e:
             self._failed(app, commit, build_id, blog, str(e))
-        except Exception as e:  # noqa: BLE001 - never let one app kill the supervisor
-            log.exception("app=%s update crashed", app.id)
+        except Exception as e:  # never let one app kill the supervisor
+            log.exception("app=%s update crashed", id_of(app))
             self._failed(app, commit, build_id, blog, f"Internal error while updating: {e}")
         finally:
             blog.close()
@@ -134,13 +133,13 @@ class Updater:
         old_files = await gitsync.tracked_files(live)
         new_files = await gitsync.tracked_files(tree)
         protect = frozenset({".streamlit/secrets.toml"}) \
-            if (self.lc.app_dir(app.id) / "secrets.toml").exists() else frozenset()
+            if (self.lc.app_dir(id_of(app)) / "secrets.toml").exists() else frozenset()
         self.lc.check_fence()  # a fenced (former) leader must not rewrite the live files
         changed, removed = await asyncio.to_thread(
             checkouts.sync_in_place, live, tree, old_files, new_files, protect, app.main_file)
         blog(f"Updated to {commit[:12]} in place: {changed} files changed, {removed} removed; "
              "no restart.")
-        self.lc.note(app.id, f"Updated to {commit[:7]} in place ({changed} changed, "
+        self.lc.note(id_of(app), f"Updated to {commit[:7]} in place ({changed} changed, "
                      f"{removed} removed files; same dependencies, no restart)",
                      state_reason="Serving", commit=commit, last_deployed_at=utcnow(),
                      last_deploy_error="")
@@ -150,45 +149,45 @@ class Updater:
         lc = self.lc
         blog(f"Commit {commit[:12]} changes the dependencies: building a new environment "
              f"while {app.commit[:12]} keeps serving.")
-        lc.note(app.id, f"Building the new environment for {commit[:7]} (dependencies "
+        lc.note(id_of(app), f"Building the new environment for {commit[:7]} (dependencies "
                 f"changed); {app.commit[:7]} keeps serving",
                 state_reason=f"Serving; building the new environment for {commit[:7]}")
         env = await asyncio.wait_for(self.runtime.ensure_env(spec, blog),
                                      self.settings.build_timeout)
         blog("Starting the new version beside the serving one.")
-        fresh = lc.load(app.id) or app  # the reboot counter may have moved
-        log_offset = failure_reports.file_size(app_log_path(self.settings, app.id))
+        fresh = lc.load(id_of(app)) or app  # the reboot counter may have moved
+        log_offset = failure_reports.file_size(app_log_path(self.settings, id_of(app)))
         new = await self.runtime.start(lc.app_spec(fresh, tree, alongside=True), env)
         status = await lc.wait_healthy(new)
         if status is not None:
-            await self.runtime.stop(app.id, new.state)
+            await self.runtime.stop(id_of(app), new.state)
             raise UpdateFailed(self._start_failure(app, spec, status, log_offset))
-        current = lc.load(app.id)
+        current = lc.load(id_of(app))
         if current is None or current.desired_state != "running" or current.state != "running":
-            await self.runtime.stop(app.id, new.state)  # stopped or deleted meanwhile
+            await self.runtime.stop(id_of(app), new.state)  # stopped or deleted meanwhile
             raise UpdateFailed("The app was stopped or deleted during the update.")
-        old = lc.instances.get(app.id)
-        old_state = old.state if old else lc.saved_state(app.id)
+        old = lc.instances.get(id_of(app))
+        old_state = old.state if old else lc.saved_state(id_of(app))
         # The switch: the row names the new instance (the route follows), then the pointer.
-        lc.save_instance(app.id, new, tree, commit=commit, env_hash=env.dep_hash,
+        lc.save_instance(id_of(app), new, tree, commit=commit, env_hash=env.dep_hash,
                          built_python=env.python_version,
                          last_deployed_at=utcnow(), last_deploy_error="")
-        checkouts.point_current(lc.app_dir(app.id), tree)
-        lc.note(app.id, f"Redeployed {commit[:7]} with new dependencies; no downtime",
+        checkouts.point_current(lc.app_dir(id_of(app)), tree)
+        lc.note(id_of(app), f"Redeployed {commit[:7]} with new dependencies; no downtime",
                 state_reason="Serving")
         blog(f"Switched to {commit[:12]}; stopping the old instance.")
         await asyncio.sleep(self.settings.redeploy_drain)  # requests in flight to the old one
         if old_state:
-            await self.runtime.stop(app.id, old_state)
-        checkouts.remove_unused(lc.app_dir(app.id))
+            await self.runtime.stop(id_of(app), old_state)
+        checkouts.remove_unused(lc.app_dir(id_of(app)))
 
     def _start_failure(self, app: App, spec: EnvSpec, status: Status, log_offset: int) -> str:
         """Why the new version did not start, from what it logged (the app log's lines
         since its start, beside the serving instance's): phase, cause, fix, the full log."""
         code = "" if status.exit_code is None else f", exit code {status.exit_code}"
-        logged = failure_reports.appended_since(app_log_path(self.settings, app.id), log_offset)
+        logged = failure_reports.appended_since(app_log_path(self.settings, id_of(app)), log_offset)
         report = failure_reports.explain_app_log(
-            self.settings, app.id, logged, self.settings.public_url(app.subdomain),
+            self.settings, id_of(app), logged, self.settings.public_url(app.subdomain),
             timed_out=status.exit_code is None and status.kind != "oom",
             dependency_file=spec.dependency_file or "requirements.txt",
             main_file=app.main_file)
@@ -198,12 +197,12 @@ class Updater:
                 reason: str) -> None:
         blog(f"Update failed: {reason}")
         if build_id is None and commit:  # refused before its build began (its files)
-            build_id = self.lc.record_build(app.id, commit, "")  # so polling skips it
+            build_id = self.lc.record_build(id_of(app), commit, "")  # so polling skips it
         self.lc.finish_build(build_id, "failed", reason)
         label = commit[:7] or "the new commit"
         serving = app.commit[:7]
         self.lc.note(
-            app.id, f"The new version {label} could not be deployed; {serving} keeps "
+            id_of(app), f"The new version {label} could not be deployed; {serving} keeps "
             f"serving. {reason}", state_reason=f"Serving {serving}; the last deploy failed",
             notify=("deploy_failed", commit or "unknown",
                     {"commit": commit, "serving": app.commit, "details": reason})
