@@ -25,8 +25,9 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from http.client import HTTPResponse
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 
@@ -61,7 +62,7 @@ def load_config() -> dict[str, str]:
     except (FileNotFoundError, ValueError):
         raise CliError("Not logged in: run `python -m supervisor.cli login --url URL "
                        "--token TOKEN` first.", 2) from None
-    return data
+    return cast(dict[str, str], data)
 
 
 class Client:
@@ -71,12 +72,14 @@ class Client:
         self.timeout = timeout
 
     def open(self, method: str, path: str, body: bytes | None = None,
-             content_type: str = "application/json", timeout: float | None = None):  # type: ignore
+             content_type: str = "application/json", timeout: float | None = None
+             ) -> HTTPResponse:
         req = urllib.request.Request(self.base + path, data=body, method=method, headers={
             "Authorization": f"Bearer {self.token}", "Accept": "application/json",
             **({"Content-Type": content_type} if body is not None else {})})
         try:
-            return urllib.request.urlopen(req, timeout=timeout or self.timeout)
+            # typeshed gives urlopen's result as Any; for http(s) URLs it is an HTTPResponse
+            return cast(HTTPResponse, urllib.request.urlopen(req, timeout=timeout or self.timeout))
         except urllib.error.HTTPError as e:
             try:
                 err = json.loads(e.read())["error"]
@@ -271,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.status

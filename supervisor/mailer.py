@@ -36,11 +36,11 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from sqlmodel import or_, select, update
+from sqlmodel import col, or_, select, update
 
 from backend.context import Context
 from backend.platform.settings import Settings
-from models import EmailOutbox, Notification, session_scope, utcnow
+from models import EmailOutbox, Notification, id_of, session_scope, utcnow
 
 log = logging.getLogger("supervisor.mailer")
 LEASE = timedelta(seconds=120)  # longer than one SMTP conversation may take
@@ -122,16 +122,16 @@ def claim(ctx: Context, now: datetime, limit: int = BATCH) -> list[EmailOutbox]:
     claimed = []
     with session_scope(ctx.engine) as s:
         due = s.exec(select(EmailOutbox).where(or_(
-            (EmailOutbox.status == "pending") & or_(  # type: ignore[operator]
-                EmailOutbox.next_attempt_at.is_(None),  # type: ignore[union-attr]
-                EmailOutbox.next_attempt_at <= now),  # type: ignore[operator]
-            (EmailOutbox.status == "sending") & (EmailOutbox.lease_until < now),  # type: ignore
-        )).order_by(EmailOutbox.id).limit(limit)).all()  # type: ignore[arg-type]
+            (col(EmailOutbox.status) == "pending") & or_(
+                col(EmailOutbox.next_attempt_at).is_(None),
+                col(EmailOutbox.next_attempt_at) <= now),
+            (col(EmailOutbox.status) == "sending") & (col(EmailOutbox.lease_until) < now),
+        )).order_by(col(EmailOutbox.id)).limit(limit)).all()
         for row in due:
             s.expunge(row)  # a plain copy from here on; the UPDATE below is the claim
-            result = s.exec(update(EmailOutbox).where(  # type: ignore[call-overload]
-                EmailOutbox.id == row.id, EmailOutbox.status == row.status,
-                EmailOutbox.attempts == row.attempts).values(
+            result = s.exec(update(EmailOutbox).where(
+                col(EmailOutbox.id) == row.id, col(EmailOutbox.status) == row.status,
+                col(EmailOutbox.attempts) == row.attempts).values(
                 status="sending", lease_until=now + LEASE, attempts=row.attempts + 1)
                 .execution_options(synchronize_session=False))
             if result.rowcount == 1:
@@ -144,14 +144,14 @@ def _finish(ctx: Context, row_id: int, attempts: int, **values: object) -> None:
     """Record a send attempt's outcome. A message that failed for good no longer counts as
     emailed in the recipient's dashboard notice about it (same dedupe key)."""
     with session_scope(ctx.engine) as s:
-        done = s.exec(update(EmailOutbox).where(  # type: ignore[call-overload]
-            EmailOutbox.id == row_id, EmailOutbox.status == "sending",
-            EmailOutbox.attempts == attempts).values(lease_until=None, **values))
+        done = s.exec(update(EmailOutbox).where(
+            col(EmailOutbox.id) == row_id, col(EmailOutbox.status) == "sending",
+            col(EmailOutbox.attempts) == attempts).values(lease_until=None, **values))
         if values.get("status") == "failed" and done.rowcount:
             key = s.exec(select(EmailOutbox.dedupe_key).where(EmailOutbox.id == row_id)).one()
             if key:
-                s.exec(update(Notification).where(  # type: ignore[call-overload]
-                    Notification.dedupe_key == key).values(emailed=False))
+                s.exec(update(Notification).where(
+                    col(Notification.dedupe_key) == key).values(emailed=False))
 
 
 async def send_pending(ctx: Context, now: datetime | None = None) -> int:
@@ -172,18 +172,18 @@ async def send_pending(ctx: Context, now: datetime | None = None) -> int:
             await asyncio.to_thread(deliver, settings, build_message(settings, row))
         except PermanentMailError as exc:
             log.warning("email id=%s kind=%s failed for good: %s", row.id, row.kind, exc)
-            await asyncio.to_thread(_finish, ctx, row.id, row.attempts, status="failed",
+            await asyncio.to_thread(_finish, ctx, id_of(row), row.attempts, status="failed",
                                     last_error=str(exc)[:2000])
         except (smtplib.SMTPException, OSError) as exc:
             final = row.attempts >= settings.email_max_attempts
             log.warning("email id=%s kind=%s attempt=%s failed%s: %s", row.id, row.kind,
                         row.attempts, " for good" if final else "; will retry", exc)
             await asyncio.to_thread(
-                _finish, ctx, row.id, row.attempts, status="failed" if final else "pending",
+                _finish, ctx, id_of(row), row.attempts, status="failed" if final else "pending",
                 last_error=str(exc)[:2000], next_attempt_at=now + retry_delay(row.attempts))
         else:
             sent += 1
             log.info("email id=%s kind=%s app=%s sent", row.id, row.kind, row.app_id)
-            await asyncio.to_thread(_finish, ctx, row.id, row.attempts, status="sent",
+            await asyncio.to_thread(_finish, ctx, id_of(row), row.attempts, status="sent",
                                     sent_at=utcnow(), last_error="")
     return sent

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlmodel import select, update
+from sqlmodel import col, select, update
 
 from backend.context import Context
-from models import App, Build, session_scope, utcnow
+from models import App, Build, id_of, session_scope, utcnow
 
 if TYPE_CHECKING:
     from supervisor.control.leader import Fence
@@ -47,7 +47,7 @@ def record(ctx: Context, app_id: int, commit: str, dep_hash: str,
         build = Build(app_id=app_id, commit=commit, dep_hash=dep_hash)
         s.add(build)
         s.flush()
-        return build.id  # type: ignore[return-value]
+        return id_of(build)
 
 
 def finish(ctx: Context, build_id: int | None, status: str, error: str = "",
@@ -81,13 +81,14 @@ def mark_interrupted(ctx: Context) -> int:
     supervisor killed after a zero-downtime switch, while the old instance drained) is
     marked `succeeded` instead, so the history does not call a live deploy interrupted."""
     with session_scope(ctx.engine) as s:
-        served = select(App.id).where(App.id == Build.app_id, App.state == "running",
-                                      App.commit == Build.commit,
-                                      App.env_hash == Build.dep_hash).exists()
-        s.exec(update(Build).where(Build.status == "running", served)  # type: ignore
+        served = select(App.id).where(col(App.id) == col(Build.app_id),
+                                      col(App.state) == "running",
+                                      col(App.commit) == col(Build.commit),
+                                      col(App.env_hash) == col(Build.dep_hash)).exists()
+        s.exec(update(Build).where(col(Build.status) == "running", served)
                .values(status="succeeded", finished_at=utcnow())
                .execution_options(synchronize_session=False))
-        result = s.exec(update(Build).where(Build.status == "running")  # type: ignore
+        result = s.exec(update(Build).where(col(Build.status) == "running")
                         .values(status="interrupted", finished_at=utcnow(),
                                 error="The supervisor stopped during this build."))
         return result.rowcount or 0

@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 import psutil
 from sqlalchemy import Connection, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.context import Context
 from models import ClusterLease, ClusterNode, session_scope, utcnow
@@ -99,6 +99,12 @@ class Fenced(BaseException):
     leader's now."""
 
 
+def _sqlite_in_transaction(conn: Connection) -> bool:
+    """Whether pysqlite already began a transaction on this connection (its sqlite3
+    connection's `in_transaction`, which SQLAlchemy's DBAPI protocol does not declare)."""
+    return bool(getattr(conn.connection.dbapi_connection, "in_transaction", False))
+
+
 @dataclass(frozen=True)
 class Fence:
     """The lease as held by `node_id` at `epoch`: checked inside lifecycle writes."""
@@ -112,12 +118,12 @@ class Fence:
         database's one writer), so no take-over commits between the check and the write."""
         conn = session.connection()
         query = select(ClusterLease.epoch).where(
-            ClusterLease.name == LEASE, ClusterLease.holder == self.node_id,  # type: ignore
-            ClusterLease.epoch == self.epoch)  # type: ignore[arg-type]
+            col(ClusterLease.name) == LEASE, col(ClusterLease.holder) == self.node_id,
+            col(ClusterLease.epoch) == self.epoch)
         if hold and conn.dialect.name == "postgresql":
             query = query.with_for_update(read=True)
         elif hold and conn.dialect.name == "sqlite" \
-                and not conn.connection.dbapi_connection.in_transaction:  # type: ignore
+                and not _sqlite_in_transaction(conn):
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite would begin at the first write
         if conn.execute(query).first() is None:
             log.warning("fenced: node=%s epoch=%s is not the leader any more; write refused",
@@ -164,7 +170,11 @@ class Leadership:
         except IntegrityError:
             pass  # another node made it first
         with session_scope(self.ctx.engine) as s:
-            return s.get(ClusterLease, LEASE)  # type: ignore[return-value]
+            made = s.get(ClusterLease, LEASE)
+            if made is None:
+                raise RuntimeError("The leader lease row vanished right after it was made: "
+                                   "something else deletes cluster_lease rows; stop it.")
+            return made
 
     def _advisory(self, want: bool) -> bool:
         """PostgreSQL: hold (want=True) or give up the advisory lock; True while held."""
@@ -200,8 +210,8 @@ class Leadership:
         now = utcnow()
         with self.ctx.engine.begin() as conn:
             done = conn.execute(update(ClusterLease).where(
-                ClusterLease.name == LEASE, ClusterLease.holder == self.me.node_id,  # type: ignore
-                ClusterLease.epoch == self.epoch)  # type: ignore[arg-type]
+                col(ClusterLease.name) == LEASE, col(ClusterLease.holder) == self.me.node_id,
+                col(ClusterLease.epoch) == self.epoch)
                 .values(expires_at=now + timedelta(seconds=self.ttl))).rowcount == 1
         if done:
             self._deadline = start + self.ttl * 0.9
@@ -220,7 +230,7 @@ class Leadership:
         m = self.me
         with self.ctx.engine.begin() as conn:
             won = conn.execute(update(ClusterLease).where(
-                ClusterLease.name == LEASE, ClusterLease.epoch == row.epoch)  # type: ignore
+                col(ClusterLease.name) == LEASE, col(ClusterLease.epoch) == row.epoch)
                 .values(holder=m.node_id, host=m.host, pid=m.pid, pid_started=m.pid_started,
                         epoch=row.epoch + 1, acquired_at=now,
                         expires_at=now + timedelta(seconds=self.ttl))).rowcount == 1
@@ -262,9 +272,9 @@ class Leadership:
             try:
                 with self.ctx.engine.begin() as conn:
                     conn.execute(update(ClusterLease).where(
-                        ClusterLease.name == LEASE,  # type: ignore[arg-type]
-                        ClusterLease.holder == self.me.node_id,  # type: ignore[arg-type]
-                        ClusterLease.epoch == self.epoch)  # type: ignore[arg-type]
+                        col(ClusterLease.name) == LEASE,
+                        col(ClusterLease.holder) == self.me.node_id,
+                        col(ClusterLease.epoch) == self.epoch)
                         .values(expires_at=EPOCH_ZERO, holder=""))
             except SQLAlchemyError:
                 pass
@@ -362,4 +372,4 @@ def live_nodes(ctx: Context, within: float = 30.0) -> list[ClusterNode]:
     since = utcnow() - timedelta(seconds=within)
     with session_scope(ctx.engine) as s:
         return list(s.exec(select(ClusterNode).where(
-            ClusterNode.heartbeat_at >= since)).all())  # type: ignore[arg-type]
+            col(ClusterNode.heartbeat_at) >= since)).all())

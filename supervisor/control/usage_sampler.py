@@ -17,24 +17,26 @@ from typing import Any
 from sqlmodel import select
 
 from backend.context import Context
-from models import App, session_scope, utcnow
+from models import App, id_of, session_scope, utcnow
 from models.usage import UsageSample
-from supervisor.runtimes.base import Runtime
+from supervisor.runtimes.base import Instance, Runtime
 
 log = logging.getLogger("supervisor.usage")
 
 
-def _instance_state(app: App, instances: dict[int, Any]) -> dict[str, Any]:
-    inst = instances.get(app.id)  # type: ignore[arg-type]
+def _instance_state(app: App, instances: dict[int, Instance]) -> dict[str, Any]:
+    inst = instances.get(id_of(app))
     if inst is not None:
         return inst.state
     try:
-        return json.loads(app.runtime_state or "{}").get("instance", {}) or {}
+        saved = json.loads(app.runtime_state or "{}").get("instance", {}) or {}
     except ValueError:
         return {}
+    return saved if isinstance(saved, dict) else {}
 
 
-async def sample_once(ctx: Context, runtime: Runtime, instances: dict[int, Any] | None = None,
+async def sample_once(ctx: Context, runtime: Runtime,
+                      instances: dict[int, Instance] | None = None,
                       now: datetime | None = None) -> int:
     """Sample every running app once; returns the number of samples stored.
     `instances`: the reconciler's view of what runs (else the states saved on the rows)."""
@@ -47,14 +49,14 @@ async def sample_once(ctx: Context, runtime: Runtime, instances: dict[int, Any] 
         if not state:
             continue
         try:
-            usage = await runtime.usage(app.id, state)  # type: ignore[arg-type]
+            usage = await runtime.usage(id_of(app), state)
         except Exception:  # one unreadable instance must not stop the pass
             log.debug("app=%s usage failed", app.id, exc_info=True)
             continue
         if usage is None:
             continue
         limit_mb = app.memory_limit_mb or ctx.settings.memory_limit_mb
-        rows.append(UsageSample(app_id=app.id, at=at, memory_bytes=int(usage.memory_bytes),
+        rows.append(UsageSample(app_id=id_of(app), at=at, memory_bytes=int(usage.memory_bytes),
                                 memory_limit_bytes=limit_mb << 20,
                                 cpu_percent=float(usage.cpu_percent)))
     if rows:
