@@ -44,15 +44,6 @@ def debian_packages(content: bytes) -> tuple[str, ...]:
     return tuple(line for line in lines if line and not line.startswith("#"))
 
 
-def pinned_version(content: bytes) -> str:
-    """The version a .python-version pins: its first line that is not blank or a comment."""
-    for line in content.decode(errors="replace").splitlines():
-        value = line.strip()
-        if value and not value.startswith("#"):
-            return value
-    return ""
-
-
 def _shown(packages: Sequence[str]) -> str:
     return ", ".join(excerpt(p) for p in packages[:5]) + (", ..." if len(packages) > 5 else "")
 
@@ -100,7 +91,7 @@ def check_requirements(ctx: Context, files: dict[str, bytes], python_version: st
     if not version and pin[0]:
         version, source = pin
     elif not version and ".python-version" in files:
-        source, version = ".python-version", pinned_version(files[".python-version"])
+        source, version = ".python-version", python_pins.version_file_pin(files[".python-version"])
     packages = debian_packages(files.get("packages.txt", b""))
     if packages and info.engine in ENGINES_WITH_REPORTED_PACKAGES:
         if not info.packages_pythons:

@@ -6,7 +6,6 @@ the completed-build label, is removed and built again, and the rebuilt image is 
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import subprocess
 import tarfile
@@ -17,6 +16,7 @@ import pytest
 
 from supervisor.runtimes import docker_available
 from supervisor.runtimes.base import EnvSpec
+from supervisor.runtimes.docker_api import DockerAPI
 from supervisor.runtimes.docker_images import COMPLETE_LABEL, ENV_REPO, ImageBuilder
 from tests.conftest import require_docker
 
@@ -49,12 +49,7 @@ def image_builder(settings) -> ImageBuilder:  # type: ignore[no-untyped-def]
         if require_docker():
             pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
         pytest.skip("no Docker daemon")
-    import docker
-    client = docker.from_env(timeout=120)
-
-    async def call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
-    return ImageBuilder(settings, lambda: client, call, f"t{uuid.uuid4().hex[:7]}")
+    return ImageBuilder(settings, DockerAPI(), f"t{uuid.uuid4().hex[:7]}")
 
 
 def _runs_sh(tag: str) -> bool:

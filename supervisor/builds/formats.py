@@ -21,12 +21,13 @@ only, so each format becomes requirement lines here, purely (content in, lines o
 
 from __future__ import annotations
 
-import io
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+import tomlkit
 import yaml
 from plette import Lockfile, Pipfile
 
@@ -93,16 +94,18 @@ def pipfile_requirements(pipfile: bytes, lock: bytes | None, where: str) -> Conv
     """Pipfile.lock's exact `default` versions when `lock` is given, else the Pipfile's
     `[packages]`; `[requires] python_version` (or python_full_version's minor) as python."""
     try:
-        parsed = Pipfile.load(io.StringIO(pipfile.decode("utf-8", "replace")))
+        # What Pipfile.load does, keeping the parsed mapping (plette's models wrap it)
+        data: dict[str, Any] = tomlkit.loads(pipfile.decode("utf-8", "replace"))
+        Pipfile.validate(data)
     except Exception as e:  # plette raises tomlkit's and its own errors
         raise FormatError(f"{where} is not a valid Pipfile ({excerpt(str(e), 120)}); fix "
                           "its TOML.") from None
-    data = parsed._data
     out = Converted(python=pipfile_python(data.get("requires") or {}))
     lock_name = where.rsplit("/", 1)[0] + "/Pipfile.lock" if "/" in where else "Pipfile.lock"
     if lock is not None:
         try:
-            locked = Lockfile.load(io.StringIO(lock.decode("utf-8", "replace")))._data
+            locked: dict[str, Any] = json.loads(lock.decode("utf-8", "replace"))
+            Lockfile.validate(locked)  # what Lockfile.load does after parsing
         except Exception as e:  # json and plette errors alike
             raise FormatError(f"{lock_name} is not a valid Pipfile.lock "
                               f"({excerpt(str(e), 120)}); run `pipenv lock` again or "

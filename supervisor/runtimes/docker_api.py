@@ -77,7 +77,7 @@ class DockerEngine:
         self.settings = settings
         self.api = api or DockerAPI(client)
         self.install_id = docker_spec.install_id(settings)
-        self.images = ImageBuilder(settings, self.api.client, self.api.call, self.install_id)
+        self.images = ImageBuilder(settings, self.api, self.install_id)
         self._cpu_samples: dict[str, tuple[int, int]] = {}  # usage's previous CPU figures
         self._network_lock = asyncio.Lock()  # concurrent starts in this process: one creates
 

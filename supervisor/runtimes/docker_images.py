@@ -30,9 +30,8 @@ import re
 import shlex
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker.errors
 from docker.types import Mount
@@ -77,7 +76,18 @@ STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
          12: "uv could not install the Python dependencies",
          13: "uv could not install Streamlit"}
 
-Call = Callable[..., Awaitable[Any]]
+
+
+class DockerCalls(Protocol):
+    """What the builder needs of a Docker client (`docker_api.DockerAPI`)."""
+
+    def client(self) -> Any: ...
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def remove(self, container: Any) -> None: ...
+
+
 # A Debian package name, optionally :arch and =version (never an apt option like `-o`).
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
 
@@ -144,13 +154,13 @@ def _write_build_source(src: Path, spec: EnvSpec, plan: InstallPlan, env: dict[s
 
 
 class ImageBuilder:
-    """Builds base and env images; `call` runs a blocking Docker call off the event loop."""
+    """Builds base and env images; `api` runs blocking Docker calls off the event loop."""
 
-    def __init__(self, settings: Settings, client: Callable[[], Any], call: Call,
-                 install_id: str) -> None:
+    def __init__(self, settings: Settings, api: DockerCalls, install_id: str) -> None:
         self.settings = settings
-        self._client = client
-        self._call = call
+        self._client = api.client
+        self._call = api.call
+        self._remove = api.remove
         self.install_id = install_id
         self._locks: dict[str, asyncio.Lock] = {}
         self.bases = BaseImages(settings, self._image_exists)
@@ -350,15 +360,6 @@ class ImageBuilder:
             if not reader.done():
                 reader.cancel()
         return int(result.get("StatusCode", 1)), output
-
-    async def _remove(self, container: Any) -> None:
-        try:
-            await self._call(container.remove, force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: removal already in progress
-                raise
 
     async def _remove_stale_builds(self, dep_hash: str) -> None:
         """Build containers of this hash left by a supervisor that died mid-build."""

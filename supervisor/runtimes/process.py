@@ -49,7 +49,7 @@ from typing import Any
 import psutil
 
 from backend.platform.settings import Settings
-from supervisor.runtimes import cgroups, pythons, sandbox, workdir
+from supervisor.runtimes import cgroups, pythons, sandbox, sandbox_commands, workdir
 from supervisor.runtimes.base import (
     AppSpec,
     BuildError,
@@ -218,7 +218,7 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             if secrets_fd is not None:
                 os.close(secrets_fd)
             raise StartError(str(e)) from None
-        command = prefix + sandbox.app_command(
+        command = prefix + sandbox_commands.app_command(
             self._tools, uid=uid, venv=env.location, checkout=app.checkout, home=home,
             secrets_fd=secrets_fd, host_port=port, run_dir=self.settings.run_path,
             max_procs=self.settings.process_pids_limit,

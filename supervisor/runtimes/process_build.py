@@ -31,7 +31,7 @@ from backend import app_requirements
 from backend.platform.settings import Settings
 from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.builds.plan import write_build_files
-from supervisor.runtimes import pythons, sandbox
+from supervisor.runtimes import pythons, sandbox, sandbox_commands
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.process_packages import PackageBuilds
 
@@ -182,7 +182,7 @@ class EnvBuilds(PackageBuilds):
     """The environment half of ProcessRuntime: one uv-built venv per dependency set, built
     in a temporary directory and renamed into place when complete. Each build step that
     runs package code (`uv venv`, `uv pip install`, `uv export`) runs sandboxed when the
-    runtime is (`sandbox.build_command`). A dependency set with Debian packages is built
+    runtime is (`sandbox_commands.build_command`). A dependency set with Debian packages is built
     over a Debian root filesystem instead of the host's interpreters (`process_packages`)."""
 
     settings: Settings
@@ -375,7 +375,7 @@ class EnvBuilds(PackageBuilds):
 
         async def step(cmd: list[str], log: LogSink) -> None:
             prefix, root = self.build_root(venv)  # a Debian root filesystem, if any
-            wrapped = prefix + sandbox.build_command(
+            wrapped = prefix + sandbox_commands.build_command(
                 tools, venv=venv, writable=[cache], readable=readable,
                 run_dir=self.settings.run_path, max_procs=self.settings.process_pids_limit,
                 command=cmd, root=root)

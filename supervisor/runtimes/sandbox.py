@@ -46,6 +46,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,21 +158,21 @@ def namespace_args() -> list[str]:
             "--tmpfs", "/run", "--dir", "/etc"]
 
 
+def _as_on_host(path: Path, present: Callable[[Path], bool]) -> list[str]:
+    """bwrap arguments that show the host's `path` inside as it is: a symlink as the same
+    link, else a read-only bind when `present(path)`, else nothing."""
+    if path.is_symlink():
+        return ["--symlink", os.readlink(path), str(path)]
+    return ["--ro-bind", str(path), str(path)] if present(path) else []
+
+
 def system_view() -> list[str]:
     """Read-only binds of the system's programs and libraries."""
     args = ["--ro-bind", "/usr", "/usr"]
     for name in TOP_DIRS:
-        path = Path("/") / name
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
+        args += _as_on_host(Path("/") / name, Path.is_dir)
     for name in ETC_FILES:
-        path = Path("/etc") / name
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.exists():
-            args += ["--ro-bind", str(path), str(path)]
+        args += _as_on_host(Path("/etc") / name, Path.exists)
     return args
 
 
@@ -334,68 +335,3 @@ def with_open_parents(args: list[str]) -> list[str]:
 def launcher(tools: Tools) -> list[str]:
     """The network launcher's command (`sandbox_launch.py`), before its port and `--`."""
     return [sys.executable, "-I", "-S", str(LAUNCHER), tools.slirp4netns]
-
-
-def view_args(root: Path | None) -> list[str]:
-    """What the sandbox sees as its system: the host's /usr and a few /etc files after its
-    namespaces (`namespace_args`), or with `root` (a mounted Debian root filesystem,
-    `sandbox_rootfs.py`) that tree as /, before them (bwrap mounts in order)."""
-    if root is None:
-        return [*namespace_args(), *system_view()]
-    from supervisor.runtimes import sandbox_rootfs  # it builds on this module
-    return [*sandbox_rootfs.root_args(root), *namespace_args()]
-
-
-def read_only_root(root: Path | None) -> list[str]:
-    """Last of bwrap's arguments: a root filesystem is remounted read-only once bwrap has
-    made its mount points in it."""
-    return ["--remount-ro", "/"] if root is not None else []
-
-
-def app_command(tools: Tools, *, uid: int, venv: str, checkout: Path, home: Path,
-                secrets_fd: int | None, host_port: int, run_dir: Path, max_procs: int,
-                workdir_bytes: int, command: list[str], root: Path | None = None) -> list[str]:
-    """The sandboxed command of an app instance: `command` (Streamlit on
-    GUEST_ADDRESS:APP_PORT inside, run by `workdir.py`) runs in /app as `uid`, reachable
-    on the host at 127.0.0.1:host_port. /app is a tmpfs of `workdir_bytes` that
-    `workdir.py` fills from the checkout, bound read-only at CHECKOUT_IN_INSTANCE.
-
-    No --die-with-parent: the instance must outlive a supervisor restart and be adopted.
-    With `root`, that tree is its / (read-only) instead of the host's /usr."""
-    args = [*view_args(root),
-            *identity_binds(identity_files(run_dir, uid, APP_HOME)),
-            *prefix_binds(interpreter_prefix(Path(venv))),
-            "--ro-bind", venv, venv,
-            "--ro-bind", str(checkout.resolve()), workdir.CHECKOUT_IN_INSTANCE,
-            "--ro-bind", workdir.SCRIPT, workdir.SCRIPT_IN_INSTANCE,
-            "--bind", str(home), APP_HOME,
-            "--perms", f"{workdir.TMPFS_MODE:o}", "--size", str(workdir_bytes),
-            "--tmpfs", APP_DIR]
-    args += ["--chdir", APP_DIR, *privileged_args()]
-    args = with_open_parents(args)
-    if secrets_fd is not None:  # bwrap copies the fd's content to a read-only file
-        args += ["--dir", str(Path(SECRETS_IN_SANDBOX).parent), "--perms", "0444",
-                 "--ro-bind-data", str(secrets_fd), SECRETS_IN_SANDBOX]
-    args += read_only_root(root)
-    return [*launcher(tools), f"{host_port}:{APP_PORT}", "--", tools.bwrap, *args, "--",
-            *user_switch(tools, uid, max_procs), *command]
-
-
-def build_command(tools: Tools, *, venv: Path, writable: list[Path], readable: list[Path],
-                  run_dir: Path, max_procs: int, command: list[str],
-                  root: Path | None = None) -> list[str]:
-    """A sandboxed build step (uv) as BUILDER_UID: the environment being built and the
-    package cache writable, uv, the interpreter's prefix and the CA bundle read-only,
-    outbound network for the package index. It dies with its supervisor. With `root`,
-    that tree is its / (read-only)."""
-    args = [*view_args(root),
-            *identity_binds(identity_files(run_dir, BUILDER_UID, "/tmp"))]
-    for path in readable:
-        args += prefix_binds(path) if path.is_dir() else ["--ro-bind", str(path), str(path)]
-    for path in [venv, *writable]:
-        args += ["--bind", str(path), str(path)]
-    args += ["--chdir", "/tmp", "--die-with-parent", *privileged_args()]
-    return [*launcher(tools), "--", tools.bwrap,
-            *with_open_parents(args), *read_only_root(root), "--",
-            *user_switch(tools, BUILDER_UID, max_procs),
-            *command]
