@@ -536,9 +536,13 @@ def test_a_new_container_that_dies_at_once_is_reported_by_its_own_state(
 def test_an_env_image_without_a_shell_is_reported_as_broken(
         dsettings: Settings, docker_client: Any, tmp_path: Path) -> None:
     """An env image with no /bin/sh (tini: "exec sh failed", exit 127): StartError says the
-    environment image is broken and that a Reboot rebuilds it, before Docker's report."""
+    environment image is broken and that a Reboot rebuilds it, before Docker's report; the
+    image is untagged, so that reboot (or the next deploy) builds it instead of reusing it."""
+    import contextlib
     import io
     import tarfile
+
+    import docker.errors
 
     from supervisor.runtimes.base import StartError
     data = io.BytesIO()
@@ -552,9 +556,12 @@ def test_an_env_image_without_a_shell_is_reported_as_broken(
     try:
         with pytest.raises(StartError) as failed:
             asyncio.run(runtime.start(spec, EnvRef("none", "3.11", image)))
+        left = docker_client.images.list(name="stcloud-test-noshell")
     finally:
         remove_installation(docker_client, runtime)
-        docker_client.images.remove(image, force=True)
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(image, force=True)
+    assert not left, "the broken image is still tagged: the next start would reuse it"
     message = str(failed.value)
     assert message.startswith(f"The environment image {image} is broken"), message
     assert "Reboot the app" in message, message

@@ -129,6 +129,17 @@ class DockerRuntime(DockerEngine, Runtime):
         except docker.errors.APIError as exc:
             raise create_failure(exc, "container") from None
 
+    async def _forget_broken_image(self, app: AppSpec, image: str) -> None:
+        """Untag an env image that cannot run the app's command line (no sh), so the next
+        deploy or reboot builds it instead of reusing it."""
+        try:
+            await self.images.untag(image)
+        except docker.errors.APIError as exc:
+            log.warning("app=%s env image %s cannot run sh; untagging failed: %s",
+                        app.app_id, image, exc.explanation or exc)
+            return
+        log.warning("app=%s env image %s cannot run sh; untagged", app.app_id, image)
+
     async def run_instance(self, app: AppSpec, created: Any, token: str) -> Instance:
         container = created
         log_offset = file_size(app.log_path)
@@ -140,8 +151,10 @@ class DockerRuntime(DockerEngine, Runtime):
             detail = getattr(exc, "explanation", None) or await self.api.call(
                 exit_report, container, appended(app.log_path, log_offset))
             await self.api.remove(container)
-            image = (container.attrs.get("Config") or {}).get("Image") or "of this app"
-            advice = broken_image_advice(detail, image)
+            image = (container.attrs.get("Config") or {}).get("Image") or ""
+            advice = broken_image_advice(detail, image or "of this app")
+            if advice and image:
+                await self._forget_broken_image(app, image)
             message = f"The app container did not start: {detail}"
             raise StartError(f"{advice}\n{message}" if advice else message) from None
         name = self.instance_name(app, token)

@@ -200,12 +200,12 @@ class ImageBuilder:
                     return EnvRef(spec.dep_hash, version, image, reused=True)
                 log(f"==> The environment image {image} is not usable ({fault}); "
                     "building it again")
-                await self._untag(image)
+                await self.untag(image)
             base = await self.base_image(version, log)
             await self._build_env(spec, version, base, image, log)
             fault = await self._check_env_image(image, spec.dep_hash)
             if fault is not None:
-                await self._untag(image)
+                await self.untag(image)
                 raise BuildError(f"The environment image built for these dependencies is not "
                                  f"usable ({fault}); deploy again to rebuild it.")
             return EnvRef(spec.dep_hash, version, image, reused=False)
@@ -248,8 +248,9 @@ class ImageBuilder:
         finally:
             await asyncio.shield(self._remove(container))
 
-    async def _untag(self, image: str) -> None:
-        """Remove the tag (and the image, unless a container still uses it)."""
+    async def untag(self, image: str) -> None:
+        """Remove the tag (and the image, unless a container still uses it): the next
+        `ensure_env` of its dependencies builds it again."""
         try:
             await self._call(self._client().images.remove, image, force=True)
         except docker.errors.ImageNotFound:
