@@ -46,7 +46,8 @@ from supervisor.builds.plan import write_build_files  # noqa: E402
 from supervisor.control.health import HealthPaths, wait_for_streamlit  # noqa: E402
 from supervisor.runtimes import docker_available, pythons  # noqa: E402
 from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec, Runtime  # noqa: E402
-from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402
+from supervisor.runtimes.docker import DockerRuntime  # noqa: E402
+from supervisor.runtimes.process import ProcessRuntime, free_port, uv_binary  # noqa: E402
 from tests.conftest import CACHE_ROOT  # noqa: E402
 from tests.streamlit_client import (  # noqa: E402
     LEGACY_STREAM_PATH,
@@ -178,9 +179,7 @@ async def bare(settings: Settings, work: Path, name: str,
 # Ours ----------------------------------------------------------------------------------------
 def make_runtime(engine: str, settings: Settings) -> Runtime:
     if engine == "docker":
-        from supervisor.runtimes.docker import DockerRuntime
         return DockerRuntime(dataclasses.replace(settings, runtime="docker"))
-    from supervisor.runtimes.process import ProcessRuntime
     return ProcessRuntime(dataclasses.replace(settings, runtime="process"))
 
 
@@ -269,12 +268,17 @@ async def main(runs: int, only: list[str]) -> None:
                     print(f"{name} {kind}: rendered={outcome.rendered} "
                           f"{outcome.seconds:.1f}s {outcome.detail[:200]}", flush=True)
                 shutil.rmtree(root / label, ignore_errors=True)
+                save(results)  # a partial run keeps what it measured
         results["failures"] = {
             engine: {name: await failure_named(engine, settings_for(f"fail-{engine}-{name}"),
                                                root / f"fail-{engine}-{name}", name)
                      for name in BUILD_FAILURES if not only or name in only}
             for engine in engines}
+    save(results)
     report(results)
+
+
+def save(results: dict[str, Any]) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "corpus.json").write_text(json.dumps(results, indent=2))
