@@ -284,6 +284,7 @@ def test_rss_watchdog_where_no_cgroup_can_be_made(settings, tmp_path: Path) -> N
             deadline = asyncio.get_running_loop().time() + 30
             while (status := await runtime.poll(9, inst.state)).alive:
                 assert asyncio.get_running_loop().time() < deadline, "never over the limit"
+                await runtime.maintain(9, inst.state)  # as the reconciler does after poll
                 await asyncio.sleep(0.1)  # the watchdog's own period, here the test's
             await asyncio.gather(viewer, return_exceptions=True)
             return status.kind

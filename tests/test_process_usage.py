@@ -57,7 +57,8 @@ def test_usage_counts_pages_shared_by_forked_processes_once(settings: Any,
             usage = await runtime.usage(91, inst.state)
             assert usage is not None
             naive = rss_sum(inst.state["pid"])
-            status = await runtime.poll(91, inst.state)  # the watchdog's judgement
+            await runtime.maintain(91, inst.state)  # the watchdog's judgement
+            status = await runtime.poll(91, inst.state)
             return usage.memory_bytes, naive, status.kind
         finally:
             await runtime.stop(91, inst.state)
@@ -66,3 +67,26 @@ def test_usage_counts_pages_shared_by_forked_processes_once(settings: Any,
     assert naive > 1500 << 20, f"the fork did not share pages as expected: rss sum {naive}"
     assert 200 << 20 < used < 600 << 20, f"usage {used >> 20} MiB (rss sum {naive >> 20} MiB)"
     assert kind == "running", "a 1 GiB limit is not passed by shared pages"
+
+
+def test_poll_only_observes_and_maintain_ends_an_instance_over_its_limit(settings: Any) -> None:
+    """The watchdog's judgement is `maintain`'s, not `poll`'s: an instance over its limit
+    (any Streamlit passes 20 MiB) polls `running` and lives on until `maintain` ends it;
+    then `poll` says `oom`."""
+    runtime = make_runtime("process", dataclasses.replace(settings,
+                                                          process_memory_limit="watchdog"))
+    app = make_app(settings, 92, 'import streamlit as st\nst.text("RESULT up")\n', memory_mb=20)
+
+    async def scenario() -> tuple[str, bool, str]:
+        inst = await start_healthy(runtime, app)
+        try:
+            polled = (await runtime.poll(92, inst.state)).kind
+            alive = psutil.pid_exists(inst.state["pid"])
+            await runtime.maintain(92, inst.state)
+            return polled, alive, (await runtime.poll(92, inst.state)).kind
+        finally:
+            await runtime.stop(92, inst.state)
+
+    polled, alive, after = asyncio.run(scenario())
+    assert (polled, alive) == ("running", True), "poll acted on the memory limit"
+    assert after == "oom", after

@@ -21,9 +21,10 @@ adoption calls). Two instances of one app may run at once (a zero-downtime redep
 the new one with `AppSpec.alongside` before stopping the old one).
 
 Limits: with a cgroup v1 memory controller each instance runs in its own memory cgroup
-(`supervisor/runtimes/cgroups.py`) and an OOM kill in it makes `poll` say `oom`; without one, `poll`
-is a memory watchdog (PSS of the process tree; the reconciler polls every running app each
-pass, so its period is `reconcile_interval`). A pids cgroup (`process_pids_limit`) caps
+(`supervisor/runtimes/cgroups.py`), and an OOM kill in it makes `maintain` end the whole
+instance; without one, `maintain` is a memory watchdog (PSS of the process tree; the
+reconciler maintains every running app each pass after polling it, so its period is
+`reconcile_interval`). Either way the next `poll` says `oom`. A pids cgroup (`process_pids_limit`) caps
 processes and threads; `stop` kills whatever is left in it. `usage` reads the memory
 cgroup (each page once), else the tree's PSS.
 
@@ -295,20 +296,15 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             return None
 
     async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
+        """Observes only: `running` while the instance's process lives (over its memory
+        limit too: `maintain` ends it), else `oom` or `exited` as it ended."""
         if not state.get("pid"):
             return Status("missing")
         pid = state["pid"]
         # /proc and cgroup reads in a worker thread: the proxy shares this event loop.
-        group, proc, over = await asyncio.to_thread(self._inspect, state)
+        group, proc, _ = await asyncio.to_thread(self._inspect, state)
         if proc is not None:
-            if not over:
-                return Status("running")
-            # The kernel killed a process of the tree (or the watchdog caught it over the
-            # limit): the instance is over its limit; end it all, as Docker would.
-            self._oom_pids.add(pid)
-            log.warning("app=%s pid=%s over its memory limit of %s MiB; killed", app_id, pid,
-                        state.get("memory_limit_mb"))
-            await asyncio.to_thread(self._terminate_group, pid, 0.0)
+            return Status("running")
         child = self._children.get(pid)
         if child is not None:
             child.poll()
@@ -317,6 +313,21 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
                 (group is not None and group.oom_kills() > 0):
             return Status("oom", code)
         return Status("exited", code)
+
+    async def maintain(self, app_id: int, state: dict[str, Any]) -> None:
+        """End an instance over its memory limit, all of its processes, as Docker would:
+        the kernel killed a process of its tree (its cgroup counts an OOM kill) or the
+        watchdog measured the tree over the limit. The next `poll` says `oom`."""
+        if not state.get("pid"):
+            return
+        _, proc, over = await asyncio.to_thread(self._inspect, state)
+        if proc is None or not over:
+            return
+        pid = state["pid"]
+        self._oom_pids.add(pid)
+        log.warning("app=%s pid=%s over its memory limit of %s MiB; killed", app_id, pid,
+                    state.get("memory_limit_mb"))
+        await asyncio.to_thread(self._terminate_group, pid, 0.0)
 
     def _inspect(self, state: dict[str, Any]) -> tuple[Any, psutil.Process | None, bool]:
         """(memory cgroup, the live process or None, whether it is over its limit)."""
