@@ -24,9 +24,9 @@ Limits: with a cgroup v1 memory controller each instance runs in its own memory 
 (`supervisor/runtimes/cgroups.py`), and an OOM kill in it makes `maintain` end the whole
 instance; without one, `maintain` is a memory watchdog (PSS of the process tree; the
 reconciler maintains every running app each pass after polling it, so its period is
-`reconcile_interval`). Either way the next `poll` says `oom`. A pids cgroup (`process_pids_limit`) caps
-processes and threads; `stop` kills whatever is left in it. `usage` reads the memory
-cgroup (each page once), else the tree's PSS.
+`reconcile_interval`). Either way the next `poll` says `oom`. A pids cgroup
+(`process_pids_limit`) caps processes and threads; `stop` kills whatever is left in it.
+`usage` reads the memory cgroup (each page once), else the tree's PSS.
 
 Logs: each app's stdout and stderr go through `logpipe.py` (a writer process forked by the
 app's launcher, in the app's process group, outside the sandbox) to `app.log`, rotated at
