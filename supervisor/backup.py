@@ -21,12 +21,13 @@ The archive is one gzip'd tar, mode 0600 from the moment it exists, whose first 
 `manifest.json`: format, schema revision, database dialect, creation time, and a size and
 sha256 per file (checked on restore).
 
-Restore refuses: while a supervisor heartbeat on this data dir is fresh (backend.platform.supervisor_report);
-a backup of a newer schema than this code knows (upgrade the platform first); a database
-that already holds users, unless `force` (the old SQLite file and keys are then moved to
-`<data_dir>/pre-restore-<time>/`, nothing is deleted). After the files are in place the
-schema is migrated to this code's newest revision and every app's secrets are decrypted with
-the restored key (a wrong key fails the restore loudly) and written to their runtime files.
+Restore refuses: while a supervisor heartbeat on this data dir is fresh
+(backend.platform.supervisor_report); a backup of a newer schema than this code knows
+(upgrade the platform first); a database that already holds users, unless `force` (the
+old SQLite file and keys are then moved to `<data_dir>/pre-restore-<time>/`, nothing is
+deleted). After the files are in place the schema is migrated to this code's newest
+revision and every app's secrets are decrypted with the restored key (a wrong key fails
+the restore loudly) and written to their runtime files.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, inspect, select, text
 
-from backend.platform.supervisor_report import read_platform
 from backend.platform.settings import Settings
+from backend.platform.supervisor_report import read_platform_of
 from models.engine import MIGRATIONS_DIR, make_engine
 
 log = logging.getLogger("supervisor.backup")
@@ -256,9 +257,10 @@ def read_manifest(source: Path) -> Manifest:
     try:
         with tarfile.open(source, "r:gz") as tar:
             member = tar.next()
-            if member is None or member.name != MANIFEST:
+            blob = tar.extractfile(member) if member is not None else None
+            if member is None or member.name != MANIFEST or blob is None:
                 raise BackupError(f"{source} is not a platform backup (no {MANIFEST} first).")
-            data = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+            data = json.loads(blob.read())
     except (OSError, tarfile.TarError, ValueError) as exc:
         raise BackupError(f"Cannot read the backup {source}: {exc}") from None
     return Manifest(**data)
@@ -274,18 +276,12 @@ def check_restorable(settings: Settings, manifest: Manifest) -> None:
         raise BackupError(f"The backup's database schema ({manifest.schema_revision}) is newer "
                           f"than this version knows (newest: {known[-1]}). Upgrade the "
                           "platform to the version that made the backup, then restore.")
-    platform = read_platform(_CtxShim(settings))  # type: ignore[arg-type]
+    platform = read_platform_of(settings)
     if platform.supervisor_alive:
         age = time.time() - platform.heartbeat
         raise BackupError(f"A supervisor is running on {settings.data_dir} (heartbeat {age:.0f}"
                           " s ago). Stop it first (Ctrl-C stops its apps too); if it was "
                           "killed, wait 30 s for its heartbeat to expire.")
-
-
-@dataclass(frozen=True)
-class _CtxShim:
-    """read_platform needs only the settings of a Context."""
-    settings: Settings
 
 
 def _extract(source: Path, manifest: Manifest, staging: Path) -> None:
@@ -294,13 +290,14 @@ def _extract(source: Path, manifest: Manifest, staging: Path) -> None:
             if member.name == MANIFEST:
                 continue
             expected = manifest.files.get(member.name)
-            if expected is None or not member.isfile() or ".." in Path(member.name).parts:
+            content = tar.extractfile(member) if member.isfile() else None
+            if expected is None or content is None or ".." in Path(member.name).parts:
                 raise BackupError(f"Unexpected member {member.name!r} in the backup.")
             out = staging / member.name
             out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
-                shutil.copyfileobj(tar.extractfile(member), fh, CHUNK)  # type: ignore[misc]
+                shutil.copyfileobj(content, fh, CHUNK)
             if _sha256(out) != expected["sha256"]:
                 raise BackupError(f"{member.name} in the backup is corrupt (checksum differs).")
     missing = [n for n in manifest.files if not (staging / n).exists()]

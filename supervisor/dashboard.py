@@ -22,7 +22,8 @@ from collections.abc import Callable
 from backend.accounts.identity import PANEL_BASE_URL_PATH
 from backend.platform.settings import PROJECT_ROOT, Settings
 from supervisor.control.health import wait_for_health
-from supervisor.runtimes.process import die_with_parent, free_port
+from supervisor.runtimes.process import free_port
+from supervisor.runtimes.process_builders import die_with_parent
 
 log = logging.getLogger("supervisor.dashboard")
 Publish = Callable[[tuple[str, int] | None], None]  # the process's address, None when down
@@ -39,7 +40,7 @@ class DashboardProcess:
         self.extra_args = extra_args
         self._publish: Publish = publish or (lambda address: None)
         self.proc: asyncio.subprocess.Process | None = None
-        self._stopping = False
+        self._stop = asyncio.Event()  # set by stop(), read again after every await in run()
 
     @classmethod
     def panel(cls, settings: Settings, publish: Publish | None = None) -> DashboardProcess:
@@ -59,7 +60,7 @@ class DashboardProcess:
     async def run(self) -> None:
         """Keep the dashboard up until `stop()`; backoff 1, 2, 4 … 30 s between restarts."""
         delay = 1.0
-        while not self._stopping:
+        while not self._stop.is_set():
             port = self.port or free_port()
             env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
             log_path = self.settings.logs_path / f"{self.name}.log"
@@ -76,7 +77,7 @@ class DashboardProcess:
                 delay = 1.0
             code = await self.proc.wait()
             self._publish(None)
-            if self._stopping:
+            if self._stop.is_set():
                 return
             log.warning("%s exited with code %s; restarting in %.0f s", self.name, code, delay)
             await asyncio.sleep(delay)
@@ -92,7 +93,7 @@ class DashboardProcess:
                                           alive, within=60, step=0.1))
 
     async def stop(self) -> None:
-        self._stopping = True
+        self._stop.set()
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             try:

@@ -22,8 +22,8 @@ import time
 
 from backend.accounts import auth
 from backend.context import Context, open_context
-from backend.platform.supervisor_report import PlatformInfo, write_platform
 from backend.platform.settings import Settings
+from backend.platform.supervisor_report import PlatformInfo, write_platform
 from supervisor.api import make_api_app
 from supervisor.control.engine_choice import choose_runtime
 from supervisor.control.leader import Fenced, Leadership, NodeRegistry, me

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from backend.context import Context
-from models import App, session_scope
+from models import App, id_of, session_scope
 from supervisor.control.leader import current_leader, live_nodes, parse_address
 
 log = logging.getLogger("supervisor.routes")
@@ -107,7 +107,7 @@ def _addresses(app: App) -> tuple[tuple[str, int] | None, tuple[tuple[str, int],
 
 def route_for(app: App) -> Route:
     address, every = _addresses(app) if app.state == "running" else (None, ())
-    return Route(app_id=app.id, subdomain=app.subdomain, state=app.state,  # type: ignore[arg-type]
+    return Route(app_id=id_of(app), subdomain=app.subdomain, state=app.state,
                  address=address, addresses=every,
                  reason=app.state_reason, visibility=app.visibility,
                  workspace_id=app.workspace_id)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from backend.context import Context
+from backend.platform.settings import Settings
 
 
 @dataclass
@@ -31,8 +32,8 @@ class PlatformInfo:
         return time.time() - self.heartbeat < 30
 
 
-def _path(ctx: Context) -> Path:
-    return ctx.settings.run_path / "platform.json"
+def _path(settings: Settings) -> Path:
+    return settings.run_path / "platform.json"
 
 
 def wake_file(ctx: Context) -> Path:
@@ -49,15 +50,21 @@ def wake_supervisor(ctx: Context) -> None:
 
 
 def read_platform(ctx: Context) -> PlatformInfo:
+    return read_platform_of(ctx.settings)
+
+
+def read_platform_of(settings: Settings) -> PlatformInfo:
+    """What the supervisor of `settings`' data dir last reported; for callers without a
+    database context (a restore checking that no supervisor runs there)."""
     try:
-        data = json.loads(_path(ctx).read_text())
+        data = json.loads(_path(settings).read_text())
     except (FileNotFoundError, ValueError):
-        return PlatformInfo(python_versions=[ctx.settings.default_python])
+        return PlatformInfo(python_versions=[settings.default_python])
     return PlatformInfo(**{k: v for k, v in data.items() if k in PlatformInfo.__annotations__})
 
 
 def write_platform(ctx: Context, info: PlatformInfo) -> None:
-    path = _path(ctx)
+    path = _path(ctx.settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(asdict(info)))

@@ -28,10 +28,10 @@ from urllib.parse import quote
 from aiohttp import web
 
 from backend import read_model
-from backend.platform import status
 from backend.context import Context
 from backend.errors import BackendError
 from backend.github import accounts as github_service
+from backend.platform import status
 from supervisor.api import v1
 from supervisor.api.hooks import PushHooks, PushReceiver
 from supervisor.api.openapi import openapi_document

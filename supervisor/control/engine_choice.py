@@ -25,11 +25,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.apps import state as appstate
-from backend.platform import installation
 from backend.context import Context
+from backend.platform import installation
 from models import App, session_scope
 from supervisor.control.leader import current_leader, process_gone
 from supervisor.runtimes import (
@@ -192,7 +192,7 @@ def _requeue_serving(ctx: Context, old: str, target: str) -> list[str]:
     """Queue a fresh deploy of every app that was serving or on its way to serve."""
     moved = []
     with session_scope(ctx.engine) as s:
-        for app in s.exec(select(App).where(App.state.in_(SERVING_STATES))):  # type: ignore
+        for app in s.exec(select(App).where(col(App.state).in_(SERVING_STATES))):
             if app.desired_state != "running":
                 continue
             appstate.transition(s, app, "queued", f"Moved from the {old} runtime to {target} "

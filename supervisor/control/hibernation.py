@@ -22,12 +22,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlmodel import select
+from sqlmodel import col, select
 
-from backend.platform import notifications
 from backend.context import Context
+from backend.platform import notifications
 from backend.platform.settings import Settings
-from models import App, AppEvent, session_scope
+from models import App, AppEvent, id_of, session_scope
 from supervisor.control.lifecycle import Lifecycle
 
 log = logging.getLogger("supervisor.control.hibernation")
@@ -67,9 +67,9 @@ def plan(apps: list[App], now: datetime, settings: Settings) -> Plan:
             continue
         idle = now - idle_since(app)
         if idle >= sleep_after:
-            out.sleep.append(app.id)  # type: ignore[arg-type]
+            out.sleep.append(id_of(app))
         elif settings.hibernate_warn_after_days > 0 and idle >= warn_after:
-            out.warn.append(app.id)  # type: ignore[arg-type]
+            out.warn.append(id_of(app))
     return out
 
 
@@ -92,8 +92,8 @@ def _warn(ctx: Context, app_id: int, now: datetime) -> None:
             return
         since = idle_since(app)
         warned = s.exec(select(AppEvent.id).where(
-            AppEvent.app_id == app_id, AppEvent.time >= since,
-            AppEvent.reason.startswith(WARNING_PREFIX))).first()  # type: ignore[union-attr]
+            col(AppEvent.app_id) == app_id, col(AppEvent.time) >= since,
+            col(AppEvent.reason).startswith(WARNING_PREFIX))).first()
         if warned is not None:
             return
         sleep_at = since + timedelta(days=settings.hibernate_after_days)

@@ -27,7 +27,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,18 +36,25 @@ from typing import Any
 from sqlmodel import Session, delete
 
 from backend import validation
-from backend.apps import state as appstate
-from backend.apps import failure_reports
-from backend.apps import failures
-from backend.platform import notifications
+from backend.apps import failure_reports, failures
 from backend.apps import secrets as app_secrets
-from backend.context import Context
-from backend.github import deploy as github_deploy
+from backend.apps import state as appstate
 from backend.apps.log_files import app_log_path, build_log_path, current_run_lines, mark_run_start
-from models import App, AppEvent, AppSecret, AppViewer, Favorite, session_scope, utcnow
-from supervisor.sources import checkouts
-from supervisor.sources import git_auth
-from supervisor.sources import gitsync
+from backend.context import Context
+from backend.errors import ValidationError
+from backend.github import deploy as github_deploy
+from backend.platform import notifications
+from models import (
+    App,
+    AppEvent,
+    AppSecret,
+    AppViewer,
+    Favorite,
+    id_of,
+    session_scope,
+    table_of,
+    utcnow,
+)
 from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
 from supervisor.control.health import HealthPaths, wait_for_streamlit
@@ -62,6 +69,7 @@ from supervisor.runtimes.base import (
     StartError,
     Status,
 )
+from supervisor.sources import checkouts, git_auth, gitsync
 
 log = logging.getLogger("supervisor.control.lifecycle")
 
@@ -99,13 +107,14 @@ class CrashRecord:
 class Lifecycle:
     """The actions; `instances` is the reconciler's view of what runs."""
 
-    def __init__(self, ctx: Context, runtime: Runtime, on_change: Any = None,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(self, ctx: Context, runtime: Runtime,
+                 on_change: Callable[[App | None], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.runtime = runtime
         self.instances: dict[int, Instance] = {}
-        self._on_change = on_change or (lambda app: None)
+        self._on_change: Callable[[App | None], None] = on_change or (lambda app: None)
         self._clock = clock
         self._wall_clock = time.time  # crash times outlive this process: wall clock
         self.fence: Fence | None = None  # None: the only supervisor (no lease to check)
@@ -140,7 +149,8 @@ class Lifecycle:
         return self.settings.apps_path / str(app_id)
 
     def checkout_dir(self, app_id: int) -> Path:
-        """The current source tree: a symlink to `src-<commit>-…` (supervisor/sources/checkouts.py)."""
+        """The current source tree: a symlink to `src-<commit>-…`
+        (supervisor/sources/checkouts.py)."""
         return self.app_dir(app_id) / checkouts.CURRENT
 
     def load(self, app_id: int) -> App | None:
@@ -222,13 +232,14 @@ class Lifecycle:
 
     def app_spec(self, app: App, checkout: Path | None = None,
                   alongside: bool = False) -> AppSpec:
-        secrets = self.app_dir(app.id) / "secrets.toml"
-        return AppSpec(app_id=app.id, name=app.subdomain,
-                       checkout=checkout or self.checkout_dir(app.id),
-                       main_file=app.main_file, log_path=app_log_path(self.settings, app.id),
+        app_id = id_of(app)
+        secrets = self.app_dir(app_id) / "secrets.toml"
+        return AppSpec(app_id=app_id, name=app.subdomain,
+                       checkout=checkout or self.checkout_dir(app_id),
+                       main_file=app.main_file, log_path=app_log_path(self.settings, app_id),
                        memory_limit_mb=self.memory_limit(app),
                        secrets_file=secrets if secrets.exists() else None,
-                       env_vars=app_secrets.runtime_env_vars(self.settings, app.id),
+                       env_vars=app_secrets.runtime_env_vars(self.settings, app_id),
                        generation=app.restart_generation, alongside=alongside)
 
     def memory_limit(self, app: App) -> int:
@@ -237,7 +248,7 @@ class Lifecycle:
     def env_spec(self, app: App, checkout: Path | None = None) -> EnvSpec:
         """The app's dependency set: its chosen Python, else .python-version, else default;
         scoped to its workspace when `env_sharing` is "workspace"."""
-        spec = EnvSpec.from_checkout(checkout or self.checkout_dir(app.id), app.python_version,
+        spec = EnvSpec.from_checkout(checkout or self.checkout_dir(id_of(app)), app.python_version,
                                      self.settings.default_streamlit, main_file=app.main_file)
         if not spec.python_version:
             spec = dataclasses.replace(spec, python_version=self.settings.default_python)
@@ -297,10 +308,10 @@ class Lifecycle:
             await self.start_and_wait(app, env)
 
     def _check_main_file(self, app: App) -> None:
-        checkout = self.checkout_dir(app.id)
+        checkout = self.checkout_dir(id_of(app))
         try:
             main_file = validation.main_file_in_checkout(checkout, app.main_file)
-        except validation.ValidationError as e:
+        except ValidationError as e:
             raise DeployError(e.message) from e
         if not main_file.is_file():
             found = sorted(p.name for p in checkout.glob("*.py"))[:10]
@@ -323,47 +334,49 @@ class Lifecycle:
         """`build_failed`, remembering the commit (polling redeploys only a newer one)."""
         blog(f"Build failed: {reason}")
         self.finish_build(build_id, "failed", reason)
-        self.transition(app_id, "build_failed", reason, **({"commit": commit} if commit else {}))
+        remembered: dict[str, Any] = {"commit": commit} if commit else {}
+        self.transition(app_id, "build_failed", reason, **remembered)
 
     # Start and health -------------------------------------------------------------------
     async def start_and_wait(self, app: App, env: EnvRef | None = None,
                              notify: bool = False) -> bool:
         """Start an instance (reusing the environment) and wait until it is healthy.
         `notify`: a failure to start emails the developers (a running app went down)."""
+        app_id = id_of(app)
         try:
             if env is None:
                 env = await asyncio.wait_for(
                     self.runtime.ensure_env(self.env_spec(app), lambda line: None),
                     self.settings.build_timeout)
             self.check_fence()
-            mark_run_start(app_log_path(self.settings, app.id))  # crash reasons quote this run
+            mark_run_start(app_log_path(self.settings, app_id))  # crash reasons quote this run
             inst = await self.runtime.start(self.app_spec(app), env)
         except (BuildError, StartError, FileNotFoundError) as e:
             reason = f"The app could not start: {e}"
-            self.transition(app.id, "crashed", reason,
+            self.transition(app_id, "crashed", reason,
                             notify=("crashed", {"details": reason}) if notify else None)
             return False
         try:
-            self.save_instance(app.id, inst, checkouts.current_tree(self.app_dir(app.id)))
+            self.save_instance(app_id, inst, checkouts.current_tree(self.app_dir(app_id)))
         except Fenced:
             await self.undo_unrecorded()
             raise
         status = await self.wait_healthy(inst)
         if status is None:
-            self.transition(app.id, "running", "Serving")
+            self.transition(app_id, "running", "Serving")
             return True
-        await self._stop_saved(app.id)
+        await self._stop_saved(app_id)
         if status.kind == "oom":
             self.over_limit(app)
         else:
-            reason = self._exit_reason(app.id, status, start=True)
-            self.transition(app.id, "crashed", reason,
+            reason = self._exit_reason(app_id, status, start=True)
+            self.transition(app_id, "crashed", reason,
                             notify=("crashed", {"details": reason}) if notify else None)
         return False
 
     def over_limit(self, app: App) -> None:
         """The instance was killed for memory: `over_limit` and one email (this incident)."""
-        self.transition(app.id, "over_limit", self._oom_reason(app), notify=(
+        self.transition(id_of(app), "over_limit", self._oom_reason(app), notify=(
             "over_limit", {"limit_mb": str(self.memory_limit(app))}))
 
     async def wait_healthy(self, inst: Instance) -> Status | None:
@@ -471,16 +484,18 @@ class Lifecycle:
         self.save_instance(app_id, None)
 
     def saved_state(self, app_id: int) -> dict[str, Any]:
-        return self._saved(app_id).get("instance", {})
+        state = self._saved(app_id).get("instance", {})
+        return state if isinstance(state, dict) else {}
 
     def _saved(self, app_id: int) -> dict[str, Any]:
         app = self.load(app_id)
         if app is None:
             return {}
         try:
-            return json.loads(app.runtime_state or "{}")
+            saved = json.loads(app.runtime_state or "{}")
         except ValueError:
             return {}
+        return saved if isinstance(saved, dict) else {}
 
     async def stop(self, app_id: int) -> None:
         await self._stop_saved(app_id)
@@ -497,8 +512,9 @@ class Lifecycle:
             log.warning("app=%s GitHub clean-up deferred", app_id, exc_info=True)
         with self._write() as s:
             app = s.get(App, app_id)
-            for table in (Favorite, AppViewer, AppSecret):
-                s.exec(delete(table).where(table.app_id == app_id))  # type: ignore
+            for model in (Favorite, AppViewer, AppSecret):
+                table = table_of(model)
+                s.exec(delete(table).where(table.c.app_id == app_id))
             if app is not None:
                 s.add(AppEvent(app_id=app_id, from_state=app.state, to_state="deleted",
                                reason="Deleted; instance, files and secrets removed"))

@@ -31,28 +31,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import delete, select
+from sqlmodel import col, delete, select
 
 from backend.apps import state as appstate
 from backend.context import Context
 from backend.platform.supervisor_report import wake_file, wake_supervisor
-from models import App, AppRequest, session_scope, utcnow
-from supervisor.sources import checkouts
+from models import App, AppRequest, id_of, session_scope, utcnow
 from supervisor.builds import records as builds
 from supervisor.control import hibernation
-from supervisor.control.leader import Fenced
+from supervisor.control.leader import Fenced, Leadership
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.routes import RouteTable, route_for
 from supervisor.runtimes.base import Instance, Runtime
+from supervisor.sources import checkouts
 from supervisor.sources.updates import Updater
 
 log = logging.getLogger("supervisor.control.reconciler")
 WAKE_POLL = 0.05  # seconds between checks of the wake file (a stat call)
+Action = Awaitable[None]  # one lifecycle action of one app, run by its worker task
 
 
 def _mtime(path: Path) -> int:
@@ -64,9 +65,10 @@ def _mtime(path: Path) -> int:
 
 def _saved_blob(app: App) -> dict[str, Any]:
     try:
-        return json.loads(app.runtime_state or "{}")
+        saved = json.loads(app.runtime_state or "{}")
     except ValueError:
         return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def enqueue_request(ctx: Context, app_id: int, kind: str, arg: Any = None) -> None:
@@ -81,16 +83,16 @@ def load_requests(ctx: Context) -> dict[int, dict[str, tuple[int, str]]]:
     """app id -> kind -> (newest request id, its argument)."""
     out: dict[int, dict[str, tuple[int, str]]] = {}
     with session_scope(ctx.engine) as s:
-        for r in s.exec(select(AppRequest).order_by(AppRequest.id)):  # type: ignore[arg-type]
-            out.setdefault(r.app_id, {})[r.kind] = (r.id, r.arg)  # type: ignore[assignment]
+        for r in s.exec(select(AppRequest).order_by(col(AppRequest.id))):
+            out.setdefault(r.app_id, {})[r.kind] = (id_of(r), r.arg)
     return out
 
 
 def forget_requests(ctx: Context, app_id: int, kinds: tuple[str, ...], upto: int) -> None:
     with session_scope(ctx.engine) as s:
-        s.exec(delete(AppRequest).where(  # type: ignore[call-overload]
-            AppRequest.app_id == app_id, AppRequest.kind.in_(kinds),  # type: ignore
-            AppRequest.id <= upto))  # type: ignore[operator]
+        s.exec(delete(AppRequest).where(
+            col(AppRequest.app_id) == app_id, col(AppRequest.kind).in_(kinds),
+            col(AppRequest.id) <= upto))
 
 
 def same_instance(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -100,14 +102,15 @@ def same_instance(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 class Reconciler:
     def __init__(self, ctx: Context, runtime: Runtime, routes: RouteTable,
-                 on_pass: Callable[[], None] | None = None, leader: Any = None) -> None:
+                 on_pass: Callable[[], None] | None = None,
+                 leader: Leadership | None = None) -> None:
         self.ctx = ctx
         self.runtime = runtime
         self.routes = routes
         self.lifecycle = Lifecycle(ctx, runtime, on_change=self._publish)
         self.updater = Updater(self.lifecycle)
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self.leader = leader  # supervisor.control.leader.Leadership; None: always the leader
+        self.leader = leader  # None: always the leader
         self.active = leader is None  # adopted and acting as the leader
         self._wake = asyncio.Event()
         self._on_pass = on_pass or (lambda: None)
@@ -155,50 +158,55 @@ class Reconciler:
         for found in await self.runtime.list():
             live.setdefault(found.app_id, []).append(found)
         for app in self._load_apps():
-            candidates = live.pop(app.id, [])
-            if app.desired_state == "deleted":  # stop them all; the delete action follows
-                for extra in candidates:
-                    await self.runtime.stop(app.id, extra.state)
-                continue
-            saved = _saved_blob(app)
-            # The instance the row names; with no name saved (an older row), any one. One
-            # the row does not name is never adopted: its tree may not be the kept one.
-            inst = next((i for i in candidates
-                         if same_instance(i.state, saved.get("instance", {}))),
-                        candidates[0] if candidates and not saved.get("instance") else None)
-            for extra in candidates:
-                if extra is not inst:
-                    log.warning("app=%s stopping a second instance left by a redeploy",
-                                app.id)
-                    await self.runtime.stop(app.id, extra.state)
-            self._adopt_tree(app.id, saved.get("tree", ""))
-            if inst is not None and app.state in ("running", "starting"):
-                self.lifecycle.save_instance(app.id, inst, adopted=True)
-                log.info("app=%s adopted instance at %s:%s", app.id, *inst.address)
-                if app.state == "starting":
-                    self._requeue(app.id, "Supervisor restarted while starting; starting again")
-                continue
-            if inst is not None:
-                await self.runtime.stop(app.id, inst.state)
-            if app.state in ("building", "starting"):
-                self._requeue(app.id, "Supervisor restarted during the deploy; deploying again")
-            elif app.state == "running" and "sleep" in pending.get(app.id, {}):  # type: ignore
-                # It died while being put to sleep: finish that instead of restarting it.
-                upto, when = pending[app.id]["sleep"]  # type: ignore[index]
-                await hibernation.hibernate(self.lifecycle, app.id,  # type: ignore[arg-type]
-                                            datetime.fromisoformat(when) if when else utcnow())
-                forget_requests(self.ctx, app.id, ("sleep",), upto)  # type: ignore[arg-type]
-                if (self.lifecycle.load(app.id) or app).state == "running":  # type: ignore
-                    self._requeue(app.id, "The app was not running after a supervisor "
-                                  "restart; starting it again")
-            elif app.state == "running":
-                self._requeue(app.id, "The app was not running after a supervisor restart; "
-                              "starting it again")
+            await self._adopt_app(app, live.pop(id_of(app), []), pending)
         for app_id, insts in live.items():
             for inst in insts:
                 log.warning("app=%s instance has no app; stopping it", app_id)
                 await self.runtime.stop(app_id, inst.state)
         self.refresh_routes()
+
+    async def _adopt_app(self, app: App, candidates: list[Instance],
+                         pending: dict[int, dict[str, tuple[int, str]]]) -> None:
+        """Adopt the app's live instance the row names (stop the others), or queue what
+        the app needs next after a supervisor restart."""
+        app_id = id_of(app)
+        if app.desired_state == "deleted":  # stop them all; the delete action follows
+            for extra in candidates:
+                await self.runtime.stop(app_id, extra.state)
+            return
+        saved = _saved_blob(app)
+        # The instance the row names; with no name saved (an older row), any one. One
+        # the row does not name is never adopted: its tree may not be the kept one.
+        inst = next((i for i in candidates
+                     if same_instance(i.state, saved.get("instance", {}))),
+                    candidates[0] if candidates and not saved.get("instance") else None)
+        for extra in candidates:
+            if extra is not inst:
+                log.warning("app=%s stopping a second instance left by a redeploy", app_id)
+                await self.runtime.stop(app_id, extra.state)
+        self._adopt_tree(app_id, saved.get("tree", ""))
+        if inst is not None and app.state in ("running", "starting"):
+            self.lifecycle.save_instance(app_id, inst, adopted=True)
+            log.info("app=%s adopted instance at %s:%s", app_id, *inst.address)
+            if app.state == "starting":
+                self._requeue(app_id, "Supervisor restarted while starting; starting again")
+            return
+        if inst is not None:
+            await self.runtime.stop(app_id, inst.state)
+        if app.state in ("building", "starting"):
+            self._requeue(app_id, "Supervisor restarted during the deploy; deploying again")
+        elif app.state == "running" and "sleep" in pending.get(app_id, {}):
+            # It died while being put to sleep: finish that instead of restarting it.
+            upto, when = pending[app_id]["sleep"]
+            await hibernation.hibernate(self.lifecycle, app_id,
+                                        datetime.fromisoformat(when) if when else utcnow())
+            forget_requests(self.ctx, app_id, ("sleep",), upto)
+            if (self.lifecycle.load(app_id) or app).state == "running":
+                self._requeue(app_id, "The app was not running after a supervisor "
+                              "restart; starting it again")
+        elif app.state == "running":
+            self._requeue(app_id, "The app was not running after a supervisor restart; "
+                          "starting it again")
 
     def _adopt_tree(self, app_id: int, tree_name: str) -> None:
         """Point `src` at the tree the serving instance runs in (a supervisor may have died
@@ -228,11 +236,12 @@ class Reconciler:
     def push_detected(self, app_id: int, source: str) -> None:
         self.request(app_id, "sync", source)
 
-    def _next_request(self, app: App, pending: dict[int, dict[str, tuple[int, str]]]) -> Any:
-        mine = pending.get(app.id)  # type: ignore[arg-type]
+    def _next_request(self, app: App, pending: dict[int, dict[str, tuple[int, str]]]
+                      ) -> Action | None:
+        app_id = id_of(app)
+        mine = pending.get(app_id)
         if not mine:
             return None
-        app_id: int = app.id  # type: ignore[assignment]
         upto = max(i for i, _ in mine.values())
         if "sync" in mine:  # a push also resets the idle clock: it wins over sleep
             action = self.updater.sync(app_id, mine["sync"][1] or "push")
@@ -245,7 +254,7 @@ class Reconciler:
         return None
 
     async def _served(self, app_id: int, kinds: tuple[str, ...], upto: int,
-                      action: Any) -> None:
+                      action: Action) -> None:
         """Run a requested action; its rows go once it ended (kept if we were cancelled:
         a new leader serves them)."""
         try:
@@ -259,7 +268,8 @@ class Reconciler:
 
     async def run(self) -> None:
         """Reconcile every `reconcile_interval` seconds, and at once when woken: by a worker
-        that finished, or by the dashboard/API touching the wake file (backend.platform.supervisor_report)."""
+        that finished, or by the dashboard/API touching the wake file
+        (backend.platform.supervisor_report)."""
         interval = self.ctx.settings.reconcile_interval
         while not self._stopping:
             try:
@@ -319,15 +329,16 @@ class Reconciler:
         self.refresh_routes(apps)
         pending = await asyncio.to_thread(load_requests, self.ctx)
         for app in apps:
-            task = self._tasks.get(app.id)  # type: ignore[arg-type]
+            app_id = id_of(app)
+            task = self._tasks.get(app_id)
             if task is not None and not task.done():
                 continue
             action = await self._decide(app, pending)
             if action is None:
                 action = self._next_request(app, pending)
             if action is not None:
-                self._tasks[app.id] = asyncio.create_task(  # type: ignore[index]
-                    self._guarded(app.id, action), name=f"app-{app.id}")  # type: ignore[arg-type]
+                self._tasks[app_id] = asyncio.create_task(
+                    self._guarded(app_id, action), name=f"app-{app_id}")
         for app_id in [i for i, t in self._tasks.items() if t.done()]:
             del self._tasks[app_id]
         known = {a.id for a in apps}
@@ -335,7 +346,7 @@ class Reconciler:
             await asyncio.to_thread(forget_requests, self.ctx, app_id, ("sync", "sleep"),
                                     max(i for i, _ in pending[app_id].values()))
 
-    async def _guarded(self, app_id: int, action: Any) -> None:
+    async def _guarded(self, app_id: int, action: Action) -> None:
         try:
             await action
         except asyncio.CancelledError:
@@ -348,11 +359,12 @@ class Reconciler:
         finally:
             self.wake()
 
-    async def _decide(self, app: App, pending: dict[int, dict[str, tuple[int, str]]]) -> Any:
+    async def _decide(self, app: App, pending: dict[int, dict[str, tuple[int, str]]]
+                      ) -> Action | None:
         """The coroutine that moves `app` toward its desired state, or None (then a pending
         request, if any, is served)."""
         lc = self.lifecycle
-        app_id: int = app.id  # type: ignore[assignment]
+        app_id = id_of(app)
         if app.desired_state == "deleted":
             return lc.delete(app_id)
         if app.desired_state == "stopped":

@@ -26,32 +26,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.analytics import store as analytics_store
 from backend.analytics import usage
 from backend.context import Context
 from backend.github import sync as github_sync
-from models import App, session_scope, utcnow
+from models import App, id_of, session_scope, utcnow
 from supervisor import mailer
-from supervisor.sources import git_auth
-from supervisor.sources import gitsync
 from supervisor.builds import records as builds
 from supervisor.control import hibernation, usage_sampler
-from supervisor.control.reconciler import load_requests
+from supervisor.control.leader import Leadership
+from supervisor.control.reconciler import Reconciler, load_requests
+from supervisor.sources import git_auth, gitsync
 
 log = logging.getLogger("supervisor.control.schedules")
 POLLED_STATES = ("running", "sleeping", "build_failed", "crashed", "over_limit")
 
 
 class Schedules:
-    def __init__(self, ctx: Context, reconciler,  # type: ignore[no-untyped-def]
-                 now: Callable[[], datetime] = utcnow, leader=None) -> None:  # type: ignore
+    def __init__(self, ctx: Context, reconciler: Reconciler,
+                 now: Callable[[], datetime] = utcnow, leader: Leadership | None = None
+                 ) -> None:
         self.ctx = ctx
         self.leader = leader
         self.settings = ctx.settings
@@ -74,9 +75,8 @@ class Schedules:
         for name, func, interval in jobs:
             if interval <= 0:
                 continue
-            func = self._when_leading(func)
             jitter = interval * 0.1 if name == "git-poll" else None
-            self.scheduler.add_job(func, IntervalTrigger(seconds=interval, jitter=jitter),
+            self.scheduler.add_job(self._when_leading(func), IntervalTrigger(seconds=interval, jitter=jitter),
                                    id=name, name=name, max_instances=1, coalesce=True,
                                    misfire_grace_time=max(int(interval), 1),
                                    next_run_time=first)
@@ -86,8 +86,9 @@ class Schedules:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
-    def _when_leading(self, func):  # type: ignore[no-untyped-def]
-        async def job():  # type: ignore[no-untyped-def]
+    def _when_leading(self, func: Callable[[], Awaitable[object]]
+                      ) -> Callable[[], Awaitable[object]]:
+        async def job() -> object:
             if self.leader is not None and not self.leader.is_leader:
                 return None
             return await func()
@@ -99,26 +100,27 @@ class Schedules:
         """Check every polled app's branch; returns the apps a push was found for."""
         with session_scope(self.ctx.engine) as s:
             apps = list(s.exec(select(App).where(
-                App.desired_state == "running",
-                App.state.in_(POLLED_STATES))).all())  # type: ignore[attr-defined]
+                col(App.desired_state) == "running",
+                col(App.state).in_(POLLED_STATES))).all())
         gate = asyncio.Semaphore(max(self.settings.git_poll_concurrency, 1))
 
         async def check(app: App) -> int | None:
+            app_id = id_of(app)
             async with gate:
                 try:
-                    with git_auth.deploy_key_env(self.ctx, app.id) as key_env:
+                    with git_auth.deploy_key_env(self.ctx, app_id) as key_env:
                         remote = await asyncio.wait_for(gitsync.remote_branch_commit(
                             app.repo_url, app.branch, key_env,
                             public_only=not self.settings.allow_local_repos), 60)
                 except (TimeoutError, gitsync.GitError) as e:
-                    log.debug("app=%s poll failed: %s", app.id, e)
+                    log.debug("app=%s poll failed: %s", app_id, e)
                     return None
             if not remote or remote == app.commit:
                 return None
-            if await asyncio.to_thread(builds.commit_failed, self.ctx, app.id, remote):
+            if await asyncio.to_thread(builds.commit_failed, self.ctx, app_id, remote):
                 return None
-            self.reconciler.push_detected(app.id, "poll")
-            return app.id
+            self.reconciler.push_detected(app_id, "poll")
+            return app_id
 
         found = await asyncio.gather(*(check(a) for a in apps))
         return [a for a in found if a is not None]

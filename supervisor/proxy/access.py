@@ -23,9 +23,8 @@ from typing import Any, TypeVar, cast
 from aiohttp import web
 
 from backend import read_model
-from backend.apps import favorites
-from backend.apps import sharing
 from backend.accounts import auth, identity
+from backend.apps import favorites, sharing
 from backend.context import Context
 from models import User
 

@@ -28,14 +28,13 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from backend.apps import service as app_service
 from backend import read_model
-from backend.apps import failure_reports
-from backend.apps import favorites
-from backend.platform import notifications
 from backend.accounts import identity
-from backend.errors import BackendError, NotFound, PermissionDenied
+from backend.apps import failure_reports, favorites
+from backend.apps import service as app_service
 from backend.apps.log_files import app_log_path, build_log_path, current_run_lines, tail_lines
+from backend.errors import BackendError, NotFound, PermissionDenied
+from backend.platform import notifications
 from backend.platform.settings import Settings
 from supervisor.proxy import inject, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, can_manage, client_key

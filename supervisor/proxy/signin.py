@@ -55,6 +55,7 @@ from backend.accounts import identity
 from backend.accounts.keys import dashboard_cookie_key
 from backend.platform.settings import Settings
 from backend.signin_tokens import DatabaseTokens
+from models import id_of
 from supervisor.proxy import cookies, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, client_key
 from supervisor.routes import RouteTable
@@ -179,7 +180,7 @@ class SignIn:
         user = await self.access.user_by_name(username) if username else None
         app_url = self.settings.public_url(sub)
         if user is not None:
-            token = await self.tokens.mint(user.id, user.username, sub)  # type: ignore[arg-type]
+            token = await self.tokens.mint(id_of(user), user.username, sub)
             return redirect(f"{app_url}/__stcloud/callback?"
                             + urlencode({"token": token, "next": nxt}))
         if request.query.get("hop") != "1" and \

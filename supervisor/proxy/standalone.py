@@ -22,7 +22,7 @@ import asyncio
 import logging
 import signal
 
-from backend.context import open_context
+from backend.context import Context, open_context
 from backend.platform.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.control.leader import NodeRegistry, current_leader, live_nodes, me
@@ -37,7 +37,7 @@ HEARTBEAT = 5.0
 class _LeaderEngine:
     """`runtime.name` for the API's health answer: the leader's engine."""
 
-    def __init__(self, ctx) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
     @property
@@ -52,7 +52,7 @@ class _LeaderEngine:
 class DatabaseRequests:
     """What the API needs of a reconciler, as database rows for the leader."""
 
-    def __init__(self, ctx) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.runtime = _LeaderEngine(ctx)
 

@@ -6,9 +6,9 @@ import math
 
 from aiohttp import web
 
-from backend.apps import service as app_service
 from backend.analytics import reports as analytics
 from backend.analytics import usage
+from backend.apps import service as app_service
 from backend.context import Context
 from supervisor.api.support import ApiError, ok, path_int
 from supervisor.api.v1.endpoint import Endpoint, call, user_of

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from backend.apps import deploy as deploy_usecase
+from backend.apps import service as app_service
 from backend.apps import settings as app_settings
 from backend.apps import sharing
-from backend.apps import service as app_service
-from backend.apps import deploy as deploy_usecase
 from backend.context import Context
 from supervisor.api.support import MAX_ID, ApiError, json_body, ok, path_int, query_int
 from supervisor.api.v1.endpoint import DEFAULT_LIMIT, MAX_LIMIT, Endpoint, call, user_of

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from backend.platform import inbox
 from backend.context import Context
+from backend.platform import inbox
 from supervisor.api.support import MAX_ID, ApiError, json_body, ok, query_int
 from supervisor.api.v1.endpoint import DEFAULT_LIMIT, Endpoint, call, user_of
 
