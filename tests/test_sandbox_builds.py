@@ -19,7 +19,7 @@ import pytest
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
 from supervisor.runtimes.process import BUILDER_MARKER, ProcessRuntime
-from supervisor.runtimes.process_build import write_marker
+from supervisor.runtimes.process_builders import write_marker
 from tests.test_reliability import wait_until
 
 pytestmark = pytest.mark.no_database

@@ -20,8 +20,8 @@ build directory left by a killed supervisor is removed at the next start (`list(
 adoption calls). Two instances of one app may run at once (a zero-downtime redeploy starts
 the new one with `AppSpec.alongside` before stopping the old one).
 
-Limits: with a cgroup v1 memory controller each instance runs in its own memory cgroup
-(`supervisor/runtimes/cgroups.py`), and an OOM kill in it makes `maintain` end the whole
+Limits (`process_limits.py`): with a cgroup v1 memory controller each instance runs in its
+own memory cgroup (`cgroups.py`), and an OOM kill in it makes `maintain` end the whole
 instance; without one, `maintain` is a memory watchdog (PSS of the process tree; the
 reconciler maintains every running app each pass after polling it, so its period is
 `reconcile_interval`). Either way the next `poll` says `oom`. A pids cgroup
@@ -39,11 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +57,16 @@ from supervisor.runtimes.base import (
     Runtime,
     StartError,
     Status,
-    Usage,
     uv_binary,
 )
-from supervisor.runtimes.process_build import (  # noqa: F401
+from supervisor.runtimes.process_build import EnvBuilds
+from supervisor.runtimes.process_builders import (  # noqa: F401 - part of this module's API
     BUILDER_MARKER,
     READY_MARKER,
-    EnvBuilds,
     die_with_parent,
 )
-from supervisor.runtimes.process_state import StateFiles, kill_members, tree_memory, wait_ended
+from supervisor.runtimes.process_limits import InstanceLimits
+from supervisor.runtimes.process_state import kill_members, terminate_group
 
 log = logging.getLogger("supervisor.runtimes.process")
 LOGPIPE = Path(__file__).resolve().parent / "logpipe.py"
@@ -103,7 +101,7 @@ def streamlit_command(venv: str, main_file: str, port: int, address: str) -> lis
             "--server.runOnSave", "true", "--server.fileWatcherType", "poll"]
 
 
-class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
+class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
     """`isolation` says how hosted code runs: "bubblewrap" (sandboxed), "single-tenant"
     (the operator set process_sandbox = "off": as the supervisor's user) or "unavailable"
     (sandboxing is wanted but this host cannot: builds and starts are refused, with
@@ -248,53 +246,6 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
                      "VIRTUAL_ENV": env.location, **app.env_vars}
         return streamlit, child_env, str(app.checkout), ()
 
-    def _new_cgroups(self, app: AppSpec) -> dict[str, cgroups.Cgroup]:
-        """The instance's memory and pids cgroups, those this host has ({} without)."""
-        out: dict[str, cgroups.Cgroup] = {}
-        try:
-            if self.memory_mode == "cgroup" and app.memory_limit_mb > 0:
-                out["cgroup"] = cgroups.MemoryCgroup.create(
-                    self._cgroup_parent, app.app_id, app.memory_limit_mb)
-        except OSError as exc:
-            log.warning("app=%s memory cgroup not created (%s); using the memory watchdog",
-                        app.app_id, exc)
-        try:
-            if self.settings.process_pids_limit > 0 and cgroups.pids_available():
-                out["pids_cgroup"] = cgroups.PidsCgroup.create(
-                    self._cgroup_parent, app.app_id, self.settings.process_pids_limit)
-        except OSError as exc:
-            log.warning("app=%s pids cgroup not created (%s); RLIMIT_NPROC only",
-                        app.app_id, exc)
-        return out
-
-    @staticmethod
-    def _cgroup(state: dict[str, Any]) -> cgroups.MemoryCgroup | None:
-        path = state.get("cgroup")
-        return cgroups.MemoryCgroup(Path(path)) if path else None
-
-    @staticmethod
-    def _pids_cgroup(state: dict[str, Any]) -> cgroups.PidsCgroup | None:
-        path = state.get("pids_cgroup")
-        return cgroups.PidsCgroup(Path(path)) if path else None
-
-    def _process(self, state: dict[str, Any]) -> psutil.Process | None:
-        """The live process `state` describes, or None (gone, zombie, or pid reused)."""
-        pid = state.get("pid")
-        if not pid:
-            return None
-        child = self._children.get(pid)
-        if child is not None and child.poll() is not None:
-            return None
-        try:
-            proc = psutil.Process(pid)
-            if abs(proc.create_time() - float(state.get("create_time", 0))) > 0.01:
-                return None
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc
-        except psutil.Error:
-            return None
-
     async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
         """Observes only: `running` while the instance's process lives (over its memory
         limit too: `maintain` ends it), else `oom` or `exited` as it ended."""
@@ -314,46 +265,10 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             return Status("oom", code)
         return Status("exited", code)
 
-    async def maintain(self, app_id: int, state: dict[str, Any]) -> None:
-        """End an instance over its memory limit, all of its processes, as Docker would:
-        the kernel killed a process of its tree (its cgroup counts an OOM kill) or the
-        watchdog measured the tree over the limit. The next `poll` says `oom`."""
-        if not state.get("pid"):
-            return
-        _, proc, over = await asyncio.to_thread(self._inspect, state)
-        if proc is None or not over:
-            return
-        pid = state["pid"]
-        self._oom_pids.add(pid)
-        log.warning("app=%s pid=%s over its memory limit of %s MiB; killed", app_id, pid,
-                    state.get("memory_limit_mb"))
-        await asyncio.to_thread(self._terminate_group, pid, 0.0)
-
-    def _inspect(self, state: dict[str, Any]) -> tuple[Any, psutil.Process | None, bool]:
-        """(memory cgroup, the live process or None, whether it is over its limit)."""
-        group = self._cgroup(state)
-        proc = self._process(state)
-        if proc is None:
-            return group, None, False
-        watchdog = group is None and self.memory_mode == "watchdog"
-        over = (group is not None and group.oom_kills() > 0) or \
-            (watchdog and self._over_limit(proc, state))
-        return group, proc, over
-
-    @staticmethod
-    def _over_limit(proc: psutil.Process, state: dict[str, Any]) -> bool:
-        limit = int(state.get("memory_limit_mb") or 0) << 20
-        if limit <= 0:
-            return False
-        try:
-            return tree_memory(proc) > limit
-        except psutil.Error:
-            return False
-
     async def stop(self, app_id: int, state: dict[str, Any]) -> None:
         proc = self._process(state) if state else None
         if proc is not None:
-            how = await asyncio.to_thread(self._terminate_group, proc.pid, 5.0,
+            how = await asyncio.to_thread(terminate_group, proc.pid, 5.0,
                                           self._pids_cgroup(state))
             log.info("app=%s pid=%s stopped how=%s", app_id, proc.pid, how)
         child = self._children.pop(state.get("pid", -1), None) if state else None
@@ -370,36 +285,6 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             if current is None or current.get("pid") == (state or {}).get("pid"):
                 path.unlink(missing_ok=True)
 
-    @staticmethod
-    def _terminate_group(pid: int, grace: float = 5.0,
-                         members: cgroups.Cgroup | None = None) -> str:
-        """SIGTERM the group (SIGKILL with no grace), wait up to `grace` s for its leader to
-        end, then SIGKILL what is left. Returns how it ended: "exited", "zombie" (it ended
-        but its parent has not reaped it: a supervisor that started it and is now frozen,
-        SIGSTOP; nothing is left to wait for), "killed" (the grace ran out), "gone"."""
-        try:
-            os.killpg(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
-        except ProcessLookupError:
-            return "gone"
-        deadline = time.monotonic() + (grace or 5.0)
-        how = wait_ended(pid, grace or 5.0)
-        # A sandbox's leader (bwrap) ends at once on SIGTERM while the app inside is still
-        # shutting down: give the rest of the instance's cgroup the same grace.
-        while how is not None and grace > 0 and members is not None and members.pids() \
-                and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if how is None:
-            how = "killed"
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:  # the group may hold children of the app
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return how
-
     async def list(self) -> list[Instance]:
         await asyncio.to_thread(self.clean_stale_builds)  # list() runs at adoption
         instances = []
@@ -414,18 +299,3 @@ class ProcessRuntime(EnvBuilds, StateFiles, Runtime):
             for path in cgroups.stale_groups(self._cgroup_parent, keep, root):
                 cgroups.Cgroup(path).remove(wait=0)
         return instances
-
-    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
-        proc = self._process(state)
-        if proc is None:
-            return None
-        group = self._cgroup(state)
-        try:
-            memory = group.usage_bytes() if group is not None else 0
-            procs = [proc, *proc.children(recursive=True)]
-            memory = memory or tree_memory(proc)
-            cpu = sum(p.cpu_percent(interval=None) for p in procs)
-        except psutil.Error:
-            return None
-        return Usage(memory_bytes=memory, cpu_percent=cpu)
-

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,29 @@ STATE_FILE = re.compile(r"^app-(\d+)(?:-([0-9a-f]+))?\.json$")
 
 
 class StateFiles:
-    """The `run/app-*.json` files of a ProcessRuntime."""
+    """The `run/app-*.json` files of a ProcessRuntime, and the live processes they name."""
 
     settings: Settings
+    _children: dict[int, subprocess.Popen[bytes]]  # pid -> child this runtime started
+
+    def _process(self, state: dict[str, Any]) -> psutil.Process | None:
+        """The live process `state` describes, or None (gone, zombie, or pid reused)."""
+        pid = state.get("pid")
+        if not pid:
+            return None
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - float(state.get("create_time", 0))) > 0.01:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
 
     def _state_file(self, app_id: int, token: str = "") -> Path:
         return self.settings.run_path / (f"app-{app_id}-{token}.json" if token
@@ -107,3 +128,33 @@ def kill_members(group: cgroups.Cgroup) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def terminate_group(pid: int, grace: float = 5.0,
+                     members: cgroups.Cgroup | None = None) -> str:
+    """SIGTERM the group (SIGKILL with no grace), wait up to `grace` s for its leader to
+    end, then SIGKILL what is left. Returns how it ended: "exited", "zombie" (it ended
+    but its parent has not reaped it: a supervisor that started it and is now frozen,
+    SIGSTOP; nothing is left to wait for), "killed" (the grace ran out), "gone"."""
+    try:
+        os.killpg(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+    except ProcessLookupError:
+        return "gone"
+    deadline = time.monotonic() + (grace or 5.0)
+    how = wait_ended(pid, grace or 5.0)
+    # A sandbox's leader (bwrap) ends at once on SIGTERM while the app inside is still
+    # shutting down: give the rest of the instance's cgroup the same grace.
+    while how is not None and grace > 0 and members is not None and members.pids() \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if how is None:
+        how = "killed"
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:  # the group may hold children of the app
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return how

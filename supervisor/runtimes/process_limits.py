@@ -1,0 +1,114 @@
+"""The process runtime's limits on a running instance: its memory and pids cgroups (where
+the host has them), the memory watchdog (where it has no memory cgroup), and the usage
+figures the dashboard shows.
+
+`maintain`, which the reconciler calls after `poll` found an instance running, ends an
+instance over its memory limit, all of its processes, as Docker would: its cgroup counted
+an OOM kill of one of its processes, or (watchdog) the PSS of its process tree is over the
+limit. It remembers the pid, so that the next `poll` says `oom` (`poll` itself only
+observes). `usage` reads the memory cgroup (each page once), else the tree's PSS: the
+figure the watchdog judges, so an app is not killed for pages its processes share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from supervisor.runtimes import cgroups
+from supervisor.runtimes.base import AppSpec, Usage
+from supervisor.runtimes.process_state import StateFiles, terminate_group, tree_memory
+
+log = logging.getLogger("supervisor.runtimes.process")
+
+
+class InstanceLimits(StateFiles):
+    """The limits half of ProcessRuntime (cgroups, watchdog, usage)."""
+
+    memory_mode: str
+    _cgroup_parent: str
+    _oom_pids: set[int]  # instances `maintain` ended for memory
+
+    def _new_cgroups(self, app: AppSpec) -> dict[str, cgroups.Cgroup]:
+        """The instance's memory and pids cgroups, those this host has ({} without)."""
+        out: dict[str, cgroups.Cgroup] = {}
+        try:
+            if self.memory_mode == "cgroup" and app.memory_limit_mb > 0:
+                out["cgroup"] = cgroups.MemoryCgroup.create(
+                    self._cgroup_parent, app.app_id, app.memory_limit_mb)
+        except OSError as exc:
+            log.warning("app=%s memory cgroup not created (%s); using the memory watchdog",
+                        app.app_id, exc)
+        try:
+            if self.settings.process_pids_limit > 0 and cgroups.pids_available():
+                out["pids_cgroup"] = cgroups.PidsCgroup.create(
+                    self._cgroup_parent, app.app_id, self.settings.process_pids_limit)
+        except OSError as exc:
+            log.warning("app=%s pids cgroup not created (%s); RLIMIT_NPROC only",
+                        app.app_id, exc)
+        return out
+
+    @staticmethod
+    def _cgroup(state: dict[str, Any]) -> cgroups.MemoryCgroup | None:
+        path = state.get("cgroup")
+        return cgroups.MemoryCgroup(Path(path)) if path else None
+
+    @staticmethod
+    def _pids_cgroup(state: dict[str, Any]) -> cgroups.PidsCgroup | None:
+        path = state.get("pids_cgroup")
+        return cgroups.PidsCgroup(Path(path)) if path else None
+
+    async def maintain(self, app_id: int, state: dict[str, Any]) -> None:
+        """End an instance over its memory limit, all of its processes, as Docker would:
+        the kernel killed a process of its tree (its cgroup counts an OOM kill) or the
+        watchdog measured the tree over the limit. The next `poll` says `oom`."""
+        if not state.get("pid"):
+            return
+        _, proc, over = await asyncio.to_thread(self._inspect, state)
+        if proc is None or not over:
+            return
+        pid = state["pid"]
+        self._oom_pids.add(pid)
+        log.warning("app=%s pid=%s over its memory limit of %s MiB; killed", app_id, pid,
+                    state.get("memory_limit_mb"))
+        await asyncio.to_thread(terminate_group, pid, 0.0)
+
+    def _inspect(self, state: dict[str, Any]) -> tuple[Any, psutil.Process | None, bool]:
+        """(memory cgroup, the live process or None, whether it is over its limit)."""
+        group = self._cgroup(state)
+        proc = self._process(state)
+        if proc is None:
+            return group, None, False
+        watchdog = group is None and self.memory_mode == "watchdog"
+        over = (group is not None and group.oom_kills() > 0) or \
+            (watchdog and self._over_limit(proc, state))
+        return group, proc, over
+
+    @staticmethod
+    def _over_limit(proc: psutil.Process, state: dict[str, Any]) -> bool:
+        limit = int(state.get("memory_limit_mb") or 0) << 20
+        if limit <= 0:
+            return False
+        try:
+            return tree_memory(proc) > limit
+        except psutil.Error:
+            return False
+
+    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
+        proc = self._process(state)
+        if proc is None:
+            return None
+        group = self._cgroup(state)
+        try:
+            memory = group.usage_bytes() if group is not None else 0
+            procs = [proc, *proc.children(recursive=True)]
+            memory = memory or tree_memory(proc)
+            cpu = sum(p.cpu_percent(interval=None) for p in procs)
+        except psutil.Error:
+            return None
+        return Usage(memory_bytes=memory, cpu_percent=cpu)
+
