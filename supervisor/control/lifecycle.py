@@ -11,12 +11,8 @@ Emails are queued in the same transaction as the transition that causes them
 (`backend.platform.notifications`): over the memory limit, and crashed (after a crash loop, or when
 a restart of a running app fails), each once per incident (the AppEvent).
 
-Fencing (several supervisors, supervisor/control/leader.py): with `fence` set (the reconciler sets
-it when it starts leading), every write of an app's state or instance runs in a
-transaction that first checks the lease is still ours at our epoch, and the runtime's
-start and stop are preceded by that check; otherwise `Fenced` is raised and the action
-stops there. An instance it started but could not record is stopped (`undo_unrecorded`),
-since the new leader neither knows nor adopts it. One primary-key read per write.
+Every write of an app's records goes through `AppRecords` (supervisor/control/app_records.py),
+fenced by the leader lease; the runtime's start and stop are preceded by `check_fence`.
 """
 
 from __future__ import annotations
@@ -27,23 +23,20 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, delete
+from sqlmodel import delete
 
 from backend import validation
 from backend.apps import failure_reports, failures
 from backend.apps import secrets as app_secrets
-from backend.apps import state as appstate
 from backend.apps.log_files import app_log_path, build_log_path, current_run_lines, mark_run_start
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.github import deploy as github_deploy
-from backend.platform import notifications
 from models import (
     App,
     AppEvent,
@@ -51,14 +44,14 @@ from models import (
     AppViewer,
     Favorite,
     id_of,
-    session_scope,
     table_of,
     utcnow,
 )
 from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
+from supervisor.control.app_records import AppRecords
 from supervisor.control.health import HealthPaths, wait_for_streamlit
-from supervisor.control.leader import Fence, Fenced
+from supervisor.control.leader import Fenced
 from supervisor.runtimes.base import (
     AppSpec,
     BuildError,
@@ -104,132 +97,19 @@ class CrashRecord:
         return json.dumps(dataclasses.asdict(self))
 
 
-class Lifecycle:
-    """The actions; `instances` is the reconciler's view of what runs."""
+class Lifecycle(AppRecords):
+    """The actions, over the app's fenced records (AppRecords: transitions, events, the
+    saved instance); `instances` is the reconciler's view of what runs."""
 
     def __init__(self, ctx: Context, runtime: Runtime,
                  on_change: Callable[[App | None], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.ctx = ctx
-        self.settings = ctx.settings
-        self.runtime = runtime
-        self.instances: dict[int, Instance] = {}
-        self._on_change: Callable[[App | None], None] = on_change or (lambda app: None)
+        super().__init__(ctx, runtime, on_change)
         self._clock = clock
         self._wall_clock = time.time  # crash times outlive this process: wall clock
-        self.fence: Fence | None = None  # None: the only supervisor (no lease to check)
-        self.unrecorded: list[Instance] = []  # started, then fenced before being saved
         self.health_paths = HealthPaths()  # which health path each instance's Streamlit has
 
-    # Fencing ----------------------------------------------------------------------------
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """A session for a state-changing write, fenced (Fenced if we lost the lease)."""
-        with session_scope(self.ctx.engine) as s:
-            if self.fence is not None:
-                self.fence.check(s)
-            yield s
-
-    def check_fence(self) -> None:
-        """Before a runtime side effect (start, stop): Fenced if we lost the lease."""
-        if self.fence is not None:
-            with session_scope(self.ctx.engine) as s:
-                self.fence.check(s, hold=False)
-
-    async def undo_unrecorded(self) -> None:
-        """Stop the instances this node started but was fenced from recording."""
-        while self.unrecorded:
-            inst = self.unrecorded.pop()
-            log.warning("app=%s fenced: stopping the instance it started at %s:%s",
-                        inst.app_id, *inst.address)
-            await self.runtime.stop(inst.app_id, inst.state)
-
-    # Helpers ----------------------------------------------------------------------------
-    def app_dir(self, app_id: int) -> Path:
-        return self.settings.apps_path / str(app_id)
-
-    def checkout_dir(self, app_id: int) -> Path:
-        """The current source tree: a symlink to `src-<commit>-…`
-        (supervisor/sources/checkouts.py)."""
-        return self.app_dir(app_id) / checkouts.CURRENT
-
-    def load(self, app_id: int) -> App | None:
-        with session_scope(self.ctx.engine) as s:
-            return s.get(App, app_id)
-
-    def transition(self, app_id: int, to_state: str, reason: str,
-                    notify: tuple[str, dict[str, str]] | None = None,
-                    **fields: Any) -> App | None:
-        """Record a transition (and, with `notify=(kind, details)`, queue that email for
-        this incident in the same transaction)."""
-        with self._write() as s:
-            app = s.get(App, app_id)
-            if app is None or app.desired_state == "deleted":
-                return None
-            for name, value in fields.items():
-                setattr(app, name, value)
-            if app.state != to_state or to_state == "starting":
-                event = appstate.transition(s, app, to_state, reason)
-                if notify is not None:
-                    s.flush()
-                    notifications.queue(s, self.settings, app, notify[0], str(event.id),
-                                        **notify[1])
-            else:
-                app.state_reason = reason
-                s.add(app)
-        log.info("app=%s state=%s reason=%r", app_id, to_state, reason.splitlines()[0:1])
-        self._on_change(app)
-        return app
-
-    def note(self, app_id: int, reason: str, state_reason: str | None = None,
-             notify: tuple[str, str, dict[str, str]] | None = None,
-             **fields: Any) -> App | None:
-        """An AppEvent without a state change (e.g. "Updated to abc123 in place"), with
-        optional row fields and `notify=(kind, incident, details)` in the same transaction."""
-        with self._write() as s:
-            app = s.get(App, app_id)
-            if app is None or app.desired_state == "deleted":
-                return None
-            for name, value in fields.items():
-                setattr(app, name, value)
-            if state_reason is not None:
-                app.state_reason = state_reason
-            app.updated_at = utcnow()
-            s.add(app)
-            s.add(AppEvent(app_id=app_id, from_state=app.state, to_state=app.state,
-                           reason=reason))
-            if notify is not None:
-                notifications.queue(s, self.settings, app, notify[0], notify[1], **notify[2])
-        log.info("app=%s event=%r", app_id, reason.splitlines()[0:1])
-        self._on_change(app)
-        return app
-
-    def save_instance(self, app_id: int, inst: Instance | None, tree: Path | None = None,
-                       adopted: bool = False, **fields: Any) -> App | None:
-        """Store where the instance is (the route reads it) and which tree it runs in.
-        Fenced: a new instance (not `adopted`) goes to `unrecorded`, for the action to stop."""
-        blob = "{}" if inst is None else json.dumps({
-            "engine": self.runtime.name, "address": list(inst.address),
-            "generation": inst.generation, "instance": inst.state,
-            "tree": tree.name if tree else self._saved(app_id).get("tree", "")})
-        try:
-            with self._write() as s:
-                app = s.get(App, app_id)
-                if app is not None:
-                    app.runtime_state = blob
-                    for name, value in fields.items():
-                        setattr(app, name, value)
-                    s.add(app)
-        except Fenced:
-            if inst is not None and not adopted:
-                self.unrecorded.append(inst)  # nobody else knows it: ours to stop
-            raise
-        if inst is None:
-            self.instances.pop(app_id, None)
-        else:
-            self.instances[app_id] = inst
-        return app
-
+    # Specs ------------------------------------------------------------------------------
     def app_spec(self, app: App, checkout: Path | None = None,
                   alongside: bool = False) -> AppSpec:
         app_id = id_of(app)
@@ -482,20 +362,6 @@ class Lifecycle:
             self.check_fence()  # the saved instance may be the new leader's by now
             await self.runtime.stop(app_id, state)
         self.save_instance(app_id, None)
-
-    def saved_state(self, app_id: int) -> dict[str, Any]:
-        state = self._saved(app_id).get("instance", {})
-        return state if isinstance(state, dict) else {}
-
-    def _saved(self, app_id: int) -> dict[str, Any]:
-        app = self.load(app_id)
-        if app is None:
-            return {}
-        try:
-            saved = json.loads(app.runtime_state or "{}")
-        except ValueError:
-            return {}
-        return saved if isinstance(saved, dict) else {}
 
     async def stop(self, app_id: int) -> None:
         await self._stop_saved(app_id)

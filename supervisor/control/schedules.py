@@ -76,7 +76,8 @@ class Schedules:
             if interval <= 0:
                 continue
             jitter = interval * 0.1 if name == "git-poll" else None
-            self.scheduler.add_job(self._when_leading(func), IntervalTrigger(seconds=interval, jitter=jitter),
+            self.scheduler.add_job(self._when_leading(func),
+                                   IntervalTrigger(seconds=interval, jitter=jitter),
                                    id=name, name=name, max_instances=1, coalesce=True,
                                    misfire_grace_time=max(int(interval), 1),
                                    next_run_time=first)
