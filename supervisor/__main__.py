@@ -1,7 +1,7 @@
 """`python -m supervisor [run]`: run everything. Admin commands:
 `python -m supervisor create-user NAME [--admin]`, `python -m supervisor reset-password NAME`
 (each prints the new random password); `python -m supervisor backup FILE` and
-`python -m supervisor restore FILE [--force]` (supervisor/backup.py);
+`python -m supervisor restore FILE [--force]` (supervisor/backup.py, restore.py);
 `python -m supervisor migrate-runtime ENGINE` (supervisor/control/engine_choice.py)."""
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def raise_open_file_limit() -> None:
 
 
 def run_backup_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`backup FILE` / `restore FILE [--force]` (supervisor/backup.py); prints a summary."""
-    from supervisor import backup
+    """`backup FILE` / `restore FILE [--force]` (supervisor/backup.py, restore.py); prints a
+    summary."""
+    from supervisor import backup, restore
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
     try:
@@ -45,7 +46,7 @@ def run_backup_command(settings: Settings, args: argparse.Namespace) -> int:
             print(f"backup {args.file}: schema {manifest.schema_revision}, "
                   f"{len(manifest.files)} files, {args.file.stat().st_size} bytes")
         else:
-            result = backup.restore_backup(settings, args.file, force=args.force)
+            result = restore.restore_backup(settings, args.file, force=args.force)
             print(f"restored {args.file}: schema {result.schema_revision}, {result.apps} apps,"
                   f" {result.secrets} with secrets"
                   + (f"; previous files in {result.moved_aside}" if result.moved_aside else "")

@@ -1,7 +1,7 @@
-"""Backup and restore (supervisor/backup.py) end to end: deploy an app with a secret, back up
-while the supervisor runs, stop it, wipe the data dir, restore, start again: the app runs
-again and reads its secret (so the restored key decrypts it). Plus the refusals: a live
-supervisor, a newer schema, a database that already holds users."""
+"""Backup and restore (supervisor/backup.py, restore.py) end to end: deploy an app with a
+secret, back up while the supervisor runs, stop it, wipe the data dir, restore, start
+again: the app runs again and reads its secret (so the restored key decrypts it). Plus the
+refusals: a live supervisor, a newer schema, a database that already holds users."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from backend.apps import service as apps
 from backend.accounts import auth
 from backend.apps import secrets as app_secrets
+from backend.apps import service as apps
 from backend.context import open_context
 from backend.platform.settings import PROJECT_ROOT, Settings
-from supervisor import backup
+from supervisor import backup, restore
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
@@ -68,7 +68,7 @@ def test_backup_wipe_restore_serves_app_with_its_secret(settings, admin, make_re
         took = time.monotonic() - started
         assert done.returncode == 0, done.stderr
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
-        manifest = backup.read_manifest(target)
+        manifest = restore.read_manifest(target)
         assert manifest.schema_revision == backup.known_revisions()[-1]
         assert "data/keys/app_secrets" in manifest.files
         assert "data/initial_admin_password" in manifest.files
@@ -123,25 +123,25 @@ def test_restore_refuses_newer_schema_existing_users_and_live_supervisor(
     newer = tmp_path / "newer.tar.gz"
     _rewrite_manifest(target, newer, schema_revision="9999")
     with pytest.raises(backup.BackupError, match="newer than this version"):
-        backup.restore_backup(settings, newer)
+        restore.restore_backup(settings, newer)
 
     with pytest.raises(backup.BackupError, match="already holds users"):
-        backup.restore_backup(settings, target)
+        restore.restore_backup(settings, target)
 
     from backend.platform.supervisor_report import PlatformInfo, write_platform
     ctx = open_context(settings)
     write_platform(ctx, PlatformInfo(engine="process", heartbeat=time.time()))
     with pytest.raises(backup.BackupError, match="supervisor is running"):
-        backup.restore_backup(settings, target, force=True)
+        restore.restore_backup(settings, target, force=True)
     write_platform(ctx, PlatformInfo(engine="process", heartbeat=time.time() - 120))
 
     corrupt = tmp_path / "corrupt.tar.gz"
-    _rewrite_manifest(target, corrupt, files={**backup.read_manifest(target).files,
+    _rewrite_manifest(target, corrupt, files={**restore.read_manifest(target).files,
                                               "data/keys/extra": {"size": 1, "sha256": "0"}})
     with pytest.raises(backup.BackupError, match="incomplete"):
-        backup.restore_backup(settings, corrupt, force=True)
+        restore.restore_backup(settings, corrupt, force=True)
 
-    result = backup.restore_backup(settings, target, force=True)
+    result = restore.restore_backup(settings, target, force=True)
     assert result.schema_revision == backup.known_revisions()[-1]
     if not settings.database_url:
         assert result.moved_aside is not None and (result.moved_aside / "cloud.db").is_file()
@@ -160,11 +160,11 @@ def test_sqlite_backup_restores_into_postgresql(settings, admin, make_repo,
     app_secrets.set_secrets(ctx, admin, view.id, SECRET)
     archive = settings.data_dir.parent / "sqlite.tar.gz"
     backup.create_backup(settings, archive)
-    assert backup.read_manifest(archive).database == "sqlite-file"
+    assert restore.read_manifest(archive).database == "sqlite-file"
 
     pg_settings = dataclasses.replace(settings, data_dir=settings.data_dir.parent / "pg-data",
                                       database_url=new_postgres_database())
-    result = backup.restore_backup(pg_settings, archive)
+    result = restore.restore_backup(pg_settings, archive)
     assert result.apps == 1 and result.secrets == 1
     pg = open_context(pg_settings)
     assert pg.engine.dialect.name == "postgresql"
