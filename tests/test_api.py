@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
 from backend import workspaces
-from backend.apps import service as apps
 from backend.accounts import api_tokens
+from backend.apps import service as apps
 from backend.apps.log_files import app_log_path
 from models import ApiToken, AppSecret, User, session_scope
 from supervisor.api import make_api_app

@@ -35,8 +35,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from backend.apps import service as apps
 from backend.accounts import api_tokens, auth
+from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.platform.settings import load_settings
 from supervisor.api import OPENAPI_KEY, make_api_app

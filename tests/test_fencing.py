@@ -32,8 +32,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from backend.apps import service as apps
 from backend.accounts import auth
+from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.platform.settings import Settings
 from models import App, AppEvent, Build, ClusterLease, session_scope, utcnow
@@ -42,8 +42,7 @@ from supervisor.control.leader import LEASE, Fenced, Leadership, Me, me
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.control.reconciler import Reconciler, enqueue_request, load_requests
 from supervisor.routes import RouteTable
-from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status,
-                                      Usage)
+from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status, Usage
 from supervisor.runtimes.process import ProcessRuntime
 
 

@@ -14,8 +14,7 @@ from sqlmodel import select
 from backend.apps import service as apps
 from backend.context import open_context
 from models import Build, EmailOutbox, User, session_scope
-from tests.lifecycle_support import (MailSink, build_visible_dir, gated_package,
-                                     package_files)
+from tests.lifecycle_support import MailSink, build_visible_dir, gated_package, package_files
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_e2e import http_get, instance_alive, instance_id, running_instances
 

@@ -16,19 +16,18 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from backend.apps import service as apps
-from backend.apps import hooks
-from backend.platform import notifications
 from backend.accounts import auth
+from backend.apps import hooks
+from backend.apps import service as apps
 from backend.errors import NotFound, PermissionDenied
+from backend.platform import notifications
 from models import App, AppEvent, EmailOutbox, Membership, User, session_scope, utcnow
 from supervisor import mailer
-from supervisor.sources import checkouts
-from supervisor.sources import gitsync
-from supervisor.control import hibernation
 from supervisor.api import make_api_app
+from supervisor.control import hibernation
 from supervisor.proxy import make_proxy_app
 from supervisor.routes import RouteTable
+from supervisor.sources import checkouts, gitsync
 from tests.lifecycle_support import MailSink, github_push
 
 

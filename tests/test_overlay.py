@@ -22,8 +22,8 @@ from aiohttp import web
 from sqlmodel import select
 from yarl import URL
 
-from backend.apps import favorites
 from backend.accounts import identity
+from backend.apps import favorites
 from backend.context import Context
 from models import App, AppEvent, EmailOutbox, SigninToken, ViewEvent, session_scope
 from supervisor.proxy import start_proxy

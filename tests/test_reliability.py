@@ -28,15 +28,14 @@ import psutil
 import pytest
 from sqlmodel import func, select, update
 
-from backend.apps import service as apps
 from backend.apps import logs as app_logs
+from backend.apps import service as apps
 from backend.context import open_context
 from bench.load import RssSampler, Target, run_load
 from models import Build, EmailOutbox, ViewEvent, session_scope, utcnow
 from supervisor.runtimes.base import EnvSpec
 from supervisor.runtimes.process import BUILDER_MARKER, ProcessRuntime
-from tests.lifecycle_support import (MailSink, build_visible_dir, gated_package,
-                                     package_files)
+from tests.lifecycle_support import MailSink, build_visible_dir, gated_package, package_files
 from tests.streamlit_client import open_streamlit_session
 from tests.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.test_e2e import http_get, instance_id, running_instances

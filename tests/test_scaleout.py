@@ -29,9 +29,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from sqlmodel import select
 
+from backend.accounts import api_tokens, identity
 from backend.apps import service as apps
-from backend.accounts import api_tokens
-from backend.accounts import identity
 from backend.context import Context, open_context
 from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow

@@ -39,13 +39,11 @@ import requests
 from aiohttp import web
 from streamlit.testing.v1 import AppTest
 
-from backend.accounts import api_tokens
-from backend.accounts import auth
-from backend.accounts import identity
-from backend.apps import secrets as app_secrets
-from backend.context import Context, open_context
+from backend.accounts import api_tokens, auth, identity
 from backend.accounts.keys import dashboard_cookie_key
+from backend.apps import secrets as app_secrets
 from backend.apps.log_files import app_log_path
+from backend.context import Context, open_context
 from backend.platform.settings import PROJECT_ROOT, Settings, load_settings
 from models import App, session_scope, utcnow
 from pages.dashboard import _ui as ui

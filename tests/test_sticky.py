@@ -22,11 +22,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from backend.apps import service as apps
 from backend.accounts import identity
+from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.platform.settings import Settings
 from models import App
@@ -38,7 +37,8 @@ from tests import overlay_support as rows
 from tests.streamlit_client import rerun_message
 from tests.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.test_runtime_swarm import (  # noqa: F401 - fixtures
-    remove_installation, ssettings,
+    remove_installation,
+    ssettings,
 )
 
 pytestmark = pytest.mark.timeout(300)
