@@ -40,7 +40,8 @@ from models import App, AppEvent, Build, ClusterLease, session_scope, utcnow
 from supervisor.builds import records as builds
 from supervisor.control.leader import LEASE, Fenced, Leadership, Me, me
 from supervisor.control.lifecycle import Lifecycle
-from supervisor.control.reconciler import Reconciler, enqueue_request, load_requests
+from supervisor.control.reconciler import Reconciler
+from supervisor.control.requests import enqueue_request, load_requests
 from supervisor.routes import RouteTable
 from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status, Usage
 from supervisor.runtimes.process import ProcessRuntime

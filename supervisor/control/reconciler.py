@@ -36,16 +36,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import col, delete, select
+from sqlmodel import select
 
 from backend.apps import state as appstate
 from backend.context import Context
-from backend.platform.supervisor_report import wake_file, wake_supervisor
-from models import App, AppRequest, id_of, session_scope, utcnow
+from backend.platform.supervisor_report import wake_file
+from models import App, id_of, session_scope, utcnow
 from supervisor.builds import records as builds
 from supervisor.control import hibernation
 from supervisor.control.leader import Fenced, Leadership
 from supervisor.control.lifecycle import Lifecycle
+from supervisor.control.requests import enqueue_request, forget_requests, load_requests
 from supervisor.routes import RouteTable, route_for
 from supervisor.runtimes.base import Instance, Runtime
 from supervisor.sources import checkouts
@@ -69,30 +70,6 @@ def _saved_blob(app: App) -> dict[str, Any]:
     except ValueError:
         return {}
     return saved if isinstance(saved, dict) else {}
-
-
-def enqueue_request(ctx: Context, app_id: int, kind: str, arg: Any = None) -> None:
-    """Ask the leader for `kind` on the app (an `app_request` row) and wake it."""
-    text = arg.isoformat() if isinstance(arg, datetime) else ("" if arg is None else str(arg))
-    with session_scope(ctx.engine) as s:
-        s.add(AppRequest(app_id=app_id, kind=kind, arg=text))
-    wake_supervisor(ctx)
-
-
-def load_requests(ctx: Context) -> dict[int, dict[str, tuple[int, str]]]:
-    """app id -> kind -> (newest request id, its argument)."""
-    out: dict[int, dict[str, tuple[int, str]]] = {}
-    with session_scope(ctx.engine) as s:
-        for r in s.exec(select(AppRequest).order_by(col(AppRequest.id))):
-            out.setdefault(r.app_id, {})[r.kind] = (id_of(r), r.arg)
-    return out
-
-
-def forget_requests(ctx: Context, app_id: int, kinds: tuple[str, ...], upto: int) -> None:
-    with session_scope(ctx.engine) as s:
-        s.exec(delete(AppRequest).where(
-            col(AppRequest.app_id) == app_id, col(AppRequest.kind).in_(kinds),
-            col(AppRequest.id) <= upto))
 
 
 def same_instance(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -42,7 +42,8 @@ from supervisor import mailer
 from supervisor.builds import records as builds
 from supervisor.control import hibernation, usage_sampler
 from supervisor.control.leader import Leadership
-from supervisor.control.reconciler import Reconciler, load_requests
+from supervisor.control.reconciler import Reconciler
+from supervisor.control.requests import load_requests
 from supervisor.sources import git_auth, gitsync
 
 log = logging.getLogger("supervisor.control.schedules")

@@ -26,7 +26,7 @@ from backend.context import Context, open_context
 from backend.platform.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.control.leader import NodeRegistry, current_leader, live_nodes, me
-from supervisor.control.reconciler import enqueue_request
+from supervisor.control.requests import enqueue_request
 from supervisor.proxy.server import start_proxy
 from supervisor.routes import RoutePoller, RouteTable
 
