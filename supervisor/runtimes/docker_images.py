@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import docker.errors
+import requests
 from docker.types import Mount
 
 from backend.platform.settings import Settings
@@ -224,14 +225,20 @@ class ImageBuilder:
         if found.id in self._verified:
             return None
         code, output = await self._probe(found.id)
+        if code is None:
+            # The daemon did not answer the check (busy, restarting): that says nothing
+            # about the image, and untagging it would pull it from under a start that
+            # another process of this host is making with it. Checked again next time.
+            return None
         if code != 0:
             return f"its check exited {code}: {excerpt(output.strip()[-300:])}"
         self._verified.add(found.id)
         return None
 
-    async def _probe(self, image_id: str) -> tuple[int, str]:
+    async def _probe(self, image_id: str) -> tuple[int | None, str]:
         """Run PROBE in a container of `image_id` set up as app containers are (tini as
-        init, read-only, no network, no capabilities); (exit code, its output)."""
+        init, read-only, no network, no capabilities); (exit code, its output), or (None,
+        the daemon's error) when the daemon could not run the check."""
         client = self._client()
         container = await self._call(
             client.containers.create, image_id, PROBE, network_mode="none", init=True,
@@ -243,8 +250,8 @@ class ImageBuilder:
             result = await self._call(container.wait, timeout=PROBE_TIMEOUT)
             output = await self._call(container.logs)
             return int(result.get("StatusCode", 1)), output.decode(errors="replace")
-        except docker.errors.APIError as exc:
-            return 1, str(exc.explanation or exc)
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            return None, str(getattr(exc, "explanation", None) or exc)
         finally:
             await asyncio.shield(self._remove(container))
 
