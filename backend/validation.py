@@ -1,7 +1,7 @@
 """Validators for what people type: subdomains, repository URLs, branches, file paths.
 
 Each returns the cleaned value or raises `ValidationError(field, message)`, and nothing
-else, whatever the text (tests/test_properties.py checks this with hypothesis). What they
+else, whatever the text (tests/unit/test_properties.py checks this with hypothesis). What they
 guarantee, because the values reach git, Streamlit and DNS:
 
 - subdomain: one DNS label, `[a-z0-9]`, inner hyphens, 1 to 63 characters, not reserved.

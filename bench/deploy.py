@@ -32,7 +32,7 @@ from backend.platform.settings import load_settings  # noqa: E402
 from bench.common import healthy  # noqa: E402
 from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402
 from tests.conftest import GitRepo  # noqa: E402
-from tests.supervisor_harness import SupervisorProcess  # noqa: E402
+from tests.support.supervisor_harness import SupervisorProcess  # noqa: E402
 
 APP = '''import altair as alt
 import pandas as pd

@@ -49,8 +49,8 @@ from bench.common import healthy  # noqa: E402
 from models import App, session_scope, utcnow  # noqa: E402
 from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402
 from tests.conftest import GitRepo  # noqa: E402
-from tests.lifecycle_support import LiveSession, send_github_push  # noqa: E402
-from tests.supervisor_harness import SupervisorProcess  # noqa: E402
+from tests.support.lifecycle_support import LiveSession, send_github_push  # noqa: E402
+from tests.support.supervisor_harness import SupervisorProcess  # noqa: E402
 
 REQUIREMENTS = "streamlit==1.67.0\npandas==3.1.1\naltair==6.3.0\n"
 

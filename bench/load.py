@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
-from tests.streamlit_client import rerun_message  # noqa: E402
+from tests.support.streamlit_client import rerun_message  # noqa: E402
 
 STREAM_PATH = "/_stcore/stream"
 RERUN = rerun_message()
@@ -266,7 +266,7 @@ def main() -> None:
     from supervisor.routes import dashboard_addresses
     from supervisor.runtimes.process import free_port
     from tests.conftest import CACHE_ROOT, GitRepo
-    from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
+    from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", type=int, default=20)

@@ -2,7 +2,7 @@
 
 Two kinds of upstream:
 - Streamlit: a session is `/_stcore/stream` with subprotocol "streamlit"; it speaks second,
-  so each client sends the rerun BackMsg (tests/streamlit_client.py) and reads ForwardMsgs
+  so each client sends the rerun BackMsg (tests/support/streamlit_client.py) and reads ForwardMsgs
   until `script_finished`. A session is "alive" when it got `new_session` and its socket
   is still open after the hold.
 - a trivial aiohttp echo server (`python bench/proxy_ws.py echo --port P`), to isolate the
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
-from tests.streamlit_client import rerun_message  # noqa: E402
+from tests.support.streamlit_client import rerun_message  # noqa: E402
 
 STREAM_PATH = "/_stcore/stream"
 RERUN = rerun_message()

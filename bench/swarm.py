@@ -41,7 +41,7 @@ from supervisor.runtimes.base import AppSpec, EnvSpec, Instance, Runtime  # noqa
 from supervisor.runtimes.docker import DockerRuntime  # noqa: E402
 from supervisor.runtimes.process import ProcessRuntime  # noqa: E402
 from supervisor.runtimes.swarm import SwarmRuntime  # noqa: E402
-from tests.streamlit_client import open_streamlit_session  # noqa: E402
+from tests.support.streamlit_client import open_streamlit_session  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "hello"
 MIB = 1 << 20

@@ -7,7 +7,7 @@ start, health. The phase is a hint: uv reports resolve, download and build failu
 step, so the text decides where it can, and the phase gives the fallback wording.
 
 The patterns are those of uv 0.13, git 2.x and Streamlit 1.67 as they print them (samples
-in tests/failure_samples/). Nothing here runs a process or reads a file: callers pass text,
+in tests/unit/failure_samples/). Nothing here runs a process or reads a file: callers pass text,
 and sanitize it of host paths first (`backend.platform.host_paths`).
 """
 

@@ -41,7 +41,7 @@ log = logging.getLogger("supervisor.proxy")
 PANEL_PREFIX = identity.PANEL_PREFIX
 VISITOR_MAX_AGE = 365 * 86400
 # (method, name) of our endpoints under /__stcloud/ on app hosts; every POST checks CSRF
-# (tests/test_security.py enumerates this set, so a new one is audited automatically).
+# (tests/integration/test_security.py enumerates this set, so a new one is audited automatically).
 ENDPOINTS = frozenset({("GET", "me"), ("POST", "favorite"), ("GET", "login"),
                        ("GET", "callback"), ("POST", "logout"), ("POST", "wake"),
                        ("POST", "reboot"), ("POST", "notify")})

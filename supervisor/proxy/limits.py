@@ -31,7 +31,7 @@ has no body-read timeout and no connection caps. Hence `LimitedRequestHandler`, 
 subclass of aiohttp's request handler protocol, and `LimitedSocket`, the listening socket
 whose `accept()` applies the caps, served by `LimitedSite`. The subclass reads a few of
 aiohttp's protocol attributes (`_waiter`, `_request_count`, `_current_request`,
-`_reading_paused`); aiohttp is pinned and tests/test_proxy_limits.py attacks each rule.
+`_reading_paused`); aiohttp is pinned and tests/integration/test_proxy_limits.py attacks each rule.
 
 Running out of descriptors anyway (EMFILE/ENFILE at `accept()`): asyncio 3.11 logs
 "socket.accept() out of system resource" with a traceback through the loop's exception

@@ -6,7 +6,7 @@ supervisor (`supervisor/control/reconciler.py`) calls it, applies timeouts, retr
 checks, and stores `Instance.state` on the app row so that a restarted supervisor can find
 the instance again (`list()` + `poll()`), like JupyterHub's `get_state()`/`load_state()`.
 
-Contract, for every engine (tests/test_runtime_contract.py runs it against each):
+Contract, for every engine (tests/integration/test_runtime_contract.py runs it against each):
 - `ensure_env(spec, log)` builds the environment for `spec.dep_hash` once and returns the
   same `EnvRef` for every later call with that hash (shared by apps). Build output goes to
   `log` line by line. A failure raises `BuildError` with a message for a person.

@@ -26,7 +26,7 @@ from backend.context import Context, open_context
 from backend.platform.settings import PROJECT_ROOT, Settings, load_settings
 from tests.browser.flow_support import Flow, start_flow
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
-from tests.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
+from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",

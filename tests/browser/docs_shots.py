@@ -7,7 +7,7 @@ run, reduced to a 256-colour palette so an image stays well under 200 KB. Unset 
 test run), `docs_shot` does nothing and the flows behave exactly as without it.
 
 The names are the contract with docs/*.md, which link `images/<name>.png`;
-tests/test_docs_images.py checks that every link has its file and every file its link.
+tests/unit/test_docs_images.py checks that every link has its file and every file its link.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App
 from tests.browser.docs_shots import docs_shot
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
-from tests.supervisor_harness import SupervisorProcess, load_app, wait_until
+from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_until
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 PASSWORD = "flow-admin-password"

@@ -13,7 +13,7 @@ from backend.accounts.auth import get_user, reset_password
 from models import App, session_scope
 from tests.browser.conftest import PASSWORD, Cloud, screenshot, sign_in
 from tests.browser.docs_shots import docs_shot
-from tests.supervisor_harness import load_app, wait_until
+from tests.support.supervisor_harness import load_app, wait_until
 
 TIMEOUT = 60_000  # ms, for Playwright's waits
 PASSWORD_CHANGED = "Your password was changed; sign in again."  # Home.py

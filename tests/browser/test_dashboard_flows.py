@@ -1,5 +1,5 @@
 """The dashboard in a real browser (Playwright + Debian's Chromium) against a real supervisor
-(tests/supervisor_harness.py) on the process runtime: what a person does, click by click.
+(tests/support/supervisor_harness.py) on the process runtime: what a person does, click by click.
 
 One supervisor and one browser serve the whole module (the tests run in file order and
 share the app they deploy): sign in → deploy from a local git repository and watch the
@@ -43,7 +43,7 @@ from tests.browser.flow_support import (
     wait_order,
     wait_text,
 )
-from tests.supervisor_harness import load_app, wait_for_state, wait_until
+from tests.support.supervisor_harness import load_app, wait_for_state, wait_until
 
 SECRET = "hello-from-secrets"
 

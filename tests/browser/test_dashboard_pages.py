@@ -33,7 +33,7 @@ from tests.browser.flow_support import (
     sign_in_admin,
     wait_text,
 )
-from tests.supervisor_harness import wait_for_state, wait_until
+from tests.support.supervisor_harness import wait_for_state, wait_until
 
 MIB = 1 << 20
 

@@ -1,0 +1,1 @@
+"""Integration tests: real processes, git repositories, sockets, containers and SMTP."""

@@ -1,0 +1,66 @@
+"""Docker images for the Python versions no Debian release ships (3.10, 3.12): the host's
+interpreter copied into the Debian base image of the host's release
+(scripts/build-host-python-image.sh) and offered through `docker_base_images`. An app built
+on each starts healthy in the Docker runtime and reports that version's `sys.version`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from backend.platform.settings import PROJECT_ROOT
+from supervisor.runtimes.base import EnvSpec
+from tests.support.streamlit_client import open_streamlit_session
+from tests.integration.test_python_versions import REPORTS_VERSION, interpreter, log_line
+from tests.integration.test_runtime_contract import app_spec, make_runtime, wait_healthy
+
+SCRIPT = PROJECT_ROOT / "scripts" / "build-host-python-image.sh"
+DEBIAN_BASE = "stcloud-base:py3.11"  # bookworm, the release this host runs
+
+
+def host_python_image(minor: str) -> str:
+    """stcloud-base:py<minor> made from the host's interpreter (kept once built)."""
+    image = f"stcloud-base:py{minor}"
+    if subprocess.run(["docker", "image", "inspect", DEBIAN_BASE], capture_output=True,
+                      check=False).returncode != 0:
+        pytest.skip(f"{DEBIAN_BASE} is not built (scripts/build-base-image.sh bookworm ...)")
+    done = subprocess.run(["bash", str(SCRIPT), str(interpreter(minor)), DEBIAN_BASE, image],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return image
+
+
+@pytest.mark.parametrize("minor", ["3.12", "3.10"])
+def test_docker_app_runs_on_a_host_python(minor: str, settings, tmp_path: Path) -> None:
+    expected = subprocess.run([str(interpreter(minor)), "-c", "import sys; print(sys.version)"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    image = host_python_image(minor)
+    settings = dataclasses.replace(settings, docker_base_images=f"{minor}={image}")
+    runtime = make_runtime("docker", settings)
+    assert minor in runtime.python_versions()
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "streamlit_app.py").write_text(REPORTS_VERSION)
+    spec = EnvSpec.from_checkout(checkout, minor, settings.default_streamlit)
+    app = app_spec(settings, checkout, app_id=60 + int(minor.split(".")[1]))
+
+    async def scenario() -> None:
+        lines: list[str] = []
+        env = await runtime.ensure_env(spec, lines.append)
+        inst = await runtime.start(app, env)
+        try:
+            await wait_healthy(inst.address, runtime, app.app_id, inst.state, timeout=120)
+            address = f"{inst.address[0]}:{inst.address[1]}"
+            seen = await open_streamlit_session(f"ws://{address}", address)
+            assert seen["script_finished"] and not seen["exceptions"], seen
+            reported = await asyncio.to_thread(log_line, app.log_path, "PYTHON-VERSION")
+            assert reported.strip() == f"PYTHON-VERSION {expected.splitlines()[0].strip()}"
+        finally:
+            await runtime.stop(app.app_id, inst.state)
+            await runtime.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,1 @@
+"""Unit tests: logic and the database, no processes, sockets, containers or browsers."""
