@@ -49,13 +49,13 @@ from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec, Runtime  # no
 from supervisor.runtimes.docker import DockerRuntime  # noqa: E402
 from supervisor.runtimes.process import ProcessRuntime, free_port, uv_binary  # noqa: E402
 from tests.conftest import CACHE_ROOT  # noqa: E402
+from tests.integration.test_dependency_corpus import CASES, Case, corpus_spec, write_checkout  # noqa: E402
+from tests.integration.test_deploy_failures import BUILD_FAILURES  # noqa: E402
 from tests.support.streamlit_client import (  # noqa: E402
     LEGACY_STREAM_PATH,
     STREAM_PATH,
     open_streamlit_session,
 )
-from tests.integration.test_dependency_corpus import CASES, Case, corpus_spec, write_checkout  # noqa: E402
-from tests.integration.test_deploy_failures import BUILD_FAILURES  # noqa: E402
 
 STREAMLIT_LINE = re.compile(rb"^\s*streamlit\s*(?:[=<>!~;\[]|$)", re.I | re.M)
 BASELINES = ("bare", "bare+compile")  # the second compiles bytecode, as our builds do

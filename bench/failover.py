@@ -41,15 +41,15 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from backend.apps import service as apps  # noqa: E402
 from backend.accounts import auth  # noqa: E402
+from backend.apps import service as apps  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.platform.settings import load_settings  # noqa: E402
 from supervisor.control.leader import current_leader  # noqa: E402
 from supervisor.runtimes.process import free_port  # noqa: E402
 from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo  # noqa: E402
-from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_until  # noqa: E402
 from tests.integration.test_e2e import instance_id, running_instances  # noqa: E402
+from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_until  # noqa: E402
 
 STEP_DOWN = "not the leader any more"  # supervisor/control/reconciler.py logs it on stepping down
 

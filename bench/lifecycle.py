@@ -41,8 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.apps import service as apps  # noqa: E402
 from backend.accounts import auth  # noqa: E402
+from backend.apps import service as apps  # noqa: E402
 from backend.context import open_context  # noqa: E402
 from backend.platform.settings import load_settings  # noqa: E402
 from bench.common import healthy  # noqa: E402

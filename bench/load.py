@@ -259,8 +259,8 @@ def summary(stats: LoadStats) -> dict[str, float]:
 
 
 def main() -> None:
-    from backend.apps import service as app_service
     from backend.accounts import auth
+    from backend.apps import service as app_service
     from backend.context import open_context
     from backend.platform.settings import load_settings
     from supervisor.routes import dashboard_addresses

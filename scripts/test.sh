@@ -24,8 +24,8 @@ if [ -n "${STCLOUD_TEST_POSTGRES:-}" ] \
   echo "error: STCLOUD_TEST_POSTGRES is not one PostgreSQL URL: '$STCLOUD_TEST_POSTGRES'" >&2
   exit 2
 fi
-# Three pytest passes: the Chromium flows alone first (under load their waits time out), then
-# the rest on SQLite and, when STCLOUD_TEST_POSTGRES is set, the database tests on PostgreSQL
+# Lint (ruff and strict mypy, scripts/lint.sh), then three pytest passes: the Chromium flows
+# alone first (under load their waits time out), then the rest on SQLite and, when STCLOUD_TEST_POSTGRES is set, the database tests on PostgreSQL
 # side by side (tests/conftest.py picks them). Exit code 5 (nothing selected) counts as a pass
 # unless every pass selected nothing.
 mkdir -p .test-logs
@@ -35,6 +35,9 @@ record() { # record NAME RC
   results+=("$1=$2")
 }
 set +e
+echo "=== Lint (ruff, strict mypy) ==="
+bash scripts/lint.sh 2>&1 | tee .test-logs/lint.log
+record lint "${PIPESTATUS[0]}"
 echo "=== Chromium flows (SQLite) ==="
 "${pytest[@]}" -m browser "$@" 2>&1 | tee .test-logs/browser.log
 record browser "${PIPESTATUS[0]}"

@@ -18,9 +18,9 @@ server's final "250" reply to the end of DATA plus one UPDATE commit, about a mi
 on SQLite), the row's lease runs out and that one message is sent again: at most one
 duplicate of that one message, never a lost one and never a second copy of any other. A
 kill anywhere else (before DATA ends, between messages, while idle) sends nothing twice
-(tests/integration/test_reliability.py kills senders mid-pass). Both copies carry the same `Message-ID`
-(derived from the row's dedupe key), which lets mail clients and servers that deduplicate
-show it once. The opposite choice (mark sent before sending) would lose mail on a crash.
+(tests/integration/test_reliability.py kills senders mid-pass). Both copies carry the same
+`Message-ID` (derived from the row's dedupe key), which lets mail clients and servers that
+deduplicate show it once. The opposite choice (mark sent before sending) would lose mail on a crash.
 
 Without `smtp_host` nothing is sent and rows wait in the outbox.
 """

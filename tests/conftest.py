@@ -7,6 +7,7 @@ across sessions, under ~/.cache/stcloud-tests) so that each dependency set is bu
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import shutil
 import socket
@@ -189,6 +190,25 @@ def settings(tmp_path: Path, shared_envs_dir: Path, database_url: str) -> Settin
     return load_settings(env={}, data_dir=tmp_path / "data", envs_dir=shared_envs_dir,
                          uv_cache_dir=CACHE_ROOT / "uv", port=free_port(), runtime="process",
                          reconcile_interval=0.2, health_timeout=60.0, database_url=database_url)
+
+
+@pytest.fixture(params=["process", "docker"])
+def engine_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """`settings` on each engine a supervisor test runs against (Docker skipped, or failed
+    under REQUIRE_DOCKER=1, when no daemon answers)."""
+    if request.param == "docker":
+        from supervisor.runtimes import docker_available
+        if not docker_available():
+            if require_docker():
+                pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
+            pytest.skip("no Docker daemon")
+    return dataclasses.replace(settings, runtime=request.param)
+
+
+@pytest.fixture
+def ssettings(settings: Settings) -> Settings:
+    """`settings` on the swarm engine."""
+    return dataclasses.replace(settings, runtime="swarm")
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import secrets as random
 from sqlmodel import select
 
 from backend.accounts import auth
+from backend.apps.sharing import validate_email
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
-from backend.apps.sharing import validate_email
 from models import User, session_scope
 
 GENERATED_BYTES = 12

@@ -13,8 +13,8 @@ the API) alike, so the same request gets the same answer from each.
 4. what it asks of the runtime: packages.txt and the Python version
    (`backend.app_requirements`).
 Steps 2 to 4 read one snapshot of the branch (a single shallow clone that fetches only its
-small files, `backend.repositories.checks.open_branch`); `apps.deploy_app` then queues the app without
-fetching the repository again.
+small files, `backend.repositories.checks.open_branch`); `apps.deploy_app` then queues
+the app without fetching the repository again.
 Then the secrets are stored. Deploys from GitHub (`backend.github.deploy`) pick repository,
 branch and main file from GitHub's own lists and queue through `apps.deploy_app` too.
 """
@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from packaging.requirements import InvalidRequirement, Requirement
 
 from backend import app_requirements
-from backend.repositories import checks as repos
-from backend.apps import service as app_service
 from backend.apps import secrets as app_secrets
+from backend.apps import service as app_service
 from backend.apps.service import AppView
 from backend.context import Context
 from backend.errors import Conflict, ValidationError
+from backend.repositories import checks as repos
 from backend.repositories.files import excerpt
 from backend.validation import (
     validate_branch,

@@ -4,8 +4,9 @@ that failed, the explainer's reading of the log (`backend.apps.failures`: the pa
 responsible and what to do), only the lines that matter, and where the full log is.
 
 The log text is shown as the dashboard's Logs page shows it (`backend.apps.logs`): the app's
-secret values masked (`backend.apps.secrets.redact`), colours stripped, no host path, and in the
-app log the app's public URL where Streamlit printed its internal one (`backend.platform.host_paths`).
+secret values masked (`backend.apps.secrets.redact`), colours stripped, no host path, and
+in the app log the app's public URL where Streamlit printed its internal one
+(`backend.platform.host_paths`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.apps import failures
+from backend.apps import failures, secrets
 from backend.platform import host_paths
-from backend.apps import secrets
 from backend.platform.settings import Settings
 
 MAX_APPENDED = 16_000

@@ -17,12 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.platform import host_paths
 from backend.apps import secrets
+from backend.apps.log_files import app_log_path, build_log_path
 from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import ValidationError
-from backend.apps.log_files import app_log_path, build_log_path
+from backend.platform import host_paths
 from models import App, User, session_scope
 
 KINDS = {"app": app_log_path, "build": build_log_path}
@@ -46,7 +46,8 @@ def _path(ctx: Context, user: User, app_id: int, kind: str) -> Path:
 
 def shown(ctx: Context, app_id: int, kind: str, text: str) -> str:
     """Log text as its reader sees it: secrets masked, no host paths, and in the app log
-    the app's public URL where Streamlit printed its internal one (`backend.platform.host_paths`)."""
+    the app's public URL where Streamlit printed its internal one
+    (`backend.platform.host_paths`)."""
     text = secrets.redact(ctx.settings, app_id, text)
     if kind != "app":
         return host_paths.sanitize(ctx.settings, text)

@@ -41,8 +41,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from backend.apps import service as app_service
 from backend.accounts import keys
+from backend.apps import service as app_service
 from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import BackendError, ValidationError

@@ -18,8 +18,8 @@ from backend import app_requirements
 from backend.apps import state as appstate
 from backend.context import Context
 from backend.errors import Conflict, NotFound
-from backend.platform.supervisor_report import read_platform, wake_supervisor
 from backend.platform.settings import Settings
+from backend.platform.supervisor_report import read_platform, wake_supervisor
 from backend.validation import (
     repo_owner_and_name,
     suggest_subdomain,

@@ -20,10 +20,10 @@ from sqlmodel import select
 
 from backend.apps import service as app_service
 from backend.apps import state as appstate
-from backend.platform import supervisor_report as platform
 from backend.apps.service import AppView, load_app_for, offered_python_versions
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
+from backend.platform import supervisor_report as platform
 from backend.validation import validate_subdomain
 from backend.workspaces import role_in
 from models import App, AppEvent, User, session_scope, utcnow

@@ -37,8 +37,8 @@ import requests
 from github import BadCredentialsException, GithubException
 from sqlmodel import Session, col, select
 
-from backend.apps import secrets as secret_box
 from backend.accounts import keys
+from backend.apps import secrets as secret_box
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from backend.github.client import (

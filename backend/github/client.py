@@ -111,7 +111,7 @@ class Conn:
         self.gh.close()
 
 
-# Settings (read with getattr: the lead adds the fields to backend/platform/settings.py) ----------------
+# Settings (read with getattr from backend/platform/settings.py) ---------------------------
 def base_url(ctx: Context) -> str:
     return (getattr(ctx.settings, "github_base_url", "") or DEFAULT_BASE_URL).rstrip("/")
 

@@ -40,8 +40,8 @@ from github import GithubException, UnknownObjectException
 from github.Repository import Repository
 from sqlmodel import Session, select
 
-from backend.apps import service as apps
 from backend.apps import secrets as secret_box
+from backend.apps import service as apps
 from backend.apps.service import AppView
 from backend.context import Context
 from backend.errors import BackendError, NotFound, PermissionDenied, ValidationError

@@ -23,9 +23,9 @@ from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from backend.platform import inbox
 from backend.context import Context
 from backend.errors import BackendError, PermissionDenied
+from backend.platform import inbox
 from backend.platform.settings import Settings
 from models import App, AppEvent, EmailOutbox, Membership, Notification, User, id_of, session_scope
 

@@ -21,9 +21,9 @@ from datetime import datetime
 from sqlalchemy import func, text
 from sqlmodel import col, select
 
-from backend.platform import supervisor_report as platform
 from backend.context import Context
 from backend.errors import PermissionDenied
+from backend.platform import supervisor_report as platform
 from models import App, AppEvent, EmailOutbox, User, session_scope, utcnow
 
 INCIDENT_STATES = ("crashed", "over_limit", "build_failed")

@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend.apps import service as app_service
 from backend.apps import favorites
+from backend.apps import service as app_service
 from backend.context import Context
 from backend.errors import BackendError
 from pages.dashboard._ui import ICON, RERUN_APP_KEY, flash, md, status_label

@@ -20,9 +20,9 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from backend.apps import service as app_service
-from backend.apps import favorites
 from backend.analytics import usage
+from backend.apps import favorites
+from backend.apps import service as app_service
 from backend.context import Context
 from backend.errors import NotFound
 from pages.dashboard import _actions as actions

@@ -23,10 +23,10 @@ from typing import Any
 
 import streamlit as st
 
-from backend.apps import logs as app_logs
-from backend.apps import service as app_service
 from backend.apps import deploy as deploy_usecase
+from backend.apps import logs as app_logs
 from backend.apps import secrets as app_secrets
+from backend.apps import service as app_service
 from backend.apps.state import FAILED_STATES, OVEN_STATES
 from backend.context import Context
 from backend.errors import BackendError, NotFound, ValidationError

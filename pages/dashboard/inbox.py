@@ -1,4 +1,5 @@
-"""Notifications: the signed-in user's inbox (backend.platform.inbox), newest first: what happened to
+"""Notifications: the signed-in user's inbox (backend.platform.inbox), newest first: what
+happened to
 which app (over its limit, crashed, could not be updated, about to sleep), whether an email
 went out too, a link to the app's details, and mark read / mark all read. The sidebar's bell
 (Home.py) shows the unread count and links here."""
@@ -9,8 +10,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend.platform import inbox
 from backend.context import Context
+from backend.platform import inbox
 from pages.dashboard import _ui as ui
 
 KIND_LABEL = {"over_limit": "🤯 Over its resource limits", "crashed": "💥 Crashed",

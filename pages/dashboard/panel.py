@@ -22,9 +22,9 @@ from typing import Any
 
 import streamlit as st
 
+from backend.accounts import auth, identity
 from backend.apps import logs as app_logs
 from backend.apps import service as app_service
-from backend.accounts import auth, identity
 from backend.errors import BackendError, NotFound
 from pages.dashboard import _ui as ui
 

@@ -17,11 +17,10 @@ from typing import Any
 
 import streamlit as st
 
-from backend.apps import settings as app_settings
-from backend.apps import hooks
-from backend.apps import sharing
-from backend.apps import service as app_service
+from backend.apps import hooks, sharing
 from backend.apps import secrets as app_secrets
+from backend.apps import service as app_service
+from backend.apps import settings as app_settings
 from backend.context import Context
 from backend.errors import BackendError
 from backend.github import deploy as github_deploy

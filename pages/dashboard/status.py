@@ -14,10 +14,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend.platform import installation
-from backend.platform import notifications
-from backend.platform import status
 from backend.context import Context
+from backend.platform import installation, notifications, status
 from pages.dashboard import _ui as ui
 
 REFRESH_SECONDS = 30

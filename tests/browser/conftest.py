@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from backend import workspaces
-from backend.apps import service as apps
 from backend.accounts import auth
+from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.platform.settings import PROJECT_ROOT, Settings, load_settings
 from tests.browser.flow_support import Flow, start_flow

@@ -8,8 +8,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backend.apps import favorites
 from backend.accounts.auth import get_user, reset_password
+from backend.apps import favorites
 from models import App, session_scope
 from tests.browser.conftest import PASSWORD, Cloud, screenshot, sign_in
 from tests.browser.docs_shots import docs_shot

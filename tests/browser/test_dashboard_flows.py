@@ -19,12 +19,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from backend.apps import service as apps
-from backend.apps import favorites
-from backend.apps import sharing
-from backend.apps import secrets as app_secrets
 from backend.accounts import auth
-from backend.platform.settings import PROJECT_ROOT
+from backend.apps import favorites, sharing
+from backend.apps import secrets as app_secrets
+from backend.apps import service as apps
 from models import App, session_scope
 from tests.browser.docs_shots import docs_shot
 from tests.browser.flow_support import (

@@ -17,10 +17,10 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from backend import workspaces
-from backend.apps import service as apps
-from backend.platform import notifications
 from backend.accounts import auth
 from backend.analytics.store import record_views
+from backend.apps import service as apps
+from backend.platform import notifications
 from models import App, session_scope
 from models.usage import UsageSample
 from tests.browser.docs_shots import docs_shot

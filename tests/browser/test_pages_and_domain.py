@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from backend.apps import favorites
 from backend.accounts import identity
+from backend.apps import favorites
 from backend.context import open_context
 from models import App, AppEvent, session_scope
-from tests.support import overlay_support as rows
 from tests.browser.conftest import ARTIFACTS, CHROMIUM_ARGS, chromium_path
 from tests.browser.docs_shots import docs_shot_async
 from tests.integration.test_overlay import Env, overlay_env
+from tests.support import overlay_support as rows
 
 pytestmark = pytest.mark.timeout(120)
 TIMEOUT = 20_000

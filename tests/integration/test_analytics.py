@@ -18,7 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,11 +29,18 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 import models.analytics  # noqa: F401  (registers the aggregate tables)
-from backend.apps import service as apps
-from backend.analytics import reports as analytics
 from backend.accounts import auth
-from backend.analytics.store import (AGGREGATES, APP_TOTAL, APP_VIEWER, DEDUPE_WINDOW,
-                                     EVENTS, VIEWER_MONTH, WORKSPACE_MONTH)
+from backend.analytics import reports as analytics
+from backend.analytics.store import (
+    AGGREGATES,
+    APP_TOTAL,
+    APP_VIEWER,
+    DEDUPE_WINDOW,
+    EVENTS,
+    VIEWER_MONTH,
+    WORKSPACE_MONTH,
+)
+from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.errors import NotFound, PermissionDenied
 from models import App, AppViewer, Membership, User, Workspace, session_scope
@@ -41,7 +48,7 @@ from models import App, AppViewer, Membership, User, Workspace, session_scope
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "dashboard" / "analytics.py")
 ARTIFACTS = ROOT / "test-artifacts"
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(y: int, m: int, d: int, hh: int = 12, mm: int = 0, ss: int = 0) -> datetime:

@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from backend import app_requirements
-from backend.apps import service as apps
 from backend.accounts import api_tokens
+from backend.apps import service as apps
 from backend.errors import ValidationError
 from backend.platform.supervisor_report import PlatformInfo, write_platform
 from pages.dashboard import _ui as ui
@@ -23,7 +23,13 @@ from supervisor.runtimes import rootfs
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.integration.test_api import StubReconciler
-from tests.integration.test_dashboard import dash_fixture, fill_deploy, local_repo, open_dashboard, text  # noqa: F401
+from tests.integration.test_dashboard import (  # noqa: F401
+    dash_fixture,
+    fill_deploy,
+    local_repo,
+    open_dashboard,
+    text,
+)
 
 OFFERED = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 PACKAGES = "# system libraries\nlibgl1\n\nffmpeg\n"

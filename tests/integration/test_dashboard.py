@@ -25,14 +25,13 @@ import streamlit as st
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
+from backend.accounts import auth, users
+from backend.apps import favorites
+from backend.apps import secrets as app_secrets
 from backend.apps import service as apps
 from backend.apps import state as appstate
-from backend.apps import favorites
-from backend.accounts import auth
-from backend.accounts import users
-from backend.apps import secrets as app_secrets
-from backend.context import Context, open_context
 from backend.apps.log_files import build_log_path
+from backend.context import Context, open_context
 from models import App, Membership, Workspace, session_scope
 from pages.dashboard import _ui as ui
 
@@ -605,8 +604,8 @@ def test_markdown_escaping_keeps_names_literal() -> None:
 
 def test_sign_in_refreshes_github_roles_and_shows_a_failure(
         dash: Dash, monkeypatch: pytest.MonkeyPatch) -> None:
-    from backend.github import accounts as github
     from backend.errors import BackendError
+    from backend.github import accounts as github
     calls: list[str] = []
 
     def refresh(ctx: Context, user: Any, **kw: Any) -> None:

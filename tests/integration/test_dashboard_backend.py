@@ -15,18 +15,17 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
+from backend.accounts import auth, users
 from backend.apps import listing as app_list
-from backend.apps import settings as app_settings
-from backend.apps import service as apps
-from backend.apps import state as appstate
-from backend.repositories import checks as repos
-from backend.platform import status
-from backend.accounts import auth
-from backend.accounts import users
 from backend.apps import secrets as app_secrets
+from backend.apps import service as apps
+from backend.apps import settings as app_settings
+from backend.apps import state as appstate
 from backend.context import Context
 from backend.errors import BackendError, PermissionDenied, ValidationError
+from backend.platform import status
 from backend.platform.supervisor_report import PlatformInfo, wake_file, write_platform
+from backend.repositories import checks as repos
 from models import App, AppEvent, AppSecret, EmailOutbox, Favorite, session_scope
 
 REPO = "https://github.com/owner/hello"
@@ -183,7 +182,7 @@ def test_memory_limit(ctx, admin) -> None:
 
 # Status ----------------------------------------------------------------------------------
 class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:  # the name http.server calls
         self.send_response(200 if self.path == "/api/v1/health" else 404)
         self.end_headers()
 

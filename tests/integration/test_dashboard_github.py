@@ -10,15 +10,20 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend.apps import service as apps
 from backend.accounts import api_tokens
-from backend.github import accounts as github
+from backend.apps import service as apps
 from backend.context import Context, open_context
+from backend.github import accounts as github
 from backend.github.client import forget
 from pages.dashboard import _ui as ui
+from tests.integration.test_dashboard import (
+    Dash,
+    click,
+    dash_fixture,  # noqa: F401  (the `dash` fixture)
+    open_dashboard,
+    text,
+)
 from tests.support.fake_github import FakeGithub
-from tests.integration.test_dashboard import Dash, click, open_dashboard, text
-from tests.integration.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)
 
 TOKEN = "ghp_alice_token"
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from backend.platform import installation
 from backend.accounts import auth
+from backend.platform import installation
 from pages.dashboard import _ui as ui
-from tests.integration.test_dashboard import HOME, Dash
-from tests.integration.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)
-from tests.integration.test_dashboard import open_dashboard, text
+from tests.integration.test_dashboard import (
+    HOME,
+    Dash,
+    dash_fixture,  # noqa: F401  (the `dash` fixture)
+    open_dashboard,
+    text,
+)
 
 UNSANDBOXED = ("single-tenant mode: hosted apps run unsandboxed as the platform's user; "
                "every developer is trusted")

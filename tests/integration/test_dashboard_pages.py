@@ -14,19 +14,29 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from backend import workspaces
-from backend.apps import service as apps
-from backend.apps import favorites
-from backend.apps import sharing
 from backend.accounts import auth
+from backend.apps import favorites, sharing
 from backend.apps import secrets as app_secrets
+from backend.apps import service as apps
 from backend.apps.log_files import app_log_path, build_log_path
 from backend.platform.supervisor_report import PlatformInfo, write_platform
 from models import AppSecret, session_scope
 from pages.dashboard import _ui as ui
-from tests.integration.test_dashboard import (HOME, REPO, Dash, add_member, button_keys, click,
-                                  click_in_menu, db_app, move, open_menus)
-from tests.integration.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)
-from tests.integration.test_dashboard import open_dashboard, text
+from tests.integration.test_dashboard import (
+    HOME,
+    REPO,
+    Dash,
+    add_member,
+    button_keys,
+    click,
+    click_in_menu,
+    dash_fixture,  # noqa: F401  (the `dash` fixture)
+    db_app,
+    move,
+    open_dashboard,
+    open_menus,
+    text,
+)
 
 PAGE_SIZE = 25  # pages/dashboard/my_apps.py
 SEARCH_FROM = 8

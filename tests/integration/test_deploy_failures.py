@@ -20,10 +20,10 @@ from backend.apps import service as apps
 from backend.errors import ValidationError
 from backend.platform.settings import Settings
 from supervisor.runtimes.base import BuildError
-from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 from tests.integration.test_dependency_corpus import corpus_spec, write_checkout
 from tests.integration.test_failure_reports import host_details
 from tests.integration.test_runtime_contract import make_runtime
+from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
 
 @pytest.fixture

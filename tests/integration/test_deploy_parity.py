@@ -19,14 +19,20 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backend.apps import service as apps
 from backend.accounts import api_tokens
+from backend.apps import service as apps
 from backend.apps.deploy import dependency_problem, requirements_problem
 from backend.platform.settings import PROJECT_ROOT
 from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from tests.conftest import free_port
-from tests.integration.test_dashboard import Dash, dash_fixture, fill_deploy, local_repo, open_dashboard  # noqa: F401
+from tests.integration.test_dashboard import (  # noqa: F401
+    Dash,
+    dash_fixture,
+    fill_deploy,
+    local_repo,
+    open_dashboard,
+)
 
 
 class StubReconciler:

@@ -1,7 +1,7 @@
 """A deploy's checks fetch the repository once: the branch, the main file, the dependency
 file and what the repository asks of the runtime are all read from one shallow clone that
-fetches only the small files (`backend.repositories.checks.open_branch`); a data file of the repository is
-not fetched, not even to learn its size, by a server that honours the filter."""
+fetches only the small files (`backend.repositories.checks.open_branch`); a data file of the
+repository is not fetched, not even to learn its size, by a server that honours the filter."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from backend.apps import deploy
-from backend.repositories import checks as repos
 from backend.errors import ValidationError
 from backend.platform.supervisor_report import PlatformInfo, write_platform
+from backend.repositories import checks as repos
 
 APP = "import streamlit as st\nst.write('hi')\n"
 BIG = 2 * 1024 * 1024

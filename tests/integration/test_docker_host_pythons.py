@@ -14,9 +14,9 @@ import pytest
 
 from backend.platform.settings import PROJECT_ROOT
 from supervisor.runtimes.base import EnvSpec
-from tests.support.streamlit_client import open_streamlit_session
 from tests.integration.test_python_versions import REPORTS_VERSION, interpreter, log_line
 from tests.integration.test_runtime_contract import app_spec, make_runtime, wait_healthy
+from tests.support.streamlit_client import open_streamlit_session
 
 SCRIPT = PROJECT_ROOT / "scripts" / "build-host-python-image.sh"
 DEBIAN_BASE = "stcloud-base:py3.11"  # bookworm, the release this host runs

@@ -16,7 +16,13 @@ import pytest
 
 from backend.platform.settings import Settings
 from supervisor.runtimes.docker import DockerRuntime
-from tests.integration.test_runtime_docker import app, checkout, env_for, remove_installation, wait_healthy
+from tests.integration.test_runtime_docker import (
+    app,
+    checkout,
+    env_for,
+    remove_installation,
+    wait_healthy,
+)
 
 RACERS = 6
 

@@ -10,20 +10,21 @@ SIGINT stops apps and the next start brings them back.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import http.client
 import json
 
 import psutil
-import pytest
 
 from backend.apps import service as apps
 from backend.context import open_context
-from supervisor.runtimes import docker_available
-from tests.conftest import require_docker
 from tests.support.streamlit_client import open_streamlit_session
-from tests.support.supervisor_harness import (SupervisorProcess, all_apps, load_app, wait_for_state,
-                                      wait_until)
+from tests.support.supervisor_harness import (
+    SupervisorProcess,
+    all_apps,
+    load_app,
+    wait_for_state,
+    wait_until,
+)
 
 
 def http_get(port: int, host: str, path: str = "/") -> tuple[int, str]:
@@ -59,16 +60,6 @@ def instance_alive(ident: str) -> bool:
         return docker.from_env().containers.get(ident).status == "running"
     except docker.errors.NotFound:
         return False
-
-
-@pytest.fixture(params=["process", "docker"])
-def engine_settings(request, settings):  # type: ignore[no-untyped-def]
-    if request.param == "docker":
-        if not docker_available():
-            if require_docker():
-                pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
-            pytest.skip("no Docker daemon")
-    return dataclasses.replace(settings, runtime=request.param)
 
 
 def test_deploy_open_websocket_reboot_delete(engine_settings, admin, hello_repo,

@@ -28,24 +28,28 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel, select
 
 from backend import workspaces
-from backend.apps import service as apps
 from backend.accounts import auth
+from backend.apps import service as apps
+from backend.context import Context
+from backend.errors import NotFound, PermissionDenied, ValidationError
 from backend.github import accounts as github
 from backend.github import deploy as github_deploy
 from backend.github import sync as github_sync
-from backend.context import Context
-from backend.errors import NotFound, PermissionDenied, ValidationError
-from backend.github.client import (Conn, GithubError, GithubRateLimited, GithubRevoked, forget,
-                                   known_hosts_path)
+from backend.github.client import (
+    Conn,
+    GithubError,
+    GithubRateLimited,
+    GithubRevoked,
+    forget,
+    known_hosts_path,
+)
 from backend.platform.settings import Settings
-from models import (App, AppEvent, Membership, Workspace, make_engine, migrate, session_scope,
-                    utcnow)
+from models import App, AppEvent, Membership, Workspace, make_engine, migrate, session_scope, utcnow
 from models.github import AppGithub, GithubAccount, GithubGrant
-from supervisor.sources import git_auth
-from supervisor.sources import gitsync
 from supervisor.api import make_api_app
 from supervisor.proxy import make_proxy_app
 from supervisor.routes import RouteTable
+from supervisor.sources import git_auth, gitsync
 from tests.conftest import free_port
 from tests.support.fake_github import FakeGithub
 

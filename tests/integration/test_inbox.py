@@ -12,21 +12,27 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
-from backend.apps import service as apps
-from backend.platform import inbox
-from backend.platform import notifications
 from backend.accounts import identity
+from backend.apps import service as apps
 from backend.context import Context, open_context
+from backend.platform import inbox, notifications
 from backend.platform.settings import Settings
 from models import App, AppEvent, EmailOutbox, Membership, Notification, User, session_scope
 from supervisor import mailer
 from supervisor.proxy.state_pages import notified_text
+from tests.integration.test_api import (
+    World,
+    world,  # noqa: F401  (the `world` fixture)
+)
 from tests.integration.test_api import auth as api_auth
 from tests.integration.test_api import run as run_api
-from tests.integration.test_api import world  # noqa: F401  (the `world` fixture)
-from tests.integration.test_api import World
-from tests.integration.test_dashboard import Dash, click, open_dashboard, text
-from tests.integration.test_dashboard import dash_fixture  # noqa: F401  (the `dash` fixture)
+from tests.integration.test_dashboard import (
+    Dash,
+    click,
+    dash_fixture,  # noqa: F401  (the `dash` fixture)
+    open_dashboard,
+    text,
+)
 from tests.integration.test_overlay import Env, set_cookies
 from tests.integration.test_overlay import run as run_overlay
 

@@ -19,13 +19,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
-from backend.apps import service as apps
 from backend.accounts import api_tokens
 from backend.apps import secrets as app_secrets
+from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.errors import Conflict, ValidationError
-from backend.platform.supervisor_report import PlatformInfo, write_platform
 from backend.platform.settings import Settings
+from backend.platform.supervisor_report import PlatformInfo, write_platform
 from models import App, Membership, User, Workspace, session_scope
 from supervisor.api import make_api_app
 from tests.conftest import static_repo
@@ -133,7 +133,7 @@ def _race(n: int, deploy: Callable[[int], None]) -> list[str]:
         try:
             deploy(i)
             outcomes[i] = "ok"
-        except Exception as e:  # noqa: BLE001 - the kind of failure is what is tested
+        except Exception as e:  # the kind of failure is what is tested
             outcomes[i] = type(e).__name__
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:

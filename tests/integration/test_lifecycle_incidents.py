@@ -32,11 +32,11 @@ from models import App, Build, EmailOutbox, User, session_scope, utcnow
 from supervisor.runtimes import cgroups
 from supervisor.runtimes.base import AppSpec, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
+from tests.integration.test_e2e import http_get, instance_alive
+from tests.integration.test_runtime_contract import wait_healthy
 from tests.support.lifecycle_support import LiveSession, MailSink
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
-from tests.integration.test_e2e import engine_settings, http_get, instance_alive  # noqa: F401
-from tests.integration.test_runtime_contract import wait_healthy
 
 REQUIREMENTS = "streamlit==1.67.0\npandas==3.1.1\n"
 HELLO = "import streamlit as st\nst.title('Hello')\nst.write('{text}')\n"
@@ -89,7 +89,7 @@ def set_fields(ctx, app_id: int, **fields) -> None:  # type: ignore[no-untyped-d
 
 
 def test_over_limit_and_crash_loop_each_mail_once(engine_settings, admin, make_repo,
-                                                  mail_sink, tmp_path) -> None:  # noqa: F811
+                                                  mail_sink, tmp_path) -> None:
     if engine_settings.runtime == "process" and not cgroups.available():
         pytest.skip("no writable cgroup v1 memory controller (not root?)")
     settings, ctx = prepare(engine_settings, mail_sink, crash_backoff="0.2,0.2",

@@ -22,9 +22,9 @@ from sqlmodel import select
 from backend.apps import service as apps
 from backend.context import open_context
 from models import AppEvent, EmailOutbox, User, session_scope
+from tests.integration.test_e2e import http_get, instance_alive, instance_id
 from tests.support.lifecycle_support import LiveSession, MailSink, Poller, post, send_github_push
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
-from tests.integration.test_e2e import engine_settings, http_get, instance_alive, instance_id  # noqa: F401
 
 REQUIREMENTS = "streamlit==1.67.0\npandas==3.1.1\n"  # the example app's: a shared env
 NEW_REQUIREMENTS = REQUIREMENTS + "# pinned again: a new dependency set, nothing new to fetch\n"
@@ -44,7 +44,7 @@ def mail_sink():  # type: ignore[no-untyped-def]
 
 
 def test_pushes_update_in_place_redeploy_without_downtime_and_report_failures(
-        engine_settings, admin, make_repo, mail_sink, tmp_path) -> None:  # noqa: F811
+        engine_settings, admin, make_repo, mail_sink, tmp_path) -> None:
     settings = dataclasses.replace(engine_settings, git_poll_interval=0.0, redeploy_drain=1.0,
                                    **mail_sink.settings())
     ctx = open_context(settings)

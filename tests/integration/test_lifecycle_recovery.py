@@ -14,9 +14,14 @@ from sqlmodel import select
 from backend.apps import service as apps
 from backend.context import open_context
 from models import Build, EmailOutbox, User, session_scope
-from tests.support.lifecycle_support import MailSink, build_visible_dir, gated_package, package_files
-from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.integration.test_e2e import http_get, instance_alive, instance_id, running_instances
+from tests.support.lifecycle_support import (
+    MailSink,
+    build_visible_dir,
+    gated_package,
+    package_files,
+)
+from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 
 REQUIREMENTS = "streamlit==1.67.0\npandas==3.1.1\n"
 PAGE = "import streamlit as st\nst.write('Version {n}')\n"

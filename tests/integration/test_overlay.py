@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -33,7 +33,8 @@ from tests.support import overlay_support as rows
 
 pytestmark = pytest.mark.timeout(90)
 
-PAGE = b"<!doctype html><html><head><title>App</title></head><body><div id=root></div></body></html>"
+PAGE = (b"<!doctype html><html><head><title>App</title></head>"
+        b"<body><div id=root></div></body></html>")
 
 
 class FakeApp:
@@ -285,7 +286,7 @@ def test_sign_in_flow_one_time_token_and_no_open_redirect(ctx) -> None:  # type:
             assert r.status == 302
             callback = URL(r.headers["Location"])
         assert callback.host == "hello.localhost" and callback.path == "/__stcloud/callback"
-        token = callback.query["token"]
+        assert callback.query["token"]
         async with env.request("GET", callback.path_qs) as r:
             assert r.status == 302 and r.headers["Location"] == "/page?a=1"
             cookie = r.headers["Set-Cookie"]
@@ -572,7 +573,7 @@ def test_me_and_favorite(ctx) -> None:  # type: ignore[no-untyped-def]
             assert (await r.json())["favorite"] is True
         # CSRF: no token, a wrong one, or another origin are refused.
         for bad in ({}, {"X-Stcloud-CSRF": "x.y"},
-                    {**headers, "Origin": "http://evil.localhost:%d" % env.port}):
+                    {**headers, "Origin": f"http://evil.localhost:{env.port}"}):
             async with env.request("POST", "/__stcloud/favorite", cookies=cookies,
                                    json={"favorite": False}, headers=bad) as r:
                 assert r.status == 403
@@ -725,7 +726,7 @@ def test_view_events_per_new_session(ctx) -> None:  # type: ignore[no-untyped-de
         assert sorted(e.viewer_key for e in events) == sorted(
             [f"u:{env.dev.id}", f"v:{visitor}"])
         assert last_viewed is not None
-        assert (datetime.now(timezone.utc) - last_viewed.replace(tzinfo=timezone.utc)
+        assert (datetime.now(UTC) - last_viewed.replace(tzinfo=UTC)
                 ).total_seconds() < 60
     run(ctx, scenario)
 

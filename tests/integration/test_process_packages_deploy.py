@@ -18,9 +18,9 @@ from backend.apps import service as apps
 from backend.platform.supervisor_report import read_platform
 from supervisor.runtimes import rootfs
 from tests.conftest import corpus_files
+from tests.integration.test_process_packages import ROOTFS_CACHE, SUITE
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
-from tests.integration.test_process_packages import ROOTFS_CACHE, SUITE
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="packages.txt needs a root supervisor")
 

@@ -35,10 +35,15 @@ from bench.load import RssSampler, Target, run_load
 from models import Build, EmailOutbox, ViewEvent, session_scope, utcnow
 from supervisor.runtimes.base import EnvSpec
 from supervisor.runtimes.process import BUILDER_MARKER, ProcessRuntime
-from tests.support.lifecycle_support import MailSink, build_visible_dir, gated_package, package_files
+from tests.integration.test_e2e import http_get, instance_id, running_instances
+from tests.support.lifecycle_support import (
+    MailSink,
+    build_visible_dir,
+    gated_package,
+    package_files,
+)
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
-from tests.integration.test_e2e import http_get, instance_id, running_instances
 
 SEED = int(os.environ.get("STCLOUD_RELIABILITY_SEED", "20261125"))
 ROUNDS = 3
@@ -302,7 +307,7 @@ def test_kill9_during_view_burst(settings, admin, hello_repo, tmp_path) -> None:
                             seen = await open_streamlit_session(url, host, timeout=20)
                             if seen["new_session"]:
                                 opened[0] += 1
-                        except Exception:  # noqa: BLE001 - the kill cuts some off
+                        except Exception:  # the kill cuts some off
                             pass
                 await asyncio.gather(*(one() for _ in range(n)))
 

@@ -20,19 +20,19 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from backend.apps import service as apps
-from backend.repositories import hosts as repo_hosts
-from backend.repositories import checks as repos
 from backend.accounts import api_tokens
+from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.errors import ValidationError
-from backend.repositories.hosts import RepoAddressError, public_fetch_target
 from backend.platform.settings import Settings
+from backend.repositories import checks as repos
+from backend.repositories import hosts as repo_hosts
+from backend.repositories.hosts import RepoAddressError, public_fetch_target
 from backend.validation import validate_repo_url
-from supervisor.sources import gitsync
 from supervisor.api import make_api_app
-from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
+from supervisor.sources import gitsync
 from tests.integration.test_api import StubReconciler, make_user
+from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
 
 class Recorder(ThreadingHTTPServer):

@@ -30,8 +30,8 @@ from supervisor.runtimes.docker_api import DockerAPI
 from supervisor.runtimes.docker_images import base_image_overrides, build_script, offered_versions
 from supervisor.runtimes.docker_spec import dns_label
 from tests.conftest import EXAMPLE_APP
-from tests.support.streamlit_client import open_streamlit_session
 from tests.integration.test_runtime_contract import wait_healthy as contract_wait_healthy
+from tests.support.streamlit_client import open_streamlit_session
 
 # Engines only: no database is opened, so the PostgreSQL pass skips this module.
 pytestmark = pytest.mark.no_database

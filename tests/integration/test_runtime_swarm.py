@@ -28,8 +28,6 @@ from supervisor import runtimes
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.swarm import NOT_A_MANAGER, SwarmRuntime, swarm_problem
 from tests.conftest import free_port, require_docker
-from tests.support.streamlit_client import open_streamlit_session
-from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 from tests.integration.test_runtime_contract import wait_healthy
 from tests.integration.test_runtime_docker import (
     PROBE,
@@ -39,6 +37,8 @@ from tests.integration.test_runtime_docker import (
     env_for,
     remove_containers,
 )
+from tests.support.streamlit_client import open_streamlit_session
+from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 
 
 # Without a swarm -----------------------------------------------------------------------
@@ -59,8 +59,8 @@ def test_swarm_only_when_asked_and_a_clear_error(tmp_path: Path,
     assert swarm_problem(FakeClient({"LocalNodeState": "active",
                                      "ControlAvailable": True})) == ""
     assert "docker swarm init --advertise-addr 127.0.0.1" in NOT_A_MANAGER
-    import supervisor.runtimes.swarm as swarm_module
-    monkeypatch.setattr(swarm_module, "swarm_problem", lambda client=None: NOT_A_MANAGER)
+    import supervisor.runtimes.swarm_spec as swarm_spec
+    monkeypatch.setattr(swarm_spec, "swarm_problem", lambda client=None: NOT_A_MANAGER)
     with pytest.raises(runtimes.RuntimeUnavailable, match="docker swarm init"):
         runtimes.select_runtime(load_settings(env={}, data_dir=tmp_path, runtime="swarm"))
     monkeypatch.setattr(runtimes, "docker_available", lambda: True)
@@ -69,11 +69,6 @@ def test_swarm_only_when_asked_and_a_clear_error(tmp_path: Path,
 
 
 # Against the swarm ---------------------------------------------------------------------
-@pytest.fixture
-def ssettings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, runtime="swarm")
-
-
 def remove_installation(client: Any, install: str) -> None:
     for service in client.services.list(filters={"label": f"stcloud.install={install}"}):
         service.remove()

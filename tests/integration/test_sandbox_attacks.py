@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from supervisor.runtimes.base import AppSpec, EnvSpec, Runtime
-from tests.support.streamlit_client import open_streamlit_session
 from tests.integration.test_runtime_contract import make_runtime, wait_healthy
+from tests.support.streamlit_client import open_streamlit_session
 
 pytestmark = pytest.mark.no_database
 

@@ -1,4 +1,5 @@
-"""Several supervisors and proxies on one database (docs/scale-out.md, supervisor/control/leader.py).
+"""Several supervisors and proxies on one database (docs/scale-out.md,
+supervisor/control/leader.py).
 
 - the lease: one leader, compare-and-set take-over, fencing of the old leader, immediate
   take-over when the holder is provably gone (same host; PostgreSQL session ended);
@@ -36,11 +37,11 @@ from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow
 from supervisor.control.leader import LEASE, Leadership, Me, current_leader, me
 from tests.conftest import free_port
+from tests.integration.test_e2e import http_get, instance_id, running_instances
 from tests.support.lifecycle_support import build_visible_dir, gated_package, package_files
 from tests.support.overlay_support import dashboard_cookie
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
-from tests.integration.test_e2e import http_get, instance_id, running_instances
 
 LEASE_SECONDS = 3.0
 FAILOVER_BOUND = LEASE_SECONDS + 30  # lease expiry at worst, plus a loaded machine's slack

@@ -33,13 +33,10 @@ from supervisor.proxy import cookies, start_proxy
 from supervisor.proxy.sticky import AFFINITY_COOKIE, Sticky
 from supervisor.routes import Route, RouteTable, route_for
 from supervisor.runtimes.swarm import SwarmRuntime
+from tests.integration.test_runtime_swarm import remove_installation
 from tests.support import overlay_support as rows
 from tests.support.streamlit_client import rerun_message
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
-from tests.integration.test_runtime_swarm import (  # noqa: F401 - fixtures
-    remove_installation,
-    ssettings,
-)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -286,7 +283,7 @@ def test_a_browser_stays_on_one_replica_and_is_repinned_when_it_goes(ctx: Contex
                                  state="running", address=other.address,
                                  addresses=(other.address, third.address)))
                 pins = [b.pin() for b in browsers]
-                for browser, where, pin in zip(browsers, landed, pins):
+                for browser, where, pin in zip(browsers, landed, pins, strict=True):
                     now = await browser.view()
                     if where == "two":
                         assert now == {"two"} and browser.pin() == pin

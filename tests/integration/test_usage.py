@@ -1,6 +1,6 @@
-"""Memory usage over time: the sampler (supervisor/control/usage_sampler.py) with the real process
-runtime, the series (backend/analytics/usage.py: downsampling, permissions, retention), the API route
-and the chart on the App details page (AppTest)."""
+"""Memory usage over time: the sampler (supervisor/control/usage_sampler.py) with the real
+process runtime, the series (backend/analytics/usage.py: downsampling, permissions,
+retention), the API route and the chart on the App details page (AppTest)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import dataclasses
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psutil
@@ -17,20 +17,20 @@ import pytest
 from sqlmodel import select
 
 from backend import workspaces
-from backend.apps import service as apps
 from backend.accounts import auth
 from backend.analytics import usage
+from backend.apps import service as apps
 from backend.errors import NotFound, ValidationError
 from models import App, session_scope
 from models.usage import UsageSample
-from supervisor.runtimes.process import ProcessRuntime
+from pages.dashboard import _ui as ui
 from supervisor.control.usage_sampler import sample_once
+from supervisor.runtimes.process import ProcessRuntime
 from tests.integration.test_api import World, run, world  # noqa: F401  (the `world` fixture)
 from tests.integration.test_api import auth as api_auth
-from pages.dashboard import _ui as ui
 from tests.integration.test_dashboard import REPO, Dash, dash_fixture, open_dashboard  # noqa: F401
 
-T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
 MIB = 1 << 20
 
 
@@ -166,7 +166,7 @@ def charts(at: Any) -> list[dict[str, Any]]:
 
 def test_app_page_shows_the_memory_chart_with_the_limit(dash: Dash) -> None:
     app_id = running_app(dash.ctx, dash.admin)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for i in range(3):
         usage.record_sample(dash.ctx, app_id, (150 + 10 * i) * MIB, 300 * MIB, 1.0,
                             at=now - timedelta(minutes=3 - i))

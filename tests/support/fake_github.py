@@ -330,7 +330,6 @@ class FakeGithub:
 
     async def _repo_api(self, request: web.Request, repo: FakeRepo, rest: list[str],
                         login: str, token: FakeToken | None) -> web.StreamResponse:
-        method = request.method
         admin = repo.permissions.get(login) == "admin"
         if not rest:
             return web.json_response(self._repo_json(repo, login))

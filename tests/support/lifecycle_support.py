@@ -95,7 +95,7 @@ class LiveSession:
                 while not self._stop.is_set():
                     try:
                         msg = await ws.receive(timeout=0.2)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         continue
                     if msg.type is not aiohttp.WSMsgType.BINARY:
                         break
@@ -105,7 +105,7 @@ class LiveSession:
                     if text:
                         with self._lock:
                             self.texts.append(text)
-        except Exception as exc:  # noqa: BLE001 - reported through `error`
+        except Exception as exc:  # reported through `error`
             self.error = repr(exc)
         finally:
             self.closed = True
@@ -211,8 +211,10 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     _wait()
     name = "gatedpkg-0.1-py3-none-any.whl"
     files = {{"gatedpkg/__init__.py": b"VALUE = 1\\n",
-             "gatedpkg-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: gatedpkg\\nVersion: 0.1\\n",
-             "gatedpkg-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"}}
+             "gatedpkg-0.1.dist-info/METADATA": (b"Metadata-Version: 2.1\\nName: gatedpkg\\n"
+                                                 b"Version: 0.1\\n"),
+             "gatedpkg-0.1.dist-info/WHEEL": (b"Wheel-Version: 1.0\\nGenerator: test\\n"
+                                              b"Root-Is-Purelib: true\\nTag: py3-none-any\\n")}}
     record = []
     with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
         for path, data in files.items():

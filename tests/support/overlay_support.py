@@ -8,17 +8,16 @@ import time
 import jwt
 from sqlmodel import select
 
-from backend.accounts import auth
-from backend.accounts import identity
-from backend.context import Context
+from backend.accounts import auth, identity
 from backend.accounts.keys import dashboard_cookie_key
+from backend.context import Context
 from models import App, Membership, User, Workspace, session_scope
 
 
 def user(ctx: Context, name: str, *, email: str = "", admin: bool = False) -> User:
     try:
         return auth.get_user(ctx, name)
-    except Exception:  # noqa: BLE001 - not there yet
+    except Exception:  # not there yet
         return auth.create_user(ctx, name, "password123", email=email or f"{name}@example.com",
                                 is_admin=admin)
 

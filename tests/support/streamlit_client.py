@@ -12,7 +12,6 @@ Tests only (it imports streamlit's protobuf classes; supervisor and backend neve
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -117,7 +116,8 @@ async def open_streamlit_session(base_ws_url: str, host: str, timeout: float = 3
     `base_ws_url` is `ws://addr:port` (or `http://`, or a full URL ending in the stream
     path); `host` is the Host header to send (e.g. `hello.localhost:8080`), and the Origin
     is `http://<host>` so Streamlit's same-origin check passes through a proxy that keeps
-    Host (pass `origin` to send another). Waits until the script finished (or `timeout`) and returns what it saw:
+    Host (pass `origin` to send another). Waits until the script finished (or `timeout`) and
+    returns what it saw:
 
     protocol: subprotocol the server chose; new_session: bool; session_id: str;
     script_finished: final status name or None; messages: ForwardMsg types in order;
@@ -148,7 +148,7 @@ async def open_streamlit_session(base_ws_url: str, host: str, timeout: float = 3
                     break
                 try:
                     msg = await ws.receive(timeout=left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     seen["timed_out"] = True
                     break
                 if msg.type is not aiohttp.WSMsgType.BINARY:

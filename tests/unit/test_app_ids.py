@@ -15,8 +15,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, MetaData, Table, inspect, text
 from sqlmodel import SQLModel, select
 
-from backend.apps import service as apps
 from backend.accounts import auth
+from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.platform.settings import Settings
 from models import App, AppEvent, Build, User, Workspace, make_engine, session_scope

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from backend.accounts import auth
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
 from backend.apps import state as appstate
-from backend.accounts import auth
 from backend.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
 from backend.validation import (
     repo_owner_and_name,

@@ -10,14 +10,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from backend.apps import service as apps
 from backend.accounts import auth
-from backend.context import Context, open_context
+from backend.apps import service as apps
 from backend.apps.log_files import app_log_path
+from backend.context import Context, open_context
 from models import App, session_scope
 from supervisor.control.lifecycle import Lifecycle
-from supervisor.runtimes.base import (AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status,
-                                      Usage)
+from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status, Usage
 from tests.conftest import free_port
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from backend.apps import failures
-from backend.platform import host_paths
 from backend.apps import log_files as logs
+from backend.platform import host_paths
 from backend.platform.settings import Settings
 
 SAMPLES = Path(__file__).parent / "failure_samples"

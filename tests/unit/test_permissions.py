@@ -23,22 +23,19 @@ from typing import Any
 import pytest
 
 from backend import workspaces
-from backend.apps import listing as app_list
-from backend.apps import logs as app_logs
-from backend.apps import settings as app_settings
-from backend.apps import service as apps
-from backend.apps import state as appstate
-from backend.apps import favorites
-from backend.apps import hooks
-from backend.platform import notifications
-from backend.apps import sharing
-from backend.platform import status
-from backend.apps import secrets as app_secrets
 from backend.accounts import auth, users
 from backend.analytics import reports as analytics
 from backend.analytics import usage
+from backend.apps import favorites, hooks, sharing
+from backend.apps import listing as app_list
+from backend.apps import logs as app_logs
+from backend.apps import secrets as app_secrets
+from backend.apps import service as apps
+from backend.apps import settings as app_settings
+from backend.apps import state as appstate
 from backend.context import Context, open_context
 from backend.errors import NotFound, PermissionDenied
+from backend.platform import notifications, status
 from backend.platform.settings import load_settings
 from models import App, session_scope
 

@@ -22,10 +22,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from backend import validation
-from backend.apps import sharing
-from backend.accounts import api_tokens
-from backend.accounts import identity
+from backend.accounts import api_tokens, identity
 from backend.apps import secrets as app_secrets
+from backend.apps import sharing
 from backend.errors import ValidationError
 
 PROPS = settings(max_examples=300, derandomize=True, deadline=None,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from backend import workspaces
-from backend.apps import service as apps
-from backend.apps import favorites
-from backend.apps import sharing
 from backend.accounts import auth
+from backend.apps import favorites, sharing
+from backend.apps import service as apps
 from backend.errors import NotFound, PermissionDenied, ValidationError
 
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlmodel import select
 
 from backend.analytics import store as analytics_store
 from backend.analytics.reports import View
-from backend.context import open_context
 from backend.analytics.views import ViewRecorder, write_views
+from backend.context import open_context
 from models import App, ViewEvent, session_scope
 from tests.support import overlay_support as rows
 from tests.support.supervisor_harness import wait_until
@@ -78,10 +78,10 @@ def test_last_viewed_only_moves_forward(ctx) -> None:  # type: ignore[no-untyped
     from backend.analytics.reports import View
     ws = rows.workspace(ctx, "acme", [])
     a = rows.app(ctx, ws, "one")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     write_views(ctx, [View(a, "u:1", now)])
     write_views(ctx, [View(a, "u:2", now - timedelta(hours=1))])  # a late, older event
-    assert abs((_last_viewed(ctx, a).replace(tzinfo=timezone.utc) - now).total_seconds()) < 1
+    assert abs((_last_viewed(ctx, a).replace(tzinfo=UTC) - now).total_seconds()) < 1
 
 
 def test_failed_flush_keeps_events_and_close_flushes(ctx) -> None:  # type: ignore
@@ -139,7 +139,7 @@ def test_two_writers_count_a_reconnect_once_on_postgresql(  # type: ignore[no-un
     app), then sees its view and drops the reconnect: one view, not two."""
     ctx = open_context(dataclasses.replace(settings, database_url=new_postgres_database()))
     a = rows.app(ctx, rows.workspace(ctx, "acme", []), "one")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first_read, second_read = threading.Event(), threading.Event()
     real_last_views = analytics_store._last_views
 
