@@ -30,12 +30,12 @@ import time
 import streamlit as st
 from streamlit_authenticator import Authenticate, LoginError
 
-from backend.platform import inbox
-from backend.platform import supervisor_report as platform
 from backend.accounts import auth, keys
 from backend.accounts import identity as _identity
 from backend.errors import BackendError
 from backend.github import accounts as github
+from backend.platform import inbox
+from backend.platform import supervisor_report as platform
 from pages.dashboard import _ui as ui
 
 # Panel mode (Manage app overlay) ---------------------------------------------------------
