@@ -135,7 +135,9 @@ def test_the_root_apt_step_reaches_nothing_of_the_data_dir_nor_the_shared_tree(
     the keys, the database, another app's secrets or another environment; it cannot
     change the tree other environments share, mount, write a global sysctl, see host
     processes or reach the host's loopback."""
-    runtime = ProcessRuntime(rootfs_settings)
+    # Its own envs dir: the hand-made build directory must not sit in the shared one, where
+    # it would look like a killed build to the next test's clean-up.
+    runtime = ProcessRuntime(dataclasses.replace(rootfs_settings, envs_dir=tmp_path / "envs"))
     assert runtime.isolation == sandbox.BUBBLEWRAP, runtime.isolation_problem
     settings = runtime.settings
     lines: list[str] = []
