@@ -45,9 +45,15 @@ from backend.platform.settings import Settings, load_settings  # noqa: E402
 from supervisor.builds.plan import write_build_files  # noqa: E402
 from supervisor.control.health import HealthPaths, wait_for_streamlit  # noqa: E402
 from supervisor.runtimes import docker_available, pythons  # noqa: E402
-from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec, Runtime  # noqa: E402
+from supervisor.runtimes.base import (  # noqa: E402
+    AppSpec,
+    BuildError,
+    EnvSpec,
+    Runtime,
+    uv_binary,
+)
 from supervisor.runtimes.docker import DockerRuntime  # noqa: E402
-from supervisor.runtimes.process import ProcessRuntime, free_port, uv_binary  # noqa: E402
+from supervisor.runtimes.process import ProcessRuntime, free_port  # noqa: E402
 from tests.conftest import CACHE_ROOT  # noqa: E402
 from tests.integration.test_dependency_corpus import CASES, Case, corpus_spec, write_checkout  # noqa: E402
 from tests.integration.test_deploy_failures import BUILD_FAILURES  # noqa: E402

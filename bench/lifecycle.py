@@ -47,7 +47,8 @@ from backend.context import open_context  # noqa: E402
 from backend.platform.settings import load_settings  # noqa: E402
 from bench.common import healthy  # noqa: E402
 from models import App, session_scope, utcnow  # noqa: E402
-from supervisor.runtimes.process import free_port, uv_binary  # noqa: E402
+from supervisor.runtimes.base import uv_binary  # noqa: E402
+from supervisor.runtimes.process import free_port  # noqa: E402
 from tests.conftest import GitRepo  # noqa: E402
 from tests.support.lifecycle_support import LiveSession, send_github_push  # noqa: E402
 from tests.support.supervisor_harness import SupervisorProcess  # noqa: E402

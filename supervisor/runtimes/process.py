@@ -57,14 +57,8 @@ from supervisor.runtimes.base import (
     Runtime,
     StartError,
     Status,
-    uv_binary,
 )
 from supervisor.runtimes.process_build import EnvBuilds
-from supervisor.runtimes.process_builders import (  # noqa: F401 - part of this module's API
-    BUILDER_MARKER,
-    READY_MARKER,
-    die_with_parent,
-)
 from supervisor.runtimes.process_limits import InstanceLimits
 from supervisor.runtimes.process_state import kill_members, terminate_group
 
@@ -74,7 +68,7 @@ LOGPIPE = Path(__file__).resolve().parent / "logpipe.py"
 # the app ("$@"): never unlimited.
 ENTER_CGROUP = ('for f in $0; do echo $$ > "$f" || { echo "stcloud: could not enter the '
                 'cgroup $f" >&2; exit 70; }; done; exec "$@"')
-__all__ = ["LOGPIPE", "ProcessRuntime", "die_with_parent", "free_port", "uv_binary"]
+__all__ = ["LOGPIPE", "ProcessRuntime", "free_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

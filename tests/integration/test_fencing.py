@@ -264,6 +264,7 @@ def test_a_late_env_build_does_not_replace_the_one_another_builder_finished(
     """A resumed (fenced) leader finishing a build must not swap out the environment the new
     leader built meanwhile, which apps may already run from: its own copy is discarded."""
     from supervisor.runtimes import process as process_runtime
+    from supervisor.runtimes import process_builders
     settings = dataclasses.replace(settings, envs_dir=tmp_path / "envs")  # not the shared one
     runtime = process_runtime.ProcessRuntime(settings)
     checkout = tmp_path / "checkout"
@@ -278,7 +279,7 @@ def test_a_late_env_build_does_not_replace_the_one_another_builder_finished(
         (venv / "built-by").write_text("late builder")
         final.mkdir(parents=True)  # meanwhile the other builder finished
         (final / "built-by").write_text("first builder")
-        (final / process_runtime.READY_MARKER).write_text(spec_.dep_hash)
+        (final / process_builders.READY_MARKER).write_text(spec_.dep_hash)
 
     monkeypatch.setattr(runtime, "_build", racing_build)
     env = asyncio.run(runtime.ensure_env(spec, lambda line: None))

@@ -34,7 +34,8 @@ from backend.context import open_context
 from bench.load import RssSampler, Target, run_load
 from models import Build, EmailOutbox, ViewEvent, session_scope, utcnow
 from supervisor.runtimes.base import EnvSpec
-from supervisor.runtimes.process import BUILDER_MARKER, ProcessRuntime
+from supervisor.runtimes.process import ProcessRuntime
+from supervisor.runtimes.process_builders import BUILDER_MARKER
 from tests.integration.test_e2e import http_get, instance_id, running_instances
 from tests.support.lifecycle_support import (
     MailSink,

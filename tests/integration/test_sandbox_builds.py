@@ -18,8 +18,8 @@ import pytest
 
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
-from supervisor.runtimes.process import BUILDER_MARKER, ProcessRuntime
-from supervisor.runtimes.process_builders import write_marker
+from supervisor.runtimes.process import ProcessRuntime
+from supervisor.runtimes.process_builders import BUILDER_MARKER, write_marker
 from tests.integration.test_reliability import wait_until
 
 pytestmark = pytest.mark.no_database
