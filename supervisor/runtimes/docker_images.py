@@ -42,14 +42,7 @@ from backend.repositories.files import excerpt
 from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.builds.plan import InstallPlan, write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
-from supervisor.runtimes.docker_base import (  # noqa: F401 - part of this module's API
-    BASE_SCRIPT,
-    DEBIAN_SUITES,
-    BaseImages,
-    base_image_overrides,
-    offered_versions,
-    python_minor,
-)
+from supervisor.runtimes.docker_base import BaseImages, python_minor
 
 ENV_REPO = "stcloud-env"
 VENV = "/opt/venv"

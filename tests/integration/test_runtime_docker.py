@@ -27,7 +27,8 @@ from supervisor.runtimes import workdir
 from supervisor.runtimes.base import AppSpec, BuildError, EnvRef, EnvSpec, Runtime
 from supervisor.runtimes.docker import DockerRuntime, container_name, install_id
 from supervisor.runtimes.docker_api import DockerAPI
-from supervisor.runtimes.docker_images import base_image_overrides, build_script, offered_versions
+from supervisor.runtimes.docker_base import base_image_overrides, offered_versions
+from supervisor.runtimes.docker_images import build_script
 from supervisor.runtimes.docker_spec import dns_label
 from tests.conftest import EXAMPLE_APP
 from tests.integration.test_runtime_contract import wait_healthy as contract_wait_healthy
