@@ -11,6 +11,7 @@ from models.cluster import AppRequest, ClusterLease, ClusterNode, SigninToken
 from models.engine import make_engine, migrate, session_scope
 from models.github import AppGithub, GithubAccount, GithubGrant
 from models.rows import id_of, table_of
+from models.secret_values import AppSecretValue
 from models.security import SigninFailure  # noqa: F401  (sign-in limiter)
 from models.tables import (
     ApiToken,
@@ -33,8 +34,8 @@ from models.usage import UsageSample
 
 __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
            "AnalyticsViewerMonth", "AnalyticsWorkspaceMonth", "ApiToken", "App", "AppEvent",
-           "AppGithub", "AppRequest", "AppSecret", "AppViewer", "Build", "ClusterLease",
-           "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount", "GithubGrant",
-           "Installation", "Membership", "Notification", "SigninToken", "UsageSample", "User",
-           "ViewEvent", "Workspace", "id_of", "table_of", "utcnow", "make_engine", "migrate",
-           "session_scope"]
+           "AppGithub", "AppRequest", "AppSecret", "AppSecretValue", "AppViewer", "Build",
+           "ClusterLease", "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount",
+           "GithubGrant", "Installation", "Membership", "Notification", "SigninToken",
+           "UsageSample", "User", "ViewEvent", "Workspace", "id_of", "table_of", "utcnow",
+           "make_engine", "migrate", "session_scope"]

@@ -2,9 +2,12 @@
 to download. Developers of the app's workspace only (`read_logs`).
 
 Two logs per app (backend/apps/log_files.py): `build` (clone and environment, written by the
-supervisor) and `app` (the instance's stdout and stderr). Secret values of the app are
-masked (`backend.apps.secrets.redact`) in both, so a `print(st.secrets)` never shows them here,
-and neither shows a host path or Streamlit's internal address (`shown`).
+supervisor) and `app` (the instance's stdout and stderr). Every value the app's secrets
+ever had is masked in both (`backend.apps.log_masking`), so a `print(st.secrets)` shows
+neither the current values nor rotated ones here, and neither log shows a host path or
+Streamlit's internal address (`shown`). Log text leaves this room only through `shown`
+(here and in `backend.apps.failure_reports`); `tests/unit/test_log_masking_paths.py`
+checks that no other module reads a log file.
 
 The app log is rotated by size (`app_log_max_bytes`: `app.log`, then `app.log.1` … the
 oldest `app.log.<app_log_backups>`); both readers read across the rotated files, oldest
@@ -17,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.apps import secrets
+from backend.apps import log_masking
 from backend.apps.log_files import app_log_path, build_log_path
 from backend.apps.service import load_app_for
 from backend.context import Context
@@ -48,7 +51,7 @@ def shown(ctx: Context, app_id: int, kind: str, text: str) -> str:
     """Log text as its reader sees it: secrets masked, no host paths, and in the app log
     the app's public URL where Streamlit printed its internal one
     (`backend.platform.host_paths`)."""
-    text = secrets.redact(ctx.settings, app_id, text)
+    text = log_masking.mask(ctx, app_id, text)
     if kind != "app":
         return host_paths.sanitize(ctx.settings, text)
     with session_scope(ctx.engine) as s:
@@ -106,6 +109,28 @@ def read_full(ctx: Context, user: User, app_id: int, kind: str) -> bytes:
     path = _path(ctx, user, app_id, kind)
     text, _ = tail_across(path, MAX_DOWNLOAD)
     return shown(ctx, app_id, kind, text).encode()
+
+
+def read_more(ctx: Context, user: User, app_id: int, kind: str, offset: int,
+              max_bytes: int = 1_000_000) -> tuple[str, int]:
+    """(the whole lines written to the current file after `offset`, as `shown`; the offset
+    after them), for a follower that read up to `offset`. From the file's start when it
+    was rotated or truncated since."""
+    path = _path(ctx, user, app_id, kind)
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size < offset:
+                offset = 0
+            fh.seek(offset)
+            data = fh.read(min(size - offset, max_bytes))
+    except FileNotFoundError:
+        return "", 0
+    cut = data.rfind(b"\n") + 1
+    if not cut:
+        return "", offset
+    text = data[:cut].decode("utf-8", errors="replace")
+    return shown(ctx, app_id, kind, text), offset + cut
 
 
 def read_logs(ctx: Context, user: User, app_id: int, max_bytes: int = 64_000) -> dict[str, str]:

@@ -24,13 +24,17 @@
   building picks the new file up when it starts: the file is written before the state is
   read, and the supervisor reads the file only after it recorded `starting`.
 - Values never reach a log: events say who changed the secrets and how many keys, nothing
-  else; `redact()` masks values in log text the dashboard shows.
+  else. Every value a save holds, and every value it replaces, is kept in the app's
+  history (`AppSecretValue`: encrypted with the same key, found again by an HMAC
+  fingerprint, deleted with the app); `every_value()` reads it for
+  `backend.apps.log_masking`, which masks them in every log text we show.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import re
 import string
@@ -40,6 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import insert as sa_insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
 
 from backend.accounts import keys
 from backend.apps import service as app_service
@@ -47,7 +55,7 @@ from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from backend.platform.settings import Settings
-from models import AppEvent, AppSecret, User, session_scope, utcnow
+from models import AppEvent, AppSecret, AppSecretValue, User, session_scope, table_of, utcnow
 
 KEY_NAME = "app_secrets"
 MAX_BYTES = 64 * 1024
@@ -260,13 +268,18 @@ def runtime_env_vars(settings: Settings, app_id: int) -> dict[str, str]:
         return {}
 
 
-def _string_values(data: Any) -> list[str]:
-    """Every string in the document, at any depth (iterative: no depth exhausts the stack)."""
+# Every value the secrets had ----------------------------------------------------------------
+def leaf_values(data: Any) -> list[str]:
+    """Every string, integer and float of the document, at any depth (tables, arrays, inline
+    tables), as text; booleans and dates are no secrets. Iterative: no depth exhausts the
+    stack."""
     found, stack = [], [data]
     while stack:
         value = stack.pop()
         if isinstance(value, str):
             found.append(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.append(str(value))
         elif isinstance(value, dict):
             stack.extend(value.values())
         elif isinstance(value, list):
@@ -274,16 +287,66 @@ def _string_values(data: Any) -> list[str]:
     return found
 
 
-def redact(settings: Settings, app_id: int, text: str) -> str:
-    """Log text with the app's secret values (4 characters or more) replaced by ****."""
+def _fingerprint(ctx: Context, app_id: int, value: str) -> str:
+    """HMAC-SHA256 of the value under a key derived from the secrets key: a stored value is
+    found again without decrypting the others, and is not guessable without the key."""
+    key = hashlib.sha256(b"app secret value fingerprint\0"
+                         + keys.load_or_create_secret(ctx, KEY_NAME).encode()).digest()
+    return hmac.new(key, f"{app_id}\0{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _remember(s: Session, ctx: Context, app_id: int, values: list[str]) -> None:
+    """Keep each value (encrypted) in the app's history, once, in the session's transaction."""
+    wanted = {_fingerprint(ctx, app_id, v): v for v in values if v}
+    if not wanted:
+        return
+    table = table_of(AppSecretValue)
+    known = set(s.exec(select(AppSecretValue.fingerprint)
+                       .where(AppSecretValue.app_id == app_id)).all())
+    rows = [{"app_id": app_id, "fingerprint": f, "ciphertext": encrypt(ctx, v),
+             "first_seen": utcnow()} for f, v in wanted.items() if f not in known]
+    if not rows:
+        return
+    dialect = s.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):  # a concurrent save stored one first: fine
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        s.exec(insert(table).values(rows).on_conflict_do_nothing(
+            index_elements=["app_id", "fingerprint"]))
+    else:
+        s.exec(sa_insert(table).values(rows))
+
+
+def _values_of(text: str) -> list[str]:
     try:
-        data = tomllib.loads(runtime_path(settings, app_id).read_text())
-    except (FileNotFoundError, NotADirectoryError, tomllib.TOMLDecodeError, RecursionError):
-        return text  # RecursionError: a file saved before nesting was limited
-    for value in sorted(set(_string_values(data)), key=len, reverse=True):
-        if len(value) >= 4:
-            text = text.replace(value, "****")
-    return text
+        return leaf_values(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, RecursionError):  # a file saved before nesting was limited
+        return []
+
+
+def every_value(ctx: Context, app_id: int) -> list[str]:
+    """Every value the app's secrets have had since the history was kept, and the current
+    ones (the stored document and the runtime file, which cover secrets saved before). A
+    history row the key cannot decrypt (the key file was replaced) is skipped."""
+    with session_scope(ctx.engine) as s:
+        tokens = list(s.exec(select(AppSecretValue.ciphertext)
+                             .where(AppSecretValue.app_id == app_id)).all())
+        row = s.get(AppSecret, app_id)
+        current = row.ciphertext if row else ""
+    fernet = _fernet(ctx)
+    found = []
+    for token in [*tokens, current] if current else tokens:
+        try:
+            found.append(fernet.decrypt(token.encode()).decode())
+        except InvalidToken:
+            continue
+    values = found[:len(tokens)]
+    for text in found[len(tokens):]:
+        values += _values_of(text)
+    try:
+        values += _values_of(runtime_path(ctx.settings, app_id).read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return values
 
 
 # Services ------------------------------------------------------------------------------------
@@ -306,6 +369,11 @@ def set_secrets(ctx: Context, user: User, app_id: int, text: str,
     with session_scope(ctx.engine) as s:
         app = load_app_for(s, user, app_id, "developer", "change this app's secrets")
         row = s.get(AppSecret, app_id) or AppSecret(app_id=app_id)
+        try:  # the replaced values stay masked too, also those saved before the history
+            replaced = _values_of(decrypt(ctx, row.ciphertext))
+        except BackendError:
+            replaced = []
+        _remember(s, ctx, app_id, leaf_values(data) + replaced)
         row.ciphertext = token
         row.updated_at = utcnow()
         s.add(row)

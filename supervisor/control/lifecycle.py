@@ -33,7 +33,7 @@ from sqlmodel import delete
 from backend import validation
 from backend.apps import failure_reports, failures
 from backend.apps import secrets as app_secrets
-from backend.apps.log_files import app_log_path, build_log_path, current_run_lines, mark_run_start
+from backend.apps.log_files import app_log_path, build_log_path, mark_run_start
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.github import deploy as github_deploy
@@ -41,6 +41,7 @@ from models import (
     App,
     AppEvent,
     AppSecret,
+    AppSecretValue,
     AppViewer,
     Favorite,
     id_of,
@@ -300,8 +301,7 @@ class Lifecycle(AppRecords):
         the public URL for Streamlit's internal one (`backend.apps.failure_reports.readable`)."""
         app = self.load(app_id)
         url = self.settings.public_url(app.subdomain) if app is not None else ""
-        tail = current_run_lines(app_log_path(self.settings, app_id), lines)
-        return failure_reports.readable(self.settings, app_id, "app", tail, url)
+        return failure_reports.run_lines(self.ctx, app_id, url, lines)
 
     # Running apps -----------------------------------------------------------------------
     async def reboot(self, app_id: int) -> None:
@@ -378,7 +378,7 @@ class Lifecycle(AppRecords):
             log.warning("app=%s GitHub clean-up deferred", app_id, exc_info=True)
         with self._write() as s:
             app = s.get(App, app_id)
-            for model in (Favorite, AppViewer, AppSecret):
+            for model in (Favorite, AppViewer, AppSecret, AppSecretValue):
                 table = table_of(model)
                 s.exec(delete(table).where(table.c.app_id == app_id))
             if app is not None:

@@ -32,7 +32,6 @@ from backend import read_model
 from backend.accounts import identity
 from backend.apps import failure_reports, favorites
 from backend.apps import service as app_service
-from backend.apps.log_files import app_log_path, build_log_path, current_run_lines, tail_lines
 from backend.errors import BackendError, NotFound, PermissionDenied
 from backend.platform import notifications
 from backend.platform.settings import Settings
@@ -116,15 +115,13 @@ class AppEndpoints:
             found = read_model.app_page_facts(self.access.ctx, route.app_id,
                                               route.workspace_id)
             public = settings.public_url(route.subdomain)
-            app_log = current_run_lines(app_log_path(settings, route.app_id), 30)
-            build_log = tail_lines(build_log_path(settings, route.app_id), 60)
             return state_pages.AppFacts(  # as the dashboard's Logs page shows them
                 app_id=route.app_id, workspace=found.workspace,
                 memory_limit_mb=found.memory_limit_mb,
-                app_log_tail=failure_reports.readable(settings, route.app_id, "app",
-                                                      app_log, public),
-                build_log_tail=failure_reports.readable(settings, route.app_id, "build",
-                                                        build_log, public))
+                app_log_tail=failure_reports.run_lines(self.access.ctx, route.app_id, public,
+                                                       30),
+                build_log_tail=failure_reports.build_lines(self.access.ctx, route.app_id,
+                                                           public, 60))
         return await asyncio.to_thread(load)
 
     def mirror(self, route: Route, state: str, reason: str) -> None:
@@ -145,7 +142,8 @@ class AppEndpoints:
         return pages.json_response(data)
 
     async def progress(self, app_id: int) -> str:
-        line = await asyncio.to_thread(tail_lines, build_log_path(self.settings, app_id), 1)
+        line = await asyncio.to_thread(failure_reports.build_lines, self.access.ctx, app_id,
+                                       self.settings.public_url(), 1)
         return line.strip()[-300:]
 
     async def me(self, request: web.Request, route: Route, visitor: Visitor) -> web.Response:

@@ -185,7 +185,8 @@ class Updater:
         """Why the new version did not start, from what it logged (the app log's lines
         since its start, beside the serving instance's): phase, cause, fix, the full log."""
         code = "" if status.exit_code is None else f", exit code {status.exit_code}"
-        logged = failure_reports.appended_since(app_log_path(self.settings, id_of(app)), log_offset)
+        logged = failure_reports.app_log_since(self.ctx, id_of(app), log_offset,
+                                               self.settings.public_url(app.subdomain))
         report = failure_reports.explain_app_log(
             self.settings, id_of(app), logged, self.settings.public_url(app.subdomain),
             timed_out=status.exit_code is None and status.kind != "oom",

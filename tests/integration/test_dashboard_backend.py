@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from backend.accounts import auth, users
 from backend.apps import listing as app_list
+from backend.apps import log_masking
 from backend.apps import secrets as app_secrets
 from backend.apps import service as apps
 from backend.apps import settings as app_settings
@@ -133,7 +134,7 @@ def test_redact_masks_secret_values(ctx, admin) -> None:
     app = deploy(ctx, admin, "sec")
     app_secrets.set_secrets(ctx, admin, app.id, 'k = "hunter22"\n[db]\npw = "xyz"\n'
                             'list = ["alpha-1"]\n')
-    assert app_secrets.redact(ctx.settings, app.id, "hunter22 alpha-1 xyz") == "**** **** xyz"
+    assert log_masking.mask(ctx, app.id, "hunter22 alpha-1 xyz") == "**** **** xyz"
 
 
 # App settings ----------------------------------------------------------------------------

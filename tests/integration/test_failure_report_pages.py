@@ -103,7 +103,8 @@ class _Runtime:
         pass
 
 
-def test_a_new_version_that_does_not_start_is_explained(settings, tmp_path: Path) -> None:
+def test_a_new_version_that_does_not_start_is_explained(ctx, tmp_path: Path) -> None:
+    settings = ctx.settings
     app = App(id=7, subdomain="demo", repo_url="/r", branch="main",
               main_file="streamlit_app.py", commit="a" * 40, owner_id=1, workspace_id=1)
     log = app_log_path(settings, app.id)
@@ -112,7 +113,7 @@ def test_a_new_version_that_does_not_start_is_explained(settings, tmp_path: Path
     secrets.write_runtime_file(settings, app.id, f'API_KEY = "{SECRET}"\n')
     data = str(Path(settings.data_dir).resolve())
     runtime = _Runtime(log, APP_LOG.format(data=data, id=app.id))
-    lifecycle = _Lifecycle(ctx=None, settings=settings, runtime=runtime, app=app)
+    lifecycle = _Lifecycle(ctx=ctx, settings=settings, runtime=runtime, app=app)
     updater = Updater(lifecycle)  # type: ignore[arg-type]
     spec = EnvSpec("3.11", {"requirements.txt": b"streamlit\n"}, "1.67.0",
                    dependency_file="requirements.txt")

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
 from backend.accounts import api_tokens
+from backend.apps import log_masking
 from backend.apps import secrets as app_secrets
 from backend.apps import service as apps
 from backend.context import Context, open_context
@@ -103,12 +104,13 @@ def test_api_refuses_deep_secrets_with_4xx_not_500(ctx: Context) -> None:
     assert app_secrets.get_secrets(ctx, owner, app_id) == ""
 
 
-def test_log_redaction_survives_a_deep_secrets_file(settings: Settings) -> None:
+def test_log_redaction_survives_a_deep_secrets_file(ctx: Context) -> None:
     """A runtime file saved before nesting was limited must not break the log views."""
+    settings = ctx.settings
     path = app_secrets.write_runtime_file(settings, 7, DEEP_SECRETS["dotted key"] +
                                           '\ntoken = "hidden-value"\n')
     assert path.exists()
-    assert app_secrets.redact(settings, 7, "x hidden-value y") == "x **** y"
+    assert log_masking.mask(ctx, 7, "x hidden-value y") == "x **** y"
     assert app_secrets.runtime_env_vars(settings, 7) == {"token": "hidden-value"}
 
 

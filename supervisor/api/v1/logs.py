@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 from aiohttp import web
 
 from backend.apps import logs as app_logs
 from backend.apps import service as app_service
 from backend.context import Context
+from backend.errors import BackendError
 from supervisor.api.support import ok, path_int, query_int
 from supervisor.api.v1.endpoint import Endpoint, call, user_of
 
@@ -33,9 +33,10 @@ async def logs(ctx: Context, request: web.Request) -> web.StreamResponse:
 
 async def follow(ctx: Context, request: web.Request, app_id: int, kind: str,
                  first: app_logs.LogTail, max_seconds: float) -> web.StreamResponse:
-    """Stream the log as text: the tail `first`, then whole new lines as they are written,
-    until the client goes or `max_seconds` pass."""
-    path = app_logs.KINDS[kind](ctx.settings, app_id)
+    """Stream the log as text: the tail `first`, then whole new lines as they are written
+    (as `backend.apps.logs` shows them: secrets masked), until the client goes or
+    `max_seconds` pass."""
+    user = user_of(request)
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
                                        "Cache-Control": "no-store",
                                        "X-Content-Type-Options": "nosniff"})
@@ -47,19 +48,11 @@ async def follow(ctx: Context, request: web.Request, app_id: int, kind: str,
     try:
         while time.monotonic() < deadline:
             try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size < offset:  # rotated or truncated: start over
-                offset = 0
-            if size > offset:
-                data = await call(_read_from, path, offset, min(size - offset, 1_000_000))
-                cut = data.rfind(b"\n") + 1  # whole lines only
-                if cut:
-                    text = data[:cut].decode("utf-8", errors="replace")
-                    text = app_logs.shown(ctx, app_id, kind, text)
-                    await resp.write(text.encode())
-                    offset += cut
+                text, offset = await call(app_logs.read_more, ctx, user, app_id, kind, offset)
+            except BackendError:  # the app was deleted, or the user lost access: the end
+                break
+            if text:
+                await resp.write(text.encode())
             await asyncio.sleep(FOLLOW_POLL)  # polling the file, not a synchronisation
     except (ConnectionResetError, asyncio.CancelledError):
         return resp
@@ -72,12 +65,6 @@ async def events(ctx: Context, request: web.Request) -> web.Response:
                       path_int(request, "app_id"), query_int(request, "limit", 50, 1, 500))
     return ok({"events": [{"id": e.id, "time": e.time, "from_state": e.from_state,
                            "to_state": e.to_state, "reason": e.reason} for e in rows]})
-
-
-def _read_from(path: Path, offset: int, count: int) -> bytes:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        return fh.read(count)
 
 
 ENDPOINTS = [
