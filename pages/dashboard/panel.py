@@ -8,10 +8,13 @@ host (`backend.accounts.identity.panel_identity`); everything else is read throu
 which checks the user's role again.
 
 Developers (push access) see the app's Cloud logs, which follow the log file every second
-(a fragment), and the ︙ menu under them: Download log, Reboot app, Delete app, Settings,
-Analytics, App dashboard, Documentation, Support, Sign out. Reboot, delete and sign-out
-also tell the app's page (our overlay script, the parent window, same origin) what
-happened, with `postMessage`, so it shows the oven, the deleted app, or signs out.
+(a fragment), and the ︙ button under them, which opens the menu below the logs (inline, so
+it covers neither the logs nor a dialog): Download logs, Reboot app, Delete app, Settings,
+Analytics, App dashboard, Documentation, Contact support (the operator's support link, else
+the documentation), Sign out. Reboot and delete ask first (both interrupt every viewer).
+The app's page (our overlay script) watches the app's state by itself, so after a reboot
+or a delete it shows the oven or the deleted app's page; sign-out is asked of it with
+`postMessage` (the parent window, same origin).
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ LOG_HEIGHT = 430
 DOWNLOAD_BYTES = 5_000_000
 SIGNAL_KEY = "_panel_signal"
 CONFIRM_KEY = "_panel_confirm_delete"
+CONFIRM_REBOOT_KEY = "_panel_confirm_reboot"
+MENU_KEY = "_panel_menu_open"
+DELETED_KEY = "_panel_deleted"
+LOG_HEIGHT_WITH_MENU = 200
+# Streamlit's header is empty here (no toolbar in the panel), but its room above the first
+# element stays: the app's name starts at the top instead.
+PANEL_CSS = """<style>
+header[data-testid="stHeader"] { display: none; }
+[data-testid="stMainBlockContainer"] { padding-top: 1rem; padding-bottom: 1rem; }
+</style>"""
 ss = st.session_state
 
 st.set_page_config(page_title="Manage app", page_icon=ui.PAGE_ICON, layout="wide")
@@ -66,8 +79,11 @@ def load() -> tuple[Any, Any] | None:
             raise NotFound("account changed")
         app = app_service.get_app(ctx, user, who.app_id)
     except BackendError:
-        st.warning("This app no longer exists, or you no longer have access to it. Reload "
-                   "the page.")
+        if ss.get(DELETED_KEY):
+            st.success("App deleted. Its page shows that it is gone.")
+        else:
+            st.warning("This app no longer exists, or you no longer have access to it. "
+                       "Reload the page.")
         return None
     if not app.can_manage:
         st.info(f"Developers of workspace **{ui.md(app.workspace)}** manage this app; you "
@@ -76,7 +92,18 @@ def load() -> tuple[Any, Any] | None:
     return user, app
 
 
+def ask(key: str) -> None:
+    """Open the confirmation `key` and close the menu (it would sit over the dialog)."""
+    ss[MENU_KEY] = False
+    ss[key] = True
+
+
+def toggle_menu() -> None:
+    ss[MENU_KEY] = not ss.get(MENU_KEY, False)
+
+
 def reboot(user: Any, app: Any) -> None:
+    ss.pop(CONFIRM_REBOOT_KEY, None)
     try:
         app_service.reboot_app(ui.get_ctx(), user, app.id)
     except BackendError as e:
@@ -84,6 +111,21 @@ def reboot(user: Any, app: Any) -> None:
         return
     signal("restarting")
     st.toast(f"Rebooting {app.subdomain}: this page shows the oven until it is back.")
+
+
+@st.dialog("Reboot this app?", on_dismiss=lambda: ss.pop(CONFIRM_REBOOT_KEY, None))
+def confirm_reboot(user: Any, app: Any) -> None:
+    st.markdown(f"Rebooting **{ui.md(app.subdomain)}** interrupts everyone using it now: "
+                "their sessions end and they see the oven until the app is back, which "
+                "may take a few minutes.")
+    left, right = st.columns(2)
+    if left.button(f"Reboot {app.subdomain}", type="primary", key="panel_confirm_reboot",
+                   width="stretch"):
+        reboot(user, app)
+        st.rerun()
+    if right.button("Cancel", key="panel_cancel_reboot", width="stretch"):
+        ss.pop(CONFIRM_REBOOT_KEY, None)
+        st.rerun()
 
 
 @st.dialog("Delete this app?", on_dismiss=lambda: ss.pop(CONFIRM_KEY, None))
@@ -100,6 +142,7 @@ def confirm_delete(user: Any, app: Any) -> None:
         except BackendError as e:
             st.error(str(e))
             return
+        ss[DELETED_KEY] = True
         signal("deleted")
         st.rerun()
     if right.button("Cancel", key="panel_cancel_delete", width="stretch"):
@@ -108,13 +151,13 @@ def confirm_delete(user: Any, app: Any) -> None:
 
 
 @st.fragment(run_every=1.0)
-def cloud_logs(user: Any, app_id: int) -> None:
+def cloud_logs(user: Any, app_id: int, height: int = LOG_HEIGHT) -> None:
     try:
         text = app_logs.read_logs(ui.get_ctx(), user, app_id)["app"]
     except BackendError as e:
         st.warning(str(e))
         return
-    with st.container(height=LOG_HEIGHT, autoscroll=True, border=True, key="cloud_logs"):
+    with st.container(height=height, autoscroll=True, border=True, key="cloud_logs"):
         st.code(ui.last_lines(text, LOG_LINES) or "(no output yet)", language=None,
                 wrap_lines=True)
 
@@ -124,43 +167,48 @@ def full_log(user: Any, app_id: int) -> str:
 
 
 def menu(user: Any, app: Any) -> None:
+    """The ︙ menu's items, in rows under the logs."""
     ctx = ui.get_ctx()
     dashboard = ctx.settings.public_url()
-    with st.popover("", icon=":material/more_vert:", help="More actions for this app (︙)",
-                    key="panel_menu"):
-        st.download_button("Download log", data=lambda: full_log(user, app.id),
+    support = ctx.settings.support_url or ctx.settings.docs_url
+    with st.container(border=True, key="panel_menu_items", horizontal=True):
+        st.download_button("Download logs", data=lambda: full_log(user, app.id),
                            file_name=f"{app.subdomain}.log", mime="text/plain",
-                           icon=":material/download:", key="panel_download",
-                           width="stretch")
+                           icon=":material/download:", key="panel_download")
         st.button("Reboot app", icon=":material/refresh:", key="panel_reboot",
-                  on_click=reboot, args=(user, app), width="stretch")
-        if st.button("Delete app", icon=":material/delete:", key="panel_delete",
-                     width="stretch"):
-            ss[CONFIRM_KEY] = True
+                  on_click=ask, args=(CONFIRM_REBOOT_KEY,))
+        st.button("Delete app", icon=":material/delete:", key="panel_delete",
+                  on_click=ask, args=(CONFIRM_KEY,))
         st.link_button("Settings", f"{dashboard}/settings?app={app.id}",
-                       icon=":material/settings:", width="stretch")
+                       icon=":material/settings:")
         st.link_button("Analytics", f"{dashboard}/analytics?app={app.id}",
-                       icon=":material/bar_chart:", width="stretch")
-        st.link_button("App dashboard", dashboard, icon=":material/apps:", width="stretch")
-        st.link_button("Documentation", ctx.settings.docs_url, icon=":material/menu_book:",
-                       width="stretch")
-        if ctx.settings.support_url:
-            st.link_button("Support", ctx.settings.support_url, icon=":material/help:",
-                           width="stretch")
+                       icon=":material/bar_chart:")
+        st.link_button("App dashboard", dashboard, icon=":material/apps:")
+        st.link_button("Documentation", ctx.settings.docs_url, icon=":material/menu_book:")
+        st.link_button("Contact support", support, icon=":material/help:")
         st.button("Sign out", icon=":material/logout:", key="panel_sign_out",
-                  on_click=signal, args=("signout",), width="stretch")
+                  on_click=signal, args=("signout",))
 
 
+st.html(PANEL_CSS)
 found = load()
 if found is None:
+    send_signal()
     st.stop()
 user, app = found
-head, badge = st.columns([3, 2], vertical_alignment="center")
-head.markdown(f"**{ui.md(app.subdomain)}** · {ui.md(app.workspace)}")
-ui.status_badge(app, badge)
+with st.container(horizontal=True, vertical_alignment="center", key="panel_head"):
+    st.markdown(f"**{ui.md(app.subdomain)}** · {ui.md(app.workspace)}", width="content")
+    ui.status_badge(app)
 st.markdown("**Cloud logs**")
-cloud_logs(user, app.id)
-menu(user, app)
+menu_open = bool(ss.get(MENU_KEY))
+cloud_logs(user, app.id, LOG_HEIGHT_WITH_MENU if menu_open else LOG_HEIGHT)
+st.button("", icon=":material/more_vert:", key="panel_menu", on_click=toggle_menu,
+          help="Close the menu" if menu_open else "More actions for this app (︙)",
+          type="secondary")
+if menu_open:
+    menu(user, app)
 if ss.get(CONFIRM_KEY):
     confirm_delete(user, app)
+elif ss.get(CONFIRM_REBOOT_KEY):
+    confirm_reboot(user, app)
 send_signal()

@@ -4,8 +4,10 @@ See `server.py` for the whole picture. Order of a request here: reserved paths
 (`/__stcloud/...`, never forwarded to the app) → unknown subdomain (404 page) → the hot
 path (an asset of a public app: forwarded with our cookies stripped, nobody's identity
 needed) → identity → private-app check or the silent sign-in check → forwarded (with the
-overlay, the visitor cookie and the view event) or our page for the app's state. An app
-with several replicas keeps each browser on one of them (`sticky.py`).
+overlay unless the page is asked for with `?embed=true`, the visitor cookie and the view
+event) or our page for the app's state. Open tabs follow the app's state through
+`/__stcloud/state` (`watch.py`). An app with several replicas keeps each browser on one
+of them (`sticky.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from backend.platform.settings import Settings
 from models import id_of
 from supervisor.control.health import is_stream_path
 from supervisor.proxy import cookies, inject, pages, state_pages
-from supervisor.proxy.access import Visitor
+from supervisor.proxy.access import Visitor, client_key
 from supervisor.proxy.endpoints import PROGRESS_STATES
 from supervisor.proxy.forward import Forwarder
 from supervisor.proxy.hosts import RESERVED_PREFIX, is_reserved
@@ -34,6 +36,7 @@ from supervisor.proxy.upstream import (
     is_websocket,
     websocket_protocols,
 )
+from supervisor.proxy.watch import StateWatch
 from supervisor.routes import OVEN_STATES, Route, RouteTable
 
 log = logging.getLogger("supervisor.proxy")
@@ -44,7 +47,15 @@ VISITOR_MAX_AGE = 365 * 86400
 # (tests/integration/test_security.py enumerates this set, so a new one is audited automatically).
 ENDPOINTS = frozenset({("GET", "me"), ("POST", "favorite"), ("GET", "login"),
                        ("GET", "callback"), ("POST", "logout"), ("POST", "wake"),
-                       ("POST", "reboot"), ("POST", "notify")})
+                       ("POST", "reboot"), ("POST", "notify"), ("GET", "state")})
+EMBED_QUERY = "embed"  # `?embed=true`: the app alone, as in an iframe (Streamlit's own flag)
+
+
+def embedded(request: web.BaseRequest) -> bool:
+    """Is the page asked for with `?embed=true` (any case, as Streamlit reads it)? Then it
+    shows the app alone: none of our overlay."""
+    return any(value.strip().lower() == "true"
+               for value in request.query.getall(EMBED_QUERY, ()))
 
 
 def bare(status: int, text: str) -> web.Response:
@@ -62,6 +73,7 @@ class AppHost:
         self.services = services
         self.sticky = sticky
         self.domain = settings.domain.lower().rstrip(".")
+        self.watch = StateWatch(self.route, services.access.key if services else b"")
 
     def route(self, sub: str) -> Route | None:
         """The route of `sub` as this proxy acts on it: the table's, or the state one of our
@@ -120,9 +132,10 @@ class AppHost:
             if stream and not (len(protocols) >= 3 and protocols[2]):
                 def on_open() -> None:  # a new session, not a reconnect of one
                     svc.views.record(route.app_id, visitor.viewer_key())
+            tags = None if embedded(request) else inject.OVERLAY_TAGS
             return await self._forward_app(request, route, Forwarding(
                 strip_cookies=cookies.APP_STRIP, set_cookies=set_cookies,
-                inject=inject.OVERLAY_TAGS, on_open=on_open))
+                inject=tags, on_open=on_open))
         if route.state in OVEN_STATES:
             progress = await svc.endpoints.progress(route.app_id) \
                 if svc and route.state in PROGRESS_STATES else ""
@@ -202,6 +215,8 @@ class AppHost:
                 return pages.json_response({"state": route.state, "reason": route.reason,
                                             "serving": route.serving})
             return await svc.endpoints.status(route)
+        if name == "state" and request.method == "GET":
+            return await self._state(request, sub, route)
         if svc is None or route is None:
             return pages.json_response({"error": "not_found"}, 404)
         handlers = ENDPOINTS
@@ -225,6 +240,21 @@ class AppHost:
         handler = {"favorite": ep.favorite, "wake": ep.wake, "reboot": ep.reboot,
                    "notify": ep.notify}[name]
         return await handler(request, route, visitor)
+
+    async def _state(self, request: web.Request, sub: str, route: Route | None
+                     ) -> web.Response:
+        """`GET state?since=`: the long-poll of open tabs (`watch.py`). A private app's is
+        answered only to visitors who may view it."""
+        svc = self.services
+        if route is not None and route.visibility == "private":
+            visitor = await svc.access.visitor(request, sub) if svc else None
+            if visitor is None or visitor.user is None or svc is None or \
+                    not await svc.access.can_view(visitor.user, route.app_id):
+                return pages.json_response({"error": "forbidden"}, 403)
+        since = request.query.get("since")
+        answer = await self.watch.wait(sub, since[:64] if since else None,
+                                       client_key(request))
+        return pages.json_response(answer)
 
     async def _panel(self, request: web.Request, sub: str, route: Route | None
                      ) -> web.StreamResponse:

@@ -3,6 +3,9 @@
 - `GET status`: `{"state", "reason", "serving"}` (+ `"progress"`, the build log's newest
   line, while queued or building); our waiting pages and the overlay poll it.
 - `GET overlay.js`, `overlay.css`: the overlay (`assets/`).
+- `GET state?since=<token>`: the long-poll with which an open tab's overlay script follows
+  its app (`watch.py`): `{"state", "token"}` once the token differs from `since`; a private
+  app's only to visitors who may view it (403 otherwise).
 - `GET me`: who is looking, for the overlay: signed_in, username, role in the app's
   workspace, can_manage (developer or admin: the Manage app button), can_favorite (the
   same rule: in-app favoriting is not offered for view-only access), favorite, sign-in

@@ -1,12 +1,14 @@
 """The overlay (Manage app button, star) in the HTML pages of hosted apps.
 
-Only an app's HTML is touched: a GET answered 200 with `Content-Type: text/html`. Every
-other response (JS, JSON, media, websockets, 206 ranges, 304s) keeps the streaming path of
-`forward.py` and is never buffered. For requests that may be a page (a navigation, or an
-`Accept` that names text/html) the upstream is asked for `Accept-Encoding: identity` and
-for the whole page (no Range, no conditional headers), so it is plain text we can edit;
-an upstream that compresses anyway is decoded here (gzip, deflate; br when the `brotli`
-module is installed, else passed through unedited).
+Only an app's HTML is touched: a GET answered 200 with `Content-Type: text/html`, and
+never a page asked for with `?embed=true` (`apphost.embedded`: the app alone, as
+Community Cloud's embed URLs show it). Every other response (JS, JSON, media, websockets,
+206 ranges, 304s) keeps the streaming path of `forward.py` and is never buffered. For
+requests that may be a page (a navigation, or an `Accept` that names text/html) the
+upstream is asked for `Accept-Encoding: identity` and for the whole page (no Range, no
+conditional headers), so it is plain text we can edit; an upstream that compresses anyway
+is decoded here (gzip, deflate; br when the `brotli` module is installed, else passed
+through unedited).
 
 The edit is one insertion right before the first `</head>` (else the last `</body>`):
 `<link>` and `<script defer>` tags for `/__stcloud/overlay.css` and `.js` (same origin, so

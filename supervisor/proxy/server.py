@@ -130,6 +130,7 @@ class Proxy:
                                                               self.guard.events)
 
     async def on_shutdown(self, app: web.Application) -> None:
+        await self.app_host.watch.close()  # held long-polls answer now, not in 25 s
         await self.forwarder.close_websockets()
 
     async def on_cleanup(self, app: web.Application) -> None:

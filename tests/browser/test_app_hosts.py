@@ -53,12 +53,13 @@ def test_developer_panel_live_logs_and_reboot(cloud: Cloud, browser: Any) -> Non
         frame.locator(".st-key-panel_menu button:visible").click()
         reboot = frame.get_by_role("button", name="Reboot app")
         reboot.wait_for(timeout=TIMEOUT)
-        for item in ("Download log", "Delete app", "Settings", "Analytics", "App dashboard",
+        for item in ("Download logs", "Delete app", "Settings", "Analytics", "App dashboard",
                      "Documentation", "Sign out"):
             assert frame.get_by_text(item, exact=True).count() >= 1, item
         docs_shot(page, "manage-app-menu")
         screenshot(page, "panel-menu")
         reboot.click()
+        frame.get_by_role("dialog").get_by_role("button", name="Reboot overlay").click()
         page.get_by_role("heading", name="Your app is in the oven").wait_for(timeout=TIMEOUT)
         screenshot(page, "oven")
         page.get_by_role("heading", name="Overlay test app").wait_for(timeout=TIMEOUT)

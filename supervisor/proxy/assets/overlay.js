@@ -1,10 +1,12 @@
-/* Streamlit Cloud overlay: the "Manage app" button, its side panel and the favorite star.
-   The proxy injects this into the HTML pages of hosted apps. It talks only to /__stcloud/
-   on this host, renders in a shadow root (no reliance on Streamlit's class names, no
-   styles leaking either way) and does nothing inside frames. */
+/* Streamlit Cloud overlay: the "Manage app" button, its side panel and the favorite star,
+   and the watch that shows our page for the app's state when it stops serving.
+   The proxy injects this into the HTML pages of hosted apps (never with ?embed=true). It
+   talks only to /__stcloud/ on this host, renders in a shadow root (no reliance on
+   Streamlit's class names, no styles leaking either way) and does nothing inside frames. */
 (function () {
   "use strict";
   if (window.top !== window.self || window.__stcloudOverlay) return;
+  if (/^true$/i.test(new URLSearchParams(location.search).get("embed") || "")) return;
   window.__stcloudOverlay = true;
   var BASE = "/__stcloud/";
   var me = null, root = null, panel = null, frame = null, manage = null, star = null;
@@ -76,7 +78,7 @@
     manage.focus();
   }
 
-  function renderManage(ui) {
+  function renderManage(ui, dock) {
     manage = el("button", { type: "button", "class": "manage", "aria-expanded": "false",
                             "aria-controls": "stcloud-panel", "data-stcloud": "manage" },
                 "Manage app");
@@ -91,22 +93,44 @@
     panel.appendChild(bar);
     manage.addEventListener("click", openPanel);
     panel.addEventListener("keydown", function (e) { if (e.key === "Escape") closePanel(); });
+    dock.appendChild(manage);
     ui.appendChild(panel);
-    ui.appendChild(manage);
   }
 
-  // After a reboot the app leaves "running" within a moment: then reload, which shows the
-  // oven page, which reloads onto the app when it is back.
-  function reloadWhenRestarting() {
-    var started = Date.now();
-    (function check() {
-      fetch(BASE + "status", { credentials: "same-origin", cache: "no-store" })
-        .then(function (r) { return r.json(); })
-        .then(function (d) {
-          if (!d.serving || Date.now() - started > 30000) location.reload();
-          else setTimeout(check, 250);
-        }).catch(function () { setTimeout(check, 500); });
-    })();
+  // The watch: a long-poll of /__stcloud/state (the proxy holds it until the app's state
+  // or instance changes). Any state but running means our page for it (oven, sleeping,
+  // over its memory limit, crashed, gone), which a reload of this URL shows; running on a
+  // new instance (a redeploy with new dependencies) means new code, which a reload loads.
+  // "deleting" passes on its own: wait for the app to be gone, then show that.
+  var token = null, backoff = 1000, deletingSince = 0;
+
+  function leave() { location.reload(); }
+
+  function watchState() {
+    var url = BASE + "state" + (token === null ? "" : "?since=" + encodeURIComponent(token));
+    fetch(url, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 403) return null;  // not ours to watch (access was revoked)
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
+      .then(function (d) {
+        if (!d) return;
+        backoff = 1000;
+        var first = token === null;
+        if (d.state === "deleting") {
+          deletingSince = deletingSince || Date.now();
+          if (Date.now() - deletingSince > 60000) return leave();
+        } else if ((first && d.state !== "running") || (!first && d.token !== token)) {
+          return leave();
+        }
+        token = d.token;
+        setTimeout(watchState, d.retry ? d.retry * 1000 : (d.state === "deleting" ? 500 : 0));
+      })
+      .catch(function () {
+        setTimeout(watchState, backoff);
+        backoff = Math.min(backoff * 2, 30000);
+      });
   }
 
   function signOut() {
@@ -122,9 +146,8 @@
     if (!frame || e.origin !== location.origin || e.source !== frame.contentWindow) return;
     var msg = e.data || {};
     if (msg.stcloud !== 1) return;
-    if (msg.action === "restarting") reloadWhenRestarting();
-    else if (msg.action === "deleted") location.reload();
-    else if (msg.action === "signout") signOut();
+    // "restarting" and "deleted" need nothing here: the watch sees the app's new state.
+    if (msg.action === "signout") signOut();
   });
 
   function render(data) {
@@ -137,8 +160,11 @@
     css.addEventListener("load", function () { host.style.display = ""; });
     root.appendChild(css);
     var ui = el("div", { "class": "ui" });
-    if (me.can_favorite) renderStar(ui);
-    if (me.can_manage) renderManage(ui);
+    // Bottom right, away from Streamlit's header (its running and connection indicator).
+    var dock = el("div", { "class": "dock" });
+    ui.appendChild(dock);
+    if (me.can_favorite) renderStar(dock);
+    if (me.can_manage) renderManage(ui, dock);
     note = el("div", { "class": "note", role: "status", "aria-live": "polite" });
     note.hidden = true;
     ui.appendChild(note);
@@ -146,6 +172,7 @@
     document.body.appendChild(host);
   }
 
+  watchState();
   fetch(BASE + "me", { credentials: "same-origin", cache: "no-store" })
     .then(function (r) { return r.ok ? r.json() : null; })
     .then(function (d) { if (d) render(d); })
