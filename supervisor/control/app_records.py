@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from backend.apps import log_masking
 from backend.apps import state as appstate
 from backend.context import Context
 from backend.platform import notifications
@@ -71,6 +72,11 @@ class AppRecords:
             await self.runtime.stop(inst.app_id, inst.state)
 
     # Helpers ----------------------------------------------------------------------------
+    def shown(self, app_id: int, text: str) -> str:
+        """Text for an event, a state reason or an email, which may quote the app's or a
+        build's output: every value the app's secrets ever had masked."""
+        return log_masking.mask(self.ctx, app_id, text)
+
     def app_dir(self, app_id: int) -> Path:
         return self.settings.apps_path / str(app_id)
 
@@ -88,6 +94,9 @@ class AppRecords:
                     **fields: Any) -> App | None:
         """Record a transition (and, with `notify=(kind, details)`, queue that email for
         this incident in the same transaction)."""
+        reason = self.shown(app_id, reason)
+        if notify is not None:
+            notify = (notify[0], {k: self.shown(app_id, v) for k, v in notify[1].items()})
         with self._write() as s:
             app = s.get(App, app_id)
             if app is None or app.desired_state == "deleted":
@@ -112,6 +121,12 @@ class AppRecords:
              **fields: Any) -> App | None:
         """An AppEvent without a state change (e.g. "Updated to abc123 in place"), with
         optional row fields and `notify=(kind, incident, details)` in the same transaction."""
+        reason = self.shown(app_id, reason)
+        if notify is not None:
+            notify = (notify[0], notify[1],
+                      {k: self.shown(app_id, v) for k, v in notify[2].items()})
+        if "last_deploy_error" in fields:
+            fields["last_deploy_error"] = self.shown(app_id, fields["last_deploy_error"])
         with self._write() as s:
             app = s.get(App, app_id)
             if app is None or app.desired_state == "deleted":

@@ -17,7 +17,7 @@ from backend.apps import secrets as app_secrets
 from backend.apps import service as apps
 from backend.context import Context
 from backend.errors import BackendError
-from models import AppSecretValue, User, session_scope
+from models import App, AppEvent, AppSecretValue, EmailOutbox, User, session_scope
 
 REPO = "/srv/git/team/demo.git"
 
@@ -119,3 +119,36 @@ def test_an_outsider_cannot_add_to_the_history(ctx: Context, admin: User) -> Non
         app_secrets.set_secrets(ctx, outsider, app.id, 'x = "outsider-value-1"\n')
     with session_scope(ctx.engine) as s:
         assert not list(s.exec(select(AppSecretValue).where(AppSecretValue.app_id == app.id)))
+
+
+def test_recorded_reasons_and_emails_mask_secret_values(ctx: Context, admin: User) -> None:
+    """Reasons may quote an app's or a build's output: the supervisor's records mask them
+    in the event, the app's state reason, its last deploy error and the email."""
+    from supervisor.control.app_records import AppRecords
+    app = apps.deploy_app(ctx, admin, repo_url=REPO, subdomain="reasons")
+    app_secrets.set_secrets(ctx, admin, app.id, 'token = "reason-secret-1"\n', restart=False)
+    app_secrets.set_secrets(ctx, admin, app.id, 'token = "reason-secret-2"\n', restart=False)
+    with session_scope(ctx.engine) as s:
+        row = s.get(User, admin.id)
+        assert row is not None
+        row.email = "dev@example.com"
+    records = AppRecords(ctx, runtime=None)  # type: ignore[arg-type]  # records only
+    quoted = "Last lines of its log:\nold reason-secret-1\nnew reason-secret-2"
+    for state in ("building", "starting", "running"):
+        records.transition(app.id, state, state)
+    records.transition(app.id, "crashed", f"The app stopped. {quoted}",
+                       notify=("crashed", {"details": quoted}))
+    records.note(app.id, f"Update failed: {quoted}", notify=("deploy_failed", "c1", {
+        "commit": "c" * 40, "serving": "d" * 40, "details": quoted}),
+        last_deploy_error=quoted)
+    with session_scope(ctx.engine) as s:
+        stored = s.get(App, app.id)
+        assert stored is not None
+        texts = [stored.state_reason, stored.last_deploy_error]
+        texts += [e.reason for e in s.exec(select(AppEvent).where(AppEvent.app_id == app.id))]
+        mails = list(s.exec(select(EmailOutbox).where(EmailOutbox.app_id == app.id)))
+    assert {m.kind for m in mails} == {"crashed", "deploy_failed"}
+    texts += [t for m in mails for t in (m.body_text, m.body_html)]
+    assert all("reason-secret" not in t for t in texts), texts
+    # the state reason, the last deploy error, two events, and each mail's text and html
+    assert sum("old ****" in t and "new ****" in t for t in texts) == 4 + 2 * len(mails)
