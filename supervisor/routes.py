@@ -113,6 +113,14 @@ def route_for(app: App) -> Route:
                  workspace_id=app.workspace_id)
 
 
+def load_route(ctx: Context, subdomain: str) -> Route | None:
+    """The route the reconciler will publish for `subdomain`, read from its `App` row (None
+    when there is none): for a proxy that has not seen the reconciler's table yet."""
+    with session_scope(ctx.engine) as s:
+        app = s.exec(select(App).where(App.subdomain == subdomain)).first()
+        return route_for(app) if app is not None else None
+
+
 def load_routes(ctx: Context) -> list[Route]:
     with session_scope(ctx.engine) as s:
         return [route_for(a) for a in s.exec(select(App)).all()]

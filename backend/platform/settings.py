@@ -123,6 +123,10 @@ class Settings:
                                      "polling off.", default=60.0)
     git_poll_concurrency: int = _help("Most `git ls-remote` checks running at once.",
                                       default=4)
+    start_concurrency: int = _help("Most apps starting at once from their existing checkout "
+                                   "and environment (after a platform restart, or waking "
+                                   "up); the others wait their turn. 0 means the number of "
+                                   "CPU cores.", default=0)
     redeploy_drain: float = _help("Seconds the old instance keeps serving requests already "
                                   "sent to it after a zero-downtime redeploy switched the "
                                   "route, before it is stopped.", default=2.0)

@@ -50,6 +50,7 @@ from models import (
 )
 from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
+from supervisor.control import restart
 from supervisor.control.app_records import AppRecords
 from supervisor.control.health import HealthPaths, wait_for_streamlit
 from supervisor.control.leader import Fenced
@@ -108,6 +109,7 @@ class Lifecycle(AppRecords):
         super().__init__(ctx, runtime, on_change)
         self._clock = clock
         self._wall_clock = time.time  # crash times outlive this process: wall clock
+        self.start_slots = restart.StartSlots(restart.start_limit(ctx.settings))
         self.health_paths = HealthPaths()  # which health path each instance's Streamlit has
 
     # Specs ------------------------------------------------------------------------------
@@ -312,13 +314,34 @@ class Lifecycle(AppRecords):
         await self.start_and_wait(app)
 
     async def resume(self, app_id: int) -> None:
-        """Start an app that is `starting` (woken from sleep, or a worker died mid-start) on
-        its checkout and environment as they are: no clone, no build."""
+        """Start an app that is `starting` (the platform restarted, it woke from sleep, or a
+        worker died mid-start) on its checkout and environment as they are: no clone, no
+        build, at most `start_concurrency` at once (supervisor/control/restart.py). When
+        either is missing or unusable, a full deploy instead; the build log says why."""
         app = self.load(app_id)
         if app is None or app.state != "starting":
             return
         await self.stop_instance(app_id)
-        await self.start_and_wait(app, notify=True)
+        async with self.start_slots:
+            app = self.load(app_id)  # stopped, deleted or rebooted while it waited
+            if app is None or app.state != "starting" or app.desired_state != "running":
+                return
+            found = app
+            env, missing = await restart.on_disk(
+                self.checkout_dir(app_id), app.main_file, lambda: self.env_spec(found),
+                self.runtime)
+            if env is not None:
+                app = self.transition(app_id, "starting", "Starting from its checkout and "
+                                      "environment (no clone, no build)") or app
+                await self.start_and_wait(app, env, notify=True)
+                return
+        log.warning("app=%s cannot start from disk: %s; deploying it again", app_id, missing)
+        blog = BuildLog(build_log_path(self.settings, app_id))
+        blog(f"The app could not start from what it has on disk: {missing}. Deploying it "
+             "again (clone and build).")
+        blog.close()
+        if self.transition(app_id, "queued", f"Deploying again: {missing}") is not None:
+            await self.deploy(app_id)
 
     async def handle_exit(self, app_id: int, status: Status) -> None:
         """A running instance is gone: over limit, or restart with backoff, or crashed after

@@ -55,6 +55,8 @@ from supervisor.sources.updates import Updater
 log = logging.getLogger("supervisor.control.reconciler")
 WAKE_POLL = 0.05  # seconds between checks of the wake file (a stat call)
 Action = Awaitable[None]  # one lifecycle action of one app, run by its worker task
+RESTARTED = ("The platform restarted; waiting for its turn to start from its checkout "
+             "and environment")
 
 
 def _mtime(path: Path) -> int:
@@ -179,11 +181,9 @@ class Reconciler:
                                         datetime.fromisoformat(when) if when else utcnow())
             forget_requests(self.ctx, app_id, ("sleep",), upto)
             if (self.lifecycle.load(app_id) or app).state == "running":
-                self._requeue(app_id, "The app was not running after a supervisor "
-                              "restart; starting it again")
+                self._requeue(app_id, RESTARTED, "starting")
         elif app.state == "running":
-            self._requeue(app_id, "The app was not running after a supervisor restart; "
-                          "starting it again")
+            self._requeue(app_id, RESTARTED, "starting")
 
     def _adopt_tree(self, app_id: int, tree_name: str) -> None:
         """Point `src` at the tree the serving instance runs in (a supervisor may have died
@@ -194,11 +194,13 @@ class Reconciler:
             checkouts.point_current(app_dir, tree)
         checkouts.remove_unused(app_dir)
 
-    def _requeue(self, app_id: int, reason: str) -> None:
+    def _requeue(self, app_id: int, reason: str, state: str = "queued") -> None:
+        """`queued` (deploy again) or `starting` (start from the checkout and environment
+        on disk: `Lifecycle.resume`, which deploys when they are missing)."""
         with session_scope(self.ctx.engine) as s:
             app = s.get(App, app_id)
             if app is not None:
-                appstate.transition(s, app, "queued", reason)
+                appstate.transition(s, app, state, reason)
 
     # The loop ---------------------------------------------------------------------------
     def wake(self) -> None:
@@ -249,6 +251,9 @@ class Reconciler:
         (backend.platform.supervisor_report)."""
         interval = self.ctx.settings.reconcile_interval
         while not self._stopping:
+            # Read before the pass: a touch during the pass (a deploy committed after the
+            # pass loaded the apps) wakes the next one at once instead of an interval later.
+            seen = await asyncio.to_thread(_mtime, wake_file(self.ctx))
             try:
                 if await self._lead():
                     await self.reconcile_once()
@@ -259,7 +264,7 @@ class Reconciler:
             except Exception:  # the loop must survive any one bad pass
                 log.exception("reconcile pass failed")
             self._on_pass()
-            await self._wait_for_wake(interval)
+            await self._wait_for_wake(interval, seen)
             self._wake.clear()
 
     async def _lead(self) -> bool:
@@ -287,9 +292,8 @@ class Reconciler:
         self._tasks.clear()
         self.lifecycle.instances.clear()
 
-    async def _wait_for_wake(self, interval: float) -> None:
+    async def _wait_for_wake(self, interval: float, seen: int) -> None:
         path = wake_file(self.ctx)
-        seen = _mtime(path)
         deadline = asyncio.get_running_loop().time() + interval
         while not self._wake.is_set() and not self._stopping:
             remaining = deadline - asyncio.get_running_loop().time()

@@ -25,7 +25,7 @@ from supervisor.proxy import cookies, inject, pages, state_pages
 from supervisor.proxy.access import Visitor, client_key
 from supervisor.proxy.endpoints import PROGRESS_STATES
 from supervisor.proxy.forward import Forwarder
-from supervisor.proxy.hosts import RESERVED_PREFIX, is_reserved
+from supervisor.proxy.hosts import RESERVED_PREFIX, is_reserved, typed_host
 from supervisor.proxy.services import Services
 from supervisor.proxy.sticky import Sticky
 from supervisor.proxy.upstream import (
@@ -84,10 +84,13 @@ class AppHost:
     async def handle(self, request: web.Request, sub: str, path: str
                      ) -> web.StreamResponse:
         route = self.route(sub)
+        if route is None and self.services is not None:  # deployed, not yet published
+            route = await self.services.pending.unpublished(self.services.access.ctx, sub)
         if is_reserved(path):
             return await self._reserved_app(request, sub, route, path)
         if route is None:
-            return pages.not_found_page(f"{sub}.{self.domain}", self.settings)
+            return pages.not_found_page(typed_host(request.headers.get("Host", "")),
+                                        self.settings)
         svc = self.services
         private = route.visibility == "private"
         if svc is None:

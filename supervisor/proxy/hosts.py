@@ -27,6 +27,12 @@ def split_host(value: str) -> str:
     return host.rstrip(".")
 
 
+def typed_host(value: str) -> str:
+    """The `Host` header as the visitor typed it (port included) for our pages, at most a
+    DNS name's length plus a port; escaped where it is shown."""
+    return value.strip()[:262] or "this address"
+
+
 def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))

@@ -16,6 +16,7 @@ looks (sleeping, over limit, failed, no access) are in `state_pages.py`.
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from typing import Any
 
@@ -26,6 +27,9 @@ from backend.platform.settings import Settings
 from supervisor.routes import OVEN_STATES, Route
 
 BRAND = "Streamlit Cloud"
+# The timestamp BuildLog puts before each line ("[2026-01-31 12:00:00] ").
+STAMP_JS = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "
+STAMP = re.compile(STAMP_JS)
 NO_STORE = "no-store"
 
 STATE_LABELS = {
@@ -113,7 +117,8 @@ _POLL_JS = """(function(){var c=%s;function t(){fetch("/__stcloud/status",
 function(d){if(d.serving||c.keep.indexOf(d.state)<0){location.reload();return}
 var l=document.getElementById("state-label"),r=document.getElementById("reason");
 if(l&&c.labels[d.state])l.textContent=c.labels[d.state];if(r)r.textContent=d.reason||"";
-var p=document.getElementById("progress");if(p)p.textContent=d.progress||"";
+var p=document.getElementById("progress"),s=(d.progress||"").replace(c.stamp,"");
+if(p){p.textContent=s;p.parentNode.hidden=!s}
 setTimeout(t,c.ms)}).catch(function(){setTimeout(t,c.ms)})}setTimeout(t,c.ms)})();"""
 
 
@@ -130,6 +135,7 @@ def render(title: str, heading: str, body_html: str, *, mark: str = "🎈",
     script = ""
     if poll_keep is not None:
         conf = json.dumps({"keep": poll_keep, "ms": poll_ms, "labels": STATE_LABELS})
+        conf = conf[:-1] + f', "stamp": /{STAMP_JS}/' + "}"  # a JS regex literal
         script = "<script>" + _POLL_JS % conf.replace("</", "<\\/") + "</script>"
     return (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -166,15 +172,23 @@ def status_box(state: str, reason: str) -> str:
             f'<span id="reason" class="muted">{escape(reason)}</span></div>')
 
 
+def latest_step(progress: str) -> str:
+    """The build log's newest line as the oven page shows it: without its timestamp."""
+    return STAMP.sub("", progress.strip())
+
+
 def oven_page(route: Route, settings: Settings, progress: str = "") -> web.Response:
     """queued / building / starting: wait here, reload onto the app when it serves.
-    `progress` is the newest line of the build log (updated by the page's polling)."""
+    `progress` is the newest line of the build log; "Latest step" shows it while there is
+    one and is hidden otherwise (the page's polling updates both)."""
+    step = latest_step(progress)
+    hidden = "" if step else " hidden"
     body = (
         f"<p><strong>{escape(route.subdomain)}</strong> is being prepared. This page "
         "refreshes by itself and opens the app as soon as it is ready.</p>\n"
         f"{status_box(route.state, route.reason)}\n"
-        '<p class="muted">Latest step:</p>'
-        f'<pre id="progress" class="progress">{escape(progress)}</pre>\n'
+        f'<div id="latest-step"{hidden}><p class="muted">Latest step:</p>'
+        f'<pre id="progress" class="progress">{escape(step)}</pre></div>\n'
         f'<p class="muted">Developers can follow the progress on '
         f"{dashboard_link(settings)}.</p>"
     )

@@ -1,24 +1,39 @@
-"""What an app host shows right after one of our endpoints changed an app's state (the
-sleeping page's wake, the developer's reboot), until the supervisor publishes the app's
-new route: the backend has recorded the new state, the route table still holds the old one.
+"""What an app host shows before the supervisor publishes an app's new route: right after
+one of our endpoints changed its state (the sleeping page's wake, the developer's reboot),
+the backend has recorded the new state and the route table still holds the old one; right
+after a deploy, the app's row exists and the table has no route for it yet.
 
 This is the proxy's own memory, not the route table (which only the reconciler writes): a
 noted state applies while the table holds the very `Route` object it was noted against, and
-is forgotten as soon as the table publishes another one for that subdomain.
+is forgotten as soon as the table publishes another one for that subdomain. A subdomain the
+table does not know is looked up in the database (`unpublished`) on every request until the
+table knows it: never remembered, so an app deployed a moment ago is never answered "No
+app lives here" and a deleted one is not shown after it is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
-from supervisor.routes import Route
+from backend.context import Context
+from supervisor.routes import OVEN_STATES, Route, load_route
 
 _MAX = 4096
+LOOKUPS = 4  # database reads for unknown subdomains at once (each one a thread)
 
 
 class PendingStates:
     def __init__(self) -> None:
         self._noted: dict[str, tuple[Route, Route]] = {}  # subdomain -> (published, shown)
+        self._lookups = asyncio.Semaphore(LOOKUPS)
+
+    async def unpublished(self, ctx: Context, subdomain: str) -> Route | None:
+        """The route of an app the table does not hold yet, while it is being deployed
+        (queued, building, starting: its oven page); None otherwise."""
+        async with self._lookups:
+            found = await asyncio.to_thread(load_route, ctx, subdomain)
+        return found if found is not None and found.state in OVEN_STATES else None
 
     def note(self, published: Route, state: str, reason: str) -> None:
         """Show `state` (not serving) for `published` until the table replaces it."""

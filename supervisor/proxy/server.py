@@ -153,7 +153,8 @@ class Proxy:
                 return pages.json_response({"error": "not_found",
                                             "message": "No API is served here."}, 404)
             return await self.dashboard_host(request, path)
-        return pages.not_found_page(name or "this address", self.settings)
+        return pages.not_found_page(hosts.typed_host(request.headers.get("Host", "")),
+                                    self.settings)
 
     async def dashboard_host(self, request: web.Request, path: str) -> web.StreamResponse:
         """`DOMAIN`: our sign-in endpoints for app hosts, else the dashboard."""

@@ -282,6 +282,12 @@ class Runtime(ABC):
     @abstractmethod
     async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef: ...
 
+    async def existing_env(self, spec: EnvSpec) -> EnvRef | None:
+        """The environment built for `spec` when it is there and intact, without building
+        anything (starting an app again from what is on disk); None when it is missing or
+        unusable, or when the engine cannot tell (then the caller deploys afresh)."""
+        return None
+
     async def start(self, app: AppSpec, env: EnvRef) -> Instance:
         """Check → replace (unless `app.alongside`) → create (retried on TryAgain) → run.
         A second instance started alongside gets a token of its own (`instance` in its

@@ -92,6 +92,9 @@ class DockerEngine:
         """The env image of `spec` (`docker_images.ImageBuilder`)."""
         return await self.images.ensure_env(spec, log)
 
+    async def existing_env(self, spec: EnvSpec) -> EnvRef | None:
+        return await self.images.existing_env(spec)
+
     async def maintain(self, app_id: int, state: dict[str, Any]) -> None:
         """Rotate the app's log file once it passes `app_log_max_bytes`, truncating in
         place: the container keeps appending to the same file (a renamed-away file would

@@ -176,6 +176,16 @@ class ImageBuilder:
         return await self.bases.image(version, log)
 
     # Env images --------------------------------------------------------------------
+    async def existing_env(self, spec: EnvSpec) -> EnvRef | None:
+        """The completed, probed env image of `spec`, or None (never builds)."""
+        image = f"{ENV_REPO}:{spec.dep_hash}"
+        async with self._lock("env:" + spec.dep_hash):
+            if not await self._image_exists(image) or \
+                    await self._check_env_image(image, spec.dep_hash) is not None:
+                return None
+        version = python_minor(spec.python_version or self.settings.default_python)
+        return EnvRef(spec.dep_hash, version, image, reused=True)
+
     async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
         version = python_minor(spec.python_version or self.settings.default_python)
         image = f"{ENV_REPO}:{spec.dep_hash}"

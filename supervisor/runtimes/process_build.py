@@ -105,6 +105,15 @@ class EnvBuilds(PackageBuilds):
     def python_versions(self) -> list[str]:
         return list(self._find_pythons())
 
+    async def existing_env(self, spec: EnvSpec) -> EnvRef | None:
+        final = self.settings.envs_path / spec.dep_hash
+        async with self._env_locks.setdefault(spec.dep_hash, asyncio.Lock()):
+            intact = (final / READY_MARKER).exists() and (final / "bin" / "streamlit").exists()
+        if not intact or self.isolation == sandbox.UNAVAILABLE:
+            return None
+        return EnvRef(spec.dep_hash, built_python(final) or spec.python_version, str(final),
+                      reused=True)
+
     async def ensure_env(self, spec: EnvSpec, log: LogSink) -> EnvRef:
         dep_hash = spec.dep_hash
         final = self.settings.envs_path / dep_hash
