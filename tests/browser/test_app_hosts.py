@@ -105,7 +105,8 @@ def test_viewer_sees_neither_manage_button_nor_star(cloud: Cloud, browser: Any) 
         data = me.value.json()
         assert data["signed_in"] and data["role"] == "viewer"
         assert not data["can_manage"] and not data["can_favorite"]
-        page.wait_for_load_state("networkidle")
+        page.locator("html[data-stcloud-overlay='none']").wait_for(state="attached",
+                                                                   timeout=TIMEOUT)
         assert page.get_by_role("button", name="Manage app").count() == 0
         assert page.get_by_role("button", name="Add to favorites").count() == 0
         assert page.locator("stcloud-overlay").count() == 0

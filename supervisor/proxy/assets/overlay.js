@@ -152,7 +152,7 @@
 
   function render(data) {
     me = data;
-    if (!me.can_manage && !me.can_favorite) return;
+    if (!me.can_manage && !me.can_favorite) return false;
     var host = el("stcloud-overlay", {});
     host.style.display = "none";
     root = host.attachShadow({ mode: "open" });
@@ -170,11 +170,17 @@
     ui.appendChild(note);
     root.appendChild(ui);
     document.body.appendChild(host);
+    return true;
   }
 
   watchState();
+  // <html data-stcloud-overlay="shown|none"> once decided (the watch's long-poll keeps a
+  // request open, so "the network is idle" never says it).
+  function decided(shown) {
+    document.documentElement.setAttribute("data-stcloud-overlay", shown ? "shown" : "none");
+  }
   fetch(BASE + "me", { credentials: "same-origin", cache: "no-store" })
     .then(function (r) { return r.ok ? r.json() : null; })
-    .then(function (d) { if (d) render(d); })
-    .catch(function () {});
+    .then(function (d) { decided(!!d && render(d)); })
+    .catch(function () { decided(false); });
 })();
