@@ -1,9 +1,10 @@
 """Masking an app's secret values in log text. `mask()` is the one function every log text
 we show goes through: the dashboard's Logs page and its download, the Manage app panel's
 Cloud logs and its download, the REST API (a tail, and a followed stream) and so the CLI,
-the app host's crashed and build-failed pages, and the crash and failed-update reasons
-that the events and the emails quote (`backend.apps.logs.shown`,
-`backend.apps.failure_reports.readable`).
+the app host's crashed and build-failed pages and its `/status` progress line
+(`backend.apps.logs.shown`, `backend.apps.failure_reports.readable`), and every reason
+the supervisor records or mails, which may quote a log (state reasons, events, the last
+deploy error, email details: `supervisor.control.app_records`).
 
 Masked are the values the app's secrets have ever had, current, replaced and removed ones
 (`backend.apps.secrets.every_value`), by these rules (`targets`):
