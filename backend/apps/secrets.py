@@ -333,15 +333,17 @@ def every_value(ctx: Context, app_id: int) -> list[str]:
         row = s.get(AppSecret, app_id)
         current = row.ciphertext if row else ""
     fernet = _fernet(ctx)
-    found = []
-    for token in [*tokens, current] if current else tokens:
+
+    def plain(token: str) -> str | None:
         try:
-            found.append(fernet.decrypt(token.encode()).decode())
+            return fernet.decrypt(token.encode()).decode()
         except InvalidToken:
-            continue
-    values = found[:len(tokens)]
-    for text in found[len(tokens):]:
-        values += _values_of(text)
+            return None
+
+    values = [v for v in map(plain, tokens) if v is not None]
+    document = plain(current) if current else None
+    if document is not None:
+        values += _values_of(document)
     try:
         values += _values_of(runtime_path(ctx.settings, app_id).read_text())
     except (FileNotFoundError, NotADirectoryError):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlmodel import select
 
 from backend.accounts import auth
@@ -152,3 +153,22 @@ def test_recorded_reasons_and_emails_mask_secret_values(ctx: Context, admin: Use
     assert all("reason-secret" not in t for t in texts), texts
     # the state reason, the last deploy error, two events, and each mail's text and html
     assert sum("old ****" in t and "new ****" in t for t in texts) == 4 + 2 * len(mails)
+
+
+def test_history_rows_of_another_key_are_skipped(ctx: Context, admin: User) -> None:
+    """A row the key cannot decrypt (saved under a key file since replaced) is left out;
+    the other rows and the current document still mask."""
+    app = apps.deploy_app(ctx, admin, repo_url=REPO, subdomain="rekeyed")
+    app_secrets.set_secrets(ctx, admin, app.id, 'token = "current-value-2"\n', restart=False)
+    app_secrets.runtime_path(ctx.settings, app.id).unlink()  # only the database is read
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"lost-value").decode()
+    with session_scope(ctx.engine) as s:
+        for row in s.exec(select(AppSecretValue).where(AppSecretValue.app_id == app.id)):
+            s.delete(row)
+        s.flush()
+        s.add(AppSecretValue(app_id=app.id, fingerprint="f" * 64, ciphertext=foreign))
+        s.flush()
+        s.add(AppSecretValue(app_id=app.id, fingerprint="a" * 64,
+                             ciphertext=app_secrets.encrypt(ctx, "old-under-key-1")))
+    text = "old-under-key-1 current-value-2 lost-value"
+    assert log_masking.mask(ctx, app.id, text) == "**** **** lost-value"
