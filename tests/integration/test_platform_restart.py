@@ -1,0 +1,176 @@
+"""A platform restart is a restart, not a redeploy: a supervisor with 20 running apps is
+stopped the Ctrl-C way (SIGINT stops the apps) and started again. Every app serves again
+from its checkout and environment on disk: git is never run (a `git` on PATH that records
+each call), no build record is added, each app keeps its commit, tree and "Deployed" time;
+and at most `start_concurrency` apps are between "Starting from its checkout" and "Serving"
+at any moment (the apps' own event times, swept). An app whose checkout went missing is
+deployed afresh instead, and its build log says why."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import stat
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+from sqlmodel import col, func, select
+
+from backend.apps import service as apps
+from backend.context import Context, open_context
+from backend.platform.settings import Settings
+from models import AppEvent, Build, session_scope
+from tests.integration.test_e2e import http_get
+from tests.support.supervisor_harness import (
+    SupervisorProcess,
+    all_apps,
+    load_app,
+    wait_for_state,
+    wait_until,
+)
+
+APPS = 20
+LIMIT = 3
+STARTING_FROM_DISK = "Starting from its checkout and environment"
+
+
+def recording_git(bin_dir: Path, calls: Path) -> str:
+    """A PATH whose first `git` appends its arguments to `calls`, then runs the real git."""
+    real = shutil.which("git")
+    assert real, "git is needed"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "git"
+    shim.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexec "{real}" "$@"\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def snapshot(ctx: Context) -> dict[int, tuple[str, str, datetime | None, str]]:
+    """app id -> (commit, env hash, last deployed, tree the instance runs in)."""
+    return {a.id: (a.commit, a.env_hash, a.last_deployed_at,
+                   json.loads(a.runtime_state or "{}").get("tree", ""))
+            for a in all_apps(ctx) if a.id is not None}
+
+
+def build_count(ctx: Context) -> int:
+    with session_scope(ctx.engine) as s:
+        return int(s.exec(select(func.count()).select_from(Build)).one())
+
+
+def last_event_id(ctx: Context) -> int:
+    with session_scope(ctx.engine) as s:
+        return int(s.exec(select(func.max(AppEvent.id))).one() or 0)
+
+
+def start_windows(ctx: Context, after: int) -> list[tuple[datetime, datetime]]:
+    """Per app, from its "Starting from its checkout" event to its next `running` event."""
+    with session_scope(ctx.engine) as s:
+        events = list(s.exec(select(AppEvent).where(col(AppEvent.id) > after)
+                             .order_by(col(AppEvent.id))))
+    began: dict[int, datetime] = {}
+    windows = []
+    for e in events:
+        if e.reason.startswith(STARTING_FROM_DISK):
+            began[e.app_id] = e.time
+        elif e.to_state == "running" and e.app_id in began:
+            windows.append((began.pop(e.app_id), e.time))
+    return windows
+
+
+def most_at_once(windows: list[tuple[datetime, datetime]]) -> int:
+    """The largest number of windows open at one moment (an end before a start at a tie)."""
+    points = sorted([(a, 1) for a, _ in windows] + [(b, -1) for _, b in windows])
+    now = best = 0
+    for _, step in points:
+        now += step
+        best = max(best, now)
+    return best
+
+
+def pids(ctx: Context) -> dict[int, int]:
+    return {a.id: json.loads(a.runtime_state)["instance"]["pid"]
+            for a in all_apps(ctx) if a.id is not None and a.runtime_state not in ("", "{}")}
+
+
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+@pytest.fixture
+def restart_settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, git_poll_interval=0.0, start_concurrency=LIMIT,
+                               health_timeout=180.0)
+
+
+def test_ctrl_c_and_start_again_rebuilds_nothing_and_staggers_starts(
+        restart_settings, admin, hello_repo, tmp_path, monkeypatch) -> None:
+    settings = restart_settings
+    ctx = open_context(settings)
+    sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
+    try:
+        views = [apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain=f"r{i:02d}")
+                 for i in range(APPS)]
+        for view in views:
+            app = wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"},
+                                 timeout=600, sup=sup)
+            assert app.state == "running", app.state_reason
+    finally:
+        sup.stop()  # SIGINT, as Ctrl-C: the apps stop too
+    before, builds, first_pids = snapshot(ctx), build_count(ctx), pids(ctx)
+    assert len(before) == APPS and builds >= APPS
+    assert all(gone(pid) for pid in first_pids.values()) or not first_pids
+
+    calls = tmp_path / "git-calls.txt"
+    monkeypatch.setenv("PATH", recording_git(tmp_path / "bin", calls))
+    mark = last_event_id(ctx)
+    sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
+    try:
+        wait_until(lambda: all(a.state == "running" and a.runtime_state not in ("", "{}")
+                               for a in all_apps(ctx)), 600, "every app to serve again", sup)
+        status, _ = http_get(settings.port, f"r07.localhost:{settings.port}")
+        assert status == 200
+    finally:
+        sup.stop()
+    called = calls.read_text() if calls.exists() else ""
+    assert called == "", f"git ran during the restart:\n{called}"
+    assert build_count(ctx) == builds, "no build is recorded by a restart"
+    assert snapshot(ctx) == before, "same commit, environment, tree and Deployed time"
+    windows = start_windows(ctx, mark)
+    assert len(windows) == APPS, "every app started from its checkout"
+    assert most_at_once(windows) <= LIMIT
+
+
+def test_a_missing_checkout_is_deployed_again_and_the_log_says_why(
+        restart_settings, admin, hello_repo, tmp_path) -> None:
+    settings = restart_settings
+    ctx = open_context(settings)
+    sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
+    try:
+        kept = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="kept")
+        lost = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="lost")
+        for view in (kept, lost):
+            assert wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"},
+                                  sup=sup).state == "running"
+    finally:
+        sup.stop()
+    deployed = {v.id: load_app(ctx, v.id).last_deployed_at for v in (kept, lost)}
+    builds = build_count(ctx)
+    app_dir = settings.apps_path / str(lost.id)
+    for tree in app_dir.glob("src-*"):
+        shutil.rmtree(tree)
+    sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
+    try:
+        for view in (kept, lost):
+            wait_until(lambda v=view: (a := load_app(ctx, v.id)) and a.state == "running"
+                       and a.runtime_state not in ("", "{}"), 300, "the apps to serve", sup)
+    finally:
+        sup.stop()
+    assert build_count(ctx) == builds + 1, "one fresh deploy: the app whose checkout was lost"
+    assert load_app(ctx, kept.id).last_deployed_at == deployed[kept.id]
+    assert load_app(ctx, lost.id).last_deployed_at != deployed[lost.id]
+    build_log = (settings.logs_path / str(lost.id) / "build.log").read_text()
+    assert "its checkout is missing. Deploying it again" in build_log
