@@ -211,6 +211,8 @@ class AppHost:
             return inject.asset_response(name)
         svc = self.services
         if name == "status":
+            if not await self._may_know(request, sub, route):
+                return pages.json_response({"error": "forbidden"}, 403)
             if svc is None:
                 if route is None:
                     return pages.json_response(
@@ -244,16 +246,25 @@ class AppHost:
                    "notify": ep.notify}[name]
         return await handler(request, route, visitor)
 
+    async def _may_know(self, request: web.Request, sub: str, route: Route | None) -> bool:
+        """May this visitor learn the app's state? Anyone for a public app (or none at this
+        address); for a private one, only those who may view it (its state and reason
+        tell about it)."""
+        if route is None or route.visibility != "private":
+            return True
+        svc = self.services
+        if svc is None:
+            return False
+        visitor = await svc.access.visitor(request, sub)
+        return visitor.user is not None and await svc.access.can_view(visitor.user,
+                                                                      route.app_id)
+
     async def _state(self, request: web.Request, sub: str, route: Route | None
                      ) -> web.Response:
         """`GET state?since=`: the long-poll of open tabs (`watch.py`). A private app's is
         answered only to visitors who may view it."""
-        svc = self.services
-        if route is not None and route.visibility == "private":
-            visitor = await svc.access.visitor(request, sub) if svc else None
-            if visitor is None or visitor.user is None or svc is None or \
-                    not await svc.access.can_view(visitor.user, route.app_id):
-                return pages.json_response({"error": "forbidden"}, 403)
+        if not await self._may_know(request, sub, route):
+            return pages.json_response({"error": "forbidden"}, 403)
         since = request.query.get("since")
         answer = await self.watch.wait(sub, since[:64] if since else None,
                                        client_key(request))

@@ -1,7 +1,8 @@
 """Our endpoints under `/__stcloud/` on app hosts (never forwarded to the app):
 
 - `GET status`: `{"state", "reason", "serving"}` (+ `"progress"`, the build log's newest
-  line, while queued or building); our waiting pages and the overlay poll it.
+  line, while queued or building); our waiting pages poll it. A private app's only to
+  visitors who may view it (403 otherwise), as `state`.
 - `GET overlay.js`, `overlay.css`: the overlay (`assets/`).
 - `GET state?since=<token>`: the long-poll with which an open tab's overlay script follows
   its app (`watch.py`): `{"state", "token"}` once the token differs from `since`; a private

@@ -181,6 +181,8 @@ def test_private_app_state_is_told_only_to_those_with_access(wcloud: WatchCloud,
         wait_until(lambda: _state(url, host)[0] == 403, 30, "the private app's state refused")
         status, body = _state(url, host)
         assert body == {"error": "forbidden"}
+        # Nor does the waiting pages' status say anything to them.
+        assert _state(url.replace("/state", "/status"), host) == (403, {"error": "forbidden"})
         # A member, signed in, is told.
         context, page = new_page(browser)
         try:
@@ -188,6 +190,8 @@ def test_private_app_state_is_told_only_to_those_with_access(wcloud: WatchCloud,
             open_app(page, wcloud, "rebooted")
             answer = page.evaluate("fetch('/__stcloud/state').then(r => r.json())")
             assert answer["state"] == "running" and answer["token"].startswith("running.")
+            status = page.evaluate("fetch('/__stcloud/status').then(r => r.json())")
+            assert status["state"] == "running"
         finally:
             context.close()
     finally:
