@@ -23,18 +23,11 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
-from http.client import HTTPResponse
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlencode
 
-
-class CliError(Exception):
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+from supervisor.api_client import Client, CliError
 
 
 def config_path() -> Path:
@@ -65,43 +58,6 @@ def load_config() -> dict[str, str]:
     return cast(dict[str, str], data)
 
 
-class Client:
-    def __init__(self, url: str, token: str, timeout: float = 30) -> None:
-        self.base = url.rstrip("/") + "/api/v1"
-        self.token = token
-        self.timeout = timeout
-
-    def open(self, method: str, path: str, body: bytes | None = None,
-             content_type: str = "application/json", timeout: float | None = None
-             ) -> HTTPResponse:
-        req = urllib.request.Request(self.base + path, data=body, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Accept": "application/json",
-            **({"Content-Type": content_type} if body is not None else {})})
-        try:
-            # typeshed gives urlopen's result as Any; for http(s) URLs it is an HTTPResponse
-            return cast(HTTPResponse, urllib.request.urlopen(req, timeout=timeout or self.timeout))
-        except urllib.error.HTTPError as e:
-            try:
-                err = json.loads(e.read())["error"]
-                message = err["message"] + (f" (field: {err['field']})" if err.get("field")
-                                            else "")
-            except (ValueError, KeyError, TypeError):
-                message = f"HTTP {e.code}"
-            if e.code == 401:
-                message += " Log in again with a valid token."
-            raise CliError(f"{message} [{e.code}]") from None
-        except (urllib.error.URLError, OSError) as e:
-            raise CliError(f"Cannot reach {self.base}: {getattr(e, 'reason', e)}", 2) from None
-
-    def call(self, method: str, path: str, data: Any = None, raw: bytes | None = None,
-             content_type: str = "application/json") -> Any:
-        body = raw if raw is not None else (json.dumps(data).encode() if data is not None
-                                            else None)
-        with self.open(method, path, body, content_type) as resp:
-            payload = resp.read()
-        return json.loads(payload) if payload else None
-
-
 def client() -> Client:
     cfg = load_config()
     return Client(cfg["url"], cfg["token"])
@@ -122,19 +78,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
-def _all_apps(c: Client) -> list[dict[str, Any]]:
-    apps, cursor = [], None
-    while True:
-        query = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-        page = c.call("GET", "/apps?" + urlencode(query))
-        apps += page["apps"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return apps
-
-
 def cmd_apps_list(args: argparse.Namespace) -> int:
-    apps = _all_apps(client())
+    apps = client().all_apps()
     if args.json:
         out(json.dumps(apps, indent=2))
         return 0
