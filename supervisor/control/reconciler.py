@@ -4,8 +4,10 @@ Each pass loads every app, publishes the route table, and for each app that need
 (a queued deploy, a reboot, an exit, a delete) starts one worker task; an app with a worker
 still running is skipped, so actions on one app are serialised while apps proceed in
 parallel. On start, `adopt()` runs before anything is served (JupyterHub's init_spawners):
-instances that still run are kept, apps whose instance died are restarted, builds that a
-previous supervisor left half-done are queued again, and instances nobody owns are stopped.
+instances that still run are kept, apps whose instance died (or that were stopped with the
+platform, Ctrl-C) start again from their checkout and environment on disk, a few at a time
+(`Lifecycle.resume`: no clone, no build), builds that a previous supervisor left half-done
+are queued again, and instances nobody owns are stopped.
 
 Besides the database, work arrives as requests (`request(app_id, kind)`): a push found by
 a webhook or by polling (`sync`) and a hibernation due (`sleep`). A request waits until the
@@ -167,13 +169,15 @@ class Reconciler:
         if inst is not None and app.state in ("running", "starting"):
             self.lifecycle.save_instance(app_id, inst, adopted=True)
             log.info("app=%s adopted instance at %s:%s", app_id, *inst.address)
-            if app.state == "starting":
-                self._requeue(app_id, "Supervisor restarted while starting; starting again")
+            if app.state == "starting":  # its build was done: start it again from disk
+                self._requeue(app_id, RESTARTED, "starting")
             return
         if inst is not None:
             await self.runtime.stop(app_id, inst.state)
-        if app.state in ("building", "starting"):
+        if app.state == "building":
             self._requeue(app_id, "Supervisor restarted during the deploy; deploying again")
+        elif app.state == "starting":  # built (or waiting for a start slot): start from disk
+            self._requeue(app_id, RESTARTED, "starting")
         elif app.state == "running" and "sleep" in pending.get(app_id, {}):
             # It died while being put to sleep: finish that instead of restarting it.
             upto, when = pending[app_id]["sleep"]
