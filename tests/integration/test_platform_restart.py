@@ -174,3 +174,41 @@ def test_a_missing_checkout_is_deployed_again_and_the_log_says_why(
     assert load_app(ctx, lost.id).last_deployed_at != deployed[lost.id]
     build_log = (settings.logs_path / str(lost.id) / "build.log").read_text()
     assert "its checkout is missing. Deploying it again" in build_log
+
+
+def test_ctrl_c_while_apps_wait_their_turn_rebuilds_nothing(
+        restart_settings, admin, hello_repo, tmp_path, monkeypatch) -> None:
+    """Stopped again while some apps still wait for a start slot (one at a time here): the
+    next start starts those from disk too."""
+    settings = dataclasses.replace(restart_settings, start_concurrency=1)
+    ctx = open_context(settings)
+    sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
+    try:
+        views = [apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain=f"w{i}")
+                 for i in range(4)]
+        for view in views:
+            assert wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"},
+                                  timeout=300, sup=sup).state == "running"
+    finally:
+        sup.stop()
+    builds, before = build_count(ctx), snapshot(ctx)
+    calls = tmp_path / "git-calls.txt"
+    monkeypatch.setenv("PATH", recording_git(tmp_path / "bin", calls))
+    sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
+    try:
+        wait_until(lambda: sum(a.state == "starting" and a.state_reason.startswith(
+            "The platform restarted; waiting") for a in all_apps(ctx)) >= 2, 120,
+            "apps waiting for their turn", sup, interval=0.01)
+    finally:
+        sup.stop()  # Ctrl-C again, mid-restart
+    assert any(a.state == "starting" for a in all_apps(ctx))
+    sup = SupervisorProcess(settings, tmp_path / "sup3.log").start()
+    try:
+        wait_until(lambda: all(a.state == "running" and a.runtime_state not in ("", "{}")
+                               for a in all_apps(ctx)), 300, "every app to serve again", sup)
+    finally:
+        sup.stop()
+    called = calls.read_text() if calls.exists() else ""
+    assert called == "", f"git ran during the restarts:\n{called}"
+    assert build_count(ctx) == builds
+    assert snapshot(ctx) == before
