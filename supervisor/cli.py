@@ -2,8 +2,9 @@
 
     python -m supervisor.cli login --url http://localhost:8080 --token stc_...
     python -m supervisor.cli apps list [--json]
-    python -m supervisor.cli deploy REPO [--branch main] [--main streamlit_app.py]
-                                         [--subdomain NAME] [--python 3.12]
+    python -m supervisor.cli deploy REPO [--branch main] [--main-file streamlit_app.py]
+                                         [--subdomain NAME] [--python 3.12] [--wait]
+    python -m supervisor.cli deploy .    [--remote NAME] [--branch B] [--main-file F]
     python -m supervisor.cli reboot ID | delete ID
     python -m supervisor.cli logs ID [--build] [--follow]
     python -m supervisor.cli secrets set ID -f secrets.toml
@@ -14,6 +15,9 @@ it). Tokens come from the dashboard's Account page, or on the server from
 `python -m supervisor.cli token create USERNAME --scopes read,deploy` (reads the server's
 settings and database, like the operator commands `python -m supervisor create-user` and
 `python -m supervisor reset-password`).
+`deploy .` deploys the local working tree's remote, branch and main file (asking only when
+they are ambiguous) and prints the build's phases and the URL once the app answers
+(`supervisor/local_deploy.py`).
 Exit status: 0 done, 1 the server refused (its message is printed), 2 usage or connection.
 """
 
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlencode
 
+from supervisor import local_deploy
 from supervisor.api_client import Client, CliError
 
 
@@ -93,14 +98,39 @@ def cmd_apps_list(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    body = {"repo_url": args.repo, "branch": args.branch, "main_file": args.main,
+    """Deploy a repository URL (or a bare repository's path on the server), or the local
+    git working tree at a path such as `.` and follow it until it answers
+    (`supervisor.local_deploy`)."""
+    tree = None
+    if Path(args.repo).is_dir() and not git_bare(Path(args.repo)):
+        tree = local_deploy.inspect_tree(Path(args.repo), args.remote, args.branch or "",
+                                         args.main_file or "", out=out)
+        out(f"Deploying {tree.root}: remote {tree.remote} ({tree.repo_url}), branch "
+            f"{tree.branch}, main file {tree.main_file}")
+    body = {"repo_url": tree.repo_url if tree else args.repo,
+            "branch": tree.branch if tree else args.branch or "main",
+            "main_file": tree.main_file if tree else args.main_file or "streamlit_app.py",
             "subdomain": args.subdomain or "", "python_version": args.python or ""}
     if args.secrets_file:
         body["secrets"] = Path(args.secrets_file).read_text()
-    app = client().call("POST", "/apps", body)
+    c = client()
+    try:
+        app = c.call("POST", "/apps", body)
+    except CliError as e:
+        if tree and "(field: repo_url)" in str(e):
+            raise CliError(f"{e} The platform clones {tree.repo_url} itself, from its own "
+                           "host: the remote must be reachable from there (a URL of a git "
+                           "host it can read); pick another with --remote.") from None
+        raise
     out(f"Deploying app {app['id']} ({app['subdomain']}): {app['url']}")
-    out(f"Follow it with: python -m supervisor.cli logs {app['id']} --build --follow")
-    return 0
+    if tree is None and not args.wait:
+        out(f"Follow it with: python -m supervisor.cli logs {app['id']} --build --follow")
+        return 0
+    return local_deploy.follow(c, app, args.timeout, out)
+
+
+def git_bare(path: Path) -> bool:
+    return local_deploy.git(path, "rev-parse", "--is-bare-repository", check=False) == "true"
 
 
 def cmd_reboot(args: argparse.Namespace) -> int:
@@ -176,13 +206,21 @@ def parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(func=cmd_apps_list)
 
-    dep = sub.add_parser("deploy", help="deploy an app from a git repository")
-    dep.add_argument("repo")
-    dep.add_argument("--branch", default="main")
-    dep.add_argument("--main", default="streamlit_app.py", help="the main file")
+    dep = sub.add_parser("deploy", help="deploy an app from a git repository, or from the "
+                         "local git working tree at a path such as '.'")
+    dep.add_argument("repo", help="a repository URL, or a path in a local working tree")
+    dep.add_argument("--branch", default="", help="default: main, or the tree's current one")
+    dep.add_argument("--main-file", "--main", dest="main_file", default="",
+                     help="the main file (default: found in the tree, else streamlit_app.py)")
+    dep.add_argument("--remote", default="", help="the tree's remote (default: origin, or "
+                     "the only one)")
     dep.add_argument("--subdomain", default="")
     dep.add_argument("--python", default="", help="Python version (default: the server's)")
     dep.add_argument("--secrets-file", default="", help="a secrets.toml to deploy with")
+    dep.add_argument("--wait", action="store_true", help="follow a URL's deploy too (a "
+                     "working tree's always is) until the app answers")
+    dep.add_argument("--timeout", type=float, default=900, help="stop following after this "
+                     "many seconds")
     dep.set_defaults(func=cmd_deploy)
 
     for name, func, text in (("reboot", cmd_reboot, "restart an app"),

@@ -1,0 +1,140 @@
+"""`python -m supervisor.cli deploy .` from real git working trees with local bare remotes,
+against a real supervisor (process runtime): remote, branch and main file are found, the
+build's phases are printed and then the URL once the app answers; an ambiguous main file
+is asked on a terminal, refused with the choices without one, and resolved by
+--main-file; no git repository, no remote, an unpushed branch and a remote the platform
+cannot reach each get a message that says what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend.accounts import api_tokens
+from backend.platform.settings import PROJECT_ROOT
+from tests.conftest import EXAMPLE_APP, _git
+from tests.support.supervisor_harness import SupervisorProcess
+
+PAGE = "import streamlit as st\nst.write({!r})\n"
+
+
+def example_files() -> dict[str, str | bytes | None]:
+    return {p.name: p.read_text() for p in EXAMPLE_APP.iterdir() if p.is_file()}
+
+
+class Cli:
+    def __init__(self, tmp: Path, url: str, token: str) -> None:
+        self.env = {**os.environ, "STCLOUD_CLI_CONFIG": str(tmp / "cli.json"),
+                    "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+        self.url, self.token = url, token
+
+    def __call__(self, *args: str, cwd: Path, stdin: int | None = subprocess.DEVNULL,
+                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "supervisor.cli", *args], cwd=cwd,
+                              env=self.env, stdin=stdin, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def login(self) -> None:
+        done = self("login", "--url", self.url, "--token", self.token, cwd=PROJECT_ROOT)
+        assert done.returncode == 0, done.stderr
+
+    def apps(self) -> dict[str, dict]:  # type: ignore[type-arg]
+        done = self("apps", "list", "--json", cwd=PROJECT_ROOT)
+        return {a["subdomain"]: a for a in json.loads(done.stdout)}
+
+
+@pytest.fixture
+def platform(ctx, admin, tmp_path):  # type: ignore[no-untyped-def]
+    _, token = api_tokens.create_token(ctx, admin, "laptop", "read,deploy")
+    sup = SupervisorProcess(ctx.settings, tmp_path / "supervisor.log").start()
+    cli = Cli(tmp_path, f"http://localhost:{ctx.settings.port}", token)
+    cli.login()
+    yield cli
+    sup.stop()
+
+
+def test_deploy_dot_finds_the_tree_prints_phases_and_the_url(platform, make_repo,  # type: ignore
+                                                            ctx) -> None:
+    repo = make_repo("dotted", example_files())
+    (repo.work / "notes").mkdir()
+    done = platform("deploy", ".", "--subdomain", "dotted", cwd=repo.work / "notes")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    out = done.stdout
+    assert (f"remote origin ({repo.bare}), branch main, main file streamlit_app.py"
+            in out), out
+    phases = [line.split("]")[0] + "]" for line in out.splitlines() if line.startswith("[")]
+    assert phases[:4] == ["[queued]", "[building]", "[starting]", "[running]"], out
+    url = f"http://dotted.localhost:{ctx.settings.port}"
+    assert out.rstrip().endswith(f"The app answers at {url}"), out
+    app = platform.apps()["dotted"]
+    assert (app["repo_url"], app["branch"], app["main_file"], app["state"]) == \
+        (str(repo.bare), "main", "streamlit_app.py", "running")
+
+    # A local commit that is not pushed is named, and the pushed one is what deploys.
+    (repo.work / "extra.py").write_text("x = 1\n")
+    _git("add", "extra.py", cwd=repo.work)
+    _git("commit", "-q", "-m", "local only", cwd=repo.work)
+    _git("checkout", "-q", "-b", "feature", cwd=repo.work)
+    done = platform("deploy", ".", cwd=repo.work)
+    assert done.returncode == 2
+    assert "Branch feature is not on remote origin" in done.stderr
+    assert "git push -u origin feature" in done.stderr
+
+
+def test_an_ambiguous_main_file_is_asked_or_named(platform, make_repo) -> None:  # type: ignore
+    repo = make_repo("pages", {"first.py": PAGE.format("first"),
+                               "second.py": PAGE.format("second"),
+                               "helper.py": "VALUE = 1\n",
+                               "requirements.txt": example_files()["requirements.txt"]})
+    done = platform("deploy", ".", cwd=repo.work)
+    assert done.returncode == 2
+    assert "Several main files could be meant: first.py, second.py. Pass one with " \
+        "--main-file." in done.stderr, done.stderr
+
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, b"2\n")  # the terminal's answer, read once the question is asked
+        done = platform("deploy", ".", "--subdomain", "asked", cwd=repo.work, stdin=follower)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "Which main file?\n  1) first.py\n  2) second.py" in done.stdout
+    assert "main file second.py" in done.stdout and "The app answers at" in done.stdout
+
+    done = platform("deploy", ".", "--main-file", "first.py", "--subdomain", "named",
+                    "--timeout", "1", cwd=repo.work)
+    assert "Which main file?" not in done.stdout and "main file first.py" in done.stdout
+    apps = platform.apps()
+    assert (apps["asked"]["main_file"], apps["named"]["main_file"]) == \
+        ("second.py", "first.py")
+
+
+def test_deploy_dot_says_what_is_missing(platform, make_repo, tmp_path) -> None:  # type: ignore
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    done = platform("deploy", ".", cwd=plain)
+    assert done.returncode == 2 and "is not in a git working tree" in done.stderr
+
+    _git("init", "-q", "-b", "main", cwd=plain)
+    (plain / "streamlit_app.py").write_text(PAGE.format("x"))
+    _git("add", "-A", cwd=plain)
+    _git("commit", "-q", "-m", "one", cwd=plain)
+    done = platform("deploy", ".", cwd=plain)
+    assert done.returncode == 2 and "has no git remote" in done.stderr
+    assert "git remote add origin URL" in done.stderr
+
+    # A remote this machine cannot read, nor the platform: the platform's refusal, with why.
+    _git("remote", "add", "origin", "http://127.0.0.1:9/owner/gone.git", cwd=plain)
+    done = platform("deploy", ".", cwd=plain)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "could not read remote origin from here" in done.stdout
+    assert "(field: repo_url)" in done.stderr
+    assert "The platform clones http://127.0.0.1:9/owner/gone.git itself" in done.stderr
+    assert platform.apps() == {}
