@@ -61,14 +61,14 @@ def explain(tool: str, e: CliError, url: str) -> str:
                               f"'{SCOPES.get(tool, 'read')}' scope. Create such a token on "
                               "the Account page and start the MCP server with it in "
                               "STCLOUD_TOKEN.",
-        "forbidden": "Your role in the app's workspace does not allow this; a workspace "
-                     "admin can make you a developer.",
+        "forbidden": "The token acts with your own role in the app's workspace; a "
+                     "workspace admin can make you a developer.",
         "not_found": "Call list_apps for the ids of the apps you can see.",
         "invalid": "Correct that argument and call again.",
         "conflict": "Choose another value, or act on the app as it is now (see status).",
         "rate_limited": "Too many requests: wait a few seconds, then call again.",
     }
-    return f"{message}. {hints.get(e.code, 'See the message above.')}"
+    return f"{message} {hints.get(e.code, '')}".rstrip()
 
 
 def app_summary(view: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The REST API (`supervisor/api/v1/`) in process: aiohttp's test client over
 `make_api_app(ctx, stub)`, with personal API tokens (`backend/accounts/api_tokens.py`).
 
-The authorization matrix is ONE table: route × caller → expected status (and error code).
+The authorization matrix is ONE table: route × caller → expected status (and error code);
+the MCP server's tools (`supervisor/mcp/`) answer as the route each one calls, for every
+caller, with the hint of the error.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from mcp import Client as McpClient
 from sqlmodel import select
 
 from backend import workspaces
@@ -22,6 +26,9 @@ from backend.apps.log_files import app_log_path
 from models import ApiToken, AppSecret, User, session_scope
 from supervisor.api import make_api_app
 from supervisor.api import v1 as api_v1
+from supervisor.api_client import Client
+from supervisor.mcp.tools import SCOPES as MCP_SCOPES
+from supervisor.mcp.tools import build_server
 from tests.conftest import static_repo
 
 REPO = static_repo("team", "dash")  # a deploy reads the repository first
@@ -292,6 +299,50 @@ def test_matrix_covers_every_registered_route(world: World) -> None:
     hooks = {("POST", "/hooks/github"), ("POST", "/hooks/apps/{app_id}"),
              ("GET", "/github/callback")}  # tested in test_lifecycle_units / test_github
     assert registered - hooks == covered
+
+MCP_TOOLS = {  # tool -> (the route it calls, as in MATRIX; its arguments, "{app}" a fresh app)
+    "list_apps": (("GET", "/apps"), {}),
+    "status": (("GET", "/apps/{app}"), {"app_id": "{app}"}),
+    "logs": (("GET", "/apps/{app}/logs"), {"app_id": "{app}"}),
+    "deploy": (("POST", "/apps"), {"repo_url": REPO}),
+    "reboot": (("POST", "/apps/{app}/reboot"), {"app_id": "{app}"}),
+    "set_secrets": (("PUT", "/apps/{app}/secrets"), {"app_id": "{app}",
+                                                     "secrets_toml": 'a = "b"'}),
+    "delete": (("DELETE", "/apps/{app}"), {"app_id": "{app}"}),
+}
+MCP_HINTS = {U: ("[401]", "Account page"), S: ("[403]", "tool needs a token with the"),
+             F: ("[403]", "a workspace admin can make you"), N: ("[404]", "Call list_apps")}
+
+
+def test_mcp_tools_in_the_authorization_matrix(world: World) -> None:
+    """Each MCP tool, in an MCP client session per caller, against the API over HTTP."""
+    assert set(MCP_TOOLS) == set(MCP_SCOPES)
+    failures = []
+
+    async def main() -> None:
+        root = web.Application()
+        root.add_subapp("/api/v1", make_api_app(world.ctx, StubReconciler()))
+        async with TestServer(root) as server:
+            base = str(server.make_url("")).rstrip("/")
+            for caller in CALLERS:
+                token = world.tokens[caller].removeprefix("Bearer ")
+                async with McpClient(build_server(Client(base, token))) as mcp:
+                    for tool, (route, template) in MCP_TOOLS.items():
+                        expected = MATRIX[route][CALLERS.index(caller)]
+                        args = {k: world.new_app() if v == "{app}" else v
+                                for k, v in template.items()}
+                        result = await mcp.call_tool(tool, args)
+                        text = " ".join(getattr(c, "text", "") for c in result.content)
+                        if expected in MCP_HINTS:
+                            ok = result.is_error and all(h in text for h in MCP_HINTS[expected])
+                        else:
+                            ok = not result.is_error
+                        if not ok:
+                            failures.append(f"{tool} as {caller}: expected {expected}, "
+                                            f"got {text}")
+
+    asyncio.run(main())
+    assert not failures, "\n".join(failures)
 
 
 # Errors, pagination, rate limit, OpenAPI ---------------------------------------------------
