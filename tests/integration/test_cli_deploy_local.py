@@ -18,6 +18,8 @@ import pytest
 
 from backend.accounts import api_tokens
 from backend.platform.settings import PROJECT_ROOT
+from supervisor import local_deploy
+from supervisor.api_client import CliError
 from tests.conftest import EXAMPLE_APP, _git
 from tests.support.supervisor_harness import SupervisorProcess
 
@@ -138,3 +140,50 @@ def test_deploy_dot_says_what_is_missing(platform, make_repo, tmp_path) -> None:
     assert "(field: repo_url)" in done.stderr
     assert "The platform clones http://127.0.0.1:9/owner/gone.git itself" in done.stderr
     assert platform.apps() == {}
+
+
+def committed_tree(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir()
+    _git("init", "-q", "-b", "main", cwd=root)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    _git("add", "-A", cwd=root)
+    _git("commit", "-q", "-m", "one", cwd=root)
+    return root
+
+
+def test_main_file_and_remote_rules(tmp_path: Path) -> None:
+    """The choices `deploy .` makes without asking, and the ones it asks (no platform)."""
+    asked: list[tuple[str, list[str]]] = []
+
+    def ask(what: str, choices: list[str], flag: str) -> str:
+        asked.append((what, choices))
+        return choices[-1]
+
+    both = committed_tree(tmp_path / "both", {"streamlit_app.py": PAGE, "app.py": PAGE})
+    assert local_deploy.find_main_file(both, "", ask) == "app.py"
+    assert asked == [("main file", ["streamlit_app.py", "app.py"])]
+    one = committed_tree(tmp_path / "one", {"app.py": "print(1)\n", "ui/page.py": PAGE})
+    assert local_deploy.find_main_file(one, "", ask) == "app.py"
+    nested = committed_tree(tmp_path / "nested", {"src/dash.py": "from streamlit import "
+                                                  "write\n", "lib.py": "import os\n"})
+    assert local_deploy.find_main_file(nested, "", ask) == "src/dash.py"
+    (nested / "untracked.py").write_text(PAGE)  # not committed: not what the platform gets
+    assert local_deploy.find_main_file(nested, "", ask) == "src/dash.py"
+    with pytest.raises(CliError, match="is not in the last commit"):
+        local_deploy.find_main_file(nested, "untracked.py", ask)
+    none = committed_tree(tmp_path / "none", {"lib.py": "import os\n"})
+    with pytest.raises(CliError, match="No committed .py file .* imports streamlit"):
+        local_deploy.find_main_file(none, "", ask)
+
+    _git("remote", "add", "upstream", "https://u:secret@example.invalid/a/b.git", cwd=none)
+    _git("remote", "add", "fork", "https://example.invalid/me/b.git", cwd=none)
+    asked.clear()
+    assert local_deploy.find_remote(none, "", ask) == "upstream"  # choices sorted by git
+    assert asked == [("remote", ["fork", "upstream"])]
+    _git("remote", "add", "origin", "https://example.invalid/o/b.git", cwd=none)
+    assert local_deploy.find_remote(none, "", ask) == "origin"
+    assert local_deploy.without_credentials("https://u:secret@example.invalid:8443/a/b.git") \
+        == "https://example.invalid:8443/a/b.git"
+    assert local_deploy.without_credentials("git@host:a/b.git") == "git@host:a/b.git"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -153,3 +155,13 @@ def test_the_mcp_server_reaches_data_only_through_the_api() -> None:
         roots |= {n.module.split(".")[0] for n in ast.walk(tree)
                   if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
         assert not roots & {"backend", "models", "sqlmodel", "sqlalchemy"}, path
+
+
+def test_the_mcp_server_without_a_token_says_how_to_give_one(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "STCLOUD_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "supervisor.mcp", "--url", "http://x"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                          env={**env, "STCLOUD_CLI_CONFIG": str(tmp_path / "none.json")},
+                          stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 2
+    assert "an API token in $STCLOUD_TOKEN" in done.stderr and "Account page" in done.stderr
