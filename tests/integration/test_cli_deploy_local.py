@@ -187,3 +187,14 @@ def test_main_file_and_remote_rules(tmp_path: Path) -> None:
     assert local_deploy.without_credentials("https://u:secret@example.invalid:8443/a/b.git") \
         == "https://example.invalid:8443/a/b.git"
     assert local_deploy.without_credentials("git@host:a/b.git") == "git@host:a/b.git"
+
+
+def test_a_failed_build_prints_its_reason_and_log(platform, make_repo) -> None:  # type: ignore
+    repo = make_repo("broken", {"streamlit_app.py": PAGE.format("x"),
+                                "requirements.txt": "no-such-package-stcloud-cli==9.9\n"})
+    done = platform("deploy", ".", "--subdomain", "broken", cwd=repo.work)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "[building]" in done.stdout and "[build_failed]" in done.stdout
+    assert "The app is build failed:" in done.stdout
+    tail = done.stdout.split("The end of its build log:", 1)[1]
+    assert "no-such-package-stcloud-cli" in tail and "The app answers" not in done.stdout

@@ -165,3 +165,27 @@ def test_the_mcp_server_without_a_token_says_how_to_give_one(tmp_path: Path) -> 
                           stdin=subprocess.DEVNULL, check=False)
     assert done.returncode == 2
     assert "an API token in $STCLOUD_TOKEN" in done.stderr and "Account page" in done.stderr
+
+
+def test_mcp_status_of_a_failed_build_shows_why(ctx, admin, make_repo,  # type: ignore
+                                                tmp_path) -> None:
+    _, token = api_tokens.create_token(ctx, admin, "assistant", "read,deploy")
+    broken = make_repo("broken", {"streamlit_app.py": "import streamlit as st\n",
+                                  "requirements.txt": "no-such-package-stcloud-mcp==9.9\n"})
+    sup = SupervisorProcess(ctx.settings, tmp_path / "supervisor.log").start()
+
+    async def scenario() -> None:
+        async with session(f"http://localhost:{ctx.settings.port}", token, tmp_path) as mcp:
+            wrong = error_text(await mcp.call_tool("deploy", {"repo_url": broken.url,
+                                                              "main_file": "nope.py"}))
+            assert "(field: main_file) [422]" in wrong and "Correct that argument" in wrong
+            app = data(await mcp.call_tool("deploy", {"repo_url": broken.url}))
+            got = data(await mcp.call_tool("status", {"app_id": app["id"],
+                                                      "wait_seconds": 180}))
+            assert got["state"] == "build_failed", got
+            assert "no-such-package-stcloud-mcp" in got["build_log_tail"]
+
+    try:
+        anyio.run(scenario)
+    finally:
+        sup.stop()
