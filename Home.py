@@ -36,6 +36,8 @@ from backend.errors import BackendError
 from backend.github import accounts as github
 from backend.platform import inbox
 from backend.platform import supervisor_report as platform
+from backend.signin_target import QUERY_PARAM as SIGN_IN_FOR
+from backend.signin_target import sign_in_target
 from pages.dashboard import _ui as ui
 
 # Panel mode (Manage app overlay) ---------------------------------------------------------
@@ -84,6 +86,7 @@ SIGN_IN_FIELDS = {"Form name": "Sign in", "Username": "Username", "Password": "P
 COOKIE_PENDING = "_sign_in_cookie_pending"  # also set by pages/dashboard/account.py
 SESSION_STARTED = "_session_started_at"  # epoch seconds; also set by account.py
 COOKIE_DAYS = 7
+NOTICE_KEY = "_sign_in_notice"  # why the sign-in form shows: kept until someone signs in
 PASSWORD_CHANGED = "Your password was changed; sign in again."
 ss = st.session_state
 
@@ -138,13 +141,31 @@ def limit_password_checks() -> None:
     model.check_credentials = check_credentials
 
 
+def target_notice() -> None:
+    """Sent here from an app (the proxy's `?signin_for=<subdomain>`): which app, whether it is
+    private (from the database), and that signing in goes back to it."""
+    target = sign_in_target(ctx, st.query_params.get(SIGN_IN_FOR))
+    if target is None:
+        return
+    if target.private:
+        st.warning(f"**{ui.md(target.subdomain)}** is a private app: sign in with an account "
+                   "that may view it. You go back to the app once you are signed in.",
+                   icon=":material/lock:")
+    else:
+        st.info(f"Sign in to continue to **{ui.md(target.subdomain)}**. You go back to the "
+                "app once you are signed in.", icon=":material/login:")
+
+
 def sign_in(notice: str) -> None:
     _, middle, _ = st.columns([1, 1.4, 1])
     with middle:
         st.title(f"{ui.PAGE_ICON} {ui.PRODUCT}")
         st.caption("Deploy, manage and share Streamlit apps from your git repositories.")
         if notice:
-            st.info(notice)
+            ss[NOTICE_KEY] = notice  # the cookie components' reruns must not drop it
+        if ss.get(NOTICE_KEY):
+            st.info(ss[NOTICE_KEY], icon=":material/logout:")
+        target_notice()
         limit_password_checks()
         # Set before login(): the rest of this run may not happen (the cookie component's
         # first value reruns the script as soon as anything is drawn), and a session whose
@@ -168,10 +189,10 @@ def sign_in(notice: str) -> None:
             st.error("Wrong username or password. Check both and try again; if you forgot "
                      "your password, ask an admin to reset it.")
         elif auth.initial_password_file(ctx).exists():
-            st.info(f"First start: sign in as **{ui.md(ctx.settings.admin_username)}** with "
-                    "the password the server wrote to "
-                    f"`{auth.initial_password_file(ctx)}`, then change it on the Account "
-                    "page.")
+            # Where the file is stays with the operator (the console at start): visitors
+            # learn nothing about the server's files.
+            st.caption("First start? The operator who started the server has the first "
+                       "admin's credentials.")
         ui.page_link(ui.STATUS, label="Service status", icon=ui.ICON["status"])
 
 
@@ -189,13 +210,16 @@ if ss.get("authentication_status"):
     if notice:
         ss.pop(COOKIE_PENDING, None)
 
-if not ss.get("authentication_status") and page.url_path == "status":
-    page.run()  # the public status page: a summary, without signing in
+if not ss.get("authentication_status") and page.url_path == "status" and \
+        cookie_issued_at() is None:
+    page.run()  # the public status page: a summary, for whoever has no sign-in cookie
     st.stop()
 if not ss.get("authentication_status"):
     sign_in(notice)
     if ss.get("authentication_status"):  # signed in just now: with the form or a cookie
         ss[COOKIE_PENDING] = True
+        ss.pop(NOTICE_KEY, None)
+        st.query_params.pop(SIGN_IN_FOR, None)
 user = ui.signed_in_user(ctx) if ss.get("authentication_status") else None
 if user is None:
     st.stop()

@@ -88,7 +88,8 @@ def ensure_first_admin(ctx: Context) -> tuple[str, str] | None:
     """Create the first admin with a random password when there are no users yet.
 
     Returns (username, password) when it created one, else None. The password is also kept
-    in `<data_dir>/initial_admin_password` (mode 0600) until the admin changes it.
+    in `<data_dir>/initial_admin_password` (mode 0600) until the admin changes it, as two
+    labelled lines (`initial_password_text`), so neither is taken for the other.
     """
     with session_scope(ctx.engine) as s:
         if s.exec(select(User).limit(1)).first():
@@ -99,8 +100,16 @@ def ensure_first_admin(ctx: Context) -> tuple[str, str] | None:
     path = ctx.settings.data_dir / INITIAL_PASSWORD_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(f"{username}\n{password}\n")
+        fh.write(initial_password_text(username, password))
     return username, password
+
+
+def initial_password_text(username: str, password: str) -> str:
+    """The initial_admin_password file's content: `username: …` and `password: …` lines and
+    what to do with them."""
+    return (f"username: {username}\npassword: {password}\n"
+            "# Sign in to the dashboard with these, then change the password on the Account "
+            "page;\n# this file is deleted then.\n")
 
 
 def initial_password_file(ctx: Context) -> Path:

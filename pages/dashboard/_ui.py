@@ -73,11 +73,27 @@ FLASH_KEY = "_flash"
 
 # - streamlit-authenticator's cookie manager renders invisible components keyed init, set
 #   and delete (extra_streamlit_components.CookieManager); each would leave a blank line.
-# - the "︙" menus of the app list (popovers keyed menu_<id>) show no expand chevron.
+# - the "︙" menus of the app list (popovers keyed menu_<id>) show no expand chevron, and
+#   their entries (buttons, links) share one height and gap.
+# - a failure's short reason in the app list (reason_<id>) stays on one line.
+# - the workspace select shows no red focus ring once chosen.
 GLOBAL_CSS = """<style>
 .st-key-init, .st-key-set, .st-key-delete { display: none; }
 [class*="st-key-menu_"] [data-testid="stPopoverButton"] div[aria-hidden="true"] {
   display: none;
+}
+.st-key-current_workspace [data-baseweb="select"] > div:focus-within {
+  border-color: rgba(49, 51, 63, 0.2);
+  box-shadow: none;
+}
+[class*="st-key-reason_"] p {
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
+}
+[data-testid="stPopoverBody"] [data-testid="stVerticalBlock"] { gap: 0.25rem; }
+[data-testid="stPopoverBody"] [data-testid="stPageLink"] a,
+[data-testid="stPopoverBody"] [data-testid="stLinkButton"] a,
+[data-testid="stPopoverBody"] [data-testid="stBaseButton-tertiary"] {
+  padding: 0.25rem 0.5rem; margin: 0; min-height: 2rem; justify-content: flex-start;
 }
 </style>"""
 
@@ -205,12 +221,36 @@ def status_label(state: str) -> str:
     return f"{icon} {label}"
 
 
-def status_badge(app: Any, where: Any = st) -> None:
-    """The app's state as a coloured badge; its reason in the tooltip (failures spell it out)."""
+_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+~-]+/)+([\w.@+~-]*)")
+SHORT_REASON_CHARS = 80
+
+
+def short_reason(reason: str | None, limit: int = SHORT_REASON_CHARS) -> str:
+    """The first line of a state reason, each absolute path cut to its last part (the
+    server's own folders mean nothing to the reader), at most `limit` characters."""
+    first = next((line.strip() for line in (reason or "").splitlines() if line.strip()), "")
+    first = _PATH.sub(lambda m: m.group(1) or "…", first)
+    return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
+
+
+def red_lines(text: str) -> str:
+    """`text` in red Markdown, line by line: a `:red[...]` cannot span a blank line."""
+    return "  \n".join(f":red[{md(line)}]" for line in text.splitlines() if line.strip())
+
+
+def status_badge(app: Any, where: Any = st, *, detail: bool = True) -> None:
+    """The app's state as a coloured badge, the short reason in its tooltip. A failure's
+    reason below it: whole with `detail` (the app's own pages), else its short form on one
+    line (cut with an ellipsis by GLOBAL_CSS, in the app list)."""
     _, _, colour = _STATUS.get(app.state, ("", "", "gray"))
-    where.badge(status_label(app.state), color=colour, help=app.state_reason or None)
-    if app.state in FAILED_STATES and app.state_reason:
-        where.caption(f":red[{md(app.state_reason)}]")
+    short = short_reason(app.state_reason)
+    where.badge(status_label(app.state), color=colour, help=short or None)
+    if app.state not in FAILED_STATES or not short:
+        return
+    if detail:
+        where.caption(red_lines(app.state_reason))
+    else:
+        where.container(key=f"reason_{app.id}").caption(f":red[{md(short)}]", help=short)
 
 
 def is_busy(app: Any) -> bool:

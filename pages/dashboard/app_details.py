@@ -9,7 +9,9 @@ the app is in the oven.
 Memory usage: an Altair line of the app's memory over the chosen range (backend.analytics.usage: the
 supervisor samples each running app every `usage_sample_interval` s; long ranges come
 downsampled to at most 500 points, the line is the mean and the tooltip shows the peak)
-with its memory limit as a dashed rule. `memory_chart` is pure, so tests read its spec.
+with its memory limit as a dashed rule, and below it the last sample: "Latest" while the
+app runs, the figure "at the time it stopped" once it is stopped (`memory_caption`).
+`memory_chart` and `memory_caption` are pure, so tests read them.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ USAGE_RANGES = {"Last hour": 1.0, "Last 24 hours": 24.0, "Last 7 days": 24.0 * 7
                 "Last 14 days": 24.0 * 14}
 USAGE_RANGE_KEY = "usage_range"
 MIB = 1 << 20
+STOPPED_STATES = frozenset({"crashed", "stopped", "sleeping", "build_failed", "deleting"})
 
 
 def memory_chart(series: usage.UsageSeries) -> alt.LayerChart | alt.FacetChart:
@@ -145,17 +148,37 @@ def memory_section(ctx: Context, user: Any, app_id: int) -> None:
                    "runs, every minute by default.")
         return
     st.altair_chart(memory_chart(series), width="stretch")
+    try:
+        state = app_service.get_app(ctx, user, app_id).state
+    except NotFound:
+        return
     latest = series.points[-1]
-    st.caption(f"Latest: {latest.memory_bytes / MIB:,.0f} MiB of "
-               f"{latest.memory_limit_bytes / MIB:,.0f} MiB"
+    st.caption(memory_caption(state, latest.memory_bytes, latest.memory_limit_bytes,
+                              ui.relative_time(latest.at))
                + (" · downsampled: each point is the mean of its interval"
                   if series.downsampled else ""))
 
 
-ctx, user = ui.page_context()
-st.title("App details")
-app_id = ui.app_picker(ctx, user)
-if app_id is not None:
-    ui.live("app_detail", functools.partial(live_part, ctx, user, app_id))
-    memory_section(ctx, user, app_id)
-actions.confirm_dialogs(ctx, user, after_delete=ui.MY_APPS)
+def memory_caption(state: str, memory: int, limit: int, when: str) -> str:
+    """The last sample's figure: current while the app runs, else the figure of when it
+    stopped (an app stopped over its limit uses no memory now)."""
+    figure = f"{memory / MIB:,.0f} MiB of {limit / MIB:,.0f} MiB"
+    if state == "over_limit":
+        return f"When it was stopped over its memory limit ({when}): {figure}"
+    if state in STOPPED_STATES:
+        return f"At the time it stopped ({when}): {figure}; it uses no memory now"
+    return f"Latest: {figure}"
+
+
+def main() -> None:
+    ctx, user = ui.page_context()
+    st.title("App details")
+    app_id = ui.app_picker(ctx, user)
+    if app_id is not None:
+        ui.live("app_detail", functools.partial(live_part, ctx, user, app_id))
+        memory_section(ctx, user, app_id)
+    actions.confirm_dialogs(ctx, user, after_delete=ui.MY_APPS)
+
+
+if __name__ == "__main__":  # as a page; tests import the pure parts
+    main()

@@ -1,7 +1,8 @@
 """My apps: the apps of the current workspace (switcher top right), favorites first.
 
-Each row: ☆/⭐ star, name (a link to the app), repository · branch · main file, status
-(🌙 sleeping apps get a moon button that wakes them), owner (👥 when another developer
+Each row: ☆/⭐ star, name (a link to the app; a lock when it is private), repository ·
+branch · main file, status on one line (a failure's short reason, in full on App details;
+🌙 sleeping apps get a moon button that wakes them), owner (👥 when another developer
 deployed it), last deploy time (relative, exact on hover), and the "︙" menu: Favorite,
 Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL. View-only workspaces show a
 "👁 view-only" note instead of the management actions; favorites work everywhere.
@@ -92,10 +93,13 @@ def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
                     help="Unfavorite" if favorite else "Favorite: show it at the top",
                     on_click=actions.set_favorite,
                     args=(ctx, user, app.id, not favorite, app.subdomain))
-        name.markdown(f"**[{ui.md(app.subdomain)}]({app.url})**")
+        lock = " :material/lock:" if app.visibility == "private" else ""
+        name.markdown(f"**[{ui.md(app.subdomain)}]({app.url})**{lock}",
+                      help="Private: only people invited to it, and the workspace's members, "
+                           "can open it" if lock else None)
         name.caption(f"{ui.md(app.repo_url)} · {ui.md(app.branch)} · "
                      f"{ui.md(app.main_file)}")
-        ui.status_badge(app, status)
+        ui.status_badge(app, status, detail=False)  # the whole reason is on App details
         if app.owner == user.username:
             owner.caption("by you")
         else:

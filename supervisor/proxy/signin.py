@@ -191,7 +191,7 @@ class SignIn:
                             + urlencode({"error": "login_required", "next": nxt}))
         target = "/__stcloud/authorize?" + urlencode({"app": sub, "next": nxt})
         ret = identity.sign(self.key, "return", {"u": target}, RETURN_TTL)
-        return redirect(self.dashboard_url("/"), set_cookies=(
+        return redirect(self.dashboard_url("/?" + urlencode({"signin_for": sub})), set_cookies=(
             self.cookie(identity.RETURN_COOKIE, ret, RETURN_TTL),))
 
     def _hop_page(self, request: web.Request) -> web.Response:
