@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 from backend.accounts import auth
 from backend.analytics.reports import DayPoint, app_daily_views
+from backend.context import Context
 from pages.dashboard import _ui as ui
 from pages.dashboard.analytics import daily_chart
 from pages.dashboard.app_details import MIB, memory_caption
@@ -44,7 +45,7 @@ def test_daily_chart_labels_each_bar_with_its_own_day() -> None:
     assert days == ["Dec 05", "Dec 06", "Dec 07"]
 
 
-def test_daily_views_end_today(ctx) -> None:
+def test_daily_views_end_today(ctx: Context) -> None:
     admin = auth.create_user(ctx, "ada", "ada-password", is_admin=True)
     from backend.apps import service as apps
     app = apps.deploy_app(ctx, admin, repo_url="/srv/git/ada/x.git")
@@ -63,7 +64,7 @@ def test_memory_caption_of_a_stopped_app_says_when() -> None:
         "At the time it stopped (1 hour ago): 100 MiB")
 
 
-def test_initial_password_file_is_labelled(ctx) -> None:
+def test_initial_password_file_is_labelled(ctx: Context) -> None:
     username, password = auth.ensure_first_admin(ctx) or ("", "")
     lines = auth.initial_password_file(ctx).read_text().splitlines()
     assert lines[:2] == [f"username: {username}", f"password: {password}"]
