@@ -212,3 +212,38 @@ def test_ctrl_c_while_apps_wait_their_turn_rebuilds_nothing(
     assert called == "", f"git ran during the restarts:\n{called}"
     assert build_count(ctx) == builds
     assert snapshot(ctx) == before
+
+
+def test_ctrl_c_restart_rebuilds_nothing_on_every_engine(
+        engine_settings, admin, hello_repo, tmp_path, monkeypatch) -> None:
+    """The same on each engine: the Docker engines start a new container of the kept env
+    image on the kept checkout."""
+    settings = dataclasses.replace(engine_settings, git_poll_interval=0.0,
+                                   health_timeout=180.0)
+    ctx = open_context(settings)
+    sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
+    try:
+        views = [apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain=f"e{i}")
+                 for i in range(2)]
+        for view in views:
+            app = wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"},
+                                 timeout=600, sup=sup)
+            assert app.state == "running", app.state_reason
+    finally:
+        sup.stop()
+    builds, before = build_count(ctx), snapshot(ctx)
+    calls = tmp_path / "git-calls.txt"
+    monkeypatch.setenv("PATH", recording_git(tmp_path / "bin", calls))
+    mark = last_event_id(ctx)
+    sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
+    try:
+        wait_until(lambda: all(a.state == "running" and a.runtime_state not in ("", "{}")
+                               for a in all_apps(ctx)), 300, "every app to serve again", sup)
+        assert http_get(settings.port, f"e1.localhost:{settings.port}")[0] == 200
+    finally:
+        sup.stop()
+    called = calls.read_text() if calls.exists() else ""
+    assert called == "", f"git ran during the restart:\n{called}"
+    assert build_count(ctx) == builds
+    assert snapshot(ctx) == before
+    assert len(start_windows(ctx, mark)) == 2
