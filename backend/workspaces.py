@@ -129,3 +129,23 @@ def list_workspaces(ctx: Context, user: User) -> list[tuple[Workspace, str]]:
             Membership, col(Membership.workspace_id) == Workspace.id).where(
             Membership.user_id == user.id).order_by(Workspace.name)).all()
         return [(w, r) for w, r in rows]
+
+
+def remembered_workspace(ctx: Context, user: User) -> int | None:
+    """The workspace the user last chose in the dashboard's switcher (any page, any tab),
+    or None: none chosen yet."""
+    with session_scope(ctx.engine) as s:
+        row = s.get(User, id_of(user))
+        return row.current_workspace_id if row is not None else None
+
+
+def remember_workspace(ctx: Context, user: User, workspace_id: int) -> None:
+    """Keep `workspace_id` as the user's choice; one they cannot see is refused."""
+    with session_scope(ctx.engine) as s:
+        if s.get(Workspace, workspace_id) is None:
+            raise NotFound(f"Workspace {workspace_id} does not exist.")
+        require_role(s, user, workspace_id, "viewer", "choose it")
+        row = s.get(User, id_of(user))
+        if row is not None and row.current_workspace_id != workspace_id:
+            row.current_workspace_id = workspace_id
+            s.add(row)

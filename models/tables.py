@@ -33,6 +33,9 @@ class User(SQLModel, table=True):
     # Sessions (dashboard sign-ins, their cookies) established before this time are signed
     # out; a password change or reset sets it. None: no change yet, every session counts.
     session_epoch: datetime | None = Field(default=None)
+    # The workspace the dashboard shows this user (its switcher), kept across reloads, tabs
+    # and sign-ins (backend.workspaces.remembered_workspace); None: the default one.
+    current_workspace_id: int | None = Field(default=None)
 
 
 class Workspace(SQLModel, table=True):

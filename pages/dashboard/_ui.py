@@ -29,7 +29,7 @@ from backend.accounts import auth
 from backend.apps.listing import app_choices
 from backend.apps.state import FAILED_STATES, OVEN_STATES
 from backend.context import Context, open_context
-from backend.errors import NotFound
+from backend.errors import BackendError, NotFound
 
 PRODUCT = "Streamlit Cloud (self-hosted)"
 PAGE_ICON = "☁️"
@@ -312,21 +312,30 @@ def workspace_label(name: str, role: str) -> str:
 
 def workspace_switcher(ctx: Context, user: Any, where: Any = st) -> tuple[int, str, str] | None:
     """The workspace selectbox (top right of the dashboard): (id, name, role) of the chosen
-    workspace, kept for the session across pages; None when the user has none."""
+    workspace; None when the user has none. The choice is kept for the session across pages
+    and on the server for the user (`workspaces.remember_workspace`), so a reload, a new tab
+    and the next sign-in start from it; the default is the user's personal workspace."""
     spaces = workspaces.list_workspaces(ctx, user)
     if not spaces:
         return None
     by_id = {w.id: (w.name, role) for w, role in spaces}
+    remembered = workspaces.remembered_workspace(ctx, user)
     if st.session_state.get(WORKSPACE_KEY) not in by_id:
         personal = next((w.id for w, _ in spaces if w.name == user.username), None)
         with_role = next((w.id for w, r in spaces if r != "viewer"), spaces[0][0].id)
-        st.session_state[WORKSPACE_KEY] = personal or with_role
+        st.session_state[WORKSPACE_KEY] = remembered if remembered in by_id else \
+            personal or with_role
     viewer_only = any(role == "viewer" for _, role in spaces)
     help_text = ("Apps are grouped by the owner of their repository. " +
                  (VIEW_ONLY_HELP if viewer_only else ""))
     chosen = where.selectbox(
         "Workspace", list(by_id), key=WORKSPACE_KEY, persist_state="session",
         format_func=lambda i: workspace_label(*by_id[i]), help=help_text)
+    if chosen != remembered:  # chosen here, or by a link (Analytics' ?app=)
+        try:
+            workspaces.remember_workspace(ctx, user, chosen)
+        except BackendError:
+            pass  # removed from it meanwhile: the next run offers the others
     name, role = by_id[chosen]
     return chosen, name, role
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
+
 from backend.accounts import auth
 from backend.analytics.reports import DayPoint, app_daily_views
 from backend.context import Context
@@ -68,3 +70,19 @@ def test_initial_password_file_is_labelled(ctx: Context) -> None:
     username, password = auth.ensure_first_admin(ctx) or ("", "")
     lines = auth.initial_password_file(ctx).read_text().splitlines()
     assert lines[:2] == [f"username: {username}", f"password: {password}"]
+
+
+def test_the_chosen_workspace_is_remembered_per_user(ctx: Context) -> None:
+    from backend import workspaces
+    from backend.apps import service as apps
+    from backend.errors import PermissionDenied
+    ada = auth.create_user(ctx, "ada", "ada-password")
+    bob = auth.create_user(ctx, "bob", "bob-password")
+    team = apps.deploy_app(ctx, ada, repo_url="/srv/git/team/x.git").workspace_id
+    assert workspaces.remembered_workspace(ctx, ada) is None
+    workspaces.remember_workspace(ctx, ada, team)
+    assert workspaces.remembered_workspace(ctx, ada) == team
+    assert workspaces.remembered_workspace(ctx, bob) is None
+    with pytest.raises(PermissionDenied):
+        workspaces.remember_workspace(ctx, bob, team)
+    assert workspaces.remembered_workspace(ctx, bob) is None
