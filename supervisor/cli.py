@@ -126,7 +126,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if tree is None and not args.wait:
         out(f"Follow it with: python -m supervisor.cli logs {app['id']} --build --follow")
         return 0
-    return local_deploy.follow(c, app, args.timeout, out)
+    return local_deploy.follow(c, app, args.timeout, out, build_log=not args.quiet)
 
 
 def git_bare(path: Path) -> bool:
@@ -219,6 +219,8 @@ def parser() -> argparse.ArgumentParser:
     dep.add_argument("--secrets-file", default="", help="a secrets.toml to deploy with")
     dep.add_argument("--wait", action="store_true", help="follow a URL's deploy too (a "
                      "working tree's always is) until the app answers")
+    dep.add_argument("--quiet", "-q", action="store_true", help="while following, print "
+                     "the phases only, not the build log")
     dep.add_argument("--timeout", type=float, default=900, help="stop following after this "
                      "many seconds")
     dep.set_defaults(func=cmd_deploy)

@@ -9,8 +9,9 @@ What is deployed is found in the tree, and asked for only when it is ambiguous:
   asked), else the only committed `.py` file that imports streamlit (several: asked).
 Asking needs a terminal on stdin; without one the choices are printed with the flag that
 picks one. Then `POST /apps`, and the app's state changes are printed as its build's
-phases until it runs and its URL answers (`/_stcore/health`), or it fails (the log's end
-is printed, masked as the API shows it)."""
+phases, with the build log's lines under them (`--quiet`: the phases only), until it runs
+and its URL answers (`/_stcore/health`), or it fails (with the reason; logs are masked as
+the API shows them)."""
 
 from __future__ import annotations
 
@@ -192,9 +193,29 @@ def app_answers(url: str, timeout: float = 5) -> bool:
     return resp.status == 200 and body.strip() == b"ok"
 
 
-def follow(client: Client, app: dict[str, Any], timeout: float, out: Out) -> int:
-    """Print the app's state changes until it runs and answers (0) or fails (1)."""
-    app_id, seen = app["id"], 0
+class BuildLog:
+    """The build log's lines not printed yet (as the API shows them: secrets masked)."""
+
+    def __init__(self, client: Client, app_id: int) -> None:
+        self.client, self.app_id, self.shown = client, app_id, 0
+
+    def new_lines(self) -> list[str]:
+        text: str = self.client.call("GET", f"/apps/{self.app_id}/logs?kind=build"
+                                "&max_bytes=1000000")["text"]
+        lines = text.splitlines()
+        if text and not text.endswith("\n"):
+            lines = lines[:-1]  # a line still being written
+        if len(lines) < self.shown:  # a new file: the build started again
+            self.shown = 0
+        fresh, self.shown = lines[self.shown:], len(lines)
+        return fresh
+
+
+def follow(client: Client, app: dict[str, Any], timeout: float, out: Out,
+           build_log: bool = True) -> int:
+    """Print the app's state changes (and, with `build_log`, the build log's lines under
+    them) until it runs and answers (0) or fails (1)."""
+    app_id, seen, log = app["id"], 0, BuildLog(client, app["id"])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = client.call("GET", f"/apps/{app_id}/events?limit=50")["events"]
@@ -203,14 +224,18 @@ def follow(client: Client, app: dict[str, Any], timeout: float, out: Out) -> int
                 seen = int(e["id"])
                 out(f"[{e['to_state']}] {e['reason']}".rstrip())
         view = client.call("GET", f"/apps/{app_id}")
+        if build_log and view["state"] != "queued":
+            for line in log.new_lines():
+                out(f"    {line}")
         if view["state"] == "running":
             return wait_answers(view, deadline, out)
         if view["state"] in FAILED:
-            kind = "build" if view["state"] == "build_failed" else "app"
-            tail = client.call("GET", f"/apps/{app_id}/logs?kind={kind}&max_bytes=4000")
             out(f"The app is {view['state'].replace('_', ' ')}: {view['state_reason']}")
-            if tail["text"].strip():
-                out(f"The end of its {kind} log:\n{tail['text'].rstrip()}")
+            kind = "build" if view["state"] == "build_failed" else "app"
+            if kind == "app" or not build_log:
+                tail = client.call("GET", f"/apps/{app_id}/logs?kind={kind}&max_bytes=4000")
+                if tail["text"].strip():
+                    out(f"The end of its {kind} log:\n{tail['text'].rstrip()}")
             return 1
         time.sleep(POLL)  # polling the app's state, not a synchronisation
     out(f"The app is still not running after {timeout:.0f} s; follow it with: "

@@ -72,6 +72,9 @@ def test_deploy_dot_finds_the_tree_prints_phases_and_the_url(platform, make_repo
             in out), out
     phases = [line.split("]")[0] + "]" for line in out.splitlines() if line.startswith("[")]
     assert phases[:4] == ["[queued]", "[building]", "[starting]", "[running]"], out
+    log = [line for line in out.splitlines() if line.startswith("    ")]
+    assert any("Checked out commit" in line for line in log), out
+    assert out.index("[building]") < out.index(log[0]) < out.index("[running]")
     url = f"http://dotted.localhost:{ctx.settings.port}"
     assert out.rstrip().endswith(f"The app answers at {url}"), out
     app = platform.apps()["dotted"]
@@ -195,6 +198,11 @@ def test_a_failed_build_prints_its_reason_and_log(platform, make_repo) -> None: 
     done = platform("deploy", ".", "--subdomain", "broken", cwd=repo.work)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "[building]" in done.stdout and "[build_failed]" in done.stdout
-    assert "The app is build failed:" in done.stdout
-    tail = done.stdout.split("The end of its build log:", 1)[1]
-    assert "no-such-package-stcloud-cli" in tail and "The app answers" not in done.stdout
+    assert "The app is build failed:" in done.stdout and "The app answers" not in done.stdout
+    log = [line for line in done.stdout.splitlines() if line.startswith("    ")]
+    assert any("no-such-package-stcloud-cli" in line for line in log), done.stdout
+    quiet = platform("deploy", ".", "--subdomain", "broken-quiet", "--quiet", cwd=repo.work)
+    assert quiet.returncode == 1 and "[build_failed]" in quiet.stdout
+    assert not [line for line in quiet.stdout.splitlines() if line.startswith("    ")]
+    tail = quiet.stdout.split("The end of its build log:", 1)[1]
+    assert "no-such-package-stcloud-cli" in tail
