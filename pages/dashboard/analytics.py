@@ -36,6 +36,7 @@ APP_KEY = "analytics_app"
 HANDLED_KEY = "_analytics_query_app"  # the ?app= value already applied to the widgets
 LAST_APP_KEY = "_analytics_last_app"  # the app selector's value outlives its hidden tab
 DAYS = 30
+LABEL_EVERY = 5  # days between labels on the daily chart
 CACHE_SECONDS = 2  # the proxy writes views within a second (ViewRecorder.interval)
 COLOR = "#FF4B4B"
 DASH = [6, 4]
@@ -74,12 +75,14 @@ def monthly_chart(points: Sequence[analytics.MonthPoint]) -> alt.LayerChart | al
 def daily_chart(points: Sequence[analytics.DayPoint]) -> alt.Chart:
     """Views per day: one bar per UTC day, labelled with that day. The axis is ordinal (the
     days as text, in order): on a time axis a day's bar spans to the next midnight, and the
-    browser's time zone moves the ticks, so the last bar read as tomorrow."""
+    browser's time zone moves the ticks, so the last bar read as tomorrow. Labels: today,
+    and every `LABEL_EVERY`th day before it."""
     rows = [{"day": p.day.strftime("%b %d"), "label": p.day.strftime("%a %d %B %Y"),
              "views": p.views} for p in points]
+    labelled = [r["day"] for r in rows[::-LABEL_EVERY]]  # today, back in steps
     return alt.Chart(alt.Data(values=rows)).mark_bar(color=COLOR).encode(
         x=alt.X("day:O", title="Day (UTC)", sort=None,
-                axis=alt.Axis(labelAngle=0, labelOverlap=True)),
+                axis=alt.Axis(labelAngle=0, values=labelled[::-1])),
         y=alt.Y("views:Q", title="Views", axis=alt.Axis(tickMinStep=1, format=",d")),
         tooltip=[alt.Tooltip("label:N", title="Day (UTC)"),
                  alt.Tooltip("views:Q", title="Views", format=",")])

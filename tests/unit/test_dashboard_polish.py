@@ -54,6 +54,7 @@ def test_daily_views_end_today(ctx: Context) -> None:
     now = datetime(2026, 12, 7, 23, 30, tzinfo=UTC)
     spec = daily_chart(app_daily_views(ctx, admin, app.id, days=30, now=now)).to_dict()
     assert spec["data"]["values"][-1]["day"] == "Dec 07"
+    assert spec["encoding"]["x"]["axis"]["values"][-1] == "Dec 07"  # today is labelled
 
 
 def test_memory_caption_of_a_stopped_app_says_when() -> None:
