@@ -119,3 +119,14 @@ async def hibernate(lc: Lifecycle, app_id: int, now: datetime) -> None:
     lc.transition(app_id, "sleeping",
                   f"This app has gone to sleep after {days:g} days without a view, to save "
                   "resources. Anyone can wake it up; it starts again in seconds.")
+
+
+async def sleep_now(lc: Lifecycle, app_id: int, who: str) -> None:
+    """The worker's action for a person's "put to sleep now": stop and sleep a running app,
+    whatever its idle time and visibility."""
+    app = lc.load(app_id)
+    if app is None or app.state != "running" or app.desired_state != "running":
+        return
+    await lc.stop_instance(app_id)
+    lc.transition(app_id, "sleeping", f"This app was put to sleep by {who or 'its developer'} "
+                  "to save resources. It starts again in seconds when woken up.")

@@ -48,7 +48,13 @@ from supervisor.builds import records as builds
 from supervisor.control import hibernation
 from supervisor.control.leader import Fenced, Leadership
 from supervisor.control.lifecycle import Lifecycle
-from supervisor.control.requests import enqueue_request, forget_requests, load_requests
+from supervisor.control.requests import (
+    KINDS,
+    SLEEP_NOW,
+    enqueue_request,
+    forget_requests,
+    load_requests,
+)
 from supervisor.routes import RouteTable, route_for
 from supervisor.runtimes.base import Instance, Runtime
 from supervisor.sources import checkouts
@@ -229,6 +235,9 @@ class Reconciler:
         if "sync" in mine:  # a push also resets the idle clock: it wins over sleep
             action = self.updater.sync(app_id, mine["sync"][1] or "push")
             return self._served(app_id, ("sync", "sleep"), upto, action)
+        if SLEEP_NOW in mine:  # asked by a person (backend.apps.admin_actions)
+            action = hibernation.sleep_now(self.lifecycle, app_id, mine[SLEEP_NOW][1])
+            return self._served(app_id, (SLEEP_NOW, "sleep"), upto, action)
         if "sleep" in mine:
             when = mine["sleep"][1]
             action = hibernation.hibernate(self.lifecycle, app_id,
@@ -328,7 +337,7 @@ class Reconciler:
             del self._tasks[app_id]
         known = {a.id for a in apps}
         for app_id in [i for i in pending if i not in known]:  # the app was deleted
-            await asyncio.to_thread(forget_requests, self.ctx, app_id, ("sync", "sleep"),
+            await asyncio.to_thread(forget_requests, self.ctx, app_id, KINDS,
                                     max(i for i, _ in pending[app_id].values()))
 
     async def _guarded(self, app_id: int, action: Action) -> None:

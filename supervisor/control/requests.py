@@ -1,5 +1,6 @@
 """Requests to the leader: what a process asks of an app's next action ("sync": a push was
-seen; "sleep": hibernate at a time) as `app_request` rows, so any supervisor or standalone
+seen; "sleep": hibernate at a time; "sleep_now": a person put the app to sleep, the
+argument their name) as `app_request` rows, so any supervisor or standalone
 proxy can ask and the leader's reconcile loop serves them once the app has no worker.
 """
 
@@ -13,6 +14,9 @@ from sqlmodel import col, delete, select
 from backend.context import Context
 from backend.platform.supervisor_report import wake_supervisor
 from models import AppRequest, id_of, session_scope
+
+SLEEP_NOW = "sleep_now"  # written by backend.apps.admin_actions
+KINDS = ("sync", "sleep", SLEEP_NOW)
 
 
 def enqueue_request(ctx: Context, app_id: int, kind: str, arg: Any = None) -> None:

@@ -231,6 +231,7 @@ def test_logs_follow_streams_new_lines(world: World) -> None:
 # Authorization matrix ----------------------------------------------------------------------
 CALLERS = ("none", "bad", "readonly", "viewer", "developer", "outsider", "admin", "siteadmin")
 U, S, F, N = "401", "403 scope", "403", "404"  # unauthorized, insufficient_scope, forbidden
+V = "422"  # allowed, refused for the fresh app's state (queued) or the same workspace
 MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per request
     ("GET", "/apps"): (U, U, 200, 200, 200, 200, 200, 200),
     ("POST", "/apps"): (U, U, S, F, 201, F, 201, 201),
@@ -239,6 +240,10 @@ MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per r
     ("DELETE", "/apps/{app}"): (U, U, S, F, 202, N, 202, 202),
     ("POST", "/apps/{app}/reboot"): (U, U, S, F, 202, N, 202, 202),
     ("POST", "/apps/{app}/wake"): (U, U, S, 200, 200, 200, 200, 200),  # public: anyone
+    ("POST", "/apps/{app}/sleep"): (U, U, S, F, V, N, V, V),
+    ("POST", "/apps/{app}/stop"): (U, U, S, F, F, N, F, 202),
+    ("POST", "/apps/{app}/start"): (U, U, S, 202, 202, N, 202, 202),
+    ("POST", "/apps/{app}/move"): (U, U, S, F, F, N, F, V),  # to its own workspace
     ("GET", "/apps/{app}/logs"): (U, U, 200, F, 200, N, 200, 200),
     ("GET", "/apps/{app}/events"): (U, U, 200, 200, 200, N, 200, 200),
     ("PUT", "/apps/{app}/secrets"): (U, U, S, F, 200, N, 200, 200),
@@ -261,7 +266,7 @@ BODIES = {"POST /apps": {"json": {"repo_url": REPO}},
           "PUT /workspaces/{ws}/members/spare": {"json": {"role": "viewer"}},
           "POST /notifications/read": {"json": {"all": True}}}
 ERROR_CODES = {U: (401, "unauthorized"), S: (403, "insufficient_scope"),
-               F: (403, "forbidden"), N: (404, "not_found")}
+               F: (403, "forbidden"), N: (404, "not_found"), V: (422, "invalid")}
 
 
 def test_authorization_matrix(world: World) -> None:
@@ -275,6 +280,8 @@ def test_authorization_matrix(world: World) -> None:
                 if "{app}" in path:
                     path = path.replace("{app}", str(world.new_app()))
                 kwargs = BODIES.get(f"{method} {template}", {})
+                if template.endswith("/move"):
+                    kwargs = {"json": {"workspace_id": world.workspace_id}}
                 r = await c.request(method, path, headers=auth(world, caller), **kwargs)
                 body = await r.json()
                 status, code = ERROR_CODES.get(expected, (expected, None))  # type: ignore

@@ -1,13 +1,15 @@
-"""`/apps` and `/apps/{app_id}`: list, deploy, read, change, delete, reboot and wake apps."""
+"""`/apps` and `/apps/{app_id}`: list, deploy, read, change, delete, reboot and wake apps;
+put one to sleep now, stop it and move it to another workspace (`backend.apps.admin_actions`
+says who may)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from backend.apps import admin_actions, sharing
 from backend.apps import deploy as deploy_usecase
 from backend.apps import service as app_service
 from backend.apps import settings as app_settings
-from backend.apps import sharing
 from backend.context import Context
 from supervisor.api.support import MAX_ID, ApiError, json_body, ok, path_int, query_int
 from supervisor.api.v1.endpoint import DEFAULT_LIMIT, MAX_LIMIT, Endpoint, call, user_of
@@ -83,6 +85,32 @@ async def wake(ctx: Context, request: web.Request) -> web.Response:
     return ok({"id": app_id, "state": state}, 202 if state == "starting" else 200)
 
 
+async def sleep(ctx: Context, request: web.Request) -> web.Response:
+    return ok(await call(admin_actions.sleep_now, ctx, user_of(request),
+                         path_int(request, "app_id")), 202)
+
+
+async def stop(ctx: Context, request: web.Request) -> web.Response:
+    return ok(await call(admin_actions.stop, ctx, user_of(request),
+                         path_int(request, "app_id")), 202)
+
+
+async def start(ctx: Context, request: web.Request) -> web.Response:
+    return ok(await call(admin_actions.wake, ctx, user_of(request),
+                         path_int(request, "app_id")), 202)
+
+
+async def move(ctx: Context, request: web.Request) -> web.Response:
+    app_id = path_int(request, "app_id")
+    body = await json_body(request)
+    target = body.get("workspace_id")
+    if set(body) != {"workspace_id"} or not isinstance(target, int) or isinstance(target, bool) \
+            or not 1 <= target <= MAX_ID:
+        raise ApiError(422, "invalid", "The body is {\"workspace_id\": <id>}.",
+                       field="workspace_id")
+    return ok(await call(admin_actions.move, ctx, user_of(request), app_id, target))
+
+
 async def delete(ctx: Context, request: web.Request) -> web.Response:
     app_id = path_int(request, "app_id")
     await call(app_service.delete_app, ctx, user_of(request), app_id)
@@ -99,4 +127,11 @@ ENDPOINTS = [
     Endpoint("DELETE", "/apps/{app_id}", delete, "deploy", "Delete an app"),
     Endpoint("POST", "/apps/{app_id}/reboot", reboot, "deploy", "Reboot an app"),
     Endpoint("POST", "/apps/{app_id}/wake", wake, "deploy", "Wake a sleeping app"),
+    Endpoint("POST", "/apps/{app_id}/sleep", sleep, "deploy",
+             "Put a running app to sleep now (its developers, admins)"),
+    Endpoint("POST", "/apps/{app_id}/stop", stop, "deploy", "Stop an app (admins)"),
+    Endpoint("POST", "/apps/{app_id}/start", start, "deploy",
+             "Start a stopped app or wake a sleeping one"),
+    Endpoint("POST", "/apps/{app_id}/move", move, "deploy",
+             "Move an app to another workspace (admins)", "json"),
 ]
