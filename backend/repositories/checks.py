@@ -181,9 +181,18 @@ MAX_GIT_MESSAGE = 2048
 def _explain(stderr: str, repo_url: str, branch: str) -> ValidationError:
     """The explanation of a failed check clone (`backend.apps.failures`, as a deploy's clone
     says it) with git's whole message, bounded, under the field at fault."""
+    if repo_url.startswith("/") and not _is_repository(Path(repo_url)):
+        return ValidationError("repo_url", f"There is no git repository at {repo_url}. Check "
+                               "the path for a typo, or make one there (git init, then commit "
+                               "the app) and deploy again.")
     found = failures.explain("clone", stderr, repo=repo_url, branch=branch)
     lowered = stderr.lower()
     field = "branch" if "remote branch" in lowered and "not found" in lowered else "repo_url"
     quoted = stderr.encode()[:MAX_GIT_MESSAGE].decode(errors="ignore").strip()
     said = f"\n\ngit said:\n{quoted}" if quoted else ""
     return ValidationError(field, f"{found.summary} {found.fix}{said}")
+
+
+def _is_repository(path: Path) -> bool:
+    """Whether `path` on this server looks like a git repository (bare or with a work tree)."""
+    return (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
