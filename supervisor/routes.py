@@ -51,6 +51,10 @@ class Route:
     # Every replica's address when the instance has several (swarm_replicas > 1; the proxy
     # pins each browser to one, supervisor/proxy/sticky.py); empty means just `address`.
     addresses: tuple[tuple[str, int], ...] = ()
+    # The hash of the process-runtime environment (under settings.envs_path) the instance
+    # runs in, whose Streamlit static files the proxy serves itself
+    # (supervisor/proxy/static_files.py); "" for other engines.
+    static_env: str = ""
 
     @property
     def serving(self) -> bool:
@@ -105,10 +109,22 @@ def _addresses(app: App) -> tuple[tuple[str, int] | None, tuple[tuple[str, int],
     return address, every
 
 
+def _static_env(app: App, address: tuple[str, int] | None) -> str:
+    """The app's environment hash when its serving instance is the process runtime's (the
+    one engine whose environments are directories on this host), else ""."""
+    if address is None or not app.env_hash:
+        return ""
+    try:
+        engine = json.loads(app.runtime_state or "{}").get("engine")
+    except (ValueError, AttributeError):
+        return ""
+    return app.env_hash if engine == "process" else ""
+
+
 def route_for(app: App) -> Route:
     address, every = _addresses(app) if app.state == "running" else (None, ())
     return Route(app_id=id_of(app), subdomain=app.subdomain, state=app.state,
-                 address=address, addresses=every,
+                 address=address, addresses=every, static_env=_static_env(app, address),
                  reason=app.state_reason, visibility=app.visibility,
                  workspace_id=app.workspace_id)
 

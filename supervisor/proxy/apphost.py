@@ -27,6 +27,7 @@ from supervisor.proxy.endpoints import PROGRESS_STATES
 from supervisor.proxy.forward import Forwarder
 from supervisor.proxy.hosts import RESERVED_PREFIX, is_reserved, typed_host
 from supervisor.proxy.services import Services
+from supervisor.proxy.static_files import StaticFiles
 from supervisor.proxy.sticky import Sticky
 from supervisor.proxy.upstream import (
     PLAIN,
@@ -74,6 +75,7 @@ class AppHost:
         self.sticky = sticky
         self.domain = settings.domain.lower().rstrip(".")
         self.watch = StateWatch(self.route, services.access.key if services else b"")
+        self.static = StaticFiles(settings.envs_path)
 
     def route(self, sub: str) -> Route | None:
         """The route of `sub` as this proxy acts on it: the table's, or the state one of our
@@ -167,6 +169,12 @@ class AppHost:
     async def _forward_app(self, request: web.Request, route: Route,
                            how: Forwarding) -> web.StreamResponse:
         assert route.address is not None
+        if route.static_env:  # Streamlit's own files, from the app's environment
+            tags = how.inject if how.inject and inject.may_be_page(request) else None
+            static = await self.static.response(request, route.static_env, tags,
+                                                tuple(how.set_cookies))
+            if static is not None:
+                return static
         upstreams = route.upstreams
         if len(upstreams) < 2:
             try:
