@@ -1,8 +1,9 @@
 """App actions of the dashboard's pages: reboot and delete (each confirmed in a dialog that
-says what happens), wake (the moon) and favorite. Buttons call these as callbacks, or ask
-for a confirmation that `confirm_dialogs` renders in the page body on the next run (a
-dialog cannot open from inside a fragment's rerun). Everything goes through `backend`,
-which checks the user's role again.
+says what happens), wake (the moon) and favorite; on App details, put to sleep now (the
+app's developers), stop, start and move to another workspace (server admins). Buttons
+call these as callbacks, or ask for a confirmation that `confirm_dialogs` renders in the
+page body on the next run (a dialog cannot open from inside a fragment's rerun).
+Everything goes through `backend`, which checks the user's role again.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend.apps import favorites
+from backend import workspaces
+from backend.apps import admin_actions, favorites
 from backend.apps import service as app_service
 from backend.context import Context
 from backend.errors import BackendError
@@ -54,6 +56,57 @@ def wake(ctx: Context, user: Any, app_id: int, subdomain: str) -> None:
         flash(f"Waking {subdomain} up: it is back in a few seconds.", "toast")
     else:
         flash(f"{subdomain} is not sleeping ({status_label(state)}).", "toast")
+
+
+def lifecycle(ctx: Context, user: Any, app_id: int, subdomain: str, action: str) -> None:
+    """Put to sleep now, start (a stopped app) or stop (`backend.apps.admin_actions`)."""
+    calls = {"sleep": (admin_actions.sleep_now, "is going to sleep: the next visitor can "
+                       "wake it up."),
+             "start": (admin_actions.wake, "is starting from its checkout."),
+             "stop": (admin_actions.stop, "is stopping; it stays stopped until started.")}
+    call, said = calls[action]
+    try:
+        call(ctx, user, app_id)
+    except BackendError as e:
+        flash(str(e))
+    else:
+        flash(f"{subdomain} {said}", "toast")
+
+
+def move(ctx: Context, user: Any, app_id: int, key: str) -> None:
+    """Move the app to the workspace chosen in the selectbox `key` (server admins)."""
+    try:
+        view = admin_actions.move(ctx, user, app_id, int(st.session_state[key]))
+    except BackendError as e:
+        flash(str(e))
+    else:
+        flash(f"{view.subdomain} is now in workspace {view.workspace}.", "toast")
+
+
+def lifecycle_buttons(ctx: Context, user: Any, app: Any) -> None:
+    """Sleep now for the app's developers; stop/start and move for server admins."""
+    if not app.can_manage:
+        return
+    cols = st.columns(3, vertical_alignment="bottom")
+    if app.state == "running" and app.desired_state == "running":
+        cols[0].button("Put to sleep now", key=f"sleep_{app.id}", icon="🌙",
+                       on_click=lifecycle, args=(ctx, user, app.id, app.subdomain, "sleep"))
+    if app.desired_state == "stopped" or app.state == "stopped":
+        cols[1].button("Start", key=f"start_{app.id}", icon=":material/play_arrow:",
+                       on_click=lifecycle, args=(ctx, user, app.id, app.subdomain, "start"))
+    elif getattr(user, "is_admin", False):
+        cols[1].button("Stop (admin)", key=f"stop_{app.id}", icon=":material/stop:",
+                       on_click=lifecycle, args=(ctx, user, app.id, app.subdomain, "stop"))
+    if getattr(user, "is_admin", False):
+        spaces: dict[int, str] = {w.id: w.name for w, _ in workspaces.list_workspaces(
+            ctx, user) if w.id is not None and w.id != app.workspace_id}
+        if spaces:
+            key = f"move_to_{app.id}"
+            with cols[2].popover("Move (admin)", icon=":material/drive_file_move:"):
+                st.selectbox("To workspace", list(spaces), key=key,
+                             format_func=lambda i: spaces[i])
+                st.button("Move", key=f"move_{app.id}", on_click=move,
+                          args=(ctx, user, app.id, key))
 
 
 def ask_delete(app_id: int) -> None:

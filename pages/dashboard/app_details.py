@@ -48,6 +48,7 @@ def action_bar(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
                    on_click=actions.ask_reboot, args=(app.id,))
     cols[3].button("Delete", key="detail_delete", icon=ui.ICON["delete"],
                    on_click=actions.ask_delete, args=(app.id,))
+    actions.lifecycle_buttons(ctx, user, app)
 
 
 def python_fact(app: Any) -> str:
