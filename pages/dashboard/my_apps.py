@@ -93,7 +93,7 @@ def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
                     help="Unfavorite" if favorite else "Favorite: show it at the top",
                     on_click=actions.set_favorite,
                     args=(ctx, user, app.id, not favorite, app.subdomain))
-        lock = " :material/lock:" if app.visibility == "private" else ""
+        lock = " 🔒" if app.visibility == "private" else ""
         name.markdown(f"**[{ui.md(app.subdomain)}]({app.url})**{lock}",
                       help="Private: only people invited to it, and the workspace's members, "
                            "can open it" if lock else None)
