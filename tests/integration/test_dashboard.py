@@ -404,7 +404,7 @@ def test_deploy_checks_the_branch_and_main_file_before_anything_is_queued(
     at = fill_deploy(at, main_file="app.py", branch="nope")
     assert "branch 'nope' does not exist" in error_under(at, "Branch")
     at = fill_deploy(at, repo=str(tmp_path / "missing.git"), branch="main")
-    assert "could not be read" in error_under(at, "Repository")
+    assert "There is no git repository at" in error_under(at, "Repository")
     assert apps.list_apps(dash.ctx, dash.admin) == []
     at = fill_deploy(at, repo=repo)
     assert [a.main_file for a in apps.list_apps(dash.ctx, dash.admin)] == ["app.py"]
