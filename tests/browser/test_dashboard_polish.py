@@ -34,6 +34,7 @@ from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, 
 
 PASSWORD = "polish-password"
 TIMEOUT = 30_000
+TIMEZONE = "Asia/Tokyo"
 LINE_HEIGHT = 32  # px: one line of a caption
 ROW_HEIGHT = 160  # px: the name and the three lines the test's long repository path takes
 BROKEN_REQUIREMENTS = "streamlit\nthis is not a requirement !!\n"
@@ -96,8 +97,9 @@ def polish(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path,
         sup.stop()
 
 
-def new_page(polish: Polish) -> Any:
-    context = polish.browser.new_context(viewport={"width": 1280, "height": 800})
+def new_page(polish: Polish, timezone: str = "UTC") -> Any:
+    context = polish.browser.new_context(viewport={"width": 1280, "height": 800},
+                                         timezone_id=timezone)
     context.set_default_timeout(TIMEOUT)
     return context.new_page()
 
@@ -213,7 +215,7 @@ def test_the_workspace_survives_a_reload_and_a_new_tab(polish: Polish) -> None:
 def test_the_daily_chart_ends_today(polish: Polish) -> None:
     now = datetime.now(UTC)
     record_views(polish.ctx, [(polish.broken, "u:1", now)])
-    page = new_page(polish)
+    page = new_page(polish, TIMEZONE)  # ahead of UTC: local midnights fall inside UTC days
     sign_in(page, polish)
     page.goto(polish.url(path=f"/analytics?app={polish.broken}"))
     expect()(page.get_by_role("heading", name="Daily views, last 30 days")).to_be_visible()
