@@ -196,3 +196,14 @@ def _explain(stderr: str, repo_url: str, branch: str) -> ValidationError:
 def _is_repository(path: Path) -> bool:
     """Whether `path` on this server looks like a git repository (bare or with a work tree)."""
     return (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
+
+
+def run_git(args: list[str], deadline: float) -> str:
+    """Git `args` run as the checks run it (bounded by the monotonic `deadline`); raises
+    `GitFailed` with git's words, or `TimeoutError`."""
+    return _git(args, None, deadline, time.monotonic())
+
+
+def explain_failure(stderr: str, repo_url: str, branch: str = "") -> ValidationError:
+    """The `ValidationError` a failed fetch of `repo_url` is shown as (see `_explain`)."""
+    return _explain(stderr, repo_url, branch)

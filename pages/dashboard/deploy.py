@@ -2,7 +2,11 @@
 "Advanced settings".
 
 The fields are plain widgets rather than an `st.form`, so that the subdomain suggestion,
-its availability and the resulting URL follow what is typed. On Deploy, before anything is
+its availability and the resulting URL follow what is typed, and the repository, branch
+and main file are checked as they are typed: the repository's branches and the branch's
+Python files (subfolders included, offered as a list) come from
+`backend.repositories.live`, cached per repository and branch for a few seconds so typing
+does not run git per key. On Deploy, before anything is
 queued, `backend.apps.deploy.deploy` (the API's and the CLI's deploy too) checks the fields,
 the secrets as TOML, that the branch exists and has the main file (a shallow, blob-less
 clone, time-bounded), that the dependency file parses and that the runtime offers what the
@@ -32,6 +36,7 @@ from backend.context import Context
 from backend.errors import BackendError, NotFound, ValidationError
 from backend.github import accounts as github
 from backend.github import deploy as github_deploy
+from backend.repositories import live
 from backend.validation import repo_owner_and_name, validate_subdomain
 from pages.dashboard import _ui as ui
 
@@ -201,7 +206,8 @@ def deploy_form(ctx: Context, user: Any) -> None:
 
 
 def url_fields(ctx: Context) -> str:
-    """The repository URL, branch and main file inputs; the repository typed."""
+    """The repository URL, branch and main file inputs, checked as they are typed
+    (`backend.repositories.live`); the repository typed."""
     local = " or an absolute path to a repository on this server" \
         if ctx.settings.allow_local_repos else ""
     st.text_input(
@@ -211,20 +217,86 @@ def url_fields(ctx: Context) -> str:
              "repository's owner becomes the app's workspace.")
     field_error("repo_url")
     repo = ss["deploy_repo"].strip()
-    if repo:
+    names, repo_problem = repo_branches(ctx, repo)
+    if repo_problem:
+        live_problem("repo_url", repo_problem)
+    elif repo:
         st.caption(f"Workspace: **{ui.md(repo_owner_and_name(repo)[0])}** "
                    "(the repository's owner)")
     left, right = st.columns(2)
     with left:
-        st.text_input("Branch", key="deploy_branch", on_change=clear_error, args=("branch",))
+        st.text_input("Branch", key="deploy_branch", on_change=clear_error, args=("branch",),
+                      live=True, help="Branches: " + ", ".join(names[:20]) if names else None)
         field_error("branch")
+        branch = ss["deploy_branch"].strip()
+        branch_ok = bool(names) and branch_check(ctx, repo, branch)
     with right:
         st.text_input("Main file path", key="deploy_main_file", on_change=clear_error,
-                      args=("main_file",),
+                      args=("main_file",), live=True,
                       help="The Python file Streamlit runs, relative to the repository "
                            "root, such as streamlit_app.py or app/main.py.")
         field_error("main_file")
+        if branch_ok:
+            main_file_check(ctx, repo, branch)
     return repo
+
+
+def live_problem(field: str, message: str) -> None:
+    """A problem found while typing, unless Deploy already put one under the field."""
+    if not ss.get(ERRORS, {}).get(field):
+        st.caption(f":red[✗ {ui.md(message)}]")
+
+
+def repo_branches(ctx: Context, repo: str) -> tuple[list[str], str]:
+    """The repository's branches, or why it cannot be read (both empty before typing)."""
+    if not repo:
+        return [], ""
+    try:
+        return live.branches(ctx, repo), ""
+    except ValidationError as e:
+        return [], str(e).split("\n\n")[0]
+
+
+def branch_check(ctx: Context, repo: str, branch: str) -> bool:
+    """Say whether the typed branch exists; True when it does."""
+    try:
+        problem = live.branch_problem(ctx, repo, branch) if branch else "Type a branch."
+    except ValidationError as e:
+        problem = str(e).split("\n\n")[0]
+    if problem:
+        live_problem("branch", problem)
+        return False
+    st.caption(":green[✓ branch found]")
+    return True
+
+
+def main_file_check(ctx: Context, repo: str, branch: str) -> None:
+    """Say whether the typed main file is on the branch; offer its Python files."""
+    main_file = ss["deploy_main_file"].strip()
+    try:
+        found = live.python_files(live.files(ctx, repo, branch))
+    except ValidationError as e:
+        live_problem("main_file", str(e).split("\n\n")[0])
+        return
+    problem = live.main_file_problem(ctx, repo, branch, main_file) if main_file else \
+        "Type or choose the main file."
+    if problem:
+        live_problem("main_file", problem)
+    else:
+        st.caption(":green[✓ file found]")
+    if found:
+        st.selectbox("Python files on this branch", found, key="deploy_main_pick",
+                     index=None, placeholder="Choose one…", on_change=pick_main_file,
+                     label_visibility="collapsed")
+
+
+def pick_main_file() -> None:
+    """The file chosen in the list becomes the main file path."""
+    picked = ss.get("deploy_main_pick")
+    if picked:
+        ss["deploy_main_file"] = picked
+        clear_error("main_file")
+    ss["deploy_main_pick"] = None
 
 
 def common_fields(ctx: Context, repo: str) -> None:
