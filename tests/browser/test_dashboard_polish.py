@@ -146,6 +146,7 @@ def test_the_sign_in_page_names_no_file_and_says_the_app_is_private(polish: Poli
     assert "signin_for=hidden" in page.url
     body = page.locator("body").inner_text()
     assert "initial_admin_password" not in body and str(polish.settings.data_dir) not in body
+    expect()(page.get_by_role("textbox", name="Password")).to_be_visible()
     docs_shot(page, "sign-in-private-app")
     screenshot(page, "polish-sign-in-private-app")
     fill_sign_in(page)
