@@ -79,7 +79,9 @@ PAGES = {
     ],
 }
 ADMIN_PAGES = {  # registered for site admins only (and before sign-in, for deep links)
-    "Server": [st.Page(ui.USERS, title="Users", icon=ui.ICON["users"], url_path="users")],
+    "Server": [st.Page(ui.USERS, title="Users", icon=ui.ICON["users"], url_path="users"),
+               st.Page("pages/dashboard/admin_settings.py", title="Server settings",
+                       icon=":material/tune:", url_path="server-settings")],
 }
 SIGN_IN_FIELDS = {"Form name": "Sign in", "Username": "Username", "Password": "Password",
                   "Login": "Sign in"}

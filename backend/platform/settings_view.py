@@ -1,0 +1,82 @@
+"""Every setting with its effective value and where that value came from, for the admin
+Settings page. Secrets (`SECRET_SETTINGS`) are never returned: only whether one is set.
+
+The sources, lowest to highest precedence, as `settings.load_settings` applies them: the
+built-in default, the TOML file (`STCLOUD_CONFIG`, else `<data_dir>/config.toml`), the
+environment (`STCLOUD_<NAME>`; `DATABASE_URL` for the database). A value that differs from
+what those give was set by the process that started the platform (an override).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.context import Context
+from backend.errors import PermissionDenied
+from backend.platform.settings import ENV_PREFIX, SECRET_SETTINGS, Settings, setting_help
+from models import User
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    name: str
+    value: str  # "(set, hidden)" / "(not set)" for a secret
+    source: str  # default, file <path>, environment <VARIABLE>, or set at start
+    help: str
+
+
+def config_file(env: dict[str, str]) -> Path | None:
+    """The TOML file `load_settings` reads for `env`, when there is one."""
+    named = env.get(ENV_PREFIX + "CONFIG")
+    if named:
+        return Path(named)
+    base = Path(env.get(ENV_PREFIX + "DATA_DIR") or Settings.data_dir)
+    candidate = base / "config.toml"
+    return candidate if candidate.exists() else None
+
+
+def _source(name: str, env: dict[str, str], from_file: dict[str, object],
+            file: Path | None) -> str:
+    variable = ENV_PREFIX + name.upper()
+    if variable in env:
+        return f"environment {variable}"
+    if name == "database_url" and env.get("DATABASE_URL"):
+        return "environment DATABASE_URL"
+    if name in from_file:
+        return f"file {file}"
+    return "default"
+
+
+def describe(settings: Settings, env: dict[str, str] | None = None) -> list[SettingRow]:
+    """The rows for `settings` as loaded from `env` (the process environment by default)."""
+    env = dict(os.environ if env is None else env)
+    file = config_file(env)
+    from_file: dict[str, object] = {}
+    if file is not None and file.is_file():
+        with open(file, "rb") as fh:
+            from_file = tomllib.load(fh)
+    helps = setting_help()
+    defaults = Settings()
+    rows = []
+    for f in dataclasses.fields(Settings):
+        value = getattr(settings, f.name)
+        source = _source(f.name, env, from_file, file)
+        if source == "default" and value != getattr(defaults, f.name):
+            source = "set at start"
+        if f.name in SECRET_SETTINGS:
+            shown = "(set, hidden)" if value else "(not set)"
+        else:
+            shown = "" if value is None else str(value)
+        rows.append(SettingRow(f.name, shown, source, helps[f.name]))
+    return rows
+
+
+def settings_for_admin(ctx: Context, user: User) -> list[SettingRow]:
+    """`describe` of the running settings, for site admins only."""
+    if not user.is_admin:
+        raise PermissionDenied("Only a server administrator can see the server's settings.")
+    return describe(ctx.settings)

@@ -1,0 +1,55 @@
+"""The Server settings page: site admins see every setting's effective value and where it
+came from (default, file, environment); secrets are never on the page; anyone else gets
+neither the page in the navigation nor its content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.errors import PermissionDenied
+from backend.platform import settings_view
+from models import Workspace, session_scope
+from tests.integration.test_dashboard import (
+    Dash,
+    add_member,
+    dash_fixture,  # noqa: F401  (the `dash` fixture)
+    open_dashboard,
+    text,
+)
+
+PAGE = "pages/dashboard/admin_settings.py"
+SECRET = "smtp-pass-never-shown-4711"
+
+
+def table(at) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+    frame = at.dataframe[0].value
+    return {row["Setting"]: (row["Value"], row["From"]) for _, row in frame.iterrows()}
+
+
+def test_admin_sees_values_and_sources_but_no_secret(dash: Dash, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('support_url = "https://help.example.org"\n')
+    monkeypatch.setenv("STCLOUD_CONFIG", str(config))
+    monkeypatch.setenv("STCLOUD_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("STCLOUD_SMTP_PASSWORD", SECRET)
+    at = open_dashboard(dash.admin, PAGE)
+    assert not at.exception, at.exception
+    rows = table(at)
+    assert rows["smtp_host"] == ("127.0.0.1", "environment STCLOUD_SMTP_HOST")
+    assert rows["support_url"] == ("https://help.example.org", f"file {config}")
+    assert rows["smtp_password"] == ("(set, hidden)", "environment STCLOUD_SMTP_PASSWORD")
+    assert rows["hibernate_after_days"][1] == "default"
+    assert SECRET not in text(at) and SECRET not in str(at.dataframe[0].value.to_dict())
+
+
+def test_non_admin_gets_no_settings(dash: Dash) -> None:
+    with session_scope(dash.ctx.engine) as s:
+        s.add(Workspace(name="team"))
+    member = add_member(dash.ctx, "member", "team", "developer")
+    with pytest.raises(PermissionDenied):
+        settings_view.settings_for_admin(dash.ctx, member)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        open_dashboard(member, PAGE)  # not registered for them at all
