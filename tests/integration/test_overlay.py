@@ -399,7 +399,8 @@ def test_silent_check_and_return_after_sign_in(ctx) -> None:  # type: ignore[no-
         # A non-silent sign-in without the dashboard cookie goes to the dashboard's form,
         # and the dashboard's pages then carry the script that brings the visitor back.
         async with env.request("GET", "/__stcloud/authorize?app=hello&next=/p", sub=None) as r:
-            assert r.status == 302 and r.headers["Location"] == f"http://localhost:{env.port}/"
+            assert r.status == 302 and r.headers["Location"] == \
+                f"http://localhost:{env.port}/?signin_for=hello"  # the form names the app
             ret = set_cookies(r)[identity.RETURN_COOKIE]
         jar = {identity.RETURN_COOKIE: ret}
         async with env.request("GET", "/", sub=None, cookies=jar, page=True) as r:
