@@ -79,7 +79,7 @@ def daily_chart(points: Sequence[analytics.DayPoint]) -> alt.Chart:
     and every `LABEL_EVERY`th day before it."""
     rows = [{"day": p.day.strftime("%b %d"), "label": p.day.strftime("%a %d %B %Y"),
              "views": p.views} for p in points]
-    labelled = [r["day"] for r in rows[::-LABEL_EVERY]]  # today, back in steps
+    labelled = [str(r["day"]) for r in rows[::-LABEL_EVERY]]  # today, back in steps
     return alt.Chart(alt.Data(values=rows)).mark_bar(color=COLOR).encode(
         x=alt.X("day:O", title="Day (UTC)", sort=None,
                 axis=alt.Axis(labelAngle=0, values=labelled[::-1])),
