@@ -15,10 +15,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.apps.sharing import validate_email
 from backend.context import Context
-from backend.errors import PermissionDenied
+from backend.errors import PermissionDenied, ValidationError
 from backend.platform.settings import ENV_PREFIX, SECRET_SETTINGS, Settings, setting_help
-from models import User
+from backend.platform.supervisor_report import wake_supervisor
+from models import EmailOutbox, User, session_scope
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,23 @@ def settings_for_admin(ctx: Context, user: User) -> list[SettingRow]:
     if not user.is_admin:
         raise PermissionDenied("Only a server administrator can see the server's settings.")
     return describe(ctx.settings)
+
+
+def queue_test_email(ctx: Context, user: User, to_addr: str) -> None:
+    """Put a test message to `to_addr` in the outbox (site admins); the supervisor's mailer
+    sends it through the configured SMTP server within `email_interval` seconds, and the
+    outbox (Status page) records whether it went."""
+    if not user.is_admin:
+        raise PermissionDenied("Only a server administrator can send a test email.")
+    if not ctx.settings.smtp_host:
+        raise ValidationError("smtp_host", "No SMTP server is configured (smtp_host): set "
+                              "STCLOUD_SMTP_HOST or smtp_host in the settings file, restart, "
+                              "then send the test again.")
+    to_addr = validate_email(to_addr)
+    with session_scope(ctx.engine) as s:
+        s.add(EmailOutbox(kind="test", to_addr=to_addr,
+                          subject=f"Test email from {ctx.settings.public_url()}",
+                          body_text=f"{user.username} sent this test from the Server settings "
+                          f"page. SMTP server: {ctx.settings.smtp_host}:"
+                          f"{ctx.settings.smtp_port}. If you read this, email works.\n"))
+    wake_supervisor(ctx)

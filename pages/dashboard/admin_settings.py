@@ -31,3 +31,17 @@ st.dataframe(
     [{"Setting": r.name, "Value": r.value, "From": r.source, "What it does": r.help}
      for r in shown],
     hide_index=True, width="stretch", key="settings_table")
+
+st.subheader("Email")
+st.caption("Send a test message through the outbox and the configured SMTP server "
+           "(smtp_host above); the supervisor sends it within a few seconds, and the Status "
+           "page's outbox says whether it went.")
+to_addr = st.text_input("Send a test email to", key="test_email_to",
+                        value=getattr(admin, "email", "") or "")
+if st.button("Send a test email", key="send_test_email", icon=":material/send:"):
+    try:
+        settings_view.queue_test_email(ctx, admin, to_addr)
+    except BackendError as e:
+        st.error(str(e), icon=ui.ICON["error"])
+    else:
+        st.success(f"Queued a test email to {ui.md(to_addr)}.")

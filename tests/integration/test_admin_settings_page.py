@@ -4,13 +4,16 @@ neither the page in the navigation nor its content."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from backend.context import open_context
 from backend.errors import PermissionDenied
 from backend.platform import settings_view
 from models import Workspace, session_scope
+from supervisor import mailer
 from tests.integration.test_dashboard import (
     Dash,
     add_member,
@@ -18,6 +21,7 @@ from tests.integration.test_dashboard import (
     open_dashboard,
     text,
 )
+from tests.support.lifecycle_support import MailSink
 
 PAGE = "pages/dashboard/admin_settings.py"
 SECRET = "smtp-pass-never-shown-4711"
@@ -53,3 +57,22 @@ def test_non_admin_gets_no_settings(dash: Dash) -> None:
         settings_view.settings_for_admin(dash.ctx, member)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         open_dashboard(member, PAGE)  # not registered for them at all
+
+
+def test_test_email_arrives_at_the_smtp_server(dash: Dash,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = MailSink().start()
+    try:
+        for name, value in sink.settings().items():
+            monkeypatch.setenv("STCLOUD_" + name.upper(), str(value))
+        at = open_dashboard(dash.admin, PAGE)
+        at.text_input(key="test_email_to").input("ops@example.org").run()
+        at.button(key="send_test_email").click().run()
+        assert "Queued a test email to ops@example.org" in text(at), text(at)
+        ctx = open_context()  # the settings the supervisor would start with
+        assert asyncio.run(mailer.send_pending(ctx)) == 1
+        [msg] = sink.matching("Test email from")
+        assert msg["To"] == "ops@example.org"
+        assert "email works" in msg.get_content()  # type: ignore[attr-defined]
+    finally:
+        sink.stop()
