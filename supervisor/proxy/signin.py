@@ -33,7 +33,8 @@ Return: when the visitor must sign in, authorize sets `stcloud_return` (signed, 
 on the dashboard host and sends the browser to the dashboard with `?signin_for=<sub>`
 (its sign-in form says which app, and whether it is private: backend/signin_target.py).
 While that cookie is valid the proxy adds `/__stcloud/return.js` to the dashboard's HTML;
-the script polls `/__stcloud/return`, which answers the authorize URL once the sign-in cookie exists.
+the script polls `/__stcloud/return`, which answers the authorize URL once the sign-in
+cookie exists.
 
 Sign-out (`POST <app>/__stcloud/logout`, CSRF): the app host's session becomes "not signed
 in", then the browser goes to `<dash>/__stcloud/logout?t=<signed>`, which deletes the
