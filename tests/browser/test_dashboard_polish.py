@@ -225,3 +225,12 @@ def test_the_daily_chart_ends_today(polish: Polish) -> None:
     days = [t for t in texts.all_text_contents() if re.fullmatch(r"[A-Z][a-z]{2} \d{2}", t)]
     assert days and days[-1] == now.strftime("%b %d"), days
     page.context.close()
+
+
+def test_signing_out_says_so(polish: Polish) -> None:
+    page = new_page(polish)
+    sign_in(page, polish)
+    page.get_by_role("button", name="Sign out").click()
+    expect()(page.get_by_role("textbox", name="Password")).to_be_visible()
+    expect()(page.get_by_text("You are signed out.")).to_be_visible()
+    page.context.close()
