@@ -113,7 +113,7 @@ def test_same_request_same_answer_everywhere(dash: Dash, api_url: str, tmp_path:
         "main_file": ({"repo_url": repo, "main_file": "missing.py"}, "main_file",
                       "There is no file 'missing.py' on branch 'main'"),
         "repository": ({"repo_url": str(tmp_path / "nowhere.git")}, "repo_url",
-                       "does not appear to be a git repository"),
+                       "There is no git repository at"),
         "requirements": ({"repo_url": bad_reqs}, "dependencies",
                          "requirements.txt line 2 is not a requirement: 'not a (req'"),
     }
