@@ -18,6 +18,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from backend.accounts import auth
@@ -47,6 +48,15 @@ def session_texts(settings: Settings, subdomain: str) -> list[str]:
     host = f"{subdomain}.localhost:{settings.port}"
     seen = asyncio.run(open_streamlit_session(f"ws://127.0.0.1:{settings.port}", host))
     return seen["texts"]
+
+
+def serving_texts(settings: Settings, subdomain: str) -> list[str]:
+    """The app's session texts once its secret shows, [] while the proxy answers for it."""
+    try:
+        texts = session_texts(settings, subdomain)
+    except aiohttp.WSServerHandshakeError:
+        return []
+    return texts if any("s3cret-value-42" in t for t in texts) else []
 
 
 def test_backup_wipe_restore_serves_app_with_its_secret(settings, admin, make_repo,
@@ -98,7 +108,10 @@ def test_backup_wipe_restore_serves_app_with_its_secret(settings, admin, make_re
         app = wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"}, timeout=180,
                              sup=sup)
         assert app.state == "running", app.state_reason
-        texts = session_texts(settings, "vault")
+        # The restored row says "running" from the backup until the first pass starts the
+        # app from a fresh checkout: wait for the app itself to answer.
+        texts = wait_until(lambda: serving_texts(settings, "vault"), 180,
+                           "the restored app to serve", sup)
         assert "token=s3cret-value-42" in texts and "env=s3cret-value-42" in texts, texts
         assert app_secrets.get_secrets(ctx, admin, view.id) == SECRET
     finally:

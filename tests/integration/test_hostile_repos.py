@@ -335,7 +335,8 @@ def test_supervisor_deploy_of_hostile_repos_leaks_nothing(ctx, admin, settings, 
                                                           monkeypatch) -> None:  # type: ignore[no-untyped-def]
     cookie_key = keys.dashboard_cookie_key(ctx)  # <data>/keys/dashboard_cookie
     password_file = settings.data_dir / "initial_admin_password"
-    password = password_file.read_text().split()[1]
+    password = next(line.split(":", 1)[1].strip() for line in
+                    password_file.read_text().splitlines() if line.startswith("password:"))
     secrets = [cookie_key, password]
     repos = {}
     for name, (dep, target) in {
