@@ -18,7 +18,7 @@ from backend.apps.log_files import app_log_path, build_log_path
 from models import App
 from supervisor.runtimes.base import EnvRef, EnvSpec, Status
 from supervisor.sources.updates import UpdateFailed, Updater
-from tests.integration.test_overlay import Env, run
+from tests.support.overlay_env import Env, run
 
 SECRET = "sk-live-7f3a9c21e5"
 APP_LOG = ("  You can now view your Streamlit app in your browser.\n"

@@ -33,8 +33,8 @@ from tests.integration.test_dashboard import (
     open_dashboard,
     text,
 )
-from tests.integration.test_overlay import Env, set_cookies
-from tests.integration.test_overlay import run as run_overlay
+from tests.support.overlay_env import Env, set_cookies
+from tests.support.overlay_env import run as run_overlay
 
 INBOX_PAGE = "pages/dashboard/inbox.py"
 

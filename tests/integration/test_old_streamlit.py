@@ -205,7 +205,7 @@ def test_proxy_counts_a_legacy_session_as_a_view(ctx) -> None:  # type: ignore
     """A browser of an old release opens `/stream` with no subprotocol: forwarded, and one
     view for its visitor."""
     from backend.accounts import identity
-    from tests.integration.test_overlay import env_services, overlay_env
+    from tests.support.overlay_env import env_services, overlay_env
 
     async def run() -> None:
         upstream = web.Application()
