@@ -14,10 +14,9 @@ from backend.errors import PermissionDenied
 from backend.platform import settings_view
 from models import Workspace, session_scope
 from supervisor import mailer
-from tests.integration.test_dashboard import (
+from tests.support.dashboard import (
     Dash,
     add_member,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
     open_dashboard,
     text,
 )

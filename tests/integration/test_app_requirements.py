@@ -23,8 +23,7 @@ from supervisor.runtimes import rootfs
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.integration.test_api import StubReconciler
-from tests.integration.test_dashboard import (  # noqa: F401
-    dash_fixture,
+from tests.support.dashboard import (
     fill_deploy,
     local_repo,
     open_dashboard,

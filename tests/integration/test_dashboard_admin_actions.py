@@ -7,13 +7,12 @@ from backend import workspaces
 from backend.apps import service as apps
 from models import Workspace, session_scope
 from pages.dashboard import _ui as ui
-from tests.integration.test_dashboard import (
+from tests.support.dashboard import (
     REPO,
     Dash,
     add_member,
     button_keys,
     click,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
     db_app,
     open_dashboard,
 )

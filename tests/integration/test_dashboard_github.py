@@ -16,10 +16,9 @@ from backend.context import Context, open_context
 from backend.github import accounts as github
 from backend.github.client import forget
 from pages.dashboard import _ui as ui
-from tests.integration.test_dashboard import (
+from tests.support.dashboard import (
     Dash,
     click,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
     open_dashboard,
     text,
 )

@@ -10,10 +10,9 @@ from streamlit.testing.v1 import AppTest
 from backend.accounts import auth
 from backend.platform import installation
 from pages.dashboard import _ui as ui
-from tests.integration.test_dashboard import (
+from tests.support.dashboard import (
     HOME,
     Dash,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
     open_dashboard,
     text,
 )

@@ -1,8 +1,8 @@
 """The dashboard's other pages under AppTest: the app list's workspaces, favorites, search
 and pages; app settings; logs; workspace members; users; status; account links.
 
-Same approach as tests/integration/test_dashboard.py (whose helpers this imports): the real Home.py,
-settings in STCLOUD_* variables, data prepared through `backend`.
+Same approach as tests/integration/test_dashboard.py (helpers in tests/support/dashboard.py):
+the real Home.py, settings in STCLOUD_* variables, data prepared through `backend`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from backend.apps.log_files import app_log_path, build_log_path
 from backend.platform.supervisor_report import PlatformInfo, write_platform
 from models import AppSecret, session_scope
 from pages.dashboard import _ui as ui
-from tests.integration.test_dashboard import (
+from tests.support.dashboard import (
     HOME,
     REPO,
     Dash,
@@ -30,7 +30,6 @@ from tests.integration.test_dashboard import (
     button_keys,
     click,
     click_in_menu,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
     db_app,
     move,
     open_dashboard,

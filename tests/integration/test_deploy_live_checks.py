@@ -11,12 +11,11 @@ import pytest
 from backend.repositories import checks, live
 from pages.dashboard import _ui as ui
 from tests.conftest import GitRepo, _git
-from tests.integration.test_dashboard import (
+from tests.support.dashboard import (
     Dash,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
     open_dashboard,
 )
-from tests.integration.test_dashboard import text as raw_text
+from tests.support.dashboard import text as raw_text
 
 
 def text(at: object) -> str:

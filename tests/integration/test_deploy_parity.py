@@ -26,9 +26,8 @@ from backend.platform.settings import PROJECT_ROOT
 from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from tests.conftest import free_port
-from tests.integration.test_dashboard import (  # noqa: F401
+from tests.support.dashboard import (
     Dash,
-    dash_fixture,
     fill_deploy,
     local_repo,
     open_dashboard,

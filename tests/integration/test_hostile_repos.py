@@ -314,7 +314,7 @@ def dashboard_text(settings, monkeypatch: pytest.MonkeyPatch, user, app_id: int)
     import streamlit as st
 
     from pages.dashboard import _ui as ui
-    from tests.integration.test_dashboard import ROOT, nodes, open_dashboard, text
+    from tests.support.dashboard import ROOT, nodes, open_dashboard, text
     for name in list(os.environ):
         if name.startswith("STCLOUD_") or name == "DATABASE_URL":
             monkeypatch.delenv(name)

@@ -26,10 +26,9 @@ from tests.integration.test_api import (
 )
 from tests.integration.test_api import auth as api_auth
 from tests.integration.test_api import run as run_api
-from tests.integration.test_dashboard import (
+from tests.support.dashboard import (
     Dash,
     click,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
     open_dashboard,
     text,
 )

@@ -31,12 +31,11 @@ from models import App, Membership, User, Workspace, session_scope
 from supervisor.api import make_api_app
 from tests.conftest import static_repo
 from tests.integration.test_api import StubReconciler, make_user
-from tests.integration.test_dashboard import (
+from tests.integration.test_dashboard_pages import open_settings
+from tests.support.dashboard import (
     Dash,
     click,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
 )
-from tests.integration.test_dashboard_pages import open_settings
 
 REPO = static_repo("team", "dash")  # a deploy reads the repository first
 DEEP_SECRETS = {

@@ -53,12 +53,11 @@ from supervisor.proxy.apphost import ENDPOINTS
 from supervisor.proxy.server import make_proxy_app
 from supervisor.routes import RouteTable
 from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo, free_port
-from tests.integration.test_dashboard import (
+from tests.support.dashboard import (
     HOME,
-    dash_fixture,  # noqa: F401  (the `dash` fixture)
     sign_in_form,
 )
-from tests.integration.test_dashboard import open_dashboard as open_dash_as
+from tests.support.dashboard import open_dashboard as open_dash_as
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 

@@ -28,7 +28,7 @@ from supervisor.control.usage_sampler import sample_once
 from supervisor.runtimes.process import ProcessRuntime
 from tests.integration.test_api import World, run, world  # noqa: F401  (the `world` fixture)
 from tests.integration.test_api import auth as api_auth
-from tests.integration.test_dashboard import REPO, Dash, dash_fixture, open_dashboard  # noqa: F401
+from tests.support.dashboard import REPO, Dash, open_dashboard
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 MIB = 1 << 20
