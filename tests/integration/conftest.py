@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from backend.accounts import auth
 from backend.context import Context
+from backend.github.client import forget
+from models import User
 from tests.support.analytics_world import World, seed_world
 from tests.support.dashboard import Dash, dashboard_env
+from tests.support.fake_github import FakeGithub
+from tests.support.github_env import ALL_SCOPES, TOKEN, github_settings
 
 
 @pytest.fixture
@@ -23,3 +28,31 @@ def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> 
 def analytics_world(ctx: Context) -> World:
     """Two workspaces of users and apps, no views yet (tests/support/analytics_world.py)."""
     return seed_world(ctx)
+
+
+@pytest.fixture
+def fake_github(tmp_path: Path) -> Iterator[FakeGithub]:
+    """A fake GitHub (REST API, OAuth and git) on 127.0.0.1; PyGithub's cached clients are
+    forgotten before and after, so none points at another test's server."""
+    server = FakeGithub(tmp_path / "github").start()
+    forget()
+    yield server
+    server.stop()
+    forget()
+
+
+@pytest.fixture
+def gctx(ctx: Context, fake_github: FakeGithub) -> Context:
+    """`ctx` with the github_* settings pointing at the fake GitHub."""
+    settings = github_settings(ctx.settings, github_base_url=fake_github.base_url,
+                               github_client_id=fake_github.client_id,
+                               github_client_secret=fake_github.client_secret)
+    return Context(settings=settings, engine=ctx.engine)
+
+
+@pytest.fixture
+def alice(gctx: Context, fake_github: FakeGithub) -> User:
+    """A user of ours, alice, who is also alice on the fake GitHub (member of org acme) with
+    a token of every scope we ask for, not yet connected."""
+    fake_github.add_user("alice", TOKEN, ALL_SCOPES, orgs=("acme",))
+    return auth.create_user(gctx, "alice", "password123", email="alice@example.com")

@@ -4,9 +4,6 @@ tests/integration/test_github.py): STCLOUD_GITHUB_BASE_URL points PyGithub at it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -14,7 +11,6 @@ from backend.accounts import api_tokens
 from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.github import accounts as github
-from backend.github.client import forget
 from pages.dashboard import _ui as ui
 from tests.support.dashboard import (
     Dash,
@@ -23,24 +19,14 @@ from tests.support.dashboard import (
     text,
 )
 from tests.support.fake_github import FakeGithub
-
-TOKEN = "ghp_alice_token"
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeGithub]:
-    server = FakeGithub(tmp_path / "github").start()
-    forget()
-    yield server
-    server.stop()
-    forget()
+from tests.support.github_env import ALL_SCOPES, TOKEN
 
 
 @pytest.fixture
-def gctx(dash: Dash, fake: FakeGithub, monkeypatch: pytest.MonkeyPatch) -> Context:
+def dash_gctx(dash: Dash, fake_github: FakeGithub, monkeypatch: pytest.MonkeyPatch) -> Context:
     """The dashboard's settings, with GitHub at the fake server and alice on it."""
-    monkeypatch.setenv("STCLOUD_GITHUB_BASE_URL", fake.base_url)
-    fake.add_user("alice", TOKEN, "repo, admin:repo_hook, read:org", orgs=("acme",))
+    monkeypatch.setenv("STCLOUD_GITHUB_BASE_URL", fake_github.base_url)
+    fake_github.add_user("alice", TOKEN, ALL_SCOPES, orgs=("acme",))
     return open_context()
 
 
@@ -48,7 +34,7 @@ def account(dash: Dash) -> AppTest:
     return open_dashboard(dash.admin, ui.ACCOUNT)
 
 
-def test_connect_with_a_token_shows_the_login_and_scopes(dash: Dash, gctx: Context) -> None:
+def test_connect_with_a_token_shows_the_login_and_scopes(dash: Dash, dash_gctx: Context) -> None:
     at = account(dash)
     assert "Not connected" in text(at)
     at.text_input(key="gh_token").input(TOKEN)
@@ -57,26 +43,26 @@ def test_connect_with_a_token_shows_the_login_and_scopes(dash: Dash, gctx: Conte
     assert "@alice" in page and "GitHub connected as @alice." in page
     assert "`admin:repo_hook`" in page and "webhook" in page  # the scope explained
     assert at.text_input(key="gh_token").value == ""
-    status = github.github_status(gctx, dash.admin)
+    status = github.github_status(dash_gctx, dash.admin)
     assert status is not None and status.login == "alice"
     at = click(at, "gh_disconnect")
-    assert github.github_status(gctx, dash.admin) is None
+    assert github.github_status(dash_gctx, dash.admin) is None
     assert "Not connected" in text(at)
 
 
-def test_a_bad_token_shows_the_error(dash: Dash, gctx: Context) -> None:
+def test_a_bad_token_shows_the_error(dash: Dash, dash_gctx: Context) -> None:
     at = account(dash)
     at.text_input(key="gh_token").input("ghp_wrong")
     at = click(at, "gh_connect")
     assert any("Bad credentials" in e.value for e in at.error)
-    assert github.github_status(gctx, dash.admin) is None
+    assert github.github_status(dash_gctx, dash.admin) is None
 
 
-def test_oauth_link_and_callback_messages(dash: Dash, fake: FakeGithub,
+def test_oauth_link_and_callback_messages(dash: Dash, fake_github: FakeGithub,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STCLOUD_GITHUB_BASE_URL", fake.base_url)
-    monkeypatch.setenv("STCLOUD_GITHUB_CLIENT_ID", fake.client_id)
-    monkeypatch.setenv("STCLOUD_GITHUB_CLIENT_SECRET", fake.client_secret)
+    monkeypatch.setenv("STCLOUD_GITHUB_BASE_URL", fake_github.base_url)
+    monkeypatch.setenv("STCLOUD_GITHUB_CLIENT_ID", fake_github.client_id)
+    monkeypatch.setenv("STCLOUD_GITHUB_CLIENT_SECRET", fake_github.client_secret)
     at = open_dashboard(dash.admin, ui.ACCOUNT, query={"github_error": "GitHub said no."})
     [button] = [b for b in at.get("link_button") if "Sign in with GitHub" in str(b.proto)]
     assert "client_id=fake-client-id" in button.proto.url and "state=" in button.proto.url
@@ -112,12 +98,14 @@ def test_api_token_needs_a_name(dash: Dash) -> None:
     assert api_tokens.list_tokens(dash.ctx, dash.admin) == []
 
 
-def test_deploy_from_github_pickers(dash: Dash, gctx: Context, fake: FakeGithub) -> None:
-    fake.add_repo("alice", "dashboards", files=["streamlit_app.py", "lib/util.py", "app.py"],
-                  branches={"main": "a" * 40, "dev": "b" * 40})
-    fake.add_repo("alice", "notes")
-    fake.add_repo("acme", "readonly", permissions={"alice": "push"})
-    github.connect_token(gctx, dash.admin, TOKEN)
+def test_deploy_from_github_pickers(dash: Dash, dash_gctx: Context,
+                                    fake_github: FakeGithub) -> None:
+    fake_github.add_repo("alice", "dashboards",
+                         files=["streamlit_app.py", "lib/util.py", "app.py"],
+                         branches={"main": "a" * 40, "dev": "b" * 40})
+    fake_github.add_repo("alice", "notes")
+    fake_github.add_repo("acme", "readonly", permissions={"alice": "push"})
+    github.connect_token(dash_gctx, dash.admin, TOKEN)
     at = open_dashboard(dash.admin, ui.DEPLOY)
     assert at.radio(key="deploy_source").value == "github"
     assert sorted(at.selectbox(key="deploy_gh_repo").options) == \
@@ -132,7 +120,7 @@ def test_deploy_from_github_pickers(dash: Dash, gctx: Context, fake: FakeGithub)
     at.selectbox(key="deploy_gh_main_file").select("app.py")
     at.text_input(key="deploy_subdomain").input("from-gh")
     at = click(at, "deploy_submit")
-    [app] = apps.list_apps(gctx, dash.admin)
+    [app] = apps.list_apps(dash_gctx, dash.admin)
     assert (app.subdomain, app.branch, app.main_file) == ("from-gh", "dev", "app.py")
     assert app.repo_url.endswith("/alice/dashboards.git")
     assert "from-gh" in text(at)
@@ -140,19 +128,20 @@ def test_deploy_from_github_pickers(dash: Dash, gctx: Context, fake: FakeGithub)
     assert "alice/dashboards" in text(at) and "updates arrive by" in text(at)
 
 
-def test_deploy_from_github_shows_errors(dash: Dash, gctx: Context, fake: FakeGithub) -> None:
-    fake.add_repo("alice", "hello", files=["streamlit_app.py"])
-    github.connect_token(gctx, dash.admin, TOKEN)
-    apps.deploy_app(gctx, dash.admin, repo_url="https://github.com/owner/x", subdomain="taken")
+def test_deploy_from_github_shows_errors(dash: Dash, dash_gctx: Context,
+                                         fake_github: FakeGithub) -> None:
+    fake_github.add_repo("alice", "hello", files=["streamlit_app.py"])
+    github.connect_token(dash_gctx, dash.admin, TOKEN)
+    apps.deploy_app(dash_gctx, dash.admin, repo_url="https://github.com/owner/x", subdomain="taken")
     at = open_dashboard(dash.admin, ui.DEPLOY)
     at.text_input(key="deploy_subdomain").input("taken")
     at = click(at, "deploy_submit")
     assert any("is taken" in e.value for e in at.error)
-    assert len(apps.list_apps(gctx, dash.admin)) == 1
+    assert len(apps.list_apps(dash_gctx, dash.admin)) == 1
 
 
-def test_git_url_mode_still_offered_when_connected(dash: Dash, gctx: Context) -> None:
-    github.connect_token(gctx, dash.admin, TOKEN)
+def test_git_url_mode_still_offered_when_connected(dash: Dash, dash_gctx: Context) -> None:
+    github.connect_token(dash_gctx, dash.admin, TOKEN)
     at = open_dashboard(dash.admin, ui.DEPLOY)
     at.radio(key="deploy_source").set_value("url").run()
     assert at.text_input(key="deploy_repo") is not None

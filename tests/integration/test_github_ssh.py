@@ -1,0 +1,161 @@
+"""git over SSH with a deploy key: the ssh command and key file, and a private repository
+cloned from a real sshd that accepts only the deploy key the fake GitHub
+(tests/support/fake_github.py) was given (supervisor/sources/git_auth.py provides git's
+environment). That test skips when sshd is missing, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from backend.apps import service as apps
+from backend.github import accounts as github
+from backend.github import deploy as github_deploy
+from backend.github.client import (
+    known_hosts_path,
+)
+from supervisor.sources import git_auth, gitsync
+from tests.conftest import free_port
+from tests.support.github_env import (
+    TOKEN,
+    app_row,
+)
+
+
+# git over SSH with the deploy key -------------------------------------------------------------
+def test_ssh_command_and_key_file(gctx) -> None:
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----"
+    with git_auth.key_env(gctx, key, port=2222) as env:
+        cmd = env["GIT_SSH_COMMAND"]
+        path = Path(cmd.split(" -i ")[1].split(" ")[0])
+        assert path.read_text() == key + "\n"
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+        for option in ("IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=accept-new",
+                       f"UserKnownHostsFile={known_hosts_path(gctx)}", "-p 2222"):
+            assert option in cmd
+    assert not path.exists()
+    with git_auth.deploy_key_env(gctx, 12345) as env:
+        assert env == {}
+
+
+class Sshd:
+    """A non-daemon sshd on 127.0.0.1 accepting only keys listed in `authorized_keys`."""
+
+    def __init__(self, root: Path, authorized_keys: Path) -> None:
+        binary = shutil.which("sshd") or "/usr/sbin/sshd"
+        if not os.path.exists(binary):
+            if os.environ.get("CI") == "true":
+                pytest.fail("sshd is missing (apt-get install -y openssh-server)")
+            pytest.skip("sshd is not installed (apt-get install -y openssh-server)")
+        root.mkdir(parents=True, exist_ok=True)
+        host_key = root / "host_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
+                       check=True)
+        self.host_public = host_key.with_suffix(".pub").read_text().split()[:2]
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir
+        self.user = getpass.getuser()
+        config = root / "sshd_config"
+        config.write_text(f"""ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile none
+AuthorizedKeysFile {authorized_keys}
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin prohibit-password
+AllowUsers {self.user}
+LogLevel VERBOSE
+""")
+        self.port = free_port()
+        self.proc = subprocess.Popen([binary, "-D", "-e", "-f", str(config), "-p",
+                                      str(self.port)], stderr=subprocess.PIPE, text=True)
+        self.log: list[str] = []
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:  # blocks until sshd says it listens (or exits)
+            self.log.append(line)
+            if f"Server listening on 127.0.0.1 port {self.port}" in line:
+                break
+        else:
+            raise RuntimeError("sshd did not start:\n" + "".join(self.log))
+        threading.Thread(target=lambda: self.log.extend(self.proc.stderr or []),
+                         daemon=True).start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def bare_repo(root: Path, owner: str, name: str, files: dict[str, str]) -> Path:
+    bare, work = root / owner / f"{name}.git", root / f"{name}-work"
+    env = {**os.environ, "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    for path, text in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    for args in (["add", "-A"], ["commit", "-q", "-m", "initial"],
+                 ["push", "-q", str(bare), "main"]):
+        subprocess.run(["git", *args], cwd=work, env=env, check=True)
+    return bare
+
+
+def clone(url: str, dest: Path, extra_env: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**gitsync._git_env(), **extra_env}  # how gitsync runs git, plus git_auth's part
+    return subprocess.run([*gitsync.GIT_BASE, "clone", "--quiet", "--depth", "1", "--", url,
+                           str(dest)], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_private_repo_cloned_over_ssh_with_the_deploy_key_only(gctx, fake_github, alice,
+                                                               tmp_path) -> None:
+    sshd = Sshd(tmp_path / "sshd", fake_github.authorized_keys)
+    try:
+        fake_github.ssh_user, fake_github.ssh_port = sshd.user, sshd.port
+        fake_github.ssh_host_keys = [" ".join(sshd.host_public)]
+        bare = bare_repo(tmp_path / "git", "alice", "secret",
+                         {"streamlit_app.py": "import streamlit as st\nst.write('hi')\n",
+                           "pages/more.py": "x = 1\n"})
+        other = bare_repo(tmp_path / "git", "alice", "other", {"x.py": ""})
+        fake_github.add_repo("alice", "secret", private=True, git_dir=bare)
+        fake_github.add_repo("alice", "other", private=True, git_dir=other)
+        github.connect_token(gctx, alice, TOKEN)
+        assert github_deploy.list_python_files(gctx, alice, "alice/secret", "main") == \
+            ["streamlit_app.py", "pages/more.py"]
+        view = github_deploy.deploy_from_github(gctx, alice, "alice/secret", "main",
+                                                "streamlit_app.py", subdomain="secret")
+        app, _, _ = app_row(gctx, view.id)
+        assert app.repo_url == f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{bare}"
+        pinned = known_hosts_path(gctx).read_text()
+        assert f"[127.0.0.1]:{sshd.port} {' '.join(sshd.host_public)}" in pinned
+        with git_auth.deploy_key_env(gctx, view.id) as env:
+            done = clone(app.repo_url, tmp_path / "clone", env)
+            assert done.returncode == 0, done.stderr + "".join(sshd.log[-20:])
+            assert "st.write('hi')" in (tmp_path / "clone" / "streamlit_app.py").read_text()
+            # The key fetches only its own repository.
+            wrong_repo = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{other}"
+            assert clone(wrong_repo, tmp_path / "other", env).returncode != 0
+        # Any other key is refused.
+        stranger, _ = github_deploy.new_key_pair("stranger")
+        with git_auth.key_env(gctx, stranger) as env:
+            refused = clone(app.repo_url, tmp_path / "stranger", env)
+        assert refused.returncode != 0 and "Permission denied" in refused.stderr
+        # Deleting the app deletes the deploy key on GitHub: the key no longer works.
+        key = github_deploy.deploy_key_for_app(gctx, view.id)
+        apps.delete_app(gctx, alice, view.id)
+        github_deploy.on_app_deleted(gctx, view.id)
+        assert fake_github.find("alice/secret").keys == {}
+        with git_auth.key_env(gctx, key) as env:  # type: ignore[arg-type]
+            assert clone(app.repo_url, tmp_path / "after", env).returncode != 0
+    finally:
+        sshd.stop()
