@@ -28,7 +28,7 @@ from supervisor.api import make_api_app
 from supervisor.proxy.limits import ConnectionGuard
 from supervisor.proxy.server import PROXY_KEY
 from tests.conftest import free_port
-from tests.integration.test_proxy import Env, proxy_env
+from tests.support.proxy_env import Env, proxy_env
 
 pytestmark = pytest.mark.timeout(120)
 HALF_OPEN = b"GET / HTTP/1.1\r\nHost: localhost\r\n"  # and then silence

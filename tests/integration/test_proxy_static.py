@@ -12,8 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,8 +32,8 @@ from supervisor.proxy.inject import OVERLAY_TAGS
 from supervisor.proxy.static_files import IMMUTABLE, MAX_FILE
 from supervisor.routes import Route, RouteTable, route_for
 from tests.conftest import free_port
-from tests.integration.test_proxy import _wait_healthy
 from tests.support import overlay_support as rows
+from tests.support.proxy_env import start_streamlit, wait_healthy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,14 +152,10 @@ def test_real_streamlit_files_come_from_the_proxy(ctx: Context, tmp_path: Path) 
     script.write_text('import streamlit as st\nst.title("Hello, static")\n')
     port = free_port()
     log_file = (tmp_path / "streamlit.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT)
+    proc = start_streamlit(script, port, log_file)
 
     async def main() -> None:
-        await _wait_healthy(port, proc)
+        await wait_healthy(port, proc)
         async with static_env(ctx, ("127.0.0.1", port)) as env, \
                 aiohttp.ClientSession(auto_decompress=False) as direct:
             async with direct.get(f"http://127.0.0.1:{port}/") as r:
