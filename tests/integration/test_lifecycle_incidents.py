@@ -32,9 +32,9 @@ from models import App, Build, EmailOutbox, User, session_scope, utcnow
 from supervisor.runtimes import cgroups
 from supervisor.runtimes.base import AppSpec, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
-from tests.integration.test_e2e import http_get, instance_alive
-from tests.integration.test_runtime_contract import wait_healthy
+from tests.support.instances import http_get, instance_alive
 from tests.support.lifecycle_support import LiveSession, MailSink
+from tests.support.runtimes import wait_healthy
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 
