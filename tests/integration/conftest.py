@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from backend.accounts import auth
 from backend.context import Context
 from backend.github.client import forget
+from backend.platform.settings import Settings
 from models import User
 from tests.support.analytics_world import World, seed_world
 from tests.support.dashboard import Dash, dashboard_env
 from tests.support.fake_github import FakeGithub
 from tests.support.github_env import ALL_SCOPES, TOKEN, github_settings
+from tests.support.runtimes import remove_docker_installation
+
+if TYPE_CHECKING:
+    from supervisor.runtimes.docker import DockerRuntime
 
 
 @pytest.fixture
@@ -56,3 +63,18 @@ def alice(gctx: Context, fake_github: FakeGithub) -> User:
     a token of every scope we ask for, not yet connected."""
     fake_github.add_user("alice", TOKEN, ALL_SCOPES, orgs=("acme",))
     return auth.create_user(gctx, "alice", "password123", email="alice@example.com")
+
+
+@pytest.fixture
+def dsettings(settings: Settings) -> Settings:
+    """`settings` on the Docker engine."""
+    return dataclasses.replace(settings, runtime="docker")
+
+
+@pytest.fixture
+def docker_runtime(dsettings: Settings, docker_client: Any) -> Iterator[DockerRuntime]:
+    """A DockerRuntime of this test's installation; its containers are removed afterwards."""
+    from supervisor.runtimes.docker import DockerRuntime
+    rt = DockerRuntime(dsettings, docker_client)
+    yield rt
+    remove_docker_installation(docker_client, rt)

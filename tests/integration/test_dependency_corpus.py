@@ -29,7 +29,7 @@ from supervisor.control.health import HealthPaths, wait_for_streamlit
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec
 from tests.conftest import corpus_files
-from tests.integration.test_runtime_contract import make_runtime
+from tests.support.runtimes import make_runtime
 from tests.support.streamlit_client import LEGACY_STREAM_PATH, STREAM_PATH, open_streamlit_session
 
 pytestmark = pytest.mark.no_database

@@ -22,7 +22,7 @@ from backend.platform.settings import Settings
 from supervisor.runtimes.base import BuildError
 from tests.integration.test_dependency_corpus import corpus_spec, write_checkout
 from tests.integration.test_failure_reports import host_details
-from tests.integration.test_runtime_contract import make_runtime
+from tests.support.runtimes import make_runtime
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
 

@@ -15,7 +15,7 @@ import pytest
 from supervisor.runtimes import docker_base
 from tests.integration.test_docker_host_pythons import DEBIAN_BASE
 from tests.integration.test_python_versions import interpreter
-from tests.integration.test_runtime_contract import make_runtime
+from tests.support.runtimes import make_runtime
 
 pytestmark = pytest.mark.no_database
 

@@ -15,7 +15,7 @@ import pytest
 from backend.platform.settings import PROJECT_ROOT
 from supervisor.runtimes.base import EnvSpec
 from tests.integration.test_python_versions import REPORTS_VERSION, interpreter, log_line
-from tests.integration.test_runtime_contract import app_spec, make_runtime, wait_healthy
+from tests.support.runtimes import app_spec, make_runtime, wait_healthy
 from tests.support.streamlit_client import open_streamlit_session
 
 SCRIPT = PROJECT_ROOT / "scripts" / "build-host-python-image.sh"

@@ -16,12 +16,12 @@ import pytest
 
 from backend.platform.settings import Settings
 from supervisor.runtimes.docker import DockerRuntime
-from tests.integration.test_runtime_docker import (
+from tests.support.runtimes import (
     app,
     checkout,
     env_for,
-    remove_installation,
-    wait_healthy,
+    remove_docker_installation,
+    wait_state_healthy,
 )
 
 RACERS = 6
@@ -60,13 +60,13 @@ def test_concurrent_first_starts_make_one_network(settings: Settings, network_na
             env = await env_for(runtimes[0], path)
             for n, rt in enumerate(runtimes[:3], start=1):
                 inst = await rt.start(app(racing, path, n), env)
-                await wait_healthy(rt, n, inst.state)
+                await wait_state_healthy(rt, n, inst.state)
                 container = docker_client.containers.get(inst.state["container_id"])
                 assert network_name in container.attrs["NetworkSettings"]["Networks"]
         asyncio.run(start_each())
         assert len(networks_named(docker_client, network_name)) == 1
     finally:
-        remove_installation(docker_client, runtimes[0])
+        remove_docker_installation(docker_client, runtimes[0])
         for client in clients:
             client.close()
 

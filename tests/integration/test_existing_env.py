@@ -11,7 +11,7 @@ from backend.platform.settings import Settings
 from supervisor.runtimes.base import EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from supervisor.runtimes.process_builders import READY_MARKER
-from tests.integration.test_runtime_contract import DictEngine
+from tests.support.runtimes import DictEngine
 
 
 def spec(scope: str) -> EnvSpec:

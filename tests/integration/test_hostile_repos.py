@@ -41,7 +41,7 @@ from backend.validation import main_file_in_checkout
 from models import AppEvent, Build, session_scope
 from supervisor.runtimes.base import DEPENDENCY_FILES, BuildError, EnvSpec
 from supervisor.sources.checkouts import sync_in_place
-from tests.integration.test_runtime_contract import make_runtime
+from tests.support.runtimes import make_runtime
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
 SECRET = "stcloudKEYcafe0f1sh7x9q"  # no dots: a Python-version parser keeps it whole

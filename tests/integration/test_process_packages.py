@@ -26,7 +26,7 @@ from supervisor.runtimes import rootfs, sandbox, sandbox_rootfs
 from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.conftest import corpus_files
-from tests.integration.test_runtime_contract import wait_healthy
+from tests.support.runtimes import wait_healthy
 from tests.support.streamlit_client import open_streamlit_session
 
 pytestmark = [pytest.mark.no_database,

@@ -15,8 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.integration.test_runtime_contract import make_runtime
 from tests.integration.test_sandbox_attacks import make_app, run_script, start_healthy
+from tests.support.runtimes import make_runtime
 
 pytestmark = pytest.mark.no_database
 

@@ -28,8 +28,8 @@ from backend.apps import service as apps
 from backend.platform.settings import PROJECT_ROOT
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
-from tests.integration.test_runtime_contract import app_spec, make_runtime, wait_healthy
 from tests.support.lifecycle_support import post
+from tests.support.runtimes import app_spec, make_runtime, wait_healthy
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 

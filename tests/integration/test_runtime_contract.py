@@ -19,70 +19,32 @@ import aiohttp
 import pytest
 
 from backend.platform.settings import load_settings
-from supervisor.runtimes import docker_available, swarm_available
 from supervisor.runtimes.base import (
     CREATE_ATTEMPTS,
     AppSpec,
     BuildError,
     EnvRef,
     EnvSpec,
-    Instance,
     Runtime,
     StartError,
-    Status,
-    TryAgain,
-    Usage,
 )
-from tests.conftest import EXAMPLE_APP, require_docker
+from tests.conftest import EXAMPLE_APP
+from tests.support.runtimes import (
+    DictEngine,
+    app,
+    app_spec,
+    checkout,
+    env_for,
+    make_runtime,
+    wait_for,
+    wait_healthy,
+)
 from tests.support.streamlit_client import open_streamlit_session
 
 # Engines only: no database is opened, so the PostgreSQL pass skips this module.
 pytestmark = pytest.mark.no_database
 
 ENGINES = ["process", "docker", "swarm"]
-
-
-def make_runtime(engine: str, settings) -> Runtime:  # type: ignore[no-untyped-def]
-    if engine == "docker":
-        if not docker_available():
-            if require_docker():
-                pytest.fail("REQUIRE_DOCKER=1 but no Docker daemon answers")
-            pytest.skip("no Docker daemon")
-        from supervisor.runtimes.docker import DockerRuntime
-        return DockerRuntime(dataclasses.replace(settings, runtime="docker"))
-    if engine == "swarm":  # CI makes a single-node swarm (scripts/ci-swarm.sh)
-        if not swarm_available():
-            if require_docker():
-                pytest.fail("REQUIRE_DOCKER=1 but the Docker daemon is not a swarm manager "
-                            "(bash scripts/ci-swarm.sh init)")
-            pytest.skip("no swarm manager")
-        from supervisor.runtimes.swarm import SwarmRuntime
-        return SwarmRuntime(dataclasses.replace(settings, runtime="swarm"))
-    from supervisor.runtimes.process import ProcessRuntime
-    return ProcessRuntime(settings)
-
-
-async def wait_healthy(address: tuple[str, int], runtime: Runtime, app_id: int,
-                       state: dict, timeout: float = 60) -> None:
-    url = f"http://{address[0]}:{address[1]}/_stcore/health"
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while asyncio.get_running_loop().time() < deadline:
-            assert (await runtime.poll(app_id, state)).alive, "instance died while starting"
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("instance never answered /_stcore/health")
-
-
-def app_spec(settings, checkout: Path, app_id: int = 7) -> AppSpec:  # type: ignore[no-untyped-def]
-    return AppSpec(app_id=app_id, name="hello", checkout=checkout,
-                   main_file="streamlit_app.py",
-                   log_path=settings.logs_path / str(app_id) / "app.log", memory_limit_mb=512)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -174,7 +136,6 @@ def test_contract_bad_requirements_raise_build_error(engine: str, settings) -> N
 def test_contract_memory_limit_is_reported_as_oom(engine: str, settings, tmp_path: Path) -> None:
     """An app that allocates past its memory limit is killed and polled `oom` (Docker's own
     OOM flag; the process runtime's cgroup and watchdog have tests of their own)."""
-    from tests.integration.test_runtime_docker import app, checkout, env_for, wait_for
     runtime = make_runtime(engine, settings)
     path = checkout(tmp_path, "hog")
 
@@ -203,52 +164,6 @@ def test_contract_memory_limit_is_reported_as_oom(engine: str, settings, tmp_pat
 
 
 # The start and adopt templates of `Runtime`, with an engine of plain objects -------------
-class DictEngine(Runtime):
-    """Instances are dicts in `self.running`; `conflicts` creates fail with TryAgain first
-    (an old instance of that name still being removed)."""
-
-    name = "dicts"
-
-    def __init__(self, conflicts: int = 0) -> None:
-        self.running: list[dict[str, Any]] = []
-        self.conflicts = conflicts
-        self.creates = 0
-
-    async def ensure_env(self, spec: EnvSpec, log: Any) -> EnvRef:
-        return EnvRef(spec.dep_hash, spec.python_version, "nowhere")
-
-    async def current_instances(self, app_id: int) -> list[Any]:
-        return [i for i in self.running if i["app_id"] == app_id]
-
-    async def remove_instances(self, app: AppSpec, found: list[Any]) -> None:
-        self.running = [i for i in self.running if i not in found]
-
-    async def create_instance(self, app: AppSpec, env: EnvRef, token: str) -> Any:
-        self.creates += 1
-        if self.creates <= self.conflicts:
-            raise TryAgain("Docker could not create the container: name in use", delay=0)
-        return {"app_id": app.app_id, "instance": token}
-
-    async def run_instance(self, app: AppSpec, created: Any, token: str) -> Instance:
-        self.running.append(created)
-        return Instance(app.app_id, ("127.0.0.1", 1), dict(created), app.generation)
-
-    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
-        self.running = [i for i in self.running if i != state]
-
-    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
-        return Status("running" if state in self.running else "missing")
-
-    async def find_live(self) -> list[Any]:
-        return list(self.running)
-
-    async def adopt(self, found: Any) -> Instance | None:
-        return Instance(found["app_id"], ("127.0.0.1", 1), dict(found))
-
-    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
-        return None
-
-
 def test_start_replaces_unless_alongside_and_retries_try_again(tmp_path: Path) -> None:
     spec = app_spec(load_settings(env={}, data_dir=tmp_path), tmp_path, 5)
     env = EnvRef("h", "3.11", "nowhere")

@@ -28,14 +28,15 @@ from supervisor import runtimes
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.swarm import NOT_A_MANAGER, SwarmRuntime, swarm_problem
 from tests.conftest import free_port, require_docker
-from tests.integration.test_runtime_contract import wait_healthy
-from tests.integration.test_runtime_docker import (
+from tests.support.runtimes import (
     PROBE,
     app,
     assert_poll_observes_and_maintain_caps_the_log,
     checkout,
     env_for,
-    remove_containers,
+    remove_swarm_installation,
+    wait_for,
+    wait_healthy,
 )
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
@@ -69,30 +70,16 @@ def test_swarm_only_when_asked_and_a_clear_error(tmp_path: Path,
 
 
 # Against the swarm ---------------------------------------------------------------------
-def remove_installation(client: Any, install: str) -> None:
-    for service in client.services.list(filters={"label": f"stcloud.install={install}"}):
-        service.remove()
-    remove_containers(client, f"stcloud.install={install}")
-
-
 @pytest.fixture
 def runtime(ssettings: Settings, swarm_client: Any) -> Iterator[SwarmRuntime]:
     rt = SwarmRuntime(ssettings, swarm_client)
     yield rt
-    remove_installation(swarm_client, rt.install_id)
+    remove_swarm_installation(swarm_client, rt.install_id)
 
 
 def task_containers(client: Any, service_id: str) -> list[Any]:
     return client.containers.list(filters={
         "label": f"com.docker.swarm.service.id={service_id}"})
-
-
-async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def session(address: tuple[str, int]) -> dict[str, Any]:
@@ -242,7 +229,7 @@ def test_replicas_report_every_address(ssettings: Settings, swarm_client: Any,
     try:
         asyncio.run(scenario())
     finally:
-        remove_installation(swarm_client, rt.install_id)
+        remove_swarm_installation(swarm_client, rt.install_id)
 
 
 # The real supervisor ---------------------------------------------------------------------
@@ -284,7 +271,7 @@ def test_supervisor_deploys_adopts_and_deletes_on_swarm(
         assert service_ids(swarm_client, settings, view.id) == []
     finally:
         sup.stop()
-        remove_installation(swarm_client, SwarmRuntime(settings, swarm_client).install_id)
+        remove_swarm_installation(swarm_client, SwarmRuntime(settings, swarm_client).install_id)
 
 
 async def _page_ok(port: int, host: str) -> bool:
@@ -385,7 +372,7 @@ def test_a_registry_setting_pushes_the_env_and_services_run_it_by_digest(
     try:
         asyncio.run(scenario())
     finally:
-        remove_installation(swarm_client, runtime.install_id)
+        remove_swarm_installation(swarm_client, runtime.install_id)
         untag_pushed(swarm_client, repo)
 
 

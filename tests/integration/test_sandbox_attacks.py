@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from supervisor.runtimes.base import AppSpec, EnvSpec, Runtime
-from tests.integration.test_runtime_contract import make_runtime, wait_healthy
+from tests.support.runtimes import make_runtime, wait_healthy
 from tests.support.streamlit_client import open_streamlit_session
 
 pytestmark = pytest.mark.no_database

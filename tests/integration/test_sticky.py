@@ -33,8 +33,8 @@ from supervisor.proxy import cookies, start_proxy
 from supervisor.proxy.sticky import AFFINITY_COOKIE, Sticky
 from supervisor.routes import Route, RouteTable, route_for
 from supervisor.runtimes.swarm import SwarmRuntime
-from tests.integration.test_runtime_swarm import remove_installation
 from tests.support import overlay_support as rows
+from tests.support.runtimes import remove_swarm_installation
 from tests.support.streamlit_client import rerun_message
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
@@ -378,4 +378,4 @@ def test_swarm_replicas_pin_each_browser(ssettings: Settings, swarm_client: Any,
         asyncio.run(scenario())
     finally:
         sup.stop()
-        remove_installation(swarm_client, SwarmRuntime(settings, swarm_client).install_id)
+        remove_swarm_installation(swarm_client, SwarmRuntime(settings, swarm_client).install_id)

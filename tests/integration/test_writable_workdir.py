@@ -27,8 +27,8 @@ import pytest
 from supervisor.runtimes.base import AppSpec, EnvSpec, Runtime
 from supervisor.sources import checkouts
 from tests.conftest import EXAMPLE_APP
-from tests.integration.test_runtime_contract import make_runtime, wait_healthy
 from tests.integration.test_sandbox_attacks import run_script
+from tests.support.runtimes import make_runtime, wait_healthy
 
 pytestmark = pytest.mark.no_database
 ENGINES = ["process", "docker", "swarm"]
