@@ -36,15 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import platform
 import re
 import resource
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,10 +53,21 @@ sys.path.insert(0, str(ROOT))
 
 import proxy_ws  # noqa: E402
 
+from bench.proxy_procs import (  # noqa: E402
+    NGINX_CONF,
+    Procs,
+    ensure_tools,
+    free_port,
+    http_get,
+    tree_cpu,
+    wait_http,
+    wait_port,
+    wrk,
+)
+from bench.proxy_report import markdown  # noqa: E402
+
 PYTHON = ROOT / ".venv" / "bin" / "python"
 STREAMLIT = ROOT / ".venv" / "bin" / "streamlit"
-NODE_DIR = Path.home() / ".cache" / "stcloud-bench" / "node"
-CHP = NODE_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
 RESULTS = ROOT / "bench" / "results" / "proxy.json"
 
 APP = '''import streamlit as st
@@ -69,214 +76,9 @@ st.title("Proxy benchmark")
 st.write("Hello from a one-file app.")
 '''
 
-TARGETS = ("direct", "ours", "nginx", "chp", "ours_qa")
-LABELS = {"direct": "direct", "ours": "ours", "nginx": "nginx", "chp": "chp",
-          "ours_qa": "ours + QUICKACK (experiment)"}
-
-
-# Processes ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(port: int, path: str, host: str, timeout: float = 5) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def wait_http(port: int, path: str, host: str, deadline_s: float, proc=None) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            if http_get(port, path, host, timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for port {port} exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{host}{path} on port {port} not answering after "
-                               f"{deadline_s:.0f} s")
-        time.sleep(0.05)
-
-
-def wait_port(port: int, deadline_s: float, proc=None) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for port {port} exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"port {port} not listening after {deadline_s:.0f} s")
-        time.sleep(0.05)
-
-
-class Procs:
-    """The processes this run started; stopped (by pid) in reverse order at the end."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, cmd: list[str], log: Path, **kw) -> subprocess.Popen:
-        fh = open(log, "wb")
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True, **kw)
-        self.items.append((name, proc))
-        return proc
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.items):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in reversed(self.items):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
-def child_pids(pid: int) -> list[int]:
-    """pid and its descendants (nginx master + worker)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    out, frontier = [pid], [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, parent in parents.items():
-            if parent == current:
-                out.append(child)
-                frontier.append(child)
-    return out
-
-
-def tree_cpu(pid: int | None) -> float:
-    return sum(proxy_ws.cpu_seconds(p) for p in child_pids(pid)) if pid else 0.0
-
-
-def tree_rss(pid: int | None) -> int:
-    return sum(proxy_ws.rss_kib(p) for p in child_pids(pid)) if pid else 0
-
-
-# Reference proxies -------------------------------------------------------------------------
-def ensure_tools(install: bool) -> dict[str, str]:
-    """Paths of wrk, nginx, chp; installs missing ones once when allowed. Missing → ''."""
-    def run(cmd: list[str], timeout: float = 240) -> bool:
-        try:
-            return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  timeout=timeout,
-                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-                                  ).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
-                                      else "")
-    wrk = shutil.which("wrk") or ""
-    if install and os.geteuid() == 0 and shutil.which("apt-get") and not (wrk and nginx):
-        packages = [p for p, have in (("wrk", wrk), ("nginx-light", nginx)) if not have]
-        if not run(["apt-get", "install", "-y", "-qq", *packages]):
-            run(["apt-get", "update", "-qq"])
-            run(["apt-get", "install", "-y", "-qq", *packages])
-        wrk = shutil.which("wrk") or ""
-        nginx = shutil.which("nginx") or ("/usr/sbin/nginx"
-                                          if Path("/usr/sbin/nginx").exists() else "")
-    if install and not CHP.exists() and shutil.which("npm"):
-        NODE_DIR.mkdir(parents=True, exist_ok=True)
-        run(["npm", "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
-             "configurable-http-proxy"])
-    return {"wrk": wrk, "nginx": nginx, "chp": str(CHP) if CHP.exists() else ""}
-
-
-NGINX_CONF = """worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-    upstream streamlit {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://streamlit;
-            proxy_http_version 1.1;
-            proxy_set_header Host $http_host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_read_timeout 3600s;
-        }}
-    }}
-}}
-"""
-
-
-# wrk -----------------------------------------------------------------------------------------
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
-    if not match:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_wrk(out: str) -> dict:
-    res: dict = {}
-    for pct in ("50", "75", "90", "99"):
-        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
-        if m:
-            res[f"p{pct}_ms"] = _ms(m.group(1))
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    res["rps"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
-    res["requests"] = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    res["socket_errors"] = sum(int(g) for g in m.groups()) if m else 0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    res["non_2xx"] = int(m.group(1)) if m else 0
-    return res
-
-
-def wrk(tool: str, port: int, path: str, host: str, connections: int, seconds: float
-        ) -> dict:
-    cmd = [tool, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-           "--timeout", "10s", "-H", f"Host: {host}", f"http://127.0.0.1:{port}{path}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
-    return parse_wrk(out)
-
-
 # Run ----------------------------------------------------------------------------------------
 def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
 
 
 def main() -> None:
@@ -535,114 +337,6 @@ def _grep(path: Path, needles: tuple[str, ...]) -> list[str]:
                 if any(n in line for n in needles)]
     except OSError:
         return []
-
-
-# Report ---------------------------------------------------------------------------------------
-def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
-    return "–" if value is None else f"{value:.{digits}f}{unit}"
-
-
-def _kib(value: float | None) -> str:
-    """A per-session growth; negative means the process reused memory freed earlier."""
-    return "n/a (reused freed memory)" if value is not None and value < 0 else _fmt(value)
-
-
-def markdown(r: dict) -> str:
-    http = r["http"]
-    lines = ["| load | direct | ours | ours/direct | target | nginx (÷direct) "
-             "| chp (÷direct) | ours + QUICKACK, experiment (÷direct) |",
-             "|---|---|---|---|---|---|---|---|"]
-
-    def row(label: str, load: str, key: str, unit: str, target: str = "",
-            better_high: bool = True, digits: int = 1) -> None:
-        data = http.get(load, {})
-        direct = data.get("direct", {}).get(key)
-        ours = data.get("ours", {}).get(key)
-        q = ratio(ours, direct)
-        verdict = ""
-        if target and q is not None:
-            ok = q >= 1.0 if better_high else q <= 1.0
-            verdict = f"{target} {'met' if ok else '**not met**'}"
-        refs = []
-        for ref in ("nginx", "chp", "ours_qa"):
-            v = data.get(ref, {}).get(key)
-            refs.append("missing" if ref not in data else
-                        f"{_fmt(v, unit, digits)} ({_fmt(ratio(v, direct), '×', 2)})")
-        lines.append(f"| {label} | {_fmt(direct, unit, digits)} | {_fmt(ours, unit, digits)} "
-                     f"| {_fmt(q, '×', 2)} | {verdict} | {' | '.join(refs)} |")
-
-    c = http.get("index", {}).get("connections", 32)
-    row(f"index ({r['paths']['index_bytes'] / 1000:.1f} KB), {c} conns: req/s", "index", "rps",
-        "", "≥ 1.0×")
-    row(f"index, {c} conns: p50", "index", "p50_ms", " ms", "≤ 1.0×", better_high=False,
-        digits=2)
-    row(f"index, {c} conns: p99", "index", "p99_ms", " ms", digits=2)
-    kb = r.get("paths", {}).get("bundle_bytes", 0) / 1000
-    row(f"JS bundle ({kb:.0f} KB), 8 conns: req/s", "bundle", "rps", "")
-    row("JS bundle, 8 conns: p50", "bundle", "p50_ms", " ms", digits=2)
-    row("`/_stcore/health`, 1 conn: p50", "health", "p50_ms", " ms", digits=2)
-    for label, key in (("Streamlit", "streamlit_cpu_pct"), ("proxy", "proxy_cpu_pct")):
-        data = http.get("index", {})
-        cells = {t: (_fmt(data.get(t, {}).get(key), " %", 0) if t in data else "missing")
-                 for t in TARGETS}
-        lines.append(f"| index: {label} CPU (% of one core) | {cells['direct']} | "
-                     f"{cells['ours']} | | | {cells['nginx']} | {cells['chp']} | "
-                     f"{cells['ours_qa']} |")
-    errors = {t: v.get("socket_errors", 0) + v.get("non_2xx", 0)
-              for load in ("index", "bundle", "health")
-              for t, v in http.get(load, {}).items() if isinstance(v, dict) and "rps" in v}
-    out = "\n".join(lines)
-    halves = http.get("index", {}).get("direct", {}).get("halves") or []
-    out += ("\n\nIndex: two 5 s halves per target (order, then reverse order), figures are "
-            "their mean; direct's halves: "
-            + ", ".join(f"{h['rps']:.0f} req/s" for h in halves)
-            + f". wrk socket errors + non-2xx responses, all runs: {sum(errors.values())}.")
-
-    ws = ["", "", "| websocket, p50 / p99 | direct | ours | ours/direct p50 "
-          "| ours + QUICKACK (÷direct p50) |", "|---|---|---|---|---|"]
-    for label, key, sub in (("rerun BackMsg → script_finished, held session", "ws",
-                             "roundtrip"),
-                            ("fresh session: open → first script_finished", "ws",
-                             "fresh_session"),
-                            ("64 B echo, aiohttp echo upstream", "ws_echo", "roundtrip")):
-        d = r.get(key, {}).get("direct", {}).get(sub, {})
-        o = r.get(key, {}).get("ours", {}).get(sub, {})
-        qa = r.get(key, {}).get("ours_qa", {}).get(sub, {})
-
-        def pair(x: dict) -> str:
-            return f"{_fmt(x.get('p50_ms'), ' ms', 2)} / {_fmt(x.get('p99_ms'), ' ms', 2)}"
-        ws.append(f"| {label} (n={o.get('n', 0)}) | {pair(d)} | {pair(o)} | "
-                  f"{_fmt(ratio(o.get('p50_ms'), d.get('p50_ms')), '×', 2)} | {pair(qa)} "
-                  f"({_fmt(ratio(qa.get('p50_ms'), d.get('p50_ms')), '×', 2)}) |")
-    out += "\n".join(ws)
-
-    cc = ["", "", "| concurrent websockets | target | alive after hold | ramp (sessions/s) "
-          "| probes answered (p50) | proxy RSS before → held | proxy KiB / socket pair "
-          "| upstream KiB / session |", "|---|---|---|---|---|---|---|---|"]
-    for label, key in (("Streamlit sessions direct (clean Streamlit)", "streamlit_direct"),
-                       ("Streamlit sessions via ours", "streamlit_ours"),
-                       ("idle echo websockets via ours (fresh proxy)", "echo_ours"),
-                       ("idle echo websockets via ours, soft RLIMIT_NOFILE 1024",
-                        "echo_ours_nofile_1024")):
-        x = r.get("concurrency", {}).get(key)
-        if not x:
-            continue
-        p = x["baseline"].get("proxy"), x["held"].get("proxy")
-        rss = (f"{p[0]['rss_kib'] / 1024:.1f} → {p[1]['rss_kib'] / 1024:.1f} MiB"
-               if p[0] else "–")
-        rate = x["first_answer"] / x["time_to_all_s"] if x.get("time_to_all_s") else None
-        cc.append(f"| {label} | {x['target']} | {x['alive_after_hold']} | "
-                  f"{x['ramp_s']:.1f} s ({_fmt(rate, '/s', 0)}) | {x['probes_answered']} "
-                  f"({_fmt(x['probe'].get('p50_ms'), ' ms', 1)}) | {rss} | "
-                  f"{_fmt(x.get('proxy_kib_per_session'))} | "
-                  f"{_kib(x.get('upstream_kib_per_session'))} |")
-    out += "\n".join(cc)
-    m = r["machine"]
-    out += (f"\n\n{m['cpus']} CPUs, load average {m['loadavg_start']:.2f} at start, "
-            f"{m.get('loadavg_end', 0):.2f} at end.")
-    if r.get("missing"):
-        out += "\nMissing references: " + "; ".join(r["missing"])
-    return out
 
 
 if __name__ == "__main__":
