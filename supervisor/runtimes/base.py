@@ -289,15 +289,19 @@ class Runtime(ABC):
         return None
 
     async def start(self, app: AppSpec, env: EnvRef) -> Instance:
-        """Check → replace (unless `app.alongside`) → create (retried on TryAgain) → run.
+        """Check → replace (unless `app.alongside`) → create → run (the pair retried on
+        TryAgain from either).
         A second instance started alongside gets a token of its own (`instance` in its
         state) that tells it from the app's current one."""
         await self.check_start(app, env)
         token = secrets.token_hex(3) if app.alongside else ""
         in_the_way = [] if app.alongside else await self.current_instances(app.app_id)
         await self.remove_instances(app, [*in_the_way, *await self.holding_name(app, token)])
-        created = await retrying(lambda: self.create_instance(app, env, token))
-        return await self.run_instance(app, created, token)
+
+        async def create_and_run() -> Instance:
+            created = await self.create_instance(app, env, token)
+            return await self.run_instance(app, created, token)
+        return await retrying(create_and_run)
 
     async def check_start(self, app: AppSpec, env: EnvRef) -> None:
         """Step of `start`: raise StartError when the app cannot start at all, before its
@@ -324,7 +328,8 @@ class Runtime(ABC):
 
     async def run_instance(self, app: AppSpec, created: Any, token: str) -> Instance:
         """Step of `start`: run what `create_instance` made and return its Instance; on
-        failure remove it and raise StartError saying why."""
+        failure remove it and raise StartError saying why (TryAgain when creating it
+        afresh a moment later may succeed)."""
         raise NotImplementedError
 
     @abstractmethod

@@ -17,6 +17,7 @@ reconcile pass, for each running app) does it once the file passes `app_log_max_
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import docker
@@ -51,6 +52,8 @@ log = logging.getLogger("supervisor.runtimes.docker")
 PORT = f"{docker_spec.APP_PORT}/tcp"
 # Instance names, also this module's: the names of the containers it runs.
 container_name, install_id = docker_spec.container_name, docker_spec.install_id
+# The daemon's answer (a 500 in swarm mode) when a start attaches to a network removed since.
+NETWORK_GONE = re.compile(r"attach to network \S+: .*not found", re.IGNORECASE)
 
 
 class DockerRuntime(DockerEngine, Runtime):
@@ -151,6 +154,12 @@ class DockerRuntime(DockerEngine, Runtime):
             detail = getattr(exc, "explanation", None) or await self.api.call(
                 exit_report, container, appended(app.log_path, log_offset))
             await self.api.remove(container)
+            if isinstance(exc, docker.errors.APIError) and \
+                    NETWORK_GONE.search(str(exc.explanation or "")):
+                # Attaching found the network gone: another supervisor removed it as a
+                # duplicate after this one settled on it. Settle again and recreate.
+                self._network_id = None
+                raise TryAgain(f"The app container did not start: {detail}", delay=0) from None
             image = (container.attrs.get("Config") or {}).get("Image") or ""
             advice = broken_image_advice(detail, image or "of this app")
             if advice and image:

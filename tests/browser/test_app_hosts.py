@@ -55,7 +55,8 @@ def test_developer_panel_live_logs_and_reboot(cloud: Cloud, browser: Any) -> Non
         reboot.wait_for(timeout=TIMEOUT)
         for item in ("Download logs", "Delete app", "Settings", "Analytics", "App dashboard",
                      "Documentation", "Sign out"):
-            assert frame.get_by_text(item, exact=True).count() >= 1, item
+            # The menu's rows render one by one: wait for each, as a person would look.
+            frame.get_by_text(item, exact=True).first.wait_for(timeout=TIMEOUT)
         docs_shot(page, "manage-app-menu")
         screenshot(page, "panel-menu")
         reboot.click()
@@ -185,7 +186,9 @@ def test_a_password_change_ends_a_sign_in_by_cookie(cloud: Cloud, browser: Any) 
         reset_password(cloud.ctx, "otto", "a-new-password-1")
         later = context.new_page()
         later.goto(cloud.url())
-        later.get_by_text(PASSWORD_CHANGED).wait_for(timeout=TIMEOUT)
+        # .first: while the cookie component reruns the page, Streamlit can show the
+        # previous run's notice next to the new one for a moment.
+        later.get_by_text(PASSWORD_CHANGED).first.wait_for(timeout=TIMEOUT)
         later.get_by_role("button", name="Sign in").wait_for(timeout=TIMEOUT)
         assert later.get_by_text("Signed in as").count() == 0
         later.get_by_role("textbox", name="Username").fill("otto")

@@ -95,3 +95,26 @@ def test_concurrent_first_starts_make_one_swarm_network(settings: Settings, swar
             swarm_client.api.remove_network(net["Id"])
         for net in networks_named(swarm_client, f"{network_name}-config"):
             swarm_client.api.remove_network(net["Id"])
+
+
+def test_a_start_after_the_settled_network_was_removed_settles_again(
+        settings: Settings, network_name: str, docker_client: Any, tmp_path: Path) -> None:
+    """Another supervisor may remove, as a duplicate, the network this one settled on:
+    the start then finds the kept network (here: makes it again) instead of failing."""
+    racing = dataclasses.replace(settings, runtime="docker", docker_network=network_name)
+    runtime = DockerRuntime(racing)
+
+    async def scenario() -> None:
+        gone = await runtime.ensure_network()
+        docker_client.api.remove_network(gone)
+        path = checkout(tmp_path, "moved")
+        inst = await runtime.start(app(racing, path, 1), await env_for(runtime, path))
+        await wait_state_healthy(runtime, 1, inst.state)
+        container = docker_client.containers.get(inst.state["container_id"])
+        joined = container.attrs["NetworkSettings"]["Networks"][network_name]["NetworkID"]
+        assert joined != gone
+        assert [n["Id"] for n in networks_named(docker_client, network_name)] == [joined]
+    try:
+        asyncio.run(scenario())
+    finally:
+        remove_docker_installation(docker_client, runtime)
