@@ -55,8 +55,13 @@ from supervisor.runtimes.base import (  # noqa: E402
 from supervisor.runtimes.docker import DockerRuntime  # noqa: E402
 from supervisor.runtimes.process import ProcessRuntime, free_port  # noqa: E402
 from tests.conftest import CACHE_ROOT  # noqa: E402
-from tests.integration.test_dependency_corpus import CASES, Case, corpus_spec, write_checkout  # noqa: E402
-from tests.integration.test_deploy_failures import BUILD_FAILURES  # noqa: E402
+from tests.support.corpus import (  # noqa: E402
+    BUILD_FAILURES,
+    CASES,
+    Case,
+    corpus_spec,
+    write_checkout,
+)
 from tests.support.streamlit_client import (  # noqa: E402
     LEGACY_STREAM_PATH,
     STREAM_PATH,

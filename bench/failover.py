@@ -48,7 +48,7 @@ from backend.platform.settings import load_settings  # noqa: E402
 from supervisor.control.leader import current_leader  # noqa: E402
 from supervisor.runtimes.process import free_port  # noqa: E402
 from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo  # noqa: E402
-from tests.integration.test_e2e import instance_id, running_instances  # noqa: E402
+from tests.support.instances import instance_id, running_instances  # noqa: E402
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_until  # noqa: E402
 
 STEP_DOWN = "not the leader any more"  # supervisor/control/reconciler.py logs it on stepping down

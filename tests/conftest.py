@@ -184,6 +184,16 @@ def _database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     server.drop(url)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """'' (SQLite in the data dir), then the URL of a fresh PostgreSQL database: a test that
+    takes it runs once on each, whatever the pass (PostgreSQL skips without a server)."""
+    if request.param == "sqlite":
+        return ""
+    url: str = request.getfixturevalue("new_postgres_database")()
+    return url
+
+
 @pytest.fixture
 def settings(tmp_path: Path, shared_envs_dir: Path, database_url: str) -> Settings:
     """Settings on a fresh data dir, process runtime, a free port, shared envs and cache."""
@@ -214,6 +224,13 @@ def ssettings(settings: Settings) -> Settings:
 @pytest.fixture
 def ctx(settings: Settings) -> Context:
     return open_context(settings)
+
+
+@pytest.fixture
+def db_ctx(settings: Settings, db_url: str) -> Context:
+    """`ctx` on SQLite and on PostgreSQL (`db_url`), with a 30 s leader lease: long enough
+    that no step of a loaded machine outlives it, so only a test's own expiry ends it."""
+    return open_context(dataclasses.replace(settings, database_url=db_url, lease_seconds=30))
 
 
 @pytest.fixture

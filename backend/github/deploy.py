@@ -12,8 +12,7 @@ ed25519 key pair: the public half is added as a **read-only deploy key**
 (`repo.create_key(title, key, read_only=True)`; GitHub emails the repository's admins about
 it), the private half is stored encrypted and given to git by `supervisor/sources/git_auth.py`,
 which clones the repository's ssh URL with it. The key exists before the app row does, so
-the supervisor's first clone always finds it (`deploy_key_for_app` also finds a key whose
-row is not linked to the app yet, by subdomain).
+the supervisor's first clone always finds it (`backend.github.deploy_keys`).
 
 Then a push webhook is added (`<public_url>/api/v1/hooks/github`, JSON, the app's own
 `App.webhook_secret`, which the webhook endpoint verifies). When that is not possible (no
@@ -31,11 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlparse
 
-import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from github import GithubException, UnknownObjectException
 from github.Repository import Repository
 from sqlmodel import Session, select
@@ -44,7 +39,7 @@ from backend.apps import secrets as secret_box
 from backend.apps import service as apps
 from backend.apps.service import AppView
 from backend.context import Context
-from backend.errors import BackendError, NotFound, PermissionDenied, ValidationError
+from backend.errors import NotFound, PermissionDenied, ValidationError
 from backend.github.accounts import apply_roles
 from backend.github.client import (
     Conn,
@@ -55,9 +50,9 @@ from backend.github.client import (
     github_message,
     has_scope,
     is_loopback,
-    known_hosts_path,
     user_repos,
 )
+from backend.github.deploy_keys import new_key_pair, pin_host_keys
 from backend.validation import (
     repo_owner_and_name,
     validate_branch,
@@ -151,65 +146,6 @@ def list_python_files(ctx: Context, user: User, full_name: str, branch: str) -> 
             return sorted(paths, key=lambda p: (p.count("/"), p.rsplit("/", 1)[-1] !=
                                                 "streamlit_app.py", p))
         return cached((conn.account.id, "files", full_name.lower(), branch), fetch)
-
-
-# Keys -----------------------------------------------------------------------------------------
-def new_key_pair(comment: str) -> tuple[str, str]:
-    """(private key in OpenSSH format, public key line) of a new ed25519 pair."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, f"{public} {comment}"
-
-
-def ssh_host_port(ssh_url: str) -> tuple[str, int | None]:
-    scp = re.match(r"^[\w.-]+@([\w.-]+):(?!//)", ssh_url)
-    if scp:
-        return scp.group(1), None
-    parsed = urlparse(ssh_url)
-    return parsed.hostname or "", parsed.port
-
-
-def pin_host_keys(ctx: Context, conn: Conn, ssh_url: str) -> None:
-    """Add the SSH host keys GitHub publishes (`GET /meta`) to our known_hosts, so the
-    first clone already checks the server's identity. Best effort."""
-    host, port = ssh_host_port(ssh_url)
-    try:
-        _, data = conn.gh.requester.requestJsonAndCheck("GET", "/meta")
-    except (GithubException, requests.RequestException):
-        return
-    published = [k for k in (data or {}).get("ssh_keys", []) if isinstance(k, str)]
-    if not host or not published:
-        return
-    name = host if port in (None, 22) else f"[{host}]:{port}"
-    path = known_hosts_path(ctx)
-    existing = set(path.read_text().splitlines()) if path.exists() else set()
-    new = [f"{name} {k.strip()}" for k in published if f"{name} {k.strip()}" not in existing]
-    if new:
-        with open(path, "a") as fh:
-            fh.write("".join(line + "\n" for line in new))
-
-
-def deploy_key_for_app(ctx: Context, app_id: int) -> str | None:
-    """The app's deploy private key (OpenSSH text), or None for apps without one."""
-    with session_scope(ctx.engine) as s:
-        row = s.exec(select(AppGithub).where(AppGithub.app_id == app_id)).first()
-        if row is None:
-            app = s.get(App, app_id)
-            if app is not None:
-                row = s.exec(select(AppGithub).where(
-                    AppGithub.app_id == None,  # noqa: E711
-                    AppGithub.pending_subdomain == app.subdomain)).first()
-        token = row.private_key_ciphertext if row is not None else ""
-    if not token:
-        return None
-    try:
-        return secret_box.decrypt(ctx, token)
-    except BackendError:
-        raise GithubError("This app's deploy key cannot be decrypted (the server key in "
-                          "<data_dir>/keys changed); redeploy the app.") from None
 
 
 # Deploy ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Git over SSH with an app's deploy key (private GitHub repositories, backend.github.deploy).
+"""Git over SSH with an app's deploy key (private GitHub repositories, backend.github.deploy_keys).
 
 `deploy_key_env(ctx, app_id)` is a context manager giving the environment variables git
 needs for that app: `{}` for an app without a deploy key (public repositories, other
@@ -13,7 +13,7 @@ gitsync's fixed environment:
 The ssh command offers only that key (`IdentitiesOnly`, no agent), never prompts
 (`BatchMode`), ignores the user's ~/.ssh/config (`-F /dev/null`, so nothing there adds keys
 or proxies), and checks the server against `<data_dir>/known_hosts`: GitHub's published
-host keys are pinned there on deploy (`github_deploy.pin_host_keys`); a host seen for the
+host keys are pinned there on deploy (`deploy_keys.pin_host_keys`); a host seen for the
 first time is accepted (`accept-new`), a changed host key is refused.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from backend.context import Context
 from backend.github.client import known_hosts_path
-from backend.github.deploy import deploy_key_for_app
+from backend.github.deploy_keys import deploy_key_for_app
 
 
 def ssh_command(key_file: Path, known_hosts: Path, port: int | None = None) -> str:

@@ -27,7 +27,7 @@ from tests.browser.flow_support import (
     expect,
     open_my_apps,
 )
-from tests.integration.test_platform_restart import (
+from tests.support.restarts import (
     build_count,
     last_event_id,
     most_at_once,

@@ -14,10 +14,12 @@ from backend.context import Context
 from backend.github.client import forget
 from backend.platform.settings import Settings
 from models import User
+from tests.support import api_world
 from tests.support.analytics_world import World, seed_world
 from tests.support.dashboard import Dash, dashboard_env
 from tests.support.fake_github import FakeGithub
 from tests.support.github_env import ALL_SCOPES, TOKEN, github_settings
+from tests.support.hostile_host import Host, make_host
 from tests.support.runtimes import remove_docker_installation
 
 if TYPE_CHECKING:
@@ -78,3 +80,17 @@ def docker_runtime(dsettings: Settings, docker_client: Any) -> Iterator[DockerRu
     rt = DockerRuntime(dsettings, docker_client)
     yield rt
     remove_docker_installation(docker_client, rt)
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    """A data dir laid out as a real one, with a secret key file and a database copy beside
+    an app's checkout, for the hostile-repository tests (tests/support/hostile_host.py)."""
+    return make_host(tmp_path)
+
+
+@pytest.fixture
+def world(ctx: Context) -> api_world.World:
+    """The API tests' workspace of users, one app and a token per caller
+    (tests/support/api_world.py)."""
+    return api_world.seed_world(ctx)

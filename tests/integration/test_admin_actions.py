@@ -14,7 +14,7 @@ from backend.apps import admin_actions
 from backend.apps import service as apps
 from backend.errors import NotFound, PermissionDenied
 from models import Workspace, session_scope
-from tests.integration.test_api import make_user
+from tests.support.api_world import make_user
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
@@ -19,87 +18,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from mcp import Client as McpClient
 from sqlmodel import select
 
-from backend import workspaces
 from backend.accounts import api_tokens
-from backend.apps import service as apps
 from backend.apps.log_files import app_log_path
-from models import ApiToken, AppSecret, User, session_scope
+from models import ApiToken, AppSecret, session_scope
 from supervisor.api import make_api_app
 from supervisor.api import v1 as api_v1
 from supervisor.api_client import Client
 from supervisor.mcp.tools import SCOPES as MCP_SCOPES
 from supervisor.mcp.tools import build_server
-from tests.conftest import static_repo
+from tests.support.api_world import REPO, StubReconciler, World, auth, make_user, run
 
-REPO = static_repo("team", "dash")  # a deploy reads the repository first
 SECRET_VALUE = "s3cr3t-value-never-echoed"
-
-
-@dataclass
-class StubReconciler:
-    pushes: list[tuple[int, str]] = field(default_factory=list)
-
-    class runtime:
-        name = "stub"
-
-    def push_detected(self, app_id: int, source: str) -> None:
-        self.pushes.append((app_id, source))
-
-
-def make_user(ctx, username: str, is_admin: bool = False) -> User:  # type: ignore
-    """A user row without bcrypt (the API never reads passwords)."""
-    with session_scope(ctx.engine) as s:
-        user = User(username=username, name=username.title(), email=f"{username}@x.org",
-                    is_admin=is_admin)
-        s.add(user)
-        s.flush()
-        s.refresh(user)
-        return user
-
-
-@dataclass
-class World:
-    ctx: object
-    users: dict[str, User]
-    tokens: dict[str, str]  # caller -> Authorization header value ("" = none)
-    workspace_id: int
-
-    def new_app(self, subdomain: str = "") -> int:
-        return apps.deploy_app(self.ctx, self.users["owner"], repo_url=REPO,
-                               subdomain=subdomain).id
-
-
-@pytest.fixture
-def world(ctx) -> World:  # type: ignore[no-untyped-def]
-    names = {"owner": False, "dev": False, "viewer": False, "outsider": False,
-             "spare": False, "root": True}
-    users = {n: make_user(ctx, n, a) for n, a in names.items()}
-    first = apps.deploy_app(ctx, users["owner"], repo_url=REPO, subdomain="dash")
-    ws = first.workspace_id
-    workspaces.set_member(ctx, users["owner"], ws, "dev", "developer")
-    workspaces.set_member(ctx, users["owner"], ws, "viewer", "viewer")
-    full = "read,deploy,admin"
-    tokens = {"none": "", "bad": "Bearer stc_" + "x" * 43}
-    for caller, (who, scopes) in {"readonly": ("dev", "read"), "viewer": ("viewer", full),
-                                  "developer": ("dev", full), "outsider": ("outsider", full),
-                                  "admin": ("owner", full), "siteadmin": ("root", full)
-                                  }.items():
-        tokens[caller] = "Bearer " + api_tokens.create_token(ctx, users[who], caller,
-                                                             scopes)[1]
-    return World(ctx, users, tokens, ws)
-
-
-def run(world: World, scenario, **api_kwargs) -> None:  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        app = make_api_app(world.ctx, StubReconciler(), **api_kwargs)
-        async with TestClient(TestServer(app)) as client:
-            await scenario(client)
-    asyncio.run(main())
-
-
-def auth(world: World, caller: str) -> dict[str, str]:
-    value = world.tokens[caller]
-    return {"Authorization": value} if value else {}
 
 
 # Tokens ----------------------------------------------------------------------------------

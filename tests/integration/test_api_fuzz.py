@@ -43,7 +43,7 @@ from supervisor.api import OPENAPI_KEY, make_api_app
 from supervisor.proxy.server import make_proxy_app
 from supervisor.routes import RouteTable
 from tests.conftest import CACHE_ROOT, free_port
-from tests.integration.test_api import StubReconciler
+from tests.support.api_world import StubReconciler
 
 MAX_EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

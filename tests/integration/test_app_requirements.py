@@ -22,7 +22,7 @@ from supervisor.api import make_api_app
 from supervisor.runtimes import rootfs
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
-from tests.integration.test_api import StubReconciler
+from tests.support.api_world import StubReconciler
 from tests.support.dashboard import (
     fill_deploy,
     local_repo,

@@ -13,7 +13,7 @@ import sys
 from backend.accounts import api_tokens
 from backend.apps.secrets import runtime_path
 from backend.platform.settings import PROJECT_ROOT
-from tests.integration.test_e2e import instance_id
+from tests.support.instances import instance_id
 from tests.support.supervisor_harness import SupervisorProcess, wait_until
 
 SECRET = "cli-secret-value-1234"

@@ -17,7 +17,6 @@ checks that hash as the supervisor computes it for an app whose main file is in 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,8 @@ from backend.platform.settings import Settings
 from models import App
 from supervisor.control.health import HealthPaths, wait_for_streamlit
 from supervisor.control.lifecycle import Lifecycle
-from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec
-from tests.conftest import corpus_files
+from supervisor.runtimes.base import AppSpec
+from tests.support.corpus import CASES, Case, build_failure, corpus_spec, write_checkout
 from tests.support.runtimes import make_runtime
 from tests.support.streamlit_client import LEGACY_STREAM_PATH, STREAM_PATH, open_streamlit_session
 
@@ -38,65 +37,8 @@ NO_STREAMLIT_LINE = "The app pins no streamlit: installing streamlit=="
 FALLBACK_LINE = "installing the newest Streamlit that supports"
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-    main_file: str
-    shows: tuple[str, ...]  # what the page must show ("name=version", "tomli=absent")
-    log_line: str  # what the build log must say about the dependency file chosen
-    streamlit: str = ""  # the release the file pins ("" none: the server's default)
-    legacy: bool = False  # Streamlit before 1.18: /healthz and /stream
-    fallback: bool = False  # the default Streamlit does not install on the app's Python
-
-
-CASES: dict[str, Case] = {
-    "subfolder-app": Case("app/streamlit_app.py", ("six=1.12.0",),
-                          "Using app/requirements.txt; ignoring requirements.txt at the root."),
-    "pipfile-lock": Case("streamlit_app.py", ("six=1.12.0",),
-                         "Installing the exact versions of Pipfile.lock"),
-    "pipfile-no-lock": Case("streamlit_app.py", ("six=1.12.0", "tomli=1.2.3"),
-                            "Installing the [packages] of Pipfile ([dev-packages] are not"),
-    "requirements-relative": Case("streamlit_app.py", ("six=1.12.0", "localpkg=0.3.1"),
-                                  "Using requirements.txt at the root."),
-    "wheel-in-repo": Case("streamlit_app.py", ("six=1.12.0", "stcloud-wheelpkg=0.2.0"),
-                          "Using requirements.txt at the root."),
-    "environment-yml": Case("streamlit_app.py", ("six=1.12.0", "tomli=1.2.3"),
-                            "Leaving out _libgcc_mutex, libgcc-ng, pip from environment.yml"),
-    "uv-lock": Case("streamlit_app.py", ("six=1.12.0", "tomli=absent"),
-                    "Installing the locked dependencies of uv.lock with uv."),
-    "pep621-pyproject": Case("streamlit_app.py", ("six=1.12.0", "tomli=1.2.3"),
-                             "Installing [project].dependencies of pyproject.toml"),
-    "poetry-no-package": Case("streamlit_app.py", ("six=1.12.0", "tomli=1.2.3"),
-                              "Installing [tool.poetry.dependencies] of pyproject.toml"),
-    "poetry-package": Case("streamlit_app.py", ("six=1.12.0", "tomli=1.2.3",
-                                                "helpers from the repository"),
-                           "Installing [tool.poetry.dependencies] of pyproject.toml"),
-    "streamlit-pinned": Case("streamlit_app.py", ("six=1.12.0",),
-                             "Using requirements.txt at the root.", streamlit="1.66.0"),
-    "old-streamlit-1.12": Case("streamlit_app.py", ("Streamlit 1.12.0 says hello",),
-                               "Using requirements.txt at the root.", streamlit="1.12.0",
-                               legacy=True),
-    "python310-no-streamlit": Case("streamlit_app.py", ("six=1.12.0",),
-                                   "Using requirements.txt at the root.", fallback=True),
-}
 SWARM_CASES = ["wheel-in-repo"]  # a swarm service runs the image the Docker build made
 APP_IDS = {"process": 100, "docker": 200, "swarm": 300}
-
-
-def write_checkout(tmp_path: Path, name: str) -> Path:
-    root = tmp_path / "checkout"
-    for rel, content in corpus_files(name).items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        assert isinstance(content, bytes)
-        path.write_bytes(content)
-    return root
-
-
-def corpus_spec(settings: Any, checkout: Path, main_file: str) -> EnvSpec:
-    spec = EnvSpec.from_checkout(checkout, "", settings.default_streamlit, main_file=main_file)
-    if not spec.python_version:  # as Lifecycle.env_spec: the server's default
-        spec = dataclasses.replace(spec, python_version=settings.default_python)
-    return spec
 
 
 def build_and_open(engine: str, settings: Any, checkout: Path, case: Case,
@@ -184,19 +126,7 @@ def test_corpus_renders_on_swarm(name: str, settings: Settings, tmp_path: Path) 
 
 def test_conda_only_package_fails_with_a_clear_message(settings: Settings,
                                                       tmp_path: Path) -> None:
-    checkout = write_checkout(tmp_path, "conda-only-package")
-    runtime = make_runtime("process", settings)
-
-    async def build() -> None:
-        try:
-            spec = corpus_spec(settings, checkout, "streamlit_app.py")
-            await asyncio.wait_for(runtime.ensure_env(spec, lambda line: None), 600)
-        finally:
-            await runtime.close()
-
-    with pytest.raises(BuildError) as err:
-        asyncio.run(build())
-    message = str(err.value)
+    message = build_failure("process", settings, tmp_path, "conda-only-package")
     assert message.startswith("stcloud-conda-only-fixture-package from environment.yml is "
                               "not on the Python package index"), message
     assert "no conda channel is reachable on this platform" in message

@@ -10,7 +10,6 @@ fetched, the source tree whose build fails) and no host path."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,7 @@ from backend.apps import logs as app_logs
 from backend.apps import service as apps
 from backend.errors import ValidationError
 from backend.platform.settings import Settings
-from supervisor.runtimes.base import BuildError
-from tests.integration.test_dependency_corpus import corpus_spec, write_checkout
-from tests.integration.test_failure_reports import host_details
-from tests.support.runtimes import make_runtime
+from tests.support.corpus import BUILD_FAILURES, build_failure, host_details
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
 
@@ -81,39 +77,6 @@ def test_failures_are_visible_and_isolated(ctx, admin, make_repo, hello_repo, su
     with pytest.raises(ValidationError) as taken:
         apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="good")
     assert taken.value.field == "subdomain" and "taken" in taken.value.message
-
-
-# corpus folder -> the start of the message its build fails with (on every runtime)
-BUILD_FAILURES = {
-    "missing-package": "No package named 'stcloud-no-such-package-zz' on the package index. "
-                       "Check the name 'stcloud-no-such-package-zz' in requirements.txt",
-    "broken-pin": "requirements.txt pins six==99.0.0, which does not exist. Choose a version "
-                  "of six that is published on the package index",
-    "missing-wheel": "A dependency file names wheels/stcloud_gone-1.0-py3-none-any.whl, which "
-                     "is not a file or folder of the repository; commit it",
-    "unreachable-git": "stcloud-gitpkg could not be fetched from "
-                       "git+http://localhost:9/nothing.git (git: unable to access",
-    "failing-sdist": "A package of requirements.txt failed to build from source "
-                     "(RuntimeError: this package cannot be built here: missing libfoo "
-                     "headers).",
-}
-
-
-def build_failure(engine: str, settings: Settings, tmp_path: Path, name: str) -> str:
-    """The message of the BuildError that building corpus repository `name` ends in."""
-    checkout = write_checkout(tmp_path, name)
-    runtime = make_runtime(engine, settings)
-
-    async def build() -> None:
-        try:
-            spec = corpus_spec(settings, checkout, "streamlit_app.py")
-            await asyncio.wait_for(runtime.ensure_env(spec, lambda line: None), 600)
-        finally:
-            await runtime.close()
-
-    with pytest.raises(BuildError) as err:
-        asyncio.run(build())
-    return str(err.value)
 
 
 @pytest.mark.no_database

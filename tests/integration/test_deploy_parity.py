@@ -26,20 +26,13 @@ from backend.platform.settings import PROJECT_ROOT
 from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from tests.conftest import free_port
+from tests.support.api_world import StubReconciler
 from tests.support.dashboard import (
     Dash,
     fill_deploy,
     local_repo,
     open_dashboard,
 )
-
-
-class StubReconciler:
-    class runtime:
-        name = "stub"
-
-    def push_detected(self, app_id: int, source: str) -> None:
-        pass
 
 
 @pytest.fixture

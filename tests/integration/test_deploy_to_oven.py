@@ -9,7 +9,7 @@ import re
 
 from backend.apps import service as apps
 from backend.context import open_context
-from tests.integration.test_e2e import http_get
+from tests.support.instances import http_get
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_until
 
 OVEN = "Your app is in the oven"

@@ -13,8 +13,7 @@ import uuid
 import pytest
 
 from supervisor.runtimes import docker_base
-from tests.integration.test_docker_host_pythons import DEBIAN_BASE
-from tests.integration.test_python_versions import interpreter
+from tests.support.pythons import DEBIAN_BASE, interpreter_version
 from tests.support.runtimes import make_runtime
 
 pytestmark = pytest.mark.no_database
@@ -27,8 +26,7 @@ def _docker(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_host_python_base_image_is_built_on_first_use(settings) -> None:
     minor = "3.12"
-    expected = subprocess.run([str(interpreter(minor)), "-c", "import sys; print(sys.version)"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    expected = interpreter_version(minor)
     if docker_base.host_suite_version() is None:
         pytest.skip("this host is not a Debian release with a base image")
     # Only the Debian image of the host's release is named; 3.12 is not configured anywhere.

@@ -14,12 +14,16 @@ import pytest
 
 from backend.platform.settings import PROJECT_ROOT
 from supervisor.runtimes.base import EnvSpec
-from tests.integration.test_python_versions import REPORTS_VERSION, interpreter, log_line
-from tests.support.runtimes import app_spec, make_runtime, wait_healthy
-from tests.support.streamlit_client import open_streamlit_session
+from tests.support.pythons import (
+    DEBIAN_BASE,
+    REPORTS_VERSION,
+    interpreter,
+    interpreter_version,
+    start_and_read_version,
+)
+from tests.support.runtimes import app_spec, make_runtime
 
 SCRIPT = PROJECT_ROOT / "scripts" / "build-host-python-image.sh"
-DEBIAN_BASE = "stcloud-base:py3.11"  # bookworm, the release this host runs
 
 
 def host_python_image(minor: str) -> str:
@@ -36,8 +40,7 @@ def host_python_image(minor: str) -> str:
 
 @pytest.mark.parametrize("minor", ["3.12", "3.10"])
 def test_docker_app_runs_on_a_host_python(minor: str, settings, tmp_path: Path) -> None:
-    expected = subprocess.run([str(interpreter(minor)), "-c", "import sys; print(sys.version)"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    expected = interpreter_version(minor)
     image = host_python_image(minor)
     settings = dataclasses.replace(settings, docker_base_images=f"{minor}={image}")
     runtime = make_runtime("docker", settings)
@@ -48,19 +51,5 @@ def test_docker_app_runs_on_a_host_python(minor: str, settings, tmp_path: Path) 
     spec = EnvSpec.from_checkout(checkout, minor, settings.default_streamlit)
     app = app_spec(settings, checkout, app_id=60 + int(minor.split(".")[1]))
 
-    async def scenario() -> None:
-        lines: list[str] = []
-        env = await runtime.ensure_env(spec, lines.append)
-        inst = await runtime.start(app, env)
-        try:
-            await wait_healthy(inst.address, runtime, app.app_id, inst.state, timeout=120)
-            address = f"{inst.address[0]}:{inst.address[1]}"
-            seen = await open_streamlit_session(f"ws://{address}", address)
-            assert seen["script_finished"] and not seen["exceptions"], seen
-            reported = await asyncio.to_thread(log_line, app.log_path, "PYTHON-VERSION")
-            assert reported.strip() == f"PYTHON-VERSION {expected.splitlines()[0].strip()}"
-        finally:
-            await runtime.stop(app.app_id, inst.state)
-            await runtime.close()
-
-    asyncio.run(scenario())
+    run = asyncio.run(start_and_read_version(runtime, spec, app))
+    assert run.reported.strip() == f"PYTHON-VERSION {expected.splitlines()[0].strip()}"

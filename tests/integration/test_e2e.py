@@ -10,13 +10,13 @@ SIGINT stops apps and the next start brings them back.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 
 import psutil
 
 from backend.apps import service as apps
 from backend.context import open_context
+from tests.support.instances import http_get, instance_alive, instance_id, running_instances
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import (
     SupervisorProcess,
@@ -27,39 +27,10 @@ from tests.support.supervisor_harness import (
 )
 
 
-def http_get(port: int, host: str, path: str = "/") -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(errors="replace")
-    finally:
-        conn.close()
-
-
 def app_pid(ctx, app_id: int) -> int:  # type: ignore[no-untyped-def]
     app = load_app(ctx, app_id)
     assert app is not None
     return json.loads(app.runtime_state)["instance"]["pid"]
-
-
-def instance_id(ctx, app_id: int) -> str | None:  # type: ignore[no-untyped-def]
-    """The pid or container id of the app's instance, as the supervisor recorded it."""
-    app = load_app(ctx, app_id)
-    inst = json.loads(app.runtime_state).get("instance", {}) if app else {}
-    ident = inst.get("pid") or inst.get("container_id")
-    return str(ident) if ident else None
-
-
-def instance_alive(ident: str) -> bool:
-    if ident.isdigit():
-        pid = int(ident)
-        return psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
-    import docker
-    try:
-        return docker.from_env().containers.get(ident).status == "running"
-    except docker.errors.NotFound:
-        return False
 
 
 def test_deploy_open_websocket_reboot_delete(engine_settings, admin, hello_repo,
@@ -108,18 +79,6 @@ def _deploy_open_reboot_delete(ctx, admin, hello_repo, supervisor) -> None:  # t
     assert not instance_alive(second)
     assert not (ctx.settings.apps_path / str(view.id)).exists()
     assert http_get(port, host)[0] == 404
-
-
-def running_instances(settings, app_id: int) -> list[str]:  # type: ignore[no-untyped-def]
-    """Every live instance of the app on this machine, found without our runtime code."""
-    if settings.runtime == "docker":
-        import docker
-        found = docker.from_env().containers.list(filters={"label": f"stcloud.app_id={app_id}"})
-        return [c.id for c in found
-                if str(settings.data_dir) in json.dumps(c.attrs["Mounts"])]
-    return [str(p.pid) for p in psutil.process_iter(["cmdline", "cwd"])
-            if p.info["cmdline"] and "streamlit_app.py" in p.info["cmdline"]
-            and (p.info["cwd"] or "").startswith(str(settings.apps_path / str(app_id)))]
 
 
 def test_supervisor_kill_adopts_running_app(engine_settings, admin, hello_repo,

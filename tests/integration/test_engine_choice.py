@@ -26,7 +26,7 @@ from models import Installation, session_scope
 from supervisor.control.engine_choice import decide, runtime_isolation
 from supervisor.runtimes import docker_available
 from supervisor.runtimes.docker import install_id
-from tests.integration.test_e2e import instance_alive, instance_id
+from tests.support.instances import instance_alive, instance_id
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state
 
 NO_DOCKER = "unix:///nonexistent/stcloud-test/docker.sock"  # `auto` finds no daemon here

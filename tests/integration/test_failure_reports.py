@@ -16,6 +16,7 @@ from backend.apps import service as apps
 from backend.context import open_context
 from models import App, session_scope
 from tests.conftest import corpus_files
+from tests.support.corpus import host_details
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
@@ -33,14 +34,6 @@ def supervisor(crash_once, tmp_path):  # type: ignore[no-untyped-def]
     sup = SupervisorProcess(crash_once, tmp_path / "supervisor.log").start()
     yield sup
     sup.stop()
-
-
-def host_details(settings, text: str) -> list[str]:  # type: ignore[no-untyped-def]
-    """Host paths and internal addresses found in `text` (none may reach a deployer)."""
-    paths = [str(settings.data_dir), str(settings.envs_path), str(settings.uv_cache_path)]
-    relative = ["/".join(p.strip("/").split("/")[1:]) for p in paths]  # as uv may print them
-    found = [p for p in [*paths, *relative, "/root/", ".pyenv"] if p in text]
-    return found + re.findall(r"127\.0\.0\.1:\d+", text)
 
 
 def test_failures_are_explained(crash_once, admin, supervisor, make_repo, tmp_path) -> None:

@@ -7,14 +7,18 @@
   row until it commits, so no take-over lands between its check and its write;
 - the process runtime stops an app whose parent (the supervisor that started it) is
   frozen with SIGSTOP without waiting out its grace: the exited, unreaped process (a
-  zombie) counts as ended.
+  zombie) counts as ended;
+- a late env build does not replace the one another builder finished, and a fenced leader
+  neither rewrites the live files in place nor writes build rows.
+
+Every database test runs on SQLite and on PostgreSQL (`db_ctx`, tests/conftest.py). What
+one reconcile pass does with what it finds is in test_reconcile_pass.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -22,7 +26,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,109 +35,29 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from backend.accounts import auth
-from backend.apps import service as apps
-from backend.context import Context, open_context
+from backend.context import Context
 from backend.platform.settings import Settings
-from models import App, AppEvent, Build, ClusterLease, session_scope, utcnow
+from models import App, Build, ClusterLease, session_scope
 from supervisor.builds import records as builds
-from supervisor.control.leader import LEASE, Fenced, Leadership, Me, me
+from supervisor.control.leader import LEASE, Fenced, Leadership
 from supervisor.control.lifecycle import Lifecycle
-from supervisor.control.reconciler import Reconciler
-from supervisor.control.requests import enqueue_request, load_requests
-from supervisor.routes import RouteTable
-from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status, Usage
+from supervisor.runtimes.base import EnvRef, EnvSpec, Instance
 from supervisor.runtimes.process import ProcessRuntime
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_ctx(request, settings: Settings) -> Context:  # type: ignore[no-untyped-def]
-    url = "" if request.param == "sqlite" else request.getfixturevalue("new_postgres_database")()
-    return open_context(dataclasses.replace(settings, database_url=url, lease_seconds=30))
-
-
-def _node(name: str) -> Me:
-    m = me()
-    return Me(name, m.host, m.pid, m.pid_started)  # this live process: never "gone"
-
-
-def _expire(ctx: Context) -> None:
-    """The holder stopped renewing (frozen): its lease runs out."""
-    with session_scope(ctx.engine) as s:
-        row = s.get(ClusterLease, LEASE)
-        row.expires_at = utcnow() - timedelta(seconds=1)
-        s.add(row)
-
-
-class GatedRuntime(Runtime):
-    """Records starts and stops; `start` waits for `gate` (the leader "frozen" mid-start)."""
-
-    name = "gated"
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.entered = asyncio.Event()
-        self.started: list[dict[str, Any]] = []
-        self.stopped: list[dict[str, Any]] = []
-
-    async def ensure_env(self, spec: EnvSpec, log: Any) -> EnvRef:
-        return EnvRef("h", "3.11", "/nowhere", reused=True)
-
-    async def start(self, app: AppSpec, env: EnvRef) -> Instance:
-        self.entered.set()
-        await self.gate.wait()
-        state = {"pid": 1000 + len(self.started)}
-        self.started.append(state)
-        return Instance(app.app_id, ("127.0.0.1", 9), state, app.generation)
-
-    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
-        self.stopped.append(state)
-
-    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
-        return Status("running")
-
-    async def list(self) -> list[Instance]:
-        return []
-
-    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
-        return None
-
-
-def _starting_app(ctx: Context, tmp_path: Path) -> App:
-    auth.ensure_first_admin(ctx)
-    user = auth.get_user(ctx, ctx.settings.admin_username)
-    view = apps.deploy_app(ctx, user, repo_url=str(tmp_path / "owner" / "repo.git"),
-                           subdomain="fenced")
-    with session_scope(ctx.engine) as s:
-        app = s.get(App, view.id)
-        app.state, app.runtime_state = "starting", "{}"
-        s.add(app)
-    return app
-
-
-def _running_app(ctx: Context, tmp_path: Path, state: dict[str, Any]) -> App:
-    """An app recorded `running` with the instance `state`."""
-    app = _starting_app(ctx, tmp_path)
-    with session_scope(ctx.engine) as s:
-        row = s.get(App, app.id)
-        row.state, row.runtime_state = "running", json.dumps({"instance": state})
-        s.add(row)
-    return app
-
-
-def _row(ctx: Context, app_id: int) -> tuple[str, str, int]:
-    with session_scope(ctx.engine) as s:
-        app = s.get(App, app_id)
-        events = len(s.exec(select(AppEvent).where(AppEvent.app_id == app_id)).all())
-        return app.state, app.runtime_state, events
+from tests.support.control import (
+    expire_lease,
+    node,
+    row_summary,
+    starting_app,
+)
+from tests.support.runtimes import GatedRuntime
 
 
 def test_a_leader_fenced_mid_start_records_nothing_and_stops_its_instance(
         db_ctx: Context, tmp_path: Path) -> None:
     ctx = db_ctx
-    a, b = Leadership(ctx, _node("a")), Leadership(ctx, _node("b"))
+    a, b = Leadership(ctx, node("a")), Leadership(ctx, node("b"))
     assert a.step()
-    app = _starting_app(ctx, tmp_path)
+    app = starting_app(ctx, tmp_path)
     runtime = GatedRuntime()
     lc_a = Lifecycle(ctx, runtime)
     lc_a.fence = a.fence()
@@ -144,19 +67,19 @@ def test_a_leader_fenced_mid_start_records_nothing_and_stops_its_instance(
         action = asyncio.create_task(lc_a.start_and_wait(app, EnvRef("h", "3.11", "/x")))
         await asyncio.wait_for(runtime.entered.wait(), 30)  # A is inside runtime.start
         # A is "frozen" there: its lease runs out and B takes over and records its own.
-        _expire(ctx)
+        expire_lease(ctx)
         assert b.step() and b.epoch == a.epoch + 1
         lc_b = Lifecycle(ctx, GatedRuntime())
         lc_b.fence = b.fence()
         lc_b.save_instance(app.id, Instance(app.id, ("127.0.0.1", 8), {"pid": 7}))
         lc_b.transition(app.id, "running", "Serving (B)")
-        before = _row(ctx, app.id)
+        before = row_summary(ctx, app.id)
         runtime.gate.set()  # A wakes up and goes on with its action
         with pytest.raises(Fenced):
             await asyncio.wait_for(action, 30)
         assert runtime.stopped == runtime.started == [{"pid": 1000}], \
             "A stopped the instance it started and could not record"
-        assert _row(ctx, app.id) == before, "A wrote nothing: B's instance and state stand"
+        assert row_summary(ctx, app.id) == before, "A wrote nothing: B's instance and state stand"
         assert app.id not in lc_a.instances and lc_a.unrecorded == []
 
         # A's next step would stop the instance saved on the row (B's): refused too.
@@ -165,7 +88,7 @@ def test_a_leader_fenced_mid_start_records_nothing_and_stops_its_instance(
         assert runtime.stopped == [{"pid": 1000}], "B's instance was not touched"
         with pytest.raises(Fenced):
             lc_a.transition(app.id, "crashed", "A thinks it crashed")
-        assert _row(ctx, app.id) == before
+        assert row_summary(ctx, app.id) == before
     asyncio.run(scenario())
     b.release()
     a.release()
@@ -175,9 +98,9 @@ def test_a_fenced_write_holds_the_lease_until_it_commits(db_ctx: Context,
                                                          tmp_path: Path) -> None:
     """No take-over commits between a write's fence check and the write itself."""
     ctx = db_ctx
-    a = Leadership(ctx, _node("a"))
+    a = Leadership(ctx, node("a"))
     assert a.step()
-    app = _starting_app(ctx, tmp_path)
+    app = starting_app(ctx, tmp_path)
     lc = Lifecycle(ctx, GatedRuntime())
     lc.fence = a.fence()
     url = ctx.engine.url.render_as_string(hide_password=False)
@@ -294,9 +217,9 @@ def test_a_fenced_leader_does_not_rewrite_the_live_files_in_place(
     the new leader's instance serves) is left as it is, and nothing is recorded."""
     from supervisor.sources.updates import Updater
     ctx = db_ctx
-    a, b = Leadership(ctx, _node("a")), Leadership(ctx, _node("b"))
+    a, b = Leadership(ctx, node("a")), Leadership(ctx, node("b"))
     assert a.step()
-    app = _starting_app(ctx, tmp_path)
+    app = starting_app(ctx, tmp_path)
     live, tree = tmp_path / "live", tmp_path / "tree"
     for path, content in ((live, "old"), (tree, "new")):
         path.mkdir()
@@ -305,60 +228,13 @@ def test_a_fenced_leader_does_not_rewrite_the_live_files_in_place(
         subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
     lc_a = Lifecycle(ctx, GatedRuntime())
     lc_a.fence = a.fence()
-    _expire(ctx)
+    expire_lease(ctx)
     assert b.step()  # B leads now; A has not noticed
-    before = _row(ctx, app.id)
+    before = row_summary(ctx, app.id)
     with pytest.raises(Fenced):
         asyncio.run(Updater(lc_a)._in_place(app, live, tree, "c0ffee", lambda line: None))
     assert (live / "streamlit_app.py").read_text() == "old"
-    assert _row(ctx, app.id) == before
-
-
-def _one_pass(ctx: Context, runtime: Runtime, app: App, state: dict[str, Any]) -> None:
-    """One reconcile pass (and the work it starts), with `app`'s instance (`state`) known."""
-    async def scenario() -> None:
-        reconciler = Reconciler(ctx, runtime, RouteTable())
-        reconciler.lifecycle.instances[app.id] = Instance(  # type: ignore[index]
-            app.id, ("127.0.0.1", 9), state, app.restart_generation)  # type: ignore
-        await reconciler.reconcile_once()
-        await asyncio.gather(*reconciler._tasks.values())
-
-    asyncio.run(scenario())
-
-
-class EndedRuntime(GatedRuntime):
-    """Every instance has ended (the old leader's stop went through before it died)."""
-
-    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
-        return Status("exited", 0)
-
-
-def test_an_app_found_ended_with_a_sleep_pending_goes_to_sleep_not_restarted(
-        db_ctx: Context, tmp_path: Path) -> None:
-    """A leader killed while it stopped an idle app for hibernation leaves the app `running`,
-    its instance ended and the sleep request pending: the next leader finishes the
-    hibernation. (It used to restart the app as a crash, which kept it awake.)"""
-    ctx = dataclasses.replace(db_ctx, settings=dataclasses.replace(
-        db_ctx.settings, crash_backoff="0"))
-    app = _starting_app(ctx, tmp_path)
-    idle_since = utcnow() - timedelta(days=8)
-    with session_scope(ctx.engine) as s:
-        row = s.get(App, app.id)
-        row.state = "running"
-        row.runtime_state = json.dumps({"instance": {"pid": 4242}})
-        row.created_at = row.last_deployed_at = row.last_viewed_at = idle_since
-        s.add(row)
-    enqueue_request(ctx, app.id, "sleep", utcnow())  # type: ignore[arg-type]
-    runtime = EndedRuntime()
-    runtime.gate.set()
-
-    _one_pass(ctx, runtime, app, {"pid": 4242})
-    state, runtime_state, _ = _row(ctx, app.id)  # type: ignore[arg-type]
-    assert state == "sleeping"
-    assert runtime.started == [] and {"pid": 4242} in runtime.stopped
-    assert "instance" not in json.loads(runtime_state or "{}") or \
-        not json.loads(runtime_state)["instance"]
-    assert load_requests(ctx) == {}
+    assert row_summary(ctx, app.id) == before
 
 
 def test_a_fenced_leader_does_not_write_build_rows(db_ctx: Context, tmp_path: Path) -> None:
@@ -366,13 +242,13 @@ def test_a_fenced_leader_does_not_write_build_rows(db_ctx: Context, tmp_path: Pa
     start a build record nor turn the new leader's `interrupted` into `failed` (polling
     would then skip that commit for good)."""
     ctx = db_ctx
-    a, b = Leadership(ctx, _node("a")), Leadership(ctx, _node("b"))
+    a, b = Leadership(ctx, node("a")), Leadership(ctx, node("b"))
     assert a.step()
-    app = _starting_app(ctx, tmp_path)
+    app = starting_app(ctx, tmp_path)
     lc_a = Lifecycle(ctx, GatedRuntime())
     lc_a.fence = a.fence()
     build_id = lc_a.record_build(app.id, "c0ffee", "hash")  # type: ignore[arg-type]
-    _expire(ctx)
+    expire_lease(ctx)
     assert b.step()
     assert builds.mark_interrupted(ctx) == 1  # the new leader's adoption
     with pytest.raises(Fenced):
@@ -385,52 +261,3 @@ def test_a_fenced_leader_does_not_write_build_rows(db_ctx: Context, tmp_path: Pa
     assert not builds.commit_failed(ctx, app.id, "c0ffee")  # type: ignore[arg-type]
     b.release()
     a.release()
-
-
-def test_a_crash_restart_waits_out_its_backoff_then_respects_a_stop(
-        db_ctx: Context, tmp_path: Path) -> None:
-    """During a crash restart's backoff someone stops the app: the restart does not start
-    it after all (the next pass stops it as asked)."""
-    ctx = dataclasses.replace(db_ctx, settings=dataclasses.replace(
-        db_ctx.settings, crash_backoff="1"))
-    app = _running_app(ctx, tmp_path, {"pid": 4242})
-    runtime = EndedRuntime()
-    runtime.gate.set()
-    lc = Lifecycle(ctx, runtime)
-
-    async def scenario() -> None:
-        restart = asyncio.create_task(lc.handle_exit(app.id, Status("exited", 1)))  # type: ignore
-        while _row(ctx, app.id)[0] != "starting":  # type: ignore[arg-type]
-            assert not restart.done()
-            await asyncio.sleep(0.01)
-        with session_scope(ctx.engine) as s:
-            row = s.get(App, app.id)
-            row.desired_state = "stopped"
-            s.add(row)
-        await asyncio.wait_for(restart, 30)
-
-    asyncio.run(scenario())
-    assert runtime.started == [], "a stopped app was started by the crash restart"
-    assert _row(ctx, app.id)[0] == "starting"  # type: ignore[arg-type]
-
-
-class MaintainedRuntime(GatedRuntime):
-    """Records the housekeeping steps the reconciler asks of running instances."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maintained: list[tuple[int, dict[str, Any]]] = []
-
-    async def maintain(self, app_id: int, state: dict[str, Any]) -> None:
-        self.maintained.append((app_id, state))
-
-
-def test_a_reconcile_pass_maintains_each_running_instance(db_ctx: Context,
-                                                          tmp_path: Path) -> None:
-    """`poll` only observes; the housekeeping of a running instance (the Docker engines'
-    app-log cap) is `maintain`, which each reconcile pass calls after `poll` said running."""
-    app = _running_app(db_ctx, tmp_path, {"pid": 4343})
-    runtime = MaintainedRuntime()
-    _one_pass(db_ctx, runtime, app, {"pid": 4343})
-    assert runtime.maintained == [(app.id, {"pid": 4343})]
-    assert runtime.started == [] and runtime.stopped == []

@@ -16,6 +16,7 @@ from backend.apps import service as apps
 from backend.errors import NotFound, PermissionDenied, ValidationError
 from backend.github import accounts as github
 from backend.github import deploy as github_deploy
+from backend.github import deploy_keys
 from backend.github.client import (
     Conn,
 )
@@ -24,9 +25,9 @@ from models.github import AppGithub, GithubAccount
 from supervisor.api import make_api_app
 from supervisor.proxy import make_proxy_app
 from supervisor.routes import RouteTable
+from tests.support.api_world import StubReconciler
 from tests.support.github_env import (
     TOKEN,
-    RecordingReconciler,
     app_row,
 )
 
@@ -50,9 +51,9 @@ def test_deploy_public_repo_with_webhook(gctx, fake_github, alice) -> None:
     assert "Pushes reach the app by webhook" in events[-1]
     info = github_deploy.app_github_info(gctx, alice, view.id)
     assert info is not None and info.mode == "webhook" and not info.has_deploy_key
-    assert github_deploy.deploy_key_for_app(gctx, view.id) is None
+    assert deploy_keys.deploy_key_for_app(gctx, view.id) is None
     # GitHub delivers a push to our API (through the proxy), which verifies the signature.
-    reconciler = RecordingReconciler()
+    reconciler = StubReconciler(runtime_name="fake")
     fake_github.serve_app(make_proxy_app(gctx.settings, RouteTable(),
                                          api=make_api_app(gctx, reconciler)), gctx.settings.port)
     assert fake_github.deliver_push("alice/hello", "main") == [
@@ -118,7 +119,7 @@ def test_private_deploy_key_exists_before_the_app_is_queued(gctx, fake_github, a
 
     def deploy_and_look(ctx, user, **kw):  # type: ignore[no-untyped-def]
         view = original(ctx, user, **kw)
-        seen["key"] = github_deploy.deploy_key_for_app(ctx, view.id)  # as the supervisor would
+        seen["key"] = deploy_keys.deploy_key_for_app(ctx, view.id)  # as the supervisor would
         return view
 
     monkeypatch.setattr(apps, "deploy_app", deploy_and_look)
@@ -130,7 +131,7 @@ def test_private_deploy_key_exists_before_the_app_is_queued(gctx, fake_github, a
     assert key["read_only"] is True and key["id"] == row.deploy_key_id
     assert "read-only" in key["title"] and view.subdomain in key["title"]
     assert "PRIVATE KEY" not in row.private_key_ciphertext
-    assert github_deploy.deploy_key_for_app(gctx, view.id) == seen["key"]
+    assert deploy_keys.deploy_key_for_app(gctx, view.id) == seen["key"]
     assert "read-only deploy key was added" in events[-1]
     # A failed deploy takes its key back off GitHub.
     monkeypatch.setattr(apps, "deploy_app", lambda *a, **k: (_ for _ in ()).throw(

@@ -18,6 +18,7 @@ import pytest
 from backend.apps import service as apps
 from backend.github import accounts as github
 from backend.github import deploy as github_deploy
+from backend.github import deploy_keys
 from backend.github.client import (
     known_hosts_path,
 )
@@ -146,12 +147,12 @@ def test_private_repo_cloned_over_ssh_with_the_deploy_key_only(gctx, fake_github
             wrong_repo = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{other}"
             assert clone(wrong_repo, tmp_path / "other", env).returncode != 0
         # Any other key is refused.
-        stranger, _ = github_deploy.new_key_pair("stranger")
+        stranger, _ = deploy_keys.new_key_pair("stranger")
         with git_auth.key_env(gctx, stranger) as env:
             refused = clone(app.repo_url, tmp_path / "stranger", env)
         assert refused.returncode != 0 and "Permission denied" in refused.stderr
         # Deleting the app deletes the deploy key on GitHub: the key no longer works.
-        key = github_deploy.deploy_key_for_app(gctx, view.id)
+        key = deploy_keys.deploy_key_for_app(gctx, view.id)
         apps.delete_app(gctx, alice, view.id)
         github_deploy.on_app_deleted(gctx, view.id)
         assert fake_github.find("alice/secret").keys == {}

@@ -20,12 +20,9 @@ from backend.platform.settings import Settings
 from models import App, AppEvent, EmailOutbox, Membership, Notification, User, session_scope
 from supervisor import mailer
 from supervisor.proxy.state_pages import notified_text
-from tests.integration.test_api import (
-    World,
-    world,  # noqa: F401  (the `world` fixture)
-)
-from tests.integration.test_api import auth as api_auth
-from tests.integration.test_api import run as run_api
+from tests.support.api_world import World
+from tests.support.api_world import auth as api_auth
+from tests.support.api_world import run as run_api
 from tests.support.dashboard import (
     Dash,
     click,
@@ -108,7 +105,7 @@ def test_queue_writes_the_inbox_too_and_marks_only_ones_own(ctx, admin) -> None:
 
 
 # API -------------------------------------------------------------------------------------
-def test_api_lists_and_marks_ones_own_notifications(world: World) -> None:  # noqa: F811
+def test_api_lists_and_marks_ones_own_notifications(world: World) -> None:
     ctx = world.ctx
     app_id = apps.list_apps(ctx, world.users["owner"])[0].id
     _crash(ctx, ctx.settings, app_id)  # type: ignore[arg-type]

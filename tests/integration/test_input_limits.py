@@ -7,7 +7,6 @@ ValidationError for the dashboard's forms), and nothing is created."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
 from collections import Counter
@@ -23,18 +22,17 @@ from backend.accounts import api_tokens
 from backend.apps import log_masking
 from backend.apps import secrets as app_secrets
 from backend.apps import service as apps
-from backend.context import Context, open_context
+from backend.context import Context
 from backend.errors import Conflict, ValidationError
-from backend.platform.settings import Settings
 from backend.platform.supervisor_report import PlatformInfo, write_platform
 from models import App, Membership, User, Workspace, session_scope
 from supervisor.api import make_api_app
 from tests.conftest import static_repo
-from tests.integration.test_api import StubReconciler, make_user
-from tests.integration.test_dashboard_pages import open_settings
+from tests.support.api_world import StubReconciler, make_user
 from tests.support.dashboard import (
     Dash,
     click,
+    open_settings,
 )
 
 REPO = static_repo("team", "dash")  # a deploy reads the repository first
@@ -115,12 +113,6 @@ def test_log_redaction_survives_a_deep_secrets_file(ctx: Context) -> None:
 
 # Concurrent deploys of one subdomain ----------------------------------------------------------
 ROUNDS, RACERS = 12, 4
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_ctx(request: pytest.FixtureRequest, settings: Settings) -> Context:
-    url = "" if request.param == "sqlite" else request.getfixturevalue("new_postgres_database")()
-    return open_context(dataclasses.replace(settings, database_url=url))
 
 
 def _race(n: int, deploy: Callable[[int], None]) -> list[str]:

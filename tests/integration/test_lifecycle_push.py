@@ -22,7 +22,7 @@ from sqlmodel import select
 from backend.apps import service as apps
 from backend.context import open_context
 from models import AppEvent, EmailOutbox, User, session_scope
-from tests.integration.test_e2e import http_get, instance_alive, instance_id
+from tests.support.instances import http_get, instance_alive, instance_id
 from tests.support.lifecycle_support import LiveSession, MailSink, Poller, post, send_github_push
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 

@@ -14,7 +14,7 @@ from sqlmodel import select
 from backend.apps import service as apps
 from backend.context import open_context
 from models import Build, EmailOutbox, User, session_scope
-from tests.integration.test_e2e import http_get, instance_alive, instance_id, running_instances
+from tests.support.instances import http_get, instance_alive, instance_id, running_instances
 from tests.support.lifecycle_support import (
     MailSink,
     build_visible_dir,
@@ -89,7 +89,7 @@ def test_killed_mid_build_recovers_and_mails_once(settings, admin, make_repo, ma
         assert builds_of(ctx, view.id, pushed) == ["failed", "interrupted"]
         wait_until(lambda: mail_sink.matching("could not be updated"), 30, "the email", sup)
         # Marked sent after the SMTP server took it (a kill in between would resend it once,
-        # as supervisor/mailer.py documents; that case is tested in test_lifecycle_units).
+        # as supervisor/mailer.py documents; that case is tested in test_lifecycle_mail).
         wait_until(lambda: outbox_kinds(ctx) == [("deploy_failed", "sent")], 30,
                    "the outbox row to be marked sent", sup)
 

@@ -24,7 +24,7 @@ from backend.accounts import api_tokens
 from backend.apps.log_files import app_log_path
 from backend.apps.secrets import runtime_path
 from backend.platform.settings import PROJECT_ROOT
-from tests.integration.test_e2e import instance_id
+from tests.support.instances import instance_id
 from tests.support.supervisor_harness import SupervisorProcess, all_apps, wait_until
 
 SECRET = "mcp-secret-value-5a7c9e1b3d"

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import stat
-from datetime import datetime
-from pathlib import Path
 
 import psutil
 import pytest
-from sqlmodel import col, func, select
 
 from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.platform.settings import Settings
-from models import AppEvent, Build, session_scope
-from tests.integration.test_e2e import http_get
+from tests.support.instances import http_get
+from tests.support.restarts import (
+    all_serving,
+    build_count,
+    deploy_running,
+    git_calls,
+    last_event_id,
+    most_at_once,
+    recording_git,
+    snapshot,
+    start_windows,
+)
 from tests.support.supervisor_harness import (
     SupervisorProcess,
     all_apps,
@@ -35,60 +40,7 @@ from tests.support.supervisor_harness import (
 
 APPS = 20
 LIMIT = 3
-STARTING_FROM_DISK = "Starting from its checkout and environment"
 
-
-def recording_git(bin_dir: Path, calls: Path) -> str:
-    """A PATH whose first `git` appends its arguments to `calls`, then runs the real git."""
-    real = shutil.which("git")
-    assert real, "git is needed"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    shim = bin_dir / "git"
-    shim.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexec "{real}" "$@"\n')
-    shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def snapshot(ctx: Context) -> dict[int, tuple[str, str, datetime | None, str]]:
-    """app id -> (commit, env hash, last deployed, tree the instance runs in)."""
-    return {a.id: (a.commit, a.env_hash, a.last_deployed_at,
-                   json.loads(a.runtime_state or "{}").get("tree", ""))
-            for a in all_apps(ctx) if a.id is not None}
-
-
-def build_count(ctx: Context) -> int:
-    with session_scope(ctx.engine) as s:
-        return int(s.exec(select(func.count()).select_from(Build)).one())
-
-
-def last_event_id(ctx: Context) -> int:
-    with session_scope(ctx.engine) as s:
-        return int(s.exec(select(func.max(AppEvent.id))).one() or 0)
-
-
-def start_windows(ctx: Context, after: int) -> list[tuple[datetime, datetime]]:
-    """Per app, from its "Starting from its checkout" event to its next `running` event."""
-    with session_scope(ctx.engine) as s:
-        events = list(s.exec(select(AppEvent).where(col(AppEvent.id) > after)
-                             .order_by(col(AppEvent.id))))
-    began: dict[int, datetime] = {}
-    windows = []
-    for e in events:
-        if e.reason.startswith(STARTING_FROM_DISK):
-            began[e.app_id] = e.time
-        elif e.to_state == "running" and e.app_id in began:
-            windows.append((began.pop(e.app_id), e.time))
-    return windows
-
-
-def most_at_once(windows: list[tuple[datetime, datetime]]) -> int:
-    """The largest number of windows open at one moment (an end before a start at a tie)."""
-    points = sorted([(a, 1) for a, _ in windows] + [(b, -1) for _, b in windows])
-    now = best = 0
-    for _, step in points:
-        now += step
-        best = max(best, now)
-    return best
 
 
 def pids(ctx: Context) -> dict[int, int]:
@@ -112,12 +64,8 @@ def test_ctrl_c_and_start_again_rebuilds_nothing_and_staggers_starts(
     ctx = open_context(settings)
     sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
     try:
-        views = [apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain=f"r{i:02d}")
-                 for i in range(APPS)]
-        for view in views:
-            app = wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"},
-                                 timeout=600, sup=sup)
-            assert app.state == "running", app.state_reason
+        deploy_running(ctx, admin, hello_repo.url, [f"r{i:02d}" for i in range(APPS)], sup,
+                       timeout=600)
     finally:
         sup.stop()  # SIGINT, as Ctrl-C: the apps stop too
     before, builds, first_pids = snapshot(ctx), build_count(ctx), pids(ctx)
@@ -129,13 +77,12 @@ def test_ctrl_c_and_start_again_rebuilds_nothing_and_staggers_starts(
     mark = last_event_id(ctx)
     sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
     try:
-        wait_until(lambda: all(a.state == "running" and a.runtime_state not in ("", "{}")
-                               for a in all_apps(ctx)), 600, "every app to serve again", sup)
+        wait_until(lambda: all_serving(ctx), 600, "every app to serve again", sup)
         status, _ = http_get(settings.port, f"r07.localhost:{settings.port}")
         assert status == 200
     finally:
         sup.stop()
-    called = calls.read_text() if calls.exists() else ""
+    called = git_calls(calls)
     assert called == "", f"git ran during the restart:\n{called}"
     assert build_count(ctx) == builds, "no build is recorded by a restart"
     assert snapshot(ctx) == before, "same commit, environment, tree and Deployed time"
@@ -184,11 +131,8 @@ def test_ctrl_c_while_apps_wait_their_turn_rebuilds_nothing(
     ctx = open_context(settings)
     sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
     try:
-        views = [apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain=f"w{i}")
-                 for i in range(4)]
-        for view in views:
-            assert wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"},
-                                  timeout=300, sup=sup).state == "running"
+        deploy_running(ctx, admin, hello_repo.url, [f"w{i}" for i in range(4)], sup,
+                       timeout=300)
     finally:
         sup.stop()
     builds, before = build_count(ctx), snapshot(ctx)
@@ -204,11 +148,10 @@ def test_ctrl_c_while_apps_wait_their_turn_rebuilds_nothing(
     assert any(a.state == "starting" for a in all_apps(ctx))
     sup = SupervisorProcess(settings, tmp_path / "sup3.log").start()
     try:
-        wait_until(lambda: all(a.state == "running" and a.runtime_state not in ("", "{}")
-                               for a in all_apps(ctx)), 300, "every app to serve again", sup)
+        wait_until(lambda: all_serving(ctx), 300, "every app to serve again", sup)
     finally:
         sup.stop()
-    called = calls.read_text() if calls.exists() else ""
+    called = git_calls(calls)
     assert called == "", f"git ran during the restarts:\n{called}"
     assert build_count(ctx) == builds
     assert snapshot(ctx) == before
@@ -223,12 +166,8 @@ def test_ctrl_c_restart_rebuilds_nothing_on_every_engine(
     ctx = open_context(settings)
     sup = SupervisorProcess(settings, tmp_path / "sup1.log").start()
     try:
-        views = [apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain=f"e{i}")
-                 for i in range(2)]
-        for view in views:
-            app = wait_for_state(ctx, view.id, {"running", "crashed", "build_failed"},
-                                 timeout=600, sup=sup)
-            assert app.state == "running", app.state_reason
+        deploy_running(ctx, admin, hello_repo.url, [f"e{i}" for i in range(2)], sup,
+                       timeout=600)
     finally:
         sup.stop()
     builds, before = build_count(ctx), snapshot(ctx)
@@ -237,12 +176,11 @@ def test_ctrl_c_restart_rebuilds_nothing_on_every_engine(
     mark = last_event_id(ctx)
     sup = SupervisorProcess(settings, tmp_path / "sup2.log").start()
     try:
-        wait_until(lambda: all(a.state == "running" and a.runtime_state not in ("", "{}")
-                               for a in all_apps(ctx)), 300, "every app to serve again", sup)
+        wait_until(lambda: all_serving(ctx), 300, "every app to serve again", sup)
         assert http_get(settings.port, f"e1.localhost:{settings.port}")[0] == 200
     finally:
         sup.stop()
-    called = calls.read_text() if calls.exists() else ""
+    called = git_calls(calls)
     assert called == "", f"git ran during the restart:\n{called}"
     assert build_count(ctx) == builds
     assert snapshot(ctx) == before

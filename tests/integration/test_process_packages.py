@@ -25,33 +25,21 @@ import pytest
 from supervisor.runtimes import rootfs, sandbox, sandbox_rootfs
 from supervisor.runtimes.base import AppSpec, BuildError, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
-from tests.conftest import corpus_files
+from tests.support.corpus import write_checkout
+from tests.support.rootfs import ROOTFS_CACHE, SUITE, with_cached_rootfs
 from tests.support.runtimes import wait_healthy
 from tests.support.streamlit_client import open_streamlit_session
 
 pytestmark = [pytest.mark.no_database,
               pytest.mark.skipif(os.geteuid() != 0, reason="packages.txt needs a root supervisor")]
 
-ROOTFS_CACHE = Path(os.environ.get("STCLOUD_TEST_ROOTFS", "/var/tmp/stcloud-rootfs"))
-SUITE = "bookworm"  # Python 3.11, the tests' default
 BUILD_TIMEOUT = 1200  # a first run debootstraps (about 2 minutes here)
 
 
 @pytest.fixture
 def rootfs_settings(settings: Any) -> Any:
     """Settings whose root filesystems are the cached ones; skips without a way to get one."""
-    if not rootfs.is_complete(ROOTFS_CACHE / SUITE) and not rootfs.debootstrap_available():
-        pytest.skip("no cached Debian root filesystem and no debootstrap to make one")
-    return dataclasses.replace(settings, process_rootfs_dir=ROOTFS_CACHE)
-
-
-def write_checkout(root: Path, name: str) -> Path:
-    for rel, content in corpus_files(name).items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        assert isinstance(content, bytes)
-        path.write_bytes(content)
-    return root
+    return with_cached_rootfs(settings)
 
 
 def build_and_open(runtime: ProcessRuntime, checkout: Path, app_id: int,
@@ -90,7 +78,7 @@ def test_packages_txt_app_runs_its_debian_program_on_the_process_runtime(
     assert runtime.isolation == sandbox.BUBBLEWRAP, runtime.isolation_problem
     versions, problem = runtime.packages_support()
     assert "3.11" in versions and problem == ""
-    checkout = write_checkout(tmp_path / "checkout", "debian-packages")
+    checkout = write_checkout(tmp_path, "debian-packages")
     lines: list[str] = []
     seen, _ = build_and_open(runtime, checkout, 61, lines)
     shown = " ".join(seen["texts"])

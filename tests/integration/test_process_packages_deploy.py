@@ -7,7 +7,6 @@ proxy, shows what the Debian program it installed printed (tests/corpus/debian-p
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import pytest
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
 from backend.platform.supervisor_report import read_platform
-from supervisor.runtimes import rootfs
 from tests.conftest import corpus_files
-from tests.integration.test_process_packages import ROOTFS_CACHE, SUITE
+from tests.support.rootfs import with_cached_rootfs
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
@@ -27,9 +25,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="packages.txt needs a 
 
 def test_a_packages_txt_repository_deploys_and_serves_on_the_process_runtime(
         ctx, admin, make_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    if not rootfs.is_complete(ROOTFS_CACHE / SUITE) and not rootfs.debootstrap_available():
-        pytest.skip("no cached Debian root filesystem and no debootstrap to make one")
-    settings = dataclasses.replace(ctx.settings, process_rootfs_dir=ROOTFS_CACHE)
+    settings = with_cached_rootfs(ctx.settings)
     repo = make_repo("debian-packages", corpus_files("debian-packages"))
     sup = SupervisorProcess(settings, tmp_path / "supervisor.log").start()
     try:

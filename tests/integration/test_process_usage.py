@@ -15,8 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.integration.test_sandbox_attacks import make_app, run_script, start_healthy
-from tests.support.runtimes import make_runtime
+from tests.support.runtimes import make_app, make_runtime, run_script, start_healthy
 
 pytestmark = pytest.mark.no_database
 

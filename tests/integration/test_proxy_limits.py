@@ -28,6 +28,7 @@ from supervisor.api import make_api_app
 from supervisor.proxy.limits import ConnectionGuard
 from supervisor.proxy.server import PROXY_KEY
 from tests.conftest import free_port
+from tests.support.api_world import StubReconciler
 from tests.support.proxy_env import Env, proxy_env
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,13 +36,6 @@ HALF_OPEN = b"GET / HTTP/1.1\r\nHost: localhost\r\n"  # and then silence
 ATTACKER = "127.0.0.1"
 VISITOR = "127.0.0.2"
 
-
-class StubReconciler:
-    class runtime:
-        name = "stub"
-
-    def push_detected(self, app_id: int, source: str) -> None:
-        pass
 
 
 def limited(settings: Settings, **changes: object) -> Settings:

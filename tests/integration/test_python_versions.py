@@ -29,39 +29,25 @@ from backend.platform.settings import PROJECT_ROOT
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
 from tests.support.lifecycle_support import post
-from tests.support.runtimes import app_spec, make_runtime, wait_healthy
+from tests.support.pythons import (
+    REPORTS_VERSION,
+    interpreter,
+    interpreter_version,
+    log_line,
+    start_and_read_version,
+)
+from tests.support.runtimes import app_spec, make_runtime
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 
-REPORTS_VERSION = ("import sys\nimport streamlit as st\n"
-                   "print('PYTHON-VERSION', sys.version, flush=True)\n"
-                   "st.write('Python', sys.version)\n")
 PACKAGES = "libgl1\nffmpeg\n"
-
-
-def interpreter(minor: str) -> Path:
-    """The host's pyenv CPython of `minor` (skips the test when there is none)."""
-    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
-    found = sorted(root.glob(f"{minor}.*/bin/python{minor}")) if root.is_dir() else []
-    if not found:
-        pytest.skip(f"no pyenv Python {minor} on this host")
-    return found[-1]
-
-
-def log_line(path: Path, prefix: str, timeout: float = 60) -> str:
-    """The first line of the app log starting with `prefix` (polled until it appears)."""
-    def find() -> str | None:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return next((ln for ln in text.splitlines() if ln.startswith(prefix)), None)
-    return wait_until(find, timeout, f"'{prefix}' in {path}")  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize(("minor", "requirements"), [
     ("3.12", None), ("3.9", "streamlit==1.50.0\n")])
 def test_sandboxed_app_runs_on_python(minor: str, requirements: str | None, settings,
                                       tmp_path: Path) -> None:
-    expected = subprocess.run([str(interpreter(minor)), "-c", "import sys; print(sys.version)"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    expected = interpreter_version(minor)
     runtime = make_runtime("process", settings)
     assert runtime.isolation == sandbox.BUBBLEWRAP, "the test is about the sandboxed runtime"
     assert minor in runtime.python_versions()
@@ -73,25 +59,12 @@ def test_sandboxed_app_runs_on_python(minor: str, requirements: str | None, sett
     spec = EnvSpec.from_checkout(checkout, minor, settings.default_streamlit)
     app = app_spec(settings, checkout, app_id=40 + int(minor.split(".")[1]))
 
-    async def scenario() -> None:
-        lines: list[str] = []
-        env = await runtime.ensure_env(spec, lines.append)
-        assert env.python_version == expected.split()[0], (env, lines[-5:])
-        inst = await runtime.start(app, env)
-        try:
-            await wait_healthy(inst.address, runtime, app.app_id, inst.state, timeout=120)
-            address = f"{inst.address[0]}:{inst.address[1]}"
-            seen = await open_streamlit_session(f"ws://{address}", address)
-            assert seen["script_finished"] and not seen["exceptions"], seen
-            assert any(expected.split()[0] in t for t in seen["texts"]), seen["texts"]
-            reported = await asyncio.to_thread(log_line, app.log_path, "PYTHON-VERSION")
-            # 3.9's sys.version holds a newline before the compiler: its first line counts
-            assert reported.strip() == f"PYTHON-VERSION {expected.splitlines()[0].strip()}"
-        finally:
-            await runtime.stop(app.app_id, inst.state)
-            await runtime.close()
-
-    asyncio.run(scenario())
+    run = asyncio.run(start_and_read_version(runtime, spec, app))
+    assert run.env.python_version == expected.split()[0], (run.env, run.build_lines[-5:])
+    texts = run.session["texts"]
+    assert any(expected.split()[0] in t for t in texts), texts
+    # 3.9's sys.version holds a newline before the compiler: its first line counts
+    assert run.reported.strip() == f"PYTHON-VERSION {expected.splitlines()[0].strip()}"
 
 
 def cli_runner(ctx, admin, tmp_path: Path):  # type: ignore[no-untyped-def]

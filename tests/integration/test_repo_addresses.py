@@ -31,7 +31,7 @@ from backend.repositories.hosts import RepoAddressError, public_fetch_target
 from backend.validation import validate_repo_url
 from supervisor.api import make_api_app
 from supervisor.sources import gitsync
-from tests.integration.test_api import StubReconciler, make_user
+from tests.support.api_world import StubReconciler, make_user
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.runtimes.base import AppSpec, EnvSpec, Runtime
-from tests.support.runtimes import make_runtime, wait_healthy
+from supervisor.runtimes.base import EnvSpec
+from tests.support.runtimes import app_dir, make_app, make_runtime, run_script, start_healthy
 from tests.support.streamlit_client import open_streamlit_session
 
 pytestmark = pytest.mark.no_database
@@ -97,35 +97,6 @@ while True:
 '''
 
 ENGINES = ["process", "docker", "swarm"]
-
-
-def app_dir(settings: Any, app_id: int) -> Path:
-    return settings.apps_path / str(app_id)
-
-
-def make_app(settings: Any, app_id: int, main: str, secrets: str = "",
-             files: dict[str, str] | None = None, memory_mb: int = 512,
-             env_vars: dict[str, str] | None = None) -> AppSpec:
-    """An app laid out as the lifecycle lays it out: apps/<id>/src-…, src, secrets.toml."""
-    folder = app_dir(settings, app_id)
-    tree = folder / "src-0000"
-    tree.mkdir(parents=True)
-    (tree / "streamlit_app.py").write_text(main)
-    (tree / "requirements.txt").write_text("streamlit==1.67.0\n")
-    for name, text in (files or {}).items():
-        (tree / name).parent.mkdir(parents=True, exist_ok=True)
-        (tree / name).write_text(text)
-    os.symlink(tree.name, folder / "src")
-    secrets_file = None
-    if secrets:
-        secrets_file = folder / "secrets.toml"
-        secrets_file.write_text(secrets)
-        secrets_file.chmod(0o600)
-    return AppSpec(app_id=app_id, name=f"app{app_id}", checkout=folder / "src",
-                   main_file="streamlit_app.py",
-                   log_path=settings.logs_path / str(app_id) / "app.log",
-                   memory_limit_mb=memory_mb, secrets_file=secrets_file,
-                   env_vars=env_vars or {})
 
 
 def platform_files(settings: Any) -> list[Path]:
@@ -208,22 +179,6 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     yield proc
     proc.kill()
     proc.wait(10)
-
-
-async def run_script(inst_address: tuple[str, int]) -> str:
-    host = f"{inst_address[0]}:{inst_address[1]}"
-    seen = await open_streamlit_session(f"ws://{host}", host, timeout=60)
-    results = [t for t in seen["texts"] if t.startswith("RESULT ")]
-    assert results, f"the app showed no result: {seen}"
-    return results[0][len("RESULT "):]
-
-
-async def start_healthy(runtime: Runtime, app: AppSpec) -> Any:
-    spec = EnvSpec.from_checkout(app.checkout, "3.11", "1.67.0")
-    env = await runtime.ensure_env(spec, lambda line: None)
-    inst = await runtime.start(app, env)
-    await wait_healthy(inst.address, runtime, app.app_id, inst.state, timeout=90)
-    return inst
 
 
 @pytest.mark.parametrize("engine", ENGINES)

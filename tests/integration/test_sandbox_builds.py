@@ -20,7 +20,7 @@ from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from supervisor.runtimes.process_builders import BUILDER_MARKER, write_marker
-from tests.integration.test_reliability import wait_until
+from tests.support.supervisor_harness import wait_until
 
 pytestmark = pytest.mark.no_database
 

@@ -37,7 +37,7 @@ from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow
 from supervisor.control.leader import LEASE, Leadership, Me, current_leader, me
 from tests.conftest import free_port
-from tests.integration.test_e2e import http_get, instance_id, running_instances
+from tests.support.instances import http_get, instance_id, running_instances
 from tests.support.lifecycle_support import build_visible_dir, gated_package, package_files
 from tests.support.overlay_support import dashboard_cookie
 from tests.support.streamlit_client import open_streamlit_session
@@ -47,10 +47,10 @@ LEASE_SECONDS = 3.0
 FAILOVER_BOUND = LEASE_SECONDS + 30  # lease expiry at worst, plus a loaded machine's slack
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_settings(request, settings: Settings) -> Settings:  # type: ignore[no-untyped-def]
-    url = "" if request.param == "sqlite" else request.getfixturevalue("new_postgres_database")()
-    return dataclasses.replace(settings, database_url=url, lease_seconds=LEASE_SECONDS)
+@pytest.fixture
+def db_settings(settings: Settings, db_url: str) -> Settings:
+    """`settings` on SQLite and on PostgreSQL, with a short lease so take-overs are quick."""
+    return dataclasses.replace(settings, database_url=db_url, lease_seconds=LEASE_SECONDS)
 
 
 # The lease, in process -------------------------------------------------------------------

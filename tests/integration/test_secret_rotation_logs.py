@@ -31,7 +31,7 @@ from backend.context import Context, open_context
 from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App, AppSecretValue, EmailOutbox, User, session_scope
 from tests.conftest import EXAMPLE_APP, GitRepo
-from tests.integration.test_e2e import instance_id
+from tests.support.instances import instance_id
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 

@@ -6,133 +6,56 @@ it breaks:
   and the app's own runtime copy excepted); the app's own output is masked when shown;
 - the CSRF audit: every state-changing route the proxy and API serve, enumerated from the
   routers, refuses a request that carries only cookies and a foreign Origin;
-- passwords are bcrypt hashes; password sign-in is rate limited per username and client,
-  in the database;
 - our cookies are HttpOnly, SameSite and Secure on https; security headers on our pages.
 
-Most tests share one real supervisor (`platform`, `python -m supervisor` with the process
-runtime) whose public URL is https (TLS would be terminated in front of it; it serves plain
-HTTP on 127.0.0.1), with one app deployed from a local git repository through the API,
-whose secrets hold `PLANTED`. The app prints its secret, as an app may.
+The tests share one real supervisor per module (`platform`, tests/support/planted_platform.py)
+whose public URL is https, with one app whose secrets hold `PLANTED`. Passwords, the sign-in
+limiter and the headers without https are in test_security_sign_in.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import bcrypt
 import jwt
 import pytest
 import requests
 from aiohttp import web
 from streamlit.testing.v1 import AppTest
 
-from backend.accounts import api_tokens, auth, identity
+from backend.accounts import auth, identity
 from backend.accounts.keys import dashboard_cookie_key
 from backend.apps import secrets as app_secrets
 from backend.apps.log_files import app_log_path
-from backend.context import Context, open_context
-from backend.platform.settings import PROJECT_ROOT, Settings, load_settings
-from models import App, session_scope, utcnow
+from backend.platform.settings import PROJECT_ROOT
+from models import App, session_scope
 from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from supervisor.dashboard import DashboardProcess
 from supervisor.proxy.apphost import ENDPOINTS
 from supervisor.proxy.server import make_proxy_app
 from supervisor.routes import RouteTable
-from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo, free_port
-from tests.support.dashboard import (
-    HOME,
-    sign_in_form,
-)
 from tests.support.dashboard import open_dashboard as open_dash_as
-from tests.support.streamlit_client import open_streamlit_session
-from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
+from tests.support.planted_platform import PLANTED, SECRETS, Platform, start_platform
+from tests.support.supervisor_harness import wait_until
 
-PLANTED = "PLANTED-5f3a9c1e7b2d4f60"
-SECRETS = f'planted_token = "{PLANTED}"\n[db]\npassword = "{PLANTED}-db"\n'
-APP_SOURCE = ('import streamlit as st\n'
-              'print("app says token is", st.secrets["planted_token"], flush=True)\n'
-              'st.write("hello from the planted app")\n')
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EVIL_ORIGIN = "https://evil.example"
-
-
-@dataclass
-class Platform:
-    ctx: Context
-    sup: SupervisorProcess
-    token: str
-    app_id: int
-    admin_id: int
-
-    @property
-    def port(self) -> int:
-        return self.ctx.settings.port
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def dash_host(self) -> str:
-        return f"localhost:{self.port}"
-
-    def app_host(self) -> str:
-        return f"planted.localhost:{self.port}"
-
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {"Host": self.dash_host(), "Authorization": f"Bearer {self.token}",
-                   **kwargs.pop("headers", {})}
-        return requests.request(method, self.url("/api/v1" + path), headers=headers,
-                                timeout=30, allow_redirects=False, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path
              ) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("security")
-    settings = load_settings(env={}, data_dir=root / "data", envs_dir=shared_envs_dir,
-                             uv_cache_dir=CACHE_ROOT / "uv", port=free_port(),
-                             runtime="process", reconcile_interval=0.2, health_timeout=60.0,
-                             scheme="https", database_url="")
-    ctx = open_context(settings)
-    auth.ensure_first_admin(ctx)
-    admin = auth.get_user(ctx, settings.admin_username)
-    token = api_tokens.create_token(ctx, admin, "security", "read,deploy,admin")[1]
-    repo = GitRepo(root / "repos" / "planted")
-    repo.commit({"streamlit_app.py": APP_SOURCE,
-                 "requirements.txt": (EXAMPLE_APP / "requirements.txt").read_text()})
-    sup = SupervisorProcess(settings, root / "supervisor.log").start()
-    try:
-        plat = Platform(ctx, sup, token, 0, admin.id)  # type: ignore[arg-type]
-        r = plat.api("POST", "/apps", json={"repo_url": repo.url, "subdomain": "planted",
-                                            "secrets": SECRETS})
-        assert r.status_code == 201, r.text
-        plat.app_id = r.json()["id"]
-        app = wait_for_state(ctx, plat.app_id, {"running", "build_failed", "crashed"},
-                             sup=sup)
-        assert app.state == "running", app.state_reason
-        seen = asyncio.run(open_streamlit_session(
-            f"ws://127.0.0.1:{plat.port}/_stcore/stream", plat.app_host(),
-            origin=f"https://{plat.app_host()}"))
-        assert seen["new_session"], seen
-        log = app_log_path(settings, plat.app_id)
-        wait_until(lambda: log.exists() and "app says token is" in log.read_text(), 60,
-                   "the app to print its secret", sup)
-        yield plat
-    finally:
-        sup.stop()
+    yield from start_platform(tmp_path_factory.mktemp("security"), shared_envs_dir)
 
 
 # A planted secret ---------------------------------------------------------------------------
@@ -361,57 +284,6 @@ def test_streamlit_xsrf_protection_is_on(platform: Platform) -> None:
     assert asyncio.run(foreign_websocket()) == 403
 
 
-# Passwords and sign-in ------------------------------------------------------------------------
-BCRYPT = re.compile(r"^\$2[aby]\$(1[0-9]|[4-9])\$[./A-Za-z0-9]{53}\Z")
-
-
-def test_passwords_are_stored_as_bcrypt_hashes(ctx: Context) -> None:
-    user = auth.create_user(ctx, "alice", "correct horse battery")
-    assert BCRYPT.match(user.password_hash), user.password_hash
-    assert "correct horse" not in user.password_hash
-    assert int(user.password_hash.split("$")[2]) >= 12  # bcrypt's default cost
-    assert bcrypt.checkpw(b"correct horse battery", user.password_hash.encode())
-    creds = auth.authenticator_credentials(ctx)["usernames"]["alice"]
-    assert creds["password"] == user.password_hash  # the sign-in widget gets hashes only
-
-
-def test_sign_in_is_limited_per_username_and_client_in_the_database(ctx: Context) -> None:
-    auth.create_user(ctx, "bob", "right-password")
-    for _ in range(auth.SIGNIN_MAX_FAILURES):
-        assert auth.authenticate(ctx, "bob", "wrong", "10.0.0.1") is None
-    with pytest.raises(auth.SignInThrottled, match="Too many failed sign-ins") as caught:
-        auth.authenticate(ctx, "bob", "right-password", "10.0.0.1")  # even the right one
-    assert 0 < caught.value.retry_after <= auth.SIGNIN_WINDOW
-    # Another process (a restarted dashboard, the panel) sees the same failures.
-    other = open_context(ctx.settings)
-    with pytest.raises(auth.SignInThrottled):
-        auth.authenticate(other, "BOB", "right-password", "10.0.0.1")
-    # Someone else's address is not locked out; the window passes.
-    assert auth.authenticate(ctx, "bob", "right-password", "10.0.0.2") is not None
-    later = utcnow() + timedelta(seconds=auth.SIGNIN_WINDOW + 1)
-    assert auth.authenticate(ctx, "bob", "right-password", "10.0.0.1", now=later)
-    assert auth.signin_wait(ctx, "bob", "10.0.0.1") == 0  # success cleared the failures
-    # Unknown accounts record nothing (nothing to guess).
-    assert auth.authenticate(ctx, "nobody", "x", "10.0.0.1") is None
-    assert auth.client_of({"X-Forwarded-For": "6.6.6.6, 10.0.0.9"}) == "10.0.0.9"
-
-
-def test_dashboard_sign_in_form_is_rate_limited(dash) -> None:  # type: ignore[no-untyped-def]
-    at = AppTest.from_file(HOME, default_timeout=30)
-    at.run()
-    for _ in range(auth.SIGNIN_MAX_FAILURES):
-        sign_in_form(at, dash.admin.username, "not-the-password")
-        assert any("Wrong username or password" in e.value for e in at.error)
-    sign_in_form(at, dash.admin.username, dash.admin_password)
-    assert any("Too many failed sign-ins" in e.value for e in at.error)
-    assert not at.session_state["authentication_status"]
-    fresh = AppTest.from_file(HOME, default_timeout=30)  # a new session: still limited
-    fresh.run()
-    sign_in_form(fresh, dash.admin.username, dash.admin_password)
-    assert any("Too many failed sign-ins" in e.value for e in fresh.error)
-    assert open_dash_as(dash.admin) is not None  # a signed-in session is unaffected
-
-
 # Cookies and headers ----------------------------------------------------------------------------
 def _set_cookies(r: requests.Response) -> dict[str, str]:
     values = r.raw.headers.getlist("Set-Cookie")
@@ -459,16 +331,3 @@ def test_security_headers_on_our_pages_not_on_hosted_apps(platform: Platform) ->
         assert "x-frame-options" not in h and "frame-ancestors" not in \
             h.get("content-security-policy", "")
         assert h["strict-transport-security"].startswith("max-age=")
-
-
-def test_security_headers_without_https_have_no_hsts(settings: Settings) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
-
-    async def main() -> dict[str, str]:
-        app = make_proxy_app(settings, RouteTable())
-        async with TestClient(TestServer(app)) as client:
-            r = await client.get("/__stcloud/status", headers={"Host": "localhost"})
-            return {k.lower(): v for k, v in r.headers.items()}
-    headers = asyncio.run(main())
-    assert headers["x-content-type-options"] == "nosniff"
-    assert "strict-transport-security" not in headers

@@ -26,8 +26,8 @@ from models.usage import UsageSample
 from pages.dashboard import _ui as ui
 from supervisor.control.usage_sampler import sample_once
 from supervisor.runtimes.process import ProcessRuntime
-from tests.integration.test_api import World, run, world  # noqa: F401  (the `world` fixture)
-from tests.integration.test_api import auth as api_auth
+from tests.support.api_world import World, run
+from tests.support.api_world import auth as api_auth
 from tests.support.dashboard import REPO, Dash, open_dashboard
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -138,7 +138,7 @@ def test_retention_prunes_old_samples(ctx, admin) -> None:
 
 
 # The API ---------------------------------------------------------------------------------
-def test_api_usage_route(world: World) -> None:  # noqa: F811
+def test_api_usage_route(world: World) -> None:
     app_id = world.new_app("memory")
     usage.record_sample(world.ctx, app_id, 120 * MIB, 1024 * MIB, 3.0)
 

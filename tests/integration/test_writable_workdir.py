@@ -24,11 +24,10 @@ from typing import Any
 
 import pytest
 
-from supervisor.runtimes.base import AppSpec, EnvSpec, Runtime
+from supervisor.runtimes.base import AppSpec
 from supervisor.sources import checkouts
 from tests.conftest import EXAMPLE_APP
-from tests.integration.test_sandbox_attacks import run_script
-from tests.support.runtimes import make_runtime, wait_healthy
+from tests.support.runtimes import make_runtime, run_script, start_healthy
 
 pytestmark = pytest.mark.no_database
 ENGINES = ["process", "docker", "swarm"]
@@ -101,14 +100,6 @@ def spec_for(settings: Any, checkout: Path, fill: bool = False) -> AppSpec:
                    env_vars={"FILL": "1"} if fill else {})
 
 
-async def start(runtime: Runtime, app: AppSpec) -> Any:
-    spec = EnvSpec.from_checkout(app.checkout, "3.11", "1.67.0")
-    env = await runtime.ensure_env(spec, lambda line: None)
-    inst = await runtime.start(app, env)
-    await wait_healthy(inst.address, runtime, app.app_id, inst.state, timeout=90)
-    return inst
-
-
 async def report_of(inst: Any) -> dict[str, Any]:
     return json.loads(await run_script(inst.address))
 
@@ -142,12 +133,12 @@ def test_app_writes_its_workdir_lost_on_reboot_never_in_checkout(
     app = spec_for(settings, checkout)
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        inst = await start(runtime, app)
+        inst = await start_healthy(runtime, app)
         try:
             first, again = await report_of(inst), await report_of(inst)
         finally:
             await runtime.stop(9, inst.state)
-        inst = await start(runtime, app)  # a reboot: stop, then start from the checkout
+        inst = await start_healthy(runtime, app)  # a reboot: stop, then start from the checkout
         try:
             rebooted = await report_of(inst)
         finally:
@@ -171,7 +162,7 @@ def test_code_only_push_reaches_the_running_app(engine: str, settings: Any, tmp_
     checkout = make_checkout(tmp_path, host_dir)
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
-        inst = await start(runtime, spec_for(settings, checkout))
+        inst = await start_healthy(runtime, spec_for(settings, checkout))
         try:
             before = await report_of(inst)  # reads data.txt, looks up new.txt
             push_in_place(checkout, tmp_path)
@@ -204,7 +195,7 @@ def test_writing_past_the_bound_fails_and_the_app_keeps_running(
     checkout = make_checkout(tmp_path, host_dir)
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], bool]:
-        inst = await start(runtime, spec_for(settings, checkout, fill=True))
+        inst = await start_healthy(runtime, spec_for(settings, checkout, fill=True))
         try:
             full = await report_of(inst)
             alive = (await runtime.poll(9, inst.state)).alive
@@ -227,7 +218,7 @@ def test_a_symlink_in_the_checkout_is_no_way_to_write_a_host_file(
     checkout = make_checkout(tmp_path, host_dir)
 
     async def scenario() -> dict[str, Any]:
-        inst = await start(runtime, spec_for(settings, checkout))
+        inst = await start_healthy(runtime, spec_for(settings, checkout))
         try:
             return await report_of(inst)
         finally:

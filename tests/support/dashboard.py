@@ -20,10 +20,13 @@ import streamlit as st
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
+from backend import workspaces
 from backend.accounts import auth
+from backend.apps import service as apps
 from backend.apps import state as appstate
 from backend.context import Context, open_context
 from models import App, Membership, Workspace, session_scope
+from pages.dashboard import _ui as ui
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = str(ROOT / "Home.py")
@@ -189,3 +192,24 @@ def error_under(at: AppTest, label: str) -> str:
     assert len(at.error) == 1, [e.value for e in at.error]
     return order[field + 1].value
 
+
+
+def deploy(d: Dash, subdomain: str, repo: str = REPO) -> Any:
+    """Deploys `repo` as the admin under `subdomain` (through backend, not the form)."""
+    return apps.deploy_app(d.ctx, d.admin, repo_url=repo, subdomain=subdomain)
+
+
+def ws_id(d: Dash, name: str) -> int:
+    """The id of the admin's workspace `name`."""
+    return next(w.id for w, _ in workspaces.list_workspaces(d.ctx, d.admin) if w.name == name)
+
+
+def open_settings(d: Dash, app: Any, user: Any = None) -> AppTest:
+    """The app's settings page, as `user` (the admin by default)."""
+    return open_dashboard(user or d.admin, ui.SETTINGS, {"app": str(app.id)})
+
+
+def submit(at: AppTest, label: str) -> None:
+    """Clicks the form button labelled `label` and runs the page."""
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, at.exception

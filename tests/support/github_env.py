@@ -49,15 +49,3 @@ def app_row(ctx: Context, app_id: int) -> tuple[App, AppGithub | None, list[str]
             AppEvent.app_id == app_id).order_by(AppEvent.id))]  # type: ignore[arg-type]
         return app, row, events
 
-
-class RecordingReconciler:
-    """Stands in for the reconciler where the API records pushes: keeps what it is told."""
-
-    class runtime:
-        name = "fake"
-
-    def __init__(self) -> None:
-        self.pushes: list[tuple[int, str]] = []
-
-    def push_detected(self, app_id: int, source: str) -> None:
-        self.pushes.append((app_id, source))

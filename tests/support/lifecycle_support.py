@@ -1,7 +1,8 @@
-"""Helpers for the lifecycle tests: an SMTP sink (aiosmtpd on 127.0.0.1), a Streamlit
-session that stays open (to see reruns after a push), a client that polls an app through
-the proxy the whole time, signed webhooks, and a gated Python package whose build waits
-for the test (to stop a supervisor in the middle of a build)."""
+"""Helpers for the lifecycle tests: a runtime of no engine, an SMTP sink
+(aiosmtpd on 127.0.0.1), a Streamlit session that stays open (to see reruns after a push),
+a client that polls an app through the proxy the whole time, signed webhooks, and a gated
+Python package whose build waits for the test (to stop a supervisor in the middle of a
+build)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,29 @@ from typing import Any
 
 import aiohttp
 from aiosmtpd.controller import Controller
+from sqlmodel import select
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from backend.apps.hooks import sign
+from backend.context import Context
+from models import User, session_scope
 from tests.conftest import free_port
 from tests.support.streamlit_client import STREAM_PATH, _element_text, rerun_message
+
+
+# A runtime of no engine, users' addresses -------------------------------------------------
+class FakeRuntime:
+    """Only a name: for code that asks its runtime nothing but what it is called."""
+
+    name = "fake"
+
+
+def set_email(ctx: Context, username: str, address: str) -> None:
+    """Gives user `username` the email address `address`."""
+    with session_scope(ctx.engine) as s:
+        user = s.exec(select(User).where(User.username == username)).one()
+        user.email = address
+        s.add(user)
 
 
 # SMTP ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -265,3 +266,99 @@ def app_containers(client: Any, runtime: DockerRuntime, app_id: int) -> list[Any
     """The containers of app `app_id` in `runtime`'s installation, stopped ones too."""
     return client.containers.list(all=True, filters={"label": [
         f"stcloud.install={runtime.install_id}", f"stcloud.app_id={app_id}"]})
+
+
+class StubRuntime(Runtime):
+    """A runtime of no engine, for control-loop tests: every environment is already there,
+    `poll` says `status`, nothing is listed or measured; subclasses fill in `start`."""
+
+    name = "stub"
+    status = Status("running")
+
+    async def ensure_env(self, spec: EnvSpec, log: Any) -> EnvRef:
+        return EnvRef("h", "3.11", "/nowhere", reused=True)
+
+    async def start(self, app: AppSpec, env: EnvRef) -> Instance:
+        raise NotImplementedError(f"{type(self).__name__} does not start instances")
+
+    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
+        pass
+
+    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
+        return self.status
+
+    async def list(self) -> list[Instance]:
+        return []
+
+    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
+        return None
+
+
+class GatedRuntime(StubRuntime):
+    """Records starts and stops; `start` waits for `gate` (the leader "frozen" mid-start)."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.started: list[dict[str, Any]] = []
+        self.stopped: list[dict[str, Any]] = []
+
+    async def start(self, app: AppSpec, env: EnvRef) -> Instance:
+        self.entered.set()
+        await self.gate.wait()
+        state = {"pid": 1000 + len(self.started)}
+        self.started.append(state)
+        return Instance(app.app_id, ("127.0.0.1", 9), state, app.generation)
+
+    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
+        self.stopped.append(state)
+
+
+def app_dir(settings: Any, app_id: int) -> Path:
+    """apps/<id> of the data dir, as the lifecycle names it."""
+    return settings.apps_path / str(app_id)
+
+
+def make_app(settings: Any, app_id: int, main: str, secrets: str = "",
+             files: dict[str, str] | None = None, memory_mb: int = 512,
+             env_vars: dict[str, str] | None = None) -> AppSpec:
+    """An app laid out as the lifecycle lays it out: apps/<id>/src-…, src, secrets.toml."""
+    folder = app_dir(settings, app_id)
+    tree = folder / "src-0000"
+    tree.mkdir(parents=True)
+    (tree / "streamlit_app.py").write_text(main)
+    (tree / "requirements.txt").write_text("streamlit==1.67.0\n")
+    for name, text in (files or {}).items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+    os.symlink(tree.name, folder / "src")
+    secrets_file = None
+    if secrets:
+        secrets_file = folder / "secrets.toml"
+        secrets_file.write_text(secrets)
+        secrets_file.chmod(0o600)
+    return AppSpec(app_id=app_id, name=f"app{app_id}", checkout=folder / "src",
+                   main_file="streamlit_app.py",
+                   log_path=settings.logs_path / str(app_id) / "app.log",
+                   memory_limit_mb=memory_mb, secrets_file=secrets_file,
+                   env_vars=env_vars or {})
+
+
+async def run_script(inst_address: tuple[str, int]) -> str:
+    """What the app at `inst_address` showed after "RESULT " in a session's texts."""
+    host = f"{inst_address[0]}:{inst_address[1]}"
+    seen = await open_streamlit_session(f"ws://{host}", host, timeout=60)
+    results = [t for t in seen["texts"] if t.startswith("RESULT ")]
+    assert results, f"the app showed no result: {seen}"
+    return results[0][len("RESULT "):]
+
+
+async def start_healthy(runtime: Runtime, app: AppSpec) -> Any:
+    """Builds the app's environment, starts it and waits until it is healthy."""
+    spec = EnvSpec.from_checkout(app.checkout, "3.11", "1.67.0")
+    env = await runtime.ensure_env(spec, lambda line: None)
+    inst = await runtime.start(app, env)
+    await wait_healthy(inst.address, runtime, app.app_id, inst.state, timeout=90)
+    return inst

@@ -4,7 +4,6 @@ SQLite (AUTOINCREMENT, and a migration that rebuilds an existing table) and Post
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,8 +16,7 @@ from sqlmodel import SQLModel, select
 
 from backend.accounts import auth
 from backend.apps import service as apps
-from backend.context import Context, open_context
-from backend.platform.settings import Settings
+from backend.context import Context
 from models import App, AppEvent, Build, User, Workspace, make_engine, session_scope
 from models.engine import MIGRATIONS_DIR, migrate
 from supervisor.builds import records as builds
@@ -35,12 +33,6 @@ class NothingRunning:
 
     async def stop(self, app_id: int, state: dict[str, Any]) -> None:
         return None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_ctx(request, settings: Settings) -> Context:  # type: ignore[no-untyped-def]
-    url = "" if request.param == "sqlite" else request.getfixturevalue("new_postgres_database")()
-    return open_context(dataclasses.replace(settings, database_url=url))
 
 
 def _deploy(ctx: Context, user: User, name: str) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from backend.accounts import auth
 from backend.apps import service as apps
@@ -16,11 +15,12 @@ from backend.apps.log_files import app_log_path
 from backend.context import Context, open_context
 from models import App, session_scope
 from supervisor.control.lifecycle import Lifecycle
-from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec, Instance, Runtime, Status, Usage
+from supervisor.runtimes.base import AppSpec, EnvRef, Instance, Status
 from tests.conftest import free_port
+from tests.support.runtimes import StubRuntime
 
 
-class LoggingRuntime(Runtime):
+class LoggingRuntime(StubRuntime):
     """Each start appends `lines` to the app log and gives an address where nothing
     listens; poll says `status` (running: the health wait times out)."""
 
@@ -31,26 +31,11 @@ class LoggingRuntime(Runtime):
         self.status = Status("exited", 1)
         self.data_dir = data_dir
 
-    async def ensure_env(self, spec: EnvSpec, log: Any) -> EnvRef:
-        return EnvRef("h", "3.11", "/nowhere", reused=True)
-
     async def start(self, app: AppSpec, env: EnvRef) -> Instance:
         app.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(app.log_path, "a") as fh:
             fh.writelines(line + "\n" for line in self.lines)
         return Instance(app.app_id, ("127.0.0.1", free_port()), {"n": 1}, app.generation)
-
-    async def stop(self, app_id: int, state: dict[str, Any]) -> None:
-        pass
-
-    async def poll(self, app_id: int, state: dict[str, Any]) -> Status:
-        return self.status
-
-    async def list(self) -> list[Instance]:
-        return []
-
-    async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
-        return None
 
 
 def _app(ctx: Context, tmp_path: Path) -> App:
