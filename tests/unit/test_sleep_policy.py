@@ -22,8 +22,8 @@ def settings(**kw: object) -> Settings:
     return dataclasses.replace(Settings(), **kw)  # type: ignore[arg-type]
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_text_form_round_trips() -> None:
