@@ -10,10 +10,18 @@ from backend.platform.settings import Settings, load_settings
 from models import make_engine, migrate
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Context:
+    """`settings` are the effective ones: what the process started with (`base_settings`;
+    None means `settings` itself) overlaid by the settings changed live on the Server
+    settings page. `backend.platform.setting_overrides.refresh` swaps them in place when
+    the live ones changed (`settings_version` is the change it last applied), so every
+    holder of this context sees a change on its next read, without a restart."""
+
     settings: Settings
     engine: Engine
+    base_settings: Settings | None = None
+    settings_version: int = 0
 
 
 def open_context(settings: Settings | None = None, run_migrations: bool = True) -> Context:

@@ -22,6 +22,7 @@ import time
 
 from backend.accounts import auth
 from backend.context import Context, open_context
+from backend.platform import setting_overrides
 from backend.platform.settings import Settings
 from backend.platform.supervisor_report import PlatformInfo, write_platform
 from supervisor.api import make_api_app
@@ -67,6 +68,7 @@ def banner(ctx: Context, engine: str, created: tuple[str, str] | None,
 
 async def serve(settings: Settings) -> int:
     ctx = open_context(settings)
+    setting_overrides.refresh(ctx)  # settings changed live, then on every pass
     log.info("settings %s", " ".join(f"{k}={v}" for k, v in settings.masked().items()))
     try:
         runtime = await choose_runtime(ctx)  # the recorded engine (engine_choice.py)
@@ -90,6 +92,7 @@ async def serve(settings: Settings) -> int:
 
     def heartbeat() -> None:
         nonlocal last_beat, last_addresses
+        setting_overrides.refresh(ctx)
         addresses = (routes.dashboard_address, routes.panel_address)
         if time.time() - last_beat >= 5 or addresses != last_addresses:
             info.heartbeat = last_beat = time.time()

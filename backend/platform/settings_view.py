@@ -18,6 +18,7 @@ from pathlib import Path
 from backend.apps.sharing import validate_email
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
+from backend.platform import setting_overrides
 from backend.platform.settings import ENV_PREFIX, SECRET_SETTINGS, Settings, setting_help
 from backend.platform.supervisor_report import wake_supervisor
 from models import EmailOutbox, User, session_scope
@@ -53,8 +54,10 @@ def _source(name: str, env: dict[str, str], from_file: dict[str, object],
     return "default"
 
 
-def describe(settings: Settings, env: dict[str, str] | None = None) -> list[SettingRow]:
-    """The rows for `settings` as loaded from `env` (the process environment by default)."""
+def describe(settings: Settings, env: dict[str, str] | None = None,
+             live: dict[str, str] | None = None) -> list[SettingRow]:
+    """The rows for `settings` as loaded from `env` (the process environment by default);
+    `live` names the source of the settings changed live (setting_overrides.live_sources)."""
     env = dict(os.environ if env is None else env)
     file = config_file(env)
     from_file: dict[str, object] = {}
@@ -66,7 +69,7 @@ def describe(settings: Settings, env: dict[str, str] | None = None) -> list[Sett
     rows = []
     for f in dataclasses.fields(Settings):
         value = getattr(settings, f.name)
-        source = _source(f.name, env, from_file, file)
+        source = (live or {}).get(f.name) or _source(f.name, env, from_file, file)
         if source == "default" and value != getattr(defaults, f.name):
             source = "set at start"
         if f.name in SECRET_SETTINGS:
@@ -81,7 +84,8 @@ def settings_for_admin(ctx: Context, user: User) -> list[SettingRow]:
     """`describe` of the running settings, for site admins only."""
     if not user.is_admin:
         raise PermissionDenied("Only a server administrator can see the server's settings.")
-    return describe(ctx.settings)
+    setting_overrides.refresh(ctx)
+    return describe(ctx.settings, live=setting_overrides.live_sources(ctx))
 
 
 def queue_test_email(ctx: Context, user: User, to_addr: str) -> None:

@@ -30,6 +30,7 @@ from backend.apps.listing import app_choices
 from backend.apps.state import FAILED_STATES, OVEN_STATES
 from backend.context import Context, open_context
 from backend.errors import BackendError, NotFound
+from backend.platform import setting_overrides
 
 PRODUCT = "Streamlit Cloud (self-hosted)"
 PAGE_ICON = "☁️"
@@ -126,7 +127,9 @@ def get_ctx() -> Context:
     """
     fingerprint = tuple(sorted((k, v) for k, v in os.environ.items()
                                if k.startswith("STCLOUD_") or k == "DATABASE_URL"))
-    return _open_context(fingerprint)
+    ctx = _open_context(fingerprint)
+    setting_overrides.refresh(ctx)  # the settings changed live on the Server settings page
+    return ctx
 
 
 def signed_in_user(ctx: Context) -> Any | None:

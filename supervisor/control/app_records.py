@@ -26,6 +26,7 @@ from backend.apps import log_masking
 from backend.apps import state as appstate
 from backend.context import Context
 from backend.platform import notifications
+from backend.platform.settings import Settings
 from models import App, AppEvent, session_scope, utcnow
 from supervisor.control.leader import Fence, Fenced
 from supervisor.runtimes.base import Instance, Runtime
@@ -41,12 +42,16 @@ class AppRecords:
     def __init__(self, ctx: Context, runtime: Runtime,
                  on_change: Callable[[App | None], None] | None = None) -> None:
         self.ctx = ctx
-        self.settings = ctx.settings
         self.runtime = runtime
         self.instances: dict[int, Instance] = {}
         self._on_change: Callable[[App | None], None] = on_change or (lambda app: None)
         self.fence: Fence | None = None  # None: the only supervisor (no lease to check)
         self.unrecorded: list[Instance] = []  # started, then fenced before being saved
+
+    @property
+    def settings(self) -> Settings:
+        """The context's current settings (they may change live)."""
+        return self.ctx.settings
 
     # Fencing ----------------------------------------------------------------------------
     @contextmanager

@@ -23,6 +23,7 @@ import logging
 import signal
 
 from backend.context import Context, open_context
+from backend.platform import setting_overrides
 from backend.platform.settings import Settings
 from supervisor.api import make_api_app
 from supervisor.control.leader import NodeRegistry, current_leader, live_nodes, me
@@ -78,6 +79,7 @@ async def serve_proxy(settings: Settings) -> int:
     async def beat() -> None:
         while not stop.is_set():
             await asyncio.to_thread(registry.beat)
+            await asyncio.to_thread(setting_overrides.refresh, ctx)  # live settings
             try:
                 await asyncio.wait_for(stop.wait(), HEARTBEAT)
             except TimeoutError:

@@ -1,0 +1,122 @@
+"""Settings changed live (backend/platform/setting_overrides.py): validated as the settings
+table says, refused for settings that are read once at start, audited, overlaid on what
+the process started with, and picked up by another process's context on its next refresh."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import select
+
+from backend.context import Context, open_context
+from backend.errors import PermissionDenied, ValidationError
+from backend.platform import setting_overrides as live
+from backend.platform import settings_view
+from models import session_scope
+from models.setting_overrides import SettingChange, SettingOverride
+from tests.support.api_world import make_user
+
+
+def test_a_change_is_overlaid_audited_and_reset(ctx: Context) -> None:
+    admin = make_user(ctx, "root", is_admin=True)
+    started = ctx.settings
+    assert live.change(ctx, admin, "smtp_host", " mail.example.org ")
+    assert live.change(ctx, admin, "smtp_port", "2525")
+    assert live.change(ctx, admin, "hibernate_after_days", "6")
+    assert (ctx.settings.smtp_host, ctx.settings.smtp_port) == ("mail.example.org", 2525)
+    assert ctx.settings.hibernate_after_days == 6.0
+    assert ctx.base_settings is started and started.smtp_host == ""
+    assert not live.change(ctx, admin, "smtp_port", 2525)  # the same value: no new version
+
+    with session_scope(ctx.engine) as s:
+        changes = list(s.exec(select(SettingChange).order_by(SettingChange.id)))  # type: ignore[arg-type]
+    assert [(c.name, c.old_json, c.new_json, c.changed_by) for c in changes] == [
+        ("smtp_host", "", '"mail.example.org"', "root"), ("smtp_port", "", "2525", "root"),
+        ("hibernate_after_days", "", "6.0", "root")]
+    sources = live.live_sources(ctx)
+    assert sources["smtp_host"].startswith("changed live by root at ")
+    rows = {r.name: r for r in settings_view.settings_for_admin(ctx, admin)}
+    assert rows["smtp_host"].value == "mail.example.org"
+    assert rows["smtp_host"].source == sources["smtp_host"]
+
+    assert live.reset(ctx, admin, "smtp_host")
+    assert ctx.settings.smtp_host == "" and ctx.settings.smtp_port == 2525
+    # setting the start value again removes the live value rather than pinning it
+    assert live.change(ctx, admin, "smtp_port", str(started.smtp_port))
+    with session_scope(ctx.engine) as s:
+        assert [r.name for r in s.exec(select(SettingOverride))] == ["hibernate_after_days"]
+    assert [h.name for h in live.history(ctx, admin)][:2] == ["smtp_port", "smtp_host"]
+
+
+def test_another_process_picks_a_change_up_on_refresh(ctx: Context) -> None:
+    admin = make_user(ctx, "root", is_admin=True)
+    other = open_context(ctx.settings)  # e.g. the supervisor, next to the dashboard
+    assert not live.refresh(other)  # nothing changed: one query, same object
+    live.change(ctx, admin, "memory_limit_mb", "2048")
+    live.change(ctx, admin, "support_url", "https://help.example.org/")
+    assert other.settings.memory_limit_mb == 1024
+    assert live.refresh(other)
+    assert other.settings.memory_limit_mb == 2048
+    assert other.settings.support_url == "https://help.example.org/"
+    assert not live.refresh(other)
+    live.reset(ctx, admin, "memory_limit_mb")
+    assert live.refresh(other) and other.settings.memory_limit_mb == 1024
+
+
+@pytest.mark.parametrize("name", ["database_url", "data_dir", "runtime", "port",
+                                  "dashboard_port", "github_client_secret", "smtp_password",
+                                  "allow_local_repos", "domain", "process_sandbox"])
+def test_settings_read_at_start_are_refused(ctx: Context, name: str) -> None:
+    admin = make_user(ctx, "root", is_admin=True)
+    with pytest.raises(ValidationError, match="cannot be changed while the platform runs"):
+        live.change(ctx, admin, name, "x")
+    with session_scope(ctx.engine) as s:
+        assert list(s.exec(select(SettingChange))) == []
+
+
+@pytest.mark.parametrize("name,raw,says", [
+    ("smtp_port", "many", "expected int"),
+    ("smtp_port", "70000", "enter 1 to 65535"),
+    ("smtp_tls", "tls", "enter starttls, ssl or none"),
+    ("smtp_host", "smtp://mail.example.org:25", "no scheme, no port"),
+    ("smtp_from", "not-an-address", "is not an email address"),
+    ("support_url", "javascript:alert(1)", "starting with https://"),
+    ("docs_url", "", "starting with https://"),
+    ("hibernate_after_days", "-1", "enter 0 to 3650"),
+    ("hibernate_after_days", "nan", "enter 0 to 3650"),
+    ("hibernate_after_days", "4", "lower the warning first"),  # warning at 5 days
+    ("memory_limit_mb", "16", "outside 128 to 65536 MiB"),
+    ("hibernate_private_apps", "perhaps", "expected bool"),
+    ("no_such_setting", "1", "There is no setting"),
+])
+def test_bad_values_say_what_to_enter(ctx: Context, name: str, raw: str, says: str) -> None:
+    admin = make_user(ctx, "root", is_admin=True)
+    before = ctx.settings
+    with pytest.raises(ValidationError, match=says) as e:
+        live.change(ctx, admin, name, raw)
+    assert e.value.field == name
+    assert ctx.settings is before
+
+
+def test_only_site_admins_change_settings(ctx: Context) -> None:
+    member = make_user(ctx, "member")
+    with pytest.raises(PermissionDenied):
+        live.change(ctx, member, "smtp_host", "mail.example.org")
+    with pytest.raises(PermissionDenied):
+        live.reset(ctx, member, "smtp_host")
+
+
+def test_a_stored_value_that_no_longer_validates_is_skipped(ctx: Context) -> None:
+    admin = make_user(ctx, "root", is_admin=True)
+    live.change(ctx, admin, "smtp_host", "mail.example.org")
+    with session_scope(ctx.engine) as s:  # e.g. written by an older version, or by hand
+        s.add(SettingOverride(name="database_url", value_json=json.dumps("sqlite:///x"),
+                              changed_by="root"))
+        s.add(SettingOverride(name="smtp_port", value_json=json.dumps("many"),
+                              changed_by="root"))
+        s.add(SettingChange(name="database_url", new_json='"sqlite:///x"', changed_by="root"))
+    assert live.refresh(ctx)
+    assert ctx.settings.smtp_host == "mail.example.org"
+    assert ctx.settings.database_url == ctx.base_settings.database_url  # type: ignore[union-attr]
+    assert ctx.settings.smtp_port == 0
