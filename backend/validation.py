@@ -130,8 +130,11 @@ def _public_host(url: str) -> str:
 
 
 def repo_owner_and_name(repo_url: str) -> tuple[str, str]:
-    """('owner', 'repo') from any supported URL form; the owner is the workspace."""
+    """('owner', 'repo') from any supported URL form; the owner is the workspace. On a git
+    host the owner is the whole path before the name, as the host shows it (GitLab's
+    `group/subgroup`); for a local path or file:// URL, the parent directory's name."""
     url = repo_url.strip().rstrip("/")
+    on_host = True
     if SCP_LIKE_RE.match(url):
         path = url.split(":", 1)[1]
     else:
@@ -140,10 +143,17 @@ def repo_owner_and_name(repo_url: str) -> tuple[str, str]:
         except ValueError:
             parsed = urlparse("")
         path = parsed.path if parsed.scheme else url
+        on_host = parsed.scheme not in ("", "file")
     parts = [p for p in path.split("/") if p]
     name = parts[-1] if parts else "repo"
     name = name.removesuffix(".git")
-    owner = parts[-2] if len(parts) >= 2 else "local"
+    if len(parts) < 2:
+        owner = "local"
+    elif on_host:
+        # Bitbucket Data Center serves https clones under /scm/<project>/<repo>.
+        owner = "/".join(parts[1:-1] if parts[0] == "scm" and len(parts) > 2 else parts[:-1])
+    else:
+        owner = parts[-2]
     return owner.lower(), name
 
 

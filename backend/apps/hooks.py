@@ -4,7 +4,8 @@ into their git host.
 GitHub (`POST /api/v1/hooks/github`) signs the raw body with the app's webhook secret:
 `X-Hub-Signature-256: sha256=<hex HMAC-SHA256>`. One repository may back several apps, each
 with its own secret: a push is accepted for the apps whose secret verifies the signature
-and whose branch is the pushed ref. Any other git host can call the generic hook
+and whose branch is the pushed ref. GitLab, Gitea/Forgejo and Bitbucket have endpoints of
+their own (`push_formats`). Any other git host can call the generic hook
 `POST /api/v1/hooks/apps/<id>` with the secret as `?token=`, an `X-Stcloud-Token` header or
 `Authorization: Bearer`. Secrets are compared with `hmac.compare_digest` and never logged.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlmodel import select
 
+from backend.apps import push_formats
 from backend.context import Context
 from backend.errors import NotFound
 from backend.workspaces import require_role, role_in
@@ -36,6 +38,8 @@ class WebhookInfo:
     github_url: str  # payload URL for a GitHub webhook (content type application/json)
     generic_url: str  # for other git hosts: POST here with the secret as token
     secret: str
+    # Per host of push_formats.FORMATS: (its name, the payload URL of its push webhook).
+    host_urls: tuple[tuple[str, str], ...] = ()
 
 
 def normalise_repo_url(url: str) -> str:
@@ -100,4 +104,6 @@ def webhook_info(ctx: Context, user: User, app_id: int) -> WebhookInfo:
         require_role(s, user, app.workspace_id, "developer", "see this app's webhook secret")
         base = ctx.settings.public_url() + "/api/v1/hooks"
         return WebhookInfo(github_url=f"{base}/github", generic_url=f"{base}/apps/{app.id}",
-                           secret=app.webhook_secret)
+                           secret=app.webhook_secret,
+                           host_urls=tuple((fmt.name, f"{base}/{key}")
+                                           for key, fmt in push_formats.FORMATS.items()))

@@ -177,7 +177,8 @@ def workspace_tab(ctx: Context, user: Any, ws: analytics.WorkspaceRef) -> None:
                f"{analytics.MONTH_NOTE} A viewer counts once a month, however many apps they "
                "open. Solid line: complete months; dotted line: the current month so far.")
     st.download_button("Download CSV", analytics.monthly_viewers_csv(points),
-                       file_name=f"{ws.name}-monthly-viewers.csv", mime="text/csv",
+                       file_name=f"{ws.name.replace('/', '-')}-monthly-viewers.csv",
+                       mime="text/csv",
                        key="csv_monthly", icon=ui.ICON["download"], on_click="ignore")
 
 

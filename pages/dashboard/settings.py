@@ -142,6 +142,10 @@ def general(ctx: Context, user: Any, conf: Any) -> None:
                         "webhook with this URL, content type `application/json` and this "
                         "secret:")
             st.code(info.github_url, language=None)
+            for host, url in info.host_urls:
+                st.markdown(f"On {host}: a push webhook (JSON) with this URL and the "
+                            "secret below as its secret:")
+                st.code(url, language=None)
             st.markdown("Any other git host: POST to this URL with the header "
                         "`Authorization: Bearer <secret>`:")
             st.code(info.generic_url, language=None)

@@ -6,6 +6,8 @@ dashboard host (`start_proxy(settings, routes, api=make_api_app(ctx, reconciler)
   no app deploying that repository has a secret that verifies it (the answer does not say
   which); `ping` answers 200; a `push` to an app's branch asks the reconciler to sync that
   app (202 with the app ids). Nothing else acts.
+- `POST /hooks/gitlab`, `/hooks/gitea` (Gitea and Forgejo), `/hooks/bitbucket` (Cloud and
+  Data Center): the same for those hosts' push events and proofs (`backend.apps.push_formats`).
 - `POST /hooks/apps/{app_id}`: the same for any git host, authorised by the app's secret
   (`?token=`, `X-Stcloud-Token` or `Authorization: Bearer`): 401 without, 403 wrong.
 - `GET /health`: `{"status": "ok", "engine", "apps": {state: count}}` for monitoring.
@@ -28,6 +30,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from backend import read_model
+from backend.apps import push_formats
 from backend.context import Context
 from backend.errors import BackendError
 from backend.github import accounts as github_service
@@ -75,6 +78,9 @@ def make_api_app(ctx: Context, reconciler: PushReceiver, *, rate: float = 20.0,
                  "GitHub OAuth callback (redirects to the Account page)", produces=()),
         ApiRoute("POST", "/hooks/github", push.github, None,
                  "GitHub push webhook (X-Hub-Signature-256)", "json"),
+        *(ApiRoute("POST", f"/hooks/{key}", push.host_hook(key), None,
+                   f"{fmt.name} push webhook ({' or '.join(fmt.proof_headers)})", "json")
+          for key, fmt in push_formats.FORMATS.items()),
         ApiRoute("POST", "/hooks/apps/{app_id}", push.generic, None,
                  "Generic push hook (the app's webhook secret)"),
         ApiRoute("GET", "/health", health, None, "Health and app counts"),

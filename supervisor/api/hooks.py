@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
 
-from backend.apps import hooks
+from backend.apps import hooks, push_formats
 from backend.context import Context
 from supervisor.api.support import MAX_ID
 from supervisor.api.support import error as api_error
 
 log = logging.getLogger("supervisor.api")
+web_handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class EngineName(Protocol):
@@ -74,6 +76,43 @@ class PushHooks:
             self.reconciler.push_detected(app_id, "github webhook")
         log.info("webhook push ref=%s apps=%s", ref, synced)
         return web.json_response({"ok": True, "apps": synced}, status=202 if synced else 200)
+
+    def host_hook(self, key: str) -> web_handler:
+        """The handler of `POST /hooks/<key>` for a host of `push_formats.FORMATS`: the
+        proof checked against the secrets of the apps deployed from the event's repository,
+        then the same as GitHub's push."""
+        fmt = push_formats.FORMATS[key]
+
+        async def handle(request: web.Request) -> web.Response:
+            proof = push_formats.proof_of(fmt, request.headers)
+            if not proof:
+                return hook_error(401, "signature_missing", fmt.missing)
+            body = await request.read()
+            try:
+                event = push_formats.read_event(fmt, request.headers, body)
+            except push_formats.PayloadError as e:
+                return hook_error(400, "bad_payload", str(e))
+            if event.kind == "ping" and not event.repo_urls:
+                # Bitbucket's "Test connection" names no repository: it can prove nothing,
+                # and answering it acts on nothing.
+                return web.json_response({"ok": True, "apps": []})
+            verified = [t for t in hooks.apps_for_repo(self.ctx, list(event.repo_urls))
+                        if fmt.proves(t.secret, body, proof)]
+            if not verified:
+                log.warning("%s webhook rejected: no app with a matching secret", key)
+                return hook_error(403, "signature_invalid", "The secret does not match the "
+                                  "webhook secret of any app deployed from this repository.")
+            if event.kind == "ping":
+                return web.json_response({"ok": True, "apps": [t.app_id for t in verified]})
+            if event.kind != "push":
+                return web.json_response({"ok": True, "ignored": event.kind})
+            synced = [t.app_id for t in verified if f"refs/heads/{t.branch}" in event.refs]
+            for app_id in synced:
+                self.reconciler.push_detected(app_id, f"{key} webhook")
+            log.info("%s webhook push refs=%s apps=%s", key, list(event.refs)[:5], synced)
+            return web.json_response({"ok": True, "apps": synced},
+                                     status=202 if synced else 200)
+        return handle
 
     async def generic(self, request: web.Request) -> web.Response:
         """`POST /hooks/apps/{app_id}`, authorised by the app's webhook secret."""

@@ -233,7 +233,8 @@ def test_matrix_covers_every_registered_route(world: World) -> None:
     covered = {(m, p.replace("{app}", "{app_id}").replace("{ws}", "{workspace_id}")
                 .replace("/spare", "/{username}")) for m, p in MATRIX}
     hooks = {("POST", "/hooks/github"), ("POST", "/hooks/apps/{app_id}"),
-             ("GET", "/github/callback")}  # tested in test_lifecycle_units / test_github
+             ("POST", "/hooks/gitlab"), ("POST", "/hooks/gitea"), ("POST", "/hooks/bitbucket"),
+             ("GET", "/github/callback")}  # in test_lifecycle_units, test_git_host_hooks, …
     assert registered - hooks == covered
 
 MCP_TOOLS = {  # tool -> (the route it calls, as in MATRIX; its arguments, "{app}" a fresh app)

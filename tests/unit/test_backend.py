@@ -59,6 +59,16 @@ def test_workspace_is_the_repo_owner() -> None:
     assert repo_owner_and_name("https://github.com/Streamlit/demo.git") == ("streamlit", "demo")
     assert repo_owner_and_name("git@gitlab.com:team/app.git") == ("team", "app")
     assert repo_owner_and_name("/srv/git/alice/app.git") == ("alice", "app")
+    assert repo_owner_and_name("file:///srv/git/alice/app.git") == ("alice", "app")
+    # A host's nested groups are the owner path, as GitLab shows it.
+    assert repo_owner_and_name("https://gitlab.com/Analytics/Reports/dash.git") == (
+        "analytics/reports", "dash")
+    assert repo_owner_and_name("git@gitlab.com:analytics/reports/dash.git") == (
+        "analytics/reports", "dash")
+    assert repo_owner_and_name("ssh://git@git.example.org:2222/team/dash.git") == (
+        "team", "dash")
+    assert repo_owner_and_name("https://bitbucket.example.com/scm/team/dash.git") == (
+        "team", "dash")
 
 
 @pytest.mark.parametrize("branch,ok", [("main", True), ("feature/x", True), ("-x", False),
