@@ -11,6 +11,7 @@ from models.cluster import AppRequest, ClusterLease, ClusterNode, SigninToken
 from models.engine import make_engine, migrate, session_scope
 from models.github import AppGithub, GithubAccount, GithubGrant
 from models.rows import id_of, table_of
+from models.oidc import OidcClient, OidcCode, OidcKey  # noqa: F401  (OIDC provider)
 from models.secret_values import AppSecretValue
 from models.security import SigninFailure  # noqa: F401  (sign-in limiter)
 from models.tables import (

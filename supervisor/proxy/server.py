@@ -77,6 +77,7 @@ from aiohttp.typedefs import Handler
 
 from backend.context import Context
 from backend.platform.settings import Settings
+from supervisor.oidc.provider import is_oidc_path
 from supervisor.proxy import cookies, hosts, inject, pages, security_headers
 from supervisor.proxy.apphost import AppHost
 from supervisor.proxy.connections import LimitedSite, install_loop_handler
@@ -160,6 +161,8 @@ class Proxy:
         """`DOMAIN`: our sign-in endpoints for app hosts, else the dashboard."""
         address = self.routes.dashboard_address
         svc = self.services
+        if svc is not None and is_oidc_path(path):
+            return await svc.oidc.handle(request, path)
         if is_reserved(path):
             name, method = path[len(RESERVED_PREFIX):], request.method
             if name == "status":

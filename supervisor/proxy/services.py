@@ -7,6 +7,7 @@ from __future__ import annotations
 from backend.analytics.views import ViewRecorder
 from backend.context import Context
 from backend.platform.settings import Settings
+from supervisor.oidc.provider import OidcProvider
 from supervisor.proxy.access import Access
 from supervisor.proxy.endpoints import AppEndpoints
 from supervisor.proxy.pending import PendingStates
@@ -20,6 +21,7 @@ class Services:
     def __init__(self, settings: Settings, routes: RouteTable, ctx: Context) -> None:
         self.access = Access(ctx)
         self.signin = SignIn(settings, routes, self.access)
+        self.oidc = OidcProvider(settings, self.signin)  # /oidc/ on the dashboard host
         self.views = ViewRecorder(ctx)
         self.pending = PendingStates()
         self.endpoints = AppEndpoints(settings, routes, self.access, self.signin, self.pending)
