@@ -5,8 +5,10 @@ Base images (one per Python version, built on this host on first use) are
 
 An environment is one image `stcloud-env:<dep_hash>`, made once and shared by every app with
 that dependency set. The build runs a throw-away container from the base image that
-installs packages.txt with apt, makes `/opt/venv` with the host's uv (mounted read-only,
-with the host's uv cache mounted so builds are warm) and commits it. The build container
+installs packages.txt with apt, makes `/opt/venv` with the host's uv (mounted read-only)
+and commits it. The host's uv cache keeps builds warm; it is writable only for a phase in
+which no package code runs, and a build that runs package code sees a copy-on-write view of
+it (`docker_scripts`, `docker_cache`). The build container
 gets only the dependency files' bytes as `EnvSpec.from_checkout` read them (through
 `backend.repositories.files`), copied into a fresh directory, never the checkout itself; it gets
 the CA bundle and the index URL the host uses; the committed image gets none of the
@@ -25,9 +27,7 @@ tini's "exec sh failed".
 from __future__ import annotations
 
 import asyncio
-import posixpath
 import re
-import shlex
 import tempfile
 import uuid
 from pathlib import Path
@@ -43,14 +43,21 @@ from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.builds.plan import InstallPlan, write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.docker_base import BaseImages, python_minor
+from supervisor.runtimes.docker_cache import cache_view, remove_stale_views
+from supervisor.runtimes.docker_scripts import (
+    CA_PATH,
+    NEEDS_SOURCE_BUILD,
+    SRC,
+    STEPS,
+    VENV,
+    WORK,
+    build_script,
+    wheels_script,
+)
 
 ENV_REPO = "stcloud-env"
-VENV = "/opt/venv"
-CA_PATH = "/etc/stcloud/ca.crt"  # fixed path in build containers (apt may rewrite /etc/ssl)
 UV_PATH = "/stcloud/bin/uv"
 UV_CACHE = "/stcloud/uv-cache"
-SRC = "/stcloud/src"
-WORK = "/tmp/stcloud-src"  # the build's writable copy of SRC; requirement paths point here
 # Dockerfile instructions applied by `docker commit` (the build container's own config
 # would otherwise be the image's: its command, labels).
 IMAGE_CHANGES = ["ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
@@ -63,12 +70,6 @@ COMPLETE_LABEL = "stcloud.env_complete"
 # Python (found first on that PATH) runs.
 PROBE = ["sh", "-c", f"test -x {VENV}/bin/streamlit && exec python -c ''"]
 PROBE_TIMEOUT = 60
-
-# Exit codes of the build script -> what failed, for the person reading the error.
-STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
-         11: "the virtual environment could not be created",
-         12: "uv could not install the Python dependencies",
-         13: "uv could not install Streamlit"}
 
 
 
@@ -86,53 +87,6 @@ class DockerCalls(Protocol):
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
 
 
-def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
-    """The shell script a build container runs; its exit code names the failed step.
-
-    The build's environment is exported here rather than given to the container, because
-    `docker commit` would copy a container's environment into the image.
-    """
-    lines = ["set -u", "export PATH=/stcloud/bin:$PATH"]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
-    if spec.packages:
-        pkgs = " ".join(shlex.quote(p) for p in spec.packages)
-        apt_ca = f" -o Acquire::https::CAInfo={CA_PATH}" if has_ca else ""
-        lines += [f'echo "==> apt-get install {pkgs}"',
-                  f"apt-get{apt_ca} update -q || exit 10",
-                  f"apt-get{apt_ca} install -y -q --no-install-recommends {pkgs} || exit 10",
-                  "apt-get clean; rm -rf /var/lib/apt/lists/*"]
-    lines += [f'echo "==> uv venv {VENV}"',
-              f"uv venv -q --python /usr/bin/python3 {VENV} || exit 11"]
-    plan = spec.install_plan()
-    lines += [f"echo {shlex.quote('==> ' + note)}" for note in spec.notes or plan.notes]
-    # A writable copy: building a local package writes into its folder (egg-info, build/).
-    lines += [f"cp -R {SRC} {WORK} || exit 12"]
-    if plan.mode == "uv-lock":
-        project = shlex.quote(posixpath.join(WORK, plan.folder))
-        lines += [f"uv export --project {project} --frozen --no-hashes --no-dev "
-                  "--no-emit-project -q -o /tmp/locked.txt || exit 12",
-                  "uv pip install -r /tmp/locked.txt || exit 12"]
-    elif plan.mode == "requirements":
-        lines += ["uv pip install -r "
-                  f"{shlex.quote(posixpath.join(WORK, plan.requirements_path))} || exit 12"]
-    elif plan.mode == "pyproject-build":
-        lines += [f"uv pip install -r {shlex.quote(posixpath.join(WORK, plan.chosen))} "
-                  "|| exit 12"]
-    streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
-    lines += [f"if ! {VENV}/bin/python -c 'import streamlit' 2>/dev/null; then",
-              f'  echo "==> The app pins no streamlit: installing {streamlit}"',
-              f"  if ! uv pip install {streamlit}; then",
-              # e.g. Python 3.9, which newer Streamlit releases no longer support
-              '    echo "==> That Streamlit does not install here; installing the newest '
-              'Streamlit that supports this Python"',
-              "    uv pip install streamlit || exit 13",
-              "  fi",
-              "fi",
-              "rm -rf /tmp/* /root/.cache",
-              'echo "==> Environment ready"']
-    return "\n".join(lines) + "\n"
-
-
 def _resolved_uv() -> Path | None:
     """The host's uv as the file itself (a bind mount's source), None when it is missing."""
     uv = Path(uv_binary()).resolve()
@@ -141,9 +95,11 @@ def _resolved_uv() -> Path | None:
 
 def _write_build_source(src: Path, spec: EnvSpec, plan: InstallPlan, env: dict[str, str],
                         has_ca: bool) -> None:
-    """The build container's read-only source folder: the install files and build.sh."""
+    """The build containers' read-only source folder: the install files and the scripts
+    of both phases (`docker_scripts`)."""
     src.chmod(0o755)
     write_build_files(src, plan.build_files(WORK))
+    (src / "wheels.sh").write_text(wheels_script(spec, env, has_ca))
     (src / "build.sh").write_text(build_script(spec, env, has_ca))
 
 
@@ -155,6 +111,7 @@ class ImageBuilder:
         self._client = api.client
         self._call = api.call
         self._remove = api.remove
+        self._api = api
         self.install_id = install_id
         self._locks: dict[str, asyncio.Lock] = {}
         self.bases = BaseImages(settings, self._image_exists)
@@ -268,6 +225,8 @@ class ImageBuilder:
 
     async def _build_env(self, spec: EnvSpec, version: str, base: str, image: str,
                          log: LogSink) -> None:
+        """The two phases of `docker_scripts`: wheels-only with the scope's cache writable,
+        committed when complete; else the sandboxed phase over a copy-on-write view of it."""
         settings = self.settings
         ca = settings.ca_bundle_path
         uv = await asyncio.to_thread(_resolved_uv)
@@ -278,13 +237,14 @@ class ImageBuilder:
         await asyncio.to_thread(cache.mkdir, parents=True, exist_ok=True)
         # UV_SYSTEM_CERTS is uv 0.13's name for UV_NATIVE_TLS (which now warns); uv of any
         # age trusts SSL_CERT_FILE, which is what makes TLS work behind an inspecting proxy.
+        # No UV_COMPILE_BYTECODE: compiling takes longer than the install, and it would run
+        # the venv's Python (the `.pth` files of its wheels) in the wheels-only phase.
         env = {"UV_CACHE_DIR": UV_CACHE, "UV_LINK_MODE": "copy", "UV_SYSTEM_CERTS": "1",
-               "UV_PYTHON_DOWNLOADS": "never", "UV_COMPILE_BYTECODE": "1",
+               "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1",
                "VIRTUAL_ENV": VENV, "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
         # `mounts`, not `volumes`: the SDK would also declare volumes in the container's
         # config, and `commit` would carry them into the env image.
-        mounts = [Mount(UV_PATH, str(uv), type="bind", read_only=True),
-                  Mount(UV_CACHE, str(cache), type="bind")]
+        mounts = [Mount(UV_PATH, str(uv), type="bind", read_only=True)]
         if ca is not None:
             mounts.append(Mount(CA_PATH, str(ca), type="bind", read_only=True))
             env.update(SSL_CERT_FILE=CA_PATH, PIP_CERT=CA_PATH, REQUESTS_CA_BUNDLE=CA_PATH)
@@ -295,34 +255,50 @@ class ImageBuilder:
             plan = spec.install_plan()
             await asyncio.to_thread(_write_build_source, src, spec, plan, env, ca is not None)
             mounts.append(Mount(SRC, str(src), type="bind", read_only=True))
-            # Not `stcloud.install`/`stcloud.component`: commit copies labels into the
-            # image, and env images belong to no installation.
-            labels = {"stcloud.build": self.install_id, "stcloud.dep_hash": spec.dep_hash}
             await self._remove_stale_builds(spec.dep_hash)
-            client = self._client()
-            container = await self._call(
-                client.containers.create, base, ["sh", f"{SRC}/build.sh"],
-                name=f"stcloud-{self.install_id}-build-{spec.dep_hash[:12]}-"
-                     f"{uuid.uuid4().hex[:6]}",
-                mounts=mounts, labels=labels, working_dir="/tmp")
-            try:
-                code, output = await self._run_streaming(container, log)
-                explained = plan.explain_failure(output.text()) if code == 12 else None
-                if explained is not None:
-                    raise BuildError(explained)
-                if code != 0:
-                    raise BuildError(plan.failure_message(self._failure(spec, code, output)))
-                await self._call(
-                    container.commit, ENV_REPO, spec.dep_hash,
-                    message=f"stcloud env {spec.dep_hash}",
-                    changes=IMAGE_CHANGES + [
-                        f"LABEL stcloud.component=env stcloud.dep_hash={spec.dep_hash} "
-                        f"stcloud.python={version} stcloud.base={base} "
-                        f"{COMPLETE_LABEL}={spec.dep_hash}"])
-                log(f"==> Committed {image}")
-            finally:
-                # Runs on success, failure and cancellation: kills a running build.
-                await asyncio.shield(self._remove(container))
+            shared = Mount(UV_CACHE, str(cache), type="bind")
+            if await self._run_phase(spec, version, base, "wheels.sh", mounts + [shared],
+                                     plan, log):
+                return
+            log("==> Some packages are built from source: building the environment again "
+                "in a container whose package cache is a copy-on-write view of the shared one")
+            async with cache_view(self._api, cache, UV_CACHE, self.install_id, log) as view:
+                await self._run_phase(spec, version, base, "build.sh", mounts + [view],
+                                      plan, log)
+        log(f"==> Committed {image}")
+
+    async def _run_phase(self, spec: EnvSpec, version: str, base: str, script: str,
+                         mounts: list[Mount], plan: InstallPlan, log: LogSink) -> bool:
+        """Run one phase's script in a build container and commit it when it succeeds;
+        False when the wheels-only phase asks for the sandboxed one; BuildError else."""
+        # Not `stcloud.install`/`stcloud.component`: commit copies labels into the
+        # image, and env images belong to no installation.
+        labels = {"stcloud.build": self.install_id, "stcloud.dep_hash": spec.dep_hash}
+        container = await self._call(
+            self._client().containers.create, base, ["sh", f"{SRC}/{script}"],
+            name=f"stcloud-{self.install_id}-build-{spec.dep_hash[:12]}-"
+                 f"{uuid.uuid4().hex[:6]}",
+            mounts=mounts, labels=labels, working_dir="/tmp")
+        try:
+            code, output = await self._run_streaming(container, log)
+            if code == NEEDS_SOURCE_BUILD and script == "wheels.sh":
+                return False
+            explained = plan.explain_failure(output.text()) if code == 12 else None
+            if explained is not None:
+                raise BuildError(explained)
+            if code != 0:
+                raise BuildError(plan.failure_message(self._failure(spec, code, output)))
+            await self._call(
+                container.commit, ENV_REPO, spec.dep_hash,
+                message=f"stcloud env {spec.dep_hash}",
+                changes=IMAGE_CHANGES + [
+                    f"LABEL stcloud.component=env stcloud.dep_hash={spec.dep_hash} "
+                    f"stcloud.python={version} stcloud.base={base} "
+                    f"{COMPLETE_LABEL}={spec.dep_hash}"])
+            return True
+        finally:
+            # Runs on success, failure and cancellation: kills a running build.
+            await asyncio.shield(self._remove(container))
 
     def _failure(self, spec: EnvSpec, code: int, output: StepOutput) -> str:
         """A failed build's message: the step (exit code) and the explainer's reading of
@@ -379,3 +355,4 @@ class ImageBuilder:
             "label": [f"stcloud.build={self.install_id}", f"stcloud.dep_hash={dep_hash}"]})
         for container in stale:
             await self._remove(container)
+        await remove_stale_views(self._api, self.install_id, self.settings.build_timeout)

@@ -1,0 +1,131 @@
+"""The shell scripts of a Docker env build: the wheels-only phase and the sandboxed phase.
+
+Build code of a package (an sdist's setup.py, an in-tree build backend, a local package of
+the repository) is the repository's code and runs as root in its build container. The
+package cache is shared by every build of a scope (`Settings.uv_cache_for`), so no build
+that may run such code gets the cache writable:
+
+- **wheels-only** (`wheels_script`): apt for packages.txt (Debian's packages), `uv venv`,
+  then ONE `uv pip install --no-build` into the still-empty venv, cache writable. Nothing of
+  the repository runs: `--no-build` refuses every source build, bytecode is not compiled
+  (that would start the venv's Python) and uv runs the venv's interpreter once, to query
+  it, before anything is installed (a second uv call would run the `.pth` files of the
+  wheels just installed). Exit 0: the environment is complete and is committed.
+  Exit `NEEDS_SOURCE_BUILD`: something must be built from source (or the install failed).
+- **sandboxed** (`build_script`): the whole install again in a fresh container whose cache
+  is a copy-on-write view of the shared one (`docker_cache`): warm reads, writes dropped
+  with the build. Package build code runs here.
+
+Both scripts print `==> phase NAME` lines (`supervisor.builds.phases`) as each phase starts.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+
+from supervisor.builds.plan import InstallPlan
+from supervisor.runtimes.base import EnvSpec
+
+VENV = "/opt/venv"
+CA_PATH = "/etc/stcloud/ca.crt"  # fixed path in build containers (apt may rewrite /etc/ssl)
+SRC = "/stcloud/src"
+WORK = "/tmp/stcloud-src"  # the build's writable copy of SRC; requirement paths point here
+NEEDS_SOURCE_BUILD = 20
+
+# Exit codes of the build scripts -> what failed, for the person reading the error.
+STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
+         11: "the virtual environment could not be created",
+         12: "uv could not install the Python dependencies",
+         13: "uv could not install Streamlit"}
+STREAMLIT_FILE = f"{VENV}/lib/python3*/site-packages/streamlit/__init__.py"
+
+
+def phase(name: str) -> str:
+    return f'echo "==> phase {name}"'
+
+
+def _head(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> list[str]:
+    """Exports, apt for packages.txt, the venv and the writable copy of the sources."""
+    lines = ["set -u", "export PATH=/stcloud/bin:$PATH"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    if spec.packages:
+        pkgs = " ".join(shlex.quote(p) for p in spec.packages)
+        apt_ca = f" -o Acquire::https::CAInfo={CA_PATH}" if has_ca else ""
+        lines += [phase("apt"), f'echo "==> apt-get install {pkgs}"',
+                  f"apt-get{apt_ca} update -q || exit 10",
+                  f"apt-get{apt_ca} install -y -q --no-install-recommends {pkgs} || exit 10",
+                  "apt-get clean; rm -rf /var/lib/apt/lists/*"]
+    lines += [phase("resolve"), f'echo "==> uv venv {VENV}"',
+              f"uv venv -q --python /usr/bin/python3 {VENV} || exit 11",
+              # A writable copy: building a local package writes into its folder.
+              f"cp -R {SRC} {WORK} || exit 12"]
+    return lines
+
+
+def _requirements(plan: InstallPlan, fail: int) -> tuple[list[str], str]:
+    """(lines preparing the install, the uv arguments naming what to install)."""
+    if plan.mode == "uv-lock":
+        project = shlex.quote(posixpath.join(WORK, plan.folder))
+        return ([f"uv export --project {project} --frozen --no-hashes --no-dev "
+                 f"--no-emit-project -q -o /tmp/locked.txt || exit {fail}"],
+                "-r /tmp/locked.txt")
+    if plan.mode == "requirements":
+        return [], "-r " + shlex.quote(posixpath.join(WORK, plan.requirements_path))
+    if plan.mode == "pyproject-build":
+        return [], "-r " + shlex.quote(posixpath.join(WORK, plan.chosen))
+    return [], ""
+
+
+def wheels_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
+    """The wheels-only phase's script (module docstring): cache writable, no package code."""
+    plan = spec.install_plan()
+    lines = _head(spec, env, has_ca)
+    lines += [f"echo {shlex.quote('==> ' + note)}" for note in spec.notes or plan.notes]
+    prepare, what = _requirements(plan, NEEDS_SOURCE_BUILD)
+    streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
+    lines += prepare + [phase("install")]
+    if what:
+        lines += [f"uv pip install --no-build {what} || exit {NEEDS_SOURCE_BUILD}",
+                  # A file test, not `python -c 'import streamlit'`: no package code runs.
+                  f"if ! ls {STREAMLIT_FILE} >/dev/null 2>&1; then",
+                  f'  echo "==> The app pins no streamlit: installing {streamlit} with it"',
+                  # Again in one uv call, into a fresh venv (see the module docstring).
+                  f"  rm -rf {VENV} && uv venv -q --python /usr/bin/python3 {VENV} "
+                  f"|| exit 11",
+                  f"  uv pip install --no-build {what} {streamlit} "
+                  f"|| exit {NEEDS_SOURCE_BUILD}",
+                  "fi"]
+    else:
+        lines += [f'echo "==> The app pins no streamlit: installing {streamlit}"',
+                  f"uv pip install --no-build {streamlit} || exit {NEEDS_SOURCE_BUILD}"]
+    lines += ["rm -rf /tmp/* /root/.cache", 'echo "==> Environment ready"']
+    return "\n".join(lines) + "\n"
+
+
+def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
+    """The sandboxed phase's script; its exit code names the failed step (`STEPS`).
+
+    The build's environment is exported here rather than given to the container, because
+    `docker commit` would copy a container's environment into the image.
+    """
+    plan = spec.install_plan()
+    lines = _head(spec, env, has_ca)
+    lines += [f"echo {shlex.quote('==> ' + note)}" for note in spec.notes or plan.notes]
+    prepare, what = _requirements(plan, 12)
+    lines += prepare + [phase("install")]
+    if what:
+        lines += [f"uv pip install {what} || exit 12"]
+    streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
+    lines += [f"if ! {VENV}/bin/python -c 'import streamlit' 2>/dev/null; then",
+              f'  echo "==> The app pins no streamlit: installing {streamlit}"',
+              f"  if ! uv pip install {streamlit}; then",
+              # e.g. Python 3.9, which newer Streamlit releases no longer support
+              '    echo "==> That Streamlit does not install here; installing the newest '
+              'Streamlit that supports this Python"',
+              "    uv pip install streamlit || exit 13",
+              "  fi",
+              "fi",
+              "rm -rf /tmp/* /root/.cache",
+              'echo "==> Environment ready"']
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""A hostile package build cannot poison the package cache other apps' builds read (Docker).
+
+The cache is the test's own (the real one is shared by every test run): it holds the
+unpacked archive of `victimlib`, a wheel made here and installed once from a local
+find-links folder, as any app's build would have left it. The hostile repository's
+requirements name a local package whose in-tree build backend (`requires = []`: no network)
+rewrites every cached `victimlib/__init__.py` it can reach and drops a probe file into the
+cache, then fails the build. Afterwards the shared cache must be as it was, and a later
+install of victimlib from it (what another app's build does) must get the clean module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.platform.settings import Settings
+from supervisor.runtimes.base import BuildError, EnvSpec, uv_binary
+from supervisor.runtimes.docker import DockerRuntime
+from tests.support.runtimes import checkout, remove_docker_installation
+
+pytestmark = pytest.mark.no_database
+
+CLEAN = "CLEAN = True\n"
+BACKEND = r'''
+import os, pathlib, sys
+cache = pathlib.Path(os.environ["UV_CACHE_DIR"])
+hits = 0
+for init in cache.glob("archive-v*/*/victimlib/__init__.py"):
+    init.write_text("POISONED = True\n")
+    hits += 1
+(cache / "poison-probe").write_text("hostile build was here")
+print(f"hostile backend rewrote {hits} cached victimlib files", file=sys.stderr)
+raise SystemExit("hostile backend done")
+'''
+
+
+def victim_wheel(folder: Path) -> Path:
+    """A minimal pure-Python wheel of victimlib 1.0 (metadata, module, RECORD)."""
+    folder.mkdir()
+    wheel = folder / "victimlib-1.0-py3-none-any.whl"
+    info = "victimlib-1.0.dist-info"
+    files = {"victimlib/__init__.py": CLEAN,
+             f"{info}/METADATA": "Metadata-Version: 2.1\nName: victimlib\nVersion: 1.0\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, text in {**files, f"{info}/RECORD": record}.items():
+            z.writestr(name, text)
+    return folder
+
+
+def install_victimlib(cache: Path, wheels: Path, venv: Path) -> str:
+    """Install victimlib into a fresh venv from `cache` (a warm install, as a build makes);
+    the text of the module it got."""
+    uv = uv_binary()
+    subprocess.run([uv, "venv", "-q", str(venv)], check=True)
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                    "--cache-dir", str(cache), "--no-index", "--find-links", str(wheels),
+                    "victimlib==1.0"], check=True)
+    return next(venv.glob("lib/python*/site-packages/victimlib/__init__.py")).read_text()
+
+
+def cached_victims(cache: Path) -> list[Path]:
+    return list(cache.glob("archive-v*/*/victimlib/__init__.py"))
+
+
+def test_a_hostile_build_backend_cannot_poison_the_shared_cache(
+        dsettings: Settings, docker_client: Any, tmp_path: Path) -> None:
+    cache = tmp_path / "shared-cache"
+    wheels = victim_wheel(tmp_path / "wheels")
+    assert install_victimlib(cache, wheels, tmp_path / "before") == CLEAN
+    assert cached_victims(cache), "uv did not keep victimlib's archive in the cache"
+
+    settings = dataclasses.replace(dsettings, uv_cache_dir=cache)
+    path = checkout(tmp_path, "hostile", {"requirements.txt": "./evilpkg\n"})
+    pkg = path / "evilpkg"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "evil"\nbackend-path = ["."]\n\n'
+        '[project]\nname = "evilpkg"\nversion = "0.1"\n')
+    (pkg / "evil.py").write_text(BACKEND)
+    spec = EnvSpec.from_checkout(path, "3.11", settings.default_streamlit)
+    runtime = DockerRuntime(settings, docker_client)
+    lines: list[str] = []
+    try:
+        with pytest.raises(BuildError):
+            asyncio.run(runtime.ensure_env(spec, lines.append))
+    finally:
+        asyncio.run(runtime.close())
+        remove_docker_installation(docker_client, runtime)
+    # The backend ran and found the cached module (in what it was given as the cache).
+    assert any("hostile backend rewrote 1 cached victimlib files" in line
+               for line in lines), "\n".join(lines[-30:])
+
+    assert not (cache / "poison-probe").exists(), "the build wrote into the shared cache"
+    assert [p.read_text() for p in cached_victims(cache)] == [CLEAN], \
+        "the hostile build rewrote a cached archive of the shared cache"
+    assert install_victimlib(cache, wheels, tmp_path / "after") == CLEAN
+    leftover = docker_client.volumes.list(filters={"label": f"stcloud.build={runtime.install_id}"})
+    assert leftover == [], "the build's cache view outlived it"
