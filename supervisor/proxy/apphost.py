@@ -21,7 +21,7 @@ from backend.accounts import identity
 from backend.platform.settings import Settings
 from models import id_of
 from supervisor.control.health import is_stream_path
-from supervisor.proxy import cookies, inject, pages, state_pages
+from supervisor.proxy import auto_wake, cookies, inject, pages, state_pages
 from supervisor.proxy.access import Visitor, client_key
 from supervisor.proxy.endpoints import PROGRESS_STATES
 from supervisor.proxy.forward import Forwarder
@@ -150,7 +150,9 @@ class AppHost:
             return pages.state_page(route, self.settings)
         viewer = await svc.endpoints.page_viewer(request, route, visitor)
         if route.state == "sleeping":
-            return state_pages.sleeping_page(route, self.settings, viewer)
+            woken = await auto_wake.wake_on_visit(svc, self.settings, request, route,
+                                                  visitor) if page else None
+            return woken or state_pages.sleeping_page(route, self.settings, viewer)
         facts = await svc.endpoints.facts(route) if viewer.developer else \
             state_pages.AppFacts(route.app_id)
         if route.state == "over_limit":
