@@ -5,14 +5,13 @@ failure. One supervisor (process runtime) with two deployed apps serves a whole 
 (`cloud`); each test opens its own browser context. The dashboard flows get their own
 supervisor and one page per module (`flow`, tests/browser/flow_support.py). Screenshots go
 to `test-artifacts/`, and with STCLOUD_SCREENSHOTS set the docs screenshots to that folder
-(tests/browser/docs_shots.py, scripts/screenshots.sh).
+(tests/browser/docs_shots.py, scripts/screenshots.sh). The helpers the tests import (Chromium,
+screenshots, signing in, `Cloud`) are in tests/support/browser.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shutil
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,12 @@ import pytest
 from backend import workspaces
 from backend.accounts import auth
 from backend.apps import service as apps
-from backend.context import Context, open_context
-from backend.platform.settings import PROJECT_ROOT, Settings, load_settings
+from backend.context import open_context
+from backend.platform.settings import load_settings
 from tests.browser.flow_support import Flow, start_flow
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
+from tests.support.browser import CHROMIUM_ARGS, PASSWORD, Cloud, chromium_path
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
-
-ARTIFACTS = PROJECT_ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-PASSWORD = "password123"
 
 # The deployed app: a button that prints a line (with a token shown on the page, so a
 # test can look for exactly that line in the Cloud logs).
@@ -46,30 +40,6 @@ if st.button("Print a line"):
     print(f"printed {token}", flush=True)
     st.write(f"Printed {token}")
 '''
-
-
-def chromium_path() -> str:
-    """Chromium's path, or skip (fail under CI=true) when it or Playwright is missing."""
-    strict = os.environ.get("CI") == "true"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        if strict:
-            pytest.fail("CI=true but Playwright is not installed")
-        pytest.skip("Playwright is not installed")
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None and Path("/usr/bin/chromium").exists():
-        path = "/usr/bin/chromium"
-    if path is None:
-        if strict:
-            pytest.fail("CI=true but chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed")
-    return path
-
-
-def screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -89,18 +59,6 @@ def flow(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path,
     page (1280×800), shared by the tests of a module in file order."""
     yield from start_flow(tmp_path_factory.mktemp("flows"), shared_envs_dir,
                           module_database_url, chromium_path(), CHROMIUM_ARGS)
-
-
-@dataclasses.dataclass
-class Cloud:
-    settings: Settings
-    ctx: Context
-    supervisor: SupervisorProcess
-    public_id: int
-    private_id: int
-
-    def url(self, sub: str | None = None, path: str = "/") -> str:
-        return self.settings.public_url(sub) + path
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +91,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory,
             assert app.state == "running", app.state_reason
         import urllib.request
 
-        def answers(url: str) -> bool:
+        def answers(req: urllib.request.Request) -> bool:
             try:
-                with urllib.request.urlopen(url, timeout=2) as r:
+                with urllib.request.urlopen(req, timeout=2) as r:
                     return r.status == 200
             except OSError:
                 return False
@@ -144,18 +102,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory,
                            (f"overlay.localhost:{settings.port}",
                             "/__stcloud/panel/_stcore/health")):
             req = urllib.request.Request(base + path, headers={"Host": host})
-            wait_until(lambda r=req: answers(r), 90, f"{host}{path}", sup)  # type: ignore
+            wait_until(functools.partial(answers, req), 90, f"{host}{path}", sup)
         yield Cloud(settings, ctx, sup, public.id, private.id)
     finally:
         sup.stop()
 
-
-def sign_in(page: Any, cloud: Cloud, username: str, *, goto: bool = True) -> None:
-    """Sign in on the dashboard's form and wait until its cookie is stored."""
-    if goto:
-        page.goto(cloud.url())
-    page.get_by_role("textbox", name="Username").fill(username)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    wait_until(lambda: any(c["name"] == "stcloud_dashboard" for c in page.context.cookies()),
-               30, "the dashboard's sign-in cookie")

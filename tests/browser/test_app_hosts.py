@@ -5,14 +5,12 @@ sign-in, the sleeping page's wake button. See conftest.py for the setup."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backend.accounts.auth import get_user, reset_password
 from backend.apps import favorites
-from models import App, session_scope
-from tests.browser.conftest import PASSWORD, Cloud, screenshot, sign_in
 from tests.browser.docs_shots import docs_shot
+from tests.support.browser import PASSWORD, Cloud, asleep_after_idle, screenshot, sign_in
 from tests.support.supervisor_harness import load_app, wait_until
 
 TIMEOUT = 60_000  # ms, for Playwright's waits
@@ -140,19 +138,9 @@ def test_private_app_sends_visitors_to_sign_in(cloud: Cloud, browser: Any) -> No
 def test_sleeping_page_wakes_the_app(cloud: Cloud, browser: Any) -> None:
     app_id = cloud.public_id
 
-    def asleep() -> bool:
-        # Nobody has viewed it for 8 days, as far as hibernation can tell; the supervisor's
-        # hibernation pass (every second here) then puts it to sleep. Set again on each
-        # poll, because a view flushed meanwhile moves last_viewed_at forward.
-        app = load_app(cloud.ctx, app_id)
-        if app is not None and app.state == "sleeping":
-            return True
-        past = datetime.now(UTC) - timedelta(days=8)
-        with session_scope(cloud.ctx.engine) as s:
-            row = s.get(App, app_id)
-            row.last_viewed_at = row.last_deployed_at = row.created_at = past
-        return False
-    wait_until(asleep, 60, "the app to go to sleep", cloud.supervisor)
+    # The supervisor's hibernation pass (every second here) puts it to sleep.
+    wait_until(asleep_after_idle(cloud.ctx, app_id), 60, "the app to go to sleep",
+               cloud.supervisor)
     context = browser.new_context()
     page = context.new_page()
     try:

@@ -26,10 +26,10 @@ from backend.apps import service as apps
 from backend.apps.sharing import set_visibility
 from backend.context import Context, open_context
 from backend.platform.settings import Settings
-from tests.browser.conftest import CHROMIUM_ARGS, chromium_path, screenshot
 from tests.browser.docs_shots import docs_shot
 from tests.browser.flow_support import http_status
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
+from tests.support.browser import CHROMIUM_ARGS, chromium_path, screenshot
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
 PASSWORD = "polish-password"

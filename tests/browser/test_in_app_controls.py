@@ -14,17 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import screenshot
 from tests.browser.docs_shots import docs_shot
-from tests.browser.watch_support import (
-    TIMEOUT,
-    WatchCloud,
-    open_app,
-    overlaps,
-    sign_in,
-    start_watch_cloud,
-)
+from tests.support.browser import chromium_path, screenshot, sign_in
 from tests.support.supervisor_harness import load_app
+from tests.support.watch_cloud import TIMEOUT, WatchCloud, open_app, overlaps, start_watch_cloud
 
 APPS = {"controls": "controls", "doomed": "controls"}
 
@@ -32,7 +25,6 @@ APPS = {"controls": "controls", "doomed": "controls"}
 @pytest.fixture(scope="module")
 def ccloud(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path,
            module_database_url: str) -> Iterator[WatchCloud]:
-    from tests.browser.conftest import chromium_path
     chromium_path()  # skip before starting anything
     yield from start_watch_cloud(tmp_path_factory.mktemp("controls"), shared_envs_dir,
                                  module_database_url, APPS)

@@ -17,9 +17,9 @@ from backend.accounts import identity
 from backend.apps import favorites
 from backend.context import open_context
 from models import App, AppEvent, session_scope
-from tests.browser.conftest import ARTIFACTS, CHROMIUM_ARGS, chromium_path
 from tests.browser.docs_shots import docs_shot_async
 from tests.support import overlay_support as rows
+from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path
 from tests.support.overlay_env import Env, overlay_env
 
 pytestmark = pytest.mark.timeout(120)

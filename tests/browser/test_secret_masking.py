@@ -23,8 +23,8 @@ from backend.apps import service as apps
 from backend.apps.log_files import app_log_path
 from backend.context import open_context
 from backend.platform.settings import load_settings
-from tests.browser.conftest import PASSWORD, Cloud, chromium_path, screenshot, sign_in
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
+from tests.support.browser import PASSWORD, Cloud, chromium_path, screenshot, sign_in
 from tests.support.instances import instance_id
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until

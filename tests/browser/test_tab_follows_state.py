@@ -14,7 +14,6 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,18 @@ import pytest
 from backend.accounts.auth import get_user
 from backend.apps import service as apps
 from backend.apps.sharing import set_visibility
-from models import App, session_scope
-from tests.browser.conftest import screenshot
-from tests.browser.watch_support import (
+from tests.support.browser import asleep_after_idle, chromium_path, screenshot, sign_in
+from tests.support.lifecycle_support import send_github_push
+from tests.support.supervisor_harness import load_app, wait_for_state, wait_until
+from tests.support.watch_cloud import (
     TIMEOUT,
     WatchCloud,
     app_files,
     mark_document,
     open_app,
-    sign_in,
     start_watch_cloud,
     still_same_document,
 )
-from tests.support.lifecycle_support import send_github_push
-from tests.support.supervisor_harness import load_app, wait_for_state, wait_until
 
 APPS = {"pushed": "pushed", "hog": "states", "crashy": "states", "sleepy": "states",
         "rebooted": "states"}
@@ -45,7 +42,6 @@ APPS = {"pushed": "pushed", "hog": "states", "crashy": "states", "sleepy": "stat
 @pytest.fixture(scope="module")
 def wcloud(tmp_path_factory: pytest.TempPathFactory, shared_envs_dir: Path,
            module_database_url: str) -> Iterator[WatchCloud]:
-    from tests.browser.conftest import chromium_path
     chromium_path()  # skip before starting anything
     # No restarts after a crash (the crash page at once); a short drain after a redeploy.
     yield from start_watch_cloud(tmp_path_factory.mktemp("watch"), shared_envs_dir,
@@ -98,18 +94,8 @@ def test_app_put_to_sleep_shows_the_sleeping_page_in_the_open_tab(wcloud: WatchC
     try:
         open_app(page, wcloud, "sleepy")
 
-        def asleep() -> bool:
-            # Nobody has viewed it for 8 days, as far as hibernation can tell (set again on
-            # each poll: a view flushed meanwhile moves last_viewed_at forward).
-            app = load_app(wcloud.ctx, app_id)
-            if app is not None and app.state == "sleeping":
-                return True
-            past = datetime.now(UTC) - timedelta(days=8)
-            with session_scope(wcloud.ctx.engine) as s:
-                row = s.get(App, app_id)
-                row.last_viewed_at = row.last_deployed_at = row.created_at = past
-            return False
-        wait_until(asleep, 60, "the app to go to sleep", wcloud.supervisor)
+        wait_until(asleep_after_idle(wcloud.ctx, app_id), 60, "the app to go to sleep",
+                   wcloud.supervisor)
         page.get_by_role("heading", name=re.compile("gone to sleep due to inactivity")).wait_for(
             timeout=TIMEOUT)
         page.get_by_role("button", name="Yes, get this app back up!").click()

@@ -16,8 +16,8 @@ from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.platform.settings import Settings, load_settings
 from models import App, session_scope
-from tests.browser.conftest import PASSWORD
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
+from tests.support.browser import PASSWORD
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
 TIMEOUT = 60_000  # ms, for Playwright's waits
@@ -135,12 +135,3 @@ def overlaps(a: dict[str, float], b: dict[str, float]) -> bool:
     return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
             and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
 
-
-def sign_in(page: Any, cloud: WatchCloud, username: str) -> None:
-    """Sign in on the dashboard's form and wait until its cookie is stored."""
-    page.goto(cloud.url())
-    page.get_by_role("textbox", name="Username").fill(username)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    wait_until(lambda: any(c["name"] == "stcloud_dashboard" for c in page.context.cookies()),
-               30, "the dashboard's sign-in cookie")
