@@ -2,6 +2,7 @@
 
     python -m supervisor.cli login --url http://localhost:8080 --token stc_...
     python -m supervisor.cli apps list [--json]
+    python -m supervisor.cli apps sleep-policy ID [POLICY] [--wake-on-visit]
     python -m supervisor.cli deploy REPO [--branch main] [--main-file streamlit_app.py]
                                          [--subdomain NAME] [--python 3.12] [--wait]
     python -m supervisor.cli deploy .    [--remote NAME] [--branch B] [--main-file F]
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlencode
 
-from supervisor import local_deploy
+from supervisor import cli_sleep, local_deploy
 from supervisor.api_client import Client, CliError
 
 
@@ -205,6 +206,7 @@ def parser() -> argparse.ArgumentParser:
     lst = apps.add_parser("list", help="apps you can see")
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(func=cmd_apps_list)
+    cli_sleep.add_parser(apps, client, out)
 
     dep = sub.add_parser("deploy", help="deploy an app from a git repository, or from the "
                          "local git working tree at a path such as '.'")

@@ -37,6 +37,7 @@ from supervisor.api.v1 import (
     logs,
     notifications,
     secrets,
+    sleep_policy,
     workspaces,
 )
 from supervisor.api.v1.endpoint import Endpoint
@@ -46,7 +47,7 @@ __all__ = ["ApiRoute", "TokenBucket", "json_errors", "make_routes", "openapi_doc
 
 # The order of the OpenAPI document's paths.
 ENDPOINTS: list[Endpoint] = [
-    *accounts.ME, *apps.ENDPOINTS, *logs.ENDPOINTS, *secrets.ENDPOINTS,
+    *accounts.ME, *apps.ENDPOINTS, *sleep_policy.ENDPOINTS, *logs.ENDPOINTS, *secrets.ENDPOINTS,
     *analytics.ENDPOINTS, *notifications.ENDPOINTS, *workspaces.ENDPOINTS, *accounts.USERS,
 ]
 
