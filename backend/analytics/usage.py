@@ -8,8 +8,9 @@ chart (dashboard app page) and `GET /api/v1/apps/{id}/usage`.
   equal time buckets and each bucket keeps its mean and its peak memory (the peak matters
   next to a limit: a mean would hide the spike that got an app killed) and the limit in
   force at its end. Short ranges return the samples as they are.
-- Retention: `prune_samples` deletes samples older than `usage_retention_days` (the daily
-  retention job).
+- Retention: `prune_samples` deletes samples (the app's and its instances',
+  `backend/analytics/resources.py`) older than `usage_retention_days` (the daily retention
+  job).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from backend.context import Context
 from backend.errors import NotFound, ValidationError
 from backend.workspaces import role_in
 from models import App, User, session_scope, utcnow
+from models.resources import InstanceUsageSample
 from models.usage import UsageSample
 
 MAX_POINTS = 500
@@ -118,4 +120,30 @@ def prune_samples(ctx: Context, now: datetime | None = None) -> int:
     cutoff = (now or utcnow()) - timedelta(days=days)
     with session_scope(ctx.engine) as s:
         result = s.exec(delete(UsageSample).where(col(UsageSample.at) < cutoff))
+        s.exec(delete(InstanceUsageSample).where(col(InstanceUsageSample.at) < cutoff))
         return int(result.rowcount or 0)
+
+
+PEAK_MINUTES = 10
+
+
+def peak_before_stop(session: Session, app_id: int,
+                     minutes: int = PEAK_MINUTES) -> tuple[int, int] | None:
+    """(highest memory, limit) over the app's last `minutes` of samples, counted back from
+    its newest one (an app that was stopped has no newer ones); None without samples. What
+    the over-limit page and email tell the developers it used."""
+    newest = session.exec(select(UsageSample.at).where(UsageSample.app_id == app_id)
+                          .order_by(col(UsageSample.at).desc())).first()
+    if newest is None:
+        return None
+    rows = session.exec(select(UsageSample.memory_bytes, UsageSample.memory_limit_bytes)
+                        .where(UsageSample.app_id == app_id,
+                               col(UsageSample.at) >= newest - timedelta(minutes=minutes))
+                        .order_by(col(UsageSample.at))).all()
+    return max(m for m, _ in rows), rows[-1][1]
+
+
+def last_peak(ctx: Context, app_id: int) -> tuple[int, int] | None:
+    """`peak_before_stop` in its own session."""
+    with session_scope(ctx.engine) as s:
+        return peak_before_stop(s, app_id)

@@ -23,6 +23,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from backend.analytics import usage
 from backend.context import Context
 from backend.errors import BackendError, PermissionDenied
 from backend.platform import inbox
@@ -30,7 +31,7 @@ from backend.platform.settings import Settings
 from models import App, AppEvent, EmailOutbox, Membership, Notification, User, id_of, session_scope
 
 OVER_LIMIT_SUBJECT = "Your Streamlit app has gone over its resource limits 🤯"
-KINDS = ("over_limit", "crashed", "deploy_failed", "sleep_warning")
+KINDS = ("over_limit", "crashed", "deploy_failed", "sleep_warning", "memory_warning")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ def notify(session: Session, settings: Settings, app: App, kind: str, incident: 
            **details: str) -> Notified:
     """Tell the app's developers about one incident: a notice in each one's dashboard inbox
     and, for those with an address, an email in the outbox; once per incident and user."""
+    if kind == "over_limit" and "used_mb" not in details:
+        details = {**details, **over_limit_figures(session, app)}
     mail = render(settings, app, kind, **details)
     incident_key = f"{kind}:{app.id}:{incident}"
     mailed = {user.id for user in recipients(session, app.workspace_id)}
@@ -152,10 +155,21 @@ def render(settings: Settings, app: App, kind: str, **d: str) -> Mail:
         subject = OVER_LIMIT_SUBJECT
         paras = [f"Your app {name} ({url}) used more than its memory limit of "
                  f"{d.get('limit_mb', '?')} MiB, so it was stopped. Visitors now see a page "
-                 "saying that it has gone over its resource limits.",
+                 "saying that it has gone over its resource limits." + _used(d),
                  "To bring it back, reduce its memory use (cache data with st.cache_data or "
                  "st.cache_resource, load less data at once, free large objects), push the "
                  "fix, and reboot the app from your dashboard."]
+    elif kind == "memory_warning":
+        subject = f"Your Streamlit app {name} is close to its memory limit"
+        paras = [f"Your app {name} ({url}) has used more than {d.get('percent', '80')} % of "
+                 f"its memory limit for {d.get('minutes', '?')} minutes: "
+                 f"{d.get('used_mb', '?')} MiB of {d.get('limit_mb', '?')} MiB at its "
+                 "highest. If it goes over the limit it is stopped, and visitors see a page "
+                 "saying that it has gone over its resource limits.",
+                 "To keep it running, reduce its memory use (cache data with st.cache_data "
+                 "or st.cache_resource, load less data at once, free large objects) and "
+                 "push the fix. Its memory over the last hours is on the app's page in "
+                 "your dashboard."]
     elif kind == "crashed":
         subject = f"Your Streamlit app {name} has crashed"
         paras = [f"Your app {name} ({url}) stopped unexpectedly several times in a row, so "
@@ -172,8 +186,8 @@ def render(settings: Settings, app: App, kind: str, **d: str) -> Mail:
     elif kind == "sleep_warning":
         subject = f"Your Streamlit app {name} will go to sleep soon"
         paras = [f"Nobody has viewed your app {name} ({url}) for {d.get('idle_days', '?')} "
-                 f"days. Public apps without a view for {d.get('sleep_days', '?')} days go to "
-                 f"sleep; this one will sleep around {d.get('sleep_at', 'soon')}.",
+                 f"days. Its sleep policy is {d.get('policy') or 'the server default'}, so "
+                 f"it will sleep around {d.get('sleep_at', 'soon')}.",
                  "To keep it awake, visit the app, or push a commit to its branch "
                  f"({app.branch}); an empty one works: git commit --allow-empty -m "
                  "\"Keep awake\" && git push.",
@@ -193,6 +207,22 @@ def render(settings: Settings, app: App, kind: str, **d: str) -> Mail:
              f'<a href="{html.escape(dashboard)}">Your dashboard</a></p>')
     return Mail(subject=subject, text=text,
                 html=f"<html><body><p>Hi,</p>{body}</body></html>")
+
+
+def over_limit_figures(session: Session, app: App) -> dict[str, str]:
+    """`used_mb`: the highest memory reading before the app was stopped ({} without
+    samples), for the over-limit email."""
+    found = usage.peak_before_stop(session, id_of(app))
+    return {} if found is None else {"used_mb": f"{found[0] / (1 << 20):.0f}",
+                                     "used_minutes": str(usage.PEAK_MINUTES)}
+
+
+def _used(d: dict[str, str]) -> str:
+    if not d.get("used_mb"):
+        return ""
+    return (f" Its highest memory reading in the {d.get('used_minutes', '10')} minutes "
+            f"before it was stopped was {d['used_mb']} MiB of that {d.get('limit_mb', '?')} "
+            "MiB limit (readings are taken every so often; it grew past the limit after).")
 
 
 class NoticeFailed(BackendError):

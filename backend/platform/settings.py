@@ -115,6 +115,14 @@ class Settings:
     usage_retention_days: float = _help("Days of memory and CPU samples kept; older ones "
                                         "are deleted once a day; 0 keeps them forever.",
                                         default=14.0)
+    memory_warning_percent: float = _help("Share of its memory limit, in percent, that an "
+                                          "app may stay above for memory_warning_minutes "
+                                          "before its developers are warned (a dashboard "
+                                          "notice and an email); 0 turns the warning off.",
+                                          default=80.0)
+    memory_warning_minutes: float = _help("Minutes an app's memory must stay above "
+                                          "memory_warning_percent of its limit (every sample "
+                                          "in that time) before the warning.", default=5.0)
 
     # Lifecycle ---
     git_poll_interval: float = _help("Seconds between checks of every app's branch with "
@@ -175,6 +183,20 @@ class Settings:
                                          "puts private apps to sleep).", default=False)
     hibernation_interval: float = _help("Seconds between checks for apps to warn or put to "
                                         "sleep.", default=300.0)
+    # Per-app sleep policies (docs/operator-guide.md, "Sleep policies") ---
+    sleep_default_policy: str = _help(
+        "Sleep policy of apps whose developers keep 'default', written as the CLI writes "
+        "one: empty means Community Cloud's (hibernate_after_days without a view, public "
+        "apps only unless hibernate_private_apps); else e.g. 'idle 12h', 'never' or "
+        "'schedule mon-fri 08:00-18:00 Europe/Berlin'.", default="")
+    sleep_min_idle_minutes: float = _help(
+        "Shortest idle period developers may choose for an 'idle' policy, in minutes; "
+        "shorter ones are refused with this bound in the message.", default=5.0)
+    sleep_never_allowed: bool = _help("Whether developers may choose 'never' (always on) "
+                                      "for their apps.", default=True)
+    sleep_never_max_per_workspace: int = _help(
+        "Most apps per workspace whose policy is 'never'; 0 means no cap. Lowering it "
+        "leaves existing ones as they are and refuses new ones.", default=0)
     smtp_host: str = _help("SMTP server for emails to developers; empty means emails stay "
                            "in the outbox (admins see them in the dashboard).", default="")
     smtp_port: int = _help("SMTP port; 0 means 587 for starttls, 465 for ssl, 25 for none.",
@@ -394,7 +416,17 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
             values[name] = _coerce(hints[name], raw, name)
     for name, raw in overrides.items():
         values[name] = _coerce(hints[name], raw, name) if isinstance(raw, str) else raw
-    settings = Settings(**values)
+    return check_settings(Settings(**values))
+
+
+def coerce_setting(name: str, raw: Any) -> Any:
+    """`raw` (text from a file, the environment or a form; or a value) as setting `name`'s
+    type, or ValueError saying what was expected."""
+    return _coerce(get_type_hints(Settings)[name], raw, name)
+
+
+def check_settings(settings: Settings) -> Settings:
+    """`settings` when its values are ones the platform accepts, else ValueError."""
     if settings.runtime not in {"auto", "docker", "swarm", "process"}:
         raise ValueError(f"Setting 'runtime' must be auto, docker, swarm or process, "
                          f"not {settings.runtime!r}.")

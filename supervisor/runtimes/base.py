@@ -251,9 +251,25 @@ class Status:
 
 
 @dataclass(frozen=True)
+class InstanceUsage:
+    """One instance (a process tree, a container, a Swarm task) of an app."""
+
+    name: str  # stable while the instance lives: a pid, a container or task id
+    memory_bytes: int  # PSS summed over its processes (shared pages split, not repeated)
+    uss_bytes: int | None  # private memory: what ending it frees at least
+    cpu_percent: float
+
+
+@dataclass(frozen=True)
 class Usage:
+    """An app's figures: memory is PSS summed over every instance's processes (each shared
+    page counted once in total) where /proc is readable, else the engine's own figure;
+    `instances` has one entry per instance when they are known."""
+
     memory_bytes: int
     cpu_percent: float
+    uss_bytes: int | None = None
+    instances: tuple[InstanceUsage, ...] = ()
 
 
 # The steps of `Runtime.start` and `Runtime.list`: an engine that keeps either template

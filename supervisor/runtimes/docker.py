@@ -16,6 +16,7 @@ reconcile pass, for each running app) does it once the file passes `app_log_max_
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -24,7 +25,7 @@ import docker
 import docker.errors
 
 from backend.platform.settings import Settings
-from supervisor.runtimes import docker_spec
+from supervisor.runtimes import docker_spec, smaps
 from supervisor.runtimes.base import (
     AppSpec,
     EnvRef,
@@ -227,4 +228,7 @@ class DockerRuntime(DockerEngine, Runtime):
             stats = await self.api.call(container.stats, stream=False, one_shot=not first)
         except docker.errors.NotFound:
             return None
-        return usage_from_stats(stats, self._cpu_samples, container.id)
+        pid = int((container.attrs.get("State") or {}).get("Pid") or 0)
+        return await asyncio.to_thread(smaps.container_usage, container.id, pid,
+                                       usage_from_stats(stats, self._cpu_samples,
+                                                        container.id))

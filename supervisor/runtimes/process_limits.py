@@ -6,8 +6,9 @@ figures the dashboard shows.
 instance over its memory limit, all of its processes, as Docker would: its cgroup counted
 an OOM kill of one of its processes, or (watchdog) the PSS of its process tree is over the
 limit. It remembers the pid, so that the next `poll` says `oom` (`poll` itself only
-observes). `usage` reads the memory cgroup (each page once), else the tree's PSS: the
-figure the watchdog judges, so an app is not killed for pages its processes share.
+observes). `usage` sums the PSS (and USS) of the instance's processes from their
+`smaps_rollup` (`smaps.py`: each shared page split between its sharers, so forked workers
+are not counted many times over), falling back to the cgroup's figure, else psutil's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from supervisor.runtimes import cgroups
+from supervisor.runtimes import cgroups, smaps
 from supervisor.runtimes.base import AppSpec, Usage
 from supervisor.runtimes.process_state import StateFiles, terminate_group, tree_memory
 
@@ -99,16 +100,29 @@ class InstanceLimits(StateFiles):
             return False
 
     async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None:
+        return await asyncio.to_thread(self._read_usage, state)
+
+    def _read_usage(self, state: dict[str, Any]) -> Usage | None:
+        """PSS/USS and CPU of the processes of the instance's cgroup (else its process
+        tree); the cgroup's or the tree's figure where /proc cannot be read."""
         proc = self._process(state)
         if proc is None:
             return None
         group = self._cgroup(state)
         try:
-            memory = group.usage_bytes() if group is not None else 0
-            procs = [proc, *proc.children(recursive=True)]
-            memory = memory or tree_memory(proc)
-            cpu = sum(p.cpu_percent(interval=None) for p in procs)
+            pids = (group.pids() if group is not None else []) or \
+                [p.pid for p in [proc, *proc.children(recursive=True)]]
+            one = smaps.instance_usage(str(state["pid"]), pids, self._cpu_meter())
+            if one is None:
+                memory = (group.usage_bytes() if group is not None else 0) or \
+                    tree_memory(proc)
+                return Usage(memory_bytes=memory, cpu_percent=0.0)
         except psutil.Error:
             return None
-        return Usage(memory_bytes=memory, cpu_percent=cpu)
+        return Usage(one.memory_bytes, one.cpu_percent, one.uss_bytes, (one,))
 
+    def _cpu_meter(self) -> smaps.CpuMeter:
+        meter = self.__dict__.get("_cpu_meter_")
+        if meter is None:
+            meter = self.__dict__["_cpu_meter_"] = smaps.CpuMeter()
+        return meter

@@ -49,7 +49,7 @@ import docker
 import docker.errors
 
 from backend.platform.settings import Settings
-from supervisor.runtimes import docker_spec
+from supervisor.runtimes import docker_spec, smaps
 from supervisor.runtimes.base import (
     AppSpec,
     EnvRef,
@@ -359,7 +359,7 @@ class SwarmRuntime(DockerEngine, Runtime):
         service = await self._find(app_id, state)
         if service is None:
             return None
-        total: Usage | None = None
+        parts: list[Usage] = []
         for task in await self._tasks(service["ID"]):
             cid = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
             if _state(task) != "running" or not cid:
@@ -371,8 +371,9 @@ class SwarmRuntime(DockerEngine, Runtime):
                                             one_shot=key in self._cpu_samples)
             except docker.errors.NotFound:
                 continue
-            one = usage_from_stats(stats, self._cpu_samples, key)
+            pid = int((container.attrs.get("State") or {}).get("Pid") or 0)
+            one = await asyncio.to_thread(smaps.container_usage, cid, pid, usage_from_stats(
+                stats, self._cpu_samples, key))
             if one is not None:
-                total = one if total is None else Usage(
-                    total.memory_bytes + one.memory_bytes, total.cpu_percent + one.cpu_percent)
-        return total
+                parts.append(one)
+        return smaps.combined(parts)
