@@ -144,7 +144,8 @@ class AppHost:
         if route.state in OVEN_STATES:
             progress = await svc.endpoints.progress(route.app_id) \
                 if svc and route.state in PROGRESS_STATES else ""
-            return pages.oven_page(route, self.settings, progress)
+            phases = await svc.endpoints.phases(route) if svc else ""
+            return pages.oven_page(route, self.settings, progress, phases)
         if svc is None or visitor is None or route.state not in (
                 "sleeping", "over_limit", "crashed", "build_failed"):
             return pages.state_page(route, self.settings)

@@ -1,7 +1,8 @@
 """Our endpoints under `/__stcloud/` on app hosts (never forwarded to the app):
 
 - `GET status`: `{"state", "reason", "serving"}` (+ `"progress"`, the build log's newest
-  line, while queued or building); our waiting pages poll it. A private app's only to
+  line, while queued or building; + `"phases"`, the deploy's phases as HTML, on the oven
+  page's states); our waiting pages poll it. A private app's only to
   visitors who may view it (403 otherwise), as `state`.
 - `GET overlay.js`, `overlay.css`: the overlay (`assets/`).
 - `GET state?since=<token>`: the long-poll with which an open tab's overlay script follows
@@ -39,11 +40,12 @@ from backend.apps import service as app_service
 from backend.errors import BackendError, NotFound, PermissionDenied
 from backend.platform import notifications
 from backend.platform.settings import Settings
+from supervisor.builds import phases
 from supervisor.proxy import inject, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, can_manage, client_key
 from supervisor.proxy.pending import PendingStates
 from supervisor.proxy.signin import SignIn, redirect
-from supervisor.routes import Route, RouteTable
+from supervisor.routes import OVEN_STATES, Route, RouteTable
 
 log = logging.getLogger("supervisor.proxy")
 MAX_BODY = 16 * 1024
@@ -143,7 +145,14 @@ class AppEndpoints:
             progress = await self.progress(route.app_id)
             if progress:
                 data["progress"] = progress
+        if route.state in OVEN_STATES:
+            data["phases"] = await self.phases(route)
         return pages.json_response(data)
+
+    async def phases(self, route: Route) -> str:
+        """The deploy's phases as the oven page lists them (`supervisor.builds.phases`)."""
+        return await asyncio.to_thread(phases.current_html, self.settings, route.app_id,
+                                       route.state)
 
     async def progress(self, app_id: int) -> str:
         line = await asyncio.to_thread(failure_reports.build_lines, self.access.ctx, app_id,

@@ -109,6 +109,9 @@ border:1px solid var(--accent);background:var(--accent);color:var(--card)}
 pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:.6rem .75rem;
 overflow:auto;max-height:16rem;font-size:.8rem;white-space:pre-wrap;word-break:break-word}
 .progress{margin:.25rem 0 0;max-height:none;white-space:pre-wrap}
+ol.phases{list-style:none;padding:0;margin:.5rem 0}ol.phases li{padding:.15rem 0}
+li.phase.waiting{color:var(--muted)}li.phase.running{font-weight:600}
+#phase-progress{width:100%}
 """
 
 # Polls /__stcloud/status; reloads when the host serves or leaves the `keep` states.
@@ -119,6 +122,8 @@ var l=document.getElementById("state-label"),r=document.getElementById("reason")
 if(l&&c.labels[d.state])l.textContent=c.labels[d.state];if(r)r.textContent=d.reason||"";
 var p=document.getElementById("progress"),s=(d.progress||"").replace(c.stamp,"");
 if(p){p.textContent=s;p.parentNode.hidden=!s}
+var h=document.getElementById("phases");if(h&&d.phases!==undefined){h.innerHTML=d.phases;
+h.hidden=!d.phases}
 setTimeout(t,c.ms)}).catch(function(){setTimeout(t,c.ms)})}setTimeout(t,c.ms)})();"""
 
 
@@ -177,16 +182,19 @@ def latest_step(progress: str) -> str:
     return STAMP.sub("", progress.strip())
 
 
-def oven_page(route: Route, settings: Settings, progress: str = "") -> web.Response:
+def oven_page(route: Route, settings: Settings, progress: str = "",
+              phases: str = "") -> web.Response:
     """queued / building / starting: wait here, reload onto the app when it serves.
     `progress` is the newest line of the build log; "Latest step" shows it while there is
-    one and is hidden otherwise (the page's polling updates both)."""
+    one and is hidden otherwise. `phases`: the deploy's phases (`supervisor.builds.phases`,
+    already escaped). The page's polling updates all three."""
     step = latest_step(progress)
     hidden = "" if step else " hidden"
     body = (
         f"<p><strong>{escape(route.subdomain)}</strong> is being prepared. This page "
         "refreshes by itself and opens the app as soon as it is ready.</p>\n"
         f"{status_box(route.state, route.reason)}\n"
+        f'<div id="phases" class="phases-box"{"" if phases else " hidden"}>{phases}</div>\n'
         f'<div id="latest-step"{hidden}><p class="muted">Latest step:</p>'
         f'<pre id="progress" class="progress">{escape(step)}</pre></div>\n'
         f'<p class="muted">Developers can follow the progress on '

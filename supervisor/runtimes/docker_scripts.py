@@ -16,7 +16,8 @@ that may run such code gets the cache writable:
   is a copy-on-write view of the shared one (`docker_cache`): warm reads, writes dropped
   with the build. Package build code runs here.
 
-Both scripts print `==> phase NAME` lines (`supervisor.builds.phases`) as each phase starts.
+Both scripts print `==> phase NAME` lines (`supervisor.builds.phases`) where apt and uv's
+part begin; uv's own lines (`Resolved`, `Prepared`, `Installed`) mark the rest.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _head(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> list[str]:
     if spec.packages:
         pkgs = " ".join(shlex.quote(p) for p in spec.packages)
         apt_ca = f" -o Acquire::https::CAInfo={CA_PATH}" if has_ca else ""
-        lines += [phase("apt"), f'echo "==> apt-get install {pkgs}"',
+        lines += [phase("packages"), f'echo "==> apt-get install {pkgs}"',
                   f"apt-get{apt_ca} update -q || exit 10",
                   f"apt-get{apt_ca} install -y -q --no-install-recommends {pkgs} || exit 10",
                   "apt-get clean; rm -rf /var/lib/apt/lists/*"]
@@ -84,7 +85,7 @@ def wheels_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
     lines += [f"echo {shlex.quote('==> ' + note)}" for note in spec.notes or plan.notes]
     prepare, what = _requirements(plan, NEEDS_SOURCE_BUILD)
     streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
-    lines += prepare + [phase("install")]
+    lines += prepare
     if what:
         lines += [f"uv pip install --no-build {what} || exit {NEEDS_SOURCE_BUILD}",
                   # A file test, not `python -c 'import streamlit'`: no package code runs.
@@ -113,7 +114,7 @@ def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
     lines = _head(spec, env, has_ca)
     lines += [f"echo {shlex.quote('==> ' + note)}" for note in spec.notes or plan.notes]
     prepare, what = _requirements(plan, 12)
-    lines += prepare + [phase("install")]
+    lines += prepare
     if what:
         lines += [f"uv pip install {what} || exit 12"]
     streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
