@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from backend.apps import sleep_policy
 from backend.apps.settings import MAX_MEMORY_MB, MIN_MEMORY_MB
 from backend.apps.sharing import validate_email
 from backend.context import Context
@@ -41,7 +42,8 @@ log = logging.getLogger("backend.platform.setting_overrides")
 
 LIVE = ("smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_from", "support_url",
         "docs_url", "hibernate_after_days", "hibernate_warn_after_days",
-        "hibernate_private_apps", "memory_limit_mb")
+        "hibernate_private_apps", "memory_limit_mb", "sleep_default_policy",
+        "sleep_min_idle_minutes", "sleep_never_allowed", "sleep_never_max_per_workspace")
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 
@@ -84,6 +86,11 @@ def _check_value(name: str, value: Any) -> None:
     if name in ("hibernate_after_days", "hibernate_warn_after_days") \
             and not (math.isfinite(value) and 0 <= value <= 3650):
         raise bad(f"{value:g} is not a number of days; enter 0 to 3650 (0 turns it off).")
+    if name == "sleep_min_idle_minutes" and not (math.isfinite(value) and 0 < value <= 525600):
+        raise bad(f"{value:g} is not a number of minutes; enter more than 0, up to 525600 "
+                  "(a year).")
+    if name == "sleep_never_max_per_workspace" and value < 0:
+        raise bad(f"{value} is not a number of apps; enter 0 (no cap) or more.")
     if name == "memory_limit_mb" and not MIN_MEMORY_MB <= value <= MAX_MEMORY_MB:
         raise bad(f"{value} MiB is outside {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MiB.")
 
@@ -95,6 +102,12 @@ def _check_together(settings: Settings, name: str) -> None:
                               f"{warn:g} days) must come before the sleep "
                               f"(hibernate_after_days, {sleep:g} days); lower the warning "
                               "first, or set it to 0 for no warning.")
+    policy = getattr(settings, "sleep_default_policy", "")
+    if policy:
+        try:
+            sleep_policy.validate(sleep_policy.parse(policy), settings)
+        except ValidationError as e:
+            raise ValidationError(name, f"sleep_default_policy: {e.message}") from None
 
 
 def _value(name: str, raw: Any) -> Any:
@@ -199,15 +212,25 @@ def _store(ctx: Context, user: User, name: str, new: str) -> bool:
     return True
 
 
-def change(ctx: Context, user: User, name: str, raw: Any) -> bool:
-    """Set live setting `name` to `raw` (site admins); the value the platform started with
-    removes the live value instead. Recorded as a `SettingChange`; every process picks it up
-    on its next refresh (the supervisor is woken). False when nothing changed."""
+def change_many(ctx: Context, user: User, raws: dict[str, Any]) -> list[str]:
+    """Set several live settings at once (site admins), checked together (so the sleep and
+    the warning can move past each other in one go); a value equal to the one the platform
+    started with removes the live value instead. Each is recorded as a `SettingChange`;
+    every process picks them up on its next refresh (the supervisor is woken). Returns the
+    names that changed; ValidationError for the first bad value, and then nothing changes."""
     _require_admin(user)
     refresh(ctx)
-    value = validate(ctx.settings, name, raw)
+    values = {name: _value(name, raw) for name, raw in raws.items()}
+    _checked(dataclasses.replace(ctx.settings, **values), next(iter(values), ""))
     base = ctx.base_settings or ctx.settings
-    return _store(ctx, user, name, "" if value == getattr(base, name) else json.dumps(value))
+    return [name for name, value in values.items()
+            if _store(ctx, user, name, "" if value == getattr(base, name) else
+                      json.dumps(value))]
+
+
+def change(ctx: Context, user: User, name: str, raw: Any) -> bool:
+    """`change_many` of one setting: True when it changed."""
+    return bool(change_many(ctx, user, {name: raw}))
 
 
 def reset(ctx: Context, user: User, name: str) -> bool:

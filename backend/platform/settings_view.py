@@ -96,8 +96,9 @@ def queue_test_email(ctx: Context, user: User, to_addr: str) -> None:
         raise PermissionDenied("Only a server administrator can send a test email.")
     if not ctx.settings.smtp_host:
         raise ValidationError("smtp_host", "No SMTP server is configured (smtp_host): set "
-                              "STCLOUD_SMTP_HOST or smtp_host in the settings file, restart, "
-                              "then send the test again.")
+                              "the SMTP host under Change live (or STCLOUD_SMTP_HOST, or "
+                              "smtp_host in the settings file, and restart), then send the "
+                              "test again.")
     to_addr = validate_email(to_addr)
     with session_scope(ctx.engine) as s:
         s.add(EmailOutbox(kind="test", to_addr=to_addr,

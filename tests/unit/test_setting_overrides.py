@@ -64,6 +64,18 @@ def test_another_process_picks_a_change_up_on_refresh(ctx: Context) -> None:
     assert live.refresh(other) and other.settings.memory_limit_mb == 1024
 
 
+def test_the_sleep_and_its_warning_move_together(ctx: Context) -> None:
+    admin = make_user(ctx, "root", is_admin=True)
+    assert live.change_many(ctx, admin, {"hibernate_after_days": "2",
+                                         "hibernate_warn_after_days": "1.5",
+                                         "sleep_default_policy": "idle 12h"}) == [
+        "hibernate_after_days", "hibernate_warn_after_days", "sleep_default_policy"]
+    assert (ctx.settings.hibernate_after_days, ctx.settings.hibernate_warn_after_days) == \
+        (2.0, 1.5)
+    with pytest.raises(ValidationError, match="shortest idle period"):
+        live.change(ctx, admin, "sleep_min_idle_minutes", "1440")  # the default policy: 12 h
+
+
 @pytest.mark.parametrize("name", ["database_url", "data_dir", "runtime", "port",
                                   "dashboard_port", "github_client_secret", "smtp_password",
                                   "allow_local_repos", "domain", "process_sandbox"])
@@ -89,6 +101,8 @@ def test_settings_read_at_start_are_refused(ctx: Context, name: str) -> None:
     ("memory_limit_mb", "16", "outside 128 to 65536 MiB"),
     ("hibernate_private_apps", "perhaps", "expected bool"),
     ("no_such_setting", "1", "There is no setting"),
+    ("sleep_default_policy", "sometimes", "is not a sleep policy"),
+    ("sleep_min_idle_minutes", "0", "enter more than 0"),
 ])
 def test_bad_values_say_what_to_enter(ctx: Context, name: str, raw: str, says: str) -> None:
     admin = make_user(ctx, "root", is_admin=True)
