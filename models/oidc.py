@@ -1,5 +1,5 @@
 """Tables of the platform's OpenID Connect provider (backend/accounts/oidc_*.py,
-supervisor/oidc/). Tables only."""
+supervisor/proxy/oidc.py). Tables only."""
 
 from __future__ import annotations
 

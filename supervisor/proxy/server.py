@@ -77,13 +77,13 @@ from aiohttp.typedefs import Handler
 
 from backend.context import Context
 from backend.platform.settings import Settings
-from supervisor.oidc.provider import is_oidc_path
 from supervisor.proxy import cookies, hosts, inject, pages, security_headers
 from supervisor.proxy.apphost import AppHost
 from supervisor.proxy.connections import LimitedSite, install_loop_handler
 from supervisor.proxy.forward import MAX_HEADER_FIELD, Forwarder
 from supervisor.proxy.hosts import RESERVED_PREFIX, HostClassifier, is_reserved
 from supervisor.proxy.limits import ConnectionGuard, ConnectionLimits
+from supervisor.proxy.oidc import is_oidc_path
 from supervisor.proxy.services import Services
 from supervisor.proxy.sticky import Sticky
 from supervisor.proxy.upstream import Forwarding, UpstreamUnavailable

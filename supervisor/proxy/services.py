@@ -7,9 +7,9 @@ from __future__ import annotations
 from backend.analytics.views import ViewRecorder
 from backend.context import Context
 from backend.platform.settings import Settings
-from supervisor.oidc.provider import OidcProvider
 from supervisor.proxy.access import Access
 from supervisor.proxy.endpoints import AppEndpoints
+from supervisor.proxy.oidc import OidcProvider
 from supervisor.proxy.pending import PendingStates
 from supervisor.proxy.signin import SignIn
 from supervisor.routes import RouteTable

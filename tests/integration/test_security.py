@@ -42,6 +42,7 @@ from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from supervisor.dashboard import DashboardProcess
 from supervisor.proxy.apphost import ENDPOINTS
+from supervisor.proxy.oidc import ENDPOINTS as OIDC_ENDPOINTS
 from supervisor.proxy.server import make_proxy_app
 from supervisor.routes import RouteTable
 from tests.support.dashboard import open_dashboard as open_dash_as
@@ -247,6 +248,15 @@ def test_csrf_audit_every_state_changing_route_refuses_cookie_only_requests(
         if r.status_code != 404:
             problems.append(f"POST /__stcloud/{name} on the dashboard answered "
                             f"{r.status_code}")
+    # The OIDC provider's POSTs (token, userinfo) take client credentials or a bearer
+    # token and never act on cookies.
+    for method, path in sorted(OIDC_ENDPOINTS):
+        if method in STATE_CHANGING:
+            r = send(method, platform.dash_host(), path)
+            if r.status_code == 401:
+                refused.append(f"{method} {path}")
+            else:
+                problems.append(f"{method} {path} answered {r.status_code} to cookies only")
     assert not problems, "\n".join(problems)
     assert len(refused) >= 12
     with session_scope(ctx.engine) as s:  # and nothing happened

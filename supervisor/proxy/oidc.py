@@ -50,7 +50,7 @@ from supervisor.proxy.signin import NO_STORE, RETURN_TTL, SignIn, redirect
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 PREFIX = "/oidc/"
-# (method, path) of every endpoint here; tests/integration/test_oidc_security.py audits it.
+# (method, path) of every endpoint here; tests/integration/test_security.py audits the POSTs.
 ENDPOINTS = frozenset({("GET", DISCOVERY_PATH), ("GET", "/oidc/jwks"),
                        ("GET", "/oidc/authorize"), ("POST", "/oidc/token"),
                        ("GET", "/oidc/userinfo"), ("POST", "/oidc/userinfo")})

@@ -1,1 +1,0 @@
-"""The platform as an OpenID Connect provider for its hosted apps (`provider.py`)."""
