@@ -56,6 +56,15 @@ class Settings:
         "always searched.", default="")
     default_streamlit: str = _help("Streamlit version installed when an app does not pin "
                                    "one.", default="1.67.0")
+    app_auth_packages: str = _help(
+        "Packages installed into every app environment that lacks Authlib, so st.login() "
+        "works with the platform's accounts (separated by spaces; empty: none).",
+        default="Authlib==1.9.6 httpx==0.28.1")
+    oidc_internal_url: str = _help(
+        "Base URL at which hosted apps' processes reach the platform for st.login()'s "
+        "server-side calls (discovery, token, keys); empty means the public URL. Set it "
+        "when apps cannot reach the public URL (the domain localhost with sandboxed apps).",
+        default="")
     envs_dir: Path | None = _help("Where built environments are kept; default "
                                   "<data_dir>/envs. Shared by apps with the same "
                                   "dependency hash.", default=None)

@@ -31,6 +31,7 @@ from typing import Any
 from sqlmodel import delete
 
 from backend import validation
+from backend.accounts import oidc_secrets
 from backend.apps import failure_reports, failures
 from backend.apps import secrets as app_secrets
 from backend.apps.log_files import app_log_path, build_log_path, mark_run_start
@@ -121,7 +122,8 @@ class Lifecycle(AppRecords):
                        checkout=checkout or self.checkout_dir(app_id),
                        main_file=app.main_file, log_path=app_log_path(self.settings, app_id),
                        memory_limit_mb=self.memory_limit(app),
-                       secrets_file=secrets if secrets.exists() else None,
+                       secrets_file=oidc_secrets.runtime_secrets(  # + [auth] for st.login
+                           self.ctx, app_id, app.subdomain, secrets if secrets.exists() else None),
                        env_vars=app_secrets.runtime_env_vars(self.settings, app_id),
                        generation=app.restart_generation, alongside=alongside)
 

@@ -47,6 +47,10 @@ def _has_streamlit(venv: Path) -> bool:
     return bool(list(venv.glob("lib/python*/site-packages/streamlit/__init__.py")))
 
 
+def _has_module(venv: Path, name: str) -> bool:
+    return bool(list(venv.glob(f"lib/python*/site-packages/{name}/__init__.py")))
+
+
 def built_python(venv: Path) -> str:
     """The full Python version a built environment runs (`version_info` of its
     pyvenv.cfg, as uv writes it), "" when unknown."""
@@ -206,8 +210,23 @@ class EnvBuilds(PackageBuilds):
                 log("That Streamlit does not install on this Python: installing the newest "
                     "Streamlit that supports it.")
                 await step([uv, "pip", "install", "--python", python, "streamlit"], log)
+        await self._install_auth_packages(uv, python, venv, log, step)
         if self.isolation == sandbox.BUBBLEWRAP:
             os.chmod(venv, 0o755)
+
+    async def _install_auth_packages(self, uv: str, python: str, venv: Path, log: LogSink,
+                                     step: Step) -> None:
+        """`app_auth_packages` (Authlib and httpx) for st.login(), unless the app brings
+        Authlib itself. Best effort: an app that never signs in works without them."""
+        packages = self.settings.app_auth_packages.split()
+        if not packages or await asyncio.to_thread(_has_module, venv, "authlib"):
+            return
+        log(f"Installing {' '.join(packages)} for st.login() with the platform's accounts.")
+        try:
+            await step([uv, "pip", "install", "--python", python, *packages], log)
+        except BuildError:
+            log("Those did not install here: st.login() will ask for Authlib "
+                "(add Authlib to requirements.txt).")
 
     async def _install_dependencies(self, spec: EnvSpec, src: Path, python: str,
                                     log: LogSink, step: Step) -> None:
