@@ -1,4 +1,4 @@
-"""App settings, as Community Cloud's settings dialog: General, Sharing, Secrets.
+"""App settings, as Community Cloud's settings dialog: General, Sharing, Secrets, and Sleep.
 
 - General: the custom subdomain (checked as you type; the old URL stops working at once),
   the Python version (changing it redeploys: said, and offered as one button), the memory
@@ -6,6 +6,7 @@
 - Sharing: public or private; viewers invited by email (private apps); remove them.
 - Secrets: a TOML editor. Saving validates (an error names the line and shows it),
   encrypts, and restarts the app; root-level string keys are environment variables too.
+- Sleep: the app's sleep policy and whether a visit wakes it (`pages/dashboard/_sleep.py`).
 
 Every action goes through `backend` (which checks the role again); viewers see the values
 without the forms. Each form's error is shown under it and survives the rerun.
@@ -24,6 +25,7 @@ from backend.apps import settings as app_settings
 from backend.context import Context
 from backend.errors import BackendError
 from backend.github import deploy as github_deploy
+from pages.dashboard import _sleep as sleep_view
 from pages.dashboard import _ui as ui
 
 ERRORS = "_settings_errors"
@@ -172,8 +174,8 @@ def sharing_tab(ctx: Context, user: Any, conf: Any) -> None:
              "🔒 Private: members of the workspace and invited viewers")
     show("visibility")
     if not private:
-        st.caption("Public apps with no viewer for a while go to sleep; private apps never "
-                   "do.")
+        st.caption("Apps with no viewer for a while may go to sleep: the Sleep tab says "
+                   "when.")
 
     st.markdown("#### Invited viewers")
     viewers = sharing.list_viewers(ctx, user, conf.app_id)
@@ -262,10 +264,13 @@ ui.status_badge(app)
 if not conf.can_manage:
     st.caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
 ui.app_links(app, skip=ui.SETTINGS)
-general_tab, share_tab, secret_tab = st.tabs(["General", "Sharing", "Secrets"])
+general_tab, share_tab, secret_tab, sleep_tab = st.tabs(["General", "Sharing", "Secrets",
+                                                         "Sleep"])
 with general_tab:
     general(ctx, user, conf)
 with share_tab:
     sharing_tab(ctx, user, conf)
 with secret_tab:
     secrets_tab(ctx, user, conf)
+with sleep_tab:
+    sleep_view.sleep_tab(ctx, user, app_id, run, show)
