@@ -6,12 +6,10 @@ and delete (each confirmed in a dialog that says what happens); links to the app
 Settings and Analytics. The status and events run in a live fragment that refreshes while
 the app is in the oven.
 
-Memory usage: an Altair line of the app's memory over the chosen range (backend.analytics.usage: the
-supervisor samples each running app every `usage_sample_interval` s; long ranges come
-downsampled to at most 500 points, the line is the mean and the tooltip shows the peak)
-with its memory limit as a dashed rule, and below it the last sample: "Latest" while the
-app runs, the figure "at the time it stopped" once it is stopped (`memory_caption`).
-`memory_chart` and `memory_caption` are pure, so tests read them.
+Memory and CPU: the app's memory (PSS summed over its instances, and each instance when
+there are several) and CPU over the chosen range against its memory limit and the warning
+threshold, with the newest figures below and a warning box while it stays near its limit
+(`pages/dashboard/_resources.py`, shared with the Manage app panel).
 """
 
 from __future__ import annotations
@@ -19,16 +17,17 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import altair as alt
 import streamlit as st
 
-from backend.analytics import usage
 from backend.apps import favorites
 from backend.apps import service as app_service
 from backend.context import Context
 from backend.errors import NotFound
 from pages.dashboard import _actions as actions
+from pages.dashboard import _resources as resources_view
+from pages.dashboard import _sleep as sleep_view
 from pages.dashboard import _ui as ui
+from pages.dashboard._resources import MIB, memory_caption  # noqa: F401 (tests read them here)
 
 
 def action_bar(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
@@ -93,6 +92,7 @@ def live_part(ctx: Context, user: Any, app_id: int) -> bool:
     info, events_col = st.columns([1, 1.4])
     with info:
         facts(app)
+        sleep_view.sleep_fact(ctx, user, app.id)
     with events_col:
         st.markdown("**Events**")
         events = app_service.app_events(ctx, user, app.id, limit=20)
@@ -107,68 +107,16 @@ def live_part(ctx: Context, user: Any, app_id: int) -> bool:
     return ui.is_busy(app)
 
 
-USAGE_RANGES = {"Last hour": 1.0, "Last 24 hours": 24.0, "Last 7 days": 24.0 * 7,
-                "Last 14 days": 24.0 * 14}
 USAGE_RANGE_KEY = "usage_range"
-MIB = 1 << 20
-STOPPED_STATES = frozenset({"crashed", "stopped", "sleeping", "build_failed", "deleting"})
-
-
-def memory_chart(series: usage.UsageSeries) -> alt.LayerChart | alt.FacetChart:
-    """Memory (MiB) over time, a line with points for tooltips, and the limit as a rule."""
-    rows = [{"at": p.at.isoformat(), "time": ui.exact_time(p.at),
-             "memory": round(p.memory_bytes / MIB, 1),
-             "peak": round(p.peak_memory_bytes / MIB, 1),
-             "limit": round(p.memory_limit_bytes / MIB)} for p in series.points]
-    x = alt.X("at:T", title="Time (UTC)", scale=alt.Scale(type="utc",
-              domain=[series.since.isoformat(), series.until.isoformat()]))
-    y = alt.Y("memory:Q", title="Memory (MiB)", scale=alt.Scale(zero=True))
-    tooltip = [alt.Tooltip("time:N", title="Time"), alt.Tooltip("memory:Q", title="MiB"),
-               alt.Tooltip("peak:Q", title="Peak MiB"), alt.Tooltip("limit:Q", title="Limit")]
-    data = alt.Data(values=rows)
-    line = alt.Chart(data).mark_line(color="#FF4B4B").encode(x=x, y=y)
-    points = alt.Chart(data).mark_point(color="#FF4B4B", size=18, filled=True).encode(
-        x=x, y=y, tooltip=tooltip)
-    limit = round(series.memory_limit_bytes / MIB)
-    rule = alt.Chart(alt.Data(values=[{"limit": limit, "label": f"Limit {limit} MiB"}])
-                     ).mark_rule(color="#808495", strokeDash=[6, 4]).encode(
-        y="limit:Q", tooltip=[alt.Tooltip("label:N", title="Memory limit")])
-    return alt.layer(line, points, rule).properties(height=260)
 
 
 def memory_section(ctx: Context, user: Any, app_id: int) -> None:
-    st.subheader("Memory usage")
-    choice = st.segmented_control("Range", list(USAGE_RANGES), default="Last 24 hours",
-                                  key=USAGE_RANGE_KEY, label_visibility="collapsed")
-    try:
-        series = usage.app_usage(ctx, user, app_id, USAGE_RANGES[choice or "Last 24 hours"])
-    except NotFound:
-        return
-    if not series.points:
-        st.caption("No memory samples in this range yet: they are taken while the app "
-                   "runs, every minute by default.")
-        return
-    st.altair_chart(memory_chart(series), width="stretch")
+    st.subheader("Memory and CPU")
     try:
         state = app_service.get_app(ctx, user, app_id).state
     except NotFound:
         return
-    latest = series.points[-1]
-    st.caption(memory_caption(state, latest.memory_bytes, latest.memory_limit_bytes,
-                              ui.relative_time(latest.at))
-               + (" · downsampled: each point is the mean of its interval"
-                  if series.downsampled else ""))
-
-
-def memory_caption(state: str, memory: int, limit: int, when: str) -> str:
-    """The last sample's figure: current while the app runs, else the figure of when it
-    stopped (an app stopped over its limit uses no memory now)."""
-    figure = f"{memory / MIB:,.0f} MiB of {limit / MIB:,.0f} MiB"
-    if state == "over_limit":
-        return f"When it was stopped over its memory limit ({when}): {figure}"
-    if state in STOPPED_STATES:
-        return f"At the time it stopped ({when}): {figure}; it uses no memory now"
-    return f"Latest: {figure}"
+    resources_view.resources_section(ctx, user, app_id, state, key=USAGE_RANGE_KEY)
 
 
 def main() -> None:

@@ -15,6 +15,10 @@ the documentation), Sign out. Reboot and delete ask first (both interrupt every 
 The app's page (our overlay script) watches the app's state by itself, so after a reboot
 or a delete it shows the oven or the deleted app's page; sign-out is asked of it with
 `postMessage` (the parent window, same origin).
+
+Under them, Memory and CPU: the app's memory against its limit and its CPU over the last
+hours, with the newest figures and, near the limit, a warning (`_resources.py`, as on App
+details), refreshed every 30 s.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from backend.accounts import auth, identity
 from backend.apps import logs as app_logs
 from backend.apps import service as app_service
 from backend.errors import BackendError, NotFound
+from pages.dashboard import _resources as resources_view
 from pages.dashboard import _ui as ui
 
 LOG_LINES = 500
@@ -40,6 +45,7 @@ CONFIRM_REBOOT_KEY = "_panel_confirm_reboot"
 MENU_KEY = "_panel_menu_open"
 DELETED_KEY = "_panel_deleted"
 LOG_HEIGHT_WITH_MENU = 200
+RESOURCES_REFRESH_S = 30.0
 # Streamlit's header is empty here (no toolbar in the panel), but its room above the first
 # element stays: the app's name starts at the top instead.
 PANEL_CSS = """<style>
@@ -162,6 +168,13 @@ def cloud_logs(user: Any, app_id: int, height: int = LOG_HEIGHT) -> None:
                 wrap_lines=True)
 
 
+@st.fragment(run_every=RESOURCES_REFRESH_S)
+def resources_part(user: Any, app: Any) -> None:
+    resources_view.resources_section(ui.get_ctx(), user, app.id, app.state,
+                                     key="panel_usage_range", default="Last 6 hours",
+                                     compact=True)
+
+
 def full_log(user: Any, app_id: int) -> str:
     return app_logs.read_logs(ui.get_ctx(), user, app_id, max_bytes=DOWNLOAD_BYTES)["app"]
 
@@ -207,6 +220,8 @@ st.button("", icon=":material/more_vert:", key="panel_menu", on_click=toggle_men
           type="secondary")
 if menu_open:
     menu(user, app)
+st.markdown("**Memory and CPU**")
+resources_part(user, app)
 if ss.get(CONFIRM_KEY):
     confirm_delete(user, app)
 elif ss.get(CONFIRM_REBOOT_KEY):

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from backend import read_model
 from backend.accounts import identity
+from backend.analytics import usage
 from backend.apps import failure_reports, favorites
 from backend.apps import service as app_service
 from backend.errors import BackendError, NotFound, PermissionDenied
@@ -121,9 +122,12 @@ class AppEndpoints:
             found = read_model.app_page_facts(self.access.ctx, route.app_id,
                                               route.workspace_id)
             public = settings.public_url(route.subdomain)
+            peak = usage.last_peak(self.access.ctx, route.app_id) \
+                if route.state == "over_limit" else None
             return state_pages.AppFacts(  # as the dashboard's Logs page shows them
                 app_id=route.app_id, workspace=found.workspace,
                 memory_limit_mb=found.memory_limit_mb,
+                memory_used_mb=peak[0] >> 20 if peak else 0,
                 app_log_tail=failure_reports.run_lines(self.access.ctx, route.app_id, public,
                                                        30),
                 build_log_tail=failure_reports.build_lines(self.access.ctx, route.app_id,

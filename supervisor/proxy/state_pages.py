@@ -4,8 +4,8 @@ or crash), no access, and sign-in problems. Same template as `pages.py`.
 - Sleeping: anyone may press "Yes, get this app back up!" (a POST to `/__stcloud/wake`
   with the CSRF token in the form; the proxy then shows the oven until the app serves).
 - Over its resource limits: developers (push access) see what happened, the memory
-  limit, a Reboot button and a link to the logs; everyone else sees an explanation and
-  "Notify the developer" (one email per incident).
+  limit and the highest reading before the stop, a Reboot button and a link to the logs;
+  everyone else sees an explanation and "Notify the developer" (one email per incident).
 - Build failed / crashed: developers see the reason, the phase that failed with the
   explainer's cause and fix and the log lines that show it (secrets masked, no host paths:
   `backend.apps.failure_reports`), and a link to the full log; others a short message (a log may
@@ -50,6 +50,7 @@ class AppFacts:
     app_id: int
     workspace: str = ""
     memory_limit_mb: int = 0
+    memory_used_mb: int = 0  # its highest memory reading before it was stopped (0: none)
     app_log_tail: str = ""
     build_log_tail: str = ""
 
@@ -89,10 +90,14 @@ def over_limit_page(route: Route, settings: Settings, viewer: PageViewer,
     heading = "Argh. This app has gone over its resource limits"
     if viewer.developer:
         limit = f"{facts.memory_limit_mb} MiB" if facts.memory_limit_mb else "its limit"
+        used = (f" Its highest memory reading before that was <strong>"
+                f"{facts.memory_used_mb} MiB</strong> of that limit (readings are taken "
+                "every so often; it grew past the limit after)."
+                if facts.memory_used_mb else "")
         body = (
             f"<p>Your app used more memory than its limit of <strong>{escape(limit)}"
-            "</strong>, so it was stopped. Visitors see a page saying so until it runs "
-            "again.</p>\n"
+            f"</strong>, so it was stopped.{used} Visitors see a page saying so until it "
+            "runs again.</p>\n"
             f"{_status_box(route.state, route.reason)}\n"
             "<p>To keep it from happening again, use less memory: cache data with "
             "<code>st.cache_data</code> or <code>st.cache_resource</code>, load less at "

@@ -172,14 +172,16 @@ def test_app_page_shows_the_memory_chart_with_the_limit(dash: Dash) -> None:
                             at=now - timedelta(minutes=3 - i))
     at = open_dashboard(dash.admin, page=ui.APP, query={"app": str(app_id)})
     assert not at.exception
-    assert any(s.value == "Memory usage" for s in at.subheader)
-    (spec,) = charts(at)
+    assert any(s.value == "Memory and CPU" for s in at.subheader)
+    spec, cpu = charts(at)
     marks = [layer["mark"]["type"] for layer in spec["layer"]]
     assert marks == ["line", "point", "rule"]
     line, _, rule = (layer["data"]["values"] for layer in spec["layer"])
     assert [r["memory"] for r in line] == [150.0, 160.0, 170.0]
-    assert rule == [{"limit": 300, "label": "Limit 300 MiB"}]
-    assert any("Latest: 170 MiB of 300 MiB" in c.value for c in at.caption)
+    assert [(r["y"], r["label"]) for r in rule] == [
+        (300, "Limit 300 MiB"), (240, "Warning at 80 % (240 MiB)")]
+    assert [layer["mark"]["type"] for layer in cpu["layer"]] == ["line", "point"]
+    assert any("Latest: 170 MiB of 300 MiB (57 %)" in c.value for c in at.caption)
 
 
 def test_app_page_without_samples_says_so(dash: Dash) -> None:

@@ -133,3 +133,28 @@ def test_the_warning_and_over_limit_emails_name_used_and_limit() -> None:
     assert "250 MiB" in over.html
     bare = notifications.render(settings, app, "over_limit", limit_mb="256")
     assert "highest memory reading" not in bare.text
+
+
+def test_the_chart_has_a_line_per_instance_and_their_sum_and_cpu() -> None:
+    from backend.analytics import resources, usage
+    from pages.dashboard import _resources as view
+
+    at = [T0 + timedelta(minutes=m) for m in range(2)]
+    series = usage.UsageSeries(1, T0, T0 + timedelta(hours=1), [
+        usage.UsagePoint(t, 300 * MIB, 300 * MIB, 400 * MIB, 30.0) for t in at], 400 * MIB,
+        False)
+    parts = [resources.InstancePoint(t, name, 150 * MIB, 100 * MIB, 15.0)
+             for t in at for name in ("a1", "b2")]
+    res = resources.Resources(series, parts, None)
+    rows = view.memory_rows(res)
+    assert {r["series"] for r in rows} == {"All instances", "Instance a1", "Instance b2"}
+    total = [r for r in rows if r["series"] == "All instances"]
+    assert [(r["memory"], r["uss"], r["limit"]) for r in total] == [(300.0, 200.0, 400)] * 2
+    spec = view.memory_chart(res, 80.0).to_dict()
+    assert [r["y"] for r in spec["layer"][2]["data"]["values"]] == [400, 320]
+    cpu = view.cpu_chart(res).to_dict()
+    assert sorted(r["cpu"] for r in cpu["data"]["values"]) == [15.0] * 4 + [30.0] * 2
+    assert view.now_caption(res, "running") == \
+        "Latest: 300 MiB of 400 MiB (75 %) · CPU 30 % of a core · 2 instances"
+    single = resources.Resources(series, [p for p in parts if p.instance == "a1"], None)
+    assert {r["series"] for r in view.memory_rows(single)} == {"All instances"}
