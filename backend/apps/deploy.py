@@ -15,8 +15,10 @@ the API) alike, so the same request gets the same answer from each.
 Steps 2 to 4 read one snapshot of the branch (a single shallow clone that fetches only its
 small files, `backend.repositories.checks.open_branch`); `apps.deploy_app` then queues
 the app without fetching the repository again.
-Then the secrets are stored. Deploys from GitHub (`backend.github.deploy`) pick repository,
-branch and main file from GitHub's own lists and queue through `apps.deploy_app` too.
+A private repository on any git host comes with its credential (`request.credential`),
+which the checks use and which is stored with the app. Then the secrets are stored.
+Deploys from GitHub (`backend.github.deploy`) pick repository, branch and main file from
+GitHub's own lists and queue through `apps.deploy_app` too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from backend.apps.service import AppView
 from backend.context import Context
 from backend.errors import Conflict, ValidationError
 from backend.repositories import checks as repos
+from backend.repositories import credentials
+from backend.repositories.credentials import GitCredential
 from backend.repositories.files import excerpt
 from backend.validation import (
     validate_branch,
@@ -59,6 +63,12 @@ class DeployRequest:
     subdomain: str = ""
     python_version: str = ""
     secrets: str = ""
+    # A private repository on any git host: its deploy key or access token
+    # (`backend.repositories.credentials`). A deploy key made for this request that the
+    # developer has not added to the host yet (`key_not_added_yet`) cannot read the
+    # repository: steps 2 to 4 are left to the build, which says to add the key.
+    credential: GitCredential | None = None
+    key_not_added_yet: bool = False
 
 
 def requirements_problem(content: bytes) -> str:
@@ -112,7 +122,8 @@ def check_repository(ctx: Context, request: DeployRequest) -> None:
     """Steps 2 to 4, on one snapshot of the branch (`repos.open_branch`): the branch and
     main file exist, the dependency file parses, the runtime can give what the repository
     asks for."""
-    with repos.open_branch(ctx, request.repo_url, request.branch) as snapshot:
+    with repos.open_branch(ctx, request.repo_url, request.branch,
+                           credential=request.credential) as snapshot:
         repos.check_main_file_in(snapshot, request.main_file)
         problem = dependency_problem(snapshot.read_many(DEPENDENCY_FILES))
         if problem:
@@ -127,11 +138,15 @@ def check_repository(ctx: Context, request: DeployRequest) -> None:
 def deploy(ctx: Context, user: User, request: DeployRequest) -> AppView:
     """Check everything (module docstring), queue the app, store its secrets."""
     check_fields(ctx, request)
-    check_repository(ctx, request)
+    if request.credential is not None:
+        credentials.require_url_for(request.credential, request.repo_url)
+    if not request.key_not_added_yet:
+        check_repository(ctx, request)
     view = app_service.deploy_app(
         ctx, user, repo_url=request.repo_url, branch=request.branch,
         main_file=request.main_file, subdomain=request.subdomain,
-        python_version=request.python_version, repository_checked=True)
+        python_version=request.python_version, repository_checked=True,
+        credential=request.credential)
     if request.secrets.strip():
         app_secrets.set_secrets(ctx, user, view.id, request.secrets, False)
     return view

@@ -185,8 +185,11 @@ def _git_failure(text: str, repo: str, branch: str) -> tuple[str, str]:
                  r"\(publickey|terminal prompts disabled|invalid username or password", lowered):
         return (f"The repository{where} needs credentials this server does not have "
                 "(it is private, or the URL is wrong).",
-                "Connect GitHub on your Account page and deploy it from there (a read-only "
-                "deploy key is added), or make the repository public.")
+                "On GitHub, connect GitHub on your Account page and deploy from there (a "
+                "read-only deploy key is added). On any other host, give the app an access "
+                "token or a deploy key (Settings → Repository access) and add that key to "
+                "the repository with read access, then reboot; or make the repository "
+                "public.")
     if re.search(r"repository .* not found|does not appear to be a git repository|"
                  r"repository not found|not found", lowered):
         return (f"The repository{where} could not be read: it does not exist, or this "

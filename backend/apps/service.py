@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -31,6 +31,9 @@ from backend.validation import (
 )
 from backend.workspaces import get_or_create_workspace, require_role, role_in, visible_workspace_ids
 from models import App, AppEvent, User, Workspace, id_of, session_scope, utcnow
+
+if TYPE_CHECKING:
+    from backend.repositories.credentials import GitCredential
 
 
 @dataclass(frozen=True)
@@ -131,12 +134,18 @@ def offered_python_versions(ctx: Context) -> tuple[str, ...]:
 
 def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
                main_file: str = "streamlit_app.py", subdomain: str = "",
-               python_version: str = "", repository_checked: bool = False) -> AppView:
+               python_version: str = "", repository_checked: bool = False,
+               credential: GitCredential | None = None) -> AppView:
     """Validate a deploy request and queue the app; the supervisor builds and starts it.
     A repository asking for what the runtime cannot give (packages.txt on the process
     runtime, a Python version it lacks) is refused here (`backend.app_requirements`),
-    unless the caller made that check on the branch already (`repository_checked`)."""
+    unless the caller made that check on the branch already (`repository_checked`).
+    `credential`: the deploy key or access token of a private repository on any git host
+    (`backend.repositories.credentials`), stored with the app."""
     repo_url = validate_repo_url(repo_url, ctx.settings.allow_local_repos)
+    if credential is not None:
+        from backend.repositories import credentials  # it imports secrets, which imports us
+        credentials.require_url_for(credential, repo_url)
     branch = validate_branch(branch)
     main_file = validate_main_file(main_file)
     python_version = validate_python_version(python_version, offered_python_versions(ctx))
@@ -150,7 +159,7 @@ def deploy_app(ctx: Context, user: User, *, repo_url: str, branch: str = "main",
            "memory_limit_mb": None, "state": "queued", "state_reason": "Deploy requested"}
     for attempt in (1, 2):
         try:
-            view = _insert_app(ctx, user, owner, row)
+            view = _insert_app(ctx, user, owner, row, credential)
             break
         except IntegrityError:
             # A concurrent deploy inserted the same subdomain (unique), or created the same
@@ -167,7 +176,8 @@ def _taken(subdomain: str) -> Conflict:
     return Conflict("subdomain", f"The subdomain '{subdomain}' is taken; choose another.")
 
 
-def _insert_app(ctx: Context, user: User, owner: str, row: dict[str, Any]) -> AppView:
+def _insert_app(ctx: Context, user: User, owner: str, row: dict[str, Any],
+                credential: GitCredential | None = None) -> AppView:
     """Insert the App `row` into workspace `owner` (made when missing); raises
     `IntegrityError` when a concurrent transaction took the subdomain or the workspace name
     between the checks and the commit."""
@@ -181,6 +191,9 @@ def _insert_app(ctx: Context, user: User, owner: str, row: dict[str, Any]) -> Ap
         s.flush()
         s.add(AppEvent(app_id=id_of(app), from_state="", to_state="queued",
                        reason=f"Deployed by {user.username}"))
+        if credential is not None:  # in the same transaction: the first clone has it
+            from backend.repositories import credentials
+            s.add(credentials.row_for(ctx, id_of(app), credential))
         return _view(ctx, s, app, user)
 
 

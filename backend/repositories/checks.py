@@ -34,6 +34,8 @@ from pathlib import Path, PurePosixPath
 from backend.apps import failures
 from backend.context import Context
 from backend.errors import ValidationError
+from backend.repositories import git_env
+from backend.repositories.credentials import GitCredential
 from backend.repositories.hosts import public_fetch_target
 from backend.validation import validate_branch, validate_main_file, validate_repo_url
 
@@ -54,11 +56,13 @@ def _env() -> dict[str, str]:
             "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"}
 
 
-def _git(args: list[str], cwd: Path | None, deadline: float, now: float) -> str:
+def _git(args: list[str], cwd: Path | None, deadline: float, now: float,
+         extra_env: dict[str, str] | None = None) -> str:
     remaining = deadline - now
     if remaining <= 0:
         raise TimeoutError
-    proc = subprocess.Popen([*GIT_BASE, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*GIT_BASE, *args], cwd=cwd, env={**_env(), **(extra_env or {})},
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -83,6 +87,7 @@ class BranchSnapshot:
     _dir: Path
     _deadline: float
     _cache: dict[str, bytes | None] = field(default_factory=dict)
+    _env: dict[str, str] = field(default_factory=dict)  # a credential's, for lazy fetches
 
     def read(self, path: str) -> bytes | None:
         """The content of `path` when it is a regular file of at most MAX_FILE bytes."""
@@ -90,7 +95,7 @@ class BranchSnapshot:
             mode, size = self.files.get(path, ("", 0))
             self._cache[path] = None if mode not in REGULAR or not 0 <= size <= MAX_FILE else \
                 _git(["cat-file", "blob", f"HEAD:{path}"], self._dir, self._deadline,
-                     time.monotonic()).encode()
+                     time.monotonic(), self._env).encode()
         return self._cache[path]
 
     def read_many(self, paths: Iterable[str]) -> dict[str, bytes]:
@@ -100,11 +105,12 @@ class BranchSnapshot:
 
 
 @contextmanager
-def open_branch(ctx: Context, repo_url: str, branch: str,
-                timeout: float = DEFAULT_TIMEOUT) -> Iterator[BranchSnapshot]:
+def open_branch(ctx: Context, repo_url: str, branch: str, timeout: float = DEFAULT_TIMEOUT,
+                credential: GitCredential | None = None) -> Iterator[BranchSnapshot]:
     """The snapshot of `branch` of `repo_url`, removed on leaving the block. Raises
     `ValidationError` (field repo_url or branch) when it cannot be fetched, or past
-    `timeout` seconds for the fetch and the reads made in the block together."""
+    `timeout` seconds for the fetch and the reads made in the block together.
+    `credential`: a private repository's deploy key or token (`git_env`)."""
     repo_url = validate_repo_url(repo_url, ctx.settings.allow_local_repos)
     branch = validate_branch(branch)
     url = f"file://{repo_url}" if repo_url.startswith("/") else repo_url
@@ -112,11 +118,27 @@ def open_branch(ctx: Context, repo_url: str, branch: str,
         list(public_fetch_target(url).git_config)  # RepoAddressError: a ValidationError
     deadline = time.monotonic() + timeout
     tmp = Path(tempfile.mkdtemp(prefix="stcloud-check-"))
+    with git_env.credential_env(ctx, credential, repo_url) as env, \
+            _removed(tmp):
+        yield from _snapshot(repo_url, branch, url, pinned, tmp, deadline, timeout, env)
+
+
+@contextmanager
+def _removed(path: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _snapshot(repo_url: str, branch: str, url: str, pinned: list[str], tmp: Path,
+              deadline: float, timeout: float,
+              env: dict[str, str]) -> Iterator[BranchSnapshot]:
     try:
         try:
             _git([*pinned, "clone", "--quiet", "--depth", "1", f"--filter=blob:limit={MAX_FILE}",
                   "--no-checkout", "--no-tags", "--single-branch", "--branch", branch, "--",
-                  url, str(tmp / "r")], None, deadline, time.monotonic())
+                  url, str(tmp / "r")], None, deadline, time.monotonic(), env)
         except GitFailed as e:
             raise _explain(str(e), repo_url, branch) from None
         # Sizes from the objects present only: `ls-tree -l` would fetch each blob the
@@ -125,13 +147,12 @@ def open_branch(ctx: Context, repo_url: str, branch: str,
         present = _git(["cat-file", "--batch-all-objects", "--batch-check="
                         "%(objectname) %(objecttype) %(objectsize)"], tmp / "r", deadline,
                        time.monotonic())
-        yield BranchSnapshot(repo_url, branch, _blobs(listing, present), tmp / "r", deadline)
+        yield BranchSnapshot(repo_url, branch, _blobs(listing, present), tmp / "r", deadline,
+                             _env=env)
     except TimeoutError:
         raise ValidationError("repo_url", f"The repository {repo_url} did not answer within "
                               f"{timeout:.0f} s. Check the URL and that this server can "
                               "reach it.") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _blobs(listing: str, present: str) -> dict[str, tuple[str, int]]:

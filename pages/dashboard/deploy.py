@@ -1,5 +1,6 @@
 """Deploy an app: repository, branch, main file, subdomain; Python version and secrets under
-"Advanced settings".
+"Advanced settings", with the access token or deploy key of a private repository on any
+git host (`_repo_access`).
 
 The fields are plain widgets rather than an `st.form`, so that the subdomain suggestion,
 its availability and the resulting URL follow what is typed, and the repository, branch
@@ -38,6 +39,7 @@ from backend.github import accounts as github
 from backend.github import deploy as github_deploy
 from backend.repositories import live
 from backend.validation import repo_owner_and_name, validate_subdomain
+from pages.dashboard import _repo_access as repo_access
 from pages.dashboard import _ui as ui
 
 ERRORS = "_deploy_errors"
@@ -46,7 +48,7 @@ SUGGESTED = "_deploy_suggested_subdomain"
 SUBMITTED = "_deploy_submitted"
 FIELDS = {"repo_url": "deploy_repo", "branch": "deploy_branch",
           "main_file": "deploy_main_file", "subdomain": "deploy_subdomain",
-          "secrets": "deploy_secrets"}
+          "secrets": "deploy_secrets", "git_token": "deploy_git_token"}
 DEFAULTS = {"deploy_repo": "", "deploy_branch": "main", "deploy_main_file": "streamlit_app.py",
             "deploy_subdomain": "", "deploy_secrets": ""}
 PROGRESS = {"queued": (0.1, "Queued: waiting for the builder"),
@@ -103,7 +105,9 @@ def submit(ctx: Context, user: Any) -> None:
             app = deploy_usecase.deploy(ctx, user, deploy_usecase.DeployRequest(
                 repo_url=repo, branch=branch, main_file=main_file,
                 subdomain=ss.get("deploy_subdomain", ""),
-                python_version=ss.get("deploy_python") or "", secrets=secrets_text))
+                python_version=ss.get("deploy_python") or "", secrets=secrets_text,
+                credential=repo_access.deploy_credential()))
+            repo_access.forget_deploy_fields()
     except ValidationError as e:
         field = GH_FIELDS.get(e.field, e.field) if from_github else e.field
         ss[ERRORS] = {field if field in FIELDS else "form": str(e)}
@@ -202,7 +206,7 @@ def deploy_form(ctx: Context, user: Any) -> None:
         repo = f"https://github.com/{full_name}" if full_name else ""
     else:
         repo = url_fields(ctx)
-    common_fields(ctx, repo)
+    common_fields(ctx, repo, any_host=source == FROM_URL)
 
 
 def url_fields(ctx: Context) -> str:
@@ -299,8 +303,9 @@ def pick_main_file() -> None:
     ss["deploy_main_pick"] = None
 
 
-def common_fields(ctx: Context, repo: str) -> None:
-    """Subdomain (and the URL it gives), advanced settings, the Deploy button."""
+def common_fields(ctx: Context, repo: str, any_host: bool = True) -> None:
+    """Subdomain (and the URL it gives), advanced settings (with `any_host`, the
+    repository access of a private repository on any git host), the Deploy button."""
     st.text_input("App URL (custom subdomain)", key="deploy_subdomain",
                   on_change=clear_error, args=("subdomain",), live=True,
                   placeholder="made from the repository name",
@@ -328,6 +333,9 @@ def common_fields(ctx: Context, repo: str) -> None:
                           "also environment variables. Stored encrypted; you can change "
                           "them later in the app's settings.")
         field_error("secrets")
+        if any_host:
+            repo_access.deploy_fields()
+            field_error("git_token")
 
     field_error("form")
     st.button("Deploy", type="primary", key="deploy_submit", icon=":material/rocket_launch:",

@@ -25,6 +25,7 @@ from backend.apps import settings as app_settings
 from backend.context import Context
 from backend.errors import BackendError
 from backend.github import deploy as github_deploy
+from pages.dashboard import _repo_access as repo_access
 from pages.dashboard import _sleep as sleep_view
 from pages.dashboard import _ui as ui
 
@@ -152,6 +153,7 @@ def general(ctx: Context, user: Any, conf: Any) -> None:
                         "`Authorization: Bearer <secret>`:")
             st.code(info.generic_url, language=None)
             st.code(info.secret, language=None)
+        repo_access.settings_section(ctx, user, conf.app_id)
 
 
 # Sharing --------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from backend.github import deploy as github_deploy
 from models import (
     App,
     AppEvent,
+    AppGitCredential,
     AppSecret,
     AppSecretValue,
     AppViewer,
@@ -403,7 +404,7 @@ class Lifecycle(AppRecords):
             log.warning("app=%s GitHub clean-up deferred", app_id, exc_info=True)
         with self._write() as s:
             app = s.get(App, app_id)
-            for model in (Favorite, AppViewer, AppSecret, AppSecretValue):
+            for model in (Favorite, AppViewer, AppSecret, AppSecretValue, AppGitCredential):
                 table = table_of(model)
                 s.exec(delete(table).where(table.c.app_id == app_id))
             if app is not None:

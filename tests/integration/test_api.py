@@ -180,6 +180,9 @@ MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per r
     ("GET", "/apps/{app}/usage"): (U, U, 200, 200, 200, N, 200, 200),
     ("GET", "/apps/{app}/sleep-policy"): (U, U, 200, 200, 200, N, 200, 200),
     ("PUT", "/apps/{app}/sleep-policy"): (U, U, S, F, 200, N, 200, 200),
+    ("GET", "/apps/{app}/git-credential"): (U, U, 200, F, 200, N, 200, 200),
+    ("PUT", "/apps/{app}/git-credential"): (U, U, S, F, V, N, V, V),  # a local repository
+    ("DELETE", "/apps/{app}/git-credential"): (U, U, S, F, 200, N, 200, 200),
     ("GET", "/workspaces"): (U, U, 200, 200, 200, 200, 200, 200),
     ("GET", "/workspaces/{ws}/members"): (U, U, 200, 200, 200, F, 200, 200),
     ("PUT", "/workspaces/{ws}/members/spare"): (U, U, S, F, F, F, 200, 200),
@@ -195,6 +198,7 @@ BODIES = {"POST /apps": {"json": {"repo_url": REPO}},
           "PATCH /apps/{app}": {"json": {"visibility": "private"}},
           "PUT /apps/{app}/secrets": {"data": 'a = "b"'},
           "PUT /apps/{app}/sleep-policy": {"json": {"policy": "idle 1d"}},
+          "PUT /apps/{app}/git-credential": {"json": {"deploy_key": True}},
           "PUT /workspaces/{ws}/members/spare": {"json": {"role": "viewer"}},
           "POST /notifications/read": {"json": {"all": True}}}
 ERROR_CODES = {U: (401, "unauthorized"), S: (403, "insufficient_scope"),

@@ -34,6 +34,7 @@ from supervisor.api.v1 import (
     accounts,
     analytics,
     apps,
+    git_credential,
     logs,
     notifications,
     secrets,
@@ -47,7 +48,8 @@ __all__ = ["ApiRoute", "TokenBucket", "json_errors", "make_routes", "openapi_doc
 
 # The order of the OpenAPI document's paths.
 ENDPOINTS: list[Endpoint] = [
-    *accounts.ME, *apps.ENDPOINTS, *sleep_policy.ENDPOINTS, *logs.ENDPOINTS, *secrets.ENDPOINTS,
+    *accounts.ME, *apps.ENDPOINTS, *sleep_policy.ENDPOINTS, *git_credential.ENDPOINTS,
+    *logs.ENDPOINTS, *secrets.ENDPOINTS,
     *analytics.ENDPOINTS, *notifications.ENDPOINTS, *workspaces.ENDPOINTS, *accounts.USERS,
 ]
 

@@ -4,6 +4,8 @@ says who may)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 
 from backend.apps import admin_actions, sharing
@@ -12,6 +14,7 @@ from backend.apps import service as app_service
 from backend.apps import settings as app_settings
 from backend.context import Context
 from supervisor.api.support import MAX_ID, ApiError, json_body, ok, path_int, query_int
+from supervisor.api.v1 import git_credential
 from supervisor.api.v1.endpoint import DEFAULT_LIMIT, MAX_LIMIT, Endpoint, call, user_of
 
 
@@ -38,7 +41,7 @@ async def get_app(ctx: Context, request: web.Request) -> web.Response:
 async def deploy(ctx: Context, request: web.Request) -> web.Response:
     body = await json_body(request)
     known = {"repo_url", "branch", "main_file", "subdomain", "python_version", "secrets"}
-    unknown = set(body) - known
+    unknown = set(body) - known - git_credential.FIELDS
     if unknown:
         raise ApiError(422, "invalid", f"Unknown field {min(unknown)}.",
                        field=min(unknown))
@@ -51,8 +54,15 @@ async def deploy(ctx: Context, request: web.Request) -> web.Response:
     secrets_text = body.get("secrets")
     if secrets_text is not None and not isinstance(secrets_text, str):
         raise ApiError(422, "invalid", "secrets is TOML text.", field="secrets")
-    wanted = deploy_usecase.DeployRequest(**fields, secrets=secrets_text or "")
+    credential = git_credential.credential_from(body, str(fields.get("subdomain", "")))
+    wanted = deploy_usecase.DeployRequest(
+        **fields, secrets=secrets_text or "", credential=credential,
+        key_not_added_yet=credential is not None and credential.kind == "deploy_key")
     view = await call(deploy_usecase.deploy, ctx, user_of(request), wanted)
+    if credential is not None and credential.kind == "deploy_key":
+        # Shown once here (and on the app's Settings page): the repository is read only
+        # after it is added there, so the first build waits for a reboot.
+        return ok({**dataclasses.asdict(view), "deploy_key": credential.public_key}, 201)
     return ok(view, 201)
 
 
