@@ -11,9 +11,9 @@ from models.cluster import AppRequest, ClusterLease, ClusterNode, SigninToken
 from models.engine import make_engine, migrate, session_scope
 from models.git_credentials import AppGitCredential
 from models.github import AppGithub, GithubAccount, GithubGrant
+from models.oidc import OidcClient, OidcCode, OidcKey  # noqa: F401  (OIDC provider)
 from models.resources import InstanceUsageSample, MemoryWatch  # noqa: F401 (resources)
 from models.rows import id_of, table_of
-from models.oidc import OidcClient, OidcCode, OidcKey  # noqa: F401  (OIDC provider)
 from models.secret_values import AppSecretValue
 from models.security import SigninFailure  # noqa: F401  (sign-in limiter)
 from models.setting_overrides import SettingChange, SettingOverride  # noqa: F401
@@ -37,10 +37,10 @@ from models.tables import (
 )
 from models.usage import UsageSample
 
-__all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer",
-           "AnalyticsViewerMonth", "AnalyticsWorkspaceMonth", "ApiToken", "App", "AppEvent",
-           "AppGitCredential", "AppGithub", "AppRequest", "AppSecret", "AppSecretValue", "AppSleepPolicy",
-           "AppViewer", "Build", "ClusterLease", "ClusterNode", "EmailOutbox", "Favorite",
-           "GithubAccount", "GithubGrant", "Installation", "Membership", "Notification", "SigninToken",
+__all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer", "AnalyticsViewerMonth",
+           "AnalyticsWorkspaceMonth", "ApiToken", "App", "AppEvent", "AppGitCredential",
+           "AppGithub", "AppRequest", "AppSecret", "AppSecretValue", "AppSleepPolicy", "AppViewer",
+           "Build", "ClusterLease", "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount",
+           "GithubGrant", "Installation", "Membership", "Notification", "SigninToken",
            "UsageSample", "User", "ViewEvent", "Workspace", "id_of", "table_of", "utcnow",
            "make_engine", "migrate", "session_scope"]
