@@ -18,9 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from backend.apps import secrets as app_secrets
+from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.platform.settings import Settings
-from models import App, session_scope
+from models import App, User, session_scope
 from models.oidc import OidcClient
 
 CALLBACK_PATH = "/oauth2callback"  # Streamlit's, fixed
@@ -79,8 +80,11 @@ def secret_matches(client: Client, given: str) -> bool:
     return hmac.compare_digest(client.client_secret.encode(), given.encode())
 
 
-def set_identity_headers(ctx: Context, app_id: int, on: bool) -> None:
-    """Turn the identity headers on or off for the app (permission: the caller's)."""
+def set_identity_headers(ctx: Context, user: User, app_id: int, on: bool) -> None:
+    """Turn the identity headers (X-Forwarded-User, X-Forwarded-Email of signed-in viewers)
+    on or off for the app: a developer of its workspace may."""
+    with session_scope(ctx.engine) as s:
+        load_app_for(s, user, app_id, "developer", "change the app's identity headers")
     client_for_app(ctx, app_id)
     with session_scope(ctx.engine) as s:
         row = s.exec(select(OidcClient).where(OidcClient.app_id == app_id)).one()

@@ -138,9 +138,10 @@ class AppHost:
                 def on_open() -> None:  # a new session, not a reconnect of one
                     svc.views.record(route.app_id, visitor.viewer_key())
             tags = None if embedded(request) else inject.OVERLAY_TAGS
+            add = await svc.oidc.identity_headers(route.app_id, visitor.user)
             return await self._forward_app(request, route, Forwarding(
-                strip_cookies=cookies.APP_STRIP, set_cookies=set_cookies,
-                inject=tags, on_open=on_open))
+                strip_cookies=cookies.APP_STRIP, add_headers=add or None,
+                set_cookies=set_cookies, inject=tags, on_open=on_open))
         if route.state in OVEN_STATES:
             progress = await svc.endpoints.progress(route.app_id) \
                 if svc and route.state in PROGRESS_STATES else ""

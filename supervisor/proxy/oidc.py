@@ -44,8 +44,9 @@ from aiohttp import web
 from backend.accounts import identity, oidc_clients, oidc_keys, oidc_tokens
 from backend.accounts.oidc_clients import Client
 from backend.platform.settings import Settings
-from models import App, id_of
+from models import App, User, id_of
 from supervisor.proxy import pages, state_pages
+from supervisor.proxy.access import TTLCache
 from supervisor.proxy.signin import NO_STORE, RETURN_TTL, SignIn, redirect
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -58,6 +59,7 @@ SCOPES = ("openid", "profile", "email")
 CLAIMS = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "name",
           "preferred_username", "email", "email_verified", "role")
 MAX_FORM = 16 * 1024
+USER_HEADER, EMAIL_HEADER = "X-Forwarded-User", "X-Forwarded-Email"
 
 
 def is_oidc_path(path: str) -> bool:
@@ -78,6 +80,7 @@ class OidcProvider:
         self.signin = signin
         self.access = signin.access
         self.ctx = signin.access.ctx
+        self._headers_on = TTLCache()  # app id -> identity headers turned on
 
     @property
     def issuer(self) -> str:
@@ -99,6 +102,24 @@ class OidcProvider:
         if path == "/oidc/token":
             return await self.token(request)
         return await self.userinfo(request)
+
+    # Identity headers ----------------------------------------------------------------------
+    async def identity_headers(self, app_id: int, user: User | None) -> dict[str, str]:
+        """`X-Forwarded-User` (username) and `X-Forwarded-Email` of a signed-in viewer, for
+        an app that turned them on (the setting is cached a few seconds); {} otherwise.
+        Clients' own copies are dropped from every request (`upstream.IDENTITY_HEADERS`)."""
+        if user is None:
+            return {}
+        found, on = self._headers_on.get(app_id)
+        if not found:
+            on = await asyncio.to_thread(oidc_clients.identity_headers_on, self.ctx, app_id)
+            self._headers_on.put(app_id, on)
+        if not on:
+            return {}
+        out = {USER_HEADER: user.username}
+        if user.email and user.email.isprintable():
+            out[EMAIL_HEADER] = user.email
+        return out
 
     # Discovery ---------------------------------------------------------------------------
     def discovery(self, request: web.Request) -> web.Response:

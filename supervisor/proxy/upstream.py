@@ -30,8 +30,11 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade", "proxy-connection",
 })
+# Identity headers the proxy itself adds for apps that turn them on (oidc.py): a client's
+# copies never pass, to any upstream, whatever the app's setting.
+IDENTITY_HEADERS = frozenset({"x-forwarded-user", "x-forwarded-email"})
 # Request headers we answer ourselves (aiohttp already sent "100 Continue").
-REQUEST_DROP = HOP_BY_HOP | {"expect"}
+REQUEST_DROP = HOP_BY_HOP | IDENTITY_HEADERS | {"expect"}
 # The websocket handshake is redone upstream by aiohttp's client.
 WSREQUEST_DROP = REQUEST_DROP | {
     "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
