@@ -20,7 +20,9 @@ from tests.support.dashboard import Dash, dashboard_env
 from tests.support.fake_github import FakeGithub
 from tests.support.github_env import ALL_SCOPES, TOKEN, github_settings
 from tests.support.hostile_host import Host, make_host
+from tests.support.lifecycle_support import MailSink
 from tests.support.runtimes import remove_docker_installation
+from tests.support.supervisor_harness import SupervisorProcess
 
 if TYPE_CHECKING:
     from supervisor.runtimes.docker import DockerRuntime
@@ -94,3 +96,21 @@ def world(ctx: Context) -> api_world.World:
     """The API tests' workspace of users, one app and a token per caller
     (tests/support/api_world.py)."""
     return api_world.seed_world(ctx)
+
+
+@pytest.fixture
+def mail_sink() -> Iterator[MailSink]:
+    """A local SMTP server that keeps what it receives; its settings() point the platform's
+    mailer at it."""
+    sink = MailSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def supervisor(settings: Settings, tmp_path: Path) -> Iterator[SupervisorProcess]:
+    """The supervisor as its own process on `settings`, stopped after the test (its log:
+    tmp_path/supervisor.log)."""
+    sup = SupervisorProcess(settings, tmp_path / "supervisor.log").start()
+    yield sup
+    sup.stop()

@@ -15,14 +15,7 @@ from backend.apps import service as apps
 from backend.errors import NotFound, PermissionDenied
 from models import Workspace, session_scope
 from tests.support.api_world import make_user
-from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
-
-
-@pytest.fixture
-def supervisor(settings, tmp_path):  # type: ignore[no-untyped-def]
-    sup = SupervisorProcess(settings, tmp_path / "supervisor.log").start()
-    yield sup
-    sup.stop()
+from tests.support.supervisor_harness import wait_for_state
 
 
 def serves(settings, subdomain: str) -> bool:  # type: ignore[no-untyped-def]

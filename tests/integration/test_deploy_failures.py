@@ -19,14 +19,7 @@ from backend.apps import service as apps
 from backend.errors import ValidationError
 from backend.platform.settings import Settings
 from tests.support.corpus import BUILD_FAILURES, build_failure, host_details
-from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
-
-
-@pytest.fixture
-def supervisor(settings, tmp_path):  # type: ignore[no-untyped-def]
-    sup = SupervisorProcess(settings, tmp_path / "supervisor.log").start()
-    yield sup
-    sup.stop()
+from tests.support.supervisor_harness import wait_for_state
 
 
 def test_failures_are_visible_and_isolated(ctx, admin, make_repo, hello_repo, supervisor,

@@ -33,7 +33,7 @@ from supervisor.runtimes import cgroups
 from supervisor.runtimes.base import AppSpec, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.support.instances import http_get, instance_alive
-from tests.support.lifecycle_support import LiveSession, MailSink
+from tests.support.lifecycle_support import LiveSession
 from tests.support.runtimes import wait_healthy
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
@@ -43,13 +43,6 @@ HELLO = "import streamlit as st\nst.title('Hello')\nst.write('{text}')\n"
 HOG = ("import time\nimport streamlit as st\nst.write('Allocating')\nhog = []\n"
        "for _ in range(60):\n    hog.append(b'x' * (20 << 20))\nst.write(len(hog))\n"
        "time.sleep(60)  # holds the memory, as a cache would\n")
-
-
-@pytest.fixture
-def mail_sink():  # type: ignore[no-untyped-def]
-    sink = MailSink().start()
-    yield sink
-    sink.stop()
 
 
 def prepare(engine_settings, mail_sink, **extra):  # type: ignore[no-untyped-def]

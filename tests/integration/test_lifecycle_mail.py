@@ -18,19 +18,11 @@ from backend.platform import notifications
 from models import App, EmailOutbox, Membership, session_scope, utcnow
 from supervisor import mailer
 from tests.support.lifecycle_support import (
-    MailSink,
     set_email,
 )
 
 
 # Email outbox and sender -----------------------------------------------------------------
-@pytest.fixture
-def mail_sink():  # type: ignore[no-untyped-def]
-    sink = MailSink().start()
-    yield sink
-    sink.stop()
-
-
 def test_recipients_and_dedupe(ctx, admin) -> None:
     set_email(ctx, "admin", "admin@example.com")
     view = apps.deploy_app(ctx, admin, repo_url="/srv/git/team/demo.git")

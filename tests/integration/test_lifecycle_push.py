@@ -16,14 +16,13 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import pytest
 from sqlmodel import select
 
 from backend.apps import service as apps
 from backend.context import open_context
 from models import AppEvent, EmailOutbox, User, session_scope
 from tests.support.instances import http_get, instance_alive, instance_id
-from tests.support.lifecycle_support import LiveSession, MailSink, Poller, post, send_github_push
+from tests.support.lifecycle_support import LiveSession, Poller, post, send_github_push
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 
 REQUIREMENTS = "streamlit==1.67.0\npandas==3.1.1\n"  # the example app's: a shared env
@@ -34,13 +33,6 @@ BAD_REQUIREMENTS = REQUIREMENTS + "no-such-package-stcloud-x==9.9\n"
 def page(version: str) -> str:
     return ("import streamlit as st\nfrom helper import greeting\n\n"
             f"st.title(greeting())\nst.write('Version {version}')\n")
-
-
-@pytest.fixture
-def mail_sink():  # type: ignore[no-untyped-def]
-    sink = MailSink().start()
-    yield sink
-    sink.stop()
 
 
 def test_pushes_update_in_place_redeploy_without_downtime_and_report_failures(

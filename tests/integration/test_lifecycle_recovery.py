@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
 from sqlmodel import select
 
 from backend.apps import service as apps
@@ -16,7 +15,6 @@ from backend.context import open_context
 from models import Build, EmailOutbox, User, session_scope
 from tests.support.instances import http_get, instance_alive, instance_id, running_instances
 from tests.support.lifecycle_support import (
-    MailSink,
     build_visible_dir,
     gated_package,
     package_files,
@@ -25,13 +23,6 @@ from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_f
 
 REQUIREMENTS = "streamlit==1.67.0\npandas==3.1.1\n"
 PAGE = "import streamlit as st\nst.write('Version {n}')\n"
-
-
-@pytest.fixture
-def mail_sink():  # type: ignore[no-untyped-def]
-    sink = MailSink().start()
-    yield sink
-    sink.stop()
 
 
 def builds_of(ctx, app_id: int, commit: str) -> list[str]:  # type: ignore[no-untyped-def]

@@ -35,12 +35,12 @@ def expire_lease(ctx: Context) -> None:
         s.add(row)
 
 
-def starting_app(ctx: Context, tmp_path: Path) -> App:
+def starting_app(ctx: Context, tmp_path: Path, subdomain: str = "fenced") -> App:
     """An app of the first admin recorded `starting`, with no instance."""
     auth.ensure_first_admin(ctx)
     user = auth.get_user(ctx, ctx.settings.admin_username)
     view = apps.deploy_app(ctx, user, repo_url=str(tmp_path / "owner" / "repo.git"),
-                           subdomain="fenced")
+                           subdomain=subdomain)
     with session_scope(ctx.engine) as s:
         app = s.get(App, view.id)
         app.state, app.runtime_state = "starting", "{}"

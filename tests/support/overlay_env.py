@@ -21,19 +21,19 @@ from backend.context import Context
 from supervisor.proxy import start_proxy
 from supervisor.routes import Route, RouteTable
 from tests.support import overlay_support as rows
+from tests.support.upstream import RecordingServer
 
 PAGE = (b"<!doctype html><html><head><title>App</title></head>"
         b"<body><div id=root></div></body></html>")
 
 
-class FakeApp:
+class FakeApp(RecordingServer):
     """An upstream that answers like a small Streamlit server, and records requests."""
 
     def __init__(self) -> None:
-        self.requests: list[web.BaseRequest] = []
-        self.release = asyncio.Event()
+        super().__init__()
         self.ws_headers: list[dict[str, str]] = []
-        app = web.Application()
+        app = self.app
         app.router.add_get("/", self.page)
         app.router.add_get("/gz", self.gzipped_page)
         app.router.add_get("/plain-html", self.no_head)
@@ -45,17 +45,6 @@ class FakeApp:
         app.router.add_get("/_stcore/stream", self.stream)
         app.router.add_get("/__stcloud/panel/_stcore/stream", self.stream)
         app.router.add_route("*", "/{tail:.*}", self.echo)
-        self.app = app
-        self.runner: web.AppRunner | None = None
-        self.address = ("127.0.0.1", 0)
-
-    async def start(self) -> FakeApp:
-        self.runner = web.AppRunner(self.app, shutdown_timeout=1)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.address = ("127.0.0.1", self.runner.addresses[0][1])
-        return self
 
     async def page(self, request: web.Request) -> web.Response:
         self.requests.append(request)
@@ -78,13 +67,8 @@ class FakeApp:
         return web.json_response({"html": "</head></body>"})
 
     async def slow(self, request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        await resp.prepare(request)
-        await resp.write(b"first chunk;" * 1000)
-        await self.release.wait()
-        await resp.write(b"the rest")
-        await resp.write_eof()
-        return resp
+        return await self.held_response(request, b"first chunk;" * 1000,
+                                        {"Content-Type": "application/octet-stream"})
 
     async def hang(self, request: web.Request) -> web.Response:
         await self.release.wait()  # no response headers until released
@@ -173,8 +157,7 @@ async def overlay_env(ctx: Context) -> AsyncIterator[Env]:
         await session.close()
         await runner.cleanup()
         for f in (fake, panel, dash):
-            assert f.runner is not None
-            await f.runner.cleanup()
+            await f.stop()
 
 
 def run(ctx: Context, scenario: Callable[[Env], Awaitable[None]]) -> None:

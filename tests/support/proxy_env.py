@@ -25,20 +25,20 @@ from yarl import URL
 from backend.platform.settings import Settings
 from supervisor.proxy import start_proxy
 from supervisor.routes import Route, RouteTable
+from tests.support.upstream import RecordingServer
 
 BIG = random.Random(7).randbytes(20 * 1024 * 1024)
 
 
-class Upstream:
+class Upstream(RecordingServer):
     """An aiohttp server that records what reached it and answers test endpoints."""
 
     def __init__(self, name: str) -> None:
+        super().__init__()
         self.name = name
-        self.requests: list[web.BaseRequest] = []
-        self.release = asyncio.Event()
         self.ws_closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self.ws_headers: dict[str, str] = {}
-        app = web.Application()
+        app = self.app
         app.router.add_route("*", "/slow", self.slow)
         app.router.add_get("/big", self.big)
         app.router.add_get("/gzip", self.gzipped)
@@ -48,25 +48,6 @@ class Upstream:
         app.router.add_post("/upload", self.upload)
         app.router.add_get("/ws", self.ws)
         app.router.add_route("*", "/{tail:.*}", self.echo)
-        self.app = app
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.port)
-
-    async def start(self) -> Upstream:
-        self.runner = web.AppRunner(self.app, shutdown_timeout=1)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
-        return self
-
-    async def stop(self) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
 
     async def echo(self, request: web.Request) -> web.Response:
         self.requests.append(request)
@@ -76,13 +57,7 @@ class Upstream:
         })
 
     async def slow(self, request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse()
-        await resp.prepare(request)
-        await resp.write(b"first chunk;")
-        await self.release.wait()
-        await resp.write(b"the rest")
-        await resp.write_eof()
-        return resp
+        return await self.held_response(request, b"first chunk;")
 
     async def big(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})

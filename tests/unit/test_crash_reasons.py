@@ -9,14 +9,12 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from backend.accounts import auth
-from backend.apps import service as apps
 from backend.apps.log_files import app_log_path
-from backend.context import Context, open_context
-from models import App, session_scope
+from backend.context import open_context
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.runtimes.base import AppSpec, EnvRef, Instance, Status
 from tests.conftest import free_port
+from tests.support.control import starting_app
 from tests.support.runtimes import StubRuntime
 
 
@@ -38,24 +36,9 @@ class LoggingRuntime(StubRuntime):
         return Instance(app.app_id, ("127.0.0.1", free_port()), {"n": 1}, app.generation)
 
 
-def _app(ctx: Context, tmp_path: Path) -> App:
-    auth.ensure_first_admin(ctx)
-    user = auth.get_user(ctx, ctx.settings.admin_username)
-    view = apps.deploy_app(ctx, user, repo_url=str(tmp_path / "owner" / "repo.git"),
-                           subdomain="crashy")
-    with session_scope(ctx.engine) as s:
-        app = s.get(App, view.id)
-        app.state = "starting"
-        s.add(app)
-        s.flush()
-        s.refresh(app)
-        s.expunge(app)
-    return app
-
-
 def test_reasons_quote_only_the_run_that_ended(settings, tmp_path: Path) -> None:
     ctx = open_context(dataclasses.replace(settings, health_timeout=1.0))
-    app = _app(ctx, tmp_path)
+    app = starting_app(ctx, tmp_path, "crashy")
     runtime = LoggingRuntime(ctx.settings.data_dir)
     lifecycle = Lifecycle(ctx, runtime)
     internal = "  URL: http://127.0.0.1:41234"
