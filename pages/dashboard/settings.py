@@ -3,7 +3,8 @@
 - General: the custom subdomain (checked as you type; the old URL stops working at once),
   the Python version (changing it redeploys: said, and offered as one button), the memory
   limit (site admins set it; others see it), and the push webhook.
-- Sharing: public or private; viewers invited by email (private apps); remove them.
+- Sharing: public or private; viewers invited by email (private apps); remove them;
+  viewer identity in the app (st.login, the identity headers switch: `_viewer_identity.py`).
 - Secrets: a TOML editor. Saving validates (an error names the line and shows it),
   encrypts, and restarts the app; root-level string keys are environment variables too.
 - Sleep: the app's sleep policy and whether a visit wakes it (`pages/dashboard/_sleep.py`).
@@ -28,6 +29,7 @@ from backend.github import deploy as github_deploy
 from pages.dashboard import _repo_access as repo_access
 from pages.dashboard import _sleep as sleep_view
 from pages.dashboard import _ui as ui
+from pages.dashboard import _viewer_identity as viewer_identity
 
 ERRORS = "_settings_errors"
 DONE = "_settings_done"
@@ -272,6 +274,7 @@ with general_tab:
     general(ctx, user, conf)
 with share_tab:
     sharing_tab(ctx, user, conf)
+    viewer_identity.section(ctx, user, conf, run, show)
 with secret_tab:
     secrets_tab(ctx, user, conf)
 with sleep_tab:
