@@ -4,14 +4,17 @@ private half encrypted with the app-secrets key (backend/apps/secrets.py).
 The newest key signs. `rotate()` adds a new one; the JWKS publishes the newest
 `PUBLISHED` keys, so an ID token signed just before a rotation still verifies at a
 client that fetches the key set afterwards (the previous key stays published until the
-next rotation). `rotate` is what an operator or a schedule calls; the first key is made
-on first use.
+next rotation, `ROTATE_AFTER` later: far longer than a token lives). Rotation happens by
+itself: the first use after the signing key turned `ROTATE_AFTER` old makes a new one
+(two processes doing so at once make two; the older of them is then the previous key).
+The first key is made on first use.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+from datetime import timedelta
 from typing import Any
 
 from joserfc import jwt
@@ -21,12 +24,13 @@ from sqlmodel import col, select
 
 from backend.apps import secrets as app_secrets
 from backend.context import Context
-from models import session_scope
+from models import session_scope, utcnow
 from models.oidc import OidcKey
 
 ALGORITHM = "RS256"
 KEY_BITS = 2048
 PUBLISHED = 2  # the signing key and the one before it
+ROTATE_AFTER = timedelta(days=30)
 _parsed: dict[str, RSAKey] = {}  # kid -> key: parsing a PEM costs more than a query
 _lock = threading.Lock()
 
@@ -62,7 +66,7 @@ def published(ctx: Context) -> list[RSAKey]:
         with session_scope(ctx.engine) as s:
             rows = list(s.exec(select(OidcKey).order_by(col(OidcKey.id).desc())
                                .limit(PUBLISHED)).all())
-        if rows:
+        if rows and utcnow() - rows[0].created_at < ROTATE_AFTER:
             return [_load(ctx, row) for row in rows]
         rotate(ctx)
     raise RuntimeError("no OIDC signing key could be made")

@@ -127,3 +127,17 @@ def test_claims_tokens_and_clients(ctx: Context, hello_repo: GitRepo) -> None:
     # An ID token is no access token, and a token of another issuer is refused.
     assert oidc_tokens.read_access_token(ctx, body["id_token"], issuer) is None
     assert oidc_tokens.read_access_token(ctx, body["access_token"], "http://evil") is None
+
+
+def test_an_old_signing_key_rotates_by_itself(ctx: Context) -> None:
+    from models.oidc import OidcKey
+    first = oidc_keys.jwks(ctx)["keys"][0]["kid"]
+    old_token = oidc_keys.sign(ctx, {"sub": "1"})
+    with session_scope(ctx.engine) as s:
+        row = s.exec(select(OidcKey)).one()
+        row.created_at = row.created_at - oidc_keys.ROTATE_AFTER
+        s.add(row)
+    kids = [k["kid"] for k in oidc_keys.jwks(ctx)["keys"]]
+    assert len(kids) == 2 and kids[1] == first  # a new signer; the old one still published
+    assert oidc_keys.verify(ctx, old_token) == {"sub": "1"}
+    assert oidc_keys.jwks(ctx)["keys"][0]["kid"] == kids[0]  # once, not at every call
