@@ -32,7 +32,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -49,7 +48,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from backend.accounts import keys
+from backend.accounts import keys, sealing
 from backend.apps import service as app_service
 from backend.apps.service import load_app_for
 from backend.context import Context
@@ -57,7 +56,7 @@ from backend.errors import BackendError, ValidationError
 from backend.platform.settings import Settings
 from models import AppEvent, AppSecret, AppSecretValue, User, session_scope, table_of, utcnow
 
-KEY_NAME = "app_secrets"
+KEY_NAME = sealing.KEY_NAME
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32  # arrays, inline tables and tables inside one another
 RUNTIME_FILE = "secrets.toml"
@@ -218,8 +217,7 @@ def env_vars_of(data: dict[str, Any]) -> dict[str, str]:
 
 # Encryption ----------------------------------------------------------------------------------
 def _fernet(ctx: Context) -> Fernet:
-    secret = keys.load_or_create_secret(ctx, KEY_NAME)
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
+    return sealing.fernet(ctx)
 
 
 def encrypt(ctx: Context, text: str) -> str:

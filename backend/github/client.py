@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
@@ -36,6 +35,7 @@ from sqlmodel import select
 from backend.apps import secrets as secret_box
 from backend.context import Context
 from backend.errors import BackendError
+from backend.repositories.git_env import known_hosts_path as known_hosts_path  # re-export
 from models import id_of, session_scope, utcnow
 from models.github import GithubAccount
 
@@ -118,11 +118,6 @@ def base_url(ctx: Context) -> str:
 
 def refresh_interval(ctx: Context) -> timedelta:
     return timedelta(minutes=float(getattr(ctx.settings, "github_refresh_minutes", 30) or 30))
-
-
-def known_hosts_path(ctx: Context) -> Path:
-    """The SSH known_hosts file git uses for deploy-key clones (supervisor/sources/git_auth.py)."""
-    return ctx.settings.data_dir / "known_hosts"
 
 
 def make_client(api_url: str, token: str | None) -> Github:

@@ -52,7 +52,8 @@ from backend.github.client import (
     is_loopback,
     user_repos,
 )
-from backend.github.deploy_keys import new_key_pair, pin_host_keys
+from backend.github.deploy_keys import pin_host_keys
+from backend.repositories.credentials import new_key_pair
 from backend.validation import (
     repo_owner_and_name,
     validate_branch,

@@ -11,8 +11,6 @@ import re
 from urllib.parse import urlparse
 
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from github import GithubException
 from sqlmodel import select
 
@@ -22,16 +20,6 @@ from backend.errors import BackendError
 from backend.github.client import Conn, GithubError, known_hosts_path
 from models import App, session_scope
 from models.github import AppGithub
-
-
-def new_key_pair(comment: str) -> tuple[str, str]:
-    """(private key in OpenSSH format, public key line) of a new ed25519 pair."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, f"{public} {comment}"
 
 
 def ssh_host_port(ssh_url: str) -> tuple[str, int | None]:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session
 
-from backend.apps import secrets as secret_box
+from backend.accounts import sealing
 from backend.context import Context
 from backend.errors import NotFound, ValidationError
-from backend.github.deploy_keys import new_key_pair
 from backend.workspaces import require_role, role_in
 from models import App, AppGitCredential, User, session_scope
 
@@ -47,6 +48,16 @@ class CredentialInfo:
     kind: str  # "" when the app has none
     username: str = ""
     public_key: str = ""
+
+
+def new_key_pair(comment: str) -> tuple[str, str]:
+    """(private key in OpenSSH format, public key line) of a new ed25519 pair."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    return private, f"{public} {comment}"
 
 
 def new_deploy_key(subdomain: str) -> GitCredential:
@@ -84,7 +95,7 @@ def require_url_for(credential: GitCredential, repo_url: str) -> None:
 
 def row_for(ctx: Context, app_id: int, credential: GitCredential) -> AppGitCredential:
     return AppGitCredential(app_id=app_id, kind=credential.kind, username=credential.username,
-                            secret=secret_box.encrypt(ctx, credential.secret),
+                            secret=sealing.seal(ctx, credential.secret),
                             public_key=credential.public_key)
 
 
@@ -96,8 +107,8 @@ def credential_for_app(ctx: Context, app_id: int) -> tuple[GitCredential, str] |
         app = s.get(App, app_id)
         if row is None or app is None:
             return None
-        return (GitCredential(row.kind, secret_box.decrypt(ctx, row.secret), row.username,
-                              row.public_key), app.repo_url)
+        secret = sealing.unseal(ctx, row.secret, "This app's repository credential")
+        return GitCredential(row.kind, secret, row.username, row.public_key), app.repo_url
 
 
 def _app_for(s: Session, user: User, app_id: int, action: str) -> App:

@@ -25,8 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from backend.context import Context
-from backend.github.client import known_hosts_path
 from backend.repositories.credentials import GitCredential
+
+
+def known_hosts_path(ctx: Context) -> Path:
+    """The SSH known_hosts file of every git run over ssh (GitHub's keys are pinned there
+    on deploy, `backend.github.deploy_keys.pin_host_keys`)."""
+    return ctx.settings.data_dir / "known_hosts"
 
 
 def ssh_command(key_file: Path, known_hosts: Path, port: int | None = None) -> str:

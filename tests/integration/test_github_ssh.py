@@ -16,6 +16,7 @@ from backend.github import deploy_keys
 from backend.github.client import (
     known_hosts_path,
 )
+from backend.repositories import credentials
 from supervisor.sources import git_auth, gitsync
 from tests.support.git_servers import Sshd, bare_repo
 from tests.support.github_env import (
@@ -76,7 +77,7 @@ def test_private_repo_cloned_over_ssh_with_the_deploy_key_only(gctx, fake_github
             wrong_repo = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{other}"
             assert clone(wrong_repo, tmp_path / "other", env).returncode != 0
         # Any other key is refused.
-        stranger, _ = deploy_keys.new_key_pair("stranger")
+        stranger, _ = credentials.new_key_pair("stranger")
         with git_auth.key_env(gctx, stranger) as env:
             refused = clone(app.repo_url, tmp_path / "stranger", env)
         assert refused.returncode != 0 and "Permission denied" in refused.stderr
