@@ -45,6 +45,7 @@ from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_bi
 from supervisor.runtimes.docker_base import BaseImages, python_minor
 from supervisor.runtimes.docker_cache import cache_view, remove_stale_views
 from supervisor.runtimes.docker_scripts import (
+    AUTH_PACKAGES_VAR,
     CA_PATH,
     NEEDS_SOURCE_BUILD,
     SRC,
@@ -250,6 +251,8 @@ class ImageBuilder:
             env.update(SSL_CERT_FILE=CA_PATH, PIP_CERT=CA_PATH, REQUESTS_CA_BUNDLE=CA_PATH)
         if settings.index_url:
             env["UV_INDEX_URL"] = settings.index_url
+        if settings.app_auth_packages.strip():
+            env[AUTH_PACKAGES_VAR] = settings.app_auth_packages.strip()
         with tempfile.TemporaryDirectory(prefix="stcloud-build-") as tmp:
             src = Path(tmp)
             plan = spec.install_plan()

@@ -40,6 +40,19 @@ STEPS = {10: "apt-get could not install the Debian packages of packages.txt",
          12: "uv could not install the Python dependencies",
          13: "uv could not install Streamlit"}
 STREAMLIT_FILE = f"{VENV}/lib/python3*/site-packages/streamlit/__init__.py"
+AUTHLIB_FILE = f"{VENV}/lib/python3*/site-packages/authlib/__init__.py"
+AUTH_PACKAGES_VAR = "STCLOUD_AUTH_PACKAGES"  # the setting app_auth_packages, in the build env
+
+
+def auth_lines() -> list[str]:
+    """Install `app_auth_packages` (Authlib, httpx: st.login()) unless the environment has
+    Authlib; best effort, never a failed build. Wheels only: both are pure Python."""
+    var = AUTH_PACKAGES_VAR
+    return [f'if [ -n "${{{var}:-}}" ] && ! ls {AUTHLIB_FILE} >/dev/null 2>&1; then',
+            f'  echo "==> Installing ${var} for st.login() with the platform\'s accounts"',
+            f"  uv pip install --no-build ${var} || echo \"==> Those did not install here: "
+            "st.login() will ask for Authlib (add Authlib to requirements.txt)\"",
+            "fi"]
 
 
 def phase(name: str) -> str:
@@ -100,7 +113,7 @@ def wheels_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
     else:
         lines += [f'echo "==> The app pins no streamlit: installing {streamlit}"',
                   f"uv pip install --no-build {streamlit} || exit {NEEDS_SOURCE_BUILD}"]
-    lines += ["rm -rf /tmp/* /root/.cache", 'echo "==> Environment ready"']
+    lines += [*auth_lines(), "rm -rf /tmp/* /root/.cache", 'echo "==> Environment ready"']
     return "\n".join(lines) + "\n"
 
 
@@ -127,6 +140,7 @@ def build_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
               "    uv pip install streamlit || exit 13",
               "  fi",
               "fi",
+              *auth_lines(),
               "rm -rf /tmp/* /root/.cache",
               'echo "==> Environment ready"']
     return "\n".join(lines) + "\n"
