@@ -12,7 +12,8 @@
 # The swarm's overlay networks come from 10.214.0.0/16; the app network is the attachable
 # overlay `stcloud-mn-apps`. A Distribution registry (Debian's docker-registry) listens on
 # the bridge address, 10.213.0.1:5213, for the env images (every node trusts it over plain
-# HTTP). The manager gets the base image from the host daemon (`docker save | load`: no
+# HTTP). The host reaches every task's overlay address (10.214.0.0/16) through the gateway
+# container stcmn-gateway on the manager (gateway_up). The manager gets the base image from the host daemon (`docker save | load`: no
 # download). The nodes reach the outside as the host's containers do (NAT on the bridge),
 # so env builds on the manager install packages as they do on the host.
 #
@@ -27,6 +28,7 @@ STATE=/var/lib/stcloud-multinode
 BRIDGE=stcmn0
 NET_PREFIX=10.213.0
 POOL=10.214.0.0/16
+GW_PREFIX=10.213.1
 REGISTRY_PORT=5213
 REGISTRY="$NET_PREFIX.1:$REGISTRY_PORT"
 APP_NETWORK=stcloud-mn-apps
@@ -181,6 +183,34 @@ image_up() {
     docker save "$BASE_IMAGE" | dk n1 load >/dev/null
 }
 
+gateway_up() {
+    # The host reaches the tasks' overlay addresses as a proxy on the overlay would: through
+    # a container attached to it on the manager (stcmn-gateway) and a veth pair from the
+    # root namespace into that container, which forwards and masquerades onto the overlay
+    # (so every task answers the gateway's own overlay address, on any node).
+    local name=stcmn-gateway pid dev
+    if [ "$(dk n1 inspect -f '{{.State.Running}}' $name 2>/dev/null)" != true ]; then
+        dk n1 rm -f $name >/dev/null 2>&1 || true
+        dk n1 run -d --name $name --init --restart unless-stopped --network "$APP_NETWORK" \
+            --label stcloud.component=multinode-gateway "$BASE_IMAGE" \
+            python3 -c 'import signal; signal.pause()' >/dev/null
+    fi
+    pid=$(dk n1 inspect -f '{{.State.Pid}}' $name)
+    gw() { nsenter --net="/proc/$pid/ns/net" "$@"; }
+    if ! ip link show stcmn-gw >/dev/null 2>&1; then
+        ip link add stcmn-gw mtu 1450 type veth peer name gw0 mtu 1450 netns "$pid"
+    fi
+    ip addr show dev stcmn-gw | grep -q "$GW_PREFIX.1/30" || ip addr add "$GW_PREFIX.1/30" dev stcmn-gw
+    ip link set stcmn-gw up
+    gw ip addr show dev gw0 | grep -q "$GW_PREFIX.2/30" || gw ip addr add "$GW_PREFIX.2/30" dev gw0
+    gw ip link set gw0 up
+    gw sysctl -qw net.ipv4.ip_forward=1
+    dev=$(gw ip -o -4 addr show | awk -v net="${POOL%.*.*}." 'index($4, net) == 1 {print $2}' | head -1)
+    gw iptables -t nat -C POSTROUTING -s "$GW_PREFIX.0/30" -o "$dev" -j MASQUERADE 2>/dev/null \
+        || gw iptables -t nat -A POSTROUTING -s "$GW_PREFIX.0/30" -o "$dev" -j MASQUERADE
+    ip route replace "$POOL" via "$GW_PREFIX.2" dev stcmn-gw
+}
+
 print_env() {
     echo "STCLOUD_MULTINODE_MANAGER=$(sock n1)"
     echo "STCLOUD_MULTINODE_NODES=$(for n in "${NODES[@]}"; do printf '%s ' "$(sock "$n")"; done \
@@ -203,6 +233,7 @@ up() {
     for node in "${NODES[@]}"; do answers "$node" || { log "$node did not start"; exit 1; }; done
     swarm_up
     image_up
+    gateway_up
     print_env
 }
 
@@ -224,6 +255,8 @@ down() {
     done
     for node in "${NODES[@]}"; do ip link del "stcmn-$node-h" 2>/dev/null || true; done
     ip link del "$BRIDGE" 2>/dev/null || true
+    ip link del stcmn-gw 2>/dev/null || true
+    ip route del "$POOL" 2>/dev/null || true
     ipt_clear filter FORWARD
     ipt_clear nat POSTROUTING
     rm -rf "$STATE" "$RUN"
