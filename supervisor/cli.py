@@ -114,6 +114,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             "subdomain": args.subdomain or "", "python_version": args.python or ""}
     if args.secrets_file:
         body["secrets"] = Path(args.secrets_file).read_text()
+    token = os.environ.get("STCLOUD_GIT_TOKEN", "")  # not an argument: `ps` shows those
+    if token:
+        body.update(git_token=token, git_username=args.git_username)
+    if args.deploy_key:
+        body["deploy_key"] = True
     c = client()
     try:
         app = c.call("POST", "/apps", body)
@@ -124,6 +129,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                            "host it can read); pick another with --remote.") from None
         raise
     out(f"Deploying app {app['id']} ({app['subdomain']}): {app['url']}")
+    if app.get("deploy_key"):
+        out("Add this read-only deploy key to the repository, then reboot the app "
+            f"(python -m supervisor.cli reboot {app['id']}):\n{app['deploy_key']}")
+        return 0
     if tree is None and not args.wait:
         out(f"Follow it with: python -m supervisor.cli logs {app['id']} --build --follow")
         return 0
@@ -219,6 +228,10 @@ def parser() -> argparse.ArgumentParser:
     dep.add_argument("--subdomain", default="")
     dep.add_argument("--python", default="", help="Python version (default: the server's)")
     dep.add_argument("--secrets-file", default="", help="a secrets.toml to deploy with")
+    dep.add_argument("--deploy-key", action="store_true", help="a private repository on any "
+                     "git host over ssh: make the app a deploy key and print it to add")
+    dep.add_argument("--git-username", default="", help="the username of the access token "
+                     "in STCLOUD_GIT_TOKEN (a private repository over https)")
     dep.add_argument("--wait", action="store_true", help="follow a URL's deploy too (a "
                      "working tree's always is) until the app answers")
     dep.add_argument("--quiet", "-q", action="store_true", help="while following, print "
