@@ -6,20 +6,23 @@ which directory, and the clean-up after a builder killed mid-build, is `process_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from backend import app_requirements
 from backend.platform.settings import Settings
 from supervisor.builds.errors import StepOutput, step_failure_message
 from supervisor.builds.plan import write_build_files
-from supervisor.runtimes import pythons, sandbox, sandbox_commands
+from supervisor.runtimes import process_cache, pythons, sandbox, sandbox_commands
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.process_builders import (
     BUILD_MARKER,
@@ -65,6 +68,9 @@ def built_python(venv: Path) -> str:
 
 
 Step = Callable[[list[str], LogSink], Awaitable[None]]
+def planned_package(name: str, line: str) -> bool:
+    """Does a line of `uv pip install --dry-run` (" + streamlit==1.2") name `name`?"""
+    return re.match(rf"^\s*\+ {re.escape(name)}(==| @)", line, re.IGNORECASE) is not None
 
 
 class EnvBuilds(PackageBuilds):
@@ -200,17 +206,13 @@ class EnvBuilds(PackageBuilds):
         step = self._step_runner(spec, interpreter, venv)
         await step([uv, "venv", "--relocatable", "--python", interpreter, str(venv),
                     "--allow-existing"], log)
-        await self._install_dependencies(spec, src, python, log, step)
-        if not await asyncio.to_thread(_has_streamlit, venv):
-            log(f"The app pins no streamlit: installing streamlit=={spec.default_streamlit}.")
-            try:
-                await step([uv, "pip", "install", "--python", python,
-                            f"streamlit=={spec.default_streamlit}"], log)
-            except BuildError:  # e.g. Python 3.10, which newer releases no longer support
-                log("That Streamlit does not install on this Python: installing the newest "
-                    "Streamlit that supports it.")
-                await step([uv, "pip", "install", "--python", python, "streamlit"], log)
-        await self._install_auth_packages(uv, python, venv, log, step)
+        wheels = await self._wheels_only(spec, src, python, log, step)
+        if not wheels or not await asyncio.to_thread(_has_module, venv, "authlib"):
+            async with self._untrusted_cache(spec, log) as cache:
+                untrusted = self._step_runner(spec, interpreter, venv, cache)
+                if not wheels:
+                    await self._install_with_builds(spec, src, python, log, untrusted)
+                await self._install_auth_packages(uv, python, venv, log, untrusted)
         if self.isolation == sandbox.BUBBLEWRAP:
             os.chmod(venv, 0o755)
 
@@ -227,6 +229,69 @@ class EnvBuilds(PackageBuilds):
         except BuildError:
             log("Those did not install here: st.login() will ask for Authlib "
                 "(add Authlib to requirements.txt).")
+
+    async def _install_with_builds(self, spec: EnvSpec, src: Path, python: str,
+                                   log: LogSink, step: Step) -> None:
+        """The install when package code may run: the dependencies, then Streamlit when
+        they bring none."""
+        uv = uv_binary()
+        await self._install_dependencies(spec, src, python, log, step)
+        if not await asyncio.to_thread(_has_streamlit, Path(python).parent.parent):
+            log(f"The app pins no streamlit: installing streamlit=={spec.default_streamlit}.")
+            try:
+                await step([uv, "pip", "install", "--python", python,
+                            f"streamlit=={spec.default_streamlit}"], log)
+            except BuildError:  # e.g. Python 3.10, which newer releases no longer support
+                log("That Streamlit does not install on this Python: installing the newest "
+                    "Streamlit that supports it.")
+                await step([uv, "pip", "install", "--python", python, "streamlit"], log)
+
+    async def _wheels_only(self, spec: EnvSpec, src: Path, python: str, log: LogSink,
+                           step: Step) -> bool:
+        """Sandboxed builds: the whole install as wheels, in ONE `uv pip install --no-build`
+        into the still-empty environment with the shared cache writable (no package code
+        runs: see `process_cache`; a second uv call would run the `.pth` files of what the
+        first installed). A dry run (empty environment too) tells whether the files bring
+        Streamlit. True when that made the environment; False: build it with
+        `_install_with_builds` over a cache view."""
+        plan = spec.install_plan()
+        if self.isolation != sandbox.BUBBLEWRAP or plan.mode == "pyproject-build":
+            return False
+        uv = uv_binary()
+        for note in spec.notes or plan.notes:
+            log(note)
+        what: list[str] = []
+        try:
+            if plan.mode == "uv-lock":
+                await step([uv, "export", "--project", str(src / plan.folder), "--frozen",
+                            "--no-hashes", "--no-dev", "--no-emit-project", "-q", "-o",
+                            str(src / "locked.txt")], log)
+                what = ["-r", str(src / "locked.txt")]
+            elif plan.mode == "requirements":
+                what = ["-r", str(src / plan.requirements_path)]
+            planned: list[str] = []
+            base = [uv, "pip", "install", "--no-build", "--python", python]
+            if what:
+                await step([*base, "--dry-run", *what], planned.append)
+            if not any(planned_package("streamlit", line) for line in planned):
+                what.append(f"streamlit=={spec.default_streamlit}")
+                log(f"The app pins no streamlit: installing streamlit=="
+                    f"{spec.default_streamlit} with its dependencies.")
+            if not any(planned_package("authlib", line) for line in planned):
+                what += self.settings.app_auth_packages.split()  # `_install_auth_packages`
+            await step([*base, *what], log)
+        except BuildError:
+            log("==> Some packages are built from source: installing again with a "
+                "copy-on-write view of the package cache")
+            return False
+        return await asyncio.to_thread(_has_streamlit, Path(python).parent.parent)
+
+    def _untrusted_cache(self, spec: EnvSpec, log: LogSink) -> Any:
+        """The cache of steps that may run package code (`process_cache`); the shared one
+        when builds are not sandboxed (single-tenant: no other tenant to protect)."""
+        if self.isolation != sandbox.BUBBLEWRAP:
+            return contextlib.nullcontext(self._build_cache(spec))
+        return process_cache.cache_view(self._build_cache(spec))
 
     async def _install_dependencies(self, spec: EnvSpec, src: Path, python: str,
                                     log: LogSink, step: Step) -> None:
@@ -274,13 +339,15 @@ class EnvBuilds(PackageBuilds):
             sandbox.owned_dir(cache, sandbox.BUILDER_UID)
             sandbox.chown_tree(cache, sandbox.BUILDER_UID)
 
-    def _step_runner(self, spec: EnvSpec, interpreter: str, venv: Path) -> Step:
-        """How this build runs its steps: in the sandbox as the build user, or (single-tenant
-        mode) as they are."""
+    def _step_runner(self, spec: EnvSpec, interpreter: str, venv: Path,
+                     cache: Path | None = None) -> Step:
+        """How this build runs its steps: in the sandbox as the build user with `cache`
+        (default: the shared one) writable, or (single-tenant mode) as they are."""
         if self.isolation != sandbox.BUBBLEWRAP:
             return self._run
         assert self._tools is not None
-        tools, cache, uv = self._tools, self._build_cache(spec), Path(uv_binary())
+        tools, uv = self._tools, Path(uv_binary())
+        cache = cache or self._build_cache(spec)
         readable = [sandbox.python_prefix_of(interpreter), uv]
         ca = self.settings.ca_bundle_path
         if ca is not None:

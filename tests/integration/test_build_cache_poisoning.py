@@ -1,4 +1,5 @@
-"""A hostile package build cannot poison the package cache other apps' builds read (Docker).
+"""A hostile package build cannot poison the package cache other apps' builds read (the
+Docker engine's shared cache, the process runtime's sandboxed one).
 
 The cache is the test's own (the real one is shared by every test run): it holds the
 unpacked archive of `victimlib`, a wheel made here and installed once from a local
@@ -72,6 +73,28 @@ def cached_victims(cache: Path) -> list[Path]:
     return list(cache.glob("archive-v*/*/victimlib/__init__.py"))
 
 
+def hostile_checkout(tmp_path: Path) -> Path:
+    """A repository whose requirements name ./evilpkg, built by the BACKEND above."""
+    path = checkout(tmp_path, "hostile", {"requirements.txt": "./evilpkg\n"})
+    pkg = path / "evilpkg"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "evil"\nbackend-path = ["."]\n\n'
+        '[project]\nname = "evilpkg"\nversion = "0.1"\n')
+    (pkg / "evil.py").write_text(BACKEND)
+    return path
+
+
+def assert_not_poisoned(cache: Path, wheels: Path, lines: list[str], tmp_path: Path) -> None:
+    # The backend ran and found the cached module (in what it was given as the cache).
+    assert any("hostile backend rewrote 1 cached victimlib files" in line
+               for line in lines), "\n".join(lines[-30:])
+    assert not (cache / "poison-probe").exists(), "the build wrote into the shared cache"
+    assert [p.read_text() for p in cached_victims(cache)] == [CLEAN], \
+        "the hostile build rewrote a cached archive of the shared cache"
+    assert install_victimlib(cache, wheels, tmp_path / "after") == CLEAN
+
+
 def test_a_hostile_build_backend_cannot_poison_the_shared_cache(
         dsettings: Settings, docker_client: Any, tmp_path: Path) -> None:
     cache = tmp_path / "shared-cache"
@@ -80,14 +103,8 @@ def test_a_hostile_build_backend_cannot_poison_the_shared_cache(
     assert cached_victims(cache), "uv did not keep victimlib's archive in the cache"
 
     settings = dataclasses.replace(dsettings, uv_cache_dir=cache)
-    path = checkout(tmp_path, "hostile", {"requirements.txt": "./evilpkg\n"})
-    pkg = path / "evilpkg"
-    pkg.mkdir()
-    (pkg / "pyproject.toml").write_text(
-        '[build-system]\nrequires = []\nbuild-backend = "evil"\nbackend-path = ["."]\n\n'
-        '[project]\nname = "evilpkg"\nversion = "0.1"\n')
-    (pkg / "evil.py").write_text(BACKEND)
-    spec = EnvSpec.from_checkout(path, "3.11", settings.default_streamlit)
+    spec = EnvSpec.from_checkout(hostile_checkout(tmp_path), "3.11",
+                                 settings.default_streamlit)
     runtime = DockerRuntime(settings, docker_client)
     lines: list[str] = []
     try:
@@ -96,13 +113,29 @@ def test_a_hostile_build_backend_cannot_poison_the_shared_cache(
     finally:
         asyncio.run(runtime.close())
         remove_docker_installation(docker_client, runtime)
-    # The backend ran and found the cached module (in what it was given as the cache).
-    assert any("hostile backend rewrote 1 cached victimlib files" in line
-               for line in lines), "\n".join(lines[-30:])
-
-    assert not (cache / "poison-probe").exists(), "the build wrote into the shared cache"
-    assert [p.read_text() for p in cached_victims(cache)] == [CLEAN], \
-        "the hostile build rewrote a cached archive of the shared cache"
-    assert install_victimlib(cache, wheels, tmp_path / "after") == CLEAN
+    assert_not_poisoned(cache, wheels, lines, tmp_path)
     leftover = docker_client.volumes.list(filters={"label": f"stcloud.build={runtime.install_id}"})
     assert leftover == [], "the build's cache view outlived it"
+
+
+def test_a_sandboxed_process_build_cannot_poison_the_shared_cache(
+        settings: Settings, tmp_path: Path) -> None:
+    """The process runtime's sandboxed builds share `<cache>/sandboxed`, owned by the build
+    user; the hostile step gets a copy-on-write view of it (`process_cache`)."""
+    from supervisor.runtimes.process import ProcessRuntime
+    from supervisor.runtimes.sandbox import BUILDER_UID, chown_tree
+    root = tmp_path / "uv"
+    cache = root / "sandboxed"
+    wheels = victim_wheel(tmp_path / "wheels")
+    assert install_victimlib(cache, wheels, tmp_path / "before") == CLEAN
+    chown_tree(cache, BUILDER_UID)  # as the build user's steps left it
+    runtime = ProcessRuntime(dataclasses.replace(settings, uv_cache_dir=root,
+                                                 envs_dir=tmp_path / "envs"))
+    assert runtime.isolation == "bubblewrap", runtime.isolation_problem
+    spec = EnvSpec.from_checkout(hostile_checkout(tmp_path), "3.11",
+                                 settings.default_streamlit)
+    lines: list[str] = []
+    with pytest.raises(BuildError):
+        asyncio.run(runtime.ensure_env(spec, lines.append))
+    assert_not_poisoned(cache, wheels, lines, tmp_path)
+    assert not list(root.glob(".view-*")), "the build's cache view outlived it"

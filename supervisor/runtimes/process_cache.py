@@ -1,0 +1,75 @@
+"""The package cache a sandboxed build step of the process runtime may write.
+
+Every sandboxed build of a scope reads one cache (`<uv cache>/sandboxed`), owned by the
+build user. A step that may run package code (an sdist's setup.py, a build backend, a local
+package of the repository) must not write to it: it would plant files in wheels that other
+apps' builds copy into their environments. So (`process_build`):
+
+- the wheels-only step (one `uv pip install --no-build` into the empty environment: no
+  package code runs) binds the shared cache writable and fills it;
+- every other step binds `cache_view`: with root, an overlayfs mount whose lower layer is
+  the shared cache (read-only; warm) and whose upper layer is this build's scratch
+  directory, unmounted and removed when the build ends; without root (no mount), an empty
+  cache of the build's own, so such builds download again what they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from supervisor.runtimes import sandbox
+
+log = logging.getLogger("supervisor.runtimes.process")
+VIEW_PREFIX = ".view-"  # scratch directories beside the shared cache
+
+
+def _mount(lower: Path, scratch: Path) -> Path | None:
+    """Mount the copy-on-write view of `lower` under `scratch`; its path, or None when
+    the kernel refused (logged)."""
+    upper, work, merged = scratch / "upper", scratch / "work", scratch / "merged"
+    for path in (upper, work, merged):
+        path.mkdir()
+    sandbox.chown_tree(upper, sandbox.BUILDER_UID)
+    os.chmod(upper, 0o700)
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    done = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        log.warning("package cache view: mount failed: %s", done.stderr.strip()[-300:])
+        return None
+    return merged
+
+
+def _unmount(merged: Path) -> None:
+    subprocess.run(["umount", "-l", str(merged)], capture_output=True, check=False)
+
+
+@asynccontextmanager
+async def cache_view(shared: Path) -> AsyncIterator[Path]:
+    """A cache directory for steps that may run package code (module docstring)."""
+    await asyncio.to_thread(shared.mkdir, parents=True, exist_ok=True)
+    scratch = Path(await asyncio.to_thread(
+        tempfile.mkdtemp, prefix=VIEW_PREFIX, dir=shared.parent))
+    merged: Path | None = None
+    try:
+        if sandbox.running_as_root() and "," not in str(shared) + str(scratch) \
+                and ":" not in str(shared) + str(scratch):
+            merged = await asyncio.to_thread(_mount, shared, scratch)
+        if merged is not None:
+            yield merged
+        else:
+            own = scratch / "own"
+            await asyncio.to_thread(sandbox.owned_dir, own, sandbox.BUILDER_UID)
+            yield own
+    finally:
+        if merged is not None:
+            await asyncio.to_thread(_unmount, merged)
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
