@@ -50,6 +50,7 @@ from models import (
     table_of,
     utcnow,
 )
+from models.oidc import OidcClient
 from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
 from supervisor.control import restart
@@ -407,6 +408,8 @@ class Lifecycle(AppRecords):
             for model in (Favorite, AppViewer, AppSecret, AppSecretValue, AppGitCredential):
                 table = table_of(model)
                 s.exec(delete(table).where(table.c.app_id == app_id))
+            oidc = table_of(OidcClient)  # the app's st.login() client
+            s.exec(delete(oidc).where(oidc.c.app_id == app_id))
             if app is not None:
                 s.add(AppEvent(app_id=app_id, from_state=app.state, to_state="deleted",
                                reason="Deleted; instance, files and secrets removed"))
