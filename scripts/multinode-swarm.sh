@@ -222,8 +222,11 @@ print_env() {
 up() {
     command -v dockerd >/dev/null && command -v ip >/dev/null && command -v iptables >/dev/null \
         || { log "needs dockerd, iproute2 and iptables (scripts/ci-docker.sh)"; exit 1; }
-    [ -x /usr/bin/docker-registry ] || {
-        log "needs Debian's docker-registry (apt-get install docker-registry)"; exit 1; }
+    if [ ! -x /usr/bin/docker-registry ]; then
+        log "installing Debian's docker-registry (the env images' registry)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            docker-registry >/dev/null
+    fi
     mkdir -p "$RUN" "$STATE"
     bridge_up
     registry_up
