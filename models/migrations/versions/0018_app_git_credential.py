@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
         sa.Column('secret', sa.Text(), nullable=False),
         sa.Column('public_key', sa.Text(), nullable=False),
-        sa.Column('created_at', sa.DateTime(), nullable=False),
+        sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint('app_id'),
     )
 
