@@ -442,4 +442,11 @@ def check_settings(settings: Settings) -> Settings:
     if settings.env_sharing not in {"installation", "workspace"}:
         raise ValueError(f"Setting 'env_sharing' must be installation or workspace, "
                          f"not {settings.env_sharing!r}.")
+    if settings.sleep_default_policy.strip():
+        from backend.apps import sleep_policy  # its rules import nothing of the platform
+        from backend.errors import ValidationError
+        try:
+            sleep_policy.validate(sleep_policy.parse(settings.sleep_default_policy), settings)
+        except ValidationError as e:
+            raise ValueError(f"Setting 'sleep_default_policy': {e.message}") from None
     return settings

@@ -155,3 +155,12 @@ def test_idle_since_is_the_newest_view_or_deploy() -> None:
     assert sp.idle_since(app) == utc(2026, 1, 1)  # naive times are UTC
     app.last_deployed_at, app.last_viewed_at = utc(2026, 1, 3), utc(2026, 1, 2)
     assert sp.idle_since(app) == utc(2026, 1, 3)
+
+
+def test_a_default_policy_out_of_bounds_is_refused_at_start() -> None:
+    from backend.platform.settings import load_settings
+    assert load_settings(env={}, sleep_default_policy="idle 12h").sleep_default_policy
+    with pytest.raises(ValueError, match="'sleep_default_policy': The shortest idle period"):
+        load_settings(env={}, sleep_default_policy="idle 1m")
+    with pytest.raises(ValueError, match="is not a sleep policy"):
+        load_settings(env={"STCLOUD_SLEEP_DEFAULT_POLICY": "sometimes"})
