@@ -20,6 +20,7 @@ from sqlmodel import select
 from backend.apps import secrets as app_secrets
 from backend.apps.service import load_app_for
 from backend.context import Context
+from backend.errors import BackendError
 from backend.platform.settings import Settings
 from models import App, User, session_scope
 from models.oidc import OidcClient
@@ -96,3 +97,17 @@ def identity_headers_on(ctx: Context, app_id: int) -> bool:
     with session_scope(ctx.engine) as s:
         row = s.exec(select(OidcClient).where(OidcClient.app_id == app_id)).first()
     return bool(row and row.identity_headers)
+
+
+def secret_values(ctx: Context, app_id: int) -> list[str]:
+    """The app's client secret and cookie secret (for the log masking), [] without a
+    client or when the key cannot decrypt them."""
+    with session_scope(ctx.engine) as s:
+        row = s.exec(select(OidcClient).where(OidcClient.app_id == app_id)).first()
+    if row is None:
+        return []
+    try:
+        client = _client(ctx, row)
+    except BackendError:
+        return []
+    return [client.client_secret, client.cookie_secret]

@@ -7,7 +7,9 @@ the supervisor records or mails, which may quote a log (state reasons, events, t
 deploy error, email details: `supervisor.control.app_records`).
 
 Masked are the values the app's secrets have ever had, current, replaced and removed ones
-(`backend.apps.secrets.every_value`), by these rules (`targets`):
+(`backend.apps.secrets.every_value`), and the client secret and cookie secret of its
+st.login() `[auth]` section (`backend.accounts.oidc_clients.secret_values`), by these
+rules (`targets`):
 - every string, integer and float in the TOML document, at any depth (tables, arrays,
   inline tables); key names are not masked, nor booleans and dates;
 - a value is masked once it is `MIN_LENGTH` (6) characters or longer, surrounding
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from backend.accounts import oidc_clients
 from backend.apps import secrets
 from backend.context import Context
 
@@ -81,4 +84,5 @@ def mask(ctx: Context, app_id: int, text: str) -> str:
     """Log text of app `app_id` with every value its secrets ever had masked."""
     if not text:
         return text
-    return mask_text(text, targets(secrets.every_value(ctx, app_id)))
+    values = secrets.every_value(ctx, app_id) + oidc_clients.secret_values(ctx, app_id)
+    return mask_text(text, targets(values))
