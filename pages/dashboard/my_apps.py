@@ -4,7 +4,8 @@ Each row: ☆/⭐ star, name (a link to the app; a lock when it is private), rep
 branch · main file, status on one line (a failure's short reason, in full on App details;
 🌙 sleeping apps get a moon button that wakes them), owner (👥 when another developer
 deployed it), last deploy time (relative, exact on hover), and the "︙" menu: Favorite,
-Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL. View-only workspaces show a
+Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL, Put to sleep now, and for site
+admins Stop / Start and Move to another workspace. View-only workspaces show a
 "👁 view-only" note instead of the management actions; favorites work everywhere.
 
 Fast with a thousand apps: one listing call (`backend.apps.listing`, a fixed number of queries),
@@ -20,6 +21,7 @@ from typing import Any
 
 import streamlit as st
 
+from backend import workspaces
 from backend.apps.listing import AppListing, list_workspace_apps
 from backend.context import Context
 from backend.errors import BackendError
@@ -83,6 +85,34 @@ def app_menu(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
                       args=(app.id, actions.ask_delete, app.id))
         else:
             st.caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
+        lifecycle_items(ctx, user, app)
+
+
+def lifecycle_items(ctx: Context, user: Any, app: Any) -> None:
+    """The menu's Put to sleep now (the app's developers), and Stop / Start and Move to
+    another workspace (site admins), as on App details (`backend.apps.admin_actions`)."""
+    def item(label: str, action: str, icon: str) -> None:
+        st.button(label, key=f"menu_{action}_{app.id}", icon=icon, type="tertiary",
+                  on_click=actions.from_menu, args=(app.id, actions.lifecycle, ctx, user,
+                                                     app.id, app.subdomain, action))
+
+    if app.can_manage and app.state == "running" and app.desired_state == "running":
+        item("Put to sleep now", "sleep", "🌙")
+    if not getattr(user, "is_admin", False):
+        return
+    if app.desired_state == "stopped" or app.state == "stopped":
+        item("Start", "start", ":material/play_arrow:")
+    else:
+        item("Stop (admin)", "stop", ":material/stop:")
+    spaces = {w.id: w.name for w, _ in workspaces.list_workspaces(ctx, user)
+              if w.id is not None and w.id != app.workspace_id}
+    if spaces:
+        key = f"menu_move_to_{app.id}"
+        st.selectbox("Move to workspace (admin)", list(spaces), key=key, index=None,
+                     format_func=lambda i: spaces[i], placeholder="Choose a workspace")
+        st.button("Move", key=f"menu_move_{app.id}", icon=":material/drive_file_move:",
+                  type="tertiary", disabled=ss.get(key) is None, on_click=actions.from_menu,
+                  args=(app.id, actions.move, ctx, user, app.id, key))
 
 
 def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
