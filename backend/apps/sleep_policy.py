@@ -31,17 +31,19 @@ Text form (CLI, API `policy`, the `sleep_default_policy` setting): `default`, `n
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from backend.errors import ValidationError
 
 KINDS = ("default", "idle", "never", "schedule")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SCHEDULE_GRACE = timedelta(minutes=15)
+MAX_IDLE_DAYS = 365
 _UNITS = {"m": 1.0, "min": 1.0, "h": 60.0, "d": 1440.0}
 FIELD = "policy"
 
@@ -96,6 +98,9 @@ def parse_duration(text: str) -> float:
     minutes = float(found[1]) * _UNITS[found[2] or "m"]
     if minutes <= 0:
         raise _refuse("An idle period is longer than zero; choose minutes, hours or days.")
+    if minutes > MAX_IDLE_DAYS * 1440:
+        raise _refuse(f"An idle period is at most {MAX_IDLE_DAYS} days; for an app that "
+                      "should stay on, choose never.")
     return minutes
 
 
@@ -132,11 +137,20 @@ def parse_hours(text: str) -> tuple[int, int]:
     return start, end
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 def check_zone(name: str) -> str:
+    """`name` when it is an IANA time zone this machine knows (only names from its list: a
+    path such as `America` or `../x` never reaches the zone files)."""
     try:
+        if name not in _zones():
+            raise ZoneInfoNotFoundError(name)
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise _refuse(f"'{name}' is not a time zone; write an IANA name such as "
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise _refuse(f"'{name[:64]}' is not a time zone; write an IANA name such as "
                       "Europe/Berlin, America/New_York or UTC.") from None
     return name
 

@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from backend.apps import sleep_policy as sp
 from backend.errors import ValidationError
@@ -43,11 +46,14 @@ def test_text_form_round_trips() -> None:
     ("sometimes", "Write one of: default, never, idle 90m"),
     ("idle soon", "write minutes, hours or days"),
     ("idle 0m", "longer than zero"),
+    ("idle 99999999999999d", "at most 365 days"),
     ("schedule someday 08:00-18:00 UTC", "are not weekdays"),
     ("schedule mon-fri 8-18 UTC", "write them as 08:00-18:00"),
     ("schedule mon-fri 18:00-08:00 UTC", "end before they start"),
     ("schedule mon-fri 08:00-25:00 UTC", "hours go from 00:00 to 24:00"),
     ("schedule mon-fri 08:00-18:00 Mars/Olympus", "not a time zone"),
+    ("schedule mon-fri 08:00-18:00 America", "not a time zone"),  # a directory of zones
+    ("schedule mon-fri 08:00-18:00 ../../etc/passwd", "not a time zone"),
 ])
 def test_parse_errors_say_how_to_write_it(text: str, says: str) -> None:
     with pytest.raises(ValidationError) as e:
@@ -164,3 +170,19 @@ def test_a_default_policy_out_of_bounds_is_refused_at_start() -> None:
         load_settings(env={}, sleep_default_policy="idle 1m")
     with pytest.raises(ValueError, match="is not a sleep policy"):
         load_settings(env={"STCLOUD_SLEEP_DEFAULT_POLICY": "sometimes"})
+
+
+WORDS = st.sampled_from(["default", "never", "idle", "schedule", "mon-fri", "sun-tue", "daily",
+                         "08:00-18:00", "24:00-25:00", "90m", "0", "1e9", "9999999999d", "UTC", "America",
+                         "Europe/Berlin", "../x", "mon,,fri", "-", ""])
+
+
+@hypothesis_settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.lists(WORDS, max_size=5).map(" ".join)))
+def test_any_text_is_a_policy_or_a_validation_error(text: str) -> None:
+    try:
+        policy = sp.validate(sp.parse(text), settings())
+    except ValidationError as e:
+        assert e.field == "policy" and e.message
+        return
+    assert sp.parse(sp.spec(policy)) == policy  # what is stored reads back the same
