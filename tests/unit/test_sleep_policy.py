@@ -173,8 +173,8 @@ def test_a_default_policy_out_of_bounds_is_refused_at_start() -> None:
 
 
 WORDS = st.sampled_from(["default", "never", "idle", "schedule", "mon-fri", "sun-tue", "daily",
-                         "08:00-18:00", "24:00-25:00", "90m", "0", "1e9", "9999999999d", "UTC", "America",
-                         "Europe/Berlin", "../x", "mon,,fri", "-", ""])
+                         "08:00-18:00", "24:00-25:00", "90m", "0", "1e9", "9999999999d",
+                         "UTC", "America", "Europe/Berlin", "../x", "mon,,fri", "-", ""])
 
 
 @hypothesis_settings(max_examples=300, derandomize=True, deadline=None)
