@@ -16,7 +16,9 @@ empty commit, resets it), whichever is newer; waking an app counts as a view.
 - when the policy's time comes, the app's worker stops the instance and the app goes to
   `sleeping`; checkout and environment are kept, so waking is a plain start;
 - a sleeping app whose schedule's window has begun goes to `starting` (once per window:
-  `AppSleepPolicy.scheduled_wake_at`), which the reconcile loop starts from disk.
+  `AppSleepPolicy.scheduled_wake_at`, also set for an app that was awake when its window
+  began, so putting it to sleep by hand within the window lasts), which the reconcile loop
+  starts from disk.
 
 Everything here takes `now`, so tests move time instead of waiting: `plan()` is pure,
 `run_hibernation_pass(ctx, now)` does the warnings and the scheduled wakes and returns the
@@ -50,6 +52,9 @@ class Plan:
     warn: list[int] = field(default_factory=list)
     sleep: list[int] = field(default_factory=list)
     wake: list[int] = field(default_factory=list)  # sleeping apps whose hours began
+    # Running apps whose hours began while they were awake: their window counts as woken,
+    # so a person's "sleep now" in it is not undone by the next pass.
+    awake: list[int] = field(default_factory=list)
 
 
 def idle_since(app: App) -> datetime:
@@ -71,10 +76,14 @@ def plan(apps: list[App], now: datetime, settings: Settings,
     for app in apps:
         app_id = id_of(app)
         policy = (policies or {}).get(app_id, sp.Policy())
+        window_began = sp.scheduled_wake(policy, settings, now,
+                                         (last_wakes or {}).get(app_id)) is not None
         if app.state == "sleeping" and app.desired_state == "running":
-            if sp.scheduled_wake(policy, settings, now, (last_wakes or {}).get(app_id)):
+            if window_began:
                 out.wake.append(app_id)
             continue
+        if window_began:
+            out.awake.append(app_id)
         at = _sleep_at(app, policy, now, settings)
         if at is None:
             continue
@@ -102,6 +111,10 @@ def run_hibernation_pass(ctx: Context, now: datetime) -> list[int]:
         _warn(ctx, app_id, policies[app_id], now)
     for app_id in due.wake:
         _wake_for_schedule(ctx, app_id, policies[app_id], now)
+    for app_id in due.awake:
+        start = sp.scheduled_wake(policies[app_id], settings, now, None)
+        if start is not None:
+            sleep_settings.mark_scheduled_wake(ctx, app_id, start)
     return due.sleep
 
 

@@ -115,3 +115,32 @@ def test_the_hibernation_pass_follows_each_policy(world: World) -> None:
     assert at(7.0) == [week, default]  # the default (Community Cloud's 7 days), never: no
     twelve = open_context(dataclasses.replace(ctx.settings, sleep_default_policy="idle 12h"))
     assert hibernation.run_hibernation_pass(twelve, t0 + timedelta(hours=13)) == [default]
+
+
+def test_a_schedule_wakes_once_per_window_and_a_sleep_by_hand_in_it_lasts(
+        world: World) -> None:
+    ctx, dev = world.ctx, world.users["dev"]
+    app_id = world.new_app("office")
+    sleep_settings.set_policy(ctx, dev, app_id, "schedule daily 00:00-24:00 UTC")
+    t = running(ctx, app_id).created_at + timedelta(minutes=1)
+    assert hibernation.run_hibernation_pass(ctx, t) == []  # awake in its hours: counted
+
+    def state() -> str:
+        with session_scope(ctx.engine) as s:
+            return s.get(App, app_id).state  # type: ignore[union-attr]
+
+    def put_to_sleep() -> None:
+        with session_scope(ctx.engine) as s:
+            app = s.get(App, app_id)
+            app.state = "sleeping"  # type: ignore[union-attr]
+            s.add(app)
+
+    put_to_sleep()  # by hand, within the window
+    hibernation.run_hibernation_pass(ctx, t + timedelta(minutes=5))
+    assert state() == "sleeping"
+    tomorrow = t.replace(hour=0, minute=1, second=0) + timedelta(days=1)
+    hibernation.run_hibernation_pass(ctx, tomorrow)
+    assert state() == "starting"  # the next window wakes it, once
+    put_to_sleep()
+    hibernation.run_hibernation_pass(ctx, tomorrow + timedelta(minutes=5))
+    assert state() == "sleeping"
