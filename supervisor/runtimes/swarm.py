@@ -90,6 +90,18 @@ def _state(task: dict[str, Any]) -> str:
     return str((task.get("Status") or {}).get("State"))
 
 
+def _leaving(task: dict[str, Any]) -> bool:
+    """Swarm means the task to end: its node was drained or is down (the supervisor never
+    updates a service, and restart policy none replaces nothing). A task on a node that
+    is down keeps its last reported state, `running`, while nothing serves it: only its
+    desired state says it is lost."""
+    return str(task.get("DesiredState") or "running") in ("shutdown", "remove", "orphaned")
+
+
+def _alive(task: dict[str, Any]) -> bool:
+    return _state(task) in ALIVE and not _leaving(task)
+
+
 def _labels(service: dict[str, Any]) -> dict[str, str]:
     return service["Spec"].get("Labels") or {}
 
@@ -311,7 +323,7 @@ class SwarmRuntime(DockerEngine, Runtime):
         service = await self._find(app_id, state)
         if service is None:
             return Status("missing")
-        ended = [t for t in await self._tasks(service["ID"]) if _state(t) not in ALIVE]
+        ended = [t for t in await self._tasks(service["ID"]) if not _alive(t)]
         if not ended:
             return Status("running")
         statuses = [await self._task_status(t) for t in ended]
@@ -320,6 +332,8 @@ class SwarmRuntime(DockerEngine, Runtime):
     async def _task_status(self, task: dict[str, Any]) -> Status:
         status = task.get("Status") or {}
         if status.get("State") == "remove":
+            return Status("missing")
+        if status.get("State") in ALIVE:  # still reported alive, but _leaving: node lost
             return Status("missing")
         cstatus = status.get("ContainerStatus") or {}
         code = cstatus.get("ExitCode")
@@ -344,7 +358,7 @@ class SwarmRuntime(DockerEngine, Runtime):
 
     async def adopt(self, found: Any) -> Instance | None:
         tasks = await self._tasks(found["ID"])
-        if not tasks or any(_state(t) != "running" for t in tasks):
+        if not tasks or any(_state(t) != "running" or _leaving(t) for t in tasks):
             return None
         addresses = [await self._task_address(t) for t in tasks]
         if not all(addresses):

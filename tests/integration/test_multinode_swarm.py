@@ -25,7 +25,10 @@ from supervisor.runtimes.swarm import SwarmRuntime
 from tests.support.multinode import (
     Multinode,
     multinode,
+    node_client,
+    running_tasks_on,
     set_availability,
+    set_link,
     task_nodes,
 )
 from tests.support.runtimes import app, checkout, env_for, remove_swarm_installation, wait_for
@@ -107,3 +110,82 @@ async def wait_not_alive(rt: SwarmRuntime, app_id: int, state: dict[str, Any],
     async def ended() -> bool:
         return not (await rt.poll(app_id, state)).alive
     await wait_for(ended, timeout, "the runtime to see the task end")
+
+
+def other_worker(worker: str) -> str:
+    return "stcmn-n3" if worker == "stcmn-n2" else "stcmn-n2"
+
+
+async def restart_elsewhere(rt: SwarmRuntime, spec: Any, env: Any, old: Any) -> Any:
+    """What the supervisor does with an instance that ended: stop it, start it again."""
+    await rt.stop(spec.app_id, old.state)
+    return await rt.start(spec, env)
+
+
+def test_a_drained_node_s_app_is_seen_ended_and_follows_to_another_node(
+        msettings: Settings, manager: docker.DockerClient, tmp_path: Path) -> None:
+    """Draining the worker an app runs on ends its task (restart policy none: swarm does
+    not replace it); `poll` reports that, and the restart the supervisor then makes lands
+    on the other worker at a new overlay address, which answers."""
+    settings = dataclasses.replace(msettings, swarm_placement_constraints="node.role==worker")
+    rt = swarm_runtime(settings, manager)
+    path = checkout(tmp_path, "drained")
+    spec = app(settings, path, 11)
+
+    async def scenario() -> None:
+        env = await env_for(rt, path)
+        first = await rt.start(spec, env)
+        await wait_answers(first.address, rt, 11, first.state)
+        [worker] = task_nodes(manager, first.state["service_id"])
+        set_availability(manager, worker, "drain")
+        await wait_not_alive(rt, 11, first.state, 30)
+        moved = await restart_elsewhere(rt, spec, env, first)
+        assert task_nodes(manager, moved.state["service_id"]) == [other_worker(worker)]
+        assert moved.address != first.address
+        await wait_answers(moved.address, rt, 11, moved.state)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        remove_swarm_installation(manager, rt.install_id)
+
+
+def test_a_lost_node_s_app_is_served_elsewhere_and_not_twice_when_it_returns(
+        mn: Multinode, msettings: Settings, manager: docker.DockerClient,
+        tmp_path: Path) -> None:
+    """The worker an app runs on loses its link: the manager marks it down, `poll` reports
+    the task lost (its last state stays `running`: only its desired state says so), the
+    restart runs on the other worker. When the link comes back, the returned node stops
+    its copy: one copy of the app runs, not two."""
+    settings = dataclasses.replace(msettings, swarm_placement_constraints="node.role==worker")
+    rt = swarm_runtime(settings, manager)
+    path = checkout(tmp_path, "lost")
+    spec = app(settings, path, 12)
+    lost = ""
+
+    async def scenario() -> None:
+        nonlocal lost
+        env = await env_for(rt, path)
+        first = await rt.start(spec, env)
+        await wait_answers(first.address, rt, 12, first.state)
+        [lost] = task_nodes(manager, first.state["service_id"])
+        set_link(lost, up=False)
+        await wait_not_alive(rt, 12, first.state, 60)
+        moved = await restart_elsewhere(rt, spec, env, first)
+        assert task_nodes(manager, moved.state["service_id"]) == [other_worker(lost)]
+        await wait_answers(moved.address, rt, 12, moved.state)
+        set_link(lost, up=True)
+        returned = node_client(mn, lost)
+
+        async def old_copy_gone() -> bool:
+            return not running_tasks_on(returned, first.state["service_id"])
+        await wait_for(old_copy_gone, 90, "the returned node to stop its copy")
+        returned.close()
+        await wait_answers(moved.address, rt, 12, moved.state)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        if lost:
+            set_link(lost, up=True)
+        remove_swarm_installation(manager, rt.install_id)

@@ -86,3 +86,22 @@ def set_availability(client: docker.DockerClient, hostname: str, availability: s
             node.update(spec)
             return
     raise AssertionError(f"no node {hostname}")
+
+
+def set_link(hostname: str, up: bool) -> None:
+    """Cut (or restore) a node's only link, the host end of its veth pair on the bridge: to
+    the rest of the swarm the node is lost, while its daemon and containers run on."""
+    node = hostname.removeprefix("stcmn-")
+    subprocess.run(["ip", "link", "set", f"stcmn-{node}-h", "up" if up else "down"],
+                   check=True, timeout=10)
+
+
+def node_client(mn: Multinode, hostname: str) -> docker.DockerClient:
+    """A client of that node's own daemon (what runs there, whatever the manager thinks)."""
+    return mn.client(mn.nodes[int(hostname.removeprefix("stcmn-n")) - 1])
+
+
+def running_tasks_on(client: docker.DockerClient, service_id: str) -> list[Any]:
+    """The containers of the service's tasks running on the daemon of `client`."""
+    return list(client.containers.list(filters={
+        "label": f"com.docker.swarm.service.id={service_id}"}))
