@@ -4,21 +4,26 @@ through a registry).
 
 The runtime talks to the manager's socket; the host reaches the tasks' overlay addresses
 through the script's gateway, as a proxy on the overlay would. Without the swarm these
-tests skip (fail under REQUIRE_MULTINODE=1, as in CI). They never open the database, so the
-PostgreSQL pass leaves them out and the shared swarm is used by one pass at a time.
+tests skip (fail under REQUIRE_MULTINODE=1, as in CI). They are marked `no_database` so that
+the PostgreSQL pass leaves them out: the swarm is shared, and one test draining a node must
+not move another pass's apps (the supervisor test runs on SQLite only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import docker
 import pytest
 
+from backend.apps import service as apps
+from backend.context import open_context
 from backend.platform.settings import Settings
 from supervisor.runtimes.base import StartError
 from supervisor.runtimes.swarm import SwarmRuntime
@@ -33,6 +38,7 @@ from tests.support.multinode import (
 )
 from tests.support.runtimes import app, checkout, env_for, remove_swarm_installation, wait_for
 from tests.support.runtimes import wait_healthy as wait_answers
+from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 
 pytestmark = [pytest.mark.multinode, pytest.mark.no_database]
 
@@ -189,3 +195,50 @@ def test_a_lost_node_s_app_is_served_elsewhere_and_not_twice_when_it_returns(
         if lost:
             set_link(lost, up=True)
         remove_swarm_installation(manager, rt.install_id)
+
+
+# The real supervisor: its proxy follows the app to another node ----------------------------
+async def page_ok(port: int, host: str) -> bool:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as resp:
+                return resp.status == 200 and "<title>Streamlit</title>" in await resp.text()
+    except (TimeoutError, aiohttp.ClientError):
+        return False
+
+
+def test_the_supervisor_s_route_follows_an_app_off_a_drained_node(
+        mn: Multinode, msettings: Settings, manager: docker.DockerClient, admin: Any,
+        hello_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor on the host, its runtime on the manager: a deployed app is served
+    through the proxy from a worker; the worker is drained; the supervisor sees the task
+    end, starts the app on the other worker and its proxy routes there."""
+    settings = dataclasses.replace(msettings, swarm_placement_constraints="node.role==worker")
+    monkeypatch.setenv("DOCKER_HOST", mn.manager)
+    ctx = open_context(settings)
+    port = settings.port
+    host = f"roamer.localhost:{port}"
+    sup = SupervisorProcess(settings, tmp_path / "sup.log").start()
+    try:
+        view = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, subdomain="roamer")
+        row = wait_for_state(ctx, view.id, {"running", "build_failed", "crashed"}, sup=sup)
+        assert row.state == "running", row.state_reason
+        first = json.loads(row.runtime_state)["instance"]
+        [worker] = task_nodes(manager, first["service_id"])
+        assert asyncio.run(page_ok(port, host))
+        set_availability(manager, worker, "drain")
+
+        def moved() -> bool:
+            app_row = load_app(ctx, view.id)
+            if app_row is None or app_row.state != "running":
+                return False
+            inst = json.loads(app_row.runtime_state)["instance"]
+            return inst["service_id"] != first["service_id"] and asyncio.run(
+                page_ok(port, host))
+        wait_until(moved, 120, "the app to serve from the other worker", sup)
+        now = json.loads(load_app(ctx, view.id).runtime_state)["instance"]
+        assert task_nodes(manager, now["service_id"]) == [other_worker(worker)]
+        assert now["addresses"] != first["addresses"]
+    finally:
+        sup.stop()
+        remove_swarm_installation(manager, SwarmRuntime(settings, manager).install_id)
