@@ -30,8 +30,8 @@ RED, GREY, ORANGE = "#FF4B4B", "#808495", "#FFA421"
 STOPPED_STATES = frozenset({"crashed", "stopped", "sleeping", "build_failed", "deleting"})
 
 
-def _x(res: resources.Resources) -> alt.X:
-    return alt.X("at:T", title="Time (UTC)", scale=alt.Scale(
+def _x(res: resources.Resources, title: str | None = "Time (UTC)") -> alt.X:
+    return alt.X("at:T", title=title, scale=alt.Scale(
         type="utc", domain=[res.series.since.isoformat(), res.series.until.isoformat()]))
 
 
@@ -65,9 +65,10 @@ def memory_chart(res: resources.Resources, warn_percent: float,
     rows = memory_rows(res)
     names = [TOTAL] + [f"Instance {n}" for n in _instances(res)] if \
         len(_instances(res)) > 1 else [TOTAL]
-    color = alt.Color("series:N", title=None, scale=alt.Scale(
-        domain=names, range=[RED, "#0068C9", "#29B09D", "#7D353B", "#FFABAB"][:len(names)]),
-        legend=alt.Legend(orient="top") if len(names) > 1 else None)
+    scale = alt.Scale(domain=names,
+                      range=[RED, "#0068C9", "#29B09D", "#7D353B", "#FFABAB"][:len(names)])
+    color = alt.Color("series:N", title=None, scale=scale,
+                      legend=alt.Legend(orient="top") if len(names) > 1 else None)
     y = alt.Y("memory:Q", title="Memory (MiB)", scale=alt.Scale(zero=True))
     tooltip = [alt.Tooltip("time:N", title="Time"), alt.Tooltip("series:N", title="Of"),
                alt.Tooltip("memory:Q", title="MiB (PSS)"),
@@ -77,21 +78,21 @@ def memory_chart(res: resources.Resources, warn_percent: float,
     data = alt.Data(values=rows)
     line = alt.Chart(data).mark_line().encode(x=_x(res), y=y, color=color)
     points = alt.Chart(data).mark_point(size=18, filled=True).encode(
-        x=_x(res), y=y, color=color, tooltip=tooltip)
+        x=_x(res), y=y, tooltip=tooltip,
+        color=alt.Color("series:N", scale=scale, legend=None))
     limit = round(res.series.memory_limit_bytes / MIB)
     marks = [{"y": limit, "label": f"Limit {limit} MiB", "kind": "limit"}]
     if warn_percent > 0:
         marks.append({"y": round(limit * warn_percent / 100), "kind": "warning",
                       "label": f"Warning at {warn_percent:g} % ({limit * warn_percent / 100:.0f}"
                                " MiB)"})
-    rules = alt.Chart(alt.Data(values=marks)).mark_rule().encode(
+    rules = alt.Chart(alt.Data(values=marks)).mark_rule(color=GREY).encode(
         y="y:Q", tooltip=[alt.Tooltip("label:N", title="Memory")],
-        color=alt.Color("kind:N", scale=alt.Scale(domain=["limit", "warning"],
-                                                  range=[GREY, ORANGE]), legend=None),
+        stroke=alt.Stroke("kind:N", scale=alt.Scale(domain=["limit", "warning"],
+                                                    range=[GREY, ORANGE]), legend=None),
         strokeDash=alt.StrokeDash("kind:N", scale=alt.Scale(
             domain=["limit", "warning"], range=[[6, 4], [2, 3]]), legend=None))
-    return alt.layer(line, points, rules).resolve_scale(color="independent").properties(
-        height=height)
+    return alt.layer(line, points, rules).properties(height=height)
 
 
 def cpu_chart(res: resources.Resources,
@@ -104,11 +105,12 @@ def cpu_chart(res: resources.Resources,
                   "series": f"Instance {p.instance}", "cpu": round(p.cpu_percent, 1)}
                  for p in res.instances]
     data = alt.Data(values=rows)
-    y = alt.Y("cpu:Q", title="CPU (% of a core)", scale=alt.Scale(zero=True))
+    y = alt.Y("cpu:Q", title="CPU %", scale=alt.Scale(zero=True))
     color = alt.Color("series:N", title=None, legend=None)
-    line = alt.Chart(data).mark_line(strokeWidth=1.5).encode(x=_x(res), y=y, color=color)
+    x = _x(res, title=None)  # the memory chart above names the axis
+    line = alt.Chart(data).mark_line(strokeWidth=1.5).encode(x=x, y=y, color=color)
     points = alt.Chart(data).mark_point(size=12, filled=True).encode(
-        x=_x(res), y=y, color=color,
+        x=x, y=y, color=color,
         tooltip=[alt.Tooltip("time:N", title="Time"), alt.Tooltip("series:N", title="Of"),
                  alt.Tooltip("cpu:Q", title="CPU %")])
     return alt.layer(line, points).properties(height=height)
@@ -144,8 +146,9 @@ def now_caption(res: resources.Resources, state: str) -> str:
 
 
 def warning_text(warning: resources.Warning, minutes: float) -> str:
+    span = f"{minutes * 60:g} seconds" if minutes < 1 else f"{minutes:g} minutes"
     return (f"This app has used more than {warning.percent:g} % of its memory limit for "
-            f"over {minutes:g} minutes (since {ui.relative_time(warning.since)}; highest "
+            f"over {span} (above it since {ui.exact_time(warning.since)}; highest "
             f"{warning.peak_bytes / MIB:,.0f} MiB of {warning.limit_bytes / MIB:,.0f} MiB). "
             "If it goes over the limit it is stopped: reduce its memory use (st.cache_data, "
             "st.cache_resource, load less at once). Its developers were notified.")
@@ -169,5 +172,5 @@ def resources_section(ctx: Context, user: Any, app_id: int, state: str, key: str
         return
     st.altair_chart(memory_chart(res, ctx.settings.memory_warning_percent,
                                  180 if compact else 240), width="stretch")
-    st.altair_chart(cpu_chart(res, 90 if compact else 140), width="stretch")
+    st.altair_chart(cpu_chart(res, 110 if compact else 140), width="stretch")
     st.caption(now_caption(res, state))
