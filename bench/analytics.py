@@ -32,6 +32,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from backend.context import Context
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -52,7 +54,7 @@ def zipf_weights(n: int, s: float) -> list[float]:
     return [1 / (i + 1) ** s for i in range(n)]
 
 
-def seed(ctx, n_events: int, rng: random.Random) -> tuple[int, int, int, float]:  # type: ignore
+def seed(ctx: Context, n_events: int, rng: random.Random) -> tuple[int, int, int, float]:
     """Users, workspaces, apps, then the events. Returns (admin id, busiest workspace id,
     busiest app id, load seconds)."""
     with session_scope(ctx.engine) as s:
@@ -102,7 +104,7 @@ def seed(ctx, n_events: int, rng: random.Random) -> tuple[int, int, int, float]:
     return admin_id, ws_id, busiest_app, load
 
 
-def _busiest_app(ctx) -> int:  # type: ignore[no-untyped-def]
+def _busiest_app(ctx: Context) -> int:
     t = analytics.APP_TOTAL
     with ctx.engine.connect() as conn:
         return conn.execute(select(t.c.app_id).order_by(t.c.views.desc()).limit(1)).scalar_one()

@@ -36,6 +36,9 @@ import time
 import uuid
 from pathlib import Path
 
+from backend.context import Context
+from backend.platform.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -70,14 +73,14 @@ def _drop(server: str, name: str) -> None:
     engine.dispose()
 
 
-def _running(ctx, app_id: int) -> bool:  # type: ignore[no-untyped-def]
+def _running(ctx: Context, app_id: int) -> bool:
     app = load_app(ctx, app_id)
     if app is not None and app.state in ("build_failed", "crashed"):
         raise RuntimeError(f"app {app_id}: {app.state}: {app.state_reason}")
     return app is not None and app.state == "running"
 
 
-def _resume_steps_down(ctx, settings, sup: SupervisorProcess,  # type: ignore[no-untyped-def]
+def _resume_steps_down(ctx: Context, settings: Settings, sup: SupervisorProcess,
                        app_id: int) -> bool:
     """SIGCONT the frozen ex-leader: it must step down, and the app keep its one instance."""
     assert sup.proc is not None

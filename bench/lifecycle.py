@@ -35,8 +35,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+from backend.context import Context
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,7 +67,7 @@ def page(text: str) -> str:
             "st.altair_chart(alt.Chart(df).mark_line().encode(x='x', y='y'))\n")
 
 
-def wait(check, timeout: float, what: str, interval: float = 0.01):  # type: ignore[no-untyped-def]
+def wait(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
         if time.monotonic() > deadline:
@@ -105,14 +109,14 @@ def bare_install_and_start(work: Path, cache: Path, requirements: str) -> float:
     return total
 
 
-def set_idle(ctx, app_id: int, days: float) -> None:  # type: ignore[no-untyped-def]
+def set_idle(ctx: Context, app_id: int, days: float) -> None:
     with session_scope(ctx.engine) as s:
         app = s.get(App, app_id)
         app.last_viewed_at = app.last_deployed_at = utcnow() - timedelta(days=days)
         s.add(app)
 
 
-def load(ctx, app_id: int) -> App:  # type: ignore[no-untyped-def]
+def load(ctx: Context, app_id: int) -> App:
     with session_scope(ctx.engine) as s:
         return s.get(App, app_id)
 

@@ -37,6 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -347,7 +348,7 @@ def main() -> None:
         (out / "load.json").write_text(json.dumps(results, indent=2, default=str))
 
 
-def print_tables(results: dict) -> None:  # type: ignore[type-arg]
+def print_tables(results: dict[str, Any]) -> None:
     d, p, r = results["direct"], results["proxy"], results["supervisor_rss"]
     print("\n| measure | direct (baseline) | through the proxy | proxy/direct |")
     print("|---|---|---|---|")

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -38,7 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait(check: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:

@@ -15,7 +15,8 @@ import pytest
 
 from backend.accounts import identity
 from backend.apps import favorites
-from backend.context import open_context
+from backend.context import Context, open_context
+from backend.platform.settings import Settings
 from models import App, AppEvent, session_scope
 from tests.browser.docs_shots import docs_shot_async
 from tests.support import overlay_support as rows
@@ -57,7 +58,7 @@ def set_state(env: Env, state: str, reason: str = "") -> None:
             s.add(AppEvent(app_id=env.app_id, from_state="running", to_state=state))
 
 
-def test_our_pages_render(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_our_pages_render(ctx: Context) -> None:
     async def scenario(env: Env, browser: Any) -> None:
         url = f"http://hello.localhost:{env.port}/"
         log_dir = env.ctx.settings.logs_path / str(env.app_id)
@@ -127,11 +128,11 @@ def test_our_pages_render(ctx) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def domain_ctx(settings):  # type: ignore[no-untyped-def]
+def domain_ctx(settings: Settings) -> Context:
     return open_context(dataclasses.replace(settings, domain="cloud.test"))
 
 
-def test_identity_on_a_real_domain(domain_ctx) -> None:  # type: ignore[no-untyped-def]
+def test_identity_on_a_real_domain(domain_ctx: Context) -> None:
     async def scenario(env: Env, browser: Any) -> None:
         port = env.port
         context = await browser.new_context(viewport={"width": 1024, "height": 720})

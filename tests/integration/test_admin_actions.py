@@ -12,13 +12,16 @@ from sqlmodel import select
 
 from backend.apps import admin_actions
 from backend.apps import service as apps
+from backend.context import Context
 from backend.errors import NotFound, PermissionDenied
-from models import Workspace, session_scope
+from backend.platform.settings import Settings
+from models import User, Workspace, session_scope
+from tests.conftest import GitRepo
 from tests.support.api_world import make_user
-from tests.support.supervisor_harness import wait_for_state
+from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
 
 
-def serves(settings, subdomain: str) -> bool:  # type: ignore[no-untyped-def]
+def serves(settings: Settings, subdomain: str) -> bool:
     """Whether the app's instance answers through the proxy (not one of our pages)."""
     req = urllib.request.Request(f"http://127.0.0.1:{settings.port}/_stcore/health",
                                  headers={"Host": f"{subdomain}.localhost:{settings.port}"})
@@ -29,8 +32,9 @@ def serves(settings, subdomain: str) -> bool:  # type: ignore[no-untyped-def]
         return False
 
 
-def test_sleep_wake_stop_move_end_to_end(settings, ctx, admin, hello_repo,  # type: ignore[no-untyped-def]
-                                         supervisor) -> None:
+def test_sleep_wake_stop_move_end_to_end(
+        settings: Settings, ctx: Context, admin: User, hello_repo: GitRepo,
+        supervisor: SupervisorProcess) -> None:
     owner = make_user(ctx, "owner")
     view = apps.deploy_app(ctx, owner, repo_url=hello_repo.url, subdomain="nap")
     wait_for_state(ctx, view.id, {"running"}, sup=supervisor)

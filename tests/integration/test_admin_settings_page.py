@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from backend.context import open_context
 from backend.errors import PermissionDenied
@@ -26,7 +27,7 @@ PAGE = "pages/dashboard/admin_settings.py"
 SECRET = "smtp-pass-never-shown-4711"
 
 
-def table(at) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+def table(at: AppTest) -> dict[str, tuple[str, str]]:
     frame = at.dataframe[0].value
     return {row["Setting"]: (row["Value"], row["From"]) for _, row in frame.iterrows()}
 

@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from backend.accounts import api_tokens
 from backend.apps.log_files import app_log_path
+from backend.context import Context
 from models import ApiToken, AppSecret, session_scope
 from supervisor.api import make_api_app
 from supervisor.api import v1 as api_v1
@@ -32,7 +33,7 @@ SECRET_VALUE = "s3cr3t-value-never-echoed"
 
 
 # Tokens ----------------------------------------------------------------------------------
-def test_tokens_are_hashed_scoped_and_revocable(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_are_hashed_scoped_and_revocable(ctx: Context) -> None:
     alice = make_user(ctx, "alice")
     row, plain = api_tokens.create_token(ctx, alice, "laptop", ["deploy"])
     assert plain.startswith("stc_") and len(plain) > 40

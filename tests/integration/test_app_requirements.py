@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from backend import app_requirements
 from backend.accounts import api_tokens
 from backend.apps import service as apps
+from backend.context import Context
 from backend.errors import ValidationError
 from backend.platform.supervisor_report import PlatformInfo, write_platform
 from pages.dashboard import _ui as ui
@@ -38,7 +39,7 @@ APP = "import streamlit as st\nst.write('hi')\n"
 DEBIAN_PYTHONS = ["3.9", "3.11", "3.13"]
 
 
-def runtime_reports(ctx, engine: str,  # type: ignore[no-untyped-def]
+def runtime_reports(ctx: Context, engine: str,
                     packages_pythons: list[str] | None = None,
                     packages_problem: str = "") -> None:
     write_platform(ctx, PlatformInfo(engine=engine, python_versions=OFFERED,

@@ -9,17 +9,22 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 from backend.accounts import api_tokens
 from backend.apps.secrets import runtime_path
+from backend.context import Context
 from backend.platform.settings import PROJECT_ROOT
+from models import User
+from tests.conftest import GitRepo
 from tests.support.instances import instance_id
 from tests.support.supervisor_harness import SupervisorProcess, wait_until
 
 SECRET = "cli-secret-value-1234"
 
 
-def test_cli_life_cycle(ctx, admin, hello_repo, tmp_path) -> None:  # type: ignore
+def test_cli_life_cycle(ctx: Context, admin: User, hello_repo: GitRepo, tmp_path: Path) -> None:
     config = tmp_path / "home" / "cli.json"
     env = {**os.environ, "STCLOUD_CLI_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
 
@@ -30,7 +35,7 @@ def test_cli_life_cycle(ctx, admin, hello_repo, tmp_path) -> None:  # type: igno
             assert done.returncode == 0, (args, done.stdout, done.stderr)
         return done
 
-    def listed() -> dict[str, dict]:  # type: ignore[type-arg]
+    def listed() -> dict[str, dict[str, Any]]:
         return {a["subdomain"]: a for a in json.loads(cli("apps", "list", "--json").stdout)}
 
     _, token = api_tokens.create_token(ctx, admin, "cli-test", "read,deploy")

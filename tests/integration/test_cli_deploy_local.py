@@ -12,15 +12,19 @@ import os
 import pty
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from backend.accounts import api_tokens
+from backend.context import Context
 from backend.platform.settings import PROJECT_ROOT
+from models import User
 from supervisor import local_deploy
 from supervisor.api_client import CliError
-from tests.conftest import EXAMPLE_APP, _git
+from tests.conftest import EXAMPLE_APP, GitRepo, _git
 from tests.support.supervisor_harness import SupervisorProcess
 
 PAGE = "import streamlit as st\nst.write({!r})\n"
@@ -46,13 +50,13 @@ class Cli:
         done = self("login", "--url", self.url, "--token", self.token, cwd=PROJECT_ROOT)
         assert done.returncode == 0, done.stderr
 
-    def apps(self) -> dict[str, dict]:  # type: ignore[type-arg]
+    def apps(self) -> dict[str, dict[str, Any]]:
         done = self("apps", "list", "--json", cwd=PROJECT_ROOT)
         return {a["subdomain"]: a for a in json.loads(done.stdout)}
 
 
 @pytest.fixture
-def platform(ctx, admin, tmp_path):  # type: ignore[no-untyped-def]
+def platform(ctx: Context, admin: User, tmp_path: Path) -> Iterator[Cli]:
     _, token = api_tokens.create_token(ctx, admin, "laptop", "read,deploy")
     sup = SupervisorProcess(ctx.settings, tmp_path / "supervisor.log").start()
     cli = Cli(tmp_path, f"http://localhost:{ctx.settings.port}", token)
@@ -61,8 +65,8 @@ def platform(ctx, admin, tmp_path):  # type: ignore[no-untyped-def]
     sup.stop()
 
 
-def test_deploy_dot_finds_the_tree_prints_phases_and_the_url(platform, make_repo,  # type: ignore
-                                                            ctx) -> None:
+def test_deploy_dot_finds_the_tree_prints_phases_and_the_url(
+        platform: Cli, make_repo: Callable[..., GitRepo], ctx: Context) -> None:
     repo = make_repo("dotted", example_files())
     (repo.work / "notes").mkdir()
     done = platform("deploy", ".", "--subdomain", "dotted", cwd=repo.work / "notes")
@@ -93,7 +97,8 @@ def test_deploy_dot_finds_the_tree_prints_phases_and_the_url(platform, make_repo
     assert "git push -u origin feature" in done.stderr
 
 
-def test_an_ambiguous_main_file_is_asked_or_named(platform, make_repo) -> None:  # type: ignore
+def test_an_ambiguous_main_file_is_asked_or_named(
+        platform: Cli, make_repo: Callable[..., GitRepo]) -> None:
     repo = make_repo("pages", {"first.py": PAGE.format("first"),
                                "second.py": PAGE.format("second"),
                                "helper.py": "VALUE = 1\n",
@@ -122,7 +127,8 @@ def test_an_ambiguous_main_file_is_asked_or_named(platform, make_repo) -> None: 
         ("second.py", "first.py")
 
 
-def test_deploy_dot_says_what_is_missing(platform, make_repo, tmp_path) -> None:  # type: ignore
+def test_deploy_dot_says_what_is_missing(
+        platform: Cli, make_repo: Callable[..., GitRepo], tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
     done = platform("deploy", ".", cwd=plain)
@@ -193,7 +199,8 @@ def test_main_file_and_remote_rules(tmp_path: Path) -> None:
     assert local_deploy.without_credentials("git@host:a/b.git") == "git@host:a/b.git"
 
 
-def test_a_failed_build_prints_its_reason_and_log(platform, make_repo) -> None:  # type: ignore
+def test_a_failed_build_prints_its_reason_and_log(
+        platform: Cli, make_repo: Callable[..., GitRepo]) -> None:
     repo = make_repo("broken", {"streamlit_app.py": PAGE.format("x"),
                                 "requirements.txt": "no-such-package-stcloud-cli==9.9\n"})
     done = platform("deploy", ".", "--subdomain", "broken", cwd=repo.work)

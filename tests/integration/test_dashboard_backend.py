@@ -284,7 +284,7 @@ def test_check_main_file_leaves_no_temporary_clone(ctx, make_repo, tmp_path,
 def count_queries(ctx: Context) -> Any:
     seen: list[str] = []
 
-    def before(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
     event.listen(ctx.engine, "before_cursor_execute", before)
     return seen, lambda: event.remove(ctx.engine, "before_cursor_execute", before)

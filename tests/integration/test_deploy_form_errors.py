@@ -9,11 +9,12 @@ import pytest
 from sqlmodel import select
 
 from backend.apps.deploy import DeployRequest, deploy
+from backend.context import Context
 from backend.errors import ValidationError
 from models import Workspace, session_scope
 
 
-def _workspaces(ctx) -> set[str]:  # type: ignore[no-untyped-def]
+def _workspaces(ctx: Context) -> set[str]:
     with session_scope(ctx.engine) as s:
         return {w.name for w in s.exec(select(Workspace)).all()}
 

@@ -6,6 +6,7 @@ repository is not fetched, not even to learn its size, by a server that honours 
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -18,11 +19,11 @@ APP = "import streamlit as st\nst.write('hi')\n"
 BIG = 2 * 1024 * 1024
 
 
-def _count_clones(monkeypatch) -> list[list[str]]:  # type: ignore[no-untyped-def]
+def _count_clones(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     clones: list[list[str]] = []
     real = repos._git
 
-    def counting(args: list[str], *rest):  # type: ignore[no-untyped-def]
+    def counting(args: list[str], *rest: Any) -> str:
         if "clone" in args:
             clones.append(args)
         return real(args, *rest)

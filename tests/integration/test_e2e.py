@@ -15,7 +15,9 @@ import json
 import psutil
 
 from backend.apps import service as apps
-from backend.context import open_context
+from backend.context import Context, open_context
+from models import User
+from tests.conftest import GitRepo
 from tests.support.instances import http_get, instance_alive, instance_id, running_instances
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import (
@@ -27,7 +29,7 @@ from tests.support.supervisor_harness import (
 )
 
 
-def app_pid(ctx, app_id: int) -> int:  # type: ignore[no-untyped-def]
+def app_pid(ctx: Context, app_id: int) -> int:
     app = load_app(ctx, app_id)
     assert app is not None
     return json.loads(app.runtime_state)["instance"]["pid"]
@@ -43,7 +45,8 @@ def test_deploy_open_websocket_reboot_delete(engine_settings, admin, hello_repo,
         supervisor.stop()
 
 
-def _deploy_open_reboot_delete(ctx, admin, hello_repo, supervisor) -> None:  # type: ignore
+def _deploy_open_reboot_delete(
+        ctx: Context, admin: User, hello_repo: GitRepo, supervisor: SupervisorProcess) -> None:
     port = ctx.settings.port
     host = f"hello.localhost:{port}"
     view = apps.deploy_app(ctx, admin, repo_url=hello_repo.url, branch="main",

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_failure_pages_explain_and_mask(ctx, state: str, phase: str, cause: str,
 class _Lifecycle(SimpleNamespace):
     """What `Updater._redeploy` asks of the lifecycle, no more."""
 
-    def note(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def note(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def load(self, app_id: int) -> App:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
-from backend.context import open_context
+from backend.context import Context, open_context
+from backend.platform.settings import Settings
 from models import App, session_scope
 from tests.conftest import corpus_files
 from tests.support.corpus import host_details
@@ -24,13 +27,13 @@ DONE = {"running", "build_failed", "crashed"}
 
 
 @pytest.fixture
-def crash_once(settings):  # type: ignore[no-untyped-def]
+def crash_once(settings: Settings) -> Settings:
     """Settings where one crash leaves the app `crashed` (no restart)."""
     return dataclasses.replace(settings, crash_backoff="")
 
 
 @pytest.fixture
-def supervisor(crash_once, tmp_path):  # type: ignore[no-untyped-def]
+def supervisor(crash_once: Settings, tmp_path: Path) -> Iterator[SupervisorProcess]:
     sup = SupervisorProcess(crash_once, tmp_path / "supervisor.log").start()
     yield sup
     sup.stop()
@@ -73,7 +76,7 @@ def test_failures_are_explained(crash_once, admin, supervisor, make_repo, tmp_pa
                                                    "build").decode()
 
 
-def run_session(settings, subdomain: str) -> None:  # type: ignore[no-untyped-def]
+def run_session(settings: Settings, subdomain: str) -> None:
     host = f"{subdomain}.localhost:{settings.port}"
     asyncio.run(open_streamlit_session(f"ws://127.0.0.1:{settings.port}", host, 30))
 
@@ -113,7 +116,7 @@ def test_crash_after_reboot_quotes_only_its_run_and_logs_show_the_public_url(
     assert not host_details(settings, app.state_reason), app.state_reason
 
 
-def _state(ctx, app_id: int) -> str:  # type: ignore[no-untyped-def]
+def _state(ctx: Context, app_id: int) -> str:
     with session_scope(ctx.engine) as s:
         app = s.get(App, app_id)
         return app.state if app else ""

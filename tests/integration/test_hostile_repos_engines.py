@@ -15,6 +15,7 @@ import dataclasses
 import http.client
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,11 @@ from sqlmodel import select
 from backend.accounts import api_tokens, keys
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
-from models import AppEvent, Build, session_scope
+from backend.context import Context
+from backend.platform.settings import Settings
+from models import AppEvent, Build, User, session_scope
 from supervisor.runtimes.base import BuildError, EnvSpec
+from tests.conftest import GitRepo
 from tests.support.hostile_host import (
     SECRET,
     Host,
@@ -47,7 +51,7 @@ def test_engines_refuse_a_dependency_file_linked_to_a_key(engine: str, name: str
 
 
 @pytest.mark.parametrize("engine", ["docker", "swarm"])
-def test_docker_errors_quote_only_an_excerpt(engine: str, settings) -> None:  # type: ignore[no-untyped-def]
+def test_docker_errors_quote_only_an_excerpt(engine: str, settings: Settings) -> None:
     long_tail = "9" * 60
     spec = EnvSpec(python_version="3.99" + long_tail, files={}, default_streamlit="1.67.0")
     bad = EnvSpec(python_version="3.11", files={"packages.txt": b"x"}, default_streamlit="1",
@@ -83,7 +87,8 @@ def api_get(port: int, token: str, path: str) -> str:
         conn.close()
 
 
-def dashboard_text(settings, monkeypatch: pytest.MonkeyPatch, user, app_id: int) -> str:  # type: ignore[no-untyped-def]
+def dashboard_text(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, user: User, app_id: int) -> str:
     """The visible text of the app's detail and logs pages in the real dashboard."""
     import streamlit as st
 
@@ -104,9 +109,9 @@ def dashboard_text(settings, monkeypatch: pytest.MonkeyPatch, user, app_id: int)
         st.cache_resource.clear()
 
 
-def test_supervisor_deploy_of_hostile_repos_leaks_nothing(ctx, admin, settings, make_repo,
-                                                          tmp_path: Path,
-                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_supervisor_deploy_of_hostile_repos_leaks_nothing(
+        ctx: Context, admin: User, settings: Settings, make_repo: Callable[..., GitRepo],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cookie_key = keys.dashboard_cookie_key(ctx)  # <data>/keys/dashboard_cookie
     password_file = settings.data_dir / "initial_admin_password"
     password = next(line.split(":", 1)[1].strip() for line in
@@ -157,7 +162,7 @@ def test_supervisor_deploy_of_hostile_repos_leaks_nothing(ctx, admin, settings, 
 # The secrets copy ---------------------------------------------------------------------
 @pytest.mark.parametrize("layout", ["file-link", "dir-link"])
 def test_process_runtime_secrets_copy_never_writes_through_a_symlink(
-        host: Host, settings, tmp_path: Path, layout: str) -> None:  # type: ignore[no-untyped-def]
+        host: Host, settings: Settings, tmp_path: Path, layout: str) -> None:
     """The runtime's copy of an app's secrets must never land where a repository's
     symlink points (before the sandbox it was written into the checkout with O_TRUNC,
     overwriting the dashboard cookie key with text the deployer chose)."""
@@ -188,7 +193,8 @@ def test_process_runtime_secrets_copy_never_writes_through_a_symlink(
 
 
 @pytest.mark.parametrize("engine", ["process", "docker", "swarm"])
-def test_requirements_cannot_include_a_host_file(engine: str, settings, host: Host) -> None:  # type: ignore[no-untyped-def]
+def test_requirements_cannot_include_a_host_file(
+        engine: str, settings: Settings, host: Host) -> None:
     """The bytes of requirements.txt are the repository's own, but uv follows its `-r`
     includes: only the build's own sandbox or container keeps those in the repository
     (with process_sandbox = off, uv on the host reads and quotes the included key)."""

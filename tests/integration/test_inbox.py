@@ -58,7 +58,8 @@ def _outbox(ctx: Context) -> list[EmailOutbox]:
 
 
 # Backend ---------------------------------------------------------------------------------
-def test_a_notice_to_a_developer_without_email_lands_in_the_inbox(ctx, admin) -> None:  # type: ignore[no-untyped-def]
+def test_a_notice_to_a_developer_without_email_lands_in_the_inbox(
+        ctx: Context, admin: User) -> None:
     app_id = apps.deploy_app(ctx, admin, repo_url="/srv/git/team/x.git", subdomain="x").id
     ws = apps.get_app(ctx, admin, app_id).workspace_id
     nomail = _member(ctx, "nomail", ws, "developer", email="")
@@ -80,7 +81,7 @@ def test_a_notice_to_a_developer_without_email_lands_in_the_inbox(ctx, admin) ->
     assert inbox.unread_count(ctx, nomail) == 1
 
 
-def test_queue_writes_the_inbox_too_and_marks_only_ones_own(ctx, admin) -> None:  # type: ignore[no-untyped-def]
+def test_queue_writes_the_inbox_too_and_marks_only_ones_own(ctx: Context, admin: User) -> None:
     app_id = apps.deploy_app(ctx, admin, repo_url="/srv/git/team/y.git", subdomain="y").id
     ws = apps.get_app(ctx, admin, app_id).workspace_id
     dev = _member(ctx, "dee", ws, "developer", email="dee@example.com")
@@ -223,7 +224,7 @@ def test_inbox_lists_newest_first_and_marks_read(dash: Dash) -> None:
         assert all(n.read_at is not None for n in s.exec(select(Notification)).all())
 
 
-def test_a_mail_that_fails_for_good_no_longer_counts_as_emailed(ctx, admin) -> None:  # type: ignore[no-untyped-def]
+def test_a_mail_that_fails_for_good_no_longer_counts_as_emailed(ctx: Context, admin: User) -> None:
     app_id = apps.deploy_app(ctx, admin, repo_url="/srv/git/team/z.git", subdomain="z").id
     ws = apps.get_app(ctx, admin, app_id).workspace_id
     dev = _member(ctx, "dora", ws, "developer", email="dora@example.com")

@@ -19,21 +19,24 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import select
 
 from backend.apps import service as apps
-from backend.context import open_context
+from backend.context import Context, open_context
 from backend.platform.notifications import OVER_LIMIT_SUBJECT
+from backend.platform.settings import Settings
 from models import App, Build, EmailOutbox, User, session_scope, utcnow
 from supervisor.runtimes import cgroups
 from supervisor.runtimes.base import AppSpec, EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 from tests.support.instances import http_get, instance_alive
-from tests.support.lifecycle_support import LiveSession
+from tests.support.lifecycle_support import LiveSession, MailSink
 from tests.support.runtimes import wait_healthy
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
@@ -45,7 +48,8 @@ HOG = ("import time\nimport streamlit as st\nst.write('Allocating')\nhog = []\n"
        "time.sleep(60)  # holds the memory, as a cache would\n")
 
 
-def prepare(engine_settings, mail_sink, **extra):  # type: ignore[no-untyped-def]
+def prepare(
+        engine_settings: Settings, mail_sink: MailSink, **extra: Any) -> tuple[Settings, Context]:
     settings = dataclasses.replace(engine_settings, **mail_sink.settings(), **extra)
     ctx = open_context(settings)
     with session_scope(ctx.engine) as s:
@@ -55,7 +59,7 @@ def prepare(engine_settings, mail_sink, **extra):  # type: ignore[no-untyped-def
     return settings, ctx
 
 
-def instance(ctx, app_id: int) -> dict:  # type: ignore[no-untyped-def]
+def instance(ctx: Context, app_id: int) -> dict[str, Any]:
     app = load_app(ctx, app_id)
     return json.loads(app.runtime_state).get("instance", {}) if app else {}
 
@@ -73,7 +77,7 @@ def kill(state: dict) -> None:
         docker.from_env().containers.get(state["container_id"]).kill()
 
 
-def set_fields(ctx, app_id: int, **fields) -> None:  # type: ignore[no-untyped-def]
+def set_fields(ctx: Context, app_id: int, **fields: Any) -> None:
     with session_scope(ctx.engine) as s:
         app = s.get(App, app_id)
         for name, value in fields.items():
@@ -152,7 +156,7 @@ def test_crash_count_survives_a_supervisor_restart(settings, admin, make_repo, m
                                 "requirements.txt": REQUIREMENTS})
     crashy = apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="crashy")
 
-    def running_other_than(previous: str):  # type: ignore[no-untyped-def]
+    def running_other_than(previous: str) -> Callable[[], Any]:
         return lambda: ((a := load_app(ctx, crashy.id)) and a.state == "running"
                         and ident(instance(ctx, crashy.id)) not in ("", previous)
                         and instance(ctx, crashy.id))
@@ -184,7 +188,7 @@ def test_crash_count_survives_a_supervisor_restart(settings, admin, make_repo, m
         sup.stop()
 
 
-def _outbox(ctx) -> list[EmailOutbox]:  # type: ignore[no-untyped-def]
+def _outbox(ctx: Context) -> list[EmailOutbox]:
     with session_scope(ctx.engine) as s:
         return list(s.exec(select(EmailOutbox)))
 
@@ -250,7 +254,7 @@ def test_hibernation_sleep_wake_and_polling(settings, admin, make_repo, mail_sin
         sup.stop()
 
 
-def _builds(ctx, app_id: int) -> int:  # type: ignore[no-untyped-def]
+def _builds(ctx: Context, app_id: int) -> int:
     with session_scope(ctx.engine) as s:
         return len(s.exec(select(Build.id).where(Build.app_id == app_id)).all())
 

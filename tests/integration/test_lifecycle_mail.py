@@ -13,9 +13,10 @@ from sqlmodel import select
 
 from backend.accounts import auth
 from backend.apps import service as apps
+from backend.context import Context
 from backend.errors import PermissionDenied
 from backend.platform import notifications
-from models import App, EmailOutbox, Membership, session_scope, utcnow
+from models import App, EmailOutbox, Membership, User, session_scope, utcnow
 from supervisor import mailer
 from tests.support.lifecycle_support import (
     set_email,
@@ -47,7 +48,7 @@ def test_recipients_and_dedupe(ctx, admin) -> None:
         notifications.list_outbox(ctx, dev)
 
 
-def queue_one(ctx, admin, kind: str = "crashed") -> int:  # type: ignore[no-untyped-def]
+def queue_one(ctx: Context, admin: User, kind: str = "crashed") -> int:
     set_email(ctx, "admin", "admin@example.com")
     view = apps.deploy_app(ctx, admin, repo_url="/srv/git/team/demo.git", subdomain="demo")
     with session_scope(ctx.engine) as s:
@@ -56,7 +57,7 @@ def queue_one(ctx, admin, kind: str = "crashed") -> int:  # type: ignore[no-unty
     return view.id
 
 
-def outbox(ctx) -> list[EmailOutbox]:  # type: ignore[no-untyped-def]
+def outbox(ctx: Context) -> list[EmailOutbox]:
     with session_scope(ctx.engine) as s:
         return list(s.exec(select(EmailOutbox).order_by(EmailOutbox.id)))
 

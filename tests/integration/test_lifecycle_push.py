@@ -19,7 +19,7 @@ import time
 from sqlmodel import select
 
 from backend.apps import service as apps
-from backend.context import open_context
+from backend.context import Context, open_context
 from models import AppEvent, EmailOutbox, User, session_scope
 from tests.support.instances import http_get, instance_alive, instance_id
 from tests.support.lifecycle_support import LiveSession, Poller, post, send_github_push
@@ -131,6 +131,6 @@ def test_pushes_update_in_place_redeploy_without_downtime_and_report_failures(
         sup.stop()
 
 
-def _statuses(ctx) -> set[str]:  # type: ignore[no-untyped-def]
+def _statuses(ctx: Context) -> set[str]:
     with session_scope(ctx.engine) as s:
         return {f"{r.kind}:{r.status}" for r in s.exec(select(EmailOutbox))}

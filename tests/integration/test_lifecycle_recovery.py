@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from backend.apps import service as apps
-from backend.context import open_context
+from backend.context import Context, open_context
 from models import Build, EmailOutbox, User, session_scope
 from tests.support.instances import http_get, instance_alive, instance_id, running_instances
 from tests.support.lifecycle_support import (
@@ -25,13 +25,13 @@ REQUIREMENTS = "streamlit==1.67.0\npandas==3.1.1\n"
 PAGE = "import streamlit as st\nst.write('Version {n}')\n"
 
 
-def builds_of(ctx, app_id: int, commit: str) -> list[str]:  # type: ignore[no-untyped-def]
+def builds_of(ctx: Context, app_id: int, commit: str) -> list[str]:
     with session_scope(ctx.engine) as s:
         return sorted(s.exec(select(Build.status).where(Build.app_id == app_id,
                                                         Build.commit == commit)))
 
 
-def outbox_kinds(ctx) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def outbox_kinds(ctx: Context) -> list[tuple[str, str]]:
     with session_scope(ctx.engine) as s:
         return sorted((r.kind, r.status) for r in s.exec(select(EmailOutbox)))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -16,8 +17,9 @@ from sqlmodel import select
 from backend.accounts import auth
 from backend.apps import hooks
 from backend.apps import service as apps
+from backend.context import Context
 from backend.errors import NotFound, PermissionDenied
-from models import App, AppEvent, EmailOutbox, Membership, session_scope, utcnow
+from models import App, AppEvent, EmailOutbox, Membership, User, session_scope, utcnow
 from supervisor.api import make_api_app
 from supervisor.control import hibernation
 from supervisor.proxy import make_proxy_app
@@ -59,7 +61,7 @@ def test_webhooks_verify_before_acting(ctx, admin) -> None:
         async with TestClient(TestServer(proxy)) as client:
             host = {"Host": f"localhost:{ctx.settings.port}", "X-GitHub-Event": "push"}
 
-            async def hook(data: bytes, **headers: str):  # type: ignore[no-untyped-def]
+            async def hook(data: bytes, **headers: str) -> tuple[int, Any]:
                 resp = await client.post("/api/v1/hooks/github", data=data,
                                          headers={**host, **headers})
                 return resp.status, await resp.json()
@@ -125,7 +127,7 @@ def test_webhook_info_is_for_developers(ctx, admin) -> None:
 
 
 # Hibernation -------------------------------------------------------------------------------
-def running_app(ctx, admin, name: str, visibility: str = "public") -> int:  # type: ignore
+def running_app(ctx: Context, admin: User, name: str, visibility: str = "public") -> int:
     view = apps.deploy_app(ctx, admin, repo_url=f"/srv/git/team/{name}.git", subdomain=name)
     with session_scope(ctx.engine) as s:
         app = s.get(App, view.id)

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,10 @@ from mcp_types import CallToolResult
 from backend.accounts import api_tokens
 from backend.apps.log_files import app_log_path
 from backend.apps.secrets import runtime_path
+from backend.context import Context
 from backend.platform.settings import PROJECT_ROOT
+from models import User
+from tests.conftest import GitRepo
 from tests.support.instances import instance_id
 from tests.support.supervisor_harness import SupervisorProcess, all_apps, wait_until
 
@@ -55,8 +58,8 @@ def error_text(result: CallToolResult) -> str:
     return " ".join(getattr(c, "text", "") for c in result.content)
 
 
-def test_mcp_session_deploys_and_debugs_an_app(ctx, admin, hello_repo,  # type: ignore
-                                               tmp_path) -> None:
+def test_mcp_session_deploys_and_debugs_an_app(ctx: Context, admin: User, hello_repo: GitRepo,
+                                               tmp_path: Path) -> None:
     _, token = api_tokens.create_token(ctx, admin, "assistant", "read,deploy")
     url = f"http://localhost:{ctx.settings.port}"
     sup = SupervisorProcess(ctx.settings, tmp_path / "supervisor.log").start()
@@ -112,8 +115,8 @@ def test_mcp_session_deploys_and_debugs_an_app(ctx, admin, hello_repo,  # type: 
         sup.stop()
 
 
-def test_mcp_tools_refuse_a_token_without_the_scope(ctx, admin, hello_repo,  # type: ignore
-                                                    tmp_path) -> None:
+def test_mcp_tools_refuse_a_token_without_the_scope(ctx: Context, admin: User, hello_repo: GitRepo,
+                                                    tmp_path: Path) -> None:
     _, reader = api_tokens.create_token(ctx, admin, "reader", "read")
     row, revoked = api_tokens.create_token(ctx, admin, "old", "read,deploy")
     api_tokens.revoke_token(ctx, admin, row.id)  # type: ignore[arg-type]
@@ -167,8 +170,8 @@ def test_the_mcp_server_without_a_token_says_how_to_give_one(tmp_path: Path) -> 
     assert "an API token in $STCLOUD_TOKEN" in done.stderr and "Account page" in done.stderr
 
 
-def test_mcp_status_of_a_failed_build_shows_why(ctx, admin, make_repo,  # type: ignore
-                                                tmp_path) -> None:
+def test_mcp_status_of_a_failed_build_shows_why(
+        ctx: Context, admin: User, make_repo: Callable[..., GitRepo], tmp_path: Path) -> None:
     _, token = api_tokens.create_token(ctx, admin, "assistant", "read,deploy")
     broken = make_repo("broken", {"streamlit_app.py": "import streamlit as st\n",
                                   "requirements.txt": "no-such-package-stcloud-mcp==9.9\n"})

@@ -16,6 +16,7 @@ import http.client
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,8 +25,9 @@ from aiohttp import web
 from sqlmodel import select
 
 from backend.apps import service as apps
-from backend.context import open_context
-from models import ViewEvent, session_scope
+from backend.context import Context, open_context
+from backend.platform.settings import Settings
+from models import User, ViewEvent, session_scope
 from supervisor.control.health import (
     CURRENT_HEALTH,
     LEGACY_HEALTH,
@@ -170,7 +172,7 @@ class AlwaysRunning:
         return Status("running")
 
 
-def test_lifecycle_waits_for_a_legacy_server(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_lifecycle_waits_for_a_legacy_server(ctx: Context) -> None:
     """The supervisor's start-up wait accepts an instance that answers only `/healthz`."""
     quick = dataclasses.replace(ctx.settings, health_timeout=5.0)
     lc = Lifecycle(dataclasses.replace(ctx, settings=quick), AlwaysRunning())  # type: ignore
@@ -201,7 +203,7 @@ async def legacy_stream(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def test_proxy_counts_a_legacy_session_as_a_view(ctx) -> None:  # type: ignore
+def test_proxy_counts_a_legacy_session_as_a_view(ctx: Context) -> None:
     """A browser of an old release opens `/stream` with no subprotocol: forwarded, and one
     view for its visitor."""
     from backend.accounts import identity
@@ -271,22 +273,22 @@ def _visitor_cookie(resp: http.client.HTTPResponse) -> str:
     raise AssertionError(f"no visitor cookie in {resp.headers.get_all('Set-Cookie')}")
 
 
-def _views(ctx, app_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _views(ctx: Context, app_id: int) -> list[str]:
     with session_scope(ctx.engine) as s:
         return [e.viewer_key for e in s.exec(
             select(ViewEvent).where(ViewEvent.app_id == app_id)).all()]
 
 
-def _python_offered(settings, version: str) -> bool:  # type: ignore[no-untyped-def]
+def _python_offered(settings: Settings, version: str) -> bool:
     from supervisor.runtimes.process import ProcessRuntime
     return version in ProcessRuntime(settings).python_versions()
 
 
 @pytest.mark.parametrize("release", RELEASES,
                          ids=lambda r: r.corpus if isinstance(r, OldRelease) else None)
-def test_old_streamlit_app_runs_and_serves(release: OldRelease, settings, admin,
+def test_old_streamlit_app_runs_and_serves(release: OldRelease, settings: Settings, admin: User,
                                            make_repo: Callable[..., Any],
-                                           tmp_path) -> None:  # type: ignore[no-untyped-def]
+                                           tmp_path: Path) -> None:
     if release.python and not _python_offered(settings, release.python):
         pytest.skip(f"{release.corpus} needs Python {release.python}, which the process "
                     f"runtime does not offer on this machine (no such interpreter found)")
@@ -310,7 +312,7 @@ def test_old_streamlit_app_runs_and_serves(release: OldRelease, settings, admin,
         sup.stop()
 
 
-def _serves_through_proxy(ctx, port: int, app_id: int, sup) -> None:  # type: ignore
+def _serves_through_proxy(ctx: Context, port: int, app_id: int, sup: SupervisorProcess) -> None:
     host = f"oldst.localhost:{port}"
     status, resp, body = _get(port, host, headers={"Accept": "text/html",
                                                    "Sec-Fetch-Dest": "document"})

@@ -11,13 +11,14 @@ from sqlmodel import select
 
 from backend.accounts import identity
 from backend.analytics import usage
+from backend.context import Context
 from models import App, AppEvent, EmailOutbox, session_scope, utcnow
 from tests.support.overlay_env import Env, run, set_cookies
 
 MIB = 1 << 20
 
 
-def test_over_limit_page_and_email_name_used_and_limit(ctx) -> None:  # type: ignore
+def test_over_limit_page_and_email_name_used_and_limit(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         now = utcnow()
         for minutes_ago, used in ((30, 1000), (6, 900), (3, 980), (1, 1010)):

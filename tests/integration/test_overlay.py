@@ -12,6 +12,7 @@ import asyncio
 import pytest
 
 from backend.accounts import identity
+from backend.context import Context
 from supervisor.proxy.inject import OVERLAY_TAGS
 from tests.support import overlay_support as rows
 from tests.support.overlay_env import (
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 # Overlay injection ----------------------------------------------------------------------
-def test_overlay_injected_into_html_pages_only(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_overlay_injected_into_html_pages_only(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         cookies = env.signed_in(env.dev)
         async with env.request("GET", "/", cookies=cookies, page=True,
@@ -59,7 +60,7 @@ def test_overlay_injected_into_html_pages_only(ctx) -> None:  # type: ignore[no-
     run(ctx, scenario)
 
 
-def test_non_html_still_streams_unbuffered(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_non_html_still_streams_unbuffered(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         # Even when the request looks like a page load, a non-HTML answer streams.
         async with env.request("GET", "/slow", cookies=env.signed_in(env.dev),
@@ -72,7 +73,7 @@ def test_non_html_still_streams_unbuffered(ctx) -> None:  # type: ignore[no-unty
 
 
 # Cookie isolation ------------------------------------------------------------------------
-def test_our_cookies_never_reach_apps_and_apps_cannot_set_them(ctx) -> None:  # type: ignore
+def test_our_cookies_never_reach_apps_and_apps_cannot_set_them(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         cookies = {**env.signed_in(env.dev), "app_pref": "dark", "stcloud_visitor": "v" * 22,
                    "stcloud_dashboard": "jwt", "stcloud_csrf": "c.d", "_streamlit_xsrf": "2|x"}
@@ -91,7 +92,7 @@ def test_our_cookies_never_reach_apps_and_apps_cannot_set_them(ctx) -> None:  # 
 
 
 # The panel ---------------------------------------------------------------------------------
-def test_panel_gets_a_signed_identity_that_clients_cannot_forge(ctx) -> None:  # type: ignore
+def test_panel_gets_a_signed_identity_that_clients_cannot_forge(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         key = identity.server_key(env.ctx)
         forged = identity.panel_header(b"x" * 32, env.outsider.id, "otto", env.app_id,
@@ -126,7 +127,7 @@ def test_panel_gets_a_signed_identity_that_clients_cannot_forge(ctx) -> None:  #
 
 
 # Limits --------------------------------------------------------------------------------------
-def test_header_limits(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_header_limits(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         async with env.request("GET", "/echo", headers={"X-Big": "x" * 40_000}) as r:
             assert r.status in (400, 431)
@@ -139,7 +140,7 @@ def test_header_limits(ctx) -> None:  # type: ignore[no-untyped-def]
     run(ctx, scenario)
 
 
-def test_upstream_response_timeout(ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_response_timeout(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     from supervisor.proxy import forward
     monkeypatch.setattr(forward, "RESPONSE_TIMEOUT", 0.3)
 

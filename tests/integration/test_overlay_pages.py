@@ -15,6 +15,7 @@ from yarl import URL
 
 from backend.accounts import identity
 from backend.apps import favorites
+from backend.context import Context
 from models import App, AppEvent, EmailOutbox, ViewEvent, session_scope
 from tests.support import overlay_support as rows
 from tests.support.overlay_env import (
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 # Private apps --------------------------------------------------------------------------------
-def test_private_app_refusal_and_admission(ctx, monkeypatch) -> None:  # type: ignore
+def test_private_app_refusal_and_admission(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     from backend.apps import sharing
     calls = []
     real = sharing.can_view
@@ -70,7 +71,7 @@ def test_private_app_refusal_and_admission(ctx, monkeypatch) -> None:  # type: i
 
 
 # Endpoints -----------------------------------------------------------------------------------
-def test_me_and_favorite(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_me_and_favorite(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         async with env.request("GET", "/__stcloud/me") as r:
             me = await r.json()
@@ -113,7 +114,7 @@ def test_me_and_favorite(ctx) -> None:  # type: ignore[no-untyped-def]
     run(ctx, scenario)
 
 
-def test_sleeping_page_wakes_with_csrf(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_sleeping_page_wakes_with_csrf(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         route = env.routes.get("hello")
         env.routes.set(dataclasses.replace(route, state="sleeping", address=None))
@@ -145,7 +146,7 @@ def test_sleeping_page_wakes_with_csrf(ctx) -> None:  # type: ignore[no-untyped-
     run(ctx, scenario)
 
 
-def test_over_limit_pages_and_notify_once(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_over_limit_pages_and_notify_once(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         route = env.routes.get("hello")
         env.routes.set(dataclasses.replace(route, state="over_limit", address=None,
@@ -180,7 +181,8 @@ def test_over_limit_pages_and_notify_once(ctx) -> None:  # type: ignore[no-untyp
 
 @pytest.mark.parametrize("state,heading", [("crashed", "has crashed"),
                                            ("build_failed", "failed to build")])
-def test_failure_pages_show_details_to_developers_only(ctx, state, heading) -> None:  # type: ignore
+def test_failure_pages_show_details_to_developers_only(
+        ctx: Context, state: str, heading: str) -> None:
     async def scenario(env: Env) -> None:
         route = env.routes.get("hello")
         env.routes.set(dataclasses.replace(route, state=state, address=None,
@@ -200,7 +202,7 @@ def test_failure_pages_show_details_to_developers_only(ctx, state, heading) -> N
     run(ctx, scenario)
 
 
-def test_reboot_needs_developer_and_csrf(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_reboot_needs_developer_and_csrf(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         route = env.routes.get("hello")
         env.routes.set(dataclasses.replace(route, state="crashed", address=None))
@@ -222,7 +224,7 @@ def test_reboot_needs_developer_and_csrf(ctx) -> None:  # type: ignore[no-untype
 
 
 # View events ---------------------------------------------------------------------------------
-def test_view_events_per_new_session(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_view_events_per_new_session(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         async def open_stream(cookies: dict[str, str], *protocols: str) -> None:
             headers = {"Host": env.host(), "Origin": f"http://{env.host()}",

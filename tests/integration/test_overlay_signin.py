@@ -16,6 +16,7 @@ from sqlmodel import select
 from yarl import URL
 
 from backend.accounts import identity
+from backend.context import Context
 from models import App, SigninToken, session_scope
 from tests.support import overlay_support as rows
 from tests.support.overlay_env import (
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 # Identity on app hosts -------------------------------------------------------------------
-def test_sign_in_flow_one_time_token_and_no_open_redirect(ctx) -> None:  # type: ignore
+def test_sign_in_flow_one_time_token_and_no_open_redirect(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         async with env.request("GET", "/__stcloud/login?next=/page%3Fa%3D1") as r:
             assert r.status == 302
@@ -74,7 +75,7 @@ def test_sign_in_flow_one_time_token_and_no_open_redirect(ctx) -> None:  # type:
     run(ctx, scenario)
 
 
-def test_one_time_token_expires(ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_one_time_token_expires(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario(env: Env) -> None:
         dash = {identity.DASHBOARD_COOKIE: rows.dashboard_cookie(env.ctx, "dev")}
         token = (await authorize(env, "hello", dash))["token"]
@@ -87,7 +88,7 @@ def test_one_time_token_expires(ctx, monkeypatch) -> None:  # type: ignore[no-un
     run(ctx, scenario)
 
 
-def test_silent_check_and_return_after_sign_in(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_silent_check_and_return_after_sign_in(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         # A page load without a session is checked once, silently.
         async with env.request("GET", "/some/page?x=1", page=True) as r:
@@ -161,7 +162,7 @@ def test_silent_check_and_return_after_sign_in(ctx) -> None:  # type: ignore[no-
     run(ctx, scenario)
 
 
-def test_sign_out_goes_through_the_dashboard(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_sign_out_goes_through_the_dashboard(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         cookies = env.signed_in(env.dev)
         token = await csrf_token(env, cookies)
@@ -182,7 +183,7 @@ def test_sign_out_goes_through_the_dashboard(ctx) -> None:  # type: ignore[no-un
 
 
 # Sessions ------------------------------------------------------------------------------------
-def test_password_change_signs_out_app_host_sessions(ctx) -> None:  # type: ignore
+def test_password_change_signs_out_app_host_sessions(ctx: Context) -> None:
     """A session cookie issued before its user's password change no longer signs in on app
     hosts (another browser, or a stolen cookie); one issued after does."""
     from backend.accounts import auth

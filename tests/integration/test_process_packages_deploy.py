@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
+from backend.context import Context
 from backend.platform.supervisor_report import read_platform
-from tests.conftest import corpus_files
+from models import User
+from tests.conftest import GitRepo, corpus_files
 from tests.support.rootfs import with_cached_rootfs
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
@@ -24,7 +27,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="packages.txt needs a 
 
 
 def test_a_packages_txt_repository_deploys_and_serves_on_the_process_runtime(
-        ctx, admin, make_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        ctx: Context, admin: User, make_repo: Callable[..., GitRepo], tmp_path: Path) -> None:
     settings = with_cached_rootfs(ctx.settings)
     repo = make_repo("debian-packages", corpus_files("debian-packages"))
     sup = SupervisorProcess(settings, tmp_path / "supervisor.log").start()

@@ -13,6 +13,7 @@ import pytest
 from backend import python_pins
 from backend.apps import deploy
 from backend.apps import service as apps
+from backend.context import Context
 from backend.errors import ValidationError
 from backend.platform.supervisor_report import PlatformInfo, write_platform
 from supervisor.runtimes.base import EnvSpec
@@ -25,7 +26,7 @@ ENVIRONMENT = ("name: app\nchannels:\n  - conda-forge\ndependencies:\n  - python
                "  - six\n  - pip:\n    - toolz\n")
 
 
-def runtime_offers(ctx, versions: list[str]) -> None:  # type: ignore[no-untyped-def]
+def runtime_offers(ctx: Context, versions: list[str]) -> None:
     write_platform(ctx, PlatformInfo(engine="process", python_versions=versions))
 
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ import pytest
 from backend.accounts import api_tokens
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
+from backend.context import Context
 from backend.platform.settings import PROJECT_ROOT
+from models import User
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
 from tests.support.lifecycle_support import post
@@ -67,7 +70,7 @@ def test_sandboxed_app_runs_on_python(minor: str, requirements: str | None, sett
     assert run.reported.strip() == f"PYTHON-VERSION {expected.splitlines()[0].strip()}"
 
 
-def cli_runner(ctx, admin, tmp_path: Path):  # type: ignore[no-untyped-def]
+def cli_runner(ctx: Context, admin: User, tmp_path: Path) -> Callable[..., str]:
     config = tmp_path / "home" / "cli.json"
     env = {**os.environ, "STCLOUD_CLI_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
 

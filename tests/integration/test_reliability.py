@@ -23,10 +23,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import psutil
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlmodel import func, select, update
 
 from backend.apps import service as apps
-from backend.context import open_context
+from backend.context import Context, open_context
+from backend.platform.settings import Settings
 from models import Build, EmailOutbox, ViewEvent, session_scope, utcnow
 from supervisor.runtimes.process_builders import BUILDER_MARKER
 from tests.support.instances import assert_serving_once, instance_id, running_instances
@@ -46,7 +48,7 @@ BASE_REQS = "streamlit==1.67.0\n"
 
 
 # Shared checks -------------------------------------------------------------------------------
-def dead_builder_dirs(settings) -> list[str]:  # type: ignore[no-untyped-def]
+def dead_builder_dirs(settings: Settings) -> list[str]:
     """`*.building-*` dirs in envs_dir whose builder process is gone."""
     out = []
     for path in settings.envs_path.glob("*.building-*"):
@@ -61,7 +63,7 @@ def dead_builder_dirs(settings) -> list[str]:  # type: ignore[no-untyped-def]
     return out
 
 
-def builder_groups(settings) -> list[int]:  # type: ignore[no-untyped-def]
+def builder_groups(settings: Settings) -> list[int]:
     """Process groups of the build subprocesses recorded in build dirs' markers."""
     out = []
     for path in settings.envs_path.glob("*.building-*"):
@@ -84,13 +86,13 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def restart(sup: SupervisorProcess, settings, tmp_path: Path,  # type: ignore[no-untyped-def]
+def restart(sup: SupervisorProcess, settings: Settings, tmp_path: Path,
             n: int) -> SupervisorProcess:
     sup.kill()
     return SupervisorProcess(settings, tmp_path / f"sup{n}.log").start()
 
 
-def builds(ctx, app_id: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def builds(ctx: Context, app_id: int) -> list[tuple[str, str]]:
     with session_scope(ctx.engine) as s:
         return [(b.commit, b.status) for b in
                 s.exec(select(Build).where(Build.app_id == app_id).order_by(Build.id))]
@@ -194,14 +196,14 @@ class SlowSink(MailSink):
         handler = self._controller.handler
         original = handler.handle_DATA
 
-        async def slow(server, session, envelope):  # type: ignore[no-untyped-def]
+        async def slow(server: SMTP, session: Session, envelope: Envelope) -> str:
             await asyncio.sleep(delay)  # the server's processing time
             return await original(server, session, envelope)
 
         handler.handle_DATA = slow
 
 
-def queue_mail(ctx, n: int, round_: int) -> list[str]:  # type: ignore[no-untyped-def]
+def queue_mail(ctx: Context, n: int, round_: int) -> list[str]:
     keys = [f"reliability:{round_}:{i}" for i in range(n)]
     with session_scope(ctx.engine) as s:
         for key in keys:
@@ -256,7 +258,7 @@ def test_kill9_during_email_sends(settings, admin, tmp_path) -> None:
 
 
 # (d) view events ---------------------------------------------------------------------------
-def view_count(ctx, app_id: int) -> int:  # type: ignore[no-untyped-def]
+def view_count(ctx: Context, app_id: int) -> int:
     with session_scope(ctx.engine) as s:
         return s.exec(select(func.count()).select_from(ViewEvent)
                       .where(ViewEvent.app_id == app_id)).one()

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -101,7 +102,7 @@ def test_app_log_stays_under_cap_on_disk(settings, admin, make_repo, tmp_path) -
 
 
 @pytest.fixture
-def small_disk(tmp_path):  # type: ignore[no-untyped-def]
+def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 48 MiB tmpfs the test controls (a Streamlit environment needs ~400 MB)."""
     mount = tmp_path / "small"
     mount.mkdir()

@@ -24,7 +24,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -34,9 +36,9 @@ from backend.accounts import api_tokens, identity
 from backend.apps import service as apps
 from backend.context import Context, open_context
 from backend.platform.settings import PROJECT_ROOT, Settings
-from models import App, AppRequest, ClusterLease, ViewEvent, session_scope, utcnow
+from models import App, AppRequest, ClusterLease, User, ViewEvent, session_scope, utcnow
 from supervisor.control.leader import LEASE, Leadership, Me, current_leader, me
-from tests.conftest import free_port
+from tests.conftest import GitRepo, free_port
 from tests.support.instances import http_get, instance_id, running_instances
 from tests.support.lifecycle_support import build_visible_dir, gated_package, package_files
 from tests.support.overlay_support import dashboard_cookie
@@ -150,7 +152,8 @@ def _backdate(ctx: Context, app_ids: list[int], days: float) -> None:
 
 
 def test_two_supervisors_failover_during_deploy_and_hibernation(
-        db_settings, admin, make_repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        db_settings: Settings, admin: User, make_repo: Callable[..., GitRepo],
+        tmp_path: Path) -> None:
     base = dataclasses.replace(db_settings, hibernation_interval=0.3, git_poll_interval=0)
     ctx = open_context(base)
     _, token = api_tokens.create_token(ctx, admin, "ops", ("read", "deploy"))
@@ -256,7 +259,7 @@ def _location(port: int, host: str, path: str, cookies: dict[str, str]) -> tuple
 
 
 def test_two_proxies_serve_one_app_and_count_each_view_once(
-        db_settings, admin, hello_repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        db_settings: Settings, admin: User, hello_repo: GitRepo, tmp_path: Path) -> None:
     ctx = open_context(db_settings)
     sup = SupervisorProcess(db_settings, tmp_path / "sup.log").start()
     proxies = [ProxyProcess(_node_settings(db_settings, f"proxy-{i}"), tmp_path / f"p{i}.log")

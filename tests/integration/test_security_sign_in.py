@@ -21,6 +21,7 @@ from supervisor.proxy.server import make_proxy_app
 from supervisor.routes import RouteTable
 from tests.support.dashboard import (
     HOME,
+    Dash,
     sign_in_form,
 )
 from tests.support.dashboard import open_dashboard as open_dash_as
@@ -60,7 +61,7 @@ def test_sign_in_is_limited_per_username_and_client_in_the_database(ctx: Context
     assert auth.client_of({"X-Forwarded-For": "6.6.6.6, 10.0.0.9"}) == "10.0.0.9"
 
 
-def test_dashboard_sign_in_form_is_rate_limited(dash) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_sign_in_form_is_rate_limited(dash: Dash) -> None:
     at = AppTest.from_file(HOME, default_timeout=30)
     at.run()
     for _ in range(auth.SIGNIN_MAX_FAILURES):

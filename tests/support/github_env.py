@@ -14,7 +14,7 @@ from sqlmodel import select
 from backend import workspaces
 from backend.context import Context
 from backend.platform.settings import Settings
-from models import App, AppEvent, session_scope, utcnow
+from models import App, AppEvent, User, session_scope, utcnow
 from models.github import AppGithub
 
 TOKEN = "ghp_alice_token"
@@ -37,7 +37,7 @@ def later(minutes: float = 31) -> datetime:
     return utcnow() + timedelta(minutes=minutes)
 
 
-def memberships(ctx: Context, user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def memberships(ctx: Context, user: User) -> dict[str, str]:
     return {ws.name: role for ws, role in workspaces.list_workspaces(ctx, user)}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.platform.settings import Settings
 from supervisor.runtimes.base import BuildError, EnvSpec
 from tests.support.runtimes import make_runtime
 
@@ -72,7 +73,7 @@ def spec_error(checkout: Path, python_version: str = "") -> str:
     return str(err.value)
 
 
-def engine_build(engine: str, settings, checkout: Path) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def engine_build(engine: str, settings: Settings, checkout: Path) -> tuple[str, str]:
     """(error, build log) of building `checkout`'s environment on `engine`; the build
     must fail."""
     runtime = make_runtime(engine, settings)

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlmodel import select
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
@@ -50,7 +51,7 @@ class _Handler:
     def __init__(self, sink: MailSink) -> None:
         self.sink = sink
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.sink.lock:
             self.sink.messages.append(msg)  # type: ignore[arg-type]

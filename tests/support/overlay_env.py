@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,9 @@ from yarl import URL
 
 from backend.accounts import identity
 from backend.context import Context
+from models import User
 from supervisor.proxy import start_proxy
+from supervisor.proxy.server import Services
 from supervisor.routes import Route, RouteTable
 from tests.support import overlay_support as rows
 from tests.support.upstream import RecordingServer
@@ -130,7 +133,7 @@ class Env:
                                                 encoded=True), headers=headers,
                                     allow_redirects=False, **kw)
 
-    def signed_in(self, who, sub: str = "hello") -> dict[str, str]:  # type: ignore
+    def signed_in(self, who: User, sub: str = "hello") -> dict[str, str]:
         return {identity.SESSION_COOKIE: rows.session_cookie(self.ctx, who, sub)}
 
 
@@ -190,11 +193,8 @@ async def authorize(env: Env, sub: str, cookies: dict[str, str], nxt: str = "/",
         return {k: v[0] for k, v in parse_qs(urlsplit(r.headers["Location"]).query).items()}
 
 
-def env_services(env: Env):  # type: ignore[no-untyped-def]
+def env_services(env: Env) -> Services:
     """The proxy's Services object (for tests that look inside)."""
-    import gc
-
-    from supervisor.proxy.server import Services
     return next(o for o in gc.get_objects() if isinstance(o, Services)
                 and o.access.ctx is env.ctx)
 

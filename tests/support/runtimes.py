@@ -75,7 +75,7 @@ print(json.dumps({
 """
 
 
-def make_runtime(engine: str, settings) -> Runtime:  # type: ignore[no-untyped-def]
+def make_runtime(engine: str, settings: Settings) -> Runtime:
     if engine == "docker":
         if not docker_available():
             if require_docker():
@@ -113,7 +113,7 @@ async def wait_healthy(address: tuple[str, int], runtime: Runtime, app_id: int,
     raise AssertionError("instance never answered /_stcore/health")
 
 
-def app_spec(settings, checkout: Path, app_id: int = 7) -> AppSpec:  # type: ignore[no-untyped-def]
+def app_spec(settings: Settings, checkout: Path, app_id: int = 7) -> AppSpec:
     return AppSpec(app_id=app_id, name="hello", checkout=checkout,
                    main_file="streamlit_app.py",
                    log_path=settings.logs_path / str(app_id) / "app.log", memory_limit_mb=512)

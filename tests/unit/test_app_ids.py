@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,7 +83,7 @@ def _rows(engine: Engine) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def empty_engine(request, tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An engine on an empty database (no migrations run yet)."""
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")

@@ -10,6 +10,7 @@ import pytest
 
 from backend.accounts import identity
 from backend.accounts.keys import dashboard_cookie_key
+from backend.context import Context
 
 KEY = b"k" * 32
 OTHER = b"o" * 32
@@ -59,7 +60,7 @@ def test_csrf_tokens() -> None:
     assert not identity.csrf_ok(KEY, "hello.localhost:8080", "abc.def", "abc.def")
 
 
-def test_dashboard_cookie_like_streamlit_authenticator(ctx) -> None:  # type: ignore
+def test_dashboard_cookie_like_streamlit_authenticator(ctx: Context) -> None:
     key = dashboard_cookie_key(ctx)
     exp = time.time() + 3600
     # The exact encoding of streamlit_authenticator.models.cookie_model._token_encode.
@@ -78,7 +79,7 @@ def test_dashboard_cookie_like_streamlit_authenticator(ctx) -> None:  # type: ig
     assert identity.dashboard_username(key, no_user) is None
 
 
-def test_panel_header_cannot_be_forged(ctx) -> None:  # type: ignore
+def test_panel_header_cannot_be_forged(ctx: Context) -> None:
     key = identity.server_key(ctx)
     assert key == identity.server_key(ctx)  # kept in the data dir
     mode = (ctx.settings.data_dir / "keys" / identity.KEY_NAME).stat().st_mode & 0o777
@@ -112,7 +113,7 @@ def test_is_panel_request() -> None:
     ("/\tx", "/"), ("/x\r\nSet-Cookie: a=b", "/"), ("/__stcloud/logout", "/"),
     ("/" + "a" * 3000, "/"),
 ])
-def test_safe_next_allows_only_relative_paths(value, expected) -> None:  # type: ignore
+def test_safe_next_allows_only_relative_paths(value: str | None, expected: str) -> None:
     assert identity.safe_next(value) == expected
 
 

@@ -3,6 +3,7 @@ SQLite runs in WAL mode."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -21,7 +22,8 @@ def test_migrations_match_the_tables(tmp_path: Path) -> None:
     assert diff == [], f"tables changed without a migration in models/migrations: {diff}"
 
 
-def test_migrations_match_the_tables_on_postgresql(new_postgres_database) -> None:  # type: ignore[no-untyped-def]
+def test_migrations_match_the_tables_on_postgresql(
+        new_postgres_database: Callable[[], str]) -> None:
     engine = make_engine(new_postgres_database())  # migrated by the template
     migrate(engine)  # at head already: a no-op that must not fail
     with engine.connect() as conn:

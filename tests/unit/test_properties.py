@@ -15,7 +15,9 @@ import string
 import subprocess
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -40,7 +42,7 @@ SCHEMES = st.sampled_from(["https://", "http://", "ssh://", "git://", "file://",
 REPO_URLS = st.one_of(ANY_TEXT, URLISH, st.builds(lambda a, b: a + b, SCHEMES, URLISH))
 
 
-def _valid_or_error(fn, *args):  # type: ignore[no-untyped-def]
+def _valid_or_error(fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args) or None when it raised ValidationError; anything else fails the test."""
     try:
         return fn(*args)
@@ -252,7 +254,7 @@ def test_accepted_emails_have_one_at_and_no_spaces(value: str) -> None:
 
 @PROPS
 @given(st.one_of(ANY_TEXT, st.lists(ANY_TEXT, max_size=4)))
-def test_token_scopes_are_known_scopes_or_a_validation_error(scopes) -> None:  # type: ignore
+def test_token_scopes_are_known_scopes_or_a_validation_error(scopes: str | list[str]) -> None:
     got = _valid_or_error(api_tokens.normalise_scopes, scopes)
     if got is not None:
         assert got and set(got) <= set(api_tokens.SCOPES)

@@ -8,11 +8,14 @@ from backend import workspaces
 from backend.accounts import auth
 from backend.apps import favorites, sharing
 from backend.apps import service as apps
+from backend.apps.service import AppView
+from backend.context import Context
 from backend.errors import NotFound, PermissionDenied, ValidationError
+from models import User
 
 
 @pytest.fixture
-def team(ctx, admin):  # type: ignore[no-untyped-def]
+def team(ctx: Context, admin: User) -> tuple[AppView, dict[str, User]]:
     view = apps.deploy_app(ctx, admin, repo_url="/srv/git/team/demo.git")
     users = {name: auth.create_user(ctx, name, f"password-{name}", email=f"{name}@example.com")
              for name in ("dev", "viewer", "outsider", "guest")}

@@ -6,31 +6,35 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
 from backend.analytics import store as analytics_store
 from backend.analytics.reports import View
 from backend.analytics.views import ViewRecorder, write_views
-from backend.context import open_context
+from backend.context import Context, open_context
+from backend.platform.settings import Settings
 from models import App, ViewEvent, session_scope
 from tests.support import overlay_support as rows
 from tests.support.supervisor_harness import wait_until
 
 
-def _events(ctx) -> list[ViewEvent]:  # type: ignore[no-untyped-def]
+def _events(ctx: Context) -> list[ViewEvent]:
     with session_scope(ctx.engine) as s:
         return list(s.exec(select(ViewEvent).order_by(ViewEvent.id)).all())
 
 
-def _last_viewed(ctx, app_id: int):  # type: ignore[no-untyped-def]
+def _last_viewed(ctx: Context, app_id: int) -> datetime | None:
     with session_scope(ctx.engine) as s:
         return s.get(App, app_id).last_viewed_at
 
 
-def test_record_dedupes_and_does_no_io(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_record_dedupes_and_does_no_io(ctx: Context) -> None:
     now = [100.0]
     calls: list[int] = []
     rec = ViewRecorder(ctx, dedupe_seconds=30, clock=lambda: now[0],
@@ -50,14 +54,14 @@ def test_record_dedupes_and_does_no_io(ctx) -> None:  # type: ignore[no-untyped-
     assert calls == [4] and rec.pending == 0  # one batch
 
 
-def test_pending_is_bounded(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_pending_is_bounded(ctx: Context) -> None:
     rec = ViewRecorder(ctx, max_pending=10, dedupe_seconds=0)
     for i in range(25):
         rec.record(1, f"u:{i}")
     assert rec.pending == 10 and rec.dropped == 15
 
 
-def test_flush_writes_events_and_last_viewed(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_flush_writes_events_and_last_viewed(ctx: Context) -> None:
     ws = rows.workspace(ctx, "acme", [])
     a, b = rows.app(ctx, ws, "one"), rows.app(ctx, ws, "two")
     rec = ViewRecorder(ctx)
@@ -74,7 +78,7 @@ def test_flush_writes_events_and_last_viewed(ctx) -> None:  # type: ignore[no-un
     assert _last_viewed(ctx, a) is not None and _last_viewed(ctx, b) is not None
 
 
-def test_last_viewed_only_moves_forward(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_last_viewed_only_moves_forward(ctx: Context) -> None:
     from backend.analytics.reports import View
     ws = rows.workspace(ctx, "acme", [])
     a = rows.app(ctx, ws, "one")
@@ -84,11 +88,11 @@ def test_last_viewed_only_moves_forward(ctx) -> None:  # type: ignore[no-untyped
     assert abs((_last_viewed(ctx, a).replace(tzinfo=UTC) - now).total_seconds()) < 1
 
 
-def test_failed_flush_keeps_events_and_close_flushes(ctx) -> None:  # type: ignore
+def test_failed_flush_keeps_events_and_close_flushes(ctx: Context) -> None:
     fail = [True]
     written: list[list] = []
 
-    def writer(c, views):  # type: ignore[no-untyped-def]
+    def writer(c: Any, views: list[Any]) -> int:
         if fail[0]:
             raise RuntimeError("database is locked")
         written.append(list(views))
@@ -106,7 +110,7 @@ def test_failed_flush_keeps_events_and_close_flushes(ctx) -> None:  # type: igno
     assert [[v.viewer_key for v in batch] for batch in written] == [["u:1", "u:2"]]
 
 
-def test_background_task_flushes_by_itself(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_background_task_flushes_by_itself(ctx: Context) -> None:
     written = asyncio.Event
 
     async def scenario() -> None:
@@ -122,7 +126,7 @@ def test_background_task_flushes_by_itself(ctx) -> None:  # type: ignore[no-unty
     asyncio.run(scenario())
 
 
-def test_close_right_after_start_returns_at_once(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_close_right_after_start_returns_at_once(ctx: Context) -> None:
     async def scenario() -> None:
         rec = ViewRecorder(ctx, interval=3600, writer=lambda c, v: len(v))
         rec.start()
@@ -132,8 +136,9 @@ def test_close_right_after_start_returns_at_once(ctx) -> None:  # type: ignore[n
     asyncio.run(scenario())
 
 
-def test_two_writers_count_a_reconnect_once_on_postgresql(  # type: ignore[no-untyped-def]
-        settings, new_postgres_database, monkeypatch) -> None:
+def test_two_writers_count_a_reconnect_once_on_postgresql(
+        settings: Settings, new_postgres_database: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Two proxies flush at the same moment; one has the viewer's first session, the other
     its reconnect. The second writer waits for the first (a transaction advisory lock per
     app), then sees its view and drops the reconnect: one view, not two."""
@@ -150,7 +155,7 @@ def test_two_writers_count_a_reconnect_once_on_postgresql(  # type: ignore[no-un
                 "AND database = (SELECT oid FROM pg_database "
                 "WHERE datname = current_database())")).scalar())
 
-    def last_views(conn, pairs):  # type: ignore[no-untyped-def]
+    def last_views(conn: Any, pairs: Any) -> Any:
         found = real_last_views(conn, pairs)
         if threading.current_thread().name == "first":
             first_read.set()  # hold the transaction open until the second writer is blocked
