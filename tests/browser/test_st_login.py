@@ -2,7 +2,8 @@
 against the platform's own accounts, with nothing configured by its developer: the
 platform writes the app's `[auth]` secrets and installs Authlib into its environment.
 A viewer signed in on the dashboard lands back in the app signed in, no second prompt,
-and the app shows `st.user.email` and the viewer's role; an anonymous one goes through
+and the app shows `st.user.email` and the viewer's role (and, the app having turned
+them on, the identity headers in `st.context.headers`); an anonymous one goes through
 the dashboard's sign-in form and back; `st.logout()` signs the app out.
 
 The sandbox has no host loopback, so the app reaches the platform's token endpoint at
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from backend.accounts import auth
+from backend.accounts import auth, oidc_clients
 from backend.apps import service as apps
 from backend.context import open_context
 from backend.platform.settings import Settings, load_settings
@@ -32,6 +33,7 @@ PASSWORD = "password123"
 APP_SOURCE = '''import streamlit as st
 
 st.title("Team dashboard")
+st.caption(f"Header user: {st.context.headers.get('X-Forwarded-User', 'none')}")
 if not st.user.is_logged_in:
     st.write("Sign in to see your numbers.")
     st.button("Log in", on_click=st.login)
@@ -83,6 +85,7 @@ def login_site(tmp_path_factory: pytest.TempPathFactory,
     repo.commit({"streamlit_app.py": APP_SOURCE,
                  "requirements.txt": f"streamlit=={settings.default_streamlit}\n"}, "app")
     view = apps.deploy_app(ctx, dev, repo_url=repo.url, subdomain="team")
+    oidc_clients.set_identity_headers(ctx, dev, view.id, True)
     sup = SupervisorProcess(settings, root / "supervisor.log").start()
     try:
         app = wait_for_state(ctx, view.id, {"running", "build_failed", "crashed"}, sup=sup,
@@ -93,9 +96,11 @@ def login_site(tmp_path_factory: pytest.TempPathFactory,
         sup.stop()
 
 
-def log_in_from_the_app(page: Any, site: Site) -> None:
+def log_in_from_the_app(page: Any, site: Site, header_user: str) -> None:
+    """Open the app, see who its identity header names, press Log in (st.login())."""
     page.goto(site.url("team"))
     page.get_by_text("Sign in to see your numbers.").wait_for(timeout=TIMEOUT)
+    page.get_by_text(f"Header user: {header_user}").wait_for(timeout=TIMEOUT)
     page.get_by_role("button", name="Log in").click()
 
 
@@ -105,7 +110,9 @@ def test_signed_in_viewer_lands_back_signed_in(login_site: Site, browser: Any,
     page = context.new_page()
     try:
         sign_in(page, login_site, "vera")
-        log_in_from_the_app(page, login_site)
+        # The identity headers reach the app's connection (st.context.headers) before
+        # st.login(): the app host knows the viewer from the dashboard.
+        log_in_from_the_app(page, login_site, "vera")
         page.get_by_text("Signed in as vera@example.com").wait_for(timeout=TIMEOUT)
         page.get_by_text("Role: viewer").wait_for(timeout=TIMEOUT)
         assert page.url.startswith(login_site.url("team"))
@@ -125,7 +132,7 @@ def test_anonymous_viewer_signs_in_on_the_dashboard_and_comes_back(
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     try:
-        log_in_from_the_app(page, login_site)
+        log_in_from_the_app(page, login_site, "none")
         # The dashboard's sign-in form, then back through the provider into the app.
         sign_in(page, login_site, "dev", goto=False)
         page.get_by_text("Signed in as dev@example.com").wait_for(timeout=TIMEOUT)
