@@ -37,7 +37,7 @@ LABELS = {"clone": "Clone the repository", "packages": "Install packages.txt (ap
           "health": "Wait for its health check"}
 MARK = "==> phase "
 STAMPED = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] ?(.*)$")
-UV_STEP = re.compile(r"^(Resolved|Prepared|Installed) (\d+) packages? in ")
+UV_STEP = re.compile(r"^(Resolved|Prepared|Installed|Audited|Checked) (\d+) packages? in ")
 LISTENING = "You can now view your Streamlit app"
 START_GAP = 30  # seconds after a build's last line within which a start is that build's
 QUIET_AFTER = 30  # seconds without a log line before the page says the phase looks stuck
@@ -108,7 +108,8 @@ def parse(text: str) -> Run:
             elif word == "Prepared" and run.current in ("resolve", "download"):
                 run.details["download"] = f"{count} packages"
                 run.enter("install", at)
-            elif word == "Installed" and run.current in ("resolve", "download", "install"):
+            elif word in ("Installed", "Audited", "Checked") and run.current in (
+                    "resolve", "download", "install"):
                 run.enter("install", at)  # nothing to download: all of it was cached
                 run.details["install"] = f"{count} packages"
         elif line.startswith("Reusing the environment"):

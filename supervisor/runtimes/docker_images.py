@@ -44,6 +44,7 @@ from supervisor.builds.plan import InstallPlan, write_build_files
 from supervisor.runtimes.base import BuildError, EnvRef, EnvSpec, LogSink, uv_binary
 from supervisor.runtimes.docker_base import BaseImages, python_minor
 from supervisor.runtimes.docker_cache import cache_view, remove_stale_views
+from supervisor.runtimes.docker_layers import Layers
 from supervisor.runtimes.docker_scripts import (
     AUTH_PACKAGES_VAR,
     CA_PATH,
@@ -53,6 +54,7 @@ from supervisor.runtimes.docker_scripts import (
     VENV,
     WORK,
     build_script,
+    layered_ok,
     wheels_script,
 )
 
@@ -101,6 +103,7 @@ def _write_build_source(src: Path, spec: EnvSpec, plan: InstallPlan, env: dict[s
     src.chmod(0o755)
     write_build_files(src, plan.build_files(WORK))
     (src / "wheels.sh").write_text(wheels_script(spec, env, has_ca))
+    (src / "layered.sh").write_text(wheels_script(spec, env, has_ca, layered=True))
     (src / "build.sh").write_text(build_script(spec, env, has_ca))
 
 
@@ -117,6 +120,7 @@ class ImageBuilder:
         self._locks: dict[str, asyncio.Lock] = {}
         self.bases = BaseImages(settings, self._image_exists)
         self._verified: set[str] = set()  # env image ids whose probe passed
+        self.layers = Layers(self)
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -253,38 +257,45 @@ class ImageBuilder:
             env["UV_INDEX_URL"] = settings.index_url
         if settings.app_auth_packages.strip():
             env[AUTH_PACKAGES_VAR] = settings.app_auth_packages.strip()
+        shared = Mount(UV_CACHE, str(cache), type="bind")
+        layer = await self.layers.image(base, spec.default_streamlit, env,
+                                        [*mounts, shared], log) if layered_ok(spec) else None
         with tempfile.TemporaryDirectory(prefix="stcloud-build-") as tmp:
             src = Path(tmp)
             plan = spec.install_plan()
             await asyncio.to_thread(_write_build_source, src, spec, plan, env, ca is not None)
             mounts.append(Mount(SRC, str(src), type="bind", read_only=True))
             await self._remove_stale_builds(spec.dep_hash)
-            shared = Mount(UV_CACHE, str(cache), type="bind")
-            if await self._run_phase(spec, version, base, "wheels.sh", mounts + [shared],
-                                     plan, log):
+            first = ("layered.sh", layer) if layer else ("wheels.sh", base)
+            if await self._run_phase(spec, version, base, first, [*mounts, shared], plan,
+                                     log):
+                log(f"==> Committed {image}")
                 return
             log("==> Some packages are built from source: building the environment again "
                 "in a container whose package cache is a copy-on-write view of the shared one")
             async with cache_view(self._api, cache, UV_CACHE, self.install_id, log) as view:
-                await self._run_phase(spec, version, base, "build.sh", mounts + [view],
-                                      plan, log)
+                await self._run_phase(spec, version, base, ("build.sh", base),
+                                      [*mounts, view], plan, log)
         log(f"==> Committed {image}")
 
-    async def _run_phase(self, spec: EnvSpec, version: str, base: str, script: str,
-                         mounts: list[Mount], plan: InstallPlan, log: LogSink) -> bool:
-        """Run one phase's script in a build container and commit it when it succeeds;
-        False when the wheels-only phase asks for the sandboxed one; BuildError else."""
+    async def _run_phase(self, spec: EnvSpec, version: str, base: str,
+                         run: tuple[str, str], mounts: list[Mount], plan: InstallPlan,
+                         log: LogSink) -> bool:
+        """Run one phase's script (`run`: the script and the image it runs on) in a build
+        container and commit it when it succeeds; False when a wheels-only phase asks for
+        the sandboxed one; BuildError else."""
+        script, from_image = run
         # Not `stcloud.install`/`stcloud.component`: commit copies labels into the
         # image, and env images belong to no installation.
         labels = {"stcloud.build": self.install_id, "stcloud.dep_hash": spec.dep_hash}
         container = await self._call(
-            self._client().containers.create, base, ["sh", f"{SRC}/{script}"],
+            self._client().containers.create, from_image, ["sh", f"{SRC}/{script}"],
             name=f"stcloud-{self.install_id}-build-{spec.dep_hash[:12]}-"
                  f"{uuid.uuid4().hex[:6]}",
             mounts=mounts, labels=labels, working_dir="/tmp")
         try:
             code, output = await self._run_streaming(container, log)
-            if code == NEEDS_SOURCE_BUILD and script == "wheels.sh":
+            if code == NEEDS_SOURCE_BUILD and script != "build.sh":
                 return False
             explained = plan.explain_failure(output.text()) if code == 12 else None
             if explained is not None:

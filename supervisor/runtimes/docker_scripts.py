@@ -5,19 +5,24 @@ the repository) is the repository's code and runs as root in its build container
 package cache is shared by every build of a scope (`Settings.uv_cache_for`), so no build
 that may run such code gets the cache writable:
 
-- **wheels-only** (`wheels_script`): apt for packages.txt (Debian's packages), `uv venv`,
-  then ONE `uv pip install --no-build` into the still-empty venv, cache writable. Nothing of
-  the repository runs: `--no-build` refuses every source build, bytecode is not compiled
-  (that would start the venv's Python) and uv runs the venv's interpreter once, to query
-  it, before anything is installed (a second uv call would run the `.pth` files of the
-  wheels just installed). Exit 0: the environment is complete and is committed.
-  Exit `NEEDS_SOURCE_BUILD`: something must be built from source (or the install failed).
+- **wheels-only** (`wheels_script`): apt for packages.txt (Debian's packages), then uv
+  with the cache writable, run only on the venv as it was before the phase (the Streamlit
+  layer's, `docker_layers`, made once per base image from no repository's input; or a new
+  empty one): `uv pip compile --no-build` pins what the files ask for (plus the default
+  Streamlit and app_auth_packages when they bring none), then ONE `uv pip sync
+  --no-build` makes the venv exactly that set. Nothing of the repository runs: `--no-build`
+  refuses every source build, bytecode is not compiled (that would start the venv's
+  Python) and uv starts the venv's interpreter (to query it) before it installs anything;
+  another uv call after the sync would run the `.pth` files of the wheels just installed.
+  On the layer, what it already holds is neither copied nor committed again. Exit 0: the
+  environment is complete and is committed. Exit `NEEDS_SOURCE_BUILD`: something must be
+  built from source (or uv failed).
 - **sandboxed** (`build_script`): the whole install again in a fresh container whose cache
   is a copy-on-write view of the shared one (`docker_cache`): warm reads, writes dropped
   with the build. Package build code runs here.
 
 Both scripts print `==> phase NAME` lines (`supervisor.builds.phases`) where apt and uv's
-part begin; uv's own lines (`Resolved`, `Prepared`, `Installed`) mark the rest.
+part begin; uv's own lines (`Resolved`, `Prepared`, `Installed`, `Audited`) mark the rest.
 """
 
 from __future__ import annotations
@@ -59,8 +64,9 @@ def phase(name: str) -> str:
     return f'echo "==> phase {name}"'
 
 
-def _head(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> list[str]:
-    """Exports, apt for packages.txt, the venv and the writable copy of the sources."""
+def _head(spec: EnvSpec, env: dict[str, str], has_ca: bool, venv: bool = True) -> list[str]:
+    """Exports, apt for packages.txt, the venv (unless the image has it) and the writable
+    copy of the sources."""
     lines = ["set -u", "export PATH=/stcloud/bin:$PATH"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     if spec.packages:
@@ -70,10 +76,12 @@ def _head(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> list[str]:
                   f"apt-get{apt_ca} update -q || exit 10",
                   f"apt-get{apt_ca} install -y -q --no-install-recommends {pkgs} || exit 10",
                   "apt-get clean; rm -rf /var/lib/apt/lists/*"]
-    lines += [phase("resolve"), f'echo "==> uv venv {VENV}"',
-              f"uv venv -q --python /usr/bin/python3 {VENV} || exit 11",
-              # A writable copy: building a local package writes into its folder.
-              f"cp -R {SRC} {WORK} || exit 12"]
+    lines += [phase("resolve")]
+    if venv:
+        lines += [f'echo "==> uv venv {VENV}"',
+                  f"uv venv -q --python /usr/bin/python3 {VENV} || exit 11"]
+    # A writable copy: building a local package writes into its folder.
+    lines += [f"cp -R {SRC} {WORK} || exit 12"]
     return lines
 
 
@@ -91,29 +99,68 @@ def _requirements(plan: InstallPlan, fail: int) -> tuple[list[str], str]:
     return [], ""
 
 
-def wheels_script(spec: EnvSpec, env: dict[str, str], has_ca: bool) -> str:
-    """The wheels-only phase's script (module docstring): cache writable, no package code."""
+def layered_ok(spec: EnvSpec) -> bool:
+    """Can the layered script build `spec`? Not when its requirements carry hashes (the
+    pinned list uv compiles has none) or when uv must build the project to read them."""
     plan = spec.install_plan()
-    lines = _head(spec, env, has_ca)
+    if plan.mode == "pyproject-build":
+        return False
+    return not any(b"--hash" in content or b"--require-hashes" in content
+                   for content in spec.files.values())
+
+
+def wheels_script(spec: EnvSpec, env: dict[str, str], has_ca: bool,
+                  layered: bool = False) -> str:
+    """The wheels-only phase's script (module docstring), on the base image (it makes the
+    venv) or on the Streamlit layer (`layered`: the venv is the layer's). Exit 0 with the
+    environment made; `NEEDS_SOURCE_BUILD` when something must be built from source (or
+    uv failed). uv runs twice on the venv as it was when the script started (compile, then
+    sync): Streamlit and app_auth_packages join the compiled set when the files bring
+    none, never a later `uv pip install` (that would start the venv's Python on the
+    `.pth` files of the wheels just installed, with the cache writable)."""
+    plan = spec.install_plan()
+    lines = _head(spec, env, has_ca, venv=not layered)
     lines += [f"echo {shlex.quote('==> ' + note)}" for note in spec.notes or plan.notes]
     prepare, what = _requirements(plan, NEEDS_SOURCE_BUILD)
     streamlit = shlex.quote(f"streamlit=={spec.default_streamlit}")
+    pin = ("uv pip compile --no-build --emit-index-url --emit-find-links --no-header "
+           "-o /tmp/pinned.txt")
+    auth = f"${{{AUTH_PACKAGES_VAR}:-}}"
+    fail = f"exit {NEEDS_SOURCE_BUILD}"
+    what = what.removeprefix("-r ")  # compile takes the files themselves
     lines += prepare
-    if what:
-        lines += [f"uv pip install --no-build {what} || exit {NEEDS_SOURCE_BUILD}",
-                  # A file test, not `python -c 'import streamlit'`: no package code runs.
-                  f"if ! ls {STREAMLIT_FILE} >/dev/null 2>&1; then",
-                  f'  echo "==> The app pins no streamlit: installing {streamlit} with it"',
-                  # Again in one uv call, into a fresh venv (see the module docstring).
-                  f"  rm -rf {VENV} && uv venv -q --python /usr/bin/python3 {VENV} "
-                  f"|| exit 11",
-                  f"  uv pip install --no-build {what} {streamlit} "
-                  f"|| exit {NEEDS_SOURCE_BUILD}",
-                  "fi"]
-    else:
-        lines += [f'echo "==> The app pins no streamlit: installing {streamlit}"',
-                  f"uv pip install --no-build {streamlit} || exit {NEEDS_SOURCE_BUILD}"]
-    lines += [*auth_lines(), "rm -rf /tmp/* /root/.cache", 'echo "==> Environment ready"']
+    # The pinned list goes to the file; uv's "Resolved N packages" line to the log.
+    lines += [f"{pin} {what} >/dev/null || {fail}" if what else ": > /tmp/pinned.txt",
+              ": > /tmp/extra.in",
+              "if ! grep -qi '^streamlit==' /tmp/pinned.txt; then",
+              f'  echo "==> The app pins no streamlit: installing {streamlit} with it"',
+              f"  echo {streamlit} >> /tmp/extra.in",
+              "fi",
+              f'if [ -n "{auth}" ] && ! grep -qi "^authlib==" /tmp/pinned.txt; then',
+              f'  echo "==> Installing {auth} for st.login() with the platform\'s accounts"',
+              "  cp /tmp/extra.in /tmp/plain.in",
+              f"  printf '%s\\n' {auth} >> /tmp/extra.in",
+              f"  if ! {pin} {what} /tmp/extra.in >/dev/null; then",
+              '    echo "==> Those did not install here: st.login() will ask for Authlib '
+              '(add Authlib to requirements.txt)"',
+              f"    [ ! -s /tmp/plain.in ] || {pin} {what} /tmp/plain.in >/dev/null || {fail}",
+              "  fi",
+              f"elif [ -s /tmp/extra.in ]; then {pin} {what} /tmp/extra.in >/dev/null || {fail}",
+              "fi",
+              f"uv pip sync --no-build /tmp/pinned.txt || {fail}",
+              "rm -rf /tmp/* /root/.cache", 'echo "==> Environment ready"']
+    return "\n".join(lines) + "\n"
+
+
+def layer_script(default_streamlit: str, env: dict[str, str]) -> str:
+    """The Streamlit layer's build (`docker_layers`): one wheels-only install of the
+    default Streamlit and app_auth_packages into a new venv."""
+    lines = ["set -u", "export PATH=/stcloud/bin:$PATH"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    streamlit = shlex.quote(f"streamlit=={default_streamlit}")
+    lines += [f"uv venv -q --python /usr/bin/python3 {VENV} || exit 11",
+              f"uv pip install --no-build {streamlit} ${{{AUTH_PACKAGES_VAR}:-}} || exit 13",
+              "rm -rf /tmp/* /root/.cache"]
     return "\n".join(lines) + "\n"
 
 

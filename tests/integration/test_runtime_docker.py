@@ -71,7 +71,7 @@ def test_build_script_steps() -> None:
                           {"UV_INDEX_URL": "https://idx/simple"}, True)
     assert "apt-get -o Acquire::https::CAInfo=/etc/stcloud/ca.crt install" in locked
     assert "libmagic1 sqlite3" in locked and "uv export" in locked
-    assert "requirements.txt" not in locked  # uv.lock comes first, as on Community Cloud
+    assert "src/requirements.txt" not in locked  # uv.lock comes first, as on Community Cloud
     assert "export UV_INDEX_URL=https://idx/simple" in locked
 
 

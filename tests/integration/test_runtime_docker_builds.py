@@ -98,7 +98,7 @@ def test_cancelled_build_kills_its_container(docker_runtime: DockerRuntime, dock
         started = asyncio.Event()
 
         def log(line: str) -> None:
-            if line.startswith("==> uv venv"):
+            if line.startswith("==> phase resolve"):  # the build container runs
                 started.set()
         task = asyncio.ensure_future(docker_runtime.ensure_env(spec, log))
         await asyncio.wait_for(started.wait(), 60)

@@ -50,10 +50,16 @@ def test_a_failed_install_does_not_fail_the_build(tmp_path: Path) -> None:
     assert code == 0 and "st.login() will ask for Authlib" in out and out.endswith("done\n")
 
 
-def test_both_phases_run_the_step() -> None:
+def test_both_phases_install_the_packages() -> None:
+    """The sandboxed phase runs the step; the wheels-only phase compiles the packages into
+    its one sync instead (a later uv call there would run the new wheels' .pth files with
+    the shared cache writable: docker_scripts)."""
     spec = EnvSpec(python_version="3.11", files={"requirements.txt": b"pandas\n"},
                    default_streamlit="1.67.0")
     step = docker_scripts.auth_lines()[0]
-    for script in (docker_scripts.wheels_script(spec, {}, False),
-                   docker_scripts.build_script(spec, {}, False)):
-        assert step in script and script.index(step) < script.index("Environment ready")
+    built = docker_scripts.build_script(spec, {}, False)
+    assert step in built and built.index(step) < built.index("Environment ready")
+    wheels = docker_scripts.wheels_script(spec, {}, False)
+    joined = f"printf '%s\\n' ${{{docker_scripts.AUTH_PACKAGES_VAR}:-}} >> /tmp/extra.in"
+    assert joined in wheels and "uv pip install" not in wheels
+    assert wheels.index(joined) < wheels.index("uv pip sync") < wheels.index("Environment ready")
