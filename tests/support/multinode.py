@@ -66,15 +66,15 @@ def multinode() -> Multinode:
 
 def node_names(client: docker.DockerClient) -> dict[str, str]:
     """Node id → hostname (stcmn-n1…3)."""
-    return {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
+    return {str(n.id): n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
 
 
 def task_nodes(client: docker.DockerClient, service_id: str) -> list[str]:
     """The hostnames of the nodes the service's running tasks are on."""
     names = node_names(client)
+    api: Any = client.api
     return [names.get(t.get("NodeID", ""), "?")
-            for t in client.api.tasks(filters={"service": service_id,
-                                               "desired-state": "running"})
+            for t in api.tasks(filters={"service": service_id, "desired-state": "running"})
             if (t.get("Status") or {}).get("State") == "running"]
 
 
