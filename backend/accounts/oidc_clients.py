@@ -93,6 +93,13 @@ def set_identity_headers(ctx: Context, user: User, app_id: int, on: bool) -> Non
         s.add(row)
 
 
+def get_identity_headers(ctx: Context, user: User, app_id: int) -> bool:
+    """Whether the app gets identity headers (anyone with a role in its workspace)."""
+    with session_scope(ctx.engine) as s:
+        load_app_for(s, user, app_id, "viewer", "see the app's identity headers")
+    return identity_headers_on(ctx, app_id)
+
+
 def identity_headers_on(ctx: Context, app_id: int) -> bool:
     with session_scope(ctx.engine) as s:
         row = s.exec(select(OidcClient).where(OidcClient.app_id == app_id)).first()

@@ -181,6 +181,8 @@ MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per r
     ("GET", "/apps/{app}/usage"): (U, U, 200, 200, 200, N, 200, 200),
     ("GET", "/apps/{app}/sleep-policy"): (U, U, 200, 200, 200, N, 200, 200),
     ("PUT", "/apps/{app}/sleep-policy"): (U, U, S, F, 200, N, 200, 200),
+    ("GET", "/apps/{app}/identity-headers"): (U, U, 200, 200, 200, N, 200, 200),
+    ("PUT", "/apps/{app}/identity-headers"): (U, U, S, F, 200, N, 200, 200),
     ("GET", "/apps/{app}/git-credential"): (U, U, 200, F, 200, N, 200, 200),
     ("PUT", "/apps/{app}/git-credential"): (U, U, S, F, V, N, V, V),  # a local repository
     ("DELETE", "/apps/{app}/git-credential"): (U, U, S, F, 200, N, 200, 200),
@@ -199,6 +201,7 @@ BODIES = {"POST /apps": {"json": {"repo_url": REPO}},
           "PATCH /apps/{app}": {"json": {"visibility": "private"}},
           "PUT /apps/{app}/secrets": {"data": 'a = "b"'},
           "PUT /apps/{app}/sleep-policy": {"json": {"policy": "idle 1d"}},
+          "PUT /apps/{app}/identity-headers": {"json": {"enabled": True}},
           "PUT /apps/{app}/git-credential": {"json": {"deploy_key": True}},
           "PUT /workspaces/{ws}/members/spare": {"json": {"role": "viewer"}},
           "POST /notifications/read": {"json": {"all": True}}}

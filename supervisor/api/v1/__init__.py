@@ -35,6 +35,7 @@ from supervisor.api.v1 import (
     analytics,
     apps,
     git_credential,
+    identity_headers,
     logs,
     notifications,
     secrets,
@@ -49,6 +50,7 @@ __all__ = ["ApiRoute", "TokenBucket", "json_errors", "make_routes", "openapi_doc
 # The order of the OpenAPI document's paths.
 ENDPOINTS: list[Endpoint] = [
     *accounts.ME, *apps.ENDPOINTS, *sleep_policy.ENDPOINTS, *git_credential.ENDPOINTS,
+    *identity_headers.ENDPOINTS,
     *logs.ENDPOINTS, *secrets.ENDPOINTS,
     *analytics.ENDPOINTS, *notifications.ENDPOINTS, *workspaces.ENDPOINTS, *accounts.USERS,
 ]
