@@ -346,9 +346,11 @@ class EnvBuilds(PackageBuilds):
         if self.isolation != sandbox.BUBBLEWRAP:
             return self._run
         assert self._tools is not None
-        tools, uv = self._tools, Path(uv_binary())
-        cache = cache or self._build_cache(spec)
+        tools, uv, shared = self._tools, Path(uv_binary()), self._build_cache(spec)
+        cache = cache or shared
         readable = [sandbox.python_prefix_of(interpreter), uv]
+        if cache != shared:  # a view: the shared cache stays readable as it is now
+            readable.append(shared)
         ca = self.settings.ca_bundle_path
         if ca is not None:
             readable.append(ca)

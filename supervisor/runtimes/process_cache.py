@@ -7,10 +7,13 @@ apps' builds copy into their environments. So (`process_build`):
 
 - the wheels-only step (one `uv pip install --no-build` into the empty environment: no
   package code runs) binds the shared cache writable and fills it;
-- every other step binds `cache_view`: with root, an overlayfs mount whose lower layer is
-  the shared cache (read-only; warm) and whose upper layer is this build's scratch
-  directory, unmounted and removed when the build ends; without root (no mount), an empty
-  cache of the build's own, so such builds download again what they need.
+- every other step binds `cache_view` writable as its uv cache: with root, an overlayfs
+  mount whose lower layer is the shared cache (warm) and whose upper layer is this build's
+  scratch directory, unmounted and removed when the build ends; without root (no mount),
+  an empty cache of the build's own, so such builds download again what they need. The
+  shared cache itself is bound read-only beside it: overlayfs may not show a file made in
+  its lower layer after the mount looked for it, and a find-links folder in the cache
+  (what a sandboxed build can read) must read as it is now.
 """
 
 from __future__ import annotations
