@@ -12,6 +12,7 @@ from models.engine import make_engine, migrate, session_scope
 from models.git_credentials import AppGitCredential
 from models.github import AppGithub, GithubAccount, GithubGrant
 from models.oidc import OidcClient, OidcCode, OidcKey  # noqa: F401  (OIDC provider)
+from models.previews import AppPreview, AppPreviewConfig
 from models.resources import InstanceUsageSample, MemoryWatch  # noqa: F401 (resources)
 from models.rows import id_of, table_of
 from models.secret_values import AppSecretValue
@@ -39,8 +40,8 @@ from models.usage import UsageSample
 
 __all__ = ["AnalyticsAppDay", "AnalyticsAppTotal", "AnalyticsAppViewer", "AnalyticsViewerMonth",
            "AnalyticsWorkspaceMonth", "ApiToken", "App", "AppEvent", "AppGitCredential",
-           "AppGithub", "AppRequest", "AppSecret", "AppSecretValue", "AppSleepPolicy", "AppViewer",
-           "Build", "ClusterLease", "ClusterNode", "EmailOutbox", "Favorite", "GithubAccount",
-           "GithubGrant", "Installation", "Membership", "Notification", "SigninToken",
-           "UsageSample", "User", "ViewEvent", "Workspace", "id_of", "table_of", "utcnow",
-           "make_engine", "migrate", "session_scope"]
+           "AppGithub", "AppPreview", "AppPreviewConfig", "AppRequest", "AppSecret",
+           "AppSecretValue", "AppSleepPolicy", "AppViewer", "Build", "ClusterLease", "ClusterNode",
+           "EmailOutbox", "Favorite", "GithubAccount", "GithubGrant", "Installation", "Membership",
+           "Notification", "SigninToken", "UsageSample", "User", "ViewEvent", "Workspace", "id_of",
+           "table_of", "utcnow", "make_engine", "migrate", "session_scope"]

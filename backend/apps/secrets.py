@@ -54,7 +54,7 @@ from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from backend.platform.settings import Settings
-from models import AppEvent, AppSecret, AppSecretValue, User, session_scope, table_of, utcnow
+from models import App, AppEvent, AppSecret, AppSecretValue, User, session_scope, table_of, utcnow
 
 KEY_NAME = sealing.KEY_NAME
 MAX_BYTES = 64 * 1024
@@ -387,6 +387,30 @@ def set_secrets(ctx: Context, user: User, app_id: int, text: str,
         app_service.reboot_app(ctx, user, app_id)
     return SecretsSaved(keys=len(data), env_vars=tuple(sorted(env_vars_of(data))),
                         restarted=restarted)
+
+
+def set_secrets_for(ctx: Context, app_id: int, text: str, reason: str) -> None:
+    """The platform's own write of an app's secrets (a preview's, from its parent's): as
+    `set_secrets` (history for masking, runtime file, an event), without a person's
+    permission check and without a restart."""
+    data = parse_secrets(text)
+    with session_scope(ctx.engine) as s:
+        row = s.get(AppSecret, app_id) or AppSecret(app_id=app_id)
+        _remember(s, ctx, app_id, leaf_values(data))
+        row.ciphertext = encrypt(ctx, text)
+        row.updated_at = utcnow()
+        s.add(row)
+        app = s.get(App, app_id)
+        state = app.state if app is not None else ""
+        s.add(AppEvent(app_id=app_id, from_state=state, to_state=state, reason=reason))
+        write_runtime_file(ctx.settings, app_id, text)
+
+
+def secrets_text_of(ctx: Context, app_id: int) -> str:
+    """The app's secrets as saved ("" without), for the platform's own use."""
+    with session_scope(ctx.engine) as s:
+        row = s.get(AppSecret, app_id)
+        return decrypt(ctx, row.ciphertext) if row is not None else ""
 
 
 def validate_for_deploy(text: str) -> None:

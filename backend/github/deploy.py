@@ -267,7 +267,8 @@ def _add_webhook(ctx: Context, conn: Conn, repo: Repository,
               "insecure_ssl": "0"}
     try:
         with calling(ctx, conn):
-            hook = repo.create_hook("web", config, events=["push"], active=True)
+            hook = repo.create_hook("web", config, events=["push", "pull_request"],
+                                    active=True)
     except GithubException as e:
         return "polling", f"GitHub refused to add a webhook ({github_message(e)}).", None
     except GithubError as e:

@@ -24,6 +24,7 @@ from backend.apps import service as app_service
 from backend.context import Context
 from backend.errors import NotFound
 from pages.dashboard import _actions as actions
+from pages.dashboard import _previews as preview_view
 from pages.dashboard import _resources as resources_view
 from pages.dashboard import _sleep as sleep_view
 from pages.dashboard import _ui as ui
@@ -126,6 +127,7 @@ def main() -> None:
     if app_id is not None:
         ui.live("app_detail", functools.partial(live_part, ctx, user, app_id))
         memory_section(ctx, user, app_id)
+        preview_view.preview_list(ctx, user, app_id)
     actions.confirm_dialogs(ctx, user, after_delete=ui.MY_APPS)
 
 

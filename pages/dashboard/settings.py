@@ -26,6 +26,7 @@ from backend.apps import settings as app_settings
 from backend.context import Context
 from backend.errors import BackendError
 from backend.github import deploy as github_deploy
+from pages.dashboard import _previews as preview_view
 from pages.dashboard import _repo_access as repo_access
 from pages.dashboard import _sleep as sleep_view
 from pages.dashboard import _ui as ui
@@ -268,8 +269,8 @@ ui.status_badge(app)
 if not conf.can_manage:
     st.caption(f"**{ui.VIEW_ONLY}**", help=ui.VIEW_ONLY_HELP)
 ui.app_links(app, skip=ui.SETTINGS)
-general_tab, share_tab, secret_tab, sleep_tab = st.tabs(["General", "Sharing", "Secrets",
-                                                         "Sleep"])
+general_tab, share_tab, secret_tab, sleep_tab, preview_tab = st.tabs(
+    ["General", "Sharing", "Secrets", "Sleep", "Previews"])
 with general_tab:
     general(ctx, user, conf)
 with share_tab:
@@ -279,3 +280,5 @@ with secret_tab:
     secrets_tab(ctx, user, conf)
 with sleep_tab:
     sleep_view.sleep_tab(ctx, user, app_id, run, show)
+with preview_tab:
+    preview_view.settings_tab(ctx, user, app_id, conf.can_manage)

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from backend.apps import hooks, push_formats
 from backend.context import Context
+from supervisor.api import preview_hooks
 from supervisor.api.support import MAX_ID
 from supervisor.api.support import error as api_error
 
@@ -68,6 +69,9 @@ class PushHooks:
         event = request.headers.get("X-GitHub-Event", "")
         if event == "ping":
             return web.json_response({"ok": True, "apps": [t.app_id for t in verified]})
+        if event == "pull_request":
+            return await preview_hooks.pull_request(self.ctx, self.reconciler, payload,
+                                                    verified)
         if event != "push":
             return web.json_response({"ok": True, "ignored": event or "unknown"})
         ref = str(payload.get("ref", ""))

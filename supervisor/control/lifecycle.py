@@ -32,7 +32,7 @@ from sqlmodel import delete
 
 from backend import validation
 from backend.accounts import oidc_secrets
-from backend.apps import failure_reports, failures
+from backend.apps import failure_reports, failures, previews
 from backend.apps import secrets as app_secrets
 from backend.apps.log_files import app_log_path, build_log_path, mark_run_start
 from backend.context import Context
@@ -399,6 +399,7 @@ class Lifecycle(AppRecords):
         await self._stop_saved(app_id)
         shutil.rmtree(self.settings.apps_path / str(app_id), ignore_errors=True)
         shutil.rmtree(self.settings.logs_path / str(app_id), ignore_errors=True)
+        await asyncio.to_thread(previews.close_all, self.ctx, app_id)  # its previews go too
         try:  # remove the GitHub deploy key and webhook; retried by the GitHub refresh job
             await asyncio.to_thread(github_deploy.on_app_deleted, self.ctx, app_id)
         except Exception:  # GitHub being away must not block a delete

@@ -36,6 +36,7 @@ from sqlmodel import col, select
 from backend.analytics import store as analytics_store
 from backend.analytics import usage
 from backend.context import Context
+from backend.github import previews as github_previews
 from backend.github import sync as github_sync
 from models import App, id_of, session_scope, utcnow
 from supervisor import mailer
@@ -68,6 +69,7 @@ class Schedules:
                 ("hibernation", self.hibernation_pass, s.hibernation_interval),
                 ("email", self.email_pass, s.email_interval),
                 ("github-refresh", self.github_refresh, s.github_refresh_minutes * 60),
+                ("preview-status", self.preview_status, 15),
                 ("analytics-retention", self.analytics_retention,
                  86400 if s.analytics_retention_days > 0 else 0),
                 ("usage-sample", self.usage_sample, s.usage_sample_interval),
@@ -149,6 +151,13 @@ class Schedules:
             await asyncio.to_thread(github_sync.refresh_all, self.ctx, self.now())
         except Exception:  # a bad pass must not stop later ones
             log.exception("GitHub refresh failed")
+
+    async def preview_status(self) -> None:
+        """Tell pull requests how their preview apps are doing (commit statuses)."""
+        try:
+            await asyncio.to_thread(github_previews.report_states, self.ctx)
+        except Exception:  # a bad pass must not stop later ones
+            log.exception("preview status pass failed")
 
     async def analytics_retention(self) -> None:
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from backend.apps import previews
 from backend.context import Context
 from backend.github.deploy_keys import deploy_key_for_app
 from backend.repositories import credentials, git_env
@@ -39,6 +40,7 @@ def deploy_key_env(ctx: Context, app_id: int, port: int | None = None) -> Iterat
     without a credential): its GitHub deploy key, else its own deploy key or access token
     (`backend.repositories.credentials`). `port` is only needed when the ssh URL cannot
     carry it (scp-like `git@host:path`)."""
+    app_id = previews.credential_source(ctx, app_id)  # a preview reads as its app does
     private_key = deploy_key_for_app(ctx, app_id)
     if private_key is not None:
         with key_env(ctx, private_key, port) as env:

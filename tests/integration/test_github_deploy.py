@@ -13,6 +13,8 @@ from sqlmodel import select
 
 from backend.accounts import auth
 from backend.apps import service as apps
+from backend.apps.service import AppView
+from backend.context import Context
 from backend.errors import NotFound, PermissionDenied, ValidationError
 from backend.github import accounts as github
 from backend.github import deploy as github_deploy
@@ -20,7 +22,7 @@ from backend.github import deploy_keys
 from backend.github.client import (
     Conn,
 )
-from models import session_scope
+from models import User, session_scope
 from models.github import AppGithub, GithubAccount
 from supervisor.api import make_api_app
 from supervisor.proxy import make_proxy_app
@@ -44,7 +46,7 @@ def test_deploy_public_repo_with_webhook(gctx, fake_github, alice) -> None:
         ("webhook", False, None)
     assert not repo.keys
     (hook,) = repo.hooks.values()
-    assert hook["id"] == row.hook_id and hook["events"] == ["push"]
+    assert hook["id"] == row.hook_id and hook["events"] == ["push", "pull_request"]
     assert hook["config"]["url"] == gctx.settings.public_url() + "/api/v1/hooks/github"
     assert hook["config"]["content_type"] == "json"
     assert hook["secret"] == app.webhook_secret
@@ -117,7 +119,7 @@ def test_private_deploy_key_exists_before_the_app_is_queued(gctx, fake_github, a
     seen: dict[str, Any] = {}
     original = apps.deploy_app
 
-    def deploy_and_look(ctx, user, **kw):  # type: ignore[no-untyped-def]
+    def deploy_and_look(ctx: Context, user: User, **kw: Any) -> AppView:
         view = original(ctx, user, **kw)
         seen["key"] = deploy_keys.deploy_key_for_app(ctx, view.id)  # as the supervisor would
         return view

@@ -172,8 +172,31 @@ class FakeGithub(GithubApi):
         """POST a signed push event to each webhook of the repository; (status, json) each."""
         repo = self.find(full_name)
         assert repo is not None
-        body = json.dumps({"ref": f"refs/heads/{branch}", "after": repo.branches.get(branch),
-                           "repository": self._repo_json(repo, repo.owner)}).encode()
+        return self.deliver(full_name, "push", {
+            "ref": f"refs/heads/{branch}", "after": repo.branches.get(branch),
+            "repository": self._repo_json(repo, repo.owner)})
+
+    def deliver_pull_request(self, full_name: str, number: int, action: str, branch: str,
+                             sha: str, title: str = "A change",
+                             head_repo: str = "") -> list[tuple[int, Any]]:
+        """A `pull_request` event of `full_name`, from `head_repo` (default: the same)."""
+        repo = self.find(full_name)
+        assert repo is not None
+        base = self._repo_json(repo, repo.owner)
+        head = base if not head_repo else {
+            "full_name": head_repo, "clone_url": f"{self.base_url}/{head_repo}.git"}
+        return self.deliver(full_name, "pull_request", {
+            "action": action, "number": number, "repository": base,
+            "pull_request": {"number": number, "title": title, "state": "open",
+                             "head": {"ref": branch, "sha": sha, "repo": head},
+                             "base": {"ref": repo.default_branch, "repo": base}}})
+
+    def deliver(self, full_name: str, event: str, payload: dict[str, Any]
+                ) -> list[tuple[int, Any]]:
+        """POST `payload` as a signed `event` to each webhook of the repository."""
+        repo = self.find(full_name)
+        assert repo is not None
+        body = json.dumps(payload).encode()
 
         async def post_all() -> list[tuple[int, Any]]:
             out = []
@@ -181,7 +204,7 @@ class FakeGithub(GithubApi):
                 for hook in repo.hooks.values():
                     sig = "sha256=" + hmac.new(hook["secret"].encode(), body,
                                                hashlib.sha256).hexdigest()
-                    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": sig,
+                    headers = {"X-GitHub-Event": event, "X-Hub-Signature-256": sig,
                                "Content-Type": "application/json",
                                "X-GitHub-Delivery": str(next(self._ids))}
                     async with http.post(hook["config"]["url"], data=body,

@@ -43,6 +43,8 @@ class FakeRepo:
     keys: dict[int, dict[str, Any]] = field(default_factory=dict)
     hooks: dict[int, dict[str, Any]] = field(default_factory=dict)
     git_dir: Path | None = None
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # each with its "sha"
+    comments: list[dict[str, Any]] = field(default_factory=list)  # each with its "issue"
 
     @property
     def full_name(self) -> str:
@@ -198,6 +200,8 @@ class GithubApi:
             return web.json_response(self._branch_json(repo, name))
         if rest[:2] == ["git", "trees"] and len(rest) >= 3:
             return web.json_response(self._tree_json(repo, "/".join(rest[2:])))
+        if rest[0] in ("statuses", "issues") and request.method == "POST":
+            return await self._status_or_comment(request, repo, rest, login)
         if rest[0] in ("keys", "hooks"):
             scope = "repo" if rest[0] == "keys" else "admin:repo_hook"
             if not admin or not self._can(token, scope):
@@ -241,6 +245,22 @@ class GithubApi:
                 return web.Response(status=204)
             return web.json_response(self._public(store[int(rest[1])]))
         return not_found()
+
+    async def _status_or_comment(self, request: web.Request, repo: FakeRepo, rest: list[str],
+                                 login: str) -> web.StreamResponse:
+        """`POST statuses/{sha}` and `POST issues/{n}/comments`, for anyone who may push."""
+        if repo.permissions.get(login) not in ("push", "maintain", "admin"):
+            return not_found()
+        data = await request.json()
+        ident = next(self._ids)
+        if rest[0] == "statuses" and len(rest) == 2:
+            repo.statuses.append({**data, "sha": rest[1], "id": ident})
+        elif len(rest) == 3 and rest[1].isdigit() and rest[2] == "comments":
+            repo.comments.append({**data, "issue": int(rest[1]), "id": ident})
+        else:
+            return not_found()
+        return web.json_response({**data, "id": ident, "url": f"{self.base_url}/x/{ident}"},
+                                 status=201)
 
     @staticmethod
     def _public(item: dict[str, Any]) -> dict[str, Any]:
