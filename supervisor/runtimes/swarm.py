@@ -34,6 +34,9 @@ fills in the steps of `Runtime.start` and `Runtime.list` for services. What diff
 - Over the limit. A task's container that the kernel killed for memory has
   `State.OOMKilled`; `poll` reads it from the container of the failed task (local node).
   Where the container cannot be inspected (another node), exit code 137 counts as `oom`.
+- Secrets reach the task as a Swarm secret (`swarm_secrets`); the checkout, workdir script,
+  log file and CA bundle are bind mounts of host paths every node must have (one machine,
+  or a shared filesystem at the same paths).
 - What swarm cannot apply of the container's arguments: see `swarm_spec`.
 
 `Instance.state` is `{"service_id", "name", "addresses"}` (the reconciler matches a saved
@@ -70,6 +73,7 @@ from supervisor.runtimes.docker_api import (
     file_size,
     usage_from_stats,
 )
+from supervisor.runtimes.swarm_secrets import attach_secrets, prune_secrets
 from supervisor.runtimes.swarm_spec import (  # noqa: F401 - NOT_A_MANAGER: this module's API
     NOT_A_MANAGER,
     api_at_least,
@@ -231,6 +235,7 @@ class SwarmRuntime(DockerEngine, Runtime):
     async def remove_instances(self, app: AppSpec, found: list[Any]) -> None:
         for service_id in {s["ID"] for s in found}:
             await self._remove_service(service_id, wait=False)
+        await prune_secrets(self.api, self.install_id, app.app_id)
 
     async def create_instance(self, app: AppSpec, env: EnvRef, token: str) -> Any:
         """The service, as (its id, the app log's size when it was made)."""
@@ -241,6 +246,7 @@ class SwarmRuntime(DockerEngine, Runtime):
         template = task_template(self.settings, args, image, self.install_id, app, network,
                                  driver, await self._local_node(),
                                  api_at_least(client, "1.46"))
+        await attach_secrets(self.api, template, self.install_id, app, token)
         mode = {"Replicated": {"Replicas": max(1, self.settings.swarm_replicas)}}
         log_offset = file_size(app.log_path)
         try:
@@ -257,6 +263,7 @@ class SwarmRuntime(DockerEngine, Runtime):
             addresses = await self._wait_addresses(service_id)
         except StartError as exc:
             await self._remove_service(service_id, wait=True)
+            await prune_secrets(self.api, self.install_id, app.app_id)
             output = appended(app.log_path, log_offset).splitlines()[-REPORT_LINES:]
             raise StartError("\n".join([str(exc), *output])) from None
         state: dict[str, Any] = {
@@ -316,6 +323,7 @@ class SwarmRuntime(DockerEngine, Runtime):
         if service is None:
             return
         await self._remove_service(service["ID"], wait=True)
+        await prune_secrets(self.api, self.install_id, app_id)
         for key in [k for k in self._cpu_samples if k.startswith(service["ID"] + "/")]:
             del self._cpu_samples[key]
 

@@ -38,6 +38,7 @@ from tests.support.multinode import (
 )
 from tests.support.runtimes import app, checkout, env_for, remove_swarm_installation, wait_for
 from tests.support.runtimes import wait_healthy as wait_answers
+from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
 
 pytestmark = [pytest.mark.multinode, pytest.mark.no_database]
@@ -242,3 +243,41 @@ def test_the_supervisor_s_route_follows_an_app_off_a_drained_node(
     finally:
         sup.stop()
         remove_swarm_installation(manager, SwarmRuntime(settings, manager).install_id)
+
+
+# Secrets reach the task from the manager, not from a host path -----------------------------
+def test_an_app_s_secrets_reach_its_task_on_a_worker_as_a_swarm_secret(
+        msettings: Settings, manager: docker.DockerClient, tmp_path: Path) -> None:
+    """The secrets file is no bind mount of the supervisor's host path: the service names a
+    Swarm secret of its content at Streamlit's secrets paths, the app on a worker reads it,
+    and stopping the app removes the secret."""
+    settings = dataclasses.replace(msettings, swarm_placement_constraints="node.role==worker")
+    rt = swarm_runtime(settings, manager)
+    path = checkout(tmp_path, "secretive", {
+        "streamlit_app.py": "import streamlit as st\nst.write(st.secrets['greeting'])\n"})
+    (path / ".streamlit").mkdir()
+    (path / ".streamlit" / "secrets.toml").write_text('greeting = "committed, hidden"\n')
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('greeting = "hello from the manager"\n')
+
+    async def scenario() -> None:
+        env = await env_for(rt, path)
+        inst = await rt.start(app(settings, path, 21, secrets_file=secrets), env)
+        await wait_answers(inst.address, rt, 21, inst.state)
+        assert task_nodes(manager, inst.state["service_id"])[0] in ("stcmn-n2", "stcmn-n3")
+        cspec = manager.api.inspect_service(inst.state["service_id"])["Spec"][
+            "TaskTemplate"]["ContainerSpec"]
+        assert str(secrets) not in [m.get("Source") for m in cspec["Mounts"]]
+        assert sorted(s["File"]["Name"] for s in cspec["Secrets"]) == [
+            "/app/.streamlit/secrets.toml", "/tmp/.streamlit/secrets.toml"]
+        host, port = inst.address
+        seen = await open_streamlit_session(f"ws://{host}:{port}", f"{host}:{port}")
+        assert "hello from the manager" in seen["texts"], seen
+        [ref] = {s["SecretID"] for s in cspec["Secrets"]}
+        await rt.stop(21, inst.state)
+        assert ref not in {s.id for s in manager.secrets.list()}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        remove_swarm_installation(manager, rt.install_id)

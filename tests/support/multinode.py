@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import pytest
 
 from backend.platform.settings import Settings
@@ -80,12 +81,19 @@ def task_nodes(client: docker.DockerClient, service_id: str) -> list[str]:
 
 def set_availability(client: docker.DockerClient, hostname: str, availability: str) -> None:
     """`docker node update --availability …` of the node named `hostname`."""
-    for node in client.nodes.list():
-        if node.attrs["Description"]["Hostname"] == hostname:
-            spec = dict(node.attrs["Spec"], Availability=availability)
-            node.update(spec)
+    for _ in range(20):  # the node's version moves on while it (re)joins: read it again
+        node = next((n for n in client.nodes.list()
+                     if n.attrs["Description"]["Hostname"] == hostname), None)
+        assert node is not None, f"no node {hostname}"
+        if node.attrs["Spec"].get("Availability") == availability:
             return
-    raise AssertionError(f"no node {hostname}")
+        try:
+            node.update(dict(node.attrs["Spec"], Availability=availability))
+            return
+        except docker.errors.APIError as exc:
+            if "out of sequence" not in str(exc):
+                raise
+    raise AssertionError(f"could not set {hostname} {availability}")
 
 
 def set_link(hostname: str, up: bool) -> None:
