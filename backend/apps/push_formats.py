@@ -35,6 +35,7 @@ class PushEvent:
     kind: str  # "push", "ping", or the host's name of another event (ignored)
     refs: tuple[str, ...]  # pushed refs, `refs/heads/<branch>`
     repo_urls: tuple[str, ...]  # the repository's URLs as the host gives them
+    deleted: tuple[str, ...] = ()  # refs the push deleted
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def parse_gitlab(headers: Mapping[str, str], payload: Any) -> PushEvent:
                   project.get("web_url"), project.get("http_url"), project.get("ssh_url"),
                   project.get("url"))
     kind = "push" if event == "Push Hook" or body.get("object_kind") == "push" else event
-    return PushEvent(kind, _texts(body.get("ref")), urls)
+    return _split_deleted(PushEvent(kind, _texts(body.get("ref")), urls), body)
 
 
 def parse_gitea(headers: Mapping[str, str], payload: Any) -> PushEvent:
@@ -99,7 +100,14 @@ def parse_gitea(headers: Mapping[str, str], payload: Any) -> PushEvent:
     body = _dict(payload, "a JSON object")
     repo = _dict(body.get("repository"), "a repository")
     urls = _texts(repo.get("clone_url"), repo.get("ssh_url"), repo.get("html_url"))
-    return PushEvent(event or "unknown", _texts(body.get("ref")), urls)
+    return _split_deleted(PushEvent(event or "unknown", _texts(body.get("ref")), urls), body)
+
+
+def _split_deleted(event: PushEvent, body: dict[str, Any]) -> PushEvent:
+    """GitLab and Gitea say a branch was deleted by an `after` of zeros."""
+    if str(body.get("after", "")).strip("0") or not body.get("after"):
+        return event
+    return PushEvent(event.kind, (), event.repo_urls, event.refs)
 
 
 def _bitbucket_cloud(body: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -113,6 +121,17 @@ def _bitbucket_cloud(body: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, 
     return tuple(refs), urls
 
 
+def _bitbucket_cloud_deleted(body: dict[str, Any]) -> tuple[str, ...]:
+    gone = []
+    for change in _sub(body, "push").get("changes") or []:
+        if not isinstance(change, dict) or change.get("new") is not None:
+            continue
+        old = change.get("old")
+        if isinstance(old, dict) and old.get("type") == "branch" and old.get("name"):
+            gone.append(f"refs/heads/{old['name']}")
+    return tuple(gone)
+
+
 def _bitbucket_server(body: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     repo = _dict(body.get("repository"), "a repository")
     clones = _sub(repo, "links").get("clone") or []
@@ -120,9 +139,16 @@ def _bitbucket_server(body: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str,
     refs = []
     for change in body.get("changes") or []:
         ref = change.get("ref") if isinstance(change, dict) else None
-        if isinstance(ref, dict) and ref.get("type") == "BRANCH" and ref.get("id"):
+        if isinstance(ref, dict) and ref.get("type") == "BRANCH" and ref.get("id") and \
+                change.get("type") != "DELETE":
             refs.append(str(ref["id"]))
     return tuple(refs), urls
+
+
+def _bitbucket_server_deleted(body: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(c["ref"]["id"]) for c in body.get("changes") or []
+                 if isinstance(c, dict) and c.get("type") == "DELETE" and
+                 isinstance(c.get("ref"), dict) and c["ref"].get("id"))
 
 
 def parse_bitbucket(headers: Mapping[str, str], payload: Any) -> PushEvent:
@@ -131,9 +157,9 @@ def parse_bitbucket(headers: Mapping[str, str], payload: Any) -> PushEvent:
     if event == "diagnostics:ping":
         return PushEvent("ping", (), ())
     if event == "repo:push":
-        return PushEvent("push", *_bitbucket_cloud(body))
+        return PushEvent("push", *_bitbucket_cloud(body), _bitbucket_cloud_deleted(body))
     if event == "repo:refs_changed":
-        return PushEvent("push", *_bitbucket_server(body))
+        return PushEvent("push", *_bitbucket_server(body), _bitbucket_server_deleted(body))
     return PushEvent(event or "unknown", (), ())
 
 

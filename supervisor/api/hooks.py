@@ -35,6 +35,12 @@ class PushReceiver(Protocol):
     def push_detected(self, app_id: int, source: str) -> None: ...
 
 
+def preview_field(shown: list[int]) -> dict[str, list[int]]:
+    """The answer's `previews` when a push acted on preview apps (left out otherwise, so a
+    plain push answers as before)."""
+    return {"previews": shown} if shown else {}
+
+
 def hook_error(status: int, code: str, message: str) -> web.Response:
     """The REST API's error shape (`{"error": {"code", "message"}}`), for hooks too."""
     return api_error(status, code, message)
@@ -75,11 +81,16 @@ class PushHooks:
         if event != "push":
             return web.json_response({"ok": True, "ignored": event or "unknown"})
         ref = str(payload.get("ref", ""))
-        synced = [t.app_id for t in verified if ref == f"refs/heads/{t.branch}"]
+        deleted = payload.get("deleted") is True
+        synced = [t.app_id for t in verified if ref == f"refs/heads/{t.branch}" and not deleted]
         for app_id in synced:
             self.reconciler.push_detected(app_id, "github webhook")
-        log.info("webhook push ref=%s apps=%s", ref, synced)
-        return web.json_response({"ok": True, "apps": synced}, status=202 if synced else 200)
+        shown = await preview_hooks.branch_previews(
+            self.ctx, self.reconciler, verified, () if deleted else (ref,),
+            (ref,) if deleted else ())
+        log.info("webhook push ref=%s apps=%s previews=%s", ref, synced, shown)
+        return web.json_response({"ok": True, "apps": synced, **preview_field(shown)},
+                                 status=202 if synced or shown else 200)
 
     def host_hook(self, key: str) -> web_handler:
         """The handler of `POST /hooks/<key>` for a host of `push_formats.FORMATS`: the
@@ -113,9 +124,12 @@ class PushHooks:
             synced = [t.app_id for t in verified if f"refs/heads/{t.branch}" in event.refs]
             for app_id in synced:
                 self.reconciler.push_detected(app_id, f"{key} webhook")
-            log.info("%s webhook push refs=%s apps=%s", key, list(event.refs)[:5], synced)
-            return web.json_response({"ok": True, "apps": synced},
-                                     status=202 if synced else 200)
+            shown = await preview_hooks.branch_previews(self.ctx, self.reconciler, verified,
+                                                        event.refs, event.deleted)
+            log.info("%s webhook push refs=%s apps=%s previews=%s", key, list(event.refs)[:5],
+                     synced, shown)
+            return web.json_response({"ok": True, "apps": synced, **preview_field(shown)},
+                                     status=202 if synced or shown else 200)
         return handle
 
     async def generic(self, request: web.Request) -> web.Response:

@@ -68,3 +68,31 @@ async def pull_request(ctx: Context, reconciler: SyncReceiver, payload: dict[str
                                 sha, opened.url, opened.created)
     log.info("pull_request #%s %s previews=%s", number, action, done)
     return web.json_response({"ok": True, "previews": done}, status=202 if done else 200)
+
+
+PREVIEW_BRANCHES = "refs/heads/preview/"
+
+
+async def branch_previews(ctx: Context, reconciler: SyncReceiver,
+                          verified: list[hooks.HookTarget], pushed: tuple[str, ...],
+                          deleted: tuple[str, ...]) -> list[int]:
+    """A push of a `preview/<name>` branch, on any git host, opens or updates its preview
+    (`<sub>-br-preview-<name>`) for each verified app with previews on; deleting the
+    branch deletes the preview. The preview apps acted on."""
+    done: list[int] = []
+    for target in verified:
+        if not await asyncio.to_thread(previews.previews_enabled, ctx, target.app_id):
+            continue
+        for ref in (r for r in pushed if r.startswith(PREVIEW_BRANCHES)):
+            opened = await asyncio.to_thread(previews.open_preview, ctx, target.app_id,
+                                             number=0, branch=ref.removeprefix("refs/heads/"))
+            if opened is not None:
+                if not opened.created:
+                    reconciler.push_detected(opened.preview_app_id, "preview branch push")
+                done.append(opened.preview_app_id)
+        for ref in (r for r in deleted if r.startswith(PREVIEW_BRANCHES)):
+            closed = await asyncio.to_thread(previews.close_preview, ctx, target.app_id,
+                                             number=0, branch=ref.removeprefix("refs/heads/"))
+            if closed is not None:
+                done.append(closed)
+    return done

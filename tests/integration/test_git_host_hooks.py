@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from backend.apps import push_formats
+from backend.apps import previews, push_formats
 from backend.apps import service as apps
 from supervisor.api import make_api_app
 from supervisor.proxy import make_proxy_app
@@ -155,3 +155,41 @@ def test_other_events_and_pings_act_on_nothing(ctx: Any, admin: Any) -> None:
 
     asyncio.run(scenario())
     assert reconciler.pushes == []
+
+
+def test_a_preview_branch_push_opens_a_preview_and_deleting_it_closes_it(ctx: Any,
+                                                                       admin: Any) -> None:
+    """On any git host, a push of `preview/<name>` makes a preview app of each verified app
+    with previews on; the push that deletes the branch (GitLab: `after` of zeros) deletes it."""
+    repo_url = "https://gitlab.example.com/analytics/reports/diaspora.git"
+    view = apps.deploy_app(ctx, admin, repo_url=repo_url, subdomain="dia")
+    secret = secret_of(ctx, view.id)
+    reconciler = StubReconciler(runtime_name="fake")
+    pushed = payload("gitlab_push.json", "preview/charts")
+    gone = pushed.replace(b'"after": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"',
+                          b'"after": "' + b"0" * 40 + b'"')
+    assert gone != pushed
+
+    async def scenario() -> list[tuple[int, Any]]:
+        proxy = make_proxy_app(ctx.settings, RouteTable(), api=make_api_app(ctx, reconciler))
+        answers = []
+        async with TestClient(TestServer(proxy)) as client:
+            for n, body in enumerate((pushed, pushed, pushed, gone)):
+                if n == 1:
+                    previews.set_config(ctx, admin, view.id, enabled=True)
+                resp = await client.post("/api/v1/hooks/gitlab", data=body, headers={
+                    "Host": f"localhost:{ctx.settings.port}", **gitlab_proof(secret, body)})
+                answers.append((resp.status, await resp.json()))
+        return answers
+
+    off, opened, again, closed = asyncio.run(scenario())
+    assert off == (200, {"ok": True, "apps": []})  # previews are off by default
+    assert opened[0] == 202
+    [preview_id] = opened[1]["previews"]
+    assert again == (202, {"ok": True, "apps": [], "previews": [preview_id]})
+    assert reconciler.pushes == [(preview_id, "preview branch push")]
+    assert closed == (202, {"ok": True, "apps": [], "previews": [preview_id]})
+    preview = load_app(ctx, preview_id)
+    assert preview is not None and preview.subdomain == "dia-br-preview-charts"
+    assert preview.desired_state == "deleted"
+    assert previews.list_previews(ctx, admin, view.id) == []
