@@ -153,3 +153,50 @@ def mark_scheduled_wake(ctx: Context, app_id: int, window_start: datetime) -> No
         if row is not None:
             row.scheduled_wake_at = window_start
             s.add(row)
+
+
+@dataclass(frozen=True)
+class NextSleep:
+    """One row of My apps: the policy in a few words and when the app next sleeps."""
+
+    label: str  # e.g. "💤 sleeps in 3 h", "always on", "asleep"
+    description: str  # the policy in a sentence (the label's tooltip)
+
+
+def _in_words(delta_seconds: float) -> str:
+    minutes = max(delta_seconds / 60, 0)
+    if minutes < 1:
+        return "at the next check"
+    if minutes < 90:
+        return f"in {minutes:.0f} min"
+    if minutes < 48 * 60:
+        return f"in {minutes / 60:.0f} h"
+    return f"in {minutes / 1440:.0f} days"
+
+
+def next_sleeps(ctx: Context, user: User, workspace_id: int, app_ids: Iterable[int],
+                now: datetime | None = None) -> dict[int, NextSleep]:
+    """For the apps of workspace `workspace_id` among `app_ids` (the user a member of it):
+    each one's sleep policy in a few words (My apps)."""
+    now = now or utcnow()
+    out: dict[int, NextSleep] = {}
+    with session_scope(ctx.engine) as s:
+        if not has_role(s, user, workspace_id, "viewer"):
+            return out
+        apps = s.exec(select(App).where(col(App.id).in_(list(app_ids)),
+                                        col(App.workspace_id) == workspace_id)).all()
+        found = policies(s, [id_of(a) for a in apps])
+        for app in apps:
+            policy = found[id_of(app)]
+            when = next_sleep(app, policy, ctx.settings, now)
+            if app.state == "sleeping":
+                label = "💤 asleep" + (", a visit wakes it" if policy.wake_on_visit else "")
+            elif app.state != "running":
+                label = ""
+            elif when is None:
+                label = "always on" if sp.effective(policy, ctx.settings).kind == "never" \
+                    else "stays awake"
+            else:
+                label = f"💤 sleeps {_in_words((when - now).total_seconds())}"
+            out[id_of(app)] = NextSleep(label, sp.describe(policy, ctx.settings))
+    return out

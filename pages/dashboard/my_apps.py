@@ -2,15 +2,17 @@
 
 Each row: ☆/⭐ star, name (a link to the app; a lock when it is private), repository ·
 branch · main file, status on one line (a failure's short reason, in full on App details;
-🌙 sleeping apps get a moon button that wakes them), owner (👥 when another developer
-deployed it), last deploy time (relative, exact on hover), and the "︙" menu: Favorite,
-Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL, Put to sleep now, and for site
-admins Stop / Start and Move to another workspace. View-only workspaces show a
-"👁 view-only" note instead of the management actions; favorites work everywhere.
+🌙 sleeping apps get a moon button that wakes them) and under it when the app next sleeps
+by its sleep policy ("💤 sleeps in 3 h", "always on"; the policy on hover), owner (👥 when
+another developer deployed it), last deploy time (relative, exact on hover), and the "︙"
+menu: Favorite, Open, Analytics, Logs, Settings, Reboot, Delete, Copy URL, Put to sleep
+now, and for site admins Stop / Start and Move to another workspace. View-only workspaces
+show a "👁 view-only" note instead of the management actions; favorites work everywhere.
 
-Fast with a thousand apps: one listing call (`backend.apps.listing`, a fixed number of queries),
-one page of `PAGE_SIZE` rows rendered, and a menu's content only while it is open; past
-`SEARCH_FROM` apps a search box filters by name, repository, branch, main file or owner.
+Fast with a thousand apps: one listing call (`backend.apps.listing`, a fixed number of
+queries) and one for the shown rows' sleep policies, one page of `PAGE_SIZE` rows
+rendered, and a menu's content only while it is open; past `SEARCH_FROM` apps a search box
+filters by name, repository, branch, main file or owner.
 The list runs in a live fragment that rereads it every two seconds while an app is in the
 oven or being deleted.
 """
@@ -22,6 +24,7 @@ from typing import Any
 import streamlit as st
 
 from backend import workspaces
+from backend.apps import sleep_settings
 from backend.apps.listing import AppListing, list_workspace_apps
 from backend.context import Context
 from backend.errors import BackendError
@@ -115,7 +118,8 @@ def lifecycle_items(ctx: Context, user: Any, app: Any) -> None:
                   args=(app.id, actions.move, ctx, user, app.id, key))
 
 
-def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
+def app_row(ctx: Context, user: Any, app: Any, favorite: bool,
+            sleep: sleep_settings.NextSleep | None = None) -> None:
     with st.container(border=True, key=f"app_{app.id}"):
         star, name, status, owner, deployed, moon, menu = st.columns(
             [0.35, 4.2, 2.4, 1.7, 1.9, 0.45, 0.4], vertical_alignment="center")
@@ -130,6 +134,8 @@ def app_row(ctx: Context, user: Any, app: Any, favorite: bool) -> None:
         name.caption(f"{ui.md(app.repo_url)} · {ui.md(app.branch)} · "
                      f"{ui.md(app.main_file)}")
         ui.status_badge(app, status, detail=False)  # the whole reason is on App details
+        if sleep is not None and sleep.label:
+            status.caption(sleep.label, help=f"Sleep policy: {sleep.description}")
         if app.owner == user.username:
             owner.caption("by you")
         else:
@@ -187,8 +193,10 @@ def app_list(ctx: Context, user: Any, workspace_id: int) -> bool:
             if not apps:
                 st.info(f"No app matches “{ui.md(needle.strip())}”.")
     start = pager(len(apps))
-    for app in apps[start:start + PAGE_SIZE]:
-        app_row(ctx, user, app, app.id in listing.favorites)
+    shown = apps[start:start + PAGE_SIZE]
+    sleeps = sleep_settings.next_sleeps(ctx, user, workspace_id, [a.id for a in shown])
+    for app in shown:
+        app_row(ctx, user, app, app.id in listing.favorites, sleeps.get(app.id))
     return any(ui.is_busy(a) for a in listing.apps)
 
 

@@ -1,7 +1,7 @@
 """The Settings page's Sleep tab under AppTest, on the real Home.py: the policy and when the
 app next sleeps are shown; a developer sets an idle period (refused below the server's
 bound, with the bound in the message), a schedule and wake_on_visit; a viewer reads it
-without the form; App details shows the same one line."""
+without the form; App details shows the same one line, My apps a few words per row."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tests.support.dashboard import (
     button_keys,
     click,
     deploy,
+    move,
     open_dashboard,
     open_settings,
     text,
@@ -76,3 +77,17 @@ def test_summary_line_words() -> None:
     assert sleep_view.summary(view) == ("Asleep after 1 day without a viewer; a visit wakes it "
                                         "by itself. Now: stays awake.")
     assert Policy().kind == "default"
+
+
+def test_my_apps_says_when_each_app_sleeps(dash: Dash) -> None:
+    idle, always, asleep = (deploy(dash, n) for n in ("two-hours", "always", "asleep"))
+    for app in (idle, always, asleep):
+        move(dash.ctx, app.id, "building", "starting", "running")
+    move(dash.ctx, asleep.id, "sleeping")
+    sleep_settings.set_policy(dash.ctx, dash.admin, idle.id, "idle 2h")
+    sleep_settings.set_policy(dash.ctx, dash.admin, always.id, "never")
+    sleep_settings.set_policy(dash.ctx, dash.admin, asleep.id, "idle 1d", wake_on_visit=True)
+    at = open_dashboard(dash.admin)
+    captions = [c.value for c in at.caption]
+    assert "💤 sleeps in 2 h" in captions and "always on" in captions
+    assert "💤 asleep, a visit wakes it" in captions
