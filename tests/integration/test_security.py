@@ -32,7 +32,7 @@ import requests
 from aiohttp import web
 from streamlit.testing.v1 import AppTest
 
-from backend.accounts import auth, identity
+from backend.accounts import auth, identity, oidc_secrets
 from backend.accounts.keys import dashboard_cookie_key
 from backend.apps import secrets as app_secrets
 from backend.apps.log_files import app_log_path
@@ -84,10 +84,11 @@ def test_planted_secret_never_in_platform_files(platform: Platform) -> None:
     settings = platform.ctx.settings
     runtime_copy = app_secrets.runtime_path(settings, platform.app_id)
     app_output = app_log_path(settings, platform.app_id)
-    allowed = {runtime_copy.resolve(), app_output.resolve()}
     app_dir = settings.apps_path / str(platform.app_id)
+    started_with = (app_dir / oidc_secrets.PLATFORM_FILE).resolve()  # + [auth] for st.login
+    allowed = {runtime_copy.resolve(), started_with, app_output.resolve()}
     checkout_copies = {p.resolve() for p in app_dir.glob("*/.streamlit/secrets.toml")}
-    for path in checkout_copies | {runtime_copy.resolve()}:
+    for path in checkout_copies | {runtime_copy.resolve(), started_with}:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path} is readable by others"
     assert PLANTED in app_output.read_text(), "the scan would not see a leak"
     scanned, leaks = 0, []
