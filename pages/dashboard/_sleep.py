@@ -18,7 +18,7 @@ import streamlit as st
 from backend.apps import sleep_policy as sp
 from backend.apps import sleep_settings
 from backend.context import Context
-from backend.errors import BackendError
+from backend.errors import BackendError, ValidationError
 from pages.dashboard import _ui as ui
 
 ss = st.session_state
@@ -66,13 +66,16 @@ def _defaults(policy: sp.Policy) -> None:
 
 
 def policy_text() -> str:
-    """The text form of what the form holds."""
+    """The text form of what the form holds (ValidationError: a schedule without days)."""
     kind = ss["new_sleep_kind"]
     if kind == "idle":
         minutes = float(ss["new_sleep_amount"]) * UNITS[ss["new_sleep_unit"]]
         return f"idle {minutes:g}m"
     if kind == "schedule":
-        days = ",".join(d.lower() for d in DAY_LABELS if d in ss["new_sleep_days"]) or "none"
+        days = ",".join(d.lower() for d in DAY_LABELS if d in ss["new_sleep_days"])
+        if not days:
+            raise ValidationError(sp.FIELD, "A schedule needs at least one weekday; choose "
+                                  "them under Awake on.")
         start, end = ss["new_sleep_start"], ss["new_sleep_end"]
         end_text = "24:00" if end == time(0) else f"{end:%H:%M}"
         return f"schedule {days} {start:%H:%M}-{end_text} {ss['new_sleep_zone']}"

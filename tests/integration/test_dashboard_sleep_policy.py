@@ -45,6 +45,9 @@ def test_sleep_tab_sets_idle_schedule_and_wake_on_visit(dash: Dash) -> None:
     assert any("Saved: asleep after 2 hours without a viewer" in s.value for s in at.success)
 
     at.radio(key="new_sleep_kind").set_value("schedule").run()
+    at.multiselect(key="new_sleep_days").set_value([]).run()
+    click(at, "save_sleep")
+    assert any("needs at least one weekday" in e.value for e in at.error)
     at.multiselect(key="new_sleep_days").set_value(["Sat", "Sun"]).run()
     at.time_input(key="new_sleep_start").set_value(time(9, 30)).run()
     at.time_input(key="new_sleep_end").set_value(time(0, 0)).run()
