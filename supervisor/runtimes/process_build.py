@@ -283,6 +283,7 @@ class EnvBuilds(PackageBuilds):
         except BuildError:
             log("==> Some packages are built from source: installing again with a "
                 "copy-on-write view of the package cache")
+            log("==> phase resolve")  # the oven page's phases start over (`builds.phases`)
             return False
         return await asyncio.to_thread(_has_streamlit, Path(python).parent.parent)
 
