@@ -21,7 +21,7 @@ from sqlmodel import select
 from backend.accounts import api_tokens
 from backend.apps.log_files import app_log_path
 from backend.context import Context
-from models import ApiToken, AppSecret, session_scope
+from models import ApiToken, AppSecret, id_of, session_scope
 from supervisor.api import make_api_app
 from supervisor.api import v1 as api_v1
 from supervisor.api_client import Client
@@ -42,16 +42,18 @@ def test_tokens_are_hashed_scoped_and_revocable(ctx: Context) -> None:
     assert stored.token_hash == hashlib.sha256(plain.encode()).hexdigest()
     assert plain not in json.dumps(stored.model_dump(mode="json"))
     assert stored.last_used_at is None and stored.scopes == "deploy"
-    user, scopes = api_tokens.authenticate_token(ctx, plain)  # type: ignore[misc]
+    found = api_tokens.authenticate_token(ctx, plain)
+    assert found is not None
+    user, scopes = found
     assert user.username == "alice" and scopes == {"read", "deploy"}
     assert api_tokens.list_tokens(ctx, alice)[0].last_used_at is not None
     assert api_tokens.authenticate_token(ctx, plain + "x") is None
     assert api_tokens.authenticate_token(ctx, "not-a-token") is None
-    api_tokens.revoke_token(ctx, alice, row.id)  # type: ignore[arg-type]
+    api_tokens.revoke_token(ctx, alice, id_of(row))
     assert api_tokens.authenticate_token(ctx, plain) is None
     bob = make_user(ctx, "bob")
     with pytest.raises(Exception, match="no API token"):
-        api_tokens.revoke_token(ctx, bob, row.id)  # type: ignore[arg-type]
+        api_tokens.revoke_token(ctx, bob, id_of(row))
     with pytest.raises(Exception, match="Unknown scope"):
         api_tokens.create_token(ctx, alice, "x", ["root"])
 
@@ -60,7 +62,7 @@ def test_tokens_are_hashed_scoped_and_revocable(ctx: Context) -> None:
 def test_developer_happy_paths(world: World) -> None:
     app_id = world.new_app("happy")
     h = auth(world, "developer")
-    log = app_log_path(world.ctx.settings, app_id)  # type: ignore[attr-defined]
+    log = app_log_path(world.ctx.settings, app_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("hello from the app\n")
 
@@ -115,7 +117,7 @@ def test_developer_happy_paths(world: World) -> None:
 
     run(world, scenario)
     # Secrets are stored encrypted, and no GET route returns them.
-    with session_scope(world.ctx.engine) as s:  # type: ignore[attr-defined]
+    with session_scope(world.ctx.engine) as s:
         assert all(SECRET_VALUE not in row.ciphertext for row in s.exec(select(AppSecret)))
 
 
@@ -139,7 +141,7 @@ def test_admin_manages_members_and_site_admin_lists_users(world: World) -> None:
 
 def test_logs_follow_streams_new_lines(world: World) -> None:
     app_id = world.new_app("tail")
-    log = app_log_path(world.ctx.settings, app_id)  # type: ignore[attr-defined]
+    log = app_log_path(world.ctx.settings, app_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("line one\n")
 
@@ -186,6 +188,8 @@ MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per r
     ("GET", "/apps/{app}/git-credential"): (U, U, 200, F, 200, N, 200, 200),
     ("PUT", "/apps/{app}/git-credential"): (U, U, S, F, V, N, V, V),  # a local repository
     ("DELETE", "/apps/{app}/git-credential"): (U, U, S, F, 200, N, 200, 200),
+    ("GET", "/apps/{app}/previews"): (U, U, 200, 200, 200, N, 200, 200),
+    ("PUT", "/apps/{app}/previews"): (U, U, S, F, 200, N, 200, 200),
     ("GET", "/workspaces"): (U, U, 200, 200, 200, 200, 200, 200),
     ("GET", "/workspaces/{ws}/members"): (U, U, 200, 200, 200, F, 200, 200),
     ("PUT", "/workspaces/{ws}/members/spare"): (U, U, S, F, F, F, 200, 200),
@@ -203,6 +207,7 @@ BODIES = {"POST /apps": {"json": {"repo_url": REPO}},
           "PUT /apps/{app}/sleep-policy": {"json": {"policy": "idle 1d"}},
           "PUT /apps/{app}/identity-headers": {"json": {"enabled": True}},
           "PUT /apps/{app}/git-credential": {"json": {"deploy_key": True}},
+          "PUT /apps/{app}/previews": {"json": {"enabled": True, "idle_minutes": 15}},
           "PUT /workspaces/{ws}/members/spare": {"json": {"role": "viewer"}},
           "POST /notifications/read": {"json": {"all": True}}}
 ERROR_CODES = {U: (401, "unauthorized"), S: (403, "insufficient_scope"),
@@ -224,7 +229,7 @@ def test_authorization_matrix(world: World) -> None:
                     kwargs = {"json": {"workspace_id": world.workspace_id}}
                 r = await c.request(method, path, headers=auth(world, caller), **kwargs)
                 body = await r.json()
-                status, code = ERROR_CODES.get(expected, (expected, None))  # type: ignore
+                status, code = ERROR_CODES.get(str(expected), (expected, None))
                 got = (r.status, body["error"]["code"] if "error" in body else None)
                 if got != (status, code):
                     failures.append(f"{method} {template} as {caller}: expected "
@@ -239,8 +244,8 @@ def test_authorization_matrix(world: World) -> None:
 
 def test_matrix_covers_every_registered_route(world: World) -> None:
     app = make_api_app(world.ctx, StubReconciler())
-    registered = {(r.method, r.resource.canonical) for r in app.router.routes()  # type: ignore
-                  if r.method != "HEAD"}
+    registered = {(r.method, r.resource.canonical) for r in app.router.routes()
+                  if r.resource is not None and r.method != "HEAD"}
     covered = {(m, p.replace("{app}", "{app_id}").replace("{ws}", "{workspace_id}")
                 .replace("/spare", "/{username}")) for m, p in MATRIX}
     hooks = {("POST", "/hooks/github"), ("POST", "/hooks/apps/{app_id}"),
@@ -369,8 +374,8 @@ def test_rate_limit_per_token(world: World) -> None:
 
 def test_openapi_lists_every_route(world: World) -> None:
     app = make_api_app(world.ctx, StubReconciler())
-    registered = {(r.method.lower(), r.resource.canonical)  # type: ignore[union-attr]
-                  for r in app.router.routes() if r.method != "HEAD"}
+    registered = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
+                  if r.resource is not None and r.method != "HEAD"}
 
     async def scenario(c: TestClient) -> None:
         doc = await (await c.get("/openapi.json")).json()

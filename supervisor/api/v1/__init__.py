@@ -38,6 +38,7 @@ from supervisor.api.v1 import (
     identity_headers,
     logs,
     notifications,
+    previews,
     secrets,
     sleep_policy,
     workspaces,
@@ -50,6 +51,7 @@ __all__ = ["ApiRoute", "TokenBucket", "json_errors", "make_routes", "openapi_doc
 # The order of the OpenAPI document's paths.
 ENDPOINTS: list[Endpoint] = [
     *accounts.ME, *apps.ENDPOINTS, *sleep_policy.ENDPOINTS, *git_credential.ENDPOINTS,
+    *previews.ENDPOINTS,
     *identity_headers.ENDPOINTS,
     *logs.ENDPOINTS, *secrets.ENDPOINTS,
     *analytics.ENDPOINTS, *notifications.ENDPOINTS, *workspaces.ENDPOINTS, *accounts.USERS,
