@@ -108,11 +108,11 @@ def test_idle_minute_sleeps_never_stays_on_and_a_visit_wakes_per_policy(
     _, token = api_tokens.create_token(ctx, owner, "cli", "read,deploy")
     env = {**os.environ, "STCLOUD_CLI_CONFIG": str(tmp_path / "cli.json")}
 
-    def cli(*args: str) -> str:
+    def cli(*args: str, status: int = 0) -> str:
         done = subprocess.run([sys.executable, "-m", "supervisor.cli", *args], cwd=PROJECT_ROOT,
                               env=env, capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done.stdout
+        assert done.returncode == status, (args, done.stdout, done.stderr)
+        return done.stdout + done.stderr
 
     cli("login", "--url", f"http://localhost:{settings.port}", "--token", token)
     shown = cli("apps", "sleep-policy", str(nap), "--wake-on-visit")
@@ -122,6 +122,13 @@ def test_idle_minute_sleeps_never_stays_on_and_a_visit_wakes_per_policy(
     assert state_of(ctx, nap)[0] in ("starting", "running")
     wait_until(lambda: serves(settings, "nap"), 120, "the woken app to serve", supervisor)
     assert "sleep policy idle 1m" in cli("apps", "sleep-policy", str(nap))
+    refused = cli("apps", "sleep-policy", str(awake), "idle", "30s", status=1)
+    assert "'30s' is not an idle period; write minutes, hours or days" in refused
+    refused = cli("apps", "sleep-policy", str(awake), "idle", "0.5m", status=1)
+    assert "shortest idle period this server allows is 1 minute" in refused
+    shown = cli("apps", "sleep-policy", str(awake), "schedule", "mon-fri", "08:00-18:00",
+                "Europe/Berlin")
+    assert "awake Mon–Fri 08:00–18:00 (Europe/Berlin)" in shown
 
 
 def test_schedule_sleeps_outside_hours_a_visit_wakes_it_and_its_hours_do(
