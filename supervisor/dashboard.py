@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
 
 from backend.accounts.identity import PANEL_BASE_URL_PATH
+from backend.platform import settings_view
 from backend.platform.settings import PROJECT_ROOT, Settings
 from supervisor.control.health import wait_for_health
 from supervisor.runtimes.process import free_port
@@ -62,7 +62,7 @@ class DashboardProcess:
         delay = 1.0
         while not self._stop.is_set():
             port = self.port or free_port()
-            env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+            env = {**settings_view.child_env(self.settings), "PYTHONUNBUFFERED": "1"}
             log_path = self.settings.logs_path / f"{self.name}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with await asyncio.to_thread(log_path.open, "ab") as out:

@@ -23,6 +23,8 @@ from backend.platform.settings import ENV_PREFIX, SECRET_SETTINGS, Settings, set
 from backend.platform.supervisor_report import wake_supervisor
 from models import EmailOutbox, User, session_scope
 
+OPERATOR_ENV = "STCLOUD__OPERATOR_ENV"  # not a setting: see child_env
+
 
 @dataclass(frozen=True)
 class SettingRow:
@@ -42,12 +44,27 @@ def config_file(env: dict[str, str]) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+def child_env(settings: Settings, parent: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process (the dashboard) that reproduces `settings`: the
+    parent's (the process environment by default) plus every setting as STCLOUD_<NAME>, and
+    `OPERATOR_ENV` naming the variables the operator really set, so that the child's
+    Server settings page still tells the environment from the file and the defaults."""
+    parent = dict(os.environ if parent is None else parent)
+    operator = parent.get(OPERATOR_ENV)
+    if operator is None:
+        operator = ",".join(sorted(k for k in parent
+                                   if k.startswith(ENV_PREFIX) or k == "DATABASE_URL"))
+    return {**parent, **settings.to_env(), OPERATOR_ENV: operator}
+
+
 def _source(name: str, env: dict[str, str], from_file: dict[str, object],
             file: Path | None) -> str:
     variable = ENV_PREFIX + name.upper()
-    if variable in env:
+    operator = env.get(OPERATOR_ENV)
+    real = set(operator.split(",")) if operator is not None else set(env)
+    if variable in env and variable in real:
         return f"environment {variable}"
-    if name == "database_url" and env.get("DATABASE_URL"):
+    if name == "database_url" and env.get("DATABASE_URL") and "DATABASE_URL" in real:
         return "environment DATABASE_URL"
     if name in from_file:
         return f"file {file}"

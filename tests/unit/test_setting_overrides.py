@@ -4,7 +4,9 @@ the process started with, and picked up by another process's context on its next
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -13,6 +15,7 @@ from backend.context import Context, open_context
 from backend.errors import PermissionDenied, ValidationError
 from backend.platform import setting_overrides as live
 from backend.platform import settings_view
+from backend.platform.settings import load_settings
 from models import session_scope
 from models.setting_overrides import SettingChange, SettingOverride
 from tests.support.api_world import make_user
@@ -134,3 +137,22 @@ def test_a_stored_value_that_no_longer_validates_is_skipped(ctx: Context) -> Non
     assert ctx.settings.smtp_host == "mail.example.org"
     assert ctx.settings.database_url == ctx.base_settings.database_url  # type: ignore[union-attr]
     assert ctx.settings.smtp_port == 0
+
+
+def test_the_dashboard_process_still_tells_the_sources_apart(tmp_path: Path) -> None:
+    """The supervisor hands the dashboard every setting as STCLOUD_<NAME>; the page there
+    must still say which came from the operator's environment, the file or the default."""
+    config = tmp_path / "server.toml"
+    config.write_text('support_url = "https://help.example.org"\n')
+    operator = {"PATH": "/usr/bin", "STCLOUD_CONFIG": str(config),
+                "STCLOUD_DATA_DIR": str(tmp_path / "data"), "STCLOUD_SMTP_HOST": "mx.local"}
+    started = dataclasses.replace(load_settings(env=operator), port=18080)  # e.g. a flag
+    child = settings_view.child_env(started, operator)
+    assert child["STCLOUD_HIBERNATE_AFTER_DAYS"] == "7.0"  # everything is passed on...
+    rows = {r.name: r.source for r in settings_view.describe(load_settings(env=child), child)}
+    assert rows["smtp_host"] == "environment STCLOUD_SMTP_HOST"  # ...but the sources hold
+    assert rows["support_url"] == f"file {config}"
+    assert rows["hibernate_after_days"] == "default"
+    assert rows["port"] == "set at start"
+    grandchild = settings_view.child_env(load_settings(env=child), child)
+    assert grandchild[settings_view.OPERATOR_ENV] == child[settings_view.OPERATOR_ENV]
