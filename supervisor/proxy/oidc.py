@@ -157,8 +157,9 @@ class OidcProvider:
         expected = oidc_clients.redirect_uri(self.settings, app.subdomain)
         if q.get("redirect_uri") != expected:
             return self._refuse(f"The app asked to return to an address that is not its own "
-                                f"(it must be {expected}). Check the app's [auth] "
-                                "redirect_uri.")
+                                f"(it must be {expected}). If the app's subdomain changed, "
+                                "reboot the app; if its secrets set [auth] redirect_uri, "
+                                "correct it.")
         state = q.get("state", "")
 
         def back(**params: str) -> web.Response:
