@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
 
 from models.tables import utcnow
@@ -20,6 +21,8 @@ class AppPreviewConfig(SQLModel, table=True):
     __tablename__ = "app_preview_config"
     app_id: int = Field(primary_key=True)
     enabled: bool = Field(default=False)
+    # Pull requests from forks run someone else's code: previews of them only when on.
+    allow_forks: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
     idle_minutes: float = Field(default=30.0)
     # What a preview's st.secrets hold: "app" (the app's own), "none", or "own" (the TOML
     # in `secrets_ciphertext`, a Fernet token under the secrets key). Forks always get none.

@@ -8,8 +8,8 @@ change can be tried before it is merged.
   invited viewers), with the app's main file, Python version and memory limit, asleep
   after `idle_minutes` without a viewer and woken by a visit.
 - Its secrets: the app's own (`secrets_mode` "app", the default), none, or a TOML of their
-  own for previews ("own"). A pull request from a fork gets **no secrets** and no
-  repository credential: its code is someone else's.
+  own for previews ("own"). Pull requests from forks get previews only with `allow_forks`
+  on, and then **no secrets** and no repository credential: their code is someone else's.
 - Pushes to the pull request's branch update the preview (the webhook asks the supervisor
   to sync it); closing the pull request deletes it.
 - Its repository credential is the app's (`credential_source`), for the same repository.
@@ -32,6 +32,7 @@ from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import ValidationError
 from backend.platform.supervisor_report import wake_supervisor
+from backend.validation import validate_repo_url
 from models import (
     App,
     AppEvent,
@@ -55,6 +56,7 @@ class PreviewConfigView:
     idle_minutes: float
     secrets_mode: str
     has_own_secrets: bool
+    allow_forks: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def _config_row(s: Session, app_id: int) -> AppPreviewConfig:
 
 def _view_of(row: AppPreviewConfig) -> PreviewConfigView:
     return PreviewConfigView(row.app_id, row.enabled, row.idle_minutes, row.secrets_mode,
-                             bool(row.secrets_ciphertext))
+                             bool(row.secrets_ciphertext), row.allow_forks)
 
 
 def get_config(ctx: Context, user: User, app_id: int) -> PreviewConfigView:
@@ -102,7 +104,8 @@ def get_config(ctx: Context, user: User, app_id: int) -> PreviewConfigView:
 
 def set_config(ctx: Context, user: User, app_id: int, *, enabled: bool,
                idle_minutes: float | None = None, secrets_mode: str | None = None,
-               own_secrets: str | None = None) -> PreviewConfigView:
+               own_secrets: str | None = None,
+               allow_forks: bool | None = None) -> PreviewConfigView:
     """Turn previews on or off and say how they sleep and which secrets they get (the
     app's developers). ValidationError naming the field when a value is out of range."""
     if idle_minutes is not None and not MIN_IDLE_MINUTES <= idle_minutes <= MAX_IDLE_MINUTES:
@@ -122,6 +125,7 @@ def set_config(ctx: Context, user: User, app_id: int, *, enabled: bool,
         row.enabled = enabled
         row.idle_minutes = idle_minutes if idle_minutes is not None else row.idle_minutes
         row.secrets_mode = secrets_mode or row.secrets_mode
+        row.allow_forks = row.allow_forks if allow_forks is None else allow_forks
         if own_secrets is not None:
             row.secrets_ciphertext = sealing.seal(ctx, own_secrets) if own_secrets.strip() \
                 else ""
@@ -177,8 +181,13 @@ def open_preview(ctx: Context, parent_app_id: int, *, number: int, branch: str,
         parent = s.get(App, parent_app_id)
         config = s.get(AppPreviewConfig, parent_app_id)
         if parent is None or parent.desired_state == "deleted" or config is None or \
-                not config.enabled:
+                not config.enabled or (from_fork and not config.allow_forks):
             return None
+        if head_repo_url:
+            try:
+                head_repo_url = validate_repo_url(head_repo_url, ctx.settings.allow_local_repos)
+            except ValidationError:
+                return None
         found = s.exec(select(AppPreview).where(
             AppPreview.parent_app_id == parent_app_id, AppPreview.number == number,
             AppPreview.branch == branch)).first()

@@ -22,7 +22,7 @@ def settings_tab(ctx: Context, user: Any, app_id: int, can_manage: bool) -> None
     st.caption("Each open pull request into this app's branch runs as an app of its own at "
                "`<subdomain>-pr-<number>`, private to this workspace, updated with each push "
                "and deleted when the pull request closes. The pull request gets a comment "
-               "and a commit status with its URL. Pull requests from forks get no secrets. "
+               "and a commit status with its URL. "
                "GitHub delivers pull requests through the app's webhook (apps deployed from "
                "GitHub have it; others: add the webhook with the pull request event).")
     try:
@@ -37,6 +37,9 @@ def settings_tab(ctx: Context, user: Any, app_id: int, can_manage: bool) -> None
                            max_value=previews.MAX_IDLE_MINUTES, value=conf.idle_minutes,
                            step=5.0, format="%.0f", key=f"previews_idle_{app_id}",
                            disabled=not can_manage)
+    forks = st.checkbox("Also pull requests from forks (their code is someone else's: they "
+                        "get no secrets)", value=conf.allow_forks,
+                        key=f"previews_forks_{app_id}", disabled=not can_manage)
     modes = list(SECRETS_LABELS)
     mode = st.radio("Secrets of a preview", modes, index=modes.index(conf.secrets_mode),
                     format_func=SECRETS_LABELS.get, horizontal=True,
@@ -49,7 +52,8 @@ def settings_tab(ctx: Context, user: Any, app_id: int, can_manage: bool) -> None
     if can_manage and st.button("Save preview settings", key=f"previews_save_{app_id}"):
         try:
             previews.set_config(ctx, user, app_id, enabled=enabled, idle_minutes=idle,
-                                secrets_mode=mode, own_secrets=own or None)
+                                secrets_mode=mode, own_secrets=own or None,
+                                allow_forks=forks)
             st.success("Saved.", icon=":material/check:")
         except BackendError as e:
             st.error(str(e))

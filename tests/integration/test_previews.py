@@ -107,6 +107,11 @@ def test_a_forks_pull_request_gets_no_secrets_and_no_credential(gctx, fake_githu
                                                                 alice) -> None:
     _, view, _ = deployed(gctx, fake_github, alice)
     previews.set_config(gctx, alice, view.id, enabled=True)
+    # Forks are off unless the developers turn them on.
+    assert fake_github.deliver_pull_request("alice/dash", 9, "opened", "patch", SHA1,
+                                            head_repo="mallory/dash") == [
+        (200, {"ok": True, "previews": []})]
+    previews.set_config(gctx, alice, view.id, enabled=True, allow_forks=True)
     [(status, body)] = fake_github.deliver_pull_request("alice/dash", 9, "opened", "patch",
                                                         SHA1, head_repo="mallory/dash")
     assert status == 202

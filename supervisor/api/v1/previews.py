@@ -4,7 +4,8 @@
     GET → {"config": {"enabled", "idle_minutes", "secrets_mode", "has_own_secrets"},
            "previews": [{"preview_app_id", "number", "branch", "title", "url", "state", …}]}
     PUT {"enabled": true, "idle_minutes": 30, "secrets_mode": "app"|"none"|"own",
-         "own_secrets": "TOML"} (all but enabled optional) → {"config": …}
+         "own_secrets": "TOML", "allow_forks": false} (all but enabled optional)
+         → {"config": …}
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from supervisor.api.support import ApiError, json_body, ok, path_int
 from supervisor.api.v1.endpoint import Endpoint, call, user_of
 
 FIELDS: dict[str, type | tuple[type, ...]] = {
-    "enabled": bool, "idle_minutes": (int, float), "secrets_mode": str, "own_secrets": str}
+    "enabled": bool, "idle_minutes": (int, float), "secrets_mode": str, "own_secrets": str,
+    "allow_forks": bool}
 
 
 def _both(ctx: Context, user: User, app_id: int) -> dict[str, Any]:
@@ -50,7 +52,8 @@ async def put_previews(ctx: Context, request: web.Request) -> web.Response:
                         enabled=body["enabled"],
                         idle_minutes=float(idle) if idle is not None else None,
                         secrets_mode=body.get("secrets_mode"),
-                        own_secrets=body.get("own_secrets"))
+                        own_secrets=body.get("own_secrets"),
+                        allow_forks=body.get("allow_forks"))
     return ok({"config": config})
 
 
