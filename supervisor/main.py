@@ -92,7 +92,7 @@ async def serve(settings: Settings) -> int:
 
     def heartbeat() -> None:
         nonlocal last_beat, last_addresses
-        setting_overrides.refresh(ctx)
+        setting_overrides.refresh_or_keep(ctx)
         addresses = (routes.dashboard_address, routes.panel_address)
         if time.time() - last_beat >= 5 or addresses != last_addresses:
             info.heartbeat = last_beat = time.time()

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from backend.apps import sleep_policy
@@ -182,6 +183,16 @@ def refresh(ctx: Context) -> bool:
     log.info("live settings version=%d applied: %s", seen,
              " ".join(sorted(r.name for r in rows)) or "none")
     return True
+
+
+def refresh_or_keep(ctx: Context) -> bool:
+    """`refresh` for loops that must go on: when the database cannot be read, the settings
+    stay as they are (logged) and the next call tries again."""
+    try:
+        return refresh(ctx)
+    except SQLAlchemyError:
+        log.exception("live settings not refreshed; keeping the current ones")
+        return False
 
 
 # Changing ---------------------------------------------------------------------------------

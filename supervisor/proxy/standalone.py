@@ -79,7 +79,7 @@ async def serve_proxy(settings: Settings) -> int:
     async def beat() -> None:
         while not stop.is_set():
             await asyncio.to_thread(registry.beat)
-            await asyncio.to_thread(setting_overrides.refresh, ctx)  # live settings
+            await asyncio.to_thread(setting_overrides.refresh_or_keep, ctx)  # live settings
             try:
                 await asyncio.wait_for(stop.wait(), HEARTBEAT)
             except TimeoutError:

@@ -156,3 +156,13 @@ def test_the_dashboard_process_still_tells_the_sources_apart(tmp_path: Path) -> 
     assert rows["port"] == "set at start"
     grandchild = settings_view.child_env(load_settings(env=child), child)
     assert grandchild[settings_view.OPERATOR_ENV] == child[settings_view.OPERATOR_ENV]
+
+
+def test_a_loop_keeps_its_settings_when_the_database_cannot_be_read(ctx: Context) -> None:
+    admin = make_user(ctx, "root", is_admin=True)
+    live.change(ctx, admin, "smtp_host", "mail.example.org")
+    before = ctx.settings
+    with ctx.engine.begin() as conn:  # e.g. a database that went away mid-run
+        conn.exec_driver_sql("DROP TABLE setting_change")
+    assert live.refresh_or_keep(ctx) is False
+    assert ctx.settings is before
