@@ -4,7 +4,8 @@ platform writes the app's `[auth]` secrets and installs Authlib into its environ
 A viewer signed in on the dashboard lands back in the app signed in, no second prompt,
 and the app shows `st.user.email` and the viewer's role (and, the app having turned
 them on, the identity headers in `st.context.headers`); an anonymous one goes through
-the dashboard's sign-in form and back; `st.logout()` signs the app out.
+the dashboard's sign-in form and back; `st.logout()` signs the app out; a private app's
+invited viewer signs in the same way.
 
 The sandbox has no host loopback, so the app reaches the platform's token endpoint at
 `oidc_internal_url`: this host's own address, on which the proxy listens (bind 0.0.0.0)."""
@@ -21,6 +22,7 @@ import pytest
 
 from backend.accounts import auth, oidc_clients
 from backend.apps import service as apps
+from backend.apps import sharing
 from backend.context import open_context
 from backend.platform.settings import Settings, load_settings
 from tests.browser.docs_shots import docs_shot
@@ -86,19 +88,24 @@ def login_site(tmp_path_factory: pytest.TempPathFactory,
                  "requirements.txt": f"streamlit=={settings.default_streamlit}\n"}, "app")
     view = apps.deploy_app(ctx, dev, repo_url=repo.url, subdomain="team")
     oidc_clients.set_identity_headers(ctx, dev, view.id, True)
+    # The same app, private: vera is invited, otto is not.
+    vault = apps.deploy_app(ctx, dev, repo_url=repo.url, subdomain="vault")
+    sharing.set_visibility(ctx, dev, vault.id, "private")
+    sharing.invite_viewer(ctx, dev, vault.id, "vera@example.com")
     sup = SupervisorProcess(settings, root / "supervisor.log").start()
     try:
-        app = wait_for_state(ctx, view.id, {"running", "build_failed", "crashed"}, sup=sup,
-                             timeout=300)
-        assert app.state == "running", app.state_reason
+        for app_id in (view.id, vault.id):
+            app = wait_for_state(ctx, app_id, {"running", "build_failed", "crashed"},
+                                 sup=sup, timeout=300)
+            assert app.state == "running", app.state_reason
         yield Site(settings, sup)
     finally:
         sup.stop()
 
 
-def log_in_from_the_app(page: Any, site: Site, header_user: str) -> None:
+def log_in_from_the_app(page: Any, site: Site, header_user: str, sub: str = "team") -> None:
     """Open the app, see who its identity header names, press Log in (st.login())."""
-    page.goto(site.url("team"))
+    page.goto(site.url(sub))
     page.get_by_text("Sign in to see your numbers.").wait_for(timeout=TIMEOUT)
     page.get_by_text(f"Header user: {header_user}").wait_for(timeout=TIMEOUT)
     page.get_by_role("button", name="Log in").click()
@@ -139,6 +146,23 @@ def test_anonymous_viewer_signs_in_on_the_dashboard_and_comes_back(
         page.get_by_text("Role: admin").wait_for(timeout=TIMEOUT)
     except Exception:
         screenshot(page, "st-login-anonymous-failure")
+        raise
+    finally:
+        context.close()
+
+
+def test_private_app_signs_in_its_invited_viewer_without_a_prompt(
+        login_site: Site, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        sign_in(page, login_site, "vera")
+        log_in_from_the_app(page, login_site, "none", sub="vault")  # headers are off here
+        page.get_by_text("Signed in as vera@example.com").wait_for(timeout=TIMEOUT)
+        page.get_by_text("Role: viewer").wait_for(timeout=TIMEOUT)  # invited, no member
+        assert page.url.startswith(login_site.url("vault"))
+    except Exception:
+        screenshot(page, "st-login-private-failure")
         raise
     finally:
         context.close()
