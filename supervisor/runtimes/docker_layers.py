@@ -1,15 +1,16 @@
 """The Streamlit layer: one image per base image and default Streamlit version, made once,
-from which env builds start (`docker_scripts.layered_script`).
+from which env builds start (`docker_scripts.wheels_script`, layered).
 
 Every environment holds Streamlit and its dependencies (pyarrow, pandas, numpy: most of a
 typical environment's bytes). Copying them out of the package cache into each build
 container and committing them again in each env image is most of a build's time; an env
 image built on the layer holds only what differs from it. The layer is built from no
 repository's input (the default Streamlit from the index, `uv pip install --no-build`,
-cache writable: no package code runs), with app_auth_packages (every environment gets
-them), tagged `stcloud-layer:<base id>-st<version>-<digest of those packages>` so a new
-base image, default Streamlit or package setting makes a new one, and labelled complete like env
-images. A layer that cannot be built leaves builds on the plain wheels-only phase.
+cache writable: no package code runs; its bytecode compiled), with app_auth_packages
+(every environment gets them), tagged `stcloud-layer:<base id>-st<version>-<digest of
+those packages>-pyc` so a new base image, default Streamlit or package setting makes a new
+one, and labelled complete like env images. A layer that cannot be built leaves builds on
+the plain wheels-only phase.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def layer_tag(base_id: str, default_streamlit: str, extra: str) -> str:
     """The layer's tag: its base image, Streamlit version and other packages (`extra`)."""
     short = base_id.removeprefix("sha256:")[:12]
     digest = hashlib.sha256(extra.encode()).hexdigest()[:8]
-    return f"{LAYER_REPO}:{short}-st{default_streamlit}-{digest}"
+    return f"{LAYER_REPO}:{short}-st{default_streamlit}-{digest}-pyc"
 
 
 class Layers:

@@ -159,7 +159,10 @@ def layer_script(default_streamlit: str, env: dict[str, str]) -> str:
     lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
     streamlit = shlex.quote(f"streamlit=={default_streamlit}")
     lines += [f"uv venv -q --python /usr/bin/python3 {VENV} || exit 11",
-              f"uv pip install --no-build {streamlit} ${{{AUTH_PACKAGES_VAR}:-}} || exit 13",
+              # Compiled here, once: app starts then import Streamlit's bytecode (their
+              # containers cannot write it); these packages are ours, not a repository's.
+              f"UV_COMPILE_BYTECODE=1 uv pip install --no-build {streamlit} "
+              f"${{{AUTH_PACKAGES_VAR}:-}} || exit 13",
               "rm -rf /tmp/* /root/.cache"]
     return "\n".join(lines) + "\n"
 
