@@ -95,6 +95,16 @@ def observe(session: Session, settings: Settings, app: App, at: datetime, memory
     return True
 
 
+def forget_stale(session: Session, settings: Settings, watches: dict[int, MemoryWatch],
+                 sampled: set[int], at: datetime) -> None:
+    """Drop the stretches of apps no longer sampled (stopped, deleted) once they would
+    have ended anyway (a gap of three intervals)."""
+    gap = timedelta(seconds=3 * max(settings.usage_sample_interval, 1.0))
+    for app_id, row in watches.items():
+        if app_id not in sampled and at - row.last_at > gap:
+            session.delete(row)
+
+
 def _warned_lately(session: Session, app_id: int, at: datetime) -> bool:
     return session.exec(select(Notification.id).where(
         Notification.app_id == app_id, Notification.kind == "memory_warning",

@@ -86,3 +86,4 @@ def _store(ctx: Context, readings: list[tuple[App, Usage, int]], at: datetime) -
                 log.warning("app=%s above %s%% of its memory limit for %s min; developers "
                             "warned", app_id, ctx.settings.memory_warning_percent,
                             ctx.settings.memory_warning_minutes)
+        resources.forget_stale(s, ctx.settings, watches, {id_of(a) for a, _, _ in readings}, at)

@@ -116,3 +116,16 @@ def test_a_hungry_app_is_sampled_by_pss_and_its_developers_warned(ctx: Any,
     assert "memory limit of 400 MiB" in over.body_text
     assert f"was {peak / MIB:.0f} MiB of that 400 MiB limit" in over.body_text, over.body_text
 
+
+
+def test_stretches_of_apps_no_longer_sampled_are_dropped(ctx: Any) -> None:
+    from models.resources import MemoryWatch
+    with session_scope(ctx.engine) as s:
+        for app_id, minutes_ago in ((1, 10), (2, 1), (3, 10)):
+            at = T0 - timedelta(minutes=minutes_ago)
+            s.add(MemoryWatch(app_id=app_id, above_since=at, last_at=at, peak_bytes=1,
+                              limit_bytes=2))
+    with session_scope(ctx.engine) as s:
+        resources.forget_stale(s, ctx.settings, resources.load_watches(s), {3}, T0)
+    with session_scope(ctx.engine) as s:  # 1: gone 10 min; 2: within 3 intervals; 3: sampled
+        assert sorted(resources.load_watches(s)) == [2, 3]

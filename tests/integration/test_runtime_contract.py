@@ -66,6 +66,9 @@ def test_contract_start_poll_list_stop(engine: str, settings, tmp_path: Path) ->
             assert (await runtime.poll(7, inst.state)).kind == "running"
             usage = await runtime.usage(7, inst.state)
             assert usage is not None and usage.memory_bytes > 10_000_000
+            # PSS per instance from this host's /proc (the engines all run here).
+            assert len(usage.instances) == 1 and usage.uss_bytes, usage
+            assert usage.instances[0].memory_bytes == usage.memory_bytes
             adopted = await make_runtime(engine, settings).list()
             assert [(i.app_id, i.address) for i in adopted] == [(7, inst.address)]
         finally:
