@@ -65,6 +65,11 @@ def test_a_reused_environment_and_the_start() -> None:
                              None).current == "install"
 
 
+def test_a_sync_with_nothing_to_do_ends_the_download() -> None:
+    run = phases.parse(log(*BUILD[:4], (5, "Checked 41 packages in 1ms")))
+    assert run.current == "install" and run.details["install"] == "41 packages"
+
+
 def test_a_wake_lists_start_and_health_only() -> None:
     run = phases.with_start(phases.parse(log(*BUILD)), T0 + timedelta(hours=5), None)
     html = phases.render(run, T0 + timedelta(hours=5, seconds=2))
