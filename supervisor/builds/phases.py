@@ -40,6 +40,8 @@ STAMPED = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] ?(.*)$")
 UV_STEP = re.compile(r"^(Resolved|Prepared|Installed|Audited|Checked) (\d+) packages? in ")
 LISTENING = "You can now view your Streamlit app"
 START_GAP = 30  # seconds after a build's last line within which a start is that build's
+STALE_AFTER = 60  # seconds after a run's install ended that a queued or building app's
+# log is an earlier deploy's (a commit of the environment takes a few seconds)
 QUIET_AFTER = 30  # seconds without a log line before the page says the phase looks stuck
 
 
@@ -154,6 +156,9 @@ def current_html(settings: Settings, app_id: int, state: str,
     log has none. `state`: the app's state (`starting` adds start and health)."""
     now = now or datetime.now(UTC)
     run = parse(tail(build_log_path(settings, app_id), 64_000))
+    if state in ("queued", "building") and run.finished is not None and \
+            (now - run.finished).total_seconds() > STALE_AFTER:
+        return ""  # the previous deploy's run: this one has not written its first line
     if state == "starting":
         app_log = app_log_path(settings, app_id)
         started = _file_time(app_log.with_name(app_log.name + ".run-start"))

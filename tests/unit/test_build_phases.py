@@ -5,7 +5,10 @@ start, a start long after the build is a run of its own, and a silent log says s
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from backend.apps.log_files import build_log_path
+from backend.platform.settings import load_settings
 from supervisor.builds import phases
 
 T0 = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
@@ -87,3 +90,14 @@ def test_details_are_escaped_and_an_empty_log_shows_nothing() -> None:
     assert phases.render(phases.parse(""), T0) == ""
     run = phases.parse(log((0, "Deploying x"), (1, "Checked out commit <b>x</b>.")))
     assert "<b>" not in phases.render(run, T0)
+
+
+def test_a_queued_or_building_app_does_not_show_the_previous_run(tmp_path: Path) -> None:
+    settings = load_settings(env={}, data_dir=tmp_path / "data")
+    path = build_log_path(settings, 5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(log(*BUILD) + "\n")
+    soon, later = T0 + timedelta(seconds=20), T0 + timedelta(minutes=10)
+    assert phases.current_html(settings, 5, "building", soon) != ""  # committing
+    assert phases.current_html(settings, 5, "building", later) == ""
+    assert phases.current_html(settings, 5, "queued", later) == ""
