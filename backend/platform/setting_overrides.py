@@ -2,8 +2,9 @@
 environment (`backend.platform.settings`), without a restart.
 
 Only the settings in `LIVE` can change while the platform runs: ones every reader takes
-afresh on each use (email, links, sleep rules, the default memory limit). Keys, paths, the
-database, the runtime and ports are read once at start and stay where they came from.
+afresh on each use (email, links, sleep rules, the default memory limit and its warning).
+Keys, paths, the database, the runtime and ports are read once at start and stay where they
+came from.
 
 A change is validated as the settings table says (the same coercion and checks as
 `load_settings`, and each live setting's own bounds), stored as a `SettingOverride` row and
@@ -44,7 +45,8 @@ log = logging.getLogger("backend.platform.setting_overrides")
 LIVE = ("smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_from", "support_url",
         "docs_url", "hibernate_after_days", "hibernate_warn_after_days",
         "hibernate_private_apps", "memory_limit_mb", "sleep_default_policy",
-        "sleep_min_idle_minutes", "sleep_never_allowed", "sleep_never_max_per_workspace")
+        "sleep_min_idle_minutes", "sleep_never_allowed", "sleep_never_max_per_workspace",
+        "memory_warning_percent", "memory_warning_minutes")
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 
@@ -92,6 +94,11 @@ def _check_value(name: str, value: Any) -> None:
                   "(a year).")
     if name == "sleep_never_max_per_workspace" and value < 0:
         raise bad(f"{value} is not a number of apps; enter 0 (no cap) or more.")
+    if name == "memory_warning_percent" and not (math.isfinite(value) and 0 <= value <= 100):
+        raise bad(f"{value:g} is not a share of the limit; enter 0 to 100 percent (0 turns "
+                  "the warning off).")
+    if name == "memory_warning_minutes" and not (math.isfinite(value) and 0 < value <= 1440):
+        raise bad(f"{value:g} is not a number of minutes; enter more than 0, up to 1440.")
     if name == "memory_limit_mb" and not MIN_MEMORY_MB <= value <= MAX_MEMORY_MB:
         raise bad(f"{value} MiB is outside {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MiB.")
 

@@ -32,7 +32,11 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
                ("sleep_never_allowed", "Developers may choose 'never'"),
                ("sleep_never_max_per_workspace", "Most 'never' apps per workspace (0: no "
                 "cap)"))),
-    ("Resources", (("memory_limit_mb", "Default memory limit per app (MiB)"),)),
+    ("Resources", (("memory_limit_mb", "Default memory limit per app (MiB)"),
+                   ("memory_warning_percent", "Warn developers above this share of the "
+                    "limit (percent, 0: never)"),
+                   ("memory_warning_minutes", "Minutes above that share before the "
+                    "warning"))),
 )
 TLS_MODES = ("starttls", "ssl", "none")
 ERRORS_KEY = "_live_settings_errors"

@@ -102,6 +102,8 @@ def test_settings_read_at_start_are_refused(ctx: Context, name: str) -> None:
     ("hibernate_after_days", "nan", "enter 0 to 3650"),
     ("hibernate_after_days", "4", "lower the warning first"),  # warning at 5 days
     ("memory_limit_mb", "16", "outside 128 to 65536 MiB"),
+    ("memory_warning_percent", "150", "enter 0 to 100 percent"),
+    ("memory_warning_minutes", "0", "enter more than 0"),
     ("hibernate_private_apps", "perhaps", "expected bool"),
     ("no_such_setting", "1", "There is no setting"),
     ("sleep_default_policy", "sometimes", "is not a sleep policy"),
