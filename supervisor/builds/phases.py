@@ -45,12 +45,6 @@ STALE_AFTER = 60  # seconds after a run's install ended that a queued or buildin
 QUIET_AFTER = 30  # seconds without a log line before the page says the phase looks stuck
 
 
-def note(log: object, name: str) -> None:
-    """Write the marker of phase `name` to a build log sink (a `LogSink`)."""
-    assert name in ORDER, name
-    log(MARK + name)  # type: ignore[operator]
-
-
 @dataclass
 class Run:
     """The phases of the newest run in a build log."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ import docker.errors
 from docker.types import Mount
 
 COW_LABEL = "stcloud.cache_view"
+SCRATCH = "stcloud-cache-view-"  # prefix of the views' upper and work directories
 
 
 class DockerCalls(Protocol):
@@ -48,7 +50,7 @@ async def cache_view(api: DockerCalls, cache: Path, target: str, install_id: str
     """A mount of a copy-on-write view of `cache` at `target` (module docstring), removed
     on exit. Where the view cannot be made, an empty private cache (cold, still not shared)."""
     scratch = Path(await asyncio.to_thread(
-        tempfile.mkdtemp, prefix="stcloud-cache-view-", dir=cache.parent))
+        tempfile.mkdtemp, prefix=SCRATCH, dir=cache.parent))
     upper, work = scratch / "upper", scratch / "work"
     name = f"stcloud-{install_id}-cache-{uuid.uuid4().hex[:10]}"
     volume = None
@@ -80,10 +82,11 @@ async def remove_volume(api: DockerCalls, name: str) -> None:
         pass
 
 
-async def remove_stale_views(api: DockerCalls, install_id: str, older_than: float) -> None:
-    """Views older than `older_than` seconds that a supervisor which died mid-build left
-    (their upper directories are the `stcloud-cache-view-*` scratch directories beside the
-    cache). A younger one may be a view another build just made, before its container."""
+async def remove_stale_views(api: DockerCalls, install_id: str, older_than: float,
+                             cache: Path) -> None:
+    """Views older than `older_than` seconds that a supervisor which died mid-build left,
+    and their scratch directories beside `cache`. A younger one may be a view another
+    build just made, before its container."""
     found = await api.call(api.client().volumes.list, filters={
         "label": [f"stcloud.build={install_id}", COW_LABEL]})
     now = datetime.now(UTC)
@@ -98,3 +101,11 @@ async def remove_stale_views(api: DockerCalls, install_id: str, older_than: floa
             await api.call(volume.remove, force=True)
         except docker.errors.APIError:
             pass  # still mounted by a build of another process of this installation
+    cutoff = time.time() - older_than
+    for scratch in await asyncio.to_thread(lambda: list(cache.parent.glob(SCRATCH + "*"))):
+        try:
+            stale = scratch.stat().st_mtime < cutoff
+        except OSError:
+            continue
+        if stale:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)

@@ -265,7 +265,7 @@ class ImageBuilder:
             plan = spec.install_plan()
             await asyncio.to_thread(_write_build_source, src, spec, plan, env, ca is not None)
             mounts.append(Mount(SRC, str(src), type="bind", read_only=True))
-            await self._remove_stale_builds(spec.dep_hash)
+            await self._remove_stale_builds(spec.dep_hash, spec.scope)
             first = ("layered.sh", layer) if layer else ("wheels.sh", base)
             if await self._run_phase(spec, version, base, first, [*mounts, shared], plan,
                                      log):
@@ -362,11 +362,13 @@ class ImageBuilder:
                 reader.cancel()
         return int(result.get("StatusCode", 1)), output
 
-    async def _remove_stale_builds(self, dep_hash: str) -> None:
-        """Build containers of this hash left by a supervisor that died mid-build."""
+    async def _remove_stale_builds(self, dep_hash: str, scope: str) -> None:
+        """Build containers of this hash, and cache views, left by a supervisor that died
+        mid-build."""
         stale = await self._call(self._client().containers.list, all=True,
                                  ignore_removed=True, filters={
             "label": [f"stcloud.build={self.install_id}", f"stcloud.dep_hash={dep_hash}"]})
         for container in stale:
             await self._remove(container)
-        await remove_stale_views(self._api, self.install_id, self.settings.build_timeout)
+        await remove_stale_views(self._api, self.install_id, self.settings.build_timeout,
+                                 self.settings.uv_cache_for(scope))
