@@ -32,8 +32,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
 import string
@@ -43,18 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import insert as sa_insert
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from backend.accounts import keys, sealing
+from backend.accounts import sealing
+from backend.apps import secret_history as history
 from backend.apps import service as app_service
+from backend.apps.secret_history import leaf_values as leaf_values  # re-export
 from backend.apps.service import load_app_for
 from backend.context import Context
 from backend.errors import BackendError, ValidationError
 from backend.platform.settings import Settings
-from models import App, AppEvent, AppSecret, AppSecretValue, User, session_scope, table_of, utcnow
+from models import App, AppEvent, AppSecret, AppSecretValue, User, session_scope, utcnow
 
 KEY_NAME = sealing.KEY_NAME
 MAX_BYTES = 64 * 1024
@@ -267,60 +264,6 @@ def runtime_env_vars(settings: Settings, app_id: int) -> dict[str, str]:
 
 
 # Every value the secrets had ----------------------------------------------------------------
-def leaf_values(data: Any) -> list[str]:
-    """Every string, integer and float of the document, at any depth (tables, arrays, inline
-    tables), as text; booleans and dates are no secrets. Iterative: no depth exhausts the
-    stack."""
-    found, stack = [], [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            found.append(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            found.append(str(value))
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return found
-
-
-def _fingerprint(ctx: Context, app_id: int, value: str) -> str:
-    """HMAC-SHA256 of the value under a key derived from the secrets key: a stored value is
-    found again without decrypting the others, and is not guessable without the key."""
-    key = hashlib.sha256(b"app secret value fingerprint\0"
-                         + keys.load_or_create_secret(ctx, KEY_NAME).encode()).digest()
-    return hmac.new(key, f"{app_id}\0{value}".encode(), hashlib.sha256).hexdigest()
-
-
-def _remember(s: Session, ctx: Context, app_id: int, values: list[str]) -> None:
-    """Keep each value (encrypted) in the app's history, once, in the session's transaction."""
-    wanted = {_fingerprint(ctx, app_id, v): v for v in values if v}
-    if not wanted:
-        return
-    table = table_of(AppSecretValue)
-    known = set(s.exec(select(AppSecretValue.fingerprint)
-                       .where(AppSecretValue.app_id == app_id)).all())
-    rows = [{"app_id": app_id, "fingerprint": f, "ciphertext": encrypt(ctx, v),
-             "first_seen": utcnow()} for f, v in wanted.items() if f not in known]
-    if not rows:
-        return
-    dialect = s.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):  # a concurrent save stored one first: fine
-        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-        s.exec(insert(table).values(rows).on_conflict_do_nothing(
-            index_elements=["app_id", "fingerprint"]))
-    else:
-        s.exec(sa_insert(table).values(rows))
-
-
-def _values_of(text: str) -> list[str]:
-    try:
-        return leaf_values(tomllib.loads(text))
-    except (tomllib.TOMLDecodeError, RecursionError):  # a file saved before nesting was limited
-        return []
-
-
 def every_value(ctx: Context, app_id: int) -> list[str]:
     """Every value the app's secrets have had since the history was kept, and the current
     ones (the stored document and the runtime file, which cover secrets saved before). A
@@ -341,9 +284,9 @@ def every_value(ctx: Context, app_id: int) -> list[str]:
     values = [v for v in map(plain, tokens) if v is not None]
     document = plain(current) if current else None
     if document is not None:
-        values += _values_of(document)
+        values += history.values_of(document)
     try:
-        values += _values_of(runtime_path(ctx.settings, app_id).read_text())
+        values += history.values_of(runtime_path(ctx.settings, app_id).read_text())
     except (FileNotFoundError, NotADirectoryError):
         pass
     return values
@@ -370,10 +313,10 @@ def set_secrets(ctx: Context, user: User, app_id: int, text: str,
         app = load_app_for(s, user, app_id, "developer", "change this app's secrets")
         row = s.get(AppSecret, app_id) or AppSecret(app_id=app_id)
         try:  # the replaced values stay masked too, also those saved before the history
-            replaced = _values_of(decrypt(ctx, row.ciphertext))
+            replaced = history.values_of(decrypt(ctx, row.ciphertext))
         except BackendError:
             replaced = []
-        _remember(s, ctx, app_id, leaf_values(data) + replaced)
+        history.remember(s, ctx, app_id, history.leaf_values(data) + replaced)
         row.ciphertext = token
         row.updated_at = utcnow()
         s.add(row)
@@ -396,7 +339,7 @@ def set_secrets_for(ctx: Context, app_id: int, text: str, reason: str) -> None:
     data = parse_secrets(text)
     with session_scope(ctx.engine) as s:
         row = s.get(AppSecret, app_id) or AppSecret(app_id=app_id)
-        _remember(s, ctx, app_id, leaf_values(data))
+        history.remember(s, ctx, app_id, history.leaf_values(data))
         row.ciphertext = encrypt(ctx, text)
         row.updated_at = utcnow()
         s.add(row)
