@@ -15,7 +15,8 @@ from backend.platform import inbox
 from pages.dashboard import _ui as ui
 
 KIND_LABEL = {"over_limit": "🤯 Over its resource limits", "crashed": "💥 Crashed",
-              "deploy_failed": "🛠️ Could not be updated", "sleep_warning": "🌙 Going to sleep"}
+              "deploy_failed": "🛠️ Could not be updated", "sleep_warning": "🌙 Going to sleep",
+              "memory_warning": "📈 Close to its memory limit"}
 UNREAD_ONLY_KEY = "inbox_unread_only"
 
 

@@ -158,3 +158,14 @@ def test_the_chart_has_a_line_per_instance_and_their_sum_and_cpu() -> None:
         "Latest: 300 MiB of 400 MiB (75 %) · CPU 30 % of a core · 2 instances"
     single = resources.Resources(series, [p for p in parts if p.instance == "a1"], None)
     assert {r["series"] for r in view.memory_rows(single)} == {"All instances"}
+
+
+def test_every_notice_kind_has_its_label_in_the_inbox() -> None:
+    """Read from the page's source: importing the page would run it."""
+    import ast
+
+    from backend.platform.settings import PROJECT_ROOT
+    tree = ast.parse((PROJECT_ROOT / "pages" / "dashboard" / "inbox.py").read_text())
+    (labels,) = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and getattr(n.targets[0], "id", "") == "KIND_LABEL"]
+    assert set(notifications.KINDS) <= set(labels), set(notifications.KINDS) - set(labels)
