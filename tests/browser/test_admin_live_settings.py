@@ -92,6 +92,7 @@ def test_admin_points_smtp_at_a_local_server_and_the_test_email_arrives(
     page.get_by_role("option", name="none", exact=True).click()
     save_and_wait(flow, "Saved smtp_host, smtp_port, smtp_tls, smtp_from")
     assert live_sources(flow.ctx)["smtp_host"].startswith("changed live by admin at ")
+    page.get_by_role("heading", name="Server settings").scroll_into_view_if_needed()
     docs_shot(page, "server-settings-live")
 
     field(flow, "Send a test email to").fill("ops@example.org")
@@ -150,6 +151,22 @@ def test_a_live_hibernate_after_days_puts_an_idle_app_to_sleep(flow: Flow) -> No
     wait_for_state(flow.ctx, app_id, {"sleeping"}, timeout=60, sup=flow.supervisor)
 
 
+def open_daily_chart(flow: Flow, page: Any, app_id: int) -> Any:
+    """Analytics of `app_id` with its daily chart drawn. Under load Chromium has failed to
+    load Streamlit's chart module once ("Failed to fetch dynamically imported module"): then
+    the page is loaded once more."""
+    for attempt in (1, 2):
+        page.goto(flow.base + f"/analytics?app={app_id}")
+        expect()(page.get_by_role("heading", name="Daily views, last 30 days")).to_be_visible()
+        chart = page.locator('[data-testid="stVegaLiteChart"]').last
+        failed = page.get_by_text("Failed to fetch dynamically imported module")
+        expect()(chart.locator("svg text").first.or_(failed.first)).to_be_attached()
+        if failed.count() == 0 or attempt == 2:
+            expect()(chart.locator("svg text").first).to_be_attached()
+            return chart
+    raise AssertionError("unreachable")
+
+
 @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "America/Los_Angeles"])
 def test_the_daily_chart_ends_on_today_in_the_viewers_time_zone(flow: Flow, zone: str) -> None:
     """Kiritimati (UTC+14) is already on tomorrow's date for most of the UTC day, Los
@@ -174,11 +191,8 @@ def test_the_daily_chart_ends_on_today_in_the_viewers_time_zone(flow: Flow, zone
         expect()(page.get_by_role("heading", name="My apps").first).to_be_visible()
         wait_until(lambda: any(c["name"] == "stcloud_dashboard" for c in context.cookies()),
                    30, "the dashboard's sign-in cookie")
-        page.goto(flow.base + f"/analytics?app={app_id}")
-        expect()(page.get_by_role("heading", name="Daily views, last 30 days")).to_be_visible()
-        chart = page.locator('[data-testid="stVegaLiteChart"]').last
+        chart = open_daily_chart(flow, page, app_id)
         texts = chart.locator("svg text")
-        expect()(texts.first).to_be_attached()
         days = [t for t in texts.all_text_contents() if re.fullmatch(r"[A-Z][a-z]{2} \d{2}", t)]
         assert days and days[-1] == now.strftime("%b %d"), (zone, days)
         chart.locator("svg g.mark-rect path").last.hover()
