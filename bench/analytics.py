@@ -136,7 +136,8 @@ def main() -> None:
     admin_id, ws_id, app_id, load = seed(ctx, args.events, random.Random(args.seed))
     with session_scope(ctx.engine) as s:
         admin = s.get(User, admin_id)
-        app_events = s.exec(select(func.count()).select_from(ViewEvent)  # type: ignore
+        # A Core count(): sqlmodel types exec() for ORM selects only.
+        app_events = s.exec(select(func.count()).select_from(ViewEvent)  # type: ignore[call-overload]
                             .where(ViewEvent.app_id == app_id)).one()[0]
     with ctx.engine.connect() as conn:
         conn.execute(text("ANALYZE"))

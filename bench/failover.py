@@ -52,7 +52,12 @@ from supervisor.control.leader import current_leader  # noqa: E402
 from supervisor.runtimes.process import free_port  # noqa: E402
 from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo  # noqa: E402
 from tests.support.instances import instance_id, running_instances  # noqa: E402
-from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_until  # noqa: E402
+from tests.support.supervisor_harness import (  # noqa: E402
+    SupervisorProcess,
+    load_app,
+    stored_app,
+    wait_until,
+)
 
 STEP_DOWN = "not the leader any more"  # supervisor/control/reconciler.py logs it on stepping down
 
@@ -134,10 +139,12 @@ def scenario(root: Path, envs: Path, database_url: str, mode: str, lease: float,
             out["baseline_deploy"].append(time.monotonic() - start)
         print(f"warm-up and baselines {time.monotonic() - t0:.1f} s", file=sys.stderr)
         for _ in range(rounds):
-            leader = current_leader(ctx).holder  # type: ignore[union-attr]
+            lease = current_leader(ctx)
+            assert lease is not None, "no supervisor holds the leader lease"
+            leader = lease.holder
             other = next(n for n in names if n != leader)
             app_id = deploy()
-            wait_until(lambda app_id=app_id: load_app(ctx, app_id).state != "queued", 60,  # type: ignore
+            wait_until(lambda app_id=app_id: stored_app(ctx, app_id).state != "queued", 60,  # type: ignore[misc]  # a default-bound lambda
                        "the deploy to start")
             proc = sups[leader].proc
             assert proc is not None

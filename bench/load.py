@@ -323,7 +323,7 @@ def main() -> None:
         base, ours = LoadStats(), LoadStats()
         base.merge(phase(False))
         print("direct:", json.dumps(summary(base)), flush=True)
-        with RssSampler(sup.proc.pid) as rss:  # type: ignore[union-attr]
+        with RssSampler(sup.pid) as rss:
             for _ in range(args.rounds):
                 ours.merge(phase(True))
                 print("proxy:", json.dumps(summary(ours)), flush=True)

@@ -15,7 +15,7 @@ from backend.apps import service as apps
 from backend.context import Context
 from backend.errors import NotFound, PermissionDenied
 from backend.platform.settings import Settings
-from models import User, Workspace, session_scope
+from models import User, Workspace, id_of, session_scope
 from tests.conftest import GitRepo
 from tests.support.api_world import make_user
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state
@@ -63,10 +63,10 @@ def test_sleep_wake_stop_move_end_to_end(
         other = Workspace(name="elsewhere")
         s.add(other)
         s.flush()
-        other_id = other.id
+        other_id = id_of(other)
     with pytest.raises(PermissionDenied):
-        admin_actions.move(ctx, owner, view.id, other_id)  # type: ignore[arg-type]
-    moved = admin_actions.move(ctx, admin, view.id, other_id)  # type: ignore[arg-type]
+        admin_actions.move(ctx, owner, view.id, other_id)
+    moved = admin_actions.move(ctx, admin, view.id, other_id)
     assert moved.workspace == "elsewhere"
     with pytest.raises(NotFound):  # the owner is no member of the new workspace
         apps.get_app(ctx, owner, view.id)

@@ -73,6 +73,6 @@ def test_test_email_arrives_at_the_smtp_server(dash: Dash,
         assert asyncio.run(mailer.send_pending(ctx)) == 1
         [msg] = sink.matching("Test email from")
         assert msg["To"] == "ops@example.org"
-        assert "email works" in msg.get_content()  # type: ignore[attr-defined]
+        assert "email works" in msg.get_content()
     finally:
         sink.stop()

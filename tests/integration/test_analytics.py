@@ -191,7 +191,8 @@ def test_prune_deletes_identities_and_keeps_counts(analytics_world: World) -> No
                                  (w.app2, "v:new", at(2024, 3, 25))])
     now = at(2024, 4, 1)
     assert analytics.prune_views(ctx, now, days=0) == analytics.PruneResult(0, 0, 0)
-    retention = Context(settings=SimpleNamespace(analytics_retention_days=30,  # type: ignore
+    # A stand-in context: the purge reads only the retention setting, data_dir and the engine.
+    retention = Context(settings=SimpleNamespace(analytics_retention_days=30,  # type: ignore[arg-type]
                                                  data_dir=ctx.settings.data_dir),
                         engine=ctx.engine)
     assert analytics.prune_views(retention, now) == analytics.PruneResult(2, 2, 1)

@@ -108,7 +108,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApi]:
 # test_fuzzed_document_is_the_served_one checks it is the served one. (Loading it from the
 # server with schemathesis.pytest.from_fixture fails on pytest 9: its lazy loader reads
 # `Function._nodeid`, which pytest 9 no longer has.)
-DOCUMENT = make_api_app(None, StubReconciler())[OPENAPI_KEY]  # type: ignore[arg-type]
+DOCUMENT = make_api_app(None, StubReconciler())[OPENAPI_KEY]  # type: ignore[arg-type]  # no ctx
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=SCHEMATHESIS_CONFIG)
 
 

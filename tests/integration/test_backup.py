@@ -121,7 +121,9 @@ def test_backup_wipe_restore_serves_app_with_its_secret(settings, admin, make_re
 def _rewrite_manifest(source: Path, target: Path, **changes: object) -> None:
     with tarfile.open(source, "r:gz") as tar, tarfile.open(target, "w:gz") as out:
         for member in tar:
-            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            fh = tar.extractfile(member)
+            assert fh is not None, member.name
+            data = fh.read()
             if member.name == backup.MANIFEST:
                 data = json.dumps({**json.loads(data), **changes}).encode()
                 member.size = len(data)

@@ -5,8 +5,10 @@ file is flagged before Deploy, and git runs once per repository and branch, not 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from backend.repositories import checks, live
 from pages.dashboard import _ui as ui
@@ -18,9 +20,9 @@ from tests.support.dashboard import (
 from tests.support.dashboard import text as raw_text
 
 
-def text(at: object) -> str:
+def text(at: AppTest) -> str:
     """The page's text with Markdown's escapes of ':' undone."""
-    return raw_text(at).replace("\\:", ":")  # type: ignore[arg-type]
+    return raw_text(at).replace("\\:", ":")
 
 
 @pytest.fixture
@@ -40,9 +42,9 @@ def test_branch_and_main_file_are_checked_as_typed(dash: Dash, two_branches: str
     calls: list[list[str]] = []
     real = checks._git
 
-    def counted(args: list[str], *rest: object) -> str:
+    def counted(args: list[str], *rest: Any) -> str:
         calls.append(args)
-        return real(args, *rest)  # type: ignore[arg-type]
+        return real(args, *rest)
     monkeypatch.setattr(checks, "_git", counted)
 
     at = open_dashboard(dash.admin, ui.DEPLOY)

@@ -27,7 +27,7 @@ from supervisor.control.engine_choice import decide, runtime_isolation
 from supervisor.runtimes import docker_available
 from supervisor.runtimes.docker import install_id
 from tests.support.instances import instance_alive, instance_id
-from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state
+from tests.support.supervisor_harness import SupervisorProcess, load_app, stored_app, wait_for_state
 
 NO_DOCKER = "unix:///nonexistent/stcloud-test/docker.sock"  # `auto` finds no daemon here
 
@@ -57,8 +57,9 @@ def test_isolation_of_each_engine() -> None:
     class Unavailable:
         name, isolation, isolation_problem = "process", "unavailable", "bwrap not found"
 
+    # The stand-ins carry only the attributes runtime_isolation reads, hence arg-type.
     assert runtime_isolation(Bare()) == ("single-tenant", "")  # type: ignore[arg-type]
-    assert runtime_isolation(Sandboxed()) == ("sandboxed", "bubblewrap")  # type: ignore
+    assert runtime_isolation(Sandboxed()) == ("sandboxed", "bubblewrap")  # type: ignore[arg-type]
     assert runtime_isolation(Docker()) == ("containers", "docker")  # type: ignore[arg-type]
     assert runtime_isolation(Unavailable()) == ("unavailable",  # type: ignore[arg-type]
                                                 "bwrap not found")
@@ -107,7 +108,7 @@ def run_on_process_first(ctx: Context, admin: Any, repo_url: str, tmp_path: Any,
     monkeypatch.delenv("DOCKER_HOST")
     pid = instance_id(ctx, view.id)
     assert pid and pid.isdigit() and instance_alive(pid)
-    return view.id, pid  # type: ignore[return-value]
+    return view.id, pid
 
 
 def is_streamlit_server(args: list[str]) -> bool:
@@ -155,7 +156,7 @@ def test_second_start_with_docker_keeps_the_process_apps(auto_settings: Settings
     app_id, pid = run_on_process_first(ctx, admin, hello_repo.url, tmp_path, monkeypatch)
     if history == "upgraded":
         with session_scope(ctx.engine) as s:
-            s.exec(delete(Installation))  # type: ignore[call-overload]
+            s.exec(delete(Installation))
     assert docker_available()
     sup = SupervisorProcess(auto_settings, tmp_path / "sup2.log").start()
     try:  # the proxy listens only after adoption: what adoption decided is settled now
@@ -269,4 +270,4 @@ def test_an_interrupted_migration_is_finished_by_running_it_again(
     assert again.returncode == 0, again.stdout + again.stderr
     assert [process_instances(auto_settings, i) for i in ids] == [[], []]
     assert installation.recorded_engine(ctx) == "docker"
-    assert {load_app(ctx, i).state for i in ids} == {"queued"}  # type: ignore[union-attr]
+    assert {stored_app(ctx, i).state for i in ids} == {"queued"}

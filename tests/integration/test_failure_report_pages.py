@@ -115,7 +115,7 @@ def test_a_new_version_that_does_not_start_is_explained(ctx, tmp_path: Path) -> 
     data = str(Path(settings.data_dir).resolve())
     runtime = _Runtime(log, APP_LOG.format(data=data, id=app.id))
     lifecycle = _Lifecycle(ctx=ctx, settings=settings, runtime=runtime, app=app)
-    updater = Updater(lifecycle)  # type: ignore[arg-type]
+    updater = Updater(lifecycle)  # type: ignore[arg-type]  # a stand-in lifecycle
     spec = EnvSpec("3.11", {"requirements.txt": b"streamlit\n"}, "1.67.0",
                    dependency_file="requirements.txt")
     with pytest.raises(UpdateFailed) as failed:

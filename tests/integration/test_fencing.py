@@ -37,7 +37,7 @@ from sqlmodel import select
 
 from backend.context import Context
 from backend.platform.settings import Settings
-from models import App, Build, ClusterLease, session_scope
+from models import App, Build, ClusterLease, id_of, session_scope
 from supervisor.builds import records as builds
 from supervisor.control.leader import LEASE, Fenced, Leadership
 from supervisor.control.lifecycle import Lifecycle
@@ -153,7 +153,7 @@ def test_process_runtime_stops_an_app_of_a_frozen_supervisor_without_the_grace(
     parent = subprocess.Popen([sys.executable, "-c", PARENT, child_src], stdout=subprocess.PIPE,
                               text=True)
     try:
-        pid = int(parent.stdout.readline())  # type: ignore[union-attr]
+        pid = int(parent.stdout.readline())  # type: ignore[union-attr]  # stdout=PIPE
         child = psutil.Process(pid)
         deadline = time.monotonic() + 30
         while child.status() != psutil.STATUS_SLEEPING or not _handler_set(pid):
@@ -247,17 +247,17 @@ def test_a_fenced_leader_does_not_write_build_rows(db_ctx: Context, tmp_path: Pa
     app = starting_app(ctx, tmp_path)
     lc_a = Lifecycle(ctx, GatedRuntime())
     lc_a.fence = a.fence()
-    build_id = lc_a.record_build(app.id, "c0ffee", "hash")  # type: ignore[arg-type]
+    build_id = lc_a.record_build(id_of(app), "c0ffee", "hash")
     expire_lease(ctx)
     assert b.step()
     assert builds.mark_interrupted(ctx) == 1  # the new leader's adoption
     with pytest.raises(Fenced):
         lc_a.finish_build(build_id, "failed", "cancelled")
     with pytest.raises(Fenced):
-        lc_a.record_build(app.id, "c0ffee", "hash")  # type: ignore[arg-type]
+        lc_a.record_build(id_of(app), "c0ffee", "hash")
     with session_scope(ctx.engine) as s:
         rows = s.exec(select(Build)).all()
     assert [(r.id, r.status) for r in rows] == [(build_id, "interrupted")]
-    assert not builds.commit_failed(ctx, app.id, "c0ffee")  # type: ignore[arg-type]
+    assert not builds.commit_failed(ctx, id_of(app), "c0ffee")
     b.release()
     a.release()

@@ -83,10 +83,11 @@ def test_private_repo_cloned_over_ssh_with_the_deploy_key_only(gctx, fake_github
         assert refused.returncode != 0 and "Permission denied" in refused.stderr
         # Deleting the app deletes the deploy key on GitHub: the key no longer works.
         key = deploy_keys.deploy_key_for_app(gctx, view.id)
+        assert key is not None
         apps.delete_app(gctx, alice, view.id)
         github_deploy.on_app_deleted(gctx, view.id)
         assert fake_github.find("alice/secret").keys == {}
-        with git_auth.key_env(gctx, key) as env:  # type: ignore[arg-type]
+        with git_auth.key_env(gctx, key) as env:
             assert clone(app.repo_url, tmp_path / "after", env).returncode != 0
     finally:
         sshd.stop()

@@ -109,7 +109,7 @@ def test_queue_writes_the_inbox_too_and_marks_only_ones_own(ctx: Context, admin:
 def test_api_lists_and_marks_ones_own_notifications(world: World) -> None:
     ctx = world.ctx
     app_id = apps.list_apps(ctx, world.users["owner"])[0].id
-    _crash(ctx, ctx.settings, app_id)  # type: ignore[arg-type]
+    _crash(ctx, ctx.settings, app_id)
 
     async def scenario(c: TestClient) -> None:
         r = await c.get("/notifications", headers=api_auth(world, "readonly"))
@@ -160,7 +160,7 @@ def test_over_limit_notify_says_what_really_happened(settings: Settings, email: 
 
     async def scenario(env: Env) -> None:
         with session_scope(env.ctx.engine) as s:
-            dev = s.get(User, env.dev.id)  # type: ignore[attr-defined]
+            dev = s.get(User, env.dev.id)
             dev.email = email
             app = s.get(App, env.app_id)
             app.state = "over_limit"

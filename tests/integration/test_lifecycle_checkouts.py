@@ -102,12 +102,12 @@ def test_env_sharing_by_workspace_scopes_each_environment(ctx, admin, tmp_path) 
     src = tmp_path / "src"
     src.mkdir()
     (src / "requirements.txt").write_text("pandas==3.1.1\n")
-    shared = Lifecycle(ctx, FakeRuntime())  # type: ignore[arg-type]
+    shared = Lifecycle(ctx, FakeRuntime())  # type: ignore[arg-type]  # only its name is read
     a, b = (shared.env_spec(load_app(ctx, i), src) for i in (one.id, two.id))
     assert a.scope == b.scope == "" and a.dep_hash == b.dep_hash
     scoped_ctx = dataclasses.replace(ctx, settings=dataclasses.replace(
         ctx.settings, env_sharing="workspace"))
-    scoped = Lifecycle(scoped_ctx, FakeRuntime())  # type: ignore[arg-type]
+    scoped = Lifecycle(scoped_ctx, FakeRuntime())  # type: ignore[arg-type]  # likewise
     x, y = (scoped.env_spec(load_app(ctx, i), src) for i in (one.id, two.id))
     assert (x.scope, y.scope) == (f"workspace-{one.workspace_id}",
                                   f"workspace-{two.workspace_id}")

@@ -25,7 +25,7 @@ from backend.apps.log_files import app_log_path
 from backend.apps.secrets import runtime_path
 from backend.context import Context
 from backend.platform.settings import PROJECT_ROOT
-from models import User
+from models import User, id_of
 from tests.conftest import GitRepo
 from tests.support.instances import instance_id
 from tests.support.supervisor_harness import SupervisorProcess, all_apps, wait_until
@@ -50,7 +50,7 @@ def data(result: CallToolResult) -> Any:
     assert not result.is_error, result.content
     if result.structured_content is not None:
         return result.structured_content
-    return json.loads(result.content[0].text)  # type: ignore[union-attr]
+    return json.loads(result.content[0].text)  # type: ignore[union-attr]  # tools answer text
 
 
 def error_text(result: CallToolResult) -> str:
@@ -119,7 +119,7 @@ def test_mcp_tools_refuse_a_token_without_the_scope(ctx: Context, admin: User, h
                                                     tmp_path: Path) -> None:
     _, reader = api_tokens.create_token(ctx, admin, "reader", "read")
     row, revoked = api_tokens.create_token(ctx, admin, "old", "read,deploy")
-    api_tokens.revoke_token(ctx, admin, row.id)  # type: ignore[arg-type]
+    api_tokens.revoke_token(ctx, admin, id_of(row))
     url = f"http://localhost:{ctx.settings.port}"
     sup = SupervisorProcess(ctx.settings, tmp_path / "supervisor.log").start()
     deploy_args = {"repo_url": hello_repo.url, "subdomain": "scoped"}

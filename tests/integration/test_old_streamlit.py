@@ -71,7 +71,7 @@ async def serving(fake: FakeStreamlit) -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # started
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -175,7 +175,8 @@ class AlwaysRunning:
 def test_lifecycle_waits_for_a_legacy_server(ctx: Context) -> None:
     """The supervisor's start-up wait accepts an instance that answers only `/healthz`."""
     quick = dataclasses.replace(ctx.settings, health_timeout=5.0)
-    lc = Lifecycle(dataclasses.replace(ctx, settings=quick), AlwaysRunning())  # type: ignore
+    lc = Lifecycle(dataclasses.replace(ctx, settings=quick),
+                   AlwaysRunning())  # type: ignore[arg-type]  # a stand-in runtime
 
     async def run() -> Status | None:
         async with serving(FakeStreamlit(LEGACY_HEALTH)) as base:

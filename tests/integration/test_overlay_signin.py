@@ -52,7 +52,7 @@ def test_sign_in_flow_one_time_token_and_no_open_redirect(ctx: Context) -> None:
         assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
         assert "Domain" not in cookie and "Secure" not in cookie  # http: no Secure
         session = identity.read_session(identity.server_key(env.ctx), value, "hello")
-        assert session and session.user_id == env.dev.id  # type: ignore[attr-defined]
+        assert session and session.user_id == env.dev.id
         async with env.request("GET", callback.path_qs) as r:  # single use
             assert r.status == 400 and "expired" in await r.text()
         # A token minted for another app host does not work here.
@@ -110,7 +110,9 @@ def test_silent_check_and_return_after_sign_in(ctx: Context) -> None:
                                headers={"Sec-Fetch-Site": "cross-site"}) as r:
             assert r.status == 200
             html = await r.text()
-        hop = re.search(r'location\.replace\("([^"]+)"\)', html).group(1)  # type: ignore
+        found = re.search(r'location\.replace\("([^"]+)"\)', html)
+        assert found, html
+        hop = found.group(1)
         assert "hop=1" in hop
         async with env.request("GET", hop, sub=None,
                                headers={"Sec-Fetch-Site": "same-origin"}) as r:

@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
+from supervisor.runtimes.process import ProcessRuntime
 from tests.support.runtimes import make_app, make_runtime, run_script, start_healthy
 
 pytestmark = pytest.mark.no_database
@@ -45,7 +46,8 @@ def test_usage_counts_pages_shared_by_forked_processes_once(settings: Any,
                                                              memory_mode: str) -> None:
     settings = dataclasses.replace(settings, process_memory_limit=memory_mode)
     runtime = make_runtime("process", settings)
-    if memory_mode == "cgroup" and runtime.memory_mode != "cgroup":  # type: ignore[attr-defined]
+    assert isinstance(runtime, ProcessRuntime)
+    if memory_mode == "cgroup" and runtime.memory_mode != "cgroup":
         pytest.skip("no writable cgroup v1 memory controller here")
     app = make_app(settings, 91, FORKER, memory_mb=1024)
 

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -38,10 +39,10 @@ VISITOR = "127.0.0.2"
 
 
 
-def limited(settings: Settings, **changes: object) -> Settings:
-    values = {"proxy_header_timeout": 3.0, "proxy_body_timeout": 3.0,
+def limited(settings: Settings, **changes: Any) -> Settings:
+    values: dict[str, Any] = {"proxy_header_timeout": 3.0, "proxy_body_timeout": 3.0,
               "proxy_keepalive_timeout": 3.0, **changes}
-    return dataclasses.replace(settings, **values)  # type: ignore[arg-type]
+    return dataclasses.replace(settings, **values)
 
 
 def guard_of(env: Env) -> ConnectionGuard:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.context import Context
-from models import App, session_scope, utcnow
+from models import App, id_of, session_scope, utcnow
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.control.requests import enqueue_request, load_requests
 from supervisor.runtimes.base import Status
@@ -49,12 +49,12 @@ def test_an_app_found_ended_with_a_sleep_pending_goes_to_sleep_not_restarted(
         row.runtime_state = json.dumps({"instance": {"pid": 4242}})
         row.created_at = row.last_deployed_at = row.last_viewed_at = idle_since
         s.add(row)
-    enqueue_request(ctx, app.id, "sleep", utcnow())  # type: ignore[arg-type]
+    enqueue_request(ctx, id_of(app), "sleep", utcnow())
     runtime = EndedRuntime()
     runtime.gate.set()
 
     one_pass(ctx, runtime, app, {"pid": 4242})
-    state, runtime_state, _ = row_summary(ctx, app.id)  # type: ignore[arg-type]
+    state, runtime_state, _ = row_summary(ctx, id_of(app))
     assert state == "sleeping"
     assert runtime.started == [] and {"pid": 4242} in runtime.stopped
     assert "instance" not in json.loads(runtime_state or "{}") or \
@@ -74,8 +74,8 @@ def test_a_crash_restart_waits_out_its_backoff_then_respects_a_stop(
     lc = Lifecycle(ctx, runtime)
 
     async def scenario() -> None:
-        restart = asyncio.create_task(lc.handle_exit(app.id, Status("exited", 1)))  # type: ignore
-        while row_summary(ctx, app.id)[0] != "starting":  # type: ignore[arg-type]
+        restart = asyncio.create_task(lc.handle_exit(id_of(app), Status("exited", 1)))
+        while row_summary(ctx, id_of(app))[0] != "starting":
             assert not restart.done()
             await asyncio.sleep(0.01)
         with session_scope(ctx.engine) as s:
@@ -86,7 +86,7 @@ def test_a_crash_restart_waits_out_its_backoff_then_respects_a_stop(
 
     asyncio.run(scenario())
     assert runtime.started == [], "a stopped app was started by the crash restart"
-    assert row_summary(ctx, app.id)[0] == "starting"  # type: ignore[arg-type]
+    assert row_summary(ctx, id_of(app))[0] == "starting"
 
 
 class MaintainedRuntime(GatedRuntime):

@@ -166,7 +166,7 @@ def test_scaled_down_load_no_errors_and_flat_supervisor_rss(settings, admin, hel
         dash = Target(settings.port, f"localhost:{settings.port}")
         wait_until(lambda: http_get(settings.port, dash.host, "/_stcore/health")[0] == 200,
                    60, "the dashboard", sup)
-        with RssSampler(sup.proc.pid, 0.5) as rss:  # type: ignore[union-attr]
+        with RssSampler(sup.pid, 0.5) as rss:
             stats = asyncio.run(run_load(targets, viewers=20, duration=12, ramp=5,
                                          rerun_every=2, reload_every=6, dashboard=dash,
                                          dashboard_users=1))

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from supervisor.runtimes.base import EnvSpec
+from supervisor.runtimes.process import ProcessRuntime
 from tests.support.runtimes import app_dir, make_app, make_runtime, run_script, start_healthy
 from tests.support.streamlit_client import open_streamlit_session
 
@@ -329,12 +330,14 @@ def test_without_a_sandbox_apps_are_refused_unless_single_tenant(
     from supervisor.runtimes.base import BuildError, StartError
     monkeypatch.setattr(sandbox, "find_tools", lambda: (None, ["bwrap"]))
     runtime = make_runtime("process", settings)
-    assert runtime.isolation == "unavailable"  # type: ignore[attr-defined]
+    assert isinstance(runtime, ProcessRuntime)
+    assert runtime.isolation == "unavailable"
     app = make_app(settings, 81, "import streamlit as st\n")
     spec = EnvSpec.from_checkout(app.checkout, "3.11", "1.67.0")
     with pytest.raises(BuildError, match="cannot sandbox apps.*bubblewrap.*process_sandbox"):
         asyncio.run(runtime.ensure_env(spec, lambda line: None))
     with pytest.raises(StartError, match="cannot sandbox apps"):
-        asyncio.run(runtime.start(app, None))  # type: ignore[arg-type]
+        asyncio.run(runtime.start(app, None))  # type: ignore[arg-type]  # refused before any env
     off = make_runtime("process", dataclasses.replace(settings, process_sandbox="off"))
-    assert off.isolation == "single-tenant"  # type: ignore[attr-defined]
+    assert isinstance(off, ProcessRuntime)
+    assert off.isolation == "single-tenant"

@@ -43,7 +43,13 @@ from tests.support.instances import http_get, instance_id, running_instances
 from tests.support.lifecycle_support import build_visible_dir, gated_package, package_files
 from tests.support.overlay_support import dashboard_cookie
 from tests.support.streamlit_client import open_streamlit_session
-from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_for_state, wait_until
+from tests.support.supervisor_harness import (
+    SupervisorProcess,
+    load_app,
+    stored_app,
+    wait_for_state,
+    wait_until,
+)
 
 LEASE_SECONDS = 3.0
 FAILOVER_BOUND = LEASE_SECONDS + 30  # lease expiry at worst, plus a loaded machine's slack
@@ -107,7 +113,8 @@ def test_lease_of_a_dead_process_on_this_host_is_taken_at_once(settings: Setting
     assert ghost.step()
     heir = Leadership(ctx, _node("heir"))
     assert heir.step(), "the holder's pid is gone: no need to wait an hour"
-    assert current_leader(ctx).holder == "heir"  # type: ignore[union-attr]
+    leader = current_leader(ctx)
+    assert leader is not None and leader.holder == "heir"
     heir.release()
     ghost.release()
 
@@ -182,8 +189,8 @@ def test_two_supervisors_failover_during_deploy_and_hibernation(
             "streamlit_app.py": "import streamlit as st\nst.write('two')\n",
             "requirements.txt": "streamlit==1.67.0\n./gatedpkg\n", **package_files(pkg)})
         two = apps.deploy_app(ctx, admin, repo_url=repo.url, subdomain="two")
-        wait_until(lambda: load_app(ctx, two.id).state == "building"  # type: ignore[union-attr]
-                   and "environment" in load_app(ctx, two.id).state_reason,  # type: ignore
+        wait_until(lambda: stored_app(ctx, two.id).state == "building"
+                   and "environment" in stored_app(ctx, two.id).state_reason,
                    120, "the deploy to build", sup_a)
         adopted_pid = _pid(ctx, one.id)
         killed = time.monotonic()
@@ -220,7 +227,7 @@ def test_two_supervisors_failover_during_deploy_and_hibernation(
             with session_scope(ctx.engine) as s:
                 return s.exec(select(AppRequest)).first() is None
         wait_until(all_served, 30, "every request to be served", sup_c)
-        assert all(load_app(ctx, i).state == "sleeping" for i in (one.id, two.id))  # type: ignore
+        assert all(stored_app(ctx, i).state == "sleeping" for i in (one.id, two.id))
     finally:
         for proc in procs:
             proc.stop()

@@ -37,7 +37,7 @@ from backend.accounts.keys import dashboard_cookie_key
 from backend.apps import secrets as app_secrets
 from backend.apps.log_files import app_log_path
 from backend.platform.settings import PROJECT_ROOT
-from models import App, session_scope
+from models import App, id_of, session_scope
 from pages.dashboard import _ui as ui
 from supervisor.api import make_api_app
 from supervisor.dashboard import DashboardProcess
@@ -165,7 +165,7 @@ def _walk_routes(app: web.Application) -> list[tuple[str, str, Any]]:
 
 def _fill(path: str, platform: Platform) -> str:
     with session_scope(platform.ctx.engine) as s:
-        workspace_id = s.get(App, platform.app_id).workspace_id  # type: ignore[union-attr]
+        workspace_id = s.get(App, platform.app_id).workspace_id  # type: ignore[union-attr]  # planted
     return (path.replace("{app_id}", str(platform.app_id))
             .replace("{workspace_id}", str(workspace_id)).replace("{username}", "admin"))
 
@@ -189,7 +189,7 @@ def test_csrf_audit_every_state_changing_route_refuses_cookie_only_requests(
                                dashboard_cookie_key(ctx), algorithm="HS256")
     cookies = {identity.DASHBOARD_COOKIE: dashboard_jwt, identity.CSRF_COOKIE: csrf,
                identity.SESSION_COOKIE: identity.session_cookie(
-                   key, admin.id, admin.username, "planted")}  # type: ignore[arg-type]
+                   key, id_of(admin), admin.username, "planted")}
     cookie_header = "; ".join(f"{k}={v}" for k, v in cookies.items())
     refused, problems = [], []
 

@@ -14,7 +14,7 @@ from sqlmodel import select
 from backend.accounts import auth
 from backend.apps import service as apps
 from backend.context import Context
-from models import App, AppEvent, ClusterLease, session_scope, utcnow
+from models import App, AppEvent, ClusterLease, id_of, session_scope, utcnow
 from supervisor.control.leader import LEASE, Me, me
 from supervisor.control.reconciler import Reconciler
 from supervisor.routes import RouteTable
@@ -70,8 +70,8 @@ def one_pass(ctx: Context, runtime: Runtime, app: App, state: dict[str, Any]) ->
     """One reconcile pass (and the work it starts), with `app`'s instance (`state`) known."""
     async def scenario() -> None:
         reconciler = Reconciler(ctx, runtime, RouteTable())
-        reconciler.lifecycle.instances[app.id] = Instance(  # type: ignore[index]
-            app.id, ("127.0.0.1", 9), state, app.restart_generation)  # type: ignore
+        reconciler.lifecycle.instances[id_of(app)] = Instance(
+            id_of(app), ("127.0.0.1", 9), state, app.restart_generation)
         await reconciler.reconcile_once()
         await asyncio.gather(*reconciler._tasks.values())
 

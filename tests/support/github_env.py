@@ -9,7 +9,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend import workspaces
 from backend.context import Context
@@ -29,7 +29,8 @@ def github_settings(base: Settings, **values: Any) -> Settings:
              ("github_refresh_minutes", float, dataclasses.field(default=30.0))]
     cls = dataclasses.make_dataclass("GithubSettings", extra, bases=(Settings,), frozen=True)
     current = {f.name: getattr(base, f.name) for f in dataclasses.fields(Settings)}
-    return cls(**{**current, **values})  # type: ignore[no-any-return]
+    settings: Settings = cls(**{**current, **values})
+    return settings
 
 
 def later(minutes: float = 31) -> datetime:
@@ -46,6 +47,6 @@ def app_row(ctx: Context, app_id: int) -> tuple[App, AppGithub | None, list[str]
         app = s.get(App, app_id)
         row = s.exec(select(AppGithub).where(AppGithub.app_id == app_id)).first()
         events = [e.reason for e in s.exec(select(AppEvent).where(
-            AppEvent.app_id == app_id).order_by(AppEvent.id))]  # type: ignore[arg-type]
+            AppEvent.app_id == app_id).order_by(col(AppEvent.id)))]
         return app, row, events
 

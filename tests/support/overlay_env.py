@@ -108,9 +108,9 @@ class Env:
     app: FakeApp
     panel: FakeApp
     dashboard: FakeApp
-    dev: object
-    viewer: object
-    outsider: object
+    dev: User
+    viewer: User
+    outsider: User
     app_id: int
 
     @property

@@ -11,7 +11,7 @@ from sqlmodel import select
 from backend.accounts import auth, identity
 from backend.accounts.keys import dashboard_cookie_key
 from backend.context import Context
-from models import App, Membership, User, Workspace, session_scope
+from models import App, Membership, User, Workspace, id_of, session_scope
 
 
 def user(ctx: Context, name: str, *, email: str = "", admin: bool = False) -> User:
@@ -31,7 +31,7 @@ def workspace(ctx: Context, name: str, members: list[tuple[User, str]]) -> int:
             s.flush()
         for u, role in members:
             s.add(Membership(user_id=u.id, workspace_id=ws.id, role=role))
-        return ws.id  # type: ignore[return-value]
+        return id_of(ws)
 
 
 def app(ctx: Context, workspace_id: int, subdomain: str, *, visibility: str = "public",
@@ -41,7 +41,7 @@ def app(ctx: Context, workspace_id: int, subdomain: str, *, visibility: str = "p
                   visibility=visibility, state=state, owner_id=owner.id if owner else None)
         s.add(row)
         s.flush()
-        return row.id  # type: ignore[return-value]
+        return id_of(row)
 
 
 def dashboard_cookie(ctx: Context, username: str, ttl: float = 3600) -> str:
@@ -55,4 +55,4 @@ def session_cookie(ctx: Context, u: User | None, subdomain: str) -> str:
     key = identity.server_key(ctx)
     if u is None:
         return identity.session_cookie(key, 0, "", subdomain)
-    return identity.session_cookie(key, u.id, u.username, subdomain)  # type: ignore[arg-type]
+    return identity.session_cookie(key, id_of(u), u.username, subdomain)

@@ -17,6 +17,7 @@ from backend.accounts import api_tokens, auth
 from backend.apps.log_files import app_log_path
 from backend.context import Context, open_context
 from backend.platform.settings import load_settings
+from models import id_of
 from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo, free_port
 from tests.support.streamlit_client import open_streamlit_session
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
@@ -72,7 +73,7 @@ def start_platform(root: Path, shared_envs_dir: Path) -> Iterator[Platform]:
                  "requirements.txt": (EXAMPLE_APP / "requirements.txt").read_text()})
     sup = SupervisorProcess(settings, root / "supervisor.log").start()
     try:
-        plat = Platform(ctx, sup, token, 0, admin.id)  # type: ignore[arg-type]
+        plat = Platform(ctx, sup, token, 0, id_of(admin))
         r = plat.api("POST", "/apps", json={"repo_url": repo.url, "subdomain": "planted",
                                             "secrets": SECRETS})
         assert r.status_code == 201, r.text

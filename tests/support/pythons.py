@@ -44,7 +44,7 @@ def log_line(path: Path, prefix: str, timeout: float = 60) -> str:
     def find() -> str | None:
         text = path.read_text(errors="replace") if path.exists() else ""
         return next((ln for ln in text.splitlines() if ln.startswith(prefix)), None)
-    return wait_until(find, timeout, f"'{prefix}' in {path}")  # type: ignore[return-value]
+    return wait_until(find, timeout, f"'{prefix}' in {path}")
 
 
 @dataclass

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlmodel import select
 
@@ -18,12 +19,20 @@ from backend.context import Context
 from backend.platform.settings import PROJECT_ROOT, Settings
 from models import App, session_scope
 
+T = TypeVar("T")
+
 
 class SupervisorProcess:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The supervisor's process id (it has been started)."""
+        assert self.proc is not None, "the supervisor was not started"
+        return self.proc.pid
 
     def start(self, timeout: float = 60) -> SupervisorProcess:
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
@@ -68,8 +77,10 @@ class SupervisorProcess:
             return ""
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str,
-               sup: SupervisorProcess | None = None, interval: float = 0.1) -> object:
+def wait_until(check: Callable[[], T | None], timeout: float, what: str,
+               sup: SupervisorProcess | None = None, interval: float = 0.1) -> T:
+    """check()'s first truthy value, polled every `interval` s; fails the test after
+    `timeout` s, or at once when the supervisor `sup` has died."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -88,6 +99,13 @@ def load_app(ctx: Context, app_id: int) -> App | None:
         return s.get(App, app_id)
 
 
+def stored_app(ctx: Context, app_id: int) -> App:
+    """The app's row; fails the test when the app is gone."""
+    app = load_app(ctx, app_id)
+    assert app is not None, f"app {app_id} is gone"
+    return app
+
+
 def wait_for_state(ctx: Context, app_id: int, states: Iterable[str], timeout: float = 180,
                    sup: SupervisorProcess | None = None) -> App:
     wanted = set(states)
@@ -97,7 +115,7 @@ def wait_for_state(ctx: Context, app_id: int, states: Iterable[str], timeout: fl
         return app if app is not None and app.state in wanted else None
 
     try:
-        return wait_until(check, timeout, f"app {app_id} to reach {wanted}", sup)  # type: ignore
+        return wait_until(check, timeout, f"app {app_id} to reach {wanted}", sup)
     except AssertionError as e:
         app = load_app(ctx, app_id)
         raise AssertionError(f"{e}\nlast state: {app and app.state}: "

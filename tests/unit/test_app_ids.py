@@ -47,7 +47,7 @@ def test_a_new_app_never_takes_a_deleted_apps_id(db_ctx: Context) -> None:
     with session_scope(db_ctx.engine) as s:
         s.add(Build(app_id=old, commit="c0ffee", status="failed", error="old app's build"))
     apps.delete_app(db_ctx, admin, old)
-    asyncio.run(Lifecycle(db_ctx, NothingRunning()).delete(old))  # type: ignore[arg-type]
+    asyncio.run(Lifecycle(db_ctx, NothingRunning()).delete(old))  # type: ignore[arg-type]  # stand-in
 
     new = _deploy(db_ctx, admin, "second")
     assert new != old

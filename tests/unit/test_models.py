@@ -46,7 +46,7 @@ def test_migrate_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     migrate(again)
     with session_scope(again) as s:
         assert s.exec(select(App.subdomain)).all() == ["kept"]
-        assert s.exec(text("PRAGMA journal_mode")).one()[0] == "wal"  # type: ignore[call-overload]
+        assert s.exec(text("PRAGMA journal_mode")).one()[0] == "wal"  # type: ignore[call-overload]  # raw SQL
 
 
 def test_times_are_utc_aware(tmp_path: Path) -> None:
