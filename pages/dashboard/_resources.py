@@ -98,14 +98,17 @@ def memory_chart(res: resources.Resources, warn_percent: float,
 def cpu_chart(res: resources.Resources,
               height: int = 140) -> alt.LayerChart | alt.FacetChart:
     """CPU (% of one core) of the sum, and of each instance when there are several."""
-    rows = [{"at": p.at.isoformat(), "time": ui.exact_time(p.at), "series": TOTAL,
-             "cpu": round(p.cpu_percent or 0.0, 1)} for p in res.series.points]
+    rows: list[dict[str, Any]] = [
+        {"at": p.at.isoformat(), "time": ui.exact_time(p.at), "series": TOTAL,
+         "cpu": round(p.cpu_percent or 0.0, 1)} for p in res.series.points]
     if len(_instances(res)) > 1:
         rows += [{"at": p.at.isoformat(), "time": ui.exact_time(p.at),
                   "series": f"Instance {p.instance}", "cpu": round(p.cpu_percent, 1)}
                  for p in res.instances]
     data = alt.Data(values=rows)
-    y = alt.Y("cpu:Q", title="CPU %", scale=alt.Scale(zero=True))
+    top = max([10.0] + [float(r["cpu"]) * 1.1 for r in rows])  # idle: a flat line at 0
+    y = alt.Y("cpu:Q", title="CPU %", scale=alt.Scale(domain=[0, round(top)]),
+              axis=alt.Axis(format=".0f", tickCount=3))
     color = alt.Color("series:N", title=None, legend=None)
     x = _x(res, title=None)  # the memory chart above names the axis
     line = alt.Chart(data).mark_line(strokeWidth=1.5).encode(x=x, y=y, color=color)
