@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import delete
-
 from backend import validation
 from backend.accounts import oidc_secrets
-from backend.apps import failure_reports, failures, previews
+from backend.apps import previews
 from backend.apps import secrets as app_secrets
 from backend.apps.log_files import app_log_path, build_log_path, mark_run_start
 from backend.context import Context
@@ -41,19 +39,12 @@ from backend.github import deploy as github_deploy
 from models import (
     App,
     AppEvent,
-    AppGitCredential,
-    AppSecret,
-    AppSecretValue,
-    AppViewer,
-    Favorite,
     id_of,
-    table_of,
     utcnow,
 )
-from models.oidc import OidcClient
 from supervisor.builds import records as builds
 from supervisor.builds.records import BuildLog
-from supervisor.control import restart
+from supervisor.control import exit_reasons, restart
 from supervisor.control.app_records import AppRecords
 from supervisor.control.health import HealthPaths, wait_for_streamlit
 from supervisor.control.leader import Fenced
@@ -283,31 +274,12 @@ class Lifecycle(AppRecords):
         return last[0] if healthy is False else Status("exited", None)
 
     def _oom_reason(self, app: App) -> str:
-        limit = self.memory_limit(app)
-        return (f"The app used more than its memory limit of {limit} MiB and was stopped. "
-                "Reboot it from the dashboard; if it happens again, reduce its memory use.")
+        return exit_reasons.oom_reason(self.memory_limit(app))
 
     def _exit_reason(self, app_id: int, status: Status, start: bool) -> str:
-        code = "" if status.exit_code is None else f" (exit code {status.exit_code})"
-        when = "before it answered" if start else "unexpectedly"
-        tail = self._run_log_lines(app_id)
-        known = failures.known_app_failure(tail)
-        if known is None and start and status.exit_code is None:  # wait_healthy timed out
-            known = failures.explain("health", tail, timeout_s=self.settings.health_timeout)
-            head = known.summary.rstrip(".") + ", and was stopped."
-            return (f"{head} {known.fix} Last lines of its log:\n{tail}" if tail
-                    else f"{head} {known.fix}")
-        why = f" {known.summary} {known.fix}" if known else ""
-        return (f"The app stopped {when}{code}.{why} Last lines of its log:\n{tail}"
-                if tail else f"The app stopped {when}{code}.{why}")
-
-    def _run_log_lines(self, app_id: int, lines: int = 15) -> str:
-        """The last lines the app's current run logged (never an earlier run's), as its
-        deployer may see them: no colours, the app's secret values masked, no host paths,
-        the public URL for Streamlit's internal one (`backend.apps.failure_reports.readable`)."""
         app = self.load(app_id)
         url = self.settings.public_url(app.subdomain) if app is not None else ""
-        return failure_reports.run_lines(self.ctx, app_id, url, lines)
+        return exit_reasons.exit_reason(self.ctx, app_id, url, status, start)
 
     # Running apps -----------------------------------------------------------------------
     async def reboot(self, app_id: int) -> None:
@@ -406,11 +378,7 @@ class Lifecycle(AppRecords):
             log.warning("app=%s GitHub clean-up deferred", app_id, exc_info=True)
         with self._write() as s:
             app = s.get(App, app_id)
-            for model in (Favorite, AppViewer, AppSecret, AppSecretValue, AppGitCredential):
-                table = table_of(model)
-                s.exec(delete(table).where(table.c.app_id == app_id))
-            oidc = table_of(OidcClient)  # the app's st.login() client
-            s.exec(delete(oidc).where(oidc.c.app_id == app_id))
+            exit_reasons.purge_app_rows(s, app_id)
             if app is not None:
                 s.add(AppEvent(app_id=app_id, from_state=app.state, to_state="deleted",
                                reason="Deleted; instance, files and secrets removed"))
