@@ -129,3 +129,33 @@ def test_stretches_of_apps_no_longer_sampled_are_dropped(ctx: Any) -> None:
         resources.forget_stale(s, ctx.settings, resources.load_watches(s), {3}, T0)
     with session_scope(ctx.engine) as s:  # 1: gone 10 min; 2: within 3 intervals; 3: sampled
         assert sorted(resources.load_watches(s)) == [2, 3]
+
+
+def test_api_usage_has_instances_and_the_warning(world: Any) -> None:
+    from tests.support.api_world import auth as api_auth
+    from tests.support.api_world import run as api_run
+    app_id = world.new_app("gauge")
+    settings = world.ctx.settings
+    at = datetime.now(UTC) - timedelta(minutes=2)  # within the last hour
+    with session_scope(world.ctx.engine) as s:
+        app = s.get(App, app_id)
+        for minute in range(2):
+            when = at + timedelta(minutes=minute)
+            s.add(UsageSample(app_id=app_id, at=when, memory_bytes=900 * MIB,
+                              memory_limit_bytes=1024 * MIB, cpu_percent=5.0))
+            s.add(InstanceUsageSample(app_id=app_id, at=when, instance="4242",
+                                      memory_bytes=900 * MIB, uss_bytes=850 * MIB,
+                                      cpu_percent=5.0))
+            resources.observe(s, dataclasses.replace(settings, memory_warning_minutes=1.0),
+                              app, when, 900 * MIB, 1024 * MIB, resources.load_watches(s))
+            s.flush()
+
+    async def scenario(c: Any) -> None:
+        r = await c.get(f"/apps/{app_id}/usage?hours=1", headers=api_auth(world, "viewer"))
+        body = await r.json()
+        assert r.status == 200, body
+        assert [(i["instance"], i["uss_bytes"]) for i in body["instances"]] == \
+            [("4242", 850 * MIB)] * 2
+        assert body["memory_warning"]["peak_memory_bytes"] == 900 * MIB, body
+
+    api_run(world, scenario)

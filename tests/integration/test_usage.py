@@ -149,6 +149,7 @@ def test_api_usage_route(world: World) -> None:
         assert body["memory_limit_bytes"] == 1024 * MIB and not body["downsampled"]
         (point,) = body["points"]
         assert point["memory_bytes"] == 120 * MIB and point["cpu_percent"] == 3.0
+        assert body["instances"] == [] and body["memory_warning"] is None
         r = await c.get(f"/apps/{app_id}/usage?hours=nan", headers=api_auth(world, "viewer"))
         assert r.status == 422 and (await r.json())["error"]["field"] == "hours"
         r = await c.get(f"/apps/{app_id}/usage", headers=api_auth(world, "outsider"))

@@ -7,7 +7,7 @@ import math
 from aiohttp import web
 
 from backend.analytics import reports as analytics
-from backend.analytics import usage
+from backend.analytics import resources, usage
 from backend.apps import service as app_service
 from backend.context import Context
 from supervisor.api.support import ApiError, ok, path_int
@@ -33,14 +33,21 @@ async def app_analytics(ctx: Context, request: web.Request) -> web.Response:
 async def app_usage(ctx: Context, request: web.Request) -> web.Response:
     app_id = path_int(request, "app_id")
     hours = query_float(request, "hours", usage.DEFAULT_HOURS, usage.MAX_HOURS)
-    series = await call(usage.app_usage, ctx, user_of(request), app_id, hours)
+    res = await call(resources.app_resources, ctx, user_of(request), app_id, hours)
+    series, warning = res.series, res.warning
     return ok({"app_id": app_id, "since": series.since, "until": series.until,
                "memory_limit_bytes": series.memory_limit_bytes,
                "downsampled": series.downsampled,
                "points": [{"at": p.at, "memory_bytes": p.memory_bytes,
                            "peak_memory_bytes": p.peak_memory_bytes,
                            "memory_limit_bytes": p.memory_limit_bytes,
-                           "cpu_percent": p.cpu_percent} for p in series.points]})
+                           "cpu_percent": p.cpu_percent} for p in series.points],
+               "instances": [{"at": p.at, "instance": p.instance,
+                              "memory_bytes": p.memory_bytes, "uss_bytes": p.uss_bytes,
+                              "cpu_percent": p.cpu_percent} for p in res.instances],
+               "memory_warning": None if warning is None else {
+                   "since": warning.since, "peak_memory_bytes": warning.peak_bytes,
+                   "memory_limit_bytes": warning.limit_bytes, "percent": warning.percent}})
 
 
 def query_float(request: web.Request, name: str, default: float, high: float) -> float:
@@ -61,6 +68,7 @@ def query_float(request: web.Request, name: str, default: float, high: float) ->
 ENDPOINTS = [
     Endpoint("GET", "/apps/{app_id}/analytics", app_analytics, "read", "Viewer analytics"),
     Endpoint("GET", "/apps/{app_id}/usage", app_usage, "read",
-             "Memory (and CPU) use over the last ?hours= (default 24, at most 2160), at "
-             "most 500 points"),
+             "Memory (PSS: shared pages counted once) and CPU use over the last ?hours= "
+             "(default 24, at most 2160), at most 500 points: the app's sum, each "
+             "instance's (with USS), and the memory warning while one is current"),
 ]
