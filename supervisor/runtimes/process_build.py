@@ -206,13 +206,20 @@ class EnvBuilds(PackageBuilds):
         step = self._step_runner(spec, interpreter, venv)
         await step([uv, "venv", "--relocatable", "--python", interpreter, str(venv),
                     "--allow-existing"], log)
-        wheels = await self._wheels_only(spec, src, python, log, step)
-        if not wheels or not await asyncio.to_thread(_has_module, venv, "authlib"):
-            async with self._untrusted_cache(spec, log) as cache:
-                untrusted = self._step_runner(spec, interpreter, venv, cache)
-                if not wheels:
-                    await self._install_with_builds(spec, src, python, log, untrusted)
-                await self._install_auth_packages(uv, python, venv, log, untrusted)
+        wheels = await self._wheels_only(spec, src, python, log, self._step_runner(
+            spec, interpreter, venv, compile_bytecode=False))
+        async with self._untrusted_cache(spec, log) as cache:
+            untrusted = self._step_runner(spec, interpreter, venv, cache)
+            if wheels:  # its bytecode, which the wheels-only step must not compile
+                site = await asyncio.to_thread(lambda: next(venv.glob("lib/python*/site-packages")))
+                try:
+                    await untrusted([python, "-c", process_cache.COMPILE_SCRIPT, str(site)],
+                                    lambda line: None)
+                except BuildError:  # a file that does not compile is compiled never
+                    log("Some files of the environment did not compile to bytecode.")
+            else:
+                await self._install_with_builds(spec, src, python, log, untrusted)
+            await self._install_auth_packages(uv, python, venv, log, untrusted)
         if self.isolation == sandbox.BUBBLEWRAP:
             os.chmod(venv, 0o755)
 
@@ -248,12 +255,11 @@ class EnvBuilds(PackageBuilds):
 
     async def _wheels_only(self, spec: EnvSpec, src: Path, python: str, log: LogSink,
                            step: Step) -> bool:
-        """Sandboxed builds: the whole install as wheels, in ONE `uv pip install --no-build`
-        into the still-empty environment with the shared cache writable (no package code
-        runs: see `process_cache`; a second uv call would run the `.pth` files of what the
-        first installed). A dry run (empty environment too) tells whether the files bring
-        Streamlit. True when that made the environment; False: build it with
-        `_install_with_builds` over a cache view."""
+        """Sandboxed builds: ONE `uv pip install --no-build` into the still-empty venv,
+        shared cache writable, `step` compiling no bytecode (`process_cache`: a later uv
+        call or uv's compiling would run the `.pth` files of what it installed). A dry run
+        first says whether Streamlit and Authlib come with the files, else they join the
+        call. True when that made the environment, else False (`_install_with_builds`)."""
         plan = spec.install_plan()
         if self.isolation != sandbox.BUBBLEWRAP or plan.mode == "pyproject-build":
             return False
@@ -341,9 +347,11 @@ class EnvBuilds(PackageBuilds):
             sandbox.chown_tree(cache, sandbox.BUILDER_UID)
 
     def _step_runner(self, spec: EnvSpec, interpreter: str, venv: Path,
-                     cache: Path | None = None) -> Step:
+                     cache: Path | None = None, compile_bytecode: bool = True) -> Step:
         """How this build runs its steps: in the sandbox as the build user with `cache`
-        (default: the shared one) writable, or (single-tenant mode) as they are."""
+        (default: the shared one) writable, or (single-tenant mode) as they are. Without
+        `compile_bytecode`, uv does not compile (that starts the venv's Python: the `.pth`
+        files of the wheels it just installed)."""
         if self.isolation != sandbox.BUBBLEWRAP:
             return self._run
         assert self._tools is not None
@@ -362,8 +370,9 @@ class EnvBuilds(PackageBuilds):
                 tools, venv=venv, writable=[cache], readable=readable,
                 run_dir=self.settings.run_path, max_procs=self.settings.process_pids_limit,
                 command=cmd, root=root)
-            await self._run(wrapped, log, env={**self._uv_env(), "HOME": "/tmp",
-                                               "UV_CACHE_DIR": str(cache)})
+            await self._run(wrapped, log, env={
+                **self._uv_env(), "HOME": "/tmp", "UV_CACHE_DIR": str(cache),
+                "UV_COMPILE_BYTECODE": "1" if compile_bytecode else "0"})
         return step
 
     async def _run(self, cmd: list[str], log: LogSink, env: dict[str, str] | None = None,

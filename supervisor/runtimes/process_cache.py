@@ -31,6 +31,16 @@ from pathlib import Path
 from supervisor.runtimes import sandbox
 
 log = logging.getLogger("supervisor.runtimes.process")
+# Bytecode for a venv's site-packages (argv[1]), compiled by one `compileall` process per
+# CPU: the wheels-only step may not let uv compile it (that starts the venv's Python with
+# the shared cache writable), and `compileall -j` needs semaphores the sandbox lacks.
+COMPILE_SCRIPT = """import os, subprocess, sys
+site = sys.argv[1]
+names = sorted(os.path.join(site, n) for n in os.listdir(site))
+parts = [names[i::os.cpu_count() or 1] for i in range(os.cpu_count() or 1)]
+procs = [subprocess.Popen([sys.executable, "-m", "compileall", "-q", *p]) for p in parts if p]
+sys.exit(max([p.wait() for p in procs] or [0]))
+"""
 VIEW_PREFIX = ".view-"  # scratch directories beside the shared cache
 
 

@@ -42,19 +42,33 @@ raise SystemExit("hostile backend done")
 '''
 
 
-def victim_wheel(folder: Path) -> Path:
-    """A minimal pure-Python wheel of victimlib 1.0 (metadata, module, RECORD)."""
-    folder.mkdir()
-    wheel = folder / "victimlib-1.0-py3-none-any.whl"
-    info = "victimlib-1.0.dist-info"
-    files = {"victimlib/__init__.py": CLEAN,
-             f"{info}/METADATA": "Metadata-Version: 2.1\nName: victimlib\nVersion: 1.0\n",
+# A .pth line: runs at every start of the environment's Python (uv's bytecode compiling
+# starts it), rewrites what it can reach of the cache and marks the environment.
+PTH = ("import os, pathlib, sys; c = pathlib.Path(os.environ.get('UV_CACHE_DIR', '/none')); "
+       "[p.write_text('POISONED = True') for p in c.glob('archive-v*/*/victimlib/__init__.py')]; "
+       "c.is_dir() and (c / 'poison-probe').write_text('x'); "
+       "open(os.path.join(sys.prefix, 'pth-ran'), 'w').close()\n")
+
+
+def wheel(folder: Path, name: str, version: str, files: dict[str, str]) -> Path:
+    """A minimal pure-Python wheel (metadata, `files`, RECORD) in `folder`."""
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {**files,
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
              f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
                               "Tag: py3-none-any\n"}
-    record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for name, text in {**files, f"{info}/RECORD": record}.items():
-            z.writestr(name, text)
+    record = "".join(f"{n},,\n" for n in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for n, text in {**files, f"{info}/RECORD": record}.items():
+            z.writestr(n, text)
+    return path
+
+
+def victim_wheel(folder: Path) -> Path:
+    """The folder holding victimlib 1.0, whose module is CLEAN."""
+    wheel(folder, "victimlib", "1.0", {"victimlib/__init__.py": CLEAN})
     return folder
 
 
@@ -139,3 +153,32 @@ def test_a_sandboxed_process_build_cannot_poison_the_shared_cache(
         asyncio.run(runtime.ensure_env(spec, lines.append))
     assert_not_poisoned(cache, wheels, lines, tmp_path)
     assert not list(root.glob(".view-*")), "the build's cache view outlived it"
+
+
+def test_a_hostile_wheels_pth_file_cannot_poison_the_shared_cache(
+        settings: Settings, tmp_path: Path) -> None:
+    """Wheels only (the wheels-only step itself): the repository's requirements name a
+    wheel whose .pth file runs whenever the environment's Python starts. uv's bytecode
+    compiling starts it; the step with the shared cache writable must not."""
+    from supervisor.runtimes.process import ProcessRuntime
+    from supervisor.runtimes.sandbox import BUILDER_UID, chown_tree
+    root = tmp_path / "uv"
+    cache = root / "sandboxed"
+    wheels = victim_wheel(tmp_path / "wheels")
+    assert install_victimlib(cache, wheels, tmp_path / "before") == CLEAN
+    chown_tree(cache, BUILDER_UID)
+    path = checkout(tmp_path, "pth", {"requirements.txt": "./w/pthpoison-1.0-py3-none-any.whl\n"
+                                      "./w/streamlit-1.67.0-py3-none-any.whl\n"})
+    wheel(path / "w", "pthpoison", "1.0", {"pthpoison.pth": PTH, "pthpoison_mod.py": ""})
+    wheel(path / "w", "streamlit", "1.67.0", {"streamlit/__init__.py": ""})  # offline
+    runtime = ProcessRuntime(dataclasses.replace(
+        settings, uv_cache_dir=root, envs_dir=tmp_path / "envs", app_auth_packages=""))
+    assert runtime.isolation == "bubblewrap", runtime.isolation_problem
+    lines: list[str] = []
+    env = asyncio.run(runtime.ensure_env(
+        EnvSpec.from_checkout(path, "3.11", "1.67.0"), lines.append))
+    assert (Path(env.location) / "pth-ran").exists(), "the .pth never ran: no test"
+    assert not any("built from source" in line for line in lines), "not the wheels-only step"
+    assert not (cache / "poison-probe").exists(), "the .pth wrote into the shared cache"
+    assert [p.read_text() for p in cached_victims(cache)] == [CLEAN]
+    assert install_victimlib(cache, wheels, tmp_path / "after") == CLEAN
