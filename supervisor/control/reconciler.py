@@ -31,7 +31,6 @@ was frozen past its lease) ends there and stops any instance it started unrecord
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -40,12 +39,11 @@ from typing import Any
 
 from sqlmodel import select
 
-from backend.apps import state as appstate
 from backend.context import Context
 from backend.platform.supervisor_report import wake_file
 from models import App, id_of, session_scope, utcnow
 from supervisor.builds import records as builds
-from supervisor.control import hibernation
+from supervisor.control import adoption, hibernation
 from supervisor.control.leader import Fenced, Leadership
 from supervisor.control.lifecycle import Lifecycle
 from supervisor.control.requests import (
@@ -57,14 +55,11 @@ from supervisor.control.requests import (
 )
 from supervisor.routes import RouteTable, route_for
 from supervisor.runtimes.base import Instance, Runtime
-from supervisor.sources import checkouts
 from supervisor.sources.updates import Updater
 
 log = logging.getLogger("supervisor.control.reconciler")
 WAKE_POLL = 0.05  # seconds between checks of the wake file (a stat call)
 Action = Awaitable[None]  # one lifecycle action of one app, run by its worker task
-RESTARTED = ("The platform restarted; waiting for its turn to start from its checkout "
-             "and environment")
 
 
 def _mtime(path: Path) -> int:
@@ -72,19 +67,6 @@ def _mtime(path: Path) -> int:
         return path.stat().st_mtime_ns
     except FileNotFoundError:
         return 0
-
-
-def _saved_blob(app: App) -> dict[str, Any]:
-    try:
-        saved = json.loads(app.runtime_state or "{}")
-    except ValueError:
-        return {}
-    return saved if isinstance(saved, dict) else {}
-
-
-def same_instance(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Do two instance states name the same process, container or service?"""
-    return any(a.get(k) and a.get(k) == b.get(k) for k in ("container_id", "service_id", "pid"))
 
 
 class Reconciler:
@@ -145,72 +127,12 @@ class Reconciler:
         for found in await self.runtime.list():
             live.setdefault(found.app_id, []).append(found)
         for app in self._load_apps():
-            await self._adopt_app(app, live.pop(id_of(app), []), pending)
+            await adoption.adopt_app(self.lifecycle, app, live.pop(id_of(app), []), pending)
         for app_id, insts in live.items():
             for inst in insts:
                 log.warning("app=%s instance has no app; stopping it", app_id)
                 await self.runtime.stop(app_id, inst.state)
         self.refresh_routes()
-
-    async def _adopt_app(self, app: App, candidates: list[Instance],
-                         pending: dict[int, dict[str, tuple[int, str]]]) -> None:
-        """Adopt the app's live instance the row names (stop the others), or queue what
-        the app needs next after a supervisor restart."""
-        app_id = id_of(app)
-        if app.desired_state == "deleted":  # stop them all; the delete action follows
-            for extra in candidates:
-                await self.runtime.stop(app_id, extra.state)
-            return
-        saved = _saved_blob(app)
-        # The instance the row names; with no name saved (an older row), any one. One
-        # the row does not name is never adopted: its tree may not be the kept one.
-        inst = next((i for i in candidates
-                     if same_instance(i.state, saved.get("instance", {}))),
-                    candidates[0] if candidates and not saved.get("instance") else None)
-        for extra in candidates:
-            if extra is not inst:
-                log.warning("app=%s stopping a second instance left by a redeploy", app_id)
-                await self.runtime.stop(app_id, extra.state)
-        self._adopt_tree(app_id, saved.get("tree", ""))
-        if inst is not None and app.state in ("running", "starting"):
-            self.lifecycle.save_instance(app_id, inst, adopted=True)
-            log.info("app=%s adopted instance at %s:%s", app_id, *inst.address)
-            if app.state == "starting":  # its build was done: start it again from disk
-                self._requeue(app_id, RESTARTED, "starting")
-            return
-        if inst is not None:
-            await self.runtime.stop(app_id, inst.state)
-        if app.state == "building":
-            self._requeue(app_id, "Supervisor restarted during the deploy; deploying again")
-        elif app.state == "starting":  # built (or waiting for a start slot): start from disk
-            self._requeue(app_id, RESTARTED, "starting")
-        elif app.state == "running" and "sleep" in pending.get(app_id, {}):
-            # It died while being put to sleep: finish that instead of restarting it.
-            upto, when = pending[app_id]["sleep"]
-            await hibernation.hibernate(self.lifecycle, app_id,
-                                        datetime.fromisoformat(when) if when else utcnow())
-            forget_requests(self.ctx, app_id, ("sleep",), upto)
-            if (self.lifecycle.load(app_id) or app).state == "running":
-                self._requeue(app_id, RESTARTED, "starting")
-        elif app.state == "running":
-            self._requeue(app_id, RESTARTED, "starting")
-
-    def _adopt_tree(self, app_id: int, tree_name: str) -> None:
-        """Point `src` at the tree the serving instance runs in (a supervisor may have died
-        between switching the route and moving the pointer) and drop unused trees."""
-        app_dir = self.lifecycle.app_dir(app_id)
-        tree = app_dir / tree_name if tree_name else None
-        if tree is not None and tree.is_dir() and checkouts.current_tree(app_dir) != tree:
-            checkouts.point_current(app_dir, tree)
-        checkouts.remove_unused(app_dir)
-
-    def _requeue(self, app_id: int, reason: str, state: str = "queued") -> None:
-        """`queued` (deploy again) or `starting` (start from the checkout and environment
-        on disk: `Lifecycle.resume`, which deploys when they are missing)."""
-        with session_scope(self.ctx.engine) as s:
-            app = s.get(App, app_id)
-            if app is not None:
-                appstate.transition(s, app, state, reason)
 
     # The loop ---------------------------------------------------------------------------
     def wake(self) -> None:
