@@ -180,14 +180,20 @@ async def push_env(api: DockerAPI, registry: str, env: EnvRef, log: LogSink) -> 
     def failed(why: object) -> BuildError:
         return BuildError(f"Pushing the environment to {registry} failed: {why}; check "
                           "the registry setting and that the registry answers.")
-    try:
-        events = await api.call(lambda: list(client.images.push(
-            repo, env.dep_hash, stream=True, decode=True)))
-    except docker.errors.APIError as exc:
-        raise failed(exc.explanation or exc) from None
-    for event in events:
-        if "error" in event:
-            raise failed(event["error"])
+    # Once more after a failure: a push is idempotent, and the daemon's layer export was
+    # seen failing once on the three-node test swarm ("open …/merged/…: no such file").
+    for attempt in (1, 2):
+        try:
+            events = await api.call(lambda: list(client.images.push(
+                repo, env.dep_hash, stream=True, decode=True)))
+        except docker.errors.APIError as exc:
+            events = [{"error": exc.explanation or str(exc)}]
+        error = next((e["error"] for e in events if "error" in e), None)
+        if error is None:
+            return
+        if attempt == 2:
+            raise failed(error)
+        log(f"==> The push failed ({error}); trying once more")
 
 
 async def image_ref(api: DockerAPI, registry: str, env: EnvRef) -> str:
