@@ -195,6 +195,8 @@ MATRIX = {  # (method, path) -> expected per CALLERS; {app} is a fresh app per r
     ("PUT", "/workspaces/{ws}/members/spare"): (U, U, S, F, F, F, 200, 200),
     ("DELETE", "/workspaces/{ws}/members/spare"): (U, U, S, F, F, F, 200, 200),
     ("GET", "/users"): (U, U, S, F, F, F, F, 200),
+    ("GET", "/settings"): (U, U, S, F, F, F, F, 200),
+    ("PATCH", "/settings"): (U, U, S, F, F, F, F, 200),
     ("GET", "/me"): (U, U, 200, 200, 200, 200, 200, 200),
     ("GET", "/notifications"): (U, U, 200, 200, 200, 200, 200, 200),  # one's own only
     ("POST", "/notifications/read"): (U, U, 200, 200, 200, 200, 200, 200),
@@ -209,7 +211,8 @@ BODIES = {"POST /apps": {"json": {"repo_url": REPO}},
           "PUT /apps/{app}/git-credential": {"json": {"deploy_key": True}},
           "PUT /apps/{app}/previews": {"json": {"enabled": True, "idle_minutes": 15}},
           "PUT /workspaces/{ws}/members/spare": {"json": {"role": "viewer"}},
-          "POST /notifications/read": {"json": {"all": True}}}
+          "POST /notifications/read": {"json": {"all": True}},
+          "PATCH /settings": {"json": {"support_url": "https://help.example.org"}}}
 ERROR_CODES = {U: (401, "unauthorized"), S: (403, "insufficient_scope"),
                F: (403, "forbidden"), N: (404, "not_found"), V: (422, "invalid")}
 

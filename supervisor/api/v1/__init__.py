@@ -40,6 +40,7 @@ from supervisor.api.v1 import (
     notifications,
     previews,
     secrets,
+    server_settings,
     sleep_policy,
     workspaces,
 )
@@ -55,6 +56,7 @@ ENDPOINTS: list[Endpoint] = [
     *identity_headers.ENDPOINTS,
     *logs.ENDPOINTS, *secrets.ENDPOINTS,
     *analytics.ENDPOINTS, *notifications.ENDPOINTS, *workspaces.ENDPOINTS, *accounts.USERS,
+    *server_settings.ENDPOINTS,
 ]
 
 
