@@ -30,7 +30,6 @@ from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
-from backend.apps import sleep_policy
 from backend.apps.settings import MAX_MEMORY_MB, MIN_MEMORY_MB
 from backend.apps.sharing import validate_email
 from backend.context import Context
@@ -103,19 +102,20 @@ def _check_value(name: str, value: Any) -> None:
         raise bad(f"{value} MiB is outside {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MiB.")
 
 
-def _check_together(settings: Settings, name: str) -> None:
+def _field(names: list[str], *preferred: str) -> str:
+    """The field a combined refusal belongs to: the first of `preferred` being changed,
+    else the first setting being changed."""
+    return next((n for n in preferred if n in names), names[0] if names else "")
+
+
+def _check_together(settings: Settings, names: list[str]) -> None:
     warn, sleep = settings.hibernate_warn_after_days, settings.hibernate_after_days
     if warn > 0 and sleep > 0 and warn >= sleep:
+        name = _field(names, "hibernate_after_days", "hibernate_warn_after_days")
         raise ValidationError(name, f"{name}: the warning (hibernate_warn_after_days, "
                               f"{warn:g} days) must come before the sleep "
                               f"(hibernate_after_days, {sleep:g} days); lower the warning "
                               "first, or set it to 0 for no warning.")
-    policy = getattr(settings, "sleep_default_policy", "")
-    if policy:
-        try:
-            sleep_policy.validate(sleep_policy.parse(policy), settings)
-        except ValidationError as e:
-            raise ValidationError(name, f"sleep_default_policy: {e.message}") from None
 
 
 def _value(name: str, raw: Any) -> Any:
@@ -134,12 +134,16 @@ def _value(name: str, raw: Any) -> Any:
     return value
 
 
-def _checked(settings: Settings, name: str) -> Settings:
+def _checked(settings: Settings, names: list[str]) -> Settings:
     try:
         check_settings(settings)
-    except ValueError as e:
-        raise ValidationError(name, str(e)) from None
-    _check_together(settings, name)
+    except ValueError as e:  # "Setting 'X': ...": under X, else a changed one of X's kind
+        named = re.match(r"Setting '(\w+)'", str(e))
+        kind = named.group(1) if named else ""
+        raise ValidationError(_field(names, kind, *[n for n in names if kind and
+                                                     n.split("_")[0] == kind.split("_")[0]]),
+                              str(e)) from None
+    _check_together(settings, names)
     return settings
 
 
@@ -148,7 +152,7 @@ def validate(current: Settings, name: str, raw: Any) -> Any:
     ValidationError (unknown setting, one that cannot change live, a value of the wrong type
     or out of bounds, one that contradicts another setting) saying what to do."""
     value = _value(name, raw)
-    _checked(dataclasses.replace(current, **{name: value}), name)
+    _checked(dataclasses.replace(current, **{name: value}), [name])
     return value
 
 
@@ -169,7 +173,7 @@ def overlay(base: Settings, rows: list[SettingOverride]) -> Settings:
         except (ValidationError, ValueError) as e:
             log.warning("live setting %s ignored: %s", row.name, e)
     try:
-        return _checked(dataclasses.replace(base, **values), "")
+        return _checked(dataclasses.replace(base, **values), list(values))
     except ValidationError as e:
         log.warning("live settings ignored: %s", e)
         return base
@@ -239,7 +243,7 @@ def change_many(ctx: Context, user: User, raws: dict[str, Any]) -> list[str]:
     _require_admin(user)
     refresh(ctx)
     values = {name: _value(name, raw) for name, raw in raws.items()}
-    _checked(dataclasses.replace(ctx.settings, **values), next(iter(values), ""))
+    _checked(dataclasses.replace(ctx.settings, **values), list(values))
     base = ctx.base_settings or ctx.settings
     return [name for name, value in values.items()
             if _store(ctx, user, name, "" if value == getattr(base, name) else

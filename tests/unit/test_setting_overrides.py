@@ -168,3 +168,17 @@ def test_a_loop_keeps_its_settings_when_the_database_cannot_be_read(ctx: Context
         conn.exec_driver_sql("DROP TABLE setting_change")
     assert live.refresh_or_keep(ctx) is False
     assert ctx.settings is before
+
+
+def test_a_combined_refusal_stands_under_the_field_it_concerns(ctx: Context) -> None:
+    admin = make_user(ctx, "root", is_admin=True)
+    with pytest.raises(ValidationError, match="lower the warning first") as e:
+        live.change_many(ctx, admin, {"smtp_host": "mail.example.org",
+                                      "hibernate_after_days": "3"})
+    assert e.value.field == "hibernate_after_days"
+    assert ctx.settings.smtp_host == ""  # nothing of the batch changed
+    live.change(ctx, admin, "sleep_default_policy", "idle 1h")
+    with pytest.raises(ValidationError, match="shortest idle period .* is 2 hours") as e:
+        live.change_many(ctx, admin, {"support_url": "https://help.example.org",
+                                      "sleep_min_idle_minutes": "120"})
+    assert e.value.field == "sleep_min_idle_minutes"
