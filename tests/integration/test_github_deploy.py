@@ -102,12 +102,12 @@ def test_polling_when_no_webhook_can_be_added(gctx, fake_github, alice) -> None:
         github_deploy.deploy_from_github(gctx, bob, "bob/secret", "main", "app.py")
 
 
-def test_no_webhook_when_github_cannot_reach_us(gctx) -> None:
+def test_no_webhook_when_github_cannot_reach_us(gctx: Context) -> None:
     """github.com cannot deliver to http://localhost: polling, and the reason says why."""
     account = GithubAccount(user_id=1, login="a", base_url="https://api.github.com",
                             scopes="repo")
     mode, reason, hook_id = github_deploy._add_webhook(
-        gctx, Conn(account, None), None, 1)  # type: ignore[arg-type]
+        gctx, Conn(account, None), None, 1)  # type: ignore[arg-type]  # repo is never reached
     assert (mode, hook_id) == ("polling", None)
     assert "cannot reach this server's public address http://localhost" in reason
 

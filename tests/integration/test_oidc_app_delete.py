@@ -25,7 +25,7 @@ def test_deleting_an_app_removes_its_client(ctx: Context, tmp_path: Path) -> Non
     kept = starting_app(ctx, tmp_path, "staying")
     assert kept.id is not None
     other = oidc_clients.client_for_app(ctx, kept.id)
-    asyncio.run(Lifecycle(ctx, FakeRuntime()).delete(app.id))  # type: ignore[arg-type]
+    asyncio.run(Lifecycle(ctx, FakeRuntime()).delete(app.id))  # type: ignore[arg-type]  # stand-in
     assert oidc_clients.find(ctx, client.client_id) is None
     with session_scope(ctx.engine) as s:
         assert [r.app_id for r in s.exec(select(OidcClient)).all()] == [kept.id]

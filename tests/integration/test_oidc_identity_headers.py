@@ -48,7 +48,7 @@ def test_client_copies_never_pass_and_ours_only_when_turned_on(ctx: Context) -> 
         assert await seen(env, None, page=False, sub=None) == {}  # the dashboard's too
         assert await seen_by_stream(env, vera) == {}
         # On: a signed-in viewer's own, replacing what the client sent.
-        oidc_clients.set_identity_headers(env.ctx, env.dev, env.app_id, True)  # type: ignore[arg-type]
+        oidc_clients.set_identity_headers(env.ctx, env.dev, env.app_id, True)
         env_oidc_cache_clear(env)
         assert await seen(env, vera, page=True) == {"x-forwarded-user": "vera",
                                                     "x-forwarded-email": "vera@example.com"}
@@ -67,8 +67,8 @@ def env_oidc_cache_clear(env: Env) -> None:
 def test_only_developers_turn_them_on(ctx: Context) -> None:
     async def scenario(env: Env) -> None:
         with pytest.raises(BackendError):
-            oidc_clients.set_identity_headers(env.ctx, env.viewer, env.app_id, True)  # type: ignore[arg-type]
+            oidc_clients.set_identity_headers(env.ctx, env.viewer, env.app_id, True)
         with pytest.raises(BackendError):
-            oidc_clients.set_identity_headers(env.ctx, env.outsider, env.app_id, True)  # type: ignore[arg-type]
+            oidc_clients.set_identity_headers(env.ctx, env.outsider, env.app_id, True)
         assert not oidc_clients.identity_headers_on(env.ctx, env.app_id)
     run(ctx, scenario)

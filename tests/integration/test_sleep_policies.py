@@ -17,6 +17,7 @@ import sys
 import urllib.error
 import urllib.request
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,8 @@ from backend.apps import service as apps
 from backend.apps import sleep_settings
 from backend.context import Context
 from backend.platform.settings import PROJECT_ROOT, Settings
-from models import App, session_scope, utcnow
+from models import App, User, session_scope, utcnow
+from tests.conftest import GitRepo
 from tests.support.api_world import make_user
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
 
@@ -33,13 +35,6 @@ from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, hibernation_interval=0.3, sleep_min_idle_minutes=1.0)
-
-
-@pytest.fixture
-def supervisor(settings, tmp_path):  # type: ignore[no-untyped-def]
-    sup = SupervisorProcess(settings, tmp_path / "supervisor.log").start()
-    yield sup
-    sup.stop()
 
 
 def visit(settings: Settings, subdomain: str) -> tuple[int, str]:
@@ -81,7 +76,8 @@ def state_of(ctx: Context, app_id: int) -> tuple[str, str]:
 
 
 def test_idle_minute_sleeps_never_stays_on_and_a_visit_wakes_per_policy(
-        settings, ctx, admin, hello_repo, supervisor, tmp_path) -> None:  # type: ignore
+        settings: Settings, ctx: Context, admin: User, hello_repo: GitRepo,
+        supervisor: SupervisorProcess, tmp_path: Path) -> None:
     owner = make_user(ctx, "owner")
     nap = apps.deploy_app(ctx, owner, repo_url=hello_repo.url, subdomain="nap").id
     awake = apps.deploy_app(ctx, owner, repo_url=hello_repo.url, subdomain="awake").id
@@ -132,7 +128,8 @@ def test_idle_minute_sleeps_never_stays_on_and_a_visit_wakes_per_policy(
 
 
 def test_schedule_sleeps_outside_hours_a_visit_wakes_it_and_its_hours_do(
-        settings, ctx, admin, hello_repo, supervisor) -> None:  # type: ignore
+        settings: Settings, ctx: Context, admin: User, hello_repo: GitRepo,
+        supervisor: SupervisorProcess) -> None:
     owner = make_user(ctx, "owner")
     office = apps.deploy_app(ctx, owner, repo_url=hello_repo.url, subdomain="office").id
     wait_for_state(ctx, office, {"running"}, sup=supervisor)

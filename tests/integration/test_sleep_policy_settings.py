@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -21,8 +22,8 @@ from supervisor.control import hibernation
 from tests.support.api_world import World, auth, run
 
 
-def with_settings(world: World, **kw: object) -> Context:
-    return open_context(dataclasses.replace(world.ctx.settings, **kw))  # type: ignore
+def with_settings(world: World, **kw: Any) -> Context:
+    return open_context(dataclasses.replace(world.ctx.settings, **kw))
 
 
 def test_who_may_set_it_and_the_bounds(world: World) -> None:
@@ -127,12 +128,15 @@ def test_a_schedule_wakes_once_per_window_and_a_sleep_by_hand_in_it_lasts(
 
     def state() -> str:
         with session_scope(ctx.engine) as s:
-            return s.get(App, app_id).state  # type: ignore[union-attr]
+            app = s.get(App, app_id)
+            assert app is not None
+            return app.state
 
     def put_to_sleep() -> None:
         with session_scope(ctx.engine) as s:
             app = s.get(App, app_id)
-            app.state = "sleeping"  # type: ignore[union-attr]
+            assert app is not None
+            app.state = "sleeping"
             s.add(app)
 
     put_to_sleep()  # by hand, within the window

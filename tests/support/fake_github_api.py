@@ -133,7 +133,7 @@ class GithubApi:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path, method = request.path.rstrip("/"), request.method
-        token: FakeToken | None = request.get(TOKEN_KEY)  # type: ignore[assignment]
+        token: FakeToken | None = request.get(TOKEN_KEY)
         login = token.login if token else ""
         if path == "/meta":
             return web.json_response({"ssh_keys": self.ssh_host_keys})

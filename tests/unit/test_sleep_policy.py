@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -21,8 +22,8 @@ T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # a Monday
 OFFICE = sp.parse("schedule mon-fri 08:00-18:00 Europe/Berlin")
 
 
-def settings(**kw: object) -> Settings:
-    return dataclasses.replace(Settings(), **kw)  # type: ignore[arg-type]
+def settings(**kw: Any) -> Settings:
+    return dataclasses.replace(Settings(), **kw)
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
