@@ -30,7 +30,9 @@ def test_the_menu_offers_each_action_to_whom_it_is_for(dash: Dash) -> None:
     move(dash.ctx, app.id, "building", "starting", "running")
     team = db_app(dash.ctx, app.id).workspace_id
     with session_scope(dash.ctx.engine) as s:
-        name = s.get(Workspace, team).name  # type: ignore[union-attr]
+        workspace = s.get(Workspace, team)
+        assert workspace is not None
+        name = workspace.name
     developer = add_member(dash.ctx, "dev", name, "developer")
     viewer = add_member(dash.ctx, "view", name, "viewer")
 

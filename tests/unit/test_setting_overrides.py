@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from backend.context import Context, open_context
 from backend.errors import PermissionDenied, ValidationError
@@ -33,7 +33,7 @@ def test_a_change_is_overlaid_audited_and_reset(ctx: Context) -> None:
     assert not live.change(ctx, admin, "smtp_port", 2525)  # the same value: no new version
 
     with session_scope(ctx.engine) as s:
-        changes = list(s.exec(select(SettingChange).order_by(SettingChange.id)))  # type: ignore[arg-type]
+        changes = list(s.exec(select(SettingChange).order_by(col(SettingChange.id))))
     assert [(c.name, c.old_json, c.new_json, c.changed_by) for c in changes] == [
         ("smtp_host", "", '"mail.example.org"', "root"), ("smtp_port", "", "2525", "root"),
         ("hibernate_after_days", "", "6.0", "root")]
@@ -137,7 +137,8 @@ def test_a_stored_value_that_no_longer_validates_is_skipped(ctx: Context) -> Non
         s.add(SettingChange(name="database_url", new_json='"sqlite:///x"', changed_by="root"))
     assert live.refresh(ctx)
     assert ctx.settings.smtp_host == "mail.example.org"
-    assert ctx.settings.database_url == ctx.base_settings.database_url  # type: ignore[union-attr]
+    assert ctx.base_settings is not None
+    assert ctx.settings.database_url == ctx.base_settings.database_url
     assert ctx.settings.smtp_port == 0
 
 
