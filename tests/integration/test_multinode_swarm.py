@@ -67,13 +67,6 @@ def swarm_runtime(settings: Settings, client: docker.DockerClient) -> SwarmRunti
     return SwarmRuntime(settings, client)
 
 
-@pytest.fixture
-def runtime(msettings: Settings, manager: docker.DockerClient) -> Iterator[SwarmRuntime]:
-    rt = swarm_runtime(msettings, manager)
-    yield rt
-    remove_swarm_installation(manager, rt.install_id)
-
-
 def node_memory_mb(client: docker.DockerClient) -> int:
     """The smallest node's memory as the swarm reports it (each node sees the machine's)."""
     return min(int(n.attrs["Description"]["Resources"]["MemoryBytes"]) >> 20
