@@ -6,43 +6,29 @@ server's authorized_keys, a reboot clones with it and the app runs."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from backend.accounts import api_tokens
 from backend.context import Context
-from backend.platform.settings import PROJECT_ROOT
 from models import User
 from tests.conftest import GitRepo
+from tests.support.cli import signed_in_cli
 from tests.support.git_servers import Sshd
 from tests.support.supervisor_harness import SupervisorProcess, load_app, wait_until
 
 
 def test_cli_deploys_a_private_repository_with_a_deploy_key(
         ctx: Context, admin: User, hello_repo: GitRepo, tmp_path: Path) -> None:
-    config = tmp_path / "home" / "cli.json"
-    env = {**os.environ, "STCLOUD_CLI_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
-
-    def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "supervisor.cli", *args], check=False,
-                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                              timeout=60)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done.stdout
-
-    def app_state() -> dict[str, Any]:
-        return {a["subdomain"]: a for a in json.loads(cli("apps", "list", "--json"))}["priv"]
-
     authorized = tmp_path / "authorized_keys"
     authorized.write_text("")
     sshd = Sshd(tmp_path / "sshd", authorized)
-    _, token = api_tokens.create_token(ctx, admin, "cli-test", "read,deploy")
     sup = SupervisorProcess(ctx.settings, tmp_path / "supervisor.log").start()
     try:
-        cli("login", "--url", f"http://localhost:{ctx.settings.port}", "--token", token)
+        cli = signed_in_cli(ctx, admin, tmp_path / "home")
+
+        def app_state() -> dict[str, Any]:
+            return {a["subdomain"]: a for a in json.loads(cli("apps", "list", "--json"))}["priv"]
+
         url = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{hello_repo.bare}"
         out = cli("deploy", url, "--subdomain", "priv", "--deploy-key")
         key = next(line for line in out.splitlines() if line.startswith("ssh-ed25519 "))

@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from backend.accounts import api_tokens
 from backend.apps import logs as app_logs
 from backend.apps import service as apps
-from backend.context import Context
-from backend.platform.settings import PROJECT_ROOT
-from models import User
 from supervisor.runtimes import sandbox
 from supervisor.runtimes.base import EnvSpec
+from tests.support.cli import signed_in_cli
 from tests.support.lifecycle_support import post
 from tests.support.pythons import (
     REPORTS_VERSION,
@@ -70,21 +64,6 @@ def test_sandboxed_app_runs_on_python(minor: str, requirements: str | None, sett
     assert run.reported.strip() == f"PYTHON-VERSION {expected.splitlines()[0].strip()}"
 
 
-def cli_runner(ctx: Context, admin: User, tmp_path: Path) -> Callable[..., str]:
-    config = tmp_path / "home" / "cli.json"
-    env = {**os.environ, "STCLOUD_CLI_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
-
-    def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "supervisor.cli", *args], check=False,
-                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                              timeout=60)
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-        return done.stdout
-    _, token = api_tokens.create_token(ctx, admin, "python-test", "read,deploy")
-    cli("login", "--url", f"http://localhost:{ctx.settings.port}", "--token", token)
-    return cli
-
-
 def test_deploy_shows_the_python_it_was_built_with_and_pushed_packages_fail_the_build(
         ctx, admin, make_repo, tmp_path: Path) -> None:
     assert ctx.settings.default_python == "3.11"
@@ -98,7 +77,7 @@ def test_deploy_shows_the_python_it_was_built_with_and_pushed_packages_fail_the_
                                   "requirements.txt": "no-such-package-stcloud-y==9.9\n"})
     sup = SupervisorProcess(ctx.settings, tmp_path / "supervisor.log").start()
     try:
-        cli = cli_runner(ctx, admin, tmp_path)
+        cli = signed_in_cli(ctx, admin, tmp_path / "home", "python-test")
         cli("deploy", pinned.url, "--subdomain", "pinned")
         view = next(a for a in apps.list_apps(ctx, admin) if a.subdomain == "pinned")
         assert view.python_version == "3.11" and view.built_python == ""
