@@ -120,7 +120,7 @@ class ImageBuilder:
         self._locks: dict[str, asyncio.Lock] = {}
         self.bases = BaseImages(settings, self._image_exists)
         self._verified: set[str] = set()  # env image ids whose probe passed
-        self.layers = Layers(self)
+        self.layers = Layers(api, install_id, self._lock, self._run_streaming)
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())

@@ -48,25 +48,27 @@ def layer_tag(base_id: str, default_streamlit: str, extra: str) -> str:
 
 
 class Layers:
-    """Streamlit layers of one `ImageBuilder` (its Docker calls, locks and streaming)."""
+    """Streamlit layers of one `ImageBuilder`: its Docker calls (`api`: client, call,
+    remove), its locks and its way of running a build container (`run`)."""
 
-    def __init__(self, builder: Any) -> None:
-        self.builder = builder
+    def __init__(self, api: Any, install_id: str, lock: Callable[[str], asyncio.Lock],
+                 run: Run) -> None:
+        self.api, self.install_id, self.lock, self.run = api, install_id, lock, run
         self._failed: set[str] = set()  # tags whose build failed in this process
 
     async def image(self, base: str, default_streamlit: str, env: dict[str, str],
                     mounts: list[Mount], log: LogSink) -> str | None:
         """The layer of `base` for `default_streamlit`, built on first use; None when it
         cannot be had (then the caller builds without it)."""
-        b = self.builder
+        api = self.api
         try:
-            base_id = (await b._call(b._client().images.get, base)).id
+            base_id = (await api.call(api.client().images.get, base)).id
         except docker.errors.ImageNotFound:
             return None
         tag = layer_tag(base_id, default_streamlit, env.get(AUTH_PACKAGES_VAR, ""))
         if tag in self._failed:
             return None
-        async with b._lock("layer:" + tag):
+        async with self.lock("layer:" + tag):
             if await self._complete(tag):
                 return tag
             log(f"==> Preparing the Streamlit {default_streamlit} layer of {base} (once per "
@@ -78,9 +80,9 @@ class Layers:
             return None
 
     async def _complete(self, tag: str) -> bool:
-        b = self.builder
+        api = self.api
         try:
-            found = await b._call(b._client().images.get, tag)
+            found = await api.call(api.client().images.get, tag)
         except docker.errors.ImageNotFound:
             return False
         labels = (found.attrs.get("Config") or {}).get("Labels") or {}
@@ -88,23 +90,23 @@ class Layers:
 
     async def _build(self, base: str, tag: str, default_streamlit: str,
                      env: dict[str, str], mounts: list[Mount], log: LogSink) -> bool:
-        b = self.builder
+        api = self.api
         with tempfile.TemporaryDirectory(prefix="stcloud-layer-") as tmp:
             src = Path(tmp)
             await asyncio.to_thread(_write_source, src, layer_script(default_streamlit, env))
-            container = await b._call(
-                b._client().containers.create, base, ["sh", f"{SRC}/layer.sh"],
-                name=f"stcloud-{b.install_id}-layer-{uuid.uuid4().hex[:10]}",
+            container = await api.call(
+                api.client().containers.create, base, ["sh", f"{SRC}/layer.sh"],
+                name=f"stcloud-{self.install_id}-layer-{uuid.uuid4().hex[:10]}",
                 mounts=[*mounts, Mount(SRC, str(src), type="bind", read_only=True)],
-                labels={"stcloud.build": b.install_id}, working_dir="/tmp")
+                labels={"stcloud.build": self.install_id}, working_dir="/tmp")
             try:
-                code, _ = await b._run_streaming(container, lambda line: None)
+                code, _ = await self.run(container, lambda line: None)
                 if code != 0:
                     return False
                 repo, _, version = tag.partition(":")
-                await b._call(container.commit, repo, version,
+                await api.call(container.commit, repo, version,
                               message=f"stcloud Streamlit layer {tag}",
                               changes=[f"LABEL stcloud.component=layer {LAYER_LABEL}={tag}"])
                 return True
             finally:
-                await asyncio.shield(b._remove(container))
+                await asyncio.shield(api.remove(container))
