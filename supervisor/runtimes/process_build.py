@@ -10,7 +10,6 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -68,9 +67,6 @@ def built_python(venv: Path) -> str:
 
 
 Step = Callable[[list[str], LogSink], Awaitable[None]]
-def planned_package(name: str, line: str) -> bool:
-    """Does a line of `uv pip install --dry-run` (" + streamlit==1.2") name `name`?"""
-    return re.match(rf"^\s*\+ {re.escape(name)}(==| @)", line, re.IGNORECASE) is not None
 
 
 class EnvBuilds(PackageBuilds):
@@ -279,11 +275,11 @@ class EnvBuilds(PackageBuilds):
             base = [uv, "pip", "install", "--no-build", "--python", python]
             if what:
                 await step([*base, "--dry-run", *what], planned.append)
-            if not any(planned_package("streamlit", line) for line in planned):
+            if not any(process_cache.planned_package("streamlit", line) for line in planned):
                 what.append(f"streamlit=={spec.default_streamlit}")
                 log(f"The app pins no streamlit: installing streamlit=="
                     f"{spec.default_streamlit} with its dependencies.")
-            if not any(planned_package("authlib", line) for line in planned):
+            if not any(process_cache.planned_package("authlib", line) for line in planned):
                 what += self.settings.app_auth_packages.split()  # `_install_auth_packages`
             await step([*base, *what], log)
         except BuildError:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -42,6 +43,11 @@ procs = [subprocess.Popen([sys.executable, "-m", "compileall", "-q", *p]) for p 
 sys.exit(max([p.wait() for p in procs] or [0]))
 """
 VIEW_PREFIX = ".view-"  # scratch directories beside the shared cache
+
+
+def planned_package(name: str, line: str) -> bool:
+    """Does a line of `uv pip install --dry-run` (" + streamlit==1.2") name `name`?"""
+    return re.match(rf"^\s*\+ {re.escape(name)}(==| @)", line, re.IGNORECASE) is not None
 
 
 def _mount(lower: Path, scratch: Path) -> Path | None:
