@@ -37,8 +37,10 @@ environment: a minimal PATH/HOME/LANG plus their own variables.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,6 +86,19 @@ def _spawn(command: list[str], cwd: str, env: dict[str, str], fds: tuple[int, ..
     with open(log_path, "ab") as out:
         return subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds)
+
+
+@functools.lru_cache(maxsize=256)
+def reads_secrets_files(venv: str) -> bool:
+    """Whether the environment's Streamlit has the `secrets.files` option (older releases
+    read only ~/.streamlit/secrets.toml and the working directory's .streamlit/secrets.toml).
+    An environment is never changed once built, so the answer is kept per path."""
+    for config in Path(venv).glob("lib/python*/site-packages/streamlit/config.py"):
+        try:
+            return b'"secrets.files"' in config.read_bytes()
+        except OSError:
+            return True
+    return True
 
 
 def streamlit_command(venv: str, main_file: str, port: int, address: str) -> list[str]:
@@ -201,7 +216,8 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
             os.lseek(secrets_fd, 0, os.SEEK_SET)
         streamlit = streamlit_command(env.location, app.main_file, sandbox.APP_PORT,
                                       sandbox.GUEST_ADDRESS)
-        if secrets_fd is not None:
+        old_secrets = secrets_fd is not None and not reads_secrets_files(env.location)
+        if secrets_fd is not None and not old_secrets:
             streamlit += ["--secrets.files", sandbox.SECRETS_IN_SANDBOX]
         in_workdir = [f"{env.location}/bin/python", workdir.SCRIPT_IN_INSTANCE,
                       workdir.CHECKOUT_IN_INSTANCE, app.main_file, "--", *streamlit]
@@ -221,6 +237,8 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
                      "HOME": sandbox.APP_HOME, "USER": "app", "LOGNAME": "app",
                      "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                      "VIRTUAL_ENV": env.location, **app.env_vars}
+        if old_secrets:
+            child_env[workdir.SECRETS_COPY_ENV] = sandbox.SECRETS_IN_SANDBOX
         # The launcher runs in the checkout, as an unsandboxed app would: tools that find
         # an app's processes by their directory find its sandbox's outer process.
         fds = (secrets_fd,) if secrets_fd is not None else ()
@@ -233,8 +251,11 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
         `.streamlit/secrets.toml` in the repository is neither written through nor read."""
         home.mkdir(parents=True, exist_ok=True)
         streamlit = streamlit_command(env.location, app.main_file, port, "127.0.0.1")
-        if app.secrets_file is not None:
+        if app.secrets_file is not None and reads_secrets_files(env.location):
             streamlit += ["--secrets.files", str(Path(app.secrets_file).resolve())]
+        elif app.secrets_file is not None:  # an older Streamlit reads ~/.streamlit's
+            (home / ".streamlit").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(app.secrets_file, home / ".streamlit" / "secrets.toml")
         child_env = {"PATH": f"{env.location}/bin:/usr/local/bin:/usr/bin:/bin",
                      "HOME": str(home), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                      "VIRTUAL_ENV": env.location, **app.env_vars}

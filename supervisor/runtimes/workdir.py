@@ -45,6 +45,8 @@ SCRIPT = os.path.abspath(__file__)
 QUICK_CHECK = 0.2   # seconds between checks of the checkout's root and .git
 FULL_SCAN = 2.0     # seconds between walks of the whole checkout
 TMPFS_MODE = 0o1777
+# The runtime secrets file to place at the project's path (a Streamlit without secrets.files).
+SECRETS_COPY_ENV = "STCLOUD_SECRETS_COPY"
 
 if TYPE_CHECKING:  # annotations only: Python 3.8 cannot subscript tuple at run time
     Signature = tuple[int, int, int, int, str]  # mode, size, mtime_ns, inode, link target
@@ -177,6 +179,21 @@ def mirror_forever(source: str, dest_root: str, copied: dict[str, Signature],
                   f"{exc}", file=sys.stderr, flush=True)
 
 
+def place_secrets(path: str, dest_root: str) -> None:
+    """For a Streamlit too old for `secrets.files`: the runtime secrets at the project's
+    own path, `.streamlit/secrets.toml` of the working directory (replacing a file the
+    repository committed there, as the newer releases' `secrets.files` does)."""
+    if not path:
+        return
+    target = os.path.join(dest_root, ".streamlit", "secrets.toml")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.islink(target) or os.path.exists(target):
+        os.remove(target)
+    with open(path, "rb") as src, open(target, "wb") as out:
+        out.write(src.read())
+    os.chmod(target, 0o600)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) < 4 or argv[2] != "--":
         sys.exit("usage: workdir.py SOURCE MAIN_FILE -- SCRIPT ARG...")
@@ -192,6 +209,7 @@ def main(argv: list[str]) -> None:
                      "(app_workdir_size_mb); make it smaller or ask the operator to raise "
                      "the limit")
         raise
+    place_secrets(os.environ.pop(SECRETS_COPY_ENV, ""), dest_root)
     threading.Thread(target=mirror_forever, args=(source, dest_root, copied, last),
                      name="stcloud-workdir", daemon=True).start()
     sys.argv = [script, *argv[4:]]
