@@ -226,9 +226,10 @@ def test_the_supervisor_s_route_follows_an_app_off_a_drained_node(
             app_row = load_app(ctx, view.id)
             if app_row is None or app_row.state != "running":
                 return False
-            inst = json.loads(app_row.runtime_state)["instance"]
-            return inst["service_id"] != first["service_id"] and asyncio.run(
-                page_ok(port, host))
+            # Between the old instance's stop and the restart the row holds none.
+            inst = json.loads(app_row.runtime_state or "{}").get("instance")
+            return inst is not None and inst["service_id"] != first["service_id"] \
+                and asyncio.run(page_ok(port, host))
         wait_until(moved, 120, "the app to serve from the other worker", sup)
         now = json.loads(load_app(ctx, view.id).runtime_state)["instance"]
         assert task_nodes(manager, now["service_id"]) == [other_worker(worker)]
