@@ -40,7 +40,7 @@ fills in the steps of `Runtime.start` and `Runtime.list` for services. What diff
 - What swarm cannot apply of the container's arguments: see `swarm_spec`.
 
 `Instance.state` is `{"service_id", "name", "addresses"}` (the reconciler matches a saved
-instance to a listed one by "service_id", reconciler.same_instance).
+instance to a listed one by "service_id", adoption.same_instance).
 """
 
 from __future__ import annotations
