@@ -173,7 +173,9 @@ def open_menu(flow: Flow, app_id: int) -> None:
 
 
 def sign_in_admin(flow: Flow) -> None:
-    """Sign in as the site admin on the dashboard's form; My apps shows."""
+    """Sign in as the site admin on the dashboard's form; My apps shows, and the browser
+    holds the sign-in cookie (set by a component after the first run: a page opened
+    before it would show the sign-in form again)."""
     page = flow.page
     page.goto(flow.base + "/")
     page.get_by_role("textbox", name="Username", exact=True).fill("admin")
@@ -182,3 +184,5 @@ def sign_in_admin(flow: Flow) -> None:
     # .first: while Streamlit reruns, the previous run's heading can still be in the page
     expect()(page.get_by_role("heading", name="My apps").first).to_be_visible(
         timeout=UI_TIMEOUT)
+    wait_until(lambda: any(c["name"] == "stcloud_dashboard"
+                           for c in page.context.cookies()), 30, "the sign-in cookie")
