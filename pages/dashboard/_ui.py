@@ -83,18 +83,23 @@ GLOBAL_CSS = """<style>
 [class*="st-key-menu_"] [data-testid="stPopoverButton"] div[aria-hidden="true"] {
   display: none;
 }
-.st-key-current_workspace [data-baseweb="select"] > div:focus-within {
-  border-color: rgba(49, 51, 63, 0.2);
-  box-shadow: none;
+.st-key-current_workspace [data-baseweb="select"] > div:focus-within,
+.st-key-current_workspace .react-aria-ComboBox [role="group"][data-focus-within] {
+  border-color: rgba(49, 51, 63, 0.2) !important;
+  box-shadow: none !important;
 }
 [class*="st-key-reason_"] p {
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
 }
 [data-testid="stPopoverBody"] [data-testid="stVerticalBlock"] { gap: 0.25rem; }
+[data-testid="stPopoverBody"] [data-testid="stElementContainer"]:has(> [data-testid="stPageLink"]) {
+  margin: 0;
+}
 [data-testid="stPopoverBody"] [data-testid="stPageLink"] a,
 [data-testid="stPopoverBody"] [data-testid="stLinkButton"] a,
 [data-testid="stPopoverBody"] [data-testid="stBaseButton-tertiary"] {
-  padding: 0.25rem 0.5rem; margin: 0; min-height: 2rem; justify-content: flex-start;
+  padding: 0.25rem 0.5rem; margin: 0; min-height: 2rem; height: 2rem;
+  box-sizing: border-box; display: flex; align-items: center; justify-content: flex-start;
 }
 </style>"""
 

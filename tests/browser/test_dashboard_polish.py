@@ -234,3 +234,33 @@ def test_signing_out_says_so(polish: Polish) -> None:
     expect()(page.get_by_role("textbox", name="Password")).to_be_visible()
     expect()(page.get_by_text("You are signed out.")).to_be_visible()
     page.context.close()
+
+
+def test_no_focus_ring_on_the_chosen_workspace_and_even_menu_rows(polish: Polish) -> None:
+    """The workspace select keeps no red focus ring once a workspace is chosen, and the
+    entries of an app row's ︙ menu share one height and one gap (the dashboard's CSS)."""
+    page = new_page(polish)
+    sign_in(page, polish)
+    first = "beta" if workspace_box(page).input_value() == "alpha" else "alpha"
+    switch_workspace(page, first)
+    control = page.locator(WORKSPACE).locator('[role="group"]:visible').first
+    style = control.evaluate("e => [getComputedStyle(e).borderTopColor, "
+                             "getComputedStyle(e).boxShadow]")
+    assert "255, 75, 75" not in style[0] and style[1] == "none", style  # primary red
+    switch_workspace(page, "alpha")
+    page.locator(f".st-key-menu_{polish.broken} button").first.click()
+    body = page.locator('[data-testid="stPopoverBody"]')
+    expect()(body).to_be_visible()
+    entries = body.locator('[data-testid="stPageLink"] a, [data-testid="stLinkButton"] a, '
+                           '[data-testid="stBaseButton-tertiary"]')
+    expect()(entries.first).to_be_visible()
+    boxes = [b for b in (e.bounding_box() for e in entries.all()) if b]
+    assert len(boxes) >= 3, boxes
+    heights = {round(b["height"]) for b in boxes}
+    assert max(heights) - min(heights) <= 1, heights
+    tops = sorted(b["y"] for b in boxes)
+    gaps = sorted(round(b - a - boxes[0]["height"]) for a, b in zip(tops, tops[1:],
+                                                                    strict=False))
+    rows = gaps[:-1]  # the largest: the app's URL (a code block) under Open app
+    assert rows and max(rows) - min(rows) <= 1 and min(rows) >= 0, gaps
+    page.context.close()
