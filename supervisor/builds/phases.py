@@ -95,7 +95,9 @@ def parse(text: str) -> Run:
                 run.enter(name, at, back=name == "resolve")
         elif line.startswith("Checked out commit"):
             run.enter("resolve", at)
-            run.details["clone"] = line.removeprefix("Checked out ").rstrip(".")
+            commit = re.match(r"Checked out commit ([0-9a-f]{7,40})\b", line)
+            if commit:  # only the hash: nothing else of a log line reaches the page
+                run.details["clone"] = f"commit {commit.group(1)}"
         elif (uv := UV_STEP.match(line)) is not None:
             word, count = uv.group(1), uv.group(2)
             if word == "Resolved" and run.current == "resolve":
