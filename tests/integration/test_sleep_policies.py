@@ -20,13 +20,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from backend.accounts import api_tokens
 from backend.apps import service as apps
 from backend.apps import sleep_settings
 from backend.context import Context
 from backend.platform.settings import PROJECT_ROOT, Settings
-from models import App, User, session_scope, utcnow
+from models import App, AppEvent, User, session_scope, utcnow
 from tests.conftest import GitRepo
 from tests.support.api_world import make_user
 from tests.support.supervisor_harness import SupervisorProcess, wait_for_state, wait_until
@@ -152,8 +153,11 @@ def test_schedule_sleeps_outside_hours_a_visit_wakes_it_and_its_hours_do(
     wait_for_state(ctx, office, {"sleeping"}, timeout=60, sup=supervisor)
     # Its hours begin (today becomes one of its days): the supervisor wakes it.
     sleep_settings.set_policy(ctx, owner, office, f"schedule {days[today]} 00:00-24:00 UTC")
-    woken = wait_for_state(ctx, office, {"starting", "running"}, timeout=60, sup=supervisor)
-    assert "hours began" in woken.state_reason or woken.state == "running"
+    wait_for_state(ctx, office, {"starting", "running"}, timeout=60, sup=supervisor)
+    # The wake's reason is an event: the start that follows at once writes its own reason.
+    with session_scope(ctx.engine) as s:
+        reasons = [e.reason for e in s.exec(select(AppEvent).where(AppEvent.app_id == office))]
+    assert any("hours began" in r for r in reasons), reasons
     wait_until(lambda: serves(settings, "office"), 120, "the scheduled app to serve",
                supervisor)
     assert sleep_settings.get_policy(ctx, owner, office).next_sleep_at is not None
