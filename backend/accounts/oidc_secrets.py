@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tomllib
 from pathlib import Path
 
-from backend.accounts import oidc_clients
+from backend.accounts import oidc_clients, sealing
 from backend.context import Context
 
 log = logging.getLogger("backend.accounts.oidc_secrets")
@@ -86,12 +85,4 @@ def _merged(ctx: Context, app_id: int, subdomain: str,
         return developer_file
     merged = (text if not text or text.endswith("\n") else text + "\n") + "\n" + \
         auth_section(ctx, app_id, subdomain)
-    path = ctx.settings.apps_path / str(app_id) / PLATFORM_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{PLATFORM_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(merged)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+    return sealing.write_private(ctx.settings.apps_path / str(app_id) / PLATFORM_FILE, merged)

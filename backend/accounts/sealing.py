@@ -1,11 +1,14 @@
 """Encryption of the values the platform keeps for apps (secrets, tokens, private keys):
-Fernet under a key derived from `<data_dir>/keys/app_secrets` (`backend.accounts.keys`).
-One module below everything that stores such values, so none of them needs another's."""
+Fernet under a key derived from `<data_dir>/keys/app_secrets` (`backend.accounts.keys`),
+and the 0600 files an app's secrets are written to in clear for it to read. One module
+below everything that stores such values, so none of them needs another's."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -35,3 +38,15 @@ def unseal(ctx: Context, token: str, what: str = "This app's secrets") -> str:
         raise BackendError(f"{what} cannot be decrypted: the server key "
                            f"(<data_dir>/keys/{KEY_NAME}) is not the one they were saved "
                            "with. Restore that file, or save them again.") from None
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write `text` to `path` atomically, readable by the supervisor's user only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path

@@ -32,7 +32,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import string
 import tomllib
@@ -239,15 +238,7 @@ def runtime_path(settings: Settings, app_id: int) -> Path:
 
 def write_runtime_file(settings: Settings, app_id: int, text: str) -> Path:
     """Write the plain TOML the app reads, mode 0600, atomically."""
-    path = runtime_path(settings, app_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{RUNTIME_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
+    return sealing.write_private(runtime_path(settings, app_id), text)
 
 
 def runtime_env_vars(settings: Settings, app_id: int) -> dict[str, str]:
