@@ -82,13 +82,20 @@ class PushHooks:
             return web.json_response({"ok": True, "ignored": event or "unknown"})
         ref = str(payload.get("ref", ""))
         deleted = payload.get("deleted") is True
-        synced = [t.app_id for t in verified if ref == f"refs/heads/{t.branch}" and not deleted]
+        return await self._push(verified, "github", () if deleted else (ref,),
+                                (ref,) if deleted else ())
+
+    async def _push(self, verified: list[hooks.HookTarget], host: str,
+                    pushed: tuple[str, ...], deleted: tuple[str, ...]) -> web.Response:
+        """A verified push of `host`: sync the apps whose branch was pushed, open, update or
+        close the preview branches' apps (`preview_hooks.branch_previews`)."""
+        synced = [t.app_id for t in verified if f"refs/heads/{t.branch}" in pushed]
         for app_id in synced:
-            self.reconciler.push_detected(app_id, "github webhook")
-        shown = await preview_hooks.branch_previews(
-            self.ctx, self.reconciler, verified, () if deleted else (ref,),
-            (ref,) if deleted else ())
-        log.info("webhook push ref=%s apps=%s previews=%s", ref, synced, shown)
+            self.reconciler.push_detected(app_id, f"{host} webhook")
+        shown = await preview_hooks.branch_previews(self.ctx, self.reconciler, verified,
+                                                    pushed, deleted)
+        log.info("%s webhook push refs=%s apps=%s previews=%s", host, list(pushed)[:5],
+                 synced, shown)
         return web.json_response({"ok": True, "apps": synced, **preview_field(shown)},
                                  status=202 if synced or shown else 200)
 
@@ -121,15 +128,7 @@ class PushHooks:
                 return web.json_response({"ok": True, "apps": [t.app_id for t in verified]})
             if event.kind != "push":
                 return web.json_response({"ok": True, "ignored": event.kind})
-            synced = [t.app_id for t in verified if f"refs/heads/{t.branch}" in event.refs]
-            for app_id in synced:
-                self.reconciler.push_detected(app_id, f"{key} webhook")
-            shown = await preview_hooks.branch_previews(self.ctx, self.reconciler, verified,
-                                                        event.refs, event.deleted)
-            log.info("%s webhook push refs=%s apps=%s previews=%s", key, list(event.refs)[:5],
-                     synced, shown)
-            return web.json_response({"ok": True, "apps": synced, **preview_field(shown)},
-                                     status=202 if synced or shown else 200)
+            return await self._push(verified, key, event.refs, event.deleted)
         return handle
 
     async def generic(self, request: web.Request) -> web.Response:
