@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 
 from backend.context import Context
-from supervisor.routes import OVEN_STATES, Route, load_route
+from supervisor.routes import SERVING_STATES, Route, load_route
 
 _MAX = 4096
 LOOKUPS = 4  # database reads for unknown subdomains at once (each one a thread)
@@ -29,11 +29,17 @@ class PendingStates:
         self._lookups = asyncio.Semaphore(LOOKUPS)
 
     async def unpublished(self, ctx: Context, subdomain: str) -> Route | None:
-        """The route of an app the table does not hold yet, while it is being deployed
-        (queued, building, starting: its oven page); None otherwise."""
+        """The route of an app the table does not hold yet (None when it has no row): never
+        serving, since only the table's routes are forwarded. One that is already running
+        in the database but not yet published is shown as starting (its oven page), so the
+        moment between the app's start and the table's publish is not a "No app lives
+        here"."""
         async with self._lookups:
             found = await asyncio.to_thread(load_route, ctx, subdomain)
-        return found if found is not None and found.state in OVEN_STATES else None
+        if found is None:
+            return None
+        state = "starting" if found.state in SERVING_STATES else found.state
+        return dataclasses.replace(found, state=state, address=None, addresses=())
 
     def note(self, published: Route, state: str, reason: str) -> None:
         """Show `state` (not serving) for `published` until the table replaces it."""

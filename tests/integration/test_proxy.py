@@ -15,8 +15,11 @@ import shutil
 
 import pytest
 
+from backend.context import Context
 from backend.platform.settings import Settings
+from models import App, session_scope
 from supervisor.routes import Route, RouteTable
+from tests.support.analytics_world import make_app, make_workspace
 from tests.support.proxy_env import (
     Env,
     api_app,
@@ -180,3 +183,21 @@ def test_a_pending_state_lasts_until_the_reconciler_publishes() -> None:
     table.set(sleeping)  # an old route object published again is not overridden either
     assert pending.shown(table.get("hello")) is sleeping
     assert pending.shown(None) is None
+
+
+def test_an_unpublished_app_is_never_a_not_found_page(ctx: Context) -> None:
+    """Between the supervisor's start of a deployed app (its row says running) and the
+    table's publish, the app host answers its oven page, not "No app lives here", and
+    forwards nowhere: only the table's routes carry addresses."""
+    from supervisor.proxy.pending import PendingStates
+
+    app_id = make_app(ctx, make_workspace(ctx, "team", {}), "fresh")
+    with session_scope(ctx.engine) as s:
+        app = s.get(App, app_id)
+        assert app is not None
+        app.state, app.runtime_state = "running", '{"address": ["127.0.0.1", 9]}'
+        s.add(app)
+    found = asyncio.run(PendingStates().unpublished(ctx, "fresh"))
+    assert found is not None and (found.state, found.address, found.serving) == \
+        ("starting", None, False)
+    assert asyncio.run(PendingStates().unpublished(ctx, "nobody")) is None
