@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from backend.platform.settings import Settings, load_settings
+from backend.platform.settings import Settings
+from backend.platform.settings_load import load_settings
 from models import make_engine, migrate
 
 

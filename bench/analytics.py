@@ -42,7 +42,7 @@ from sqlalchemy import func, select, text  # noqa: E402
 import models.analytics  # noqa: E402,F401
 from backend.analytics import reports as analytics  # noqa: E402
 from backend.context import open_context  # noqa: E402
-from backend.platform.settings import load_settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from models import App, Membership, User, ViewEvent, Workspace, session_scope  # noqa: E402
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -41,7 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.platform.settings import Settings, load_settings  # noqa: E402
+from backend.platform.settings import Settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from supervisor.builds.plan import write_build_files  # noqa: E402
 from supervisor.control.health import HealthPaths, wait_for_streamlit  # noqa: E402
 from supervisor.runtimes import docker_available, pythons  # noqa: E402

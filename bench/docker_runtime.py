@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.platform.settings import Settings, load_settings  # noqa: E402
+from backend.platform.settings import Settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from bench.common import wait_health  # noqa: E402
 from supervisor.runtimes.base import AppSpec, EnvSpec, uv_binary  # noqa: E402
 from supervisor.runtimes.docker import DockerRuntime  # noqa: E402

@@ -47,7 +47,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from backend.accounts import auth  # noqa: E402
 from backend.apps import service as apps  # noqa: E402
 from backend.context import open_context  # noqa: E402
-from backend.platform.settings import load_settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from supervisor.control.leader import current_leader  # noqa: E402
 from supervisor.runtimes.process import free_port  # noqa: E402
 from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo  # noqa: E402

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from backend.accounts import auth  # noqa: E402
 from backend.apps import service as apps  # noqa: E402
 from backend.context import open_context  # noqa: E402
-from backend.platform.settings import load_settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from bench.common import healthy  # noqa: E402
 from models import App, session_scope, utcnow  # noqa: E402
 from supervisor.runtimes.base import uv_binary  # noqa: E402

@@ -263,7 +263,7 @@ def main() -> None:
     from backend.accounts import auth
     from backend.apps import service as app_service
     from backend.context import open_context
-    from backend.platform.settings import load_settings
+    from backend.platform.settings_load import load_settings
     from supervisor.routes import dashboard_addresses
     from supervisor.runtimes.process import free_port
     from tests.conftest import CACHE_ROOT, GitRepo

@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
-from backend.platform.settings import Settings, load_settings  # noqa: E402
+from backend.platform.settings import Settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from supervisor.runtimes.base import AppSpec, EnvRef, EnvSpec  # noqa: E402
 from supervisor.runtimes.swarm import SwarmRuntime  # noqa: E402
 from tests.support.multinode import (  # noqa: E402

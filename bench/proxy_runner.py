@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.platform.settings import load_settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from supervisor.proxy import start_proxy  # noqa: E402
 from supervisor.routes import Route, RouteTable  # noqa: E402
 

@@ -55,7 +55,7 @@ ENV_NAME = "bench"
 
 async def serve(port: int, upstream: int, envs: Path, data_dir: Path) -> None:
     """Our proxy with one route whose static files come from `envs/ENV_NAME`."""
-    from backend.platform.settings import load_settings
+    from backend.platform.settings_load import load_settings
     from supervisor.proxy import start_proxy
     from supervisor.routes import Route, RouteTable
 

@@ -31,7 +31,8 @@ from sqlmodel import func, select  # noqa: E402
 from backend.accounts import auth  # noqa: E402
 from backend.apps import service as apps  # noqa: E402
 from backend.context import Context, open_context  # noqa: E402
-from backend.platform.settings import Settings, load_settings  # noqa: E402
+from backend.platform.settings import Settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from bench.common import healthy  # noqa: E402
 from models import Build, session_scope  # noqa: E402
 from supervisor.control.restart import start_limit  # noqa: E402

@@ -29,7 +29,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.platform.settings import load_settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from bench.common import wait_health  # noqa: E402
 from supervisor.runtimes.base import AppSpec, EnvSpec  # noqa: E402
 from supervisor.runtimes.process import ProcessRuntime  # noqa: E402

@@ -36,7 +36,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.platform.settings import load_settings  # noqa: E402
+from backend.platform.settings_load import load_settings  # noqa: E402
 from supervisor.runtimes.base import AppSpec, EnvSpec, Instance, Runtime  # noqa: E402
 from supervisor.runtimes.docker import DockerRuntime  # noqa: E402
 from supervisor.runtimes.process import ProcessRuntime  # noqa: E402

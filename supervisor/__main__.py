@@ -17,7 +17,8 @@ from pathlib import Path
 from backend.accounts import auth
 from backend.context import open_context
 from backend.errors import BackendError
-from backend.platform.settings import Settings, load_settings
+from backend.platform.settings import Settings
+from backend.platform.settings_load import load_settings
 from supervisor.main import configure_logging, serve
 
 

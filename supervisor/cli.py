@@ -188,7 +188,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     """Server side: create a token for a user straight in the database."""
     from backend.accounts import api_tokens, auth
     from backend.context import open_context
-    from backend.platform.settings import load_settings
+    from backend.platform.settings_load import load_settings
 
     ctx = open_context(load_settings())
     user = auth.get_user(ctx, args.username)

@@ -22,7 +22,8 @@ import pytest
 
 from backend.accounts import auth
 from backend.context import Context, open_context
-from backend.platform.settings import PROJECT_ROOT, Settings, load_settings
+from backend.platform.settings import PROJECT_ROOT, Settings
+from backend.platform.settings_load import load_settings
 
 EXAMPLE_APP = PROJECT_ROOT / "examples" / "hello"
 CACHE_ROOT = Path(os.environ.get("STCLOUD_TEST_CACHE", Path.home() / ".cache" / "stcloud-tests"))

@@ -34,7 +34,8 @@ from backend.apps.settings import MAX_MEMORY_MB, MIN_MEMORY_MB
 from backend.apps.sharing import validate_email
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
-from backend.platform.settings import Settings, check_settings, coerce_setting, setting_help
+from backend.platform.settings import Settings
+from backend.platform.settings_load import check_settings, coerce_setting, setting_help
 from backend.platform.supervisor_report import wake_supervisor
 from models import User, session_scope, utcnow
 from models.setting_overrides import SettingChange, SettingOverride

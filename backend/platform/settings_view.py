@@ -1,7 +1,7 @@
 """Every setting with its effective value and where that value came from, for the admin
 Settings page. Secrets (`SECRET_SETTINGS`) are never returned: only whether one is set.
 
-The sources, lowest to highest precedence, as `settings.load_settings` applies them: the
+The sources, lowest to highest precedence, as `settings_load.load_settings` applies them: the
 built-in default, the TOML file (`STCLOUD_CONFIG`, else `<data_dir>/config.toml`), the
 environment (`STCLOUD_<NAME>`; `DATABASE_URL` for the database). A value that differs from
 what those give was set by the process that started the platform (an override).
@@ -19,7 +19,8 @@ from backend.apps.sharing import validate_email
 from backend.context import Context
 from backend.errors import PermissionDenied, ValidationError
 from backend.platform import setting_overrides
-from backend.platform.settings import ENV_PREFIX, SECRET_SETTINGS, Settings, setting_help
+from backend.platform.settings import ENV_PREFIX, SECRET_SETTINGS, Settings
+from backend.platform.settings_load import setting_help
 from backend.platform.supervisor_report import wake_supervisor
 from models import EmailOutbox, User, session_scope
 

@@ -22,7 +22,7 @@ from backend import workspaces
 from backend.accounts import auth
 from backend.apps import service as apps
 from backend.context import open_context
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from tests.browser.flow_support import Flow, start_flow
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
 from tests.support.browser import CHROMIUM_ARGS, PASSWORD, Cloud, chromium_path

@@ -22,7 +22,7 @@ from backend.apps import secrets as app_secrets
 from backend.apps import service as apps
 from backend.apps.log_files import app_log_path
 from backend.context import open_context
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
 from tests.support.browser import PASSWORD, Cloud, chromium_path, screenshot, sign_in
 from tests.support.instances import instance_id

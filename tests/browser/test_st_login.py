@@ -24,7 +24,8 @@ from backend.accounts import auth, oidc_clients
 from backend.apps import service as apps
 from backend.apps import sharing
 from backend.context import open_context
-from backend.platform.settings import Settings, load_settings
+from backend.platform.settings import Settings
+from backend.platform.settings_load import load_settings
 from tests.browser.docs_shots import docs_shot
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
 from tests.support.browser import chromium_path, screenshot, sign_in

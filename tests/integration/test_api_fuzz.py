@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 from backend.accounts import api_tokens, auth
 from backend.apps import service as apps
 from backend.context import Context, open_context
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from supervisor.api import OPENAPI_KEY, make_api_app
 from supervisor.proxy.server import make_proxy_app
 from supervisor.routes import RouteTable

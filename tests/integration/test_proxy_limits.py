@@ -302,7 +302,7 @@ def test_api_413_is_json(settings: Settings, ctx: Context) -> None:
 # Descriptor exhaustion, for real, in a proxy subprocess ---------------------------------
 RUNNER = """
 import asyncio, logging, sys
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from supervisor.proxy import start_proxy
 from supervisor.routes import RouteTable
 logging.basicConfig(level="INFO", filename=sys.argv[2],

@@ -197,7 +197,7 @@ def test_stale_build_with_a_half_written_marker_is_removed(settings, tmp_path) -
 
 BUILDER_SCRIPT = """
 import asyncio, sys
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from supervisor.runtimes.process import ProcessRuntime
 
 runtime = ProcessRuntime(load_settings(env={}, data_dir=sys.argv[1]))

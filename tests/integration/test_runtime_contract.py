@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from supervisor.runtimes.base import (
     CREATE_ATTEMPTS,
     AppSpec,

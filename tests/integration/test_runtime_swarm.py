@@ -23,7 +23,8 @@ import pytest
 
 from backend.apps import service as apps
 from backend.context import open_context
-from backend.platform.settings import Settings, load_settings
+from backend.platform.settings import Settings
+from backend.platform.settings_load import load_settings
 from supervisor import runtimes
 from supervisor.runtimes.base import BuildError, EnvSpec
 from supervisor.runtimes.swarm import NOT_A_MANAGER, SwarmRuntime, swarm_problem

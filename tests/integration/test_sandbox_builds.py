@@ -63,7 +63,7 @@ def test_a_build_step_sees_nothing_of_the_data_dir_and_keeps_its_marker(settings
 BUILDER_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from supervisor.runtimes.base import EnvSpec
 from supervisor.runtimes.process import ProcessRuntime
 

@@ -16,7 +16,7 @@ import requests
 from backend.accounts import api_tokens, auth
 from backend.apps.log_files import app_log_path
 from backend.context import Context, open_context
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from models import id_of
 from tests.conftest import CACHE_ROOT, EXAMPLE_APP, GitRepo, free_port
 from tests.support.streamlit_client import open_streamlit_session

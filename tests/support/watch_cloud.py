@@ -14,7 +14,8 @@ from backend import workspaces
 from backend.accounts import auth
 from backend.apps import service as apps
 from backend.context import Context, open_context
-from backend.platform.settings import Settings, load_settings
+from backend.platform.settings import Settings
+from backend.platform.settings_load import load_settings
 from models import App, session_scope
 from tests.conftest import CACHE_ROOT, GitRepo, free_port
 from tests.support.browser import PASSWORD

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from backend.apps.log_files import build_log_path
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from supervisor.builds import phases
 
 T0 = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)

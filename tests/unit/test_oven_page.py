@@ -3,7 +3,7 @@ the block hidden while there is no step (the page's polling keeps both in step).
 
 from __future__ import annotations
 
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from supervisor.proxy import pages
 from supervisor.routes import Route
 

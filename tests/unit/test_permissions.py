@@ -36,7 +36,7 @@ from backend.apps import state as appstate
 from backend.context import Context, open_context
 from backend.errors import NotFound, PermissionDenied
 from backend.platform import notifications, status
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from models import App, session_scope
 
 ROLES = ("anonymous", "outsider", "viewer", "developer", "admin", "site_admin")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from supervisor.runtimes import pythons
 from supervisor.runtimes.base import uv_binary
 from supervisor.runtimes.process import ProcessRuntime

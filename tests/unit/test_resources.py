@@ -9,7 +9,7 @@ from pathlib import Path
 
 from backend.analytics.resources import Watch, step
 from backend.platform import notifications
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from models import App
 from supervisor.runtimes import smaps
 from supervisor.runtimes.base import Usage

@@ -15,7 +15,7 @@ from backend.context import Context, open_context
 from backend.errors import PermissionDenied, ValidationError
 from backend.platform import setting_overrides as live
 from backend.platform import settings_view
-from backend.platform.settings import load_settings
+from backend.platform.settings_load import load_settings
 from models import session_scope
 from models.setting_overrides import SettingChange, SettingOverride
 from tests.support.api_world import make_user

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.platform.settings import PROJECT_ROOT, Settings, load_settings, setting_help
+from backend.platform.settings import PROJECT_ROOT, Settings
+from backend.platform.settings_load import load_settings, setting_help
 
 
 def test_every_setting_is_documented_in_the_operator_guide() -> None:

@@ -165,7 +165,7 @@ def test_idle_since_is_the_newest_view_or_deploy() -> None:
 
 
 def test_a_default_policy_out_of_bounds_is_refused_at_start() -> None:
-    from backend.platform.settings import load_settings
+    from backend.platform.settings_load import load_settings
     assert load_settings(env={}, sleep_default_policy="idle 12h").sleep_default_policy
     with pytest.raises(ValueError, match="'sleep_default_policy': The shortest idle period"):
         load_settings(env={}, sleep_default_policy="idle 1m")
