@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-from html import escape
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -47,7 +45,7 @@ from backend.platform.settings import Settings
 from models import App, User, id_of
 from supervisor.proxy import pages, state_pages
 from supervisor.proxy.access import TTLCache
-from supervisor.proxy.signin import NO_STORE, RETURN_TTL, SignIn, redirect
+from supervisor.proxy.signin import NO_STORE, RETURN_TTL, SignIn, hop_page, redirect
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 PREFIX = "/oidc/"
@@ -193,7 +191,7 @@ class OidcProvider:
     def _sign_in_first(self, request: web.Request, app: App, back: Any) -> web.Response:
         if request.query.get("hop") != "1" and \
                 request.headers.get("Sec-Fetch-Site") == "cross-site":
-            return self._hop_page(request)
+            return hop_page(request, "/oidc/authorize")
         if request.query.get("prompt") == "none":
             answer: web.Response = back(error="login_required",
                                         error_description="Nobody is signed in.")
@@ -204,20 +202,6 @@ class OidcProvider:
         return redirect(self.signin.dashboard_url("/?" + urlencode(
             {"signin_for": app.subdomain})), set_cookies=(
             self.signin.cookie(identity.RETURN_COOKIE, ret, RETURN_TTL),))
-
-    def _hop_page(self, request: web.Request) -> web.Response:
-        """Navigate to the same URL again, now same-site, so the Strict cookie comes."""
-        query = dict(request.query)
-        query["hop"] = "1"
-        target = "/oidc/authorize?" + urlencode(query)
-        script = f"location.replace({json.dumps(target)})".replace("</", "<\\/")
-        body = ("<p>Checking whether you are signed in…</p>"
-                f'<noscript><p><a href="{escape(target, quote=True)}">Continue</a></p>'
-                "</noscript>")
-        html = pages.render("Signing in", "Signing in", body, mark="🔑").replace(
-            "</body>", f"<script>{script}</script></body>")
-        return web.Response(text=html, content_type="text/html", charset="utf-8",
-                            headers=NO_STORE)
 
     # Token -------------------------------------------------------------------------------
     async def _client_of(self, request: web.Request, form: dict[str, str]

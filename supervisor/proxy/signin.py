@@ -186,7 +186,7 @@ class SignIn:
                             + urlencode({"token": token, "next": nxt}))
         if request.query.get("hop") != "1" and \
                 request.headers.get("Sec-Fetch-Site") == "cross-site":
-            return self._hop_page(request)
+            return hop_page(request, "/__stcloud/authorize")
         if silent:
             return redirect(f"{app_url}/__stcloud/callback?"
                             + urlencode({"error": "login_required", "next": nxt}))
@@ -194,19 +194,6 @@ class SignIn:
         ret = identity.sign(self.key, "return", {"u": target}, RETURN_TTL)
         return redirect(self.dashboard_url("/?" + urlencode({"signin_for": sub})), set_cookies=(
             self.cookie(identity.RETURN_COOKIE, ret, RETURN_TTL),))
-
-    def _hop_page(self, request: web.Request) -> web.Response:
-        query = dict(request.query)
-        query["hop"] = "1"
-        target = "/__stcloud/authorize?" + urlencode(query)
-        script = f"location.replace({json.dumps(target)})".replace("</", "<\\/")
-        body = ("<p>Checking whether you are signed in…</p>"
-                f'<noscript><p><a href="{escape(target, quote=True)}">Continue</a></p>'
-                "</noscript>")
-        html = pages.render("Signing in", "Signing in", body, mark="🔑").replace(
-            "</body>", f"<script>{script}</script></body>")
-        return web.Response(text=html, content_type="text/html", charset="utf-8",
-                            headers=NO_STORE)
 
     def return_state(self, request: web.BaseRequest) -> dict[str, Any] | None:
         """The pending return of this browser ({"u": authorize URL}), if any."""
@@ -236,3 +223,20 @@ class SignIn:
         return redirect(back, status=303, set_cookies=(
             cookies.expire_cookie_header(identity.DASHBOARD_COOKIE, secure=self.secure),
             cookies.expire_cookie_header(identity.RETURN_COOKIE, secure=self.secure)))
+
+
+def hop_page(request: web.Request, path: str) -> web.Response:
+    """A page that navigates to `path` with the request's query again, now from our own
+    site, so the browser sends the dashboard's SameSite=Strict cookie it held back on a
+    cross-site arrival."""
+    query = dict(request.query)
+    query["hop"] = "1"
+    target = path + "?" + urlencode(query)
+    script = f"location.replace({json.dumps(target)})".replace("</", "<\\/")
+    body = ("<p>Checking whether you are signed in…</p>"
+            f'<noscript><p><a href="{escape(target, quote=True)}">Continue</a></p>'
+            "</noscript>")
+    html = pages.render("Signing in", "Signing in", body, mark="🔑").replace(
+        "</body>", f"<script>{script}</script></body>")
+    return web.Response(text=html, content_type="text/html", charset="utf-8",
+                        headers=NO_STORE)
