@@ -8,7 +8,9 @@ came from.
 
 A change is validated as the settings table says (the same coercion and checks as
 `load_settings`, and each live setting's own bounds), stored as a `SettingOverride` row and
-recorded as a `SettingChange` row (who, when, old and new value). The highest change id is
+recorded as a `SettingChange` row (who, when, old and new value). A secret (`smtp_password`)
+is stored sealed under the server key (`backend.accounts.sealing`) and its changes are
+recorded as "(hidden)": its value is in no row, no log line and no page. The highest change id is
 the live settings' version: `refresh(ctx)` compares it with the one the context applied (one
 cheap query) and, when it moved, swaps `ctx.settings` for the base settings overlaid by the
 current overrides. The dashboard refreshes on every page run, the supervisor and the
@@ -24,17 +26,18 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
+from backend.accounts import sealing
 from backend.apps.settings import MAX_MEMORY_MB, MIN_MEMORY_MB
 from backend.apps.sharing import validate_email
 from backend.context import Context
-from backend.errors import PermissionDenied, ValidationError
-from backend.platform.settings import Settings
+from backend.errors import BackendError, PermissionDenied, ValidationError
+from backend.platform.settings import SECRET_SETTINGS, Settings
 from backend.platform.settings_load import check_settings, coerce_setting, setting_help
 from backend.platform.supervisor_report import wake_supervisor
 from models import User, session_scope, utcnow
@@ -42,11 +45,13 @@ from models.setting_overrides import SettingChange, SettingOverride
 
 log = logging.getLogger("backend.platform.setting_overrides")
 
-LIVE = ("smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_from", "support_url",
+LIVE = ("smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_password", "smtp_from",
+        "support_url",
         "docs_url", "hibernate_after_days", "hibernate_warn_after_days",
         "hibernate_private_apps", "memory_limit_mb", "sleep_default_policy",
         "sleep_min_idle_minutes", "sleep_never_allowed", "sleep_never_max_per_workspace",
         "memory_warning_percent", "memory_warning_minutes")
+HIDDEN = json.dumps("(hidden)")  # what the history records of a secret's values
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
 URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 
@@ -163,15 +168,22 @@ def version(s: Session) -> int:
     return int(s.exec(select(func.max(SettingChange.id))).one() or 0)
 
 
-def overlay(base: Settings, rows: list[SettingOverride]) -> Settings:
-    """`base` with the overrides' values. A row that is no longer valid (a setting taken off
-    `LIVE`, a value a newer version refuses) is skipped and logged, never fatal; so are all
-    of them when they contradict each other or the base."""
+def overlay(base: Settings, rows: list[SettingOverride],
+            unseal: Callable[[str], str] | None = None) -> Settings:
+    """`base` with the overrides' values; a secret's sealed value is opened with `unseal`
+    (skipped without one). A row that is no longer valid (a setting taken off `LIVE`, a
+    value a newer version refuses, a secret sealed under another key) is skipped and logged,
+    never fatal; so are all of them when they contradict each other or the base."""
     values: dict[str, Any] = {}
     for row in rows:
         try:
-            values[row.name] = _value(row.name, json.loads(row.value_json))
-        except (ValidationError, ValueError) as e:
+            raw = json.loads(row.value_json)
+            if isinstance(raw, dict) and "sealed" in raw:
+                if unseal is None:
+                    continue
+                raw = unseal(str(raw["sealed"]))
+            values[row.name] = _value(row.name, raw)
+        except (ValidationError, ValueError, BackendError) as e:
             log.warning("live setting %s ignored: %s", row.name, e)
     try:
         return _checked(dataclasses.replace(base, **values), list(values))
@@ -190,7 +202,8 @@ def refresh(ctx: Context) -> bool:
         rows = list(s.exec(select(SettingOverride)))  # read after the version: never older
     if ctx.base_settings is None:
         ctx.base_settings = ctx.settings
-    ctx.settings = overlay(ctx.base_settings, rows)
+    ctx.settings = overlay(ctx.base_settings, rows, lambda token: sealing.unseal(
+        ctx, token, "The SMTP password changed live"))
     ctx.settings_version = seen
     log.info("live settings version=%d applied: %s", seen,
              " ".join(sorted(r.name for r in rows)) or "none")
@@ -227,6 +240,8 @@ def _store(ctx: Context, user: User, name: str, new: str) -> bool:
             row = row or SettingOverride(name=name, value_json=new, changed_by=user.username)
             row.value_json, row.changed_by, row.changed_at = new, user.username, utcnow()
             s.add(row)
+        if name in SECRET_SETTINGS:
+            old, new = old and HIDDEN, new and HIDDEN
         s.add(SettingChange(name=name, old_json=old, new_json=new, changed_by=user.username))
     log.info("setting %s changed live by %s: %s -> %s", name, user.username, old or "-",
              new or "-")
@@ -248,7 +263,14 @@ def change_many(ctx: Context, user: User, raws: dict[str, Any]) -> list[str]:
     base = ctx.base_settings or ctx.settings
     return [name for name, value in values.items()
             if _store(ctx, user, name, "" if value == getattr(base, name) else
-                      json.dumps(value))]
+                      _stored(ctx, name, value))]
+
+
+def _stored(ctx: Context, name: str, value: Any) -> str:
+    """The JSON a live value is kept as: sealed for a secret."""
+    if name in SECRET_SETTINGS:
+        return json.dumps({"sealed": sealing.seal(ctx, str(value))})
+    return json.dumps(value)
 
 
 def change(ctx: Context, user: User, name: str, raw: Any) -> bool:

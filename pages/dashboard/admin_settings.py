@@ -15,13 +15,14 @@ import streamlit as st
 
 from backend.errors import BackendError, ValidationError
 from backend.platform import setting_overrides, settings_view
+from backend.platform.settings import SECRET_SETTINGS
 from pages.dashboard import _ui as ui
 
 # Live settings by group: (name, label); widgets follow each setting's type.
 GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Email", (("smtp_host", "SMTP host"), ("smtp_port", "SMTP port"),
                ("smtp_tls", "SMTP TLS"), ("smtp_user", "SMTP user name"),
-               ("smtp_from", "Sender address"))),
+               ("smtp_password", "SMTP password"), ("smtp_from", "Sender address"))),
     ("Links", (("support_url", "Support link"), ("docs_url", "Documentation link"))),
     ("Sleep", (("hibernate_after_days", "Days without a view before an app sleeps"),
                ("hibernate_warn_after_days", "Days without a view before the warning email"),
@@ -45,6 +46,10 @@ FLASH_KEY = "_live_settings_flash"
 
 def _widget(name: str, label: str, value: Any, source: str) -> Any:
     key, hint = f"live_{name}", f"{name} · from {source}"
+    if name in SECRET_SETTINGS:  # never sent to the browser: typing one replaces it
+        return st.text_input(label, value="", type="password", key=key, help=hint,
+                             placeholder="set, hidden: type to replace" if value else
+                             "not set")
     if name == "smtp_tls":
         index = TLS_MODES.index(value) if value in TLS_MODES else 0
         return st.selectbox(label, TLS_MODES, index=index, key=key, help=hint)
@@ -73,7 +78,8 @@ def _live_form(ctx: Any, admin: Any, sources: dict[str, str]) -> None:
         saved = st.form_submit_button("Save changes", icon=ui.ICON["save"])
     if not saved:
         return
-    changed = {n: v for n, v in asked.items() if v != getattr(settings, n)}
+    changed = {n: v for n, v in asked.items() if v != getattr(settings, n)
+               and not (n in SECRET_SETTINGS and v == "")}
     try:
         names = setting_overrides.change_many(ctx, admin, changed)
     except ValidationError as e:

@@ -52,6 +52,35 @@ def test_a_change_is_overlaid_audited_and_reset(ctx: Context) -> None:
     assert [h.name for h in live.history(ctx, admin)][:2] == ["smtp_port", "smtp_host"]
 
 
+def test_the_smtp_password_changes_live_and_is_kept_sealed(ctx: Context, tmp_path: Path
+                                                          ) -> None:
+    """The SMTP password is live too: the sender of every process picks it up, and no row,
+    history entry or settings page holds it in clear; a process whose server key differs
+    skips it rather than sending a wrong one."""
+    admin = make_user(ctx, "root", is_admin=True)
+    password = "hunter2-smtp-Secret"
+    assert live.change(ctx, admin, "smtp_password", password)
+    assert ctx.settings.smtp_password == password
+    other = open_context(ctx.settings)
+    assert live.refresh(other) and other.settings.smtp_password == password
+    with session_scope(ctx.engine) as s:
+        stored = [r.value_json for r in s.exec(select(SettingOverride))]
+        history = [(c.old_json, c.new_json) for c in s.exec(select(SettingChange))]
+    assert stored and password not in stored[0] and "sealed" in stored[0]
+    assert history == [("", live.HIDDEN)]
+    assert all(password not in str(h) for h in live.history(ctx, admin))
+    rows = {r.name: r for r in settings_view.settings_for_admin(ctx, admin)}
+    assert rows["smtp_password"].value == "(set, hidden)"
+    assert ctx.base_settings is not None
+    live.change(ctx, admin, "smtp_host", "mail.example.org")
+    elsewhere = open_context(dataclasses.replace(  # the same database, another server key
+        ctx.base_settings, data_dir=tmp_path / "other", database_url=ctx.settings.db_url))
+    live.refresh(elsewhere)
+    assert (elsewhere.settings.smtp_host, elsewhere.settings.smtp_password) == \
+        ("mail.example.org", "")
+    assert live.reset(ctx, admin, "smtp_password") and ctx.settings.smtp_password == ""
+
+
 def test_another_process_picks_a_change_up_on_refresh(ctx: Context) -> None:
     admin = make_user(ctx, "root", is_admin=True)
     other = open_context(ctx.settings)  # e.g. the supervisor, next to the dashboard
@@ -80,7 +109,7 @@ def test_the_sleep_and_its_warning_move_together(ctx: Context) -> None:
 
 
 @pytest.mark.parametrize("name", ["database_url", "data_dir", "runtime", "port",
-                                  "dashboard_port", "github_client_secret", "smtp_password",
+                                  "dashboard_port", "github_client_secret",
                                   "allow_local_repos", "domain", "process_sandbox"])
 def test_settings_read_at_start_are_refused(ctx: Context, name: str) -> None:
     admin = make_user(ctx, "root", is_admin=True)
