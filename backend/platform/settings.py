@@ -170,6 +170,14 @@ class Settings:
                                     "step under the process runtime (pids cgroup, and "
                                     "RLIMIT_NPROC of the sandbox's user); 0 means no limit.",
                                     default=512)
+    warm_pool_memory_mb: int = _help("Memory budget, in MiB, of the process runtime's warm "
+                                     "pool: for the environments of sleeping apps, a "
+                                     "sandboxed interpreter that has already imported "
+                                     "Streamlit and the heavy libraries waits to become the "
+                                     "next woken app's instance (about 120 MiB each; most "
+                                     "sleeping apps first). Needs the supervisor as root "
+                                     "with the bubblewrap sandbox; 0 means off (every wake "
+                                     "is a cold start).", default=0)
     app_log_max_bytes: int = _help("Size at which an app's log file (`app.log`) is rotated "
                                    "to `app.log.1`; 0 means never rotate. An app's logs on "
                                    "disk stay under app_log_max_bytes × (app_log_backups + "

@@ -243,6 +243,8 @@ class Reconciler:
         # Database reads in a worker thread: the proxy shares this event loop.
         apps = await asyncio.to_thread(self._load_apps)
         self.refresh_routes(apps)
+        self.runtime.prepare_wakes([a.env_hash for a in apps if a.state == "sleeping"
+                                    and a.desired_state == "running"])
         pending = await asyncio.to_thread(load_requests, self.ctx)
         for app in apps:
             app_id = id_of(app)

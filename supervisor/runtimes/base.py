@@ -376,6 +376,12 @@ class Runtime(ABC):
     @abstractmethod
     async def usage(self, app_id: int, state: dict[str, Any]) -> Usage | None: ...
 
+    def prepare_wakes(self, env_hashes: builtins.list[str]) -> None:
+        """The environments (dependency hashes, one per app) of the apps asleep now that
+        wake on a visit: an engine may prepare their wake (the process runtime's warm
+        pool). Returns at once; nothing by default."""
+        return None
+
     def python_versions(self) -> builtins.list[str]:
         """Python versions this engine can build environments for (the deploy form's list)."""
         return []

@@ -11,11 +11,18 @@ stops it too, and the output keeps flowing to disk while no supervisor runs. The
 re-execs itself (`--pump`, working directory `/`), so no process but the app looks like
 the app (command line, cwd). It ignores SIGTERM/SIGINT/SIGHUP so that the app's last lines
 are written, and ends when the app closes its end of the pipe.
+
+`logpipe.py PATH MAX_BYTES BACKUPS --control FIFO -- COMMAND…` (a warm slot of the pool,
+`warm_pool.py`) also reads lines from the FIFO: each is a new PATH, the file from then on
+(the slot's own log until it becomes an app's instance, then the app's `app.log`). The FIFO
+is read before the output whenever both are ready, so what the app writes after the
+supervisor wrote the switch goes to the new file.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 
@@ -57,10 +64,29 @@ def copytruncate(path: str, max_bytes: int, backups: int) -> bool:
     return True
 
 
-def pump(src: int, path: str, max_bytes: int, backups: int) -> None:
+def switched(control: int, path: str) -> str:
+    """The last path written on the control FIFO (`path` when none was)."""
+    lines = os.read(control, 65536).decode(errors="replace").splitlines()
+    named = [line.strip() for line in lines if line.strip()]
+    return named[-1] if named else path
+
+
+def pump(src: int, path: str, max_bytes: int, backups: int, control_path: str = "") -> None:
     out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     size = os.fstat(out).st_size
+    # O_RDWR: the FIFO never reads as ended when its writer closes it
+    control = os.open(control_path, os.O_RDWR | os.O_NONBLOCK) if control_path else -1
     while True:
+        if control >= 0:
+            ready = select.select([control, src], [], [])[0]
+            if control in ready:
+                new = switched(control, path)
+                if new != path:
+                    os.close(out)
+                    path = new
+                    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                    size = os.fstat(out).st_size
+                continue  # read the output only when no switch is waiting
         try:
             data = os.read(src, 65536)
         except InterruptedError:
@@ -93,7 +119,8 @@ def _write(fd: int, data: bytes) -> int:
         return 0
 
 
-def launch(path: str, max_bytes: str, backups: str, command: list[str]) -> None:
+def launch(path: str, max_bytes: str, backups: str, command: list[str],
+           control: str = "") -> None:
     """Fork the writer on a pipe, then become `command` with its output on that pipe."""
     read_end, write_end = os.pipe()
     if os.fork() == 0:  # the writer
@@ -104,7 +131,8 @@ def launch(path: str, max_bytes: str, backups: str, command: list[str]) -> None:
             os.closerange(3, 65536)  # nothing the app inherited (e.g. its secrets' memfd)
             os.chdir("/")
             os.execv(sys.executable, [sys.executable, "-I", os.path.abspath(__file__),
-                                      "--pump", path, max_bytes, backups])
+                                      "--pump", path, max_bytes, backups,
+                                      *([control] if control else [])])
         finally:
             os._exit(70)
     os.close(read_end)
@@ -118,12 +146,17 @@ def main(argv: list[str]) -> int:
     if argv[1] == "--pump":
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
-        pump(0, argv[2], int(argv[3]), int(argv[4]))
+        pump(0, argv[2], int(argv[3]), int(argv[4]), argv[5] if len(argv) > 5 else "")
         return 0
+    control = ""
+    if len(argv) > 6 and argv[4] == "--control":
+        control = argv[5]
+        argv = [*argv[:4], *argv[6:]]
     if len(argv) < 6 or argv[4] != "--":
-        print("usage: logpipe.py PATH MAX_BYTES BACKUPS -- COMMAND...", file=sys.stderr)
+        print("usage: logpipe.py PATH MAX_BYTES BACKUPS [--control FIFO] -- COMMAND...",
+              file=sys.stderr)
         return 64
-    launch(argv[1], argv[2], argv[3], argv[5:])
+    launch(argv[1], argv[2], argv[3], argv[5:], control)
     return 70  # not reached: exec replaced us
 
 

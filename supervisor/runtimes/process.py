@@ -28,6 +28,11 @@ reconciler maintains every running app each pass after polling it, so its period
 (`process_pids_limit`) caps processes and threads; `stop` kills whatever is left in it.
 `usage` reads the memory cgroup (each page once), else the tree's PSS.
 
+Warm pool (`warm_pool.py`, `warm_pool_memory_mb`): as root with the sandbox, an environment
+of sleeping apps may have a slot waiting (`zygote.py`: Streamlit already imported); a start
+that does not run alongside takes it, and the slot becomes the app's instance, with the same
+state file, so poll, stop, adoption and usage work as for a cold start.
+
 Logs: each app's stdout and stderr go through `logpipe.py` (a writer process forked by the
 app's launcher, in the app's process group, outside the sandbox) to `app.log`, rotated at
 `app_log_max_bytes` with `app_log_backups` old files kept. Apps get nothing of our
@@ -37,6 +42,7 @@ environment: a minimal PATH/HOME/LANG plus their own variables.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import logging
 import os
@@ -50,7 +56,15 @@ from typing import Any
 import psutil
 
 from backend.platform.settings import Settings
-from supervisor.runtimes import cgroups, pythons, sandbox, sandbox_commands, workdir
+from supervisor.runtimes import (
+    cgroups,
+    pythons,
+    sandbox,
+    sandbox_commands,
+    warm_pool,
+    warm_slot,
+    workdir,
+)
 from supervisor.runtimes.base import (
     AppSpec,
     BuildError,
@@ -127,6 +141,7 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
         self.memory_mode = cgroups.choose_mode(settings.process_memory_limit)
         self._cgroup_parent = cgroups.install_prefix(settings.data_dir)
         found = sandbox.probe() if settings.process_sandbox != "off" else sandbox.Probe(None)
+        self._warm: warm_pool.WarmPool | None = None
         self._tools = found.tools
         self.isolation = sandbox.choose_isolation(settings.process_sandbox, found)
         self.isolation_problem = found.problem
@@ -140,6 +155,7 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
         else:
             log.info("process runtime isolation=bubblewrap root=%s pids_limit=%d",
                      sandbox.running_as_root(), settings.process_pids_limit)
+        self._warm = warm_pool.make_pool(self)
 
     def refuse_unsandboxed(self, what: str) -> str:
         """The error for a build or start refused because this host cannot sandbox."""
@@ -169,6 +185,9 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
         main = app.checkout / app.main_file
         if not main.is_file():
             raise StartError(f"The main file {app.main_file} is not in the repository.")
+        woken = await self._warm.wake(app, env) if self._warm and not token else None
+        if woken is not None:
+            return woken
         port = free_port()
         home = app.checkout.parent / "home"
         app.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -295,6 +314,8 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
         for group in (self._cgroup(state) if state else None, pids):
             if group is not None:
                 await asyncio.to_thread(group.remove)
+        if state and state.get("warm_slot"):  # its mounts, once its processes are gone
+            await asyncio.to_thread(warm_slot.release, Path(state["warm_slot"]))
         for _, path in self._state_files(app_id):
             current = self._read_path(path)
             if current is None or current.get("pid") == (state or {}).get("pid"):
@@ -313,4 +334,14 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
             keep = {i.state.get(kind, "") for i in instances}
             for path in cgroups.stale_groups(self._cgroup_parent, keep, root):
                 cgroups.Cgroup(path).remove(wait=0)
+        if sandbox.running_as_root():
+            await asyncio.to_thread(warm_pool.clean_up, self, [i.state for i in instances])
         return instances
+
+    def prepare_wakes(self, env_hashes: builtins.list[str]) -> None:
+        if self._warm is not None:
+            self._warm.want(env_hashes)
+
+    async def close(self) -> None:
+        if self._warm is not None:
+            await self._warm.close()

@@ -46,20 +46,23 @@ def read_only_root(root: Path | None) -> list[str]:
 
 def app_command(tools: Tools, *, uid: int, venv: str, checkout: Path, home: Path,
                 secrets_fd: int | None, host_port: int, run_dir: Path, max_procs: int,
-                workdir_bytes: int, command: list[str], root: Path | None = None) -> list[str]:
+                workdir_bytes: int, command: list[str], root: Path | None = None,
+                extra: tuple[str, ...] = ()) -> list[str]:
     """The sandboxed command of an app instance: `command` (Streamlit on
     GUEST_ADDRESS:APP_PORT inside, run by `workdir.py`) runs in /app as `uid`, reachable
     on the host at 127.0.0.1:host_port. /app is a tmpfs of `workdir_bytes` that
     `workdir.py` fills from the checkout, bound read-only at CHECKOUT_IN_INSTANCE.
 
     No --die-with-parent: the instance must outlive a supervisor restart and be adopted.
-    With `root`, that tree is its / (read-only) instead of the host's /usr."""
+    With `root`, that tree is its / (read-only) instead of the host's /usr. `extra`: more
+    bwrap arguments after the checkout's (a warm slot's program and secrets directory)."""
     args = [*view_args(root),
             *identity_binds(identity_files(run_dir, uid, APP_HOME)),
             *prefix_binds(interpreter_prefix(Path(venv))),
             "--ro-bind", venv, venv,
             "--ro-bind", str(checkout.resolve()), workdir.CHECKOUT_IN_INSTANCE,
             "--ro-bind", workdir.SCRIPT, workdir.SCRIPT_IN_INSTANCE,
+            *extra,
             "--bind", str(home), APP_HOME,
             "--perms", f"{workdir.TMPFS_MODE:o}", "--size", str(workdir_bytes),
             "--tmpfs", APP_DIR]
