@@ -316,6 +316,8 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
                 await asyncio.to_thread(group.remove)
         if state and state.get("warm_slot"):  # its mounts, once its processes are gone
             await asyncio.to_thread(warm_slot.release, Path(state["warm_slot"]))
+            if self._warm is None:
+                await asyncio.to_thread(warm_slot.unmount_tree, self.settings.run_path / "warm")
         for _, path in self._state_files(app_id):
             current = self._read_path(path)
             if current is None or current.get("pid") == (state or {}).get("pid"):

@@ -76,6 +76,7 @@ class WarmPool:
         self.starting: set[str] = set()  # folders of slots being started
         self._failed: dict[str, float] = {}  # environment -> when its slot failed
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._waking = 0  # starts from the pool in progress: no slot is started meanwhile
 
     # What the reconciler reports ------------------------------------------------------
@@ -111,7 +112,7 @@ class WarmPool:
             now = time.monotonic()
             missing = [env for env in chosen if env not in self.slots
                        and now - self._failed.get(env, -RETRY_AFTER) >= RETRY_AFTER]
-            if not missing or self._waking:
+            if not missing or self._waking or self._closing:
                 return
             await self._start(missing[0])
 
@@ -128,6 +129,9 @@ class WarmPool:
             ready = await asyncio.to_thread(slot.wait_ready, READY_TIMEOUT)
         finally:
             self.starting.discard(str(slot.folder))
+        if self._closing:
+            await asyncio.to_thread(warm_slot.kill, slot)
+            return
         if not ready:
             log.warning("warm slot of %s did not get ready (see %s)", env,
                         slot.folder / "slot.log")
@@ -180,10 +184,13 @@ class WarmPool:
 
     # Ending ---------------------------------------------------------------------------
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop every slot (a slot being started is stopped once its start returns)."""
+        self._closing = True
+        await self.settle()
         for env in list(self.slots):
             await asyncio.to_thread(warm_slot.kill, self.slots.pop(env))
+        await asyncio.to_thread(warm_slot.unmount_tree,
+                                self.runtime.settings.run_path / "warm")
 
 
 def clean_up(runtime: Any, live: list[dict[str, Any]]) -> None:
@@ -209,3 +216,5 @@ def clean_up(runtime: Any, live: list[dict[str, Any]]) -> None:
             warm_slot.release(folder)
         except OSError as exc:
             log.warning("warm slot directory %s not removed: %s", folder, exc)
+    if pool is None:
+        warm_slot.unmount_tree(runtime.settings.run_path / "warm")

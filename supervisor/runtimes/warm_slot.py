@@ -8,10 +8,13 @@ mount points, `checkout` and `home`, each made a *shared* mount before bwrap sta
 bwrap binds them into the sandbox (at CHECKOUT_IN_INSTANCE and HOME), where they are slaves
 of the host's. At assignment (`assign`) the app's checkout is bound read-only on a staging
 point, remounted read-only and moved onto `checkout`, and the app's home is bound onto
-`home`: both mounts propagate into the waiting sandbox, read-only as made. Until then both
-points are empty directories, so an idle slot sees no app's files. The `run/warm` tree is a
-private mount of its own (a mount can be moved only from under a parent that is not
-shared).
+`home`: both mounts propagate into the waiting sandbox, read-only as made. Then both points
+are made private: a mount namespace someone else made meanwhile (a copy of the host's is a
+peer of every shared mount) would otherwise propagate its unmounts back to the host, and
+from there into the sandbox (seen: an app's checkout and home vanishing from it while other
+sandboxes came and went). Until then both points are empty directories, so an idle slot
+sees no app's files. The `run/warm` tree is a private mount of its own (a mount can be
+moved only from under a parent that is not shared).
 
 Then the slot's cgroups take the app's limits, its log writer switches to the app's log
 (`logpipe.py --control`), the go line is written and the pipe closed: a slot serves one app.
@@ -80,11 +83,11 @@ def shared_point(path: Path) -> None:
 def private_tree(path: Path) -> None:
     """`path` a private mount (once): mounts are moved out of it onto the slots' points."""
     path.mkdir(parents=True, exist_ok=True)
-    try:
-        _mount(None, str(path), MS_PRIVATE | MS_REC)
+    try:  # not recursive: the waiting slots' points must stay shared
+        _mount(None, str(path), MS_PRIVATE)
     except OSError:  # not yet a mount point
         _mount(str(path), str(path), MS_BIND)
-        _mount(None, str(path), MS_PRIVATE | MS_REC)
+        _mount(None, str(path), MS_PRIVATE)
 
 
 def bind_read_only(source: Path, target: Path, staging: Path) -> None:
@@ -263,6 +266,8 @@ def assign(slot: Slot, app: AppSpec, env: EnvRef, secrets_files: bool, pids: int
         bind_read_only(app.checkout.resolve(), slot.folder / "checkout",
                        slot.folder.parent / f"stage-{slot.uid}")
         _mount(str(home), str(slot.folder / "home"), MS_BIND)
+        for point in ("checkout", "home"):  # propagated: now keep them out of other hands
+            _mount(None, str(slot.folder / point), MS_PRIVATE | MS_REC)
         _relimit(slot.groups, app.memory_limit_mb, pids)
         app.log_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(slot.folder / "log.ctl", os.O_WRONLY | os.O_NONBLOCK)
@@ -333,6 +338,12 @@ def release(folder: Path) -> None:
         for path in identity.iterdir():
             path.unlink(missing_ok=True)
         identity.rmdir()
+
+
+def unmount_tree(warm: Path) -> None:
+    """Unmount the slots' private tree once no slot directory is left in it."""
+    if warm.is_dir() and not any(warm.glob("slot-*")):
+        detach(warm)
 
 
 def leftovers(warm: Path, keep: set[str]) -> list[tuple[Path, dict[str, Any]]]:

@@ -100,11 +100,14 @@ def test_two_apps_woken_from_the_pool_see_only_their_own(settings: Any,
     async def scenario() -> dict[str, Any]:
         env = await env_of(runtime, alice)
         out: dict[str, Any] = {}
+        started: list[Any] = []
         try:
             await fill(runtime, env)
             a = await wake(runtime, alice, env)
+            started.append(a)
             await fill(runtime, env)
             b = await wake(runtime, bob, env)
+            started.append(b)
             out["a"], out["b"] = await report(a), await report(b)
             out["a_state"], out["b_state"] = a.state, b.state
             out["a_state_file"] = json.loads(
@@ -128,8 +131,9 @@ def test_two_apps_woken_from_the_pool_see_only_their_own(settings: Any,
             await again.stop(31, adopted[31].state)
             out["after_stop"] = (await runtime.poll(31, a.state)).kind
             out["slot_dir_left"] = Path(a.state["warm_slot"]).exists()
-            await runtime.stop(32, b.state)
         finally:
+            for inst in started:  # a no-op for what is stopped already
+                await runtime.stop(inst.app_id, inst.state)
             await runtime.close()
         return out
 
@@ -186,11 +190,13 @@ def test_a_slot_serves_one_app_and_sees_no_other_checkout(settings: Any,
     async def scenario() -> dict[str, Any]:
         env = await env_of(runtime, alice)
         out: dict[str, Any] = {}
+        started: list[Any] = []
         try:
             await fill(runtime, env)
             assert runtime._warm is not None
             slot = runtime._warm.slots[env.location]
             a = await wake(runtime, alice, env)
+            started.append(a)
             out["taken_again"] = runtime._warm.take(env.location)
             try:  # the supervisor itself cannot hand the same slot to a second app
                 warm_slot.assign(slot, bob, env, True, 0, runtime.isolation)
@@ -206,8 +212,9 @@ def test_a_slot_serves_one_app_and_sees_no_other_checkout(settings: Any,
             out["idle_home"] = os.listdir(root / "home/app")
             out["alice_path_visible"] = (root / str(alice.checkout).lstrip("/")).exists()
             out["alice_still"] = (await report(a))["env"]
-            await runtime.stop(34, a.state)
         finally:
+            for inst in started:
+                await runtime.stop(inst.app_id, inst.state)
             await runtime.close()
         return out
 
