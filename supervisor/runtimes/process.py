@@ -141,7 +141,6 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
         self.memory_mode = cgroups.choose_mode(settings.process_memory_limit)
         self._cgroup_parent = cgroups.install_prefix(settings.data_dir)
         found = sandbox.probe() if settings.process_sandbox != "off" else sandbox.Probe(None)
-        self._warm: warm_pool.WarmPool | None = None
         self._tools = found.tools
         self.isolation = sandbox.choose_isolation(settings.process_sandbox, found)
         self.isolation_problem = found.problem
@@ -155,7 +154,16 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
         else:
             log.info("process runtime isolation=bubblewrap root=%s pids_limit=%d",
                      sandbox.running_as_root(), settings.process_pids_limit)
-        self._warm = warm_pool.make_pool(self)
+        self._slot_host = warm_slot.SlotHost(
+            settings, self._tools, self.isolation, self.memory_mode, self._cgroup_parent,
+            str(LOGPIPE), ENTER_CGROUP, free_port, self.build_root, reads_secrets_files,
+            self._adopt_child, self._process)
+        self._warm = warm_pool.make_pool(self._slot_host)
+
+    def _adopt_child(self, app_id: int, child: subprocess.Popen[bytes],
+                     state: dict[str, Any]) -> None:
+        self._children[child.pid] = child
+        self._write_state(app_id, state)
 
     def refuse_unsandboxed(self, what: str) -> str:
         """The error for a build or start refused because this host cannot sandbox."""
@@ -337,7 +345,8 @@ class ProcessRuntime(EnvBuilds, InstanceLimits, Runtime):
             for path in cgroups.stale_groups(self._cgroup_parent, keep, root):
                 cgroups.Cgroup(path).remove(wait=0)
         if sandbox.running_as_root():
-            await asyncio.to_thread(warm_pool.clean_up, self, [i.state for i in instances])
+            await asyncio.to_thread(warm_pool.clean_up, self._slot_host, self._warm,
+                                    [i.state for i in instances])
         return instances
 
     def prepare_wakes(self, env_hashes: builtins.list[str]) -> None:

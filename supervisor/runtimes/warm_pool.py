@@ -25,13 +25,11 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from supervisor.runtimes import sandbox, warm_slot
 from supervisor.runtimes.base import AppSpec, EnvRef, Instance
-
-if TYPE_CHECKING:
-    from supervisor.runtimes.process import ProcessRuntime
+from supervisor.runtimes.warm_slot import SlotHost
 
 log = logging.getLogger("supervisor.runtimes.warm_pool")
 ESTIMATE_MB = 160  # a slot's cost before any was measured (Streamlit + pandas: ~120 MiB)
@@ -49,26 +47,26 @@ def choose(demand: dict[str, int], budget_mb: int, cost_mb: int) -> list[str]:
     return ranked[:budget_mb // cost_mb]
 
 
-def make_pool(runtime: ProcessRuntime) -> WarmPool | None:
+def make_pool(host: SlotHost) -> WarmPool | None:
     """The pool, or None (one log line saying why) when this runtime cannot keep one."""
-    budget = runtime.settings.warm_pool_memory_mb
+    budget = host.settings.warm_pool_memory_mb
     why = ""
     if budget <= 0:
         why = "warm_pool_memory_mb is 0"
-    elif runtime.isolation != sandbox.BUBBLEWRAP:
-        why = f"apps are not sandboxed (isolation={runtime.isolation})"
+    elif host.isolation != sandbox.BUBBLEWRAP or host.tools is None:
+        why = f"apps are not sandboxed (isolation={host.isolation})"
     elif not sandbox.running_as_root():
         why = "the supervisor is not root (the slots' mounts need it)"
     if why:
         log.info("warm pool off: %s; every wake is a cold start", why)
         return None
     log.info("warm pool on: budget=%d MiB", budget)
-    return WarmPool(runtime, budget)
+    return WarmPool(host, budget)
 
 
 class WarmPool:
-    def __init__(self, runtime: ProcessRuntime, budget_mb: int) -> None:
-        self.runtime = runtime
+    def __init__(self, host: SlotHost, budget_mb: int) -> None:
+        self.host = host
         self.budget_mb = budget_mb
         self.slots: dict[str, warm_slot.Slot] = {}  # environment -> its slot
         self.demand: dict[str, int] = {}
@@ -83,7 +81,7 @@ class WarmPool:
     def want(self, env_hashes: list[str]) -> None:
         """The sleeping apps' environments (by dependency hash, repeated per app): the
         pool follows them in the background."""
-        envs = self.runtime.settings.envs_path
+        envs = self.host.settings.envs_path
         self.demand = dict(Counter(str(envs / h) for h in env_hashes
                                    if h and "/" not in h and not h.startswith(".")))
         if self._task is None or self._task.done():
@@ -118,7 +116,7 @@ class WarmPool:
 
     async def _start(self, env: str) -> None:
         try:
-            slot = await asyncio.to_thread(warm_slot.launch, self.runtime, env,
+            slot = await asyncio.to_thread(warm_slot.launch, self.host, env,
                                            self.budget_mb)
         except Exception as exc:  # a slot that cannot start: wakes stay cold
             log.warning("warm slot of %s could not start: %s", env, exc)
@@ -161,14 +159,12 @@ class WarmPool:
         slot = self.take(env.location)
         if slot is None:
             return None
-        from supervisor.runtimes.process import reads_secrets_files
-
-        rt = self.runtime
+        host = self.host
         self._waking += 1
         try:
             state = await asyncio.to_thread(
-                warm_slot.assign, slot, app, env, reads_secrets_files(env.location),
-                rt.settings.process_pids_limit, rt.isolation)
+                warm_slot.assign, slot, app, env, host.secrets_files(env.location),
+                host.settings.process_pids_limit, host.isolation)
         except warm_slot.AssignError as exc:
             log.warning("app=%s warm slot uid=%d could not be assigned (%s); starting cold",
                         app.app_id, slot.uid, exc)
@@ -176,8 +172,7 @@ class WarmPool:
             return None
         finally:
             self._waking -= 1
-        rt._children[slot.pid] = slot.popen
-        rt._write_state(app.app_id, state)
+        host.adopt(app.app_id, slot.popen, state)
         log.info("app=%s woken from the warm slot uid=%d pid=%d port=%d", app.app_id,
                  slot.uid, slot.pid, slot.port)
         return Instance(app.app_id, ("127.0.0.1", slot.port), state, app.generation)
@@ -190,21 +185,20 @@ class WarmPool:
         for env in list(self.slots):
             await asyncio.to_thread(warm_slot.kill, self.slots.pop(env))
         await asyncio.to_thread(warm_slot.unmount_tree,
-                                self.runtime.settings.run_path / "warm")
+                                self.host.settings.run_path / "warm")
 
 
-def clean_up(runtime: Any, live: list[dict[str, Any]]) -> None:
+def clean_up(host: SlotHost, pool: WarmPool | None, live: list[dict[str, Any]]) -> None:
     """Kill and unmount the slots an earlier supervisor left (those no live instance's
     state names; a woken instance keeps its slot's directory until it stops)."""
     from supervisor.runtimes import cgroups
     from supervisor.runtimes.process_state import kill_members, terminate_group
 
-    pool = getattr(runtime, "_warm", None)
     keep = {str(s.get("warm_slot")) for s in live if s.get("warm_slot")}
     keep |= {str(slot.folder) for slot in (pool.slots.values() if pool else [])}
     keep |= set(pool.starting) if pool else set()
-    for folder, info in warm_slot.leftovers(runtime.settings.run_path / "warm", keep):
-        proc = runtime._process(info) if info.get("pid") else None
+    for folder, info in warm_slot.leftovers(host.settings.run_path / "warm", keep):
+        proc = host.live(info) if info.get("pid") else None
         if proc is not None:
             terminate_group(proc.pid, 0.0)
         for kind in ("cgroup", "pids_cgroup"):
@@ -217,4 +211,4 @@ def clean_up(runtime: Any, live: list[dict[str, Any]]) -> None:
         except OSError as exc:
             log.warning("warm slot directory %s not removed: %s", folder, exc)
     if pool is None:
-        warm_slot.unmount_tree(runtime.settings.run_path / "warm")
+        warm_slot.unmount_tree(host.settings.run_path / "warm")

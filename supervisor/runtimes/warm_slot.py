@@ -33,12 +33,14 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from backend.platform.settings import Settings
 from supervisor.runtimes import cgroups, sandbox, sandbox_commands, workdir
 from supervisor.runtimes.base import AppSpec, EnvRef, streamlit_command
 
@@ -56,6 +58,25 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 class AssignError(Exception):
     """The slot could not become the app's instance (then the app starts cold)."""
+
+
+@dataclass(frozen=True)
+class SlotHost:
+    """What the slots need of their process runtime, which makes this (`ProcessRuntime`)."""
+
+    settings: Settings
+    tools: sandbox.Tools | None
+    isolation: str
+    memory_mode: str
+    cgroup_parent: str
+    logpipe: str  # logpipe.py
+    enter_cgroup: str  # the shell line that joins the cgroups, then runs the rest
+    free_port: Callable[[], int]
+    build_root: Callable[[Path], tuple[list[str], Path | None]]
+    secrets_files: Callable[[str], bool]  # whether the venv's Streamlit has secrets.files
+    # the instance started: remember the child, write its state file
+    adopt: Callable[[int, subprocess.Popen[bytes], dict[str, Any]], None]
+    live: Callable[[dict[str, Any]], psutil.Process | None]  # the process a state names
 
 
 def _mount(source: str | None, target: str, flags: int) -> None:
@@ -168,16 +189,16 @@ class Slot:
         return None
 
 
-def launch(runtime: Any, env: str, memory_mb: int) -> Slot:
+def launch(host: SlotHost, env: str, memory_mb: int) -> Slot:
     """Start a slot of environment `env` (its memory cgroup limited to `memory_mb`)."""
-    settings = runtime.settings
+    settings = host.settings
     uid = free_uid()
     folder = settings.run_path / "warm" / f"slot-{uid}"
     private_tree(folder.parent)
     folder.mkdir(mode=0o700)
     groups: dict[str, cgroups.Cgroup] = {}
     try:
-        return _launch(runtime, env, memory_mb, uid, folder, groups)
+        return _launch(host, env, memory_mb, uid, folder, groups)
     except BaseException:
         for group in groups.values():
             group.remove(wait=0)
@@ -185,11 +206,10 @@ def launch(runtime: Any, env: str, memory_mb: int) -> Slot:
         raise
 
 
-def _launch(runtime: Any, env: str, memory_mb: int, uid: int, folder: Path,
+def _launch(host: SlotHost, env: str, memory_mb: int, uid: int, folder: Path,
             groups: dict[str, cgroups.Cgroup]) -> Slot:
-    from supervisor.runtimes.process import ENTER_CGROUP, LOGPIPE, free_port
-
-    settings = runtime.settings
+    settings = host.settings
+    assert host.tools is not None
     checkout, home = folder / "checkout", folder / "home"
     shared_point(checkout)
     shared_point(home)
@@ -197,25 +217,25 @@ def _launch(runtime: Any, env: str, memory_mb: int, uid: int, folder: Path,
     os.chmod(home, 0o700)
     log_path, control = folder / "slot.log", folder / "log.ctl"
     os.mkfifo(control, 0o600)
-    port = free_port()
-    if runtime.memory_mode == "cgroup":
-        groups["cgroup"] = cgroups.MemoryCgroup.create(runtime._cgroup_parent, 0, memory_mb)
+    port = host.free_port()
+    if host.memory_mode == "cgroup":
+        groups["cgroup"] = cgroups.MemoryCgroup.create(host.cgroup_parent, 0, memory_mb)
     if settings.process_pids_limit > 0 and cgroups.pids_available():
         groups["pids_cgroup"] = cgroups.PidsCgroup.create(
-            runtime._cgroup_parent, 0, settings.process_pids_limit)
-    prefix, root = runtime.build_root(Path(env))
+            host.cgroup_parent, 0, settings.process_pids_limit)
+    prefix, root = host.build_root(Path(env))
     command = prefix + sandbox_commands.app_command(
-        runtime._tools, uid=uid, venv=env, checkout=checkout, home=home, secrets_fd=None,
+        host.tools, uid=uid, venv=env, checkout=checkout, home=home, secrets_fd=None,
         host_port=port, run_dir=settings.run_path, max_procs=settings.process_pids_limit,
         workdir_bytes=workdir.workdir_bytes(settings.app_workdir_size_mb),
         command=[f"{env}/bin/python", ZYGOTE_IN_INSTANCE], root=root,
         extra=("--ro-bind", ZYGOTE, ZYGOTE_IN_INSTANCE, "--perms", "1777", "--size",
                str(SECRETS_TMPFS_BYTES), "--tmpfs", str(Path(sandbox.SECRETS_IN_SANDBOX).parent)))
-    command = [sys.executable, "-I", str(LOGPIPE), str(log_path),
+    command = [sys.executable, "-I", host.logpipe, str(log_path),
                str(settings.app_log_max_bytes), str(settings.app_log_backups),
                "--control", str(control), "--", *command]
     if groups:
-        command = ["/bin/sh", "-c", ENTER_CGROUP,
+        command = ["/bin/sh", "-c", host.enter_cgroup,
                    " ".join(str(g.procs_file) for g in groups.values()), *command]
     go_r, go_w = os.pipe()
     ready_r, ready_w = os.pipe()

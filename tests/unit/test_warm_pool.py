@@ -63,9 +63,12 @@ class FakeSettings:
 
 
 @dataclass
-class FakeRuntime:
+class FakeHost:
+    """The part of `warm_slot.SlotHost` the pool itself reads."""
+
     settings: FakeSettings
     isolation: str = sandbox.BUBBLEWRAP
+    tools: object = "tools"
 
 
 @pytest.fixture
@@ -74,7 +77,7 @@ def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> warm_pool.WarmPool:
         (tmp_path / name).mkdir()
     launched: list[FakeSlot] = []
 
-    def launch(runtime: Any, env: str, memory_mb: int) -> FakeSlot:
+    def launch(host: Any, env: str, memory_mb: int) -> FakeSlot:
         if env.endswith("/d"):
             raise OSError("no room")
         slot = FakeSlot(env, tmp_path / f"slot-{len(launched)}")
@@ -85,7 +88,7 @@ def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> warm_pool.WarmPool:
         slot.killed = True
     monkeypatch.setattr(warm_slot, "launch", launch)
     monkeypatch.setattr(warm_slot, "kill", kill)
-    made = warm_pool.WarmPool(FakeRuntime(FakeSettings(tmp_path)), 400)  # type: ignore[arg-type]
+    made = warm_pool.WarmPool(FakeHost(FakeSettings(tmp_path)), 400)  # type: ignore[arg-type]
     made.launched = launched  # type: ignore[attr-defined]
     return made
 
@@ -133,11 +136,11 @@ def test_a_slot_that_never_gets_ready_is_killed(pool: warm_pool.WarmPool,
 def test_the_pool_is_off_without_budget_sandbox_or_root(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "running_as_root", lambda: True)
-    on = FakeRuntime(FakeSettings(tmp_path))
+    on = FakeHost(FakeSettings(tmp_path))
     assert warm_pool.make_pool(on) is not None  # type: ignore[arg-type]
-    assert warm_pool.make_pool(FakeRuntime(  # type: ignore[arg-type]
+    assert warm_pool.make_pool(FakeHost(  # type: ignore[arg-type]
         FakeSettings(tmp_path, warm_pool_memory_mb=0))) is None
-    assert warm_pool.make_pool(FakeRuntime(  # type: ignore[arg-type]
+    assert warm_pool.make_pool(FakeHost(  # type: ignore[arg-type]
         FakeSettings(tmp_path), isolation=sandbox.SINGLE_TENANT)) is None
     monkeypatch.setattr(sandbox, "running_as_root", lambda: False)
     assert warm_pool.make_pool(on) is None  # type: ignore[arg-type]
