@@ -64,6 +64,9 @@ class DockerRuntime(DockerEngine, Runtime):
                  api: DockerAPI | None = None) -> None:
         super().__init__(settings, client, api=api)
         self._network_id: str | None = None  # of docker_network, once ensured
+        # (app, image id) -> whether a check container of the image ran sh after a
+        # container of it for the app could not (`_image_verdict`)
+        self._rechecked: dict[tuple[int, str], bool] = {}
 
     async def ensure_network(self) -> str | None:
         """The id of `docker_network`, created when missing; containers join it by id, so a
@@ -133,11 +136,27 @@ class DockerRuntime(DockerEngine, Runtime):
         except docker.errors.APIError as exc:
             raise create_failure(exc, "container") from None
 
-    async def _forget_broken_image(self, app: AppSpec, image: str) -> None:
+    async def _image_verdict(self, app: AppSpec, image_id: str) -> str:
+        """After tini could not exec sh in the app's container of `image_id`: "again" the
+        first time a check container of the image runs sh (start once more), "container"
+        when it ran sh before (the app's container, not the image, is at fault), "broken"
+        when the check cannot run sh either (untag: the next start builds it again)."""
+        key = (app.app_id, image_id)
+        if key in self._rechecked:
+            return "container" if self._rechecked[key] else "broken"
+        runs = bool(await self.images.runs_sh(image_id))
+        self._rechecked[key] = runs
+        log.warning("app=%s container of env image %s could not exec sh; a check container "
+                    "of it %s", app.app_id, image_id[:19],
+                    "runs sh: starting again" if runs else "does not either")
+        return "again" if runs else "broken"
+
+    async def _forget_broken_image(self, app: AppSpec, image: str, image_id: str) -> None:
         """Untag an env image that cannot run the app's command line (no sh), so the next
-        deploy or reboot builds it instead of reusing it."""
+        deploy or reboot builds it instead of reusing it; not when the tag names another
+        image by now (one built again since)."""
         try:
-            await self.images.untag(image)
+            await self.images.untag(image, only=image_id)
         except docker.errors.APIError as exc:
             log.warning("app=%s env image %s cannot run sh; untagging failed: %s",
                         app.app_id, image, exc.explanation or exc)
@@ -162,9 +181,16 @@ class DockerRuntime(DockerEngine, Runtime):
                 self._network_id = None
                 raise TryAgain(f"The app container did not start: {detail}", delay=0) from None
             image = (container.attrs.get("Config") or {}).get("Image") or ""
+            image_id = str(container.attrs.get("Image") or "")
             advice = broken_image_advice(detail, image or "of this app")
-            if advice and image:
-                await self._forget_broken_image(app, image)
+            verdict = await self._image_verdict(app, image_id) if advice and image_id \
+                else "broken"
+            if verdict == "again":
+                raise TryAgain(f"The app container did not start: {detail}", delay=0) from None
+            if verdict == "container":
+                advice = ""
+            elif advice and image:
+                await self._forget_broken_image(app, image, image_id)
             message = f"The app container did not start: {detail}"
             raise StartError(f"{advice}\n{message}" if advice else message) from None
         name = self.instance_name(app, token)

@@ -220,10 +220,19 @@ class ImageBuilder:
         finally:
             await asyncio.shield(self._remove(container))
 
-    async def untag(self, image: str) -> None:
+    async def runs_sh(self, image_id: str) -> bool | None:
+        """Whether a check container of `image_id` runs sh and the environment's Python
+        (None: the daemon did not answer)."""
+        code, _ = await self._probe(image_id)
+        return None if code is None else code == 0
+
+    async def untag(self, image: str, only: str = "") -> None:
         """Remove the tag (and the image, unless a container still uses it): the next
-        `ensure_env` of its dependencies builds it again."""
+        `ensure_env` of its dependencies builds it again. With `only` (an image id), only
+        while the tag still names that image."""
         try:
+            if only and (await self._call(self._client().images.get, image)).id != only:
+                return
             await self._call(self._client().images.remove, image, force=True)
         except docker.errors.ImageNotFound:
             pass
