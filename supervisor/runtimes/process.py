@@ -46,6 +46,7 @@ import builtins
 import functools
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -58,6 +59,7 @@ import psutil
 from backend.platform.settings import Settings
 from supervisor.runtimes import (
     cgroups,
+    ports,
     pythons,
     sandbox,
     sandbox_commands,
@@ -88,10 +90,24 @@ __all__ = ["LOGPIPE", "ProcessRuntime", "free_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now, picked below the kernel's ephemeral range: that range
+    also serves every outgoing connection's local port, so a port picked from it (bind to 0)
+    was at times taken again before the app's forwarder could listen on it."""
+    low = ports.ephemeral_low()
+    for _ in range(64):
+        port = random.randrange(ports.FIRST_APP_PORT, low) if low > ports.FIRST_APP_PORT \
+            else 0
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            found: int = s.getsockname()[1]
+            return found
     with socket.socket() as s:
         s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+        fallback: int = s.getsockname()[1]
+        return fallback
 
 
 def _spawn(command: list[str], cwd: str, env: dict[str, str], fds: tuple[int, ...],
