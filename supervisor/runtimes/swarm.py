@@ -37,6 +37,8 @@ fills in the steps of `Runtime.start` and `Runtime.list` for services. What diff
 - Secrets reach the task as a Swarm secret (`swarm_secrets`); the checkout, workdir script,
   log file and CA bundle are bind mounts of host paths every node must have (one machine,
   or a shared filesystem at the same paths).
+- No virtual IP (`dnsrr`): the proxy reaches tasks at their own addresses. On an overlay,
+  a global anchor service keeps every node on the network (`swarm_anchor`).
 - What swarm cannot apply of the container's arguments: see `swarm_spec`.
 
 `Instance.state` is `{"service_id", "name", "addresses"}` (the reconciler matches a saved
@@ -50,6 +52,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.types import EndpointSpec
 
 from backend.platform.settings import Settings
 from supervisor.runtimes import docker_spec, smaps
@@ -73,6 +76,7 @@ from supervisor.runtimes.docker_api import (
     file_size,
     usage_from_stats,
 )
+from supervisor.runtimes.swarm_anchor import ensure_anchor
 from supervisor.runtimes.swarm_secrets import attach_secrets, prune_secrets
 from supervisor.runtimes.swarm_spec import (  # noqa: F401 - NOT_A_MANAGER: this module's API
     NOT_A_MANAGER,
@@ -88,6 +92,7 @@ ALIVE = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "re
          "starting", "running"}
 POLL_STEP = 0.1  # seconds between looks at a task that is being scheduled or removed
 REPORT_LINES = 20  # of the app log, in a StartError
+DNS_ROUND_ROBIN = EndpointSpec(mode="dnsrr")
 
 
 def _state(task: dict[str, Any]) -> str:
@@ -117,6 +122,7 @@ class SwarmRuntime(DockerEngine, Runtime):
                  api: DockerAPI | None = None) -> None:
         super().__init__(settings, client, api=api)
         self._network: tuple[str, str] | None = None  # (name, driver), once ready
+        self._anchored = False  # the overlay network's anchor (swarm_anchor) is ensured
         self._node_id = ""
 
     # Environments ----------------------------------------------------------------------
@@ -242,6 +248,9 @@ class SwarmRuntime(DockerEngine, Runtime):
         args = docker_spec.container_args(self.settings, self.install_id, app, env, token)
         image = await image_ref(self.api, self.settings.swarm_registry, env)
         network, driver = await self.ensure_network()
+        if driver == "overlay" and not self._anchored:
+            self._anchored = True
+            await ensure_anchor(self.api, network, image)
         client = self.api.client()
         template = task_template(self.settings, args, image, self.install_id, app, network,
                                  driver, await self._local_node(),
@@ -252,7 +261,7 @@ class SwarmRuntime(DockerEngine, Runtime):
         try:
             created = await self.api.call(
                 client.api.create_service, template, labels=dict(args["labels"]), mode=mode,
-                name=self.instance_name(app, token))
+                name=self.instance_name(app, token), endpoint_spec=DNS_ROUND_ROBIN)
         except docker.errors.APIError as exc:
             raise create_failure(exc, "service") from None
         return (created["ID"], log_offset)
