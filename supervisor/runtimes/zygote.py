@@ -6,8 +6,9 @@ instance's (empty /app tmpfs as its working directory), as a uid of its own:
 
     python zygote.py
 
-It imports Streamlit's CLI, server, script runner and elements, and pandas, numpy, pyarrow
-and altair when installed (each import guarded), writes "ready" on the file descriptor
+It imports Streamlit's CLI, server, script runner and elements, pandas, numpy, pyarrow
+and altair, and what Streamlit's server start and first session import lazily (`LAZY`),
+those installed (each import guarded), writes "ready" on the file descriptor
 named by STCLOUD_READY_FD, then blocks reading ONE JSON line on stdin (a pipe only the
 supervisor holds; end of file means the supervisor is gone, and the slot exits). The line:
 
@@ -31,6 +32,15 @@ import sys
 
 SECRETS_DIR = "/run/secrets"  # a tmpfs of the slot, as the cold start's file
 HEAVY = ("pandas", "numpy", "pyarrow", "altair")
+# What Streamlit's server start and first session import lazily (those a release has):
+# its ASGI server and websocket stack, the file watcher, Arrow's pandas bridge, narwhals.
+LAZY = ("streamlit.web.server.starlette", "streamlit.web.server.server",
+        "streamlit.watcher.polling_path_watcher", "streamlit.runtime.scriptrunner.magic_funcs",
+        "uvicorn.main", "uvicorn.server", "uvicorn.config", "uvicorn.lifespan.on",
+        "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.websockets.websockets_impl",
+        "starlette.websockets", "websockets", "anyio._backends._asyncio", "h11", "tornado.web",
+        "requests", "narwhals", "pyarrow.pandas_compat", "multiprocessing.connection",
+        "logging.config", "logging.handlers", "configparser", "http.cookiejar")
 
 
 def preload() -> list[str]:
@@ -38,7 +48,7 @@ def preload() -> list[str]:
     loaded = []
     for name in ("streamlit", "streamlit.web.cli", "streamlit.web.bootstrap",
                  "streamlit.web.server", "streamlit.runtime.scriptrunner",
-                 "streamlit.elements", *HEAVY):
+                 "streamlit.elements", *HEAVY, *LAZY):
         try:
             __import__(name)
             loaded.append(name)
