@@ -174,7 +174,7 @@ class Settings:
                                      "pool: for the environments of sleeping apps, a "
                                      "sandboxed interpreter that has already imported "
                                      "Streamlit and the heavy libraries waits to become the "
-                                     "next woken app's instance (about 120 MiB each; most "
+                                     "next woken app's instance (about 150 MiB each; most "
                                      "sleeping apps first). Needs the supervisor as root "
                                      "with the bubblewrap sandbox; 0 means off (every wake "
                                      "is a cold start).", default=0)

@@ -32,7 +32,7 @@ from supervisor.runtimes.base import AppSpec, EnvRef, Instance
 from supervisor.runtimes.warm_slot import SlotHost
 
 log = logging.getLogger("supervisor.runtimes.warm_pool")
-ESTIMATE_MB = 160  # a slot's cost before any was measured (Streamlit + pandas: ~120 MiB)
+ESTIMATE_MB = 160  # a slot's cost before any was measured (Streamlit + pandas: ~150 MiB)
 READY_TIMEOUT = 120.0  # seconds for a slot's imports, on a busy machine
 RETRY_AFTER = 60.0  # seconds before an environment whose slot failed is tried again
 
