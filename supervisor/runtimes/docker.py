@@ -163,6 +163,21 @@ class DockerRuntime(DockerEngine, Runtime):
             return
         log.warning("app=%s env image %s cannot run sh; untagged", app.app_id, image)
 
+    async def _exec_sh(self, container: Any) -> bool | None:
+        """Whether `sh` runs in the started container (what its command line needs); None
+        when it cannot be asked (the container already ended: the caller's health check
+        reports that). On this daemon a container has at times started on an empty root
+        filesystem (its overlay not mounted: tini's "exec sh failed", exit 127, either at
+        once or a moment later), its image being fine."""
+        try:
+            result = await self.api.call(container.exec_run, ["sh", "-c", ":"])
+        except docker.errors.APIError:
+            return None
+        if result.exit_code == 0:
+            return True
+        output = (result.output or b"").decode(errors="replace")
+        return False if result.exit_code in (126, 127) and "not found" in output else None
+
     async def run_instance(self, app: AppSpec, created: Any, token: str) -> Instance:
         container = created
         log_offset = file_size(app.log_path)
@@ -193,6 +208,16 @@ class DockerRuntime(DockerEngine, Runtime):
                 await self._forget_broken_image(app, image, image_id)
             message = f"The app container did not start: {detail}"
             raise StartError(f"{advice}\n{message}" if advice else message) from None
+        if await self._exec_sh(container) is False:
+            await self.api.remove(container)
+            message = ("The app container started without its root filesystem (sh is not "
+                       "there, although its image has it)")
+            key = (app.app_id, "rootfs")
+            if key in self._rechecked:
+                raise StartError(f"{message}. Reboot the app to try again.")
+            self._rechecked[key] = True
+            log.warning("app=%s %s; starting it again", app.app_id, message)
+            raise TryAgain(message, delay=0)
         name = self.instance_name(app, token)
         state: dict[str, Any] = {"container_id": container.id, "name": name, "port": port}
         if token:

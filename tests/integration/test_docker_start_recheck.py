@@ -89,3 +89,37 @@ def test_a_container_that_keeps_failing_is_not_called_a_broken_image(
     assert "exec sh failed" in message and "is broken" not in message, message
     assert docker_client.images.get(env.location).id == image_id, "the image keeps its tag"
     assert not app_containers(docker_client, runtime, 42)
+
+
+class RunsWithoutShell(DockerAPI):
+    """The first app container runs (a plain `sleep`), but finds no sh: what a container
+    started on an empty root filesystem looks like to the runtime's check."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.broken: list[str] = []
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__name__", "") == "create" and "environment" in kwargs \
+                and not self.broken:
+            kwargs = {**kwargs, "command": ["/bin/sleep", "120"],
+                      "environment": {**kwargs["environment"], "PATH": "/nowhere"}}
+            made = await super().call(fn, *args, **kwargs)
+            self.broken.append(made.id)
+            return made
+        return await super().call(fn, *args, **kwargs)
+
+
+def test_a_running_container_without_sh_is_replaced_before_it_is_handed_out(
+        dsettings: Settings, docker_client: Any, tmp_path: Path) -> None:
+    path = checkout(tmp_path, "nosh")
+    api = RunsWithoutShell(docker_client)
+    runtime = DockerRuntime(dsettings, api=api)
+    try:
+        env = _env(runtime, dsettings, path)
+        instance = asyncio.run(runtime.start(app(dsettings, path, 43), env))
+        assert api.broken and instance.state["container_id"] not in api.broken
+        assert [c.id for c in app_containers(docker_client, runtime, 43)] == \
+            [instance.state["container_id"]], "the container without sh is removed"
+    finally:
+        remove_docker_installation(docker_client, runtime)
