@@ -44,6 +44,7 @@ through sign-in to the app).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from html import escape
@@ -59,7 +60,7 @@ from backend.signin_tokens import DatabaseTokens
 from models import id_of
 from supervisor.proxy import cookies, pages, state_pages
 from supervisor.proxy.access import Access, RateLimit, Visitor, client_key
-from supervisor.routes import RouteTable
+from supervisor.routes import RouteTable, load_route
 
 RETURN_TTL = 15 * 60
 SIGNOUT_TTL = 120
@@ -172,6 +173,8 @@ class SignIn:
     async def authorize(self, request: web.Request) -> web.Response:
         sub = request.query.get("app", "")
         route = self.routes.get(sub) if sub else None
+        if route is None and sub:  # deployed a moment ago: its row exists, its route not yet
+            route = await asyncio.to_thread(load_route, self.access.ctx, sub)
         if route is None:
             return pages.not_found_page(f"{sub}.{self.settings.domain}", self.settings)
         nxt = identity.safe_next(request.query.get("next"))
